@@ -1,0 +1,58 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "workstation",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "workstation", targets: ["workstation"]),
+        .library(name: "WorkstationCore", targets: ["WorkstationCore"]),
+        .library(name: "WorkstationHost", targets: ["WorkstationHost"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // Pure: roster and settings loading, validation, desired state, planner, renderers.
+        .target(name: "WorkstationCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Effects: host root, snapshot readers, adapters, executor, lock, journal, state.
+        .target(name: "WorkstationHost", dependencies: ["WorkstationCore"]),
+        // Network clients (Authentik, Vault, Kubernetes), each behind a protocol.
+        .target(
+            name: "WorkstationIntegrations",
+            dependencies: [
+                "WorkstationCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
+        // Data plane: per-user reverse proxy and the ttyd login shim.
+        .target(
+            name: "WorkstationDispatch",
+            dependencies: [
+                "WorkstationCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+        .executableTarget(
+            name: "workstation",
+            dependencies: [
+                "WorkstationCore", "WorkstationHost", "WorkstationIntegrations", "WorkstationDispatch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
+        .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["WorkstationCore", "WorkstationHost"],
+            resources: []),
+    ]
+)

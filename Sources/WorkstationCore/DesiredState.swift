@@ -1,0 +1,159 @@
+import Foundation
+
+/// One provisioned (non-admin) person: what their host-side resources should be.
+public struct DesiredUser: Sendable, Hashable {
+    public var entry: RosterEntry
+    /// Pinned, existing, recorded or newly allocated uid.
+    public var uid: Int
+    /// `/home/alice`, or the existing account's home.
+    public var home: String
+    /// Groups workstation manages for this person (the `workstation` group, the tier group, roster extras).
+    public var groups: [String]
+    /// Unit template -> port.
+    public var ports: [String: Int]
+    /// True when the account already exists in `/etc/passwd`.
+    public var accountExists: Bool
+
+    public var osUser: String { entry.osUser }
+}
+
+/// What the host should look like: the output of `desire`, input of `plan`.
+public struct DesiredState: Sendable, Hashable {
+    public var users: [DesiredUser] = []
+    /// Everyone routed in the derived files, admins included.
+    public var identities: [RoutedIdentity] = []
+    public var ttydUserMap = Data()
+    public var dispatch = Data()
+    /// Ports to record in state: template -> os_user -> port.
+    public var ports: [String: [String: Int]] = [:]
+    /// os_users workstation manages (state) that left the roster: offboard pending.
+    public var departed: [String] = []
+    /// Host-aware roster problems (a pinned uid another account holds...), located at the roster entry.
+    public var diagnostics: [Diagnostic] = []
+}
+
+/// Computes the desired state. Pure: reads only its arguments.
+///
+/// uids: pinned, else the existing account's, else the one recorded in state, else the lowest free uid in
+/// `UID_MIN...UID_MAX` that is no account's uid, no group's gid (so the user private group gets the same number)
+/// and not retired. Ports: pinned, else recorded in state, else found in the existing dispatch.json, else the
+/// lowest free port of the unit's range.
+public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -> DesiredState {
+    var out = DesiredState()
+    let state = snapshot.state
+    let rosterNames = Set(roster.entries.map(\.osUser))
+
+    // Host-aware checks, located at the roster entry.
+    for e in roster.entries {
+        if let pinned = e.uid, let holder = snapshot.passwd.first(where: { $0.uid == pinned && $0.name != e.osUser }) {
+            out.diagnostics.append(Diagnostic(e.location, "uid \(pinned) of '\(e.osUser)' is already used by account '\(holder.name)'; pick a free uid or remove the pin"))
+        }
+        if let pinned = e.uid, state.retiredUids.contains(pinned), snapshot.account(e.osUser) == nil {
+            out.diagnostics.append(Diagnostic(e.location, "uid \(pinned) of '\(e.osUser)' belonged to an archived account and is retired; pick another"))
+        }
+        if !e.isAdopted, let acct = snapshot.account(e.osUser), acct.uid < snapshot.uidRange.lowerBound {
+            out.diagnostics.append(Diagnostic(e.location, "os_user '\(e.osUser)' is a system account (uid \(acct.uid)); pick another name"))
+        }
+        if !e.isAdopted, let pinned = e.uid, let acct = snapshot.account(e.osUser), acct.uid != pinned {
+            out.diagnostics.append(Diagnostic(e.location, "'\(e.osUser)' exists with uid \(acct.uid), but the roster pins \(pinned); workstation never renumbers an account, fix the pin"))
+        }
+    }
+
+    // uids.
+    var takenUids = Set(snapshot.passwd.map(\.uid)).union(snapshot.groups.map(\.gid)).union(state.retiredUids)
+    takenUids.formUnion(roster.entries.compactMap(\.uid))
+    for (name, a) in state.accounts where !rosterNames.contains(name) { takenUids.insert(a.uid) }
+    var uids: [String: Int] = [:]
+    for e in roster.entries where !e.isAdopted {
+        if let acct = snapshot.account(e.osUser) {
+            uids[e.osUser] = acct.uid
+        } else if let pinned = e.uid {
+            uids[e.osUser] = pinned
+        } else if let recorded = state.accounts[e.osUser]?.uid, !snapshot.passwd.contains(where: { $0.uid == recorded }) {
+            uids[e.osUser] = recorded
+            takenUids.insert(recorded)
+        }
+    }
+    for e in roster.entries where !e.isAdopted && uids[e.osUser] == nil {
+        var candidate = snapshot.uidRange.lowerBound
+        while takenUids.contains(candidate) && candidate < snapshot.uidRange.upperBound { candidate += 1 }
+        uids[e.osUser] = candidate
+        takenUids.insert(candidate)
+    }
+
+    // Identities for the derived files: roster entries, then admins declared in settings.
+    struct Person { var os: String; var ak: String; var pinned: [String: Int]; var adopted: Bool }
+    var people: [Person] = roster.entries.map { e in
+        var pinned = e.ports
+        if let p = e.port { pinned[settings.primaryUnit.template] = p }
+        return Person(os: e.osUser, ak: e.authentikUser, pinned: pinned, adopted: e.isAdopted)
+    }
+    for a in settings.admins where roster[a.osUser] == nil {
+        people.append(Person(os: a.osUser, ak: a.authentikUser, pinned: a.port.map { [settings.primaryUnit.template: $0] } ?? [:], adopted: true))
+    }
+
+    // Ports: admins take only the primary unit (their other units are their own business).
+    let existingDispatch = adoptablePorts(fromDispatch: snapshot.path(settings.derived.dispatch).content ?? Data())
+    var claimed: [Int: String] = [:]  // port -> os_user holding it by pin or state record
+    for p in people { for port in p.pinned.values { claimed[port] = p.os } }
+    for (_, byUser) in state.ports { for (os, port) in byUser where claimed[port] == nil { claimed[port] = os } }
+    let inLiveDispatch = Set(existingDispatch.values)
+    var chosen = Set<Int>()
+    var ports: [String: [String: Int]] = [:]
+    for unit in settings.units {
+        for p in people where !(p.adopted && unit != settings.primaryUnit) {
+            func free(_ port: Int) -> Bool { (claimed[port] == nil || claimed[port] == p.os) && !chosen.contains(port) }
+            var port: Int
+            if let pin = p.pinned[unit.template] {
+                port = pin
+            } else if let rec = state.ports[unit.template]?[p.os], free(rec) {
+                port = rec
+            } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os], free(found) {
+                port = found
+            } else {
+                port = unit.portRange.lowerBound
+                while port < unit.portRange.upperBound && (!free(port) || claimed[port] != nil || inLiveDispatch.contains(port)) { port += 1 }
+            }
+            chosen.insert(port)
+            ports[unit.template, default: [:]][p.os] = port
+        }
+    }
+    // Keep ports of departed users reserved until they are archived.
+    for (template, byUser) in state.ports {
+        for (os, port) in byUser where !rosterNames.contains(os) && !settings.admins.contains(where: { $0.osUser == os }) {
+            if state.accounts[os] != nil { ports[template, default: [:]][os] = port }
+        }
+    }
+    out.ports = ports
+
+    out.identities = people.map { p in
+        RoutedIdentity(authentikUser: p.ak, osUser: p.os,
+                       ports: settings.units.reduce(into: [:]) { acc, u in if let port = ports[u.template]?[p.os] { acc[u.template] = port } },
+                       adopted: p.adopted)
+    }
+    out.ttydUserMap = DerivedFileRenderer.ttydUserMap(out.identities)
+    out.dispatch = DerivedFileRenderer.dispatch(out.identities, primary: settings.primaryUnit.template)
+
+    for e in roster.entries where !e.isAdopted {
+        let acct = snapshot.account(e.osUser)
+        var groups = [settings.accounts.group]
+        if let tg = settings.accounts.tierGroups[e.tier] { groups.append(tg) }
+        for g in e.groups where !groups.contains(g) { groups.append(g) }
+        let userPorts = settings.units.reduce(into: [String: Int]()) { acc, u in if let p = ports[u.template]?[e.osUser] { acc[u.template] = p } }
+        out.users.append(DesiredUser(
+            entry: e, uid: uids[e.osUser]!, home: acct?.home ?? joinPath(settings.accounts.homeRoot, e.osUser),
+            groups: groups, ports: userPorts, accountExists: acct != nil))
+    }
+    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
+    return out
+}
+
+/// Joins absolute path parts with single slashes.
+public func joinPath(_ base: String, _ rest: String...) -> String {
+    var p = base
+    for r in rest {
+        if !p.hasSuffix("/") { p += "/" }
+        p += r.hasPrefix("/") ? String(r.dropFirst()) : r
+    }
+    return p
+}

@@ -1,0 +1,125 @@
+import Foundation
+
+/// One line of `passwd(5)`.
+public struct PasswdEntry: Sendable, Hashable, Codable {
+    public var name: String
+    public var uid: Int
+    public var gid: Int
+    public var gecos: String
+    public var home: String
+    public var shell: String
+    public init(name: String, uid: Int, gid: Int, gecos: String = "", home: String, shell: String) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.gecos = gecos
+        self.home = home
+        self.shell = shell
+    }
+}
+
+/// One line of `group(5)`.
+public struct GroupEntry: Sendable, Hashable, Codable {
+    public var name: String
+    public var gid: Int
+    public var members: [String]
+    public init(name: String, gid: Int, members: [String]) {
+        self.name = name
+        self.gid = gid
+        self.members = members
+    }
+}
+
+/// The parts of `shadow(5)` workstation reads: lock and expiry.
+public struct ShadowEntry: Sendable, Hashable, Codable {
+    public var name: String
+    /// True when the password field starts with `!` (`passwd -l`, `usermod -L`).
+    public var passwordLocked: Bool
+    /// Account expiration, days since 1970-01-01; nil when empty (never expires).
+    public var expireDays: Int?
+    public init(name: String, passwordLocked: Bool, expireDays: Int?) {
+        self.name = name
+        self.passwordLocked = passwordLocked
+        self.expireDays = expireDays
+    }
+}
+
+/// What `lstat(2)` says about a path, plus the link target or (small, regular) file content.
+public struct PathState: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Codable { case absent, file, directory, symlink, other }
+    public var kind: Kind
+    /// Permission bits, e.g. `0o700`.
+    public var mode: UInt32
+    public var uid: Int
+    public var gid: Int
+    /// For a symlink, its target as written.
+    public var linkTarget: String?
+    /// For a regular file read by request, its bytes.
+    public var content: Data?
+
+    public init(kind: Kind, mode: UInt32 = 0, uid: Int = 0, gid: Int = 0, linkTarget: String? = nil, content: Data? = nil) {
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.linkTarget = linkTarget
+        self.content = content
+    }
+
+    public static let absent = PathState(kind: .absent)
+}
+
+/// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.
+public struct HostSnapshot: Sendable, Hashable {
+    public var passwd: [PasswdEntry] = []
+    public var groups: [GroupEntry] = []
+    public var shadow: [String: ShadowEntry] = [:]
+    /// Paths observed on request (homes, links, derived files, drop-ins, unit templates).
+    public var paths: [String: PathState] = [:]
+    /// Unit instances with an enablement symlink in a `*.wants/` directory under `/etc/systemd/system`.
+    public var enabledUnits: Set<String> = []
+    /// True when root is `/` and `/run/systemd/system` exists (`sd_booted(3)`): units can be started.
+    public var systemdRunning = false
+    /// `UID_MIN` and `UID_MAX` from `login.defs(5)`.
+    public var uidRange: ClosedRange<Int> = 1000...60000
+    /// workstation's own record (state.json).
+    public var state = WorkstationState()
+
+    public init() {}
+
+    public func account(_ name: String) -> PasswdEntry? { passwd.first { $0.name == name } }
+    public func group(_ name: String) -> GroupEntry? { groups.first { $0.name == name } }
+    public func path(_ p: String) -> PathState { paths[p] ?? .absent }
+
+    /// Supplementary groups of `user` (membership lists in `/etc/group`).
+    public func groupsOf(_ user: String) -> [String] { groups.filter { $0.members.contains(user) }.map(\.name) }
+}
+
+/// workstation's record of what it manages, `<state dir>/state.json`. Only what is recorded here (or named by
+/// the roster) is ever changed.
+public struct WorkstationState: Sendable, Hashable, Codable {
+    public struct Account: Sendable, Hashable, Codable {
+        public var uid: Int
+        /// True when workstation ran useradd for it (false: adopted, existed before).
+        public var created: Bool
+        public init(uid: Int, created: Bool) {
+            self.uid = uid
+            self.created = created
+        }
+    }
+    public var version = 1
+    /// os_user -> account record, for every non-admin workstation has managed.
+    public var accounts: [String: Account] = [:]
+    /// unit template -> os_user -> port.
+    public var ports: [String: [String: Int]] = [:]
+    /// Groups workstation created with groupadd.
+    public var createdGroups: [String] = []
+    /// os_user -> groups workstation added them to.
+    public var addedMemberships: [String: [String]] = [:]
+    /// uids of archived accounts; never handed out again.
+    public var retiredUids: [Int] = []
+    /// Completion time of the last apply that verified clean (seconds since 1970).
+    public var lastSuccessfulApply: Double?
+
+    public init() {}
+}

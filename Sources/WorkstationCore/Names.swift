@@ -1,0 +1,79 @@
+/// Naming rules shared by validation, the dispatcher and the ttyd login shim.
+///
+/// A unix account name must satisfy both Debian's `useradd(8)` (`NAME_REGEX` default `^[a-z][-a-z0-9_]*\$?$`, 32
+/// characters) and systemd's user-name rule (`systemd.exec(5)` "User=": `[a-zA-Z_][a-zA-Z0-9_-]*`, at most 31 for
+/// portability), since it becomes `t3-serve@NAME.service`. systemd once ran a unit whose `User=` started with a digit
+/// as root, so a leading digit is refused outright.
+
+/// Names that useradd accepts but that belong to the system or to workstation itself.
+public let reservedAccountNames: Set<String> = [
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "messagebus", "sshd", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "systemd-journal", "systemd-coredump", "polkitd", "adm", "sudo", "wheel",
+    "docker", "staff", "users", "admin", "workstation", "tty", "disk", "kmem", "dialout", "shadow", "utmp", "video",
+    "audio", "plugdev", "netdev", "input", "render", "kvm", "operator", "halt", "shutdown", "ftp", "postgres",
+]
+
+/// Why `name` cannot be an os_user, or nil when it can.
+public func accountNameProblem(_ name: String) -> String? {
+    if name.isEmpty { return "is empty" }
+    if name.count > 31 { return "is \(name.count) characters; at most 31 (systemd and useradd limits)" }
+    if name.allSatisfy({ $0.isASCII && $0.isNumber }) { return "is all digits; tools would read it as a uid" }
+    if let c = name.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+        return "contains a control character (U+\(String(c.value, radix: 16, uppercase: true)))"
+    }
+    if name.contains(where: \.isWhitespace) { return "contains whitespace" }
+    if name.contains("@") { return "contains '@' (an IdP login is authentik_user, not os_user)" }
+    if name.contains("\\") { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
+    if name.contains(where: { $0.isUppercase }) { return "contains upper-case letters; useradd refuses them, use '\(name.lowercased())'" }
+    if let first = name.first, first.isNumber { return "starts with a digit; systemd may run such a unit as root" }
+    if name.first == "-" { return "starts with '-'" }
+    let allowed = name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
+    if !allowed { return "may contain only a-z, 0-9, '-' and '_'" }
+    if reservedAccountNames.contains(name) { return "is a reserved system name" }
+    return nil
+}
+
+/// A group name as `groupadd(8)` accepts it by default on Debian.
+public func isValidGroupName(_ name: String) -> Bool {
+    guard !name.isEmpty, name.count <= 32, let first = name.first, first.isASCII, first.isLowercase || first == "_" else {
+        return false
+    }
+    return name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
+}
+
+/// Why `name` cannot appear as an identity in a derived file (`authentik_user=os_user` lines, JSON keys,
+/// `X-authentik-username` values), or nil.
+///
+/// The ttyd map is `key=value` per line, so `=`, line breaks, whitespace and control characters would let one
+/// entry forge another. ttyd passes at most 29 characters of the header on (`TTYD_USER`), so longer names could
+/// never match exactly.
+public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
+    if name.isEmpty { return "is empty" }
+    if name.count > maxLength { return "is \(name.count) characters; ttyd passes on at most \(maxLength)" }
+    if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
+        return "contains a control character"
+    }
+    if name.contains(where: \.isWhitespace) || name.contains(where: \.isNewline) { return "contains whitespace" }
+    if name.contains("=") { return "contains '=' (the ttyd map separator)" }
+    if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
+    if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
+    return nil
+}
+
+/// DNS-1123 label, as Kubernetes requires for namespace names.
+public func isDNSLabel(_ s: String) -> Bool {
+    guard !s.isEmpty, s.count <= 63, let f = s.first, let l = s.last else { return false }
+    func ok(_ c: Character) -> Bool { c.isASCII && (c.isLowercase || c.isNumber) }
+    return ok(f) && ok(l) && s.allSatisfy { ok($0) || $0 == "-" }
+}
+
+func isPlausibleEmail(_ s: String) -> Bool {
+    let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+    return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && identityProblem(s, maxLength: 254) == nil
+}
+
+/// Shows a name safely in a message: control characters escaped.
+public func printable(_ s: String) -> String {
+    s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+}

@@ -1,0 +1,172 @@
+import Foundation
+
+/// Who may run a change (DESIGN section 3). `apply` runs additive, derived and tighten changes only.
+public enum SafetyClass: String, Sendable, Codable, Comparable {
+    case additive, derived, tighten, revoke, destroy
+
+    public static func < (a: SafetyClass, b: SafetyClass) -> Bool {
+        let order: [SafetyClass] = [.additive, .derived, .tighten, .revoke, .destroy]
+        return order.firstIndex(of: a)! < order.firstIndex(of: b)!
+    }
+
+    /// True for the classes `apply` may run.
+    public var runsInApply: Bool { self <= .tighten }
+}
+
+/// What a change is, for display and exit codes.
+public enum ChangeKind: String, Sendable, Codable {
+    /// `+` something absent is created.
+    case create
+    /// `~` something present is changed (regenerated, tightened).
+    case update
+    /// `!` a revoke or destroy that only an explicit command may run; apply lists it with that command.
+    case pending
+    /// `?` found state that workstation will not touch (a real directory where a link belongs...).
+    case conflict
+
+    public var symbol: String {
+        switch self {
+        case .create: "+"
+        case .update: "~"
+        case .pending: "!"
+        case .conflict: "?"
+        }
+    }
+
+    /// True when apply would run the change.
+    public var isActionable: Bool { self == .create || self == .update }
+}
+
+/// One field of a change, before and after (nil: absent).
+public struct FieldChange: Sendable, Hashable, Codable {
+    public var field: String
+    public var before: String?
+    public var after: String?
+    public init(_ field: String, _ before: String?, _ after: String?) {
+        self.field = field
+        self.before = before
+        self.after = after
+    }
+}
+
+/// What the executor does for a change. Pure data; the executor maps each case to an adapter.
+public enum Action: Sendable, Hashable, Codable {
+    /// `groupadd(8)`.
+    case createGroup(name: String)
+    /// `useradd(8)` with a home created from skel, mode 0700.
+    case createAccount(AccountSpec)
+    /// `usermod -aG GROUP USER` (`usermod(8)`): adds one membership, touches no other.
+    case addMembership(user: String, group: String)
+    /// chown (only when `chownTo` is set, the directory alone, never recursive) and chmod of a home directory.
+    case secureHome(user: String, path: String, chownTo: Int?, mode: UInt32)
+    /// Atomically replace a root-owned file (temp file + fsync + rename), creating parent directories 0755.
+    case writeFile(path: String, content: Data, mode: UInt32)
+    /// Create a directory under a user's home if absent, owned by the user (safe home-writer).
+    case createHomeDirectory(user: String, path: String, mode: UInt32)
+    /// Create a symlink under a user's home if absent, owned by the user (safe home-writer).
+    case createHomeLink(user: String, path: String, target: String)
+    /// `systemctl enable` (and `--now` where systemd runs).
+    case enableUnit(name: String)
+}
+
+/// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.
+public struct AccountSpec: Sendable, Hashable, Codable {
+    public var name: String
+    public var uid: Int
+    public var home: String
+    public var shell: String
+    public var groups: [String]
+    public var comment: String
+    public init(name: String, uid: Int, home: String, shell: String, groups: [String], comment: String) {
+        self.name = name
+        self.uid = uid
+        self.home = home
+        self.shell = shell
+        self.groups = groups
+        self.comment = comment
+    }
+}
+
+/// One planned change to one resource.
+public struct Change: Sendable, Hashable, Codable {
+    /// Stable resource id, e.g. `account:alice`, `membership:alice:workstation`, `file:/etc/ttyd-user-map`.
+    public var id: String
+    /// The os_user it belongs to, nil for host-wide resources.
+    public var user: String?
+    public var kind: ChangeKind
+    public var safety: SafetyClass
+    /// One line: what happens, e.g. `create account alice (uid 1001)`.
+    public var summary: String
+    public var fields: [FieldChange]
+    /// Why, when not obvious (the conflict, the violation).
+    public var reason: String?
+    /// For pending revoke/destroy changes: the explicit command that would run it.
+    public var command: String?
+    /// What apply runs; nil for report-only changes.
+    public var action: Action?
+    /// Ids of changes that must succeed first (e.g. the account before its links).
+    public var dependsOn: [String]
+
+    public init(
+        id: String, user: String?, kind: ChangeKind, safety: SafetyClass, summary: String, fields: [FieldChange] = [],
+        reason: String? = nil, command: String? = nil, action: Action? = nil, dependsOn: [String] = []
+    ) {
+        self.id = id
+        self.user = user
+        self.kind = kind
+        self.safety = safety
+        self.summary = summary
+        self.fields = fields
+        self.reason = reason
+        self.command = command
+        self.action = action
+        self.dependsOn = dependsOn
+    }
+}
+
+/// A safety gate that refuses the whole run (exit 3): the lockout guard, capacity admission, the idle gate.
+public struct Refusal: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var gate: String
+    public var message: String
+    public init(gate: String, message: String) {
+        self.gate = gate
+        self.message = message
+    }
+    public var description: String { "refused by \(gate): \(message)" }
+}
+
+/// The plan: every change, in execution order, plus notes and refusals.
+public struct Plan: Sendable, Hashable, Codable {
+    public var changes: [Change] = []
+    /// One-line remarks (e.g. a service that is not configured and was skipped).
+    public var notes: [String] = []
+    public var refusals: [Refusal] = []
+
+    public init(changes: [Change] = [], notes: [String] = [], refusals: [Refusal] = []) {
+        self.changes = changes
+        self.notes = notes
+        self.refusals = refusals
+    }
+
+    /// Changes apply would run.
+    public var actionable: [Change] { changes.filter { $0.kind.isActionable && $0.safety.runsInApply } }
+    /// True when apply has nothing to do.
+    public var isEmpty: Bool { actionable.isEmpty }
+
+    public struct Summary: Sendable, Hashable, Codable {
+        public var create = 0, update = 0, pending = 0, conflict = 0
+    }
+
+    public var summary: Summary {
+        var s = Summary()
+        for c in changes {
+            switch c.kind {
+            case .create: s.create += 1
+            case .update: s.update += 1
+            case .pending: s.pending += 1
+            case .conflict: s.conflict += 1
+            }
+        }
+        return s
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Renders a plan for people (grouped per user, one line per change) or as JSON.
+public enum PlanRenderer {
+    /// Human text: a block per user (host-wide changes under "host"), each change as
+    /// `SYMBOL summary [class]`, its fields as `field: before -> after`, then a summary line.
+    public static func human(_ plan: Plan, color: Bool = false) -> String {
+        var out = ""
+        var order: [String] = []
+        var byUser: [String: [Change]] = [:]
+        for c in plan.changes {
+            let key = c.user ?? ""
+            if byUser[key] == nil { order.append(key) }
+            byUser[key, default: []].append(c)
+        }
+        func paint(_ s: String, _ kind: ChangeKind) -> String {
+            guard color else { return s }
+            let code = switch kind {
+            case .create: "32"
+            case .update: "33"
+            case .pending: "31"
+            case .conflict: "35"
+            }
+            return "\u{1B}[\(code)m\(s)\u{1B}[0m"
+        }
+        for key in order {
+            out += key.isEmpty ? "host\n" : "\(key)\n"
+            for c in byUser[key]! {
+                out += "  \(paint(c.kind.symbol, c.kind)) \(c.summary) [\(c.safety.rawValue)]\n"
+                for f in c.fields {
+                    if f.field == "line" {
+                        if let b = f.before { out += "      - \(b)\n" }
+                        if let a = f.after { out += "      + \(a)\n" }
+                    } else {
+                        out += "      \(f.field): \(f.before ?? "(none)") -> \(f.after ?? "(none)")\n"
+                    }
+                }
+                if let r = c.reason { out += "      \(r)\n" }
+                if let cmd = c.command { out += "      run: \(cmd)\n" }
+            }
+        }
+        for n in plan.notes { out += "note: \(n)\n" }
+        for r in plan.refusals { out += "refused by \(r.gate): \(r.message)\n" }
+        let s = plan.summary
+        out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
+        if plan.isEmpty && plan.refusals.isEmpty { out += "No changes: the host matches the roster.\n" }
+        return out
+    }
+
+    /// JSON for machines: `{"changes": [...], "summary": {...}, "notes": [...], "refusals": [...], ...extra}`.
+    /// Change fields are as in `Change`; `action` is omitted (it may carry file bytes).
+    public static func json(_ plan: Plan, extra: [String: any Sendable] = [:]) -> String {
+        var obj: [String: Any] = [:]
+        obj["changes"] = plan.changes.map { c -> [String: Any] in
+            var d: [String: Any] = ["id": c.id, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
+                                    "summary": c.summary, "actionable": c.kind.isActionable && c.safety.runsInApply]
+            d["user"] = c.user ?? NSNull()
+            d["fields"] = c.fields.map { ["field": $0.field, "before": $0.before ?? NSNull(), "after": $0.after ?? NSNull()] as [String: Any] }
+            if let r = c.reason { d["reason"] = r }
+            if let cmd = c.command { d["command"] = cmd }
+            return d
+        }
+        let s = plan.summary
+        obj["summary"] = ["create": s.create, "update": s.update, "pending": s.pending, "conflict": s.conflict,
+                          "actionable": plan.actionable.count]
+        obj["notes"] = plan.notes
+        obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
+        for (k, v) in extra { obj[k] = v }
+        return jsonText(obj)
+    }
+}
+
+/// Serializes a JSON object with sorted keys.
+public func jsonText(_ obj: Any) -> String {
+    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) else {
+        return "{}"
+    }
+    return String(decoding: data, as: UTF8.self)
+}
