@@ -7,17 +7,18 @@ public struct Planner {
 
     public init(settings: Settings) { self.settings = settings }
 
-    /// Paths observe must read for this desired state (homes, `~/.claude` links, derived files, unit files).
-    public func watchedPaths(_ desired: DesiredState) -> [String] {
-        var paths = [settings.derived.ttydUserMap, settings.derived.dispatch]
+    /// Paths observe must `lstat` for this desired state (homes, `~/.claude` links, derived files, unit files).
+    /// Content is read only for root-owned system files (`WatchedPath.readContent`), never under a home.
+    public func watchedPaths(_ desired: DesiredState) -> [WatchedPath] {
+        var paths = [WatchedPath(settings.derived.ttydUserMap, readContent: true), WatchedPath(settings.derived.dispatch, readContent: true)]
         for unit in settings.units {
-            for dir in unitSearchPath { paths.append(joinPath(dir, unit.templateUnit)) }
+            for dir in unitSearchPath { paths.append(WatchedPath(joinPath(dir, unit.templateUnit))) }
         }
         for u in desired.users {
-            paths.append(u.home)
-            paths.append(joinPath(u.home, ".claude"))
-            for item in settings.inheritedItems { paths.append(joinPath(u.home, ".claude", item)) }
-            for unit in settings.units { paths.append(dropInPath(unit, u.osUser)) }
+            paths.append(WatchedPath(u.home))
+            paths.append(WatchedPath(joinPath(u.home, ".claude")))
+            for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
+            for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
         }
         return paths
     }
@@ -256,6 +257,16 @@ public struct Planner {
                 with tier: admin, or in workstation.yaml under admins: [{os_user: \(name), authentik_user: ...}]
                 """)
         }
+    }
+}
+
+/// A path observe reads: always `lstat`, and the bytes of a regular file when `readContent`.
+public struct WatchedPath: Sendable, Hashable {
+    public var path: String
+    public var readContent: Bool
+    public init(_ path: String, readContent: Bool = false) {
+        self.path = path
+        self.readContent = readContent
     }
 }
 

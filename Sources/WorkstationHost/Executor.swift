@@ -1,0 +1,156 @@
+import Foundation
+import WorkstationCore
+
+/// What an apply did.
+public struct ApplyReport: Sendable {
+    public var applied: [Change] = []
+    /// Changes that failed, with the error (naming the user and the command).
+    public var failed: [(change: Change, error: String)] = []
+    /// Changes not attempted because one they depend on failed.
+    public var skipped: [(change: Change, reason: String)] = []
+    public var notes: [String] = []
+}
+
+/// Runs the actionable changes of a plan through the adapters, in order, journaling each.
+/// Revoke and destroy changes are never run here (they are not actionable in a plan).
+public final class Executor {
+    public let root: HostRoot
+    public let settings: Settings
+    public let runner: any CommandRunner
+    public let journal: Journal?
+    public let systemdRunning: Bool
+    private let homes: HomeWriter
+    private var unitFilesDirty = false
+    public private(set) var state: WorkstationState
+
+    public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState) {
+        self.root = root
+        self.settings = settings
+        self.runner = runner
+        self.journal = journal
+        self.systemdRunning = systemdRunning
+        self.homes = HomeWriter(root: root)
+        self.state = state
+    }
+
+    /// Applies `plan.actionable` in order. A change whose dependency failed is skipped; independent changes
+    /// (other users) still run.
+    public func apply(_ plan: Plan, progress: (String) -> Void = { _ in }) -> ApplyReport {
+        var report = ApplyReport()
+        var notDone = Set<String>()
+        let todo = plan.actionable
+        for (i, change) in todo.enumerated() {
+            if let dep = change.dependsOn.first(where: { notDone.contains($0) }) {
+                notDone.insert(change.id)
+                report.skipped.append((change, "skipped because \(dep) did not complete"))
+                journal?.record(change, result: "skipped", error: "\(dep) did not complete")
+                continue
+            }
+            progress("[\(i + 1)/\(todo.count)] \(change.summary)")
+            do {
+                try run(change)
+                report.applied.append(change)
+                journal?.record(change, result: "ok")
+            } catch {
+                let message = "\(change.user.map { "\($0): " } ?? "")\(change.summary): \(error)"
+                notDone.insert(change.id)
+                report.failed.append((change, message))
+                journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
+            }
+        }
+        if unitFilesDirty && systemdRunning {
+            do { try runner.check(["systemctl", "daemon-reload"]) } catch { report.notes.append("systemctl daemon-reload failed: \(error)") }
+        }
+        return report
+    }
+
+    private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
+
+    private func owner(_ user: String) throws -> HomeWriter.Owner {
+        let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
+        guard let p = passwd.first(where: { $0.name == user }) else { throw ApplyError.noAccount(user) }
+        return HomeWriter.Owner(uid: p.uid, gid: p.gid)
+    }
+
+    private func run(_ change: Change) throws {
+        guard let action = change.action else { return }
+        switch action {
+        case .createGroup(let name):
+            // groupadd(8) --system: gid below 1000, so account uids and their private groups' gids stay equal.
+            // Not idempotent (exit 9 when the group exists), so observe guards it.
+            try runner.check(["groupadd"] + prefix + ["--system", name])
+            if !state.createdGroups.contains(name) { state.createdGroups.append(name) }
+        case .createAccount(let spec):
+            // useradd(8): -m copies /etc/skel (its links stay links), -U makes the user private group.
+            var argv = ["useradd"] + prefix + ["-m", "-U", "-u", String(spec.uid), "-d", spec.home, "-s", spec.shell, "-c", spec.comment,
+                                              "-K", "HOME_MODE=0700"]
+            if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
+            argv.append(spec.name)
+            try runner.check(argv)
+            state.accounts[spec.name] = .init(uid: spec.uid, created: true)
+            state.addedMemberships[spec.name] = spec.groups
+            try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: false, mode: 0o700)
+        case .addMembership(let user, let group):
+            // usermod(8) -a: appends one supplementary group, leaves the others alone.
+            try runner.check(["usermod"] + prefix + ["-aG", group, user])
+            var added = state.addedMemberships[user] ?? []
+            if !added.contains(group) { added.append(group) }
+            state.addedMemberships[user] = added
+            recordAccount(user)
+        case .secureHome(let user, let path, let chownTo, let mode):
+            try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
+            recordAccount(user)
+        case .writeFile(let path, let content, let mode):
+            try writeFileAtomically(content, to: root.path(path), mode: mode)
+            if path.hasPrefix("/etc/systemd/") { unitFilesDirty = true }
+        case .createHomeDirectory(let user, let path, let mode):
+            let (home, rel) = try split(user, path)
+            try homes.createDirectory(home: home, relative: rel, owner: try owner(user), mode: mode_t(mode))
+            recordAccount(user)
+        case .createHomeLink(let user, let path, let target):
+            let (home, rel) = try split(user, path)
+            try homes.createSymlink(home: home, relative: rel, target: target, owner: try owner(user))
+        case .enableUnit(let name):
+            if systemdRunning {
+                if unitFilesDirty {
+                    try runner.check(["systemctl", "daemon-reload"])
+                    unitFilesDirty = false
+                }
+                try runner.check(["systemctl", "enable", "--now", name])
+            } else {
+                try runner.check(["systemctl", "--root=\(root.directory)", "enable", name])
+            }
+        }
+    }
+
+    /// Records an existing roster account workstation now manages (adopted, not created).
+    private func recordAccount(_ user: String) {
+        guard state.accounts[user] == nil, let p = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first(where: { $0.name == user }) else { return }
+        state.accounts[user] = .init(uid: p.uid, created: false)
+    }
+
+    /// Splits a path under the user's home into (home, relative).
+    private func split(_ user: String, _ path: String) throws -> (String, String) {
+        let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
+        guard let home = passwd.first(where: { $0.name == user })?.home else { throw ApplyError.noAccount(user) }
+        let prefix = home.hasSuffix("/") ? home : home + "/"
+        guard path.hasPrefix(prefix) else { throw ApplyError.outsideHome(user: user, path: path) }
+        return (home, String(path.dropFirst(prefix.count)))
+    }
+}
+
+/// Errors of the apply stage.
+public enum ApplyError: Error, CustomStringConvertible {
+    case noAccount(String)
+    case outsideHome(user: String, path: String)
+    case notConverged([Change])
+
+    public var description: String {
+        switch self {
+        case .noAccount(let u): "account \(u) does not exist (its creation failed or was skipped)"
+        case .outsideHome(let u, let p): "\(p) is not under the home of \(u)"
+        case .notConverged(let changes):
+            "apply did not converge; still pending after apply:\n" + changes.map { "  \($0.kind.symbol) \($0.summary)" }.joined(separator: "\n")
+        }
+    }
+}

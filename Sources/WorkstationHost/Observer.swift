@@ -1,0 +1,91 @@
+import Foundation
+import WorkstationCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Reads the host into a `HostSnapshot`. Read-only, and spawns no process: everything comes from files
+/// (`passwd(5)`, `group(5)`, `shadow(5)`, `login.defs(5)`, unit symlinks, `lstat(2)`).
+public struct Observer: Sendable {
+    public let root: HostRoot
+    public let settings: Settings
+
+    public init(root: HostRoot, settings: Settings) {
+        self.root = root
+        self.settings = settings
+    }
+
+    /// The account databases, state and unit enablement: what `desire` needs.
+    /// - Throws: `ObserveError.unreadable` when the state file exists but does not parse.
+    public func observeBase() throws -> HostSnapshot {
+        var s = HostSnapshot()
+        s.passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
+        s.groups = AccountDatabase.group(root.read("/etc/group") ?? Data())
+        s.shadow = AccountDatabase.shadow(root.read("/etc/shadow") ?? Data())
+        s.uidRange = AccountDatabase.uidRange(loginDefs: root.read("/etc/login.defs"))
+        s.state = try StateStore(root: root, settings: settings).load()
+        s.enabledUnits = enabledUnits()
+        s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
+        // The existing dispatch.json is needed to adopt live ports.
+        s.paths[settings.derived.dispatch] = pathState(settings.derived.dispatch, readContent: true)
+        return s
+    }
+
+    /// Adds the watched paths to a snapshot.
+    public func observePaths(_ paths: [WatchedPath], into s: inout HostSnapshot) {
+        for w in paths { s.paths[w.path] = pathState(w.path, readContent: w.readContent) }
+    }
+
+    /// The full pipeline's observe stage: base, desire, then the paths the desired state names.
+    public func observe(roster: Roster) throws -> (HostSnapshot, DesiredState) {
+        var snap = try observeBase()
+        let desired = desire(roster: roster, settings: settings, snapshot: snap)
+        observePaths(Planner(settings: settings).watchedPaths(desired), into: &snap)
+        return (snap, desired)
+    }
+
+    /// `lstat(2)` of a host path under the root (the last component is not followed).
+    public func pathState(_ hostPath: String, readContent: Bool = false) -> PathState {
+        let full = root.path(hostPath)
+        var st = stat()
+        guard lstat(full, &st) == 0 else { return .absent }
+        let kind: PathState.Kind
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .file
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symlink
+        default: kind = .other
+        }
+        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+        if kind == .symlink {
+            result.linkTarget = try? FileManager.default.destinationOfSymbolicLink(atPath: full)
+        } else if kind == .file && readContent && st.st_size <= 4 << 20 {
+            result.content = FileManager.default.contents(atPath: full)
+        }
+        return result
+    }
+
+    /// Names of unit files linked from any `*.wants/` or `*.requires/` directory under `/etc/systemd/system`
+    /// (what `systemctl enable` creates, `systemctl(1)`).
+    func enabledUnits() -> Set<String> {
+        let dir = root.path("/etc/systemd/system")
+        var out = Set<String>()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return out }
+        for e in entries where e.hasSuffix(".wants") || e.hasSuffix(".requires") {
+            for unit in (try? FileManager.default.contentsOfDirectory(atPath: dir + "/" + e)) ?? [] { out.insert(unit) }
+        }
+        return out
+    }
+}
+
+/// Errors reading the host.
+public enum ObserveError: Error, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import WorkstationCore
+import WorkstationHost
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Converge the host to the roster: additive, derived and tighten changes only; then verify.")
+
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    @Flag(help: "If the root has no etc/passwd, seed it like a fresh Debian host first (for a sandbox root).")
+    var initRoot = false
+
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
+    func run() throws {
+        let root = rootOptions.hostRoot
+        let outcome: ApplyOutcome
+        do {
+            if initRoot {
+                guard !root.isSystem else {
+                    printError("error: --init-root seeds a sandbox root and refuses /; pass --root DIR")
+                    throw ExitCode(1)
+                }
+                let settings = try Engine.load(InputPaths(roster: inputs.roster, settings: inputs.settings), root: root).settings
+                if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
+            }
+            let loaded = try Engine.load(inputs.paths, root: root)
+            outcome = try Engine.apply(loaded, root: root, runner: ProcessRunner(), progress: { printError($0) })
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw reportedExit(error)
+        }
+        if json {
+            print(PlanRenderer.json(outcome.plan, extra: [
+                "applied": outcome.report.applied.map(\.id),
+                "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
+                "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
+                "not_converged": outcome.verification.actionable.map(\.id),
+                "processes_spawned": outcome.processesSpawned,
+            ]))
+        } else {
+            print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")
+            if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {
+                print("units were enabled only: under --root no systemd runs, so nothing was started")
+            }
+            print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
+        }
+        for n in outcome.report.notes { printError("note: \(n)") }
+        for f in outcome.report.failed { printError("error: \(f.error)") }
+        for s in outcome.report.skipped { printError("skipped: \(s.change.summary): \(s.reason)") }
+        if !outcome.converged {
+            printError("error: \(ApplyError.notConverged(outcome.verification.actionable))")
+        }
+        if !outcome.succeeded { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import WorkstationCore
+import WorkstationHost
+
+@main
+struct Workstation: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workstation",
+        abstract: "Turn one shared Linux host into a multi-user workstation, driven by a roster.",
+        discussion: """
+            Exit codes: 0 ok or nothing to do; 1 error; 2 changes pending (plan --detailed-exitcode); \
+            3 refused by a safety gate (lockout guard, capacity, idle gate).
+            """,
+        subcommands: [ValidateCommand.self, PlanCommand.self, ApplyCommand.self])
+}
+
+/// --roster and --settings, shared by every command that reads the inputs.
+struct InputOptions: ParsableArguments {
+    @Option(help: "Roster file (default: <root>/etc/workstation/roster.yaml).")
+    var roster: String?
+
+    @Option(help: "Settings file (default: <root>/etc/workstation/workstation.yaml; optional, every key has a default).")
+    var settings: String?
+
+    var paths: InputPaths { InputPaths(roster: roster, settings: settings) }
+}
+
+/// --root: every path read or written is under DIR.
+struct RootOptions: ParsableArguments {
+    @Option(help: "Host root: every path read or written is under DIR; the real tools get --prefix/--root DIR.")
+    var root: String = "/"
+
+    var hostRoot: HostRoot {
+        HostRoot(root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root)
+    }
+}
+
+/// Prints to standard error.
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))
+}
+
+/// True when stdout is a terminal and NO_COLOR is unset.
+var useColor: Bool {
+    isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+}
+
+/// Maps the library's errors to the exit-code contract; prints them to stderr.
+func reportedExit(_ error: Error) -> ExitCode {
+    switch error {
+    case let e as ValidationFailure:
+        printError(e.description)
+        printError("nothing was changed")
+        return ExitCode(1)
+    case let e as RefusedError:
+        printError(e.description)
+        return ExitCode(3)
+    default:
+        printError("error: \(error)")
+        return ExitCode(1)
+    }
+}
