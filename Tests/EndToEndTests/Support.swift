@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// Runs the built `workstation` binary and captures its output.
+struct CLIResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum CLI {
+    /// The binary next to the test bundle in `.build/<config>/`.
+    static var binary: String {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for config in ["debug", "release"] {
+            let p = dir.appendingPathComponent(".build/\(config)/workstation").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return dir.appendingPathComponent(".build/debug/workstation").path
+    }
+
+    static var examples: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples").standardized
+    }
+
+    @discardableResult
+    static func run(_ args: [String], env: [String: String] = [:]) throws -> CLIResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = "1"
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        nonisolated(unsafe) var errData = Data()
+        let g = DispatchGroup()
+        g.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            g.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        g.wait()
+        p.waitUntilExit()
+        return CLIResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// A temporary host root, removed at the end.
+final class TempRoot {
+    let path: String
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("ws-root-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ hostPath: String) -> String { path + hostPath }
+    func read(_ hostPath: String) -> String? { (try? String(contentsOfFile: file(hostPath), encoding: .utf8)) }
+    func write(_ hostPath: String, _ content: String) throws {
+        let full = file(hostPath)
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try content.write(toFile: full, atomically: true, encoding: .utf8)
+    }
+}
