@@ -81,7 +81,7 @@ import Testing
     }
 
     @Test func implicitTypingNeverChangesMeaning() throws {
-        let yaml = "users:\n  no: { authentik_user: off, k8s_user: 'yes', tier: power-user, groups: [on], flags: [0700, "null"] }\n"
+        let yaml = "users:\n  no: { authentik_user: off, k8s_user: 'yes', tier: power-user, groups: [on], flags: [0700, 'null'] }\n"
         let roster = try Roster.parse(Data(yaml.utf8), file: "r.yaml")
         let e = try #require(roster.entries.first)
         #expect(e.osUser == "no")
