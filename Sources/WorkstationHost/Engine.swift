@@ -38,6 +38,16 @@ public enum Engine {
     /// Loads and validates settings, then the roster.
     /// - Throws: `ValidationFailure` (every problem, located), or `InputError` for a missing file.
     public static func load(_ paths: InputPaths, root: HostRoot) throws -> Inputs {
+        let (settings, settingsPath) = try loadSettings(paths, root: root)
+        let rosterPath = paths.roster ?? root.path(InputPaths.defaultRoster)
+        guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
+        let roster = try Roster.parse(data, file: rosterPath, settings: settings)
+        return Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath)
+    }
+
+    /// Loads settings alone: the explicit file, else the default under the root if present, else defaults.
+    /// - Throws: `ValidationFailure`, or `InputError.missing` for an explicit path that cannot be read.
+    public static func loadSettings(_ paths: InputPaths, root: HostRoot) throws -> (settings: Settings, path: String?) {
         var settings = Settings()
         var settingsPath: String?
         if let explicit = paths.settings {
@@ -48,10 +58,7 @@ public enum Engine {
             settingsPath = root.path(InputPaths.defaultSettings)
             settings = try Settings.parse(data, file: settingsPath!)
         }
-        let rosterPath = paths.roster ?? root.path(InputPaths.defaultRoster)
-        guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
-        let roster = try Roster.parse(data, file: rosterPath, settings: settings)
-        return Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath)
+        return (settings, settingsPath)
     }
 
     /// Observes the host and plans. Reads only; spawns nothing.

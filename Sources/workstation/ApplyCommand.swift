@@ -26,7 +26,7 @@ struct ApplyCommand: ParsableCommand {
                     printError("error: --init-root seeds a sandbox root and refuses /; pass --root DIR")
                     throw ExitCode(1)
                 }
-                let settings = try Engine.load(InputPaths(roster: inputs.roster, settings: inputs.settings), root: root).settings
+                let settings = try Engine.loadSettings(inputs.paths, root: root).settings
                 if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
             }
             let loaded = try Engine.load(inputs.paths, root: root)

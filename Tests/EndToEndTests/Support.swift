@@ -60,10 +60,44 @@ final class TempRoot {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
     func file(_ hostPath: String) -> String { path + hostPath }
+    /// True when anything (even a dangling link) is at the path.
+    func exists(_ hostPath: String) -> Bool {
+        var st = stat()
+        return lstat(file(hostPath), &st) == 0
+    }
     func read(_ hostPath: String) -> String? { (try? String(contentsOfFile: file(hostPath), encoding: .utf8)) }
     func write(_ hostPath: String, _ content: String) throws {
         let full = file(hostPath)
         try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try content.write(toFile: full, atomically: true, encoding: .utf8)
     }
+}
+
+extension TempRoot {
+    /// Every entry under the root: path -> type, mode, owner, link target and bytes. Equal snapshots mean
+    /// nothing was created, removed, written, chowned or chmodded.
+    func snapshot() -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: path) else { return out }
+        while let rel = walker.nextObject() as? String {
+            let full = path + "/" + rel
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            var desc = "mode=\(String(st.st_mode, radix: 8)) uid=\(st.st_uid) gid=\(st.st_gid)"
+            if st.st_mode & S_IFMT == S_IFLNK {
+                desc += " -> \((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "?")"
+            } else if st.st_mode & S_IFMT == S_IFREG, let data = fm.contents(atPath: full) {
+                desc += " bytes=\(data.base64EncodedString())"
+            }
+            out[rel] = desc
+        }
+        return out
+    }
+}
+
+/// Paths of the example inputs, and a way to write variants of them.
+enum Inputs {
+    static var roster: String { CLI.examples.appendingPathComponent("roster.yaml").path }
+    static var settings: String { CLI.examples.appendingPathComponent("workstation.yaml").path }
 }
