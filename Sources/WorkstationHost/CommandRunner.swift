@@ -49,6 +49,10 @@ public enum CommandError: Error, CustomStringConvertible {
 /// The live runner: `Foundation.Process`, with a fixed `PATH` so a caller's environment cannot redirect root's tools.
 public final class ProcessRunner: CommandRunner {
     private let counter = Atomic<Int>(0)
+    private static let processWide = Atomic<Int>(0)
+
+    /// Processes started by every `ProcessRunner` in this process: what `--json` reports as `processes_spawned`.
+    public static var totalSpawned: Int { processWide.load(ordering: .relaxed) }
     public static let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     public init() {}
@@ -69,6 +73,7 @@ public final class ProcessRunner: CommandRunner {
         p.standardInput = stdin == nil ? FileHandle.nullDevice : inp
         try p.run()
         counter.add(1, ordering: .relaxed)
+        Self.processWide.add(1, ordering: .relaxed)
         if let stdin {
             inp.fileHandleForWriting.write(stdin)
             try? inp.fileHandleForWriting.close()
