@@ -112,7 +112,12 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                 port = found
             } else {
                 port = unit.portRange.lowerBound
-                while port < unit.portRange.upperBound && (!free(port) || claimed[port] != nil || inLiveDispatch.contains(port)) { port += 1 }
+                while port <= unit.portRange.upperBound && (!free(port) || claimed[port] != nil || inLiveDispatch.contains(port)) { port += 1 }
+                if port > unit.portRange.upperBound {
+                    let at = roster[p.os]?.location ?? SourceLocation(file: "workstation.yaml", line: 0, column: 0)
+                    out.diagnostics.append(Diagnostic(at, "no free port left for \(unit.instance(p.os)) in \(unit.portRange.lowerBound)-\(unit.portRange.upperBound); widen units[].port_range in settings"))
+                    continue
+                }
             }
             chosen.insert(port)
             ports[unit.template, default: [:]][p.os] = port
