@@ -35,6 +35,8 @@ private final class Exchange {
     var status = 0
     var responseStarted = false
     var closeAfter = false
+    /// The upstream's 101 answer, held until its end is decoded.
+    var switchHead: HTTPResponseHead?
 
     init(user: String, port: Int, head: HTTPRequestHead, upgrade: Bool) {
         self.user = user
@@ -184,7 +186,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.status = Int(head.status.code)
         shared.metrics.upstreamLatency.recordNanoseconds((NIODeadline.now() - ex.started).nanoseconds)
         if ex.upgrade && head.status == .switchingProtocols {
-            switchToTunnel(context: context, exchange: ex, head: head)
+            // The decoder reports the 101's end right after its head; switch once it has, so that no HTTP part
+            // reaches the byte tunnel.
+            ex.switchHead = head
             return
         }
         var headers = Gate.stripHopByHop(head.headers)
@@ -210,6 +214,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamEnd(_ trailers: HTTPHeaders?) {
         guard let context, case .proxying(let ex) = state else { return }
+        if let head = ex.switchHead {
+            switchToTunnel(context: context, exchange: ex, head: head)
+            return
+        }
         state = .idle
         finish(ex)
         let close = ex.closeAfter
@@ -338,9 +346,21 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let decoder = codec.last
             for h in codec.dropLast() { clientOps.removeHandler(h, promise: nil) }
             clientOps.removeHandler(context: context, promise: nil)
-            if let decoder { clientOps.removeHandler(decoder, promise: nil) }
+            let clientDecoderGone = clientChannel.eventLoop.makePromise(of: Void.self)
+            if let decoder { clientOps.removeHandler(decoder, promise: clientDecoderGone) } else { clientDecoderGone.succeed() }
             // Upstream side: same, its response decoder last (it may hold the first frames).
-            up.removeHTTP()
+            let upstreamDecoderGone = clientChannel.eventLoop.makePromise(of: Void.self)
+            up.removeHTTP(decoderRemoved: upstreamDecoderGone)
+            clientDecoderGone.futureResult.and(upstreamDecoderGone.futureResult).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success:
+                    clientGlue.release()
+                    upstreamGlue.release()
+                case .failure:
+                    clientChannel.close(promise: nil)
+                    upChannel.close(promise: nil)
+                }
+            }
         } catch {
             shared.logger.error("websocket switch failed", metadata: ["user": .string(user), "error": "\(error)"])
             clientChannel.close(promise: nil)
@@ -490,13 +510,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Removes the HTTP codec and this handler, leaving the glue handler in charge.
-    func removeHTTP() {
-        guard let context, let channel else { return }
+    func removeHTTP(decoderRemoved: EventLoopPromise<Void>) {
+        guard let context, let channel else {
+            decoderRemoved.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
         client = nil
         let ops = channel.pipeline.syncOperations
         if let encoder { ops.removeHandler(encoder, promise: nil) }
         ops.removeHandler(context: context, promise: nil)
-        if let decoder { ops.removeHandler(decoder, promise: nil) }
+        if let decoder { ops.removeHandler(decoder, promise: decoderRemoved) } else { decoderRemoved.succeed() }
     }
 }
 
@@ -510,6 +533,16 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Writes held while the HTTP decoder still sits in this channel (it would see them as HTTP parts).
+    private var held: [NIOAny]? = []
+
+    /// Sends the held writes; from now on writes go straight through.
+    func release() {
+        guard let h = held else { return }
+        held = nil
+        for d in h { context?.write(d, promise: nil) }
+        context?.flush()
+    }
 
     static func pair(_ a: GlueHandler, _ b: GlueHandler) {
         a.partner = b
@@ -522,8 +555,10 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.partner = nil
     }
 
-    private func partnerWrite(_ data: NIOAny) { context?.write(data, promise: nil) }
-    private func partnerFlush() { context?.flush() }
+    private func partnerWrite(_ data: NIOAny) {
+        if held != nil { held!.append(data) } else { context?.write(data, promise: nil) }
+    }
+    private func partnerFlush() { if held == nil { context?.flush() } }
     private func partnerClose() { context?.close(promise: nil) }
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
     private func partnerBecameWritable() {
