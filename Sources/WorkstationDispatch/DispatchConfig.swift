@@ -9,7 +9,8 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
     case tcp(host: String, port: Int)
     case unix(path: String)
 
-    /// Parses `HOST:PORT`, `[IPV6]:PORT` or `unix:/PATH`; nil with a reason in `problem` otherwise.
+    /// Parses `HOST:PORT`, `[IPV6]:PORT` or `unix:/PATH`. HOST must be an IP address (no name lookup).
+    /// - Returns: the address, or a `ListenAddressError` saying what is wrong and how to write it.
     public static func parse(_ text: String) -> Result<ListenAddress, ListenAddressError> {
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))

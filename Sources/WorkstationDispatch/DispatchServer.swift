@@ -140,7 +140,7 @@ public final class DispatchServer: Sendable {
     public var closeFuture: EventLoopFuture<Void> { proxyChannel.closeFuture }
 }
 
-/// `GET /healthz` (200 `ok` once a map has been read, else 503) and `GET /metrics` (Prometheus text format).
+/// `GET /healthz` (200 `ok` while the process serves) and `GET /metrics` (Prometheus text exposition format 0.0.4).
 final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
