@@ -42,6 +42,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         .executableTarget(
             name: "workstation",
@@ -51,6 +54,17 @@ let package = Package(
             ]),
         .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
         .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
+        .testTarget(
+            name: "WorkstationDispatchTests",
+            dependencies: [
+                "WorkstationDispatch", "WorkstationCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "EndToEndTests", dependencies: ["WorkstationCore", "WorkstationHost"],
             resources: []),

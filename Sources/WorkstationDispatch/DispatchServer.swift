@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import WorkstationCore
+
+/// Errors of the dispatcher's listeners.
+public enum DispatchError: Error, Sendable, CustomStringConvertible {
+    /// A listener could not bind; another process may hold the address, or the socket directory is missing.
+    case bindFailed(address: String, underlying: String)
+
+    public var description: String {
+        switch self {
+        case .bindFailed(let address, let underlying):
+            "cannot listen on \(address): \(underlying); free the address or change dispatch.listen / dispatch.metrics_listen"
+        }
+    }
+}
+
+/// The running dispatcher: the proxy listener, the metrics listener and the reload timer.
+///
+/// The proxy speaks HTTP/1.1 (RFC 9112) to clients and upstreams, streams bodies in both directions with
+/// backpressure, and after a WebSocket handshake (RFC 6455 section 4) relays bytes unchanged.
+public final class DispatchServer: Sendable {
+    public let config: DispatchConfig
+    public let routes: RouteTable
+    public let metrics: DispatchMetrics
+    public let active: ActiveUsers
+    public let tunnels: TunnelRegistry
+    /// The bound proxy address (with the real port when `listen` asked for port 0).
+    public let localAddress: SocketAddress?
+    /// The bound metrics address.
+    public let metricsAddress: SocketAddress?
+    private let proxyChannel: Channel
+    private let metricsChannel: Channel
+    private let reloadTask: RepeatedTask
+
+    private init(
+        config: DispatchConfig, routes: RouteTable, metrics: DispatchMetrics, active: ActiveUsers, tunnels: TunnelRegistry,
+        proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask
+    ) {
+        self.config = config
+        self.routes = routes
+        self.metrics = metrics
+        self.active = active
+        self.tunnels = tunnels
+        self.proxyChannel = proxyChannel
+        self.metricsChannel = metricsChannel
+        self.reloadTask = reloadTask
+        self.localAddress = proxyChannel.localAddress
+        self.metricsAddress = metricsChannel.localAddress
+    }
+
+    /// Loads the map, binds both listeners and starts the reload timer.
+    /// - Throws: `DispatchError.bindFailed` when a listener cannot bind.
+    public static func start(
+        config: DispatchConfig, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "workstation.dispatch")
+    ) async throws -> DispatchServer {
+        let metrics = DispatchMetrics()
+        let tunnels = TunnelRegistry()
+        let routes = RouteTable(path: config.dispatchFile, logger: logger) { outcome in
+            metrics.reloaded(outcome)
+            if case .loaded(_, let dropped) = outcome {
+                for user in dropped { tunnels.closeAll(of: user) }
+            }
+        }
+        routes.refresh(force: true)
+        let active = ActiveUsers(limit: config.maxActiveUsers)
+        let shared = DispatchShared(config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger)
+
+        let proxyBootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let encoder = HTTPResponseEncoder()
+                    let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+                    let pipelining = HTTPServerPipelineHandler()
+                    let handler = ClientHandler(shared: shared, codec: [pipelining, encoder, decoder])
+                    try channel.pipeline.syncOperations.addHandlers([encoder, decoder, pipelining, handler])
+                }
+            }
+        let proxyChannel = try await bind(proxyBootstrap, config.listen)
+
+        let metricsBootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(metrics: metrics, routes: routes))
+                }
+            }
+        let metricsChannel: Channel
+        do {
+            metricsChannel = try await bind(metricsBootstrap, config.metricsListen)
+        } catch {
+            try? await proxyChannel.close()
+            throw error
+        }
+        let interval = TimeAmount.seconds(Int64(config.reloadIntervalSeconds))
+        let reloadTask = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            routes.refresh()
+        }
+        logger.info("dispatch listening", metadata: [
+            "listen": "\(config.listen)", "metrics": "\(config.metricsListen)", "map": .string(config.dispatchFile),
+            "max_active_users": "\(config.maxActiveUsers)",
+        ])
+        return DispatchServer(
+            config: config, routes: routes, metrics: metrics, active: active, tunnels: tunnels,
+            proxyChannel: proxyChannel, metricsChannel: metricsChannel, reloadTask: reloadTask)
+    }
+
+    private static func bind(_ bootstrap: ServerBootstrap, _ address: ListenAddress) async throws -> Channel {
+        do {
+            switch address {
+            case .tcp(let host, let port):
+                return try await bootstrap.bind(host: host, port: port).get()
+            case .unix(let path):
+                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            }
+        } catch {
+            throw DispatchError.bindFailed(address: address.description, underlying: "\(error)")
+        }
+    }
+
+    /// Stops listening, cancels the reload timer and closes open tunnels. In-flight requests on open
+    /// connections are cut.
+    public func shutdown() async {
+        reloadTask.cancel()
+        try? await proxyChannel.close()
+        try? await metricsChannel.close()
+        for user in routes.current.users.keys { tunnels.closeAll(of: user) }
+    }
+
+    /// Completes when the proxy listener closes.
+    public var closeFuture: EventLoopFuture<Void> { proxyChannel.closeFuture }
+}
+
+/// `GET /healthz` (200 `ok` while the process serves) and `GET /metrics` (Prometheus text exposition format 0.0.4).
+final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let metrics: DispatchMetrics
+    private let routes: RouteTable
+    private var head: HTTPRequestHead?
+
+    init(metrics: DispatchMetrics, routes: RouteTable) {
+        self.metrics = metrics
+        self.routes = routes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
+            let (status, type, body): (HTTPResponseStatus, String, String)
+            switch (h.method, path) {
+            case (.GET, "/healthz"), (.HEAD, "/healthz"):
+                (status, type, body) = (.ok, "text/plain; charset=utf-8", "ok\n")
+            case (.GET, "/metrics"), (.HEAD, "/metrics"):
+                (status, type, body) = (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics.render())
+            default:
+                (status, type, body) = (.notFound, "text/plain; charset=utf-8", "not found; try /healthz or /metrics\n")
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: type)
+            headers.add(name: "Content-Length", value: String(body.utf8.count))
+            if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+            if h.method != .HEAD {
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            }
+            let keepAlive = h.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                if !keepAlive { context.close(promise: nil) }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import WorkstationCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Identity of one version of a file as `stat(2)` reports it; a rename, rewrite or touch changes it.
+struct FileStamp: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var mtimeSeconds: Int
+    var mtimeNanoseconds: Int
+    var ctimeSeconds: Int
+    var ctimeNanoseconds: Int
+
+    /// nil when the file cannot be stat'ed (missing, permission).
+    static func of(_ path: String) -> FileStamp? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        #if canImport(Darwin)
+        return FileStamp(
+            device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+            mtimeSeconds: st.st_mtimespec.tv_sec, mtimeNanoseconds: st.st_mtimespec.tv_nsec,
+            ctimeSeconds: st.st_ctimespec.tv_sec, ctimeNanoseconds: st.st_ctimespec.tv_nsec)
+        #else
+        return FileStamp(
+            device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+            mtimeSeconds: st.st_mtim.tv_sec, mtimeNanoseconds: st.st_mtim.tv_nsec,
+            ctimeSeconds: st.st_ctim.tv_sec, ctimeNanoseconds: st.st_ctim.tv_nsec)
+        #endif
+    }
+}
+
+/// What one reload of dispatch.json did.
+public enum ReloadOutcome: Sendable, Equatable {
+    /// The file is unchanged since the last read.
+    case unchanged
+    /// A new map is in force; `dropped` lists users who were removed or whose port changed.
+    case loaded(users: Int, dropped: [String])
+    /// The file is missing, unreadable or invalid; the last good map stays in force.
+    case kept(reason: String)
+}
+
+/// The routing map in force, reloaded from dispatch.json whenever the file changes.
+///
+/// Every lookup `stat(2)`s the file (one system call) and re-reads it when device, inode, size, mtime or ctime
+/// differ, so a rewrite (temp file + `rename(2)`) is in force from the next request on. A file that is missing,
+/// unreadable, not JSON or not version 1 keeps the last good map and is logged. Thread-safe.
+public final class RouteTable: Sendable {
+    private struct State {
+        var map = DispatchMap(users: [:])
+        var stamp: FileStamp?
+        var lastBytes: Data?
+        var lastProblem: String?
+    }
+
+    public let path: String
+    private let state = NIOLockedValueBox(State())
+    private let logger: Logger
+    private let onReload: @Sendable (ReloadOutcome) -> Void
+
+    /// - Parameters:
+    ///   - path: dispatch.json.
+    ///   - onReload: called after every reload that is not `.unchanged`, outside the lock (metrics, closing
+    ///     dropped users' WebSockets).
+    public init(path: String, logger: Logger, onReload: @escaping @Sendable (ReloadOutcome) -> Void = { _ in }) {
+        self.path = path
+        self.logger = logger
+        self.onReload = onReload
+    }
+
+    /// The user's entry in the current map, after reloading the file if it changed. Exact, case-sensitive key.
+    public func lookup(_ user: String) -> DispatchMap.User? {
+        refresh()
+        return state.withLockedValue { $0.map.users[user] }
+    }
+
+    /// The map in force (without checking the file).
+    public var current: DispatchMap { state.withLockedValue { $0.map } }
+
+    /// Reloads the file if its stamp changed (or always, with `force`).
+    @discardableResult
+    public func refresh(force: Bool = false) -> ReloadOutcome {
+        let stamp = FileStamp.of(path)
+        let outcome: ReloadOutcome = state.withLockedValue { s in
+            if !force, let stamp, stamp == s.stamp { return .unchanged }
+            guard let stamp else {
+                if !force, s.stamp == nil, s.lastProblem != nil { return .unchanged }
+                s.stamp = nil
+                return keep(&s, "cannot read \(path): \(String(cString: strerror(errno))); fix the file or run workstation apply")
+            }
+            s.stamp = stamp
+            guard let data = FileManager.default.contents(atPath: path) else {
+                return keep(&s, "cannot read \(path); check its permissions (mode 0644, owned by root)")
+            }
+            if data == s.lastBytes { return .unchanged }
+            do {
+                let map = try DispatchMap.decode(data)
+                if let bad = map.users.first(where: { identityProblem($0.key) != nil || !(1...65535).contains($0.value.port) }) {
+                    return keep(&s, "\(path): entry '\(printable(bad.key))' is invalid; regenerate the file with workstation apply")
+                }
+                let old = s.map
+                s.map = map
+                s.lastBytes = data
+                s.lastProblem = nil
+                let dropped = old.users.filter { map.users[$0.key]?.port != $0.value.port }.map(\.key).sorted()
+                return .loaded(users: map.users.count, dropped: dropped)
+            } catch {
+                return keep(&s, "\(path) is not a valid version 1 dispatch.json (\(describe(error))); keeping the last good map")
+            }
+        }
+        switch outcome {
+        case .unchanged: return outcome
+        case .loaded(let n, let dropped):
+            logger.info("dispatch map loaded", metadata: ["users": "\(n)", "dropped": .array(dropped.map { .string($0) })])
+        case .kept(let reason):
+            logger.error("dispatch map not reloaded", metadata: ["reason": .string(reason)])
+        }
+        onReload(outcome)
+        return outcome
+    }
+
+    private func keep(_ s: inout State, _ reason: String) -> ReloadOutcome {
+        s.lastProblem = reason
+        s.lastBytes = nil
+        return .kept(reason: reason)
+    }
+
+    private func describe(_ error: Error) -> String {
+        if case DecodingError.dataCorrupted(let c) = error { return c.debugDescription }
+        if case DecodingError.keyNotFound(let k, _) = error { return "missing key '\(k.stringValue)'" }
+        if case DecodingError.typeMismatch(_, let c) = error { return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))" }
+        return "\(error)"
+    }
+}
+
+/// Counts live connections per user and enforces the ceiling on distinct active users. Thread-safe.
+///
+/// A user is active while they have an in-flight request or an open WebSocket.
+public final class ActiveUsers: Sendable {
+    private let counts = NIOLockedValueBox([String: Int]())
+    public let limit: Int
+
+    public init(limit: Int) { self.limit = limit }
+
+    /// Takes one slot for `user`; false when `user` holds none and `limit` other users are active.
+    public func acquire(_ user: String) -> Bool {
+        counts.withLockedValue { c in
+            if let n = c[user] {
+                c[user] = n + 1
+                return true
+            }
+            guard c.count < limit else { return false }
+            c[user] = 1
+            return true
+        }
+    }
+
+    /// Returns a slot taken by `acquire`.
+    public func release(_ user: String) {
+        counts.withLockedValue { c in
+            guard let n = c[user] else { return }
+            c[user] = n > 1 ? n - 1 : nil
+        }
+    }
+
+    /// Number of distinct active users.
+    public var activeCount: Int { counts.withLockedValue { $0.count } }
+}
+
+/// Open WebSocket tunnels by user, so a user dropped from the map can be cut off. Thread-safe.
+public final class TunnelRegistry: Sendable {
+    private let tunnels = NIOLockedValueBox([String: [ObjectIdentifier: Channel]]())
+
+    public init() {}
+
+    func add(_ user: String, _ channel: Channel) {
+        tunnels.withLockedValue { $0[user, default: [:]][ObjectIdentifier(channel)] = channel }
+    }
+
+    func remove(_ user: String, _ channel: Channel) {
+        tunnels.withLockedValue { t in
+            t[user]?[ObjectIdentifier(channel)] = nil
+            if t[user]?.isEmpty == true { t[user] = nil }
+        }
+    }
+
+    /// Closes every tunnel of `user` (both sides close: the client's and the upstream's connection).
+    public func closeAll(of user: String) {
+        let channels = tunnels.withLockedValue { $0[user].map { Array($0.values) } ?? [] }
+        for c in channels { c.close(promise: nil) }
+    }
+
+    /// Number of open tunnels.
+    public var count: Int { tunnels.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
+}

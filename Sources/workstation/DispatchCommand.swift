@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import WorkstationCore
+import WorkstationDispatch
+
+/// `workstation dispatch`: the per-user reverse proxy (docs/dispatch.md).
+struct DispatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dispatch",
+        abstract: "Route each person's browser traffic to their own instance, by X-authentik-username.",
+        discussion: """
+            Reads the dispatch: section of the settings file; options override it. Answers 403 to anyone not \
+            routed by dispatch.json and 429 to a new person when max_active_users people are active. \
+            Serves /healthz and /metrics on --metrics-listen. See docs/dispatch.md.
+            """)
+
+    @Option(name: .long, help: "Settings file (its dispatch: section is read).")
+    var settings = "/etc/workstation/workstation.yaml"
+
+    @Option(name: .long, help: "Proxy listen address: HOST:PORT or unix:/PATH.")
+    var listen: String?
+
+    @Option(name: .customLong("metrics-listen"), help: "Listen address for /healthz and /metrics.")
+    var metricsListen: String?
+
+    @Option(name: .customLong("dispatch-file"), help: "Routing map (dispatch.json).")
+    var dispatchFile: String?
+
+    @Option(name: .customLong("trusted-proxy"), help: "A peer address whose identity headers are trusted (repeatable; 'unix' for socket peers).")
+    var trustedProxies: [String] = []
+
+    @Option(name: .customLong("gate-group"), help: "Group required in X-authentik-groups.")
+    var gateGroup: String?
+
+    @Option(name: .customLong("max-active-users"), help: "Distinct active users before new users get 429.")
+    var maxActiveUsers: Int?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        var config: DispatchConfig
+        do {
+            config = try DispatchConfig.load(path: settings)
+        } catch let failure as ValidationFailure {
+            FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        func address(_ text: String, _ flag: String) throws -> ListenAddress {
+            switch ListenAddress.parse(text) {
+            case .success(let a): return a
+            case .failure(let e): throw ValidationError("\(flag): \(e.description)")
+            }
+        }
+        if let listen { config.listen = try address(listen, "--listen") }
+        if let metricsListen { config.metricsListen = try address(metricsListen, "--metrics-listen") }
+        if let dispatchFile { config.dispatchFile = dispatchFile }
+        if !trustedProxies.isEmpty { config.trustedProxies = trustedProxies }
+        if let gateGroup { config.gateGroup = gateGroup }
+        if let maxActiveUsers {
+            guard maxActiveUsers >= 1 else { throw ValidationError("--max-active-users must be at least 1") }
+            config.maxActiveUsers = maxActiveUsers
+        }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        var logger = Logger(label: "workstation.dispatch")
+        logger.logLevel = level
+
+        let server: DispatchServer
+        do {
+            server = try await DispatchServer.start(config: config, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        // SIGTERM (systemd stop) and SIGINT end the process after closing the listeners.
+        let stop = SignalStop()
+        stop.onSignal { Task { await server.shutdown() } }
+        try await server.closeFuture.get()
+        logger.info("dispatch stopped")
+    }
+}
+
+/// Runs a handler on SIGTERM or SIGINT (once).
+final class SignalStop: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    func onSignal(_ handler: @escaping @Sendable () -> Void) {
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

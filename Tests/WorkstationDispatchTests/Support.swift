@@ -1,0 +1,251 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import WorkstationCore
+@testable import WorkstationDispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loopback upstream standing in for a user's t3 instance. Answers every request with
+/// `name=<name> user=<X-authentik-username> path=<uri> bytes=<body length>` and the request's `x-authentik-*`
+/// header names in `x-seen-authentik`; echoes WebSocket frames.
+final class EchoUpstream: Sendable {
+    let name: String
+    let channel: Channel
+    private let requests: NIOLockedValueBox<Int>
+    var port: Int { channel.localAddress!.port! }
+    /// Requests the upstream has answered.
+    var requestCount: Int { requests.withLockedValue { $0 } }
+
+    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>) {
+        self.name = name
+        self.channel = channel
+        self.requests = requests
+    }
+
+    static func start(name: String) async throws -> EchoUpstream {
+        let counter = NIOLockedValueBox(0)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let upgrader = NIOWebSocketServerUpgrader(
+                        shouldUpgrade: { ch, _ in ch.eventLoop.makeSucceededFuture([:]) },
+                        upgradePipelineHandler: { ch, _ in
+                            ch.eventLoop.makeCompletedFuture {
+                                let ops = ch.pipeline.syncOperations
+                                ops.removeHandler(try ops.handler(type: HTTPEcho.self), promise: nil)
+                                try ops.addHandler(WebSocketEcho())
+                            }
+                        })
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(HTTPEcho(name: name, counter: counter))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return EchoUpstream(name: name, channel: channel, requests: counter)
+    }
+
+    func stop() async { try? await channel.close() }
+}
+
+private final class HTTPEcho: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let name: String
+    let counter: NIOLockedValueBox<Int>
+    var head: HTTPRequestHead?
+    var bytes = 0
+    init(name: String, counter: NIOLockedValueBox<Int>) {
+        self.name = name
+        self.counter = counter
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            bytes = 0
+        case .body(let b): bytes += b.readableBytes
+        case .end:
+            guard let h = head else { return }
+            counter.withLockedValue { $0 += 1 }
+            let user = h.headers[Gate.usernameHeader].joined(separator: ",")
+            let body = "name=\(name) user=\(user) path=\(h.uri) bytes=\(bytes)"
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: String(body.utf8.count))
+            let seen = h.headers.map(\.name).filter { $0.lowercased().hasPrefix("x-authentik-") }
+            headers.add(name: "X-Seen-Authentik", value: seen.map { $0.lowercased() }.joined(separator: ","))
+            headers.add(name: "X-Seen-Authentik-Count", value: String(seen.count))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
+
+private final class WebSocketEcho: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            let out = WebSocketFrame(fin: true, opcode: frame.opcode, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        case .connectionClose:
+            context.close(promise: nil)
+        default: break
+        }
+    }
+}
+
+/// A scratch directory with dispatch.json written atomically (temp file + rename).
+final class MapDir: Sendable {
+    let dir: String
+    var path: String { dir + "/dispatch.json" }
+    init() throws {
+        dir = NSTemporaryDirectory() + "dispatch-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+    func write(_ users: [String: Int]) throws {
+        let map = DispatchMap(users: users.mapValues { DispatchMap.User(osUser: "os-x", port: $0, ports: ["t3-serve@": $0]) })
+        try writeRaw(map.encoded())
+    }
+    func writeRaw(_ data: Data) throws {
+        let tmp = dir + "/.dispatch.json.\(UUID().uuidString)"
+        try data.write(to: URL(fileURLWithPath: tmp))
+        guard rename(tmp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+/// Starts a dispatcher on 127.0.0.1 ephemeral ports in front of the given map.
+func startDispatcher(map: MapDir, maxActiveUsers: Int = 8, trusted: [String] = ["127.0.0.1"]) async throws -> DispatchServer {
+    var config = DispatchConfig()
+    config.listen = .tcp(host: "127.0.0.1", port: 0)
+    config.metricsListen = .tcp(host: "127.0.0.1", port: 0)
+    config.dispatchFile = map.path
+    config.trustedProxies = trusted
+    config.maxActiveUsers = maxActiveUsers
+    config.reloadIntervalSeconds = 3600  // tests drive reloads through requests, never the timer
+    var logger = Logger(label: "test.dispatch")
+    logger.logLevel = .critical
+    return try await DispatchServer.start(config: config, logger: logger)
+}
+
+struct Reply {
+    var status: Int
+    var body: String
+    var headers: HTTPHeaders
+}
+
+/// One request through the dispatcher with AsyncHTTPClient.
+func send(
+    _ client: HTTPClient, _ server: DispatchServer, path: String = "/", method: HTTPMethod = .GET,
+    headers: [(String, String)], body: Data? = nil
+) async throws -> Reply {
+    var req = HTTPClientRequest(url: "http://127.0.0.1:\(server.localAddress!.port!)\(path)")
+    req.method = method
+    for (n, v) in headers { req.headers.add(name: n, value: v) }
+    if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+    let resp = try await client.execute(req, timeout: .seconds(30))
+    let buf = try await resp.body.collect(upTo: 16 << 20)
+    return Reply(status: Int(resp.status.code), body: String(buffer: buf), headers: resp.headers)
+}
+
+func identity(_ user: String, groups: String = "Staff|T3 Users") -> [(String, String)] {
+    [(Gate.usernameHeader, user), (Gate.groupsHeader, groups)]
+}
+
+/// A blocking WebSocket client on a raw socket (RFC 6455): handshake, masked text frames, unmasked replies.
+/// The socket has a 20 s receive timeout only so that a broken proxy fails the test instead of hanging it.
+final class RawWebSocket {
+    let fd: Int32
+    private(set) var handshakeStatus = 0
+
+    init(port: Int, headers: [(String, String)]) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw CocoaError(.fileReadUnknown) }
+        var req = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        req += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        for (n, v) in headers { req += "\(n): \(v)\r\n" }
+        req += "\r\n"
+        try sendAll(Array(req.utf8))
+        var head: [UInt8] = []
+        while !head.suffix(4).elementsEqual([13, 10, 13, 10]) {
+            guard let b = try readExactly(1) else { break }
+            head += b
+        }
+        let text = String(decoding: head, as: UTF8.self)
+        handshakeStatus = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    deinit { close(fd) }
+
+    func sendAll(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw CocoaError(.fileWriteUnknown) }
+            off += n
+        }
+    }
+
+    /// nil on end of stream.
+    func readExactly(_ count: Int) throws -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = out[got...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return nil }
+            guard n > 0 else { throw CocoaError(.fileReadUnknown) }
+            got += n
+        }
+        return out
+    }
+
+    func sendText(_ s: String) throws {
+        let payload = Array(s.utf8)
+        precondition(payload.count < 126)
+        let mask: [UInt8] = [1, 2, 3, 4]
+        var frame: [UInt8] = [0x81, 0x80 | UInt8(payload.count)] + mask
+        for (i, b) in payload.enumerated() { frame.append(b ^ mask[i % 4]) }
+        try sendAll(frame)
+    }
+
+    /// The next text frame's payload, or nil when the connection ended.
+    func readText() throws -> String? {
+        guard let h = try readExactly(2) else { return nil }
+        let len = Int(h[1] & 0x7F)
+        precondition(len < 126)
+        guard let p = try readExactly(len) else { return nil }
+        return String(decoding: p, as: UTF8.self)
+    }
+
+    /// True when the peer closed: end of stream or a close frame.
+    func waitForClose() throws -> Bool {
+        while true {
+            guard let h = try readExactly(2) else { return true }
+            let len = Int(h[1] & 0x7F)
+            if len > 0, try readExactly(len) == nil { return true }
+            if h[0] & 0x0F == 0x8 { return true }
+        }
+    }
+}
