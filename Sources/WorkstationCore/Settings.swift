@@ -83,7 +83,9 @@ public struct Settings: Sendable, Hashable, Codable {
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
 
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout"]
+    /// Top-level keys. `dispatch` is read by the data plane (`DispatchConfig`), which validates it itself.
+    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout",
+                          "dispatch"]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).

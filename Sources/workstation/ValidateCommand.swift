@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WorkstationCore
+import WorkstationDispatch
 import WorkstationHost
 
 struct ValidateCommand: ParsableCommand {
@@ -14,6 +15,7 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            if let settingsPath = loaded.settingsPath { _ = try DispatchConfig.load(path: settingsPath) }
             // Host-aware checks (a pinned uid another account holds) when the root has account databases.
             if FileManager.default.fileExists(atPath: rootOptions.hostRoot.path("/etc/passwd")) {
                 _ = try Engine.plan(loaded, root: rootOptions.hostRoot)
