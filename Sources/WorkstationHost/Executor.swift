@@ -48,7 +48,7 @@ public final class Executor {
             }
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
             do {
-                try run(change)
+                try run(change, progress: progress)
                 report.applied.append(change)
                 journal?.record(change, result: "ok")
             } catch {
@@ -72,7 +72,7 @@ public final class Executor {
         return HomeWriter.Owner(uid: p.uid, gid: p.gid)
     }
 
-    private func run(_ change: Change) throws {
+    private func run(_ change: Change, progress: (String) -> Void) throws {
         guard let action = change.action else { return }
         switch action {
         case .createGroup(let name):
@@ -120,6 +120,15 @@ public final class Executor {
             } else {
                 try runner.check(["systemctl", "--root=\(root.directory)", "enable", name])
             }
+        case .cloneInfraRepo(let spec):
+            try withoutActuallyEscaping(progress) { p in
+                nonisolated(unsafe) let sink = p
+                _ = try InfraCloner(root: root, runner: runner).clone(spec) { sink($0) }
+            }
+            recordAccount(spec.user)
+        case .createHomeFile(let user, let path, let content, let mode):
+            let (home, rel) = try split(user, path)
+            try homes.createFile(home: home, relative: rel, content: content, owner: try owner(user), mode: mode_t(mode), createParents: true)
         }
     }
 
