@@ -230,7 +230,7 @@ public enum InfraCloneError: Error, CustomStringConvertible {
         case .noAccount(let u): "cannot clone for \(u): the account does not exist (its creation failed or was skipped)"
         case .refusedRoot(let u): "refused to clone for \(u): the account has uid or gid 0, and git never runs as root in a home"
         case .gitFailed(let u, let url, let status, let stderr):
-            "git clone of \(url) for \(u) exited \(status): \(stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").suffix(4).joined(separator: " | ")); nothing was left behind, fix the source (url, branch, access) and run apply again"
+            "git clone of \(url) for \(u) exited \(status): \(stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("Cloning into") }.suffix(4).joined(separator: " | ")); nothing was left behind, fix the source (url, branch, access) and run apply again"
         case .cleanupFailed(let u, let path, let stderr):
             "cannot remove the partial clone \(path) of \(u): \(stderr); remove it by hand, then run apply again"
         case .unexpected(let u, let what): "clone for \(u) stopped: \(what); run apply again"
