@@ -73,6 +73,8 @@ import Testing
         let applied = try CLI.run(["apply"] + s.args)
         #expect(applied.status == 0, "\(applied.stderr)")
 
+        // git's own lines are forwarded as progress, prefixed with the person.
+        #expect(applied.stderr.contains("alice:   Cloning into '.code.workstation-partial'..."), "\(applied.stderr)")
         // Progress and output never show the password.
         #expect(applied.stderr.contains("alice: cloning http://***@127.0.0.1:\(server.port)/infra.git (branch main) into /home/alice/code"), "\(applied.stderr)")
         #expect(applied.stdout.contains("+ clone http://***@127.0.0.1:\(server.port)/infra.git into /home/alice/code as alice"), "\(applied.stdout)")
