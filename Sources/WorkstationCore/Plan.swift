@@ -67,6 +67,10 @@ public enum Action: Sendable, Hashable, Codable {
     case createHomeLink(user: String, path: String, target: String)
     /// `systemctl enable` (and `--now` where systemd runs).
     case enableUnit(name: String)
+    /// Clone the infra repository keyless into a user's home, as the user, only if the target is absent.
+    case cloneInfraRepo(InfraCloneSpec)
+    /// Create a file under a user's home if absent, owned by the user (safe home-writer).
+    case createHomeFile(user: String, path: String, content: Data, mode: UInt32)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

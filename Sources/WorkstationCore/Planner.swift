@@ -19,6 +19,7 @@ public struct Planner {
             paths.append(WatchedPath(joinPath(u.home, ".claude")))
             for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
             for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
+            paths += infraWatchedPaths(u)
         }
         return paths
     }
@@ -51,6 +52,7 @@ public struct Planner {
             plan.changes += membershipChanges(u, observed)
             plan.changes += homeChanges(u, observed)
             plan.changes += inheritanceChanges(u, observed)
+            infraCloneChanges(u, observed, into: &plan)
         }
         plan.changes += derivedFileChanges(desired, observed)
         for u in desired.users { plan.changes += unitChanges(u, observed) }

@@ -176,6 +176,7 @@ public struct Roster: Sendable, Hashable, Codable {
         if let rv = r["repo"], let rr = KeyedReader(rv, what: "\(what) repo", known: ["url", "branch"], diags) {
             if let url = rr.required("url", diags)?.string("repo.url", diags) {
                 repo = RepoSource(url: url, branch: rr["branch"]?.string("repo.branch", diags))
+                validateRepoSource(repo!, rr, diags)
             }
         }
         var memory: MemoryBudget?

@@ -77,6 +77,8 @@ public struct Settings: Sendable, Hashable, Codable {
     public var stateDirectory: String = "/var/lib/workstation"
     /// Seconds a second apply waits for the lock before giving up.
     public var lockTimeout: Double = 10
+    /// The infra clone at `~/code` and the launcher (`infra_repo:`, Settings+InfraRepo.swift).
+    public var infraRepo = InfraRepoSettings()
 
     public init() {}
 
@@ -84,8 +86,19 @@ public struct Settings: Sendable, Hashable, Codable {
     public var primaryUnit: PerUserUnit { units[0] }
 
     /// Top-level keys. `dispatch` is read by the data plane (`DispatchConfig`), which validates it itself.
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout",
-                          "dispatch"]
+    /// One key per line, so parallel additions merge cleanly.
+    static let topKeys = [
+        "config_base",
+        "inherited_items",
+        "accounts",
+        "admins",
+        "units",
+        "derived",
+        "state_directory",
+        "lock_timeout",
+        "dispatch",
+        "infra_repo",
+    ]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).
@@ -105,6 +118,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) { s.lockTimeout = Double(n) }
         if let v = r["accounts"] { parseAccounts(v, into: &s.accounts, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
+        if let v = r["infra_repo"] { s.infraRepo = InfraRepoSettings.parse(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }
         if let v = r["derived"], let d = KeyedReader(v, what: "derived", known: ["ttyd_user_map", "dispatch"], diags) {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }

@@ -19,6 +19,19 @@ public protocol CommandRunner: Sendable {
     func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult
     /// How many processes this runner has started.
     var spawned: Int { get }
+    /// Runs like `run(_:environment:stdin:)` with no input, handing each piece the tool writes to standard error to
+    /// `onStderr` as it arrives: pieces end at `\n` or `\r` (progress meters), terminator dropped. The whole
+    /// stderr is still in the result. The default implementation delivers the pieces when the tool has exited.
+    /// - Throws: as `run`.
+    func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult
+}
+
+extension CommandRunner {
+    public func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult {
+        let r = try run(argv, environment: environment, stdin: nil)
+        for piece in r.stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) { onStderr(String(piece)) }
+        return r
+    }
 }
 
 extension CommandRunner {
@@ -60,6 +73,14 @@ public final class ProcessRunner: CommandRunner {
     public var spawned: Int { counter.load(ordering: .relaxed) }
 
     public func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
+        try spawn(argv, environment: environment, stdin: stdin, onStderr: nil)
+    }
+
+    public func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult {
+        try spawn(argv, environment: environment, stdin: nil, onStderr: onStderr)
+    }
+
+    private func spawn(_ argv: [String], environment: [String: String], stdin: Data?, onStderr: (@Sendable (String) -> Void)?) throws -> CommandResult {
         guard let exe = Self.resolve(argv[0]) else { throw CommandError.notFound(argv[0]) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
@@ -83,7 +104,24 @@ public final class ProcessRunner: CommandRunner {
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
+            if let onStderr {
+                // Read as it comes and hand over complete pieces (ending at \n or \r).
+                var pending = Data()
+                while true {
+                    let chunk = err.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    errData.append(chunk)
+                    pending.append(chunk)
+                    while let cut = pending.firstIndex(where: { $0 == 0x0A || $0 == 0x0D }) {
+                        let piece = pending[pending.startIndex..<cut]
+                        pending = Data(pending[pending.index(after: cut)...])
+                        if !piece.isEmpty { onStderr(String(decoding: piece, as: UTF8.self)) }
+                    }
+                }
+                if !pending.isEmpty { onStderr(String(decoding: pending, as: UTF8.self)) }
+            } else {
+                errData = err.fileHandleForReading.readDataToEndOfFile()
+            }
             group.leave()
         }
         let outData = out.fileHandleForReading.readDataToEndOfFile()

@@ -48,7 +48,7 @@ public final class Executor {
             }
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
             do {
-                try run(change)
+                try run(change, progress: progress)
                 report.applied.append(change)
                 journal?.record(change, result: "ok")
             } catch {
@@ -72,7 +72,7 @@ public final class Executor {
         return HomeWriter.Owner(uid: p.uid, gid: p.gid)
     }
 
-    private func run(_ change: Change) throws {
+    private func run(_ change: Change, progress: (String) -> Void) throws {
         guard let action = change.action else { return }
         switch action {
         case .createGroup(let name):
@@ -81,9 +81,11 @@ public final class Executor {
             try runner.check(["groupadd"] + prefix + ["--system", name])
             if !state.createdGroups.contains(name) { state.createdGroups.append(name) }
         case .createAccount(let spec):
-            // useradd(8): -m copies /etc/skel (its links stay links), -U makes the user private group.
+            // useradd(8): -m copies the skeleton (its links stay links), -U makes the user private group.
+            // With --prefix, useradd still reads the host's /etc/skel, so the root's skeleton is named with -k.
             var argv = ["useradd"] + prefix + ["-m", "-U", "-u", String(spec.uid), "-d", spec.home, "-s", spec.shell, "-c", spec.comment,
                                               "-K", "HOME_MODE=0700"]
+            if !root.isSystem { argv += ["-k", root.path("/etc/skel")] }
             if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
             argv.append(spec.name)
             try runner.check(argv)
@@ -120,6 +122,15 @@ public final class Executor {
             } else {
                 try runner.check(["systemctl", "--root=\(root.directory)", "enable", name])
             }
+        case .cloneInfraRepo(let spec):
+            try withoutActuallyEscaping(progress) { p in
+                nonisolated(unsafe) let sink = p
+                _ = try InfraCloner(root: root, runner: runner).clone(spec) { sink($0) }
+            }
+            recordAccount(spec.user)
+        case .createHomeFile(let user, let path, let content, let mode):
+            let (home, rel) = try split(user, path)
+            try homes.createFile(home: home, relative: rel, content: content, owner: try owner(user), mode: mode_t(mode), createParents: true)
         }
     }
 

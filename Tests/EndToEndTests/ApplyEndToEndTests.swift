@@ -41,6 +41,9 @@ import Testing
             #expect(dropIn.contains("Slice=user-\(uid).slice\n"))
         }
         #expect(root.read("/etc/ttyd-user-map")?.hasSuffix("alice.smith=alice\nbob=bob-dev\ncarol=carol\n") == true)
+        // The home is seeded from the root's skeleton, not the machine's.
+        #expect(root.read("/home/alice/.bash_logout") == root.read("/etc/skel/.bash_logout"))
+        #expect(root.read("/home/alice/.bashrc")?.contains("PS1='\\u@\\h:\\w\\$ '") == true)
         let dispatch = try #require(root.read("/etc/t3-serve/dispatch.json"))
         #expect(dispatch.contains("\"os_user\" : \"bob-dev\""))
         let journal = try #require(root.read("/var/lib/workstation/journal.jsonl"))
