@@ -20,6 +20,7 @@ public struct Planner {
             for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
             for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
         }
+        paths += integrationWatchedPaths(desired)
         return paths
     }
 
@@ -56,6 +57,7 @@ public struct Planner {
         for u in desired.users { plan.changes += unitChanges(u, observed) }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
+        planIntegrations(&plan, desired, observed)
         return plan
     }
 

@@ -77,13 +77,17 @@ public struct Settings: Sendable, Hashable, Codable {
     public var stateDirectory: String = "/var/lib/workstation"
     /// Seconds a second apply waits for the lock before giving up.
     public var lockTimeout: Double = 10
+    /// Identity, cluster and secrets services; nil: not configured, their resources are skipped.
+    public var authentik: AuthentikSettings?
+    public var kubernetes: KubernetesSettings?
+    public var vault: VaultSettings?
 
     public init() {}
 
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
 
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout"]
+    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout", "authentik", "kubernetes", "vault"]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).
@@ -108,6 +112,9 @@ public struct Settings: Sendable, Hashable, Codable {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }
             if let p = d["dispatch"].flatMap({ absolutePath($0, "derived.dispatch", diags) }) { s.derived.dispatch = p }
         }
+        if let v = r["authentik"] { s.authentik = AuthentikSettings.parse(v, diags) }
+        if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
+        if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }
