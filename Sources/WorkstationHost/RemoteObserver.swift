@@ -34,7 +34,9 @@ public struct IntegrationClients: Sendable {
     }
 
 
-    static func token(_ source: TokenSource, root: HostRoot, environment: [String: String]) -> Result<String, TokenMessage> {
+    /// The token of one service: the environment variable when set and non-empty, else the file under `root`, trimmed.
+    /// - Returns: the token, or why there is none (naming what to set; never a token).
+    public static func token(_ source: TokenSource, root: HostRoot, environment: [String: String]) -> Result<String, TokenMessage> {
         if let name = source.environment, let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty {
             return .success(value)
         }
