@@ -23,13 +23,15 @@ let package = Package(
         // Pure: roster and settings loading, validation, desired state, planner, renderers.
         .target(name: "WorkstationCore", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Effects: host root, snapshot readers, adapters, executor, lock, journal, state.
-        .target(name: "WorkstationHost", dependencies: ["WorkstationCore"]),
+        .target(name: "WorkstationHost", dependencies: ["WorkstationCore", "WorkstationIntegrations"]),
         // Network clients (Authentik, Vault, Kubernetes), each behind a protocol.
         .target(
             name: "WorkstationIntegrations",
             dependencies: [
                 "WorkstationCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Data plane: per-user reverse proxy and the ttyd login shim.
         .target(
@@ -51,6 +53,16 @@ let package = Package(
             ]),
         .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
         .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
+        // Authentik, Kubernetes and Vault against real HTTP servers on 127.0.0.1 started by the tests.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "WorkstationCore", "WorkstationHost", "WorkstationIntegrations",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
         .testTarget(
             name: "WorkstationDispatchTests",
             dependencies: [

@@ -84,6 +84,8 @@ public struct HostSnapshot: Sendable, Hashable {
     public var uidRange: ClosedRange<Int> = 1000...60000
     /// workstation's own record (state.json).
     public var state = WorkstationState()
+    /// Authentik, the k8s_users map and Vault, read before planning (empty when not configured).
+    public var remote = RemoteSnapshot()
 
     public init() {}
 
@@ -120,6 +122,10 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var retiredUids: [Int] = []
     /// Completion time of the last apply that verified clean (seconds since 1970).
     public var lastSuccessfulApply: Double?
+    /// os_user -> home-relative paths of secret files workstation wrote (the offboarding revoke stage deletes exactly these).
+    public var secretFiles: [String: [String]]?
+    /// os_user -> home-relative paths of other files workstation wrote once (kubeconfig, Vault helper).
+    public var homeFiles: [String: [String]]?
 
     public init() {}
 }

@@ -69,8 +69,12 @@ public enum Action: Sendable, Hashable, Codable {
     case enableUnit(name: String)
     /// Clone the infra repository keyless into a user's home, as the user, only if the target is absent.
     case cloneInfraRepo(InfraCloneSpec)
-    /// Create a file under a user's home if absent, owned by the user (safe home-writer).
+    /// Authentik `POST /api/v3/core/groups/<group>/add_user/` with `{"pk": user}` (additive).
+    case addIdPGroupMember(group: String, groupPK: String, username: String, userPK: Int)
+    /// Create a file under a user's home only if absent, creating missing parents 0700 (safe home-writer).
     case createHomeFile(user: String, path: String, content: Data, mode: UInt32)
+    /// As `createHomeFile`, for a secret: recorded in state so offboarding can delete exactly it.
+    case createSecretFile(user: String, path: String, content: Redacted, mode: UInt32)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.
@@ -145,6 +149,8 @@ public struct Plan: Sendable, Hashable, Codable {
     /// One-line remarks (e.g. a service that is not configured and was skipped).
     public var notes: [String] = []
     public var refusals: [Refusal] = []
+    /// Problems that make the run exit 1 although the rest of the plan still runs (a service error for one user...).
+    public var errors: [String] = []
 
     public init(changes: [Change] = [], notes: [String] = [], refusals: [Refusal] = []) {
         self.changes = changes

@@ -40,6 +40,7 @@ public enum PlanRenderer {
             }
         }
         for n in plan.notes { out += "note: \(n)\n" }
+        for e in plan.errors { out += "error: \(e)\n" }
         for r in plan.refusals { out += "refused by \(r.gate): \(r.message)\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
@@ -64,6 +65,7 @@ public enum PlanRenderer {
         obj["summary"] = ["create": s.create, "update": s.update, "pending": s.pending, "conflict": s.conflict,
                           "actionable": plan.actionable.count]
         obj["notes"] = plan.notes
+        obj["errors"] = plan.errors
         obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
         for (k, v) in extra { obj[k] = v }
         return jsonText(obj)

@@ -21,6 +21,7 @@ public struct Planner {
             for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
             paths += infraWatchedPaths(u)
         }
+        paths += integrationWatchedPaths(desired)
         return paths
     }
 
@@ -58,6 +59,7 @@ public struct Planner {
         for u in desired.users { plan.changes += unitChanges(u, observed) }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
+        planIntegrations(&plan, desired, observed)
         return plan
     }
 

@@ -79,6 +79,10 @@ public struct Settings: Sendable, Hashable, Codable {
     public var lockTimeout: Double = 10
     /// The infra clone at `~/code` and the launcher (`infra_repo:`, Settings+InfraRepo.swift).
     public var infraRepo = InfraRepoSettings()
+    /// Identity, cluster and secrets services; nil: not configured, their resources are skipped.
+    public var authentik: AuthentikSettings?
+    public var kubernetes: KubernetesSettings?
+    public var vault: VaultSettings?
 
     public init() {}
 
@@ -98,6 +102,9 @@ public struct Settings: Sendable, Hashable, Codable {
         "lock_timeout",
         "dispatch",
         "infra_repo",
+        "authentik",
+        "kubernetes",
+        "vault",
     ]
 
     /// Parses `workstation.yaml`.
@@ -124,6 +131,9 @@ public struct Settings: Sendable, Hashable, Codable {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }
             if let p = d["dispatch"].flatMap({ absolutePath($0, "derived.dispatch", diags) }) { s.derived.dispatch = p }
         }
+        if let v = r["authentik"] { s.authentik = AuthentikSettings.parse(v, diags) }
+        if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
+        if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }

@@ -1,5 +1,6 @@
 import Foundation
 import WorkstationCore
+import WorkstationIntegrations
 
 /// The roster and settings of one run, validated.
 public struct Inputs: Sendable {
@@ -30,7 +31,7 @@ public struct ApplyOutcome: Sendable {
     public var processesSpawned: Int
 
     public var converged: Bool { verification.isEmpty }
-    public var succeeded: Bool { report.failed.isEmpty && converged }
+    public var succeeded: Bool { report.failed.isEmpty && converged && plan.errors.isEmpty && verification.errors.isEmpty }
 }
 
 /// The pipeline: load -> validate -> observe -> desire -> plan -> apply -> verify.
@@ -61,35 +62,44 @@ public enum Engine {
         return (settings, settingsPath)
     }
 
-    /// Observes the host and plans. Reads only; spawns nothing.
-    /// - Throws: `ValidationFailure` for roster problems only the host shows (a pinned uid in use...).
-    public static func plan(_ inputs: Inputs, root: HostRoot) throws -> (Plan, DesiredState, HostSnapshot) {
+    /// Observes the host and the configured services, then plans. Reads only; spawns nothing.
+    /// - Parameter clients: Authentik and Vault clients; nil: the live ones for what settings configure.
+    /// - Throws: `ValidationFailure` for roster problems only the host shows (a pinned uid in use...) and for a
+    ///   roster tier or namespace list that disagrees with `k8s_users` (fail loud, before anything changes).
+    public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
         let observer = Observer(root: root, settings: inputs.settings)
-        let (snapshot, desired) = try observer.observe(roster: inputs.roster)
+        var (snapshot, desired) = try observer.observe(roster: inputs.roster)
         if !desired.diagnostics.isEmpty { throw ValidationFailure(desired.diagnostics) }
-        let plan = Planner(settings: inputs.settings).plan(desired: desired, observed: snapshot)
+        let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
+        snapshot.remote = RemoteObserver(root: root, settings: inputs.settings, clients: clients).observe(desired: desired, snapshot: snapshot)
+        let planner = Planner(settings: inputs.settings)
+        let mismatches = planner.kubernetesCrossCheck(inputs.roster, snapshot)
+        if !mismatches.isEmpty { throw ValidationFailure(mismatches) }
+        let plan = planner.plan(desired: desired, observed: snapshot)
         return (plan, desired, snapshot)
     }
 
     /// Applies under the run lock, journals every change, records state, then verifies by planning again.
     /// Refusals stop the run before anything changes.
     /// - Throws: `LockError.busy`, `ValidationFailure`, `RefusedError` (exit 3), state I/O errors.
-    public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+    public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
+                             progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        let (plan, desired, snapshot) = try Engine.plan(inputs, root: root)
+        let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
+        let (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
         var report = ApplyReport()
         var state = snapshot.state
         if !plan.isEmpty {
             let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
-                                    systemdRunning: snapshot.systemdRunning, state: state)
+                                    systemdRunning: snapshot.systemdRunning, state: state, clients: clients)
             report = executor.apply(plan, progress: progress)
             state = executor.state
         }
         state.ports = desired.ports
-        let (verification, _, _) = try Engine.plan(inputs, root: root)
+        let (verification, _, _) = try Engine.plan(inputs, root: root, clients: clients)
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
         if state != snapshot.state || !plan.isEmpty {
             try StateStore(root: root, settings: inputs.settings).save(state)

@@ -1,5 +1,6 @@
 import Foundation
 import WorkstationCore
+import WorkstationIntegrations
 
 /// What an apply did.
 public struct ApplyReport: Sendable {
@@ -21,9 +22,13 @@ public final class Executor {
     public let systemdRunning: Bool
     private let homes: HomeWriter
     private var unitFilesDirty = false
-    public private(set) var state: WorkstationState
+    public internal(set) var state: WorkstationState
+    /// Authentik and Vault clients for the integration actions.
+    public let clients: IntegrationClients
 
-    public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState) {
+    public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
+                clients: IntegrationClients = IntegrationClients()) {
+        self.clients = clients
         self.root = root
         self.settings = settings
         self.runner = runner
@@ -66,7 +71,7 @@ public final class Executor {
 
     private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
 
-    private func owner(_ user: String) throws -> HomeWriter.Owner {
+    func owner(_ user: String) throws -> HomeWriter.Owner {
         let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
         guard let p = passwd.first(where: { $0.name == user }) else { throw ApplyError.noAccount(user) }
         return HomeWriter.Owner(uid: p.uid, gid: p.gid)
@@ -128,9 +133,8 @@ public final class Executor {
                 _ = try InfraCloner(root: root, runner: runner).clone(spec) { sink($0) }
             }
             recordAccount(spec.user)
-        case .createHomeFile(let user, let path, let content, let mode):
-            let (home, rel) = try split(user, path)
-            try homes.createFile(home: home, relative: rel, content: content, owner: try owner(user), mode: mode_t(mode), createParents: true)
+        case .addIdPGroupMember, .createHomeFile, .createSecretFile:
+            try runIntegration(action)
         }
     }
 
@@ -141,7 +145,7 @@ public final class Executor {
     }
 
     /// Splits a path under the user's home into (home, relative).
-    private func split(_ user: String, _ path: String) throws -> (String, String) {
+    func split(_ user: String, _ path: String) throws -> (String, String) {
         let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
         guard let home = passwd.first(where: { $0.name == user })?.home else { throw ApplyError.noAccount(user) }
         let prefix = home.hasSuffix("/") ? home : home + "/"

@@ -31,6 +31,7 @@ struct PlanCommand: ParsableCommand {
             print(PlanRenderer.human(plan, color: useColor), terminator: "")
         }
         if !plan.refusals.isEmpty { throw ExitCode(3) }
+        if !plan.errors.isEmpty { throw ExitCode(1) }
         if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
     }
 }

@@ -19,6 +19,7 @@ struct Workstation: AsyncParsableCommand {
             DispatchCommand.self,
             TtydLoginCommand.self,
             CloneStatusCommand.self,
+            RenderCommand.self,
         ])
 }
 

@@ -1,0 +1,297 @@
+import Foundation
+
+/// Identity, cluster and secrets resources (spec sections 2, 6 and 7): the Authentik gate-group membership, the
+/// `k8s_users` report, the per-user kubeconfig, the Vault helper and the secret files. Pure: everything remote was
+/// read into `HostSnapshot.remote` by the observe step.
+extension Planner {
+    /// Paths observe must `lstat` for the integrations (content only for the root-owned profile snippet).
+    public func integrationWatchedPaths(_ d: DesiredState) -> [WatchedPath] {
+        var out: [WatchedPath] = []
+        if let v = settings.vault { out.append(WatchedPath(v.profileSnippet, readContent: true)) }
+        for u in d.users {
+            if let k = settings.kubernetes, k.kubeconfigConfigured { out.append(WatchedPath(joinPath(u.home, k.kubeconfigPath))) }
+            guard let v = settings.vault else { continue }
+            out.append(WatchedPath(joinPath(u.home, v.helperFile)))
+            for f in v.secretFiles where f.applies(to: u.entry) {
+                out.append(WatchedPath(joinPath(u.home, f.target)))
+                if let top = f.target.split(separator: "/").first, f.target.contains("/") { out.append(WatchedPath(joinPath(u.home, String(top)))) }
+            }
+        }
+        return out
+    }
+
+    /// Adds the integration changes to a plan: gate-group membership first (each user's host changes depend on
+    /// it, so a failed add leaves that user's host side untouched), cluster and Vault resources last. A user whose
+    /// IdP lookup failed has their host changes held back and the plan carries an error (exit 1).
+    public func planIntegrations(_ plan: inout Plan, _ d: DesiredState, _ o: HostSnapshot) {
+        var held: [String: String] = [:]
+        let idp = authentikChanges(d, o, &plan, &held)
+        if !held.isEmpty {
+            plan.changes.removeAll { c in c.user.map { held[$0] != nil } == true && c.action != nil }
+        }
+        for u in d.users where held[u.osUser] == nil {
+            plan.changes += kubeconfigChanges(u, o, &plan)
+            let files = vaultChanges(u, o, plan, &plan.errors)
+            plan.changes += files
+        }
+        let adding = Set(idp.compactMap(\.user))
+        for i in plan.changes.indices {
+            guard let u = plan.changes[i].user, plan.changes[i].action != nil, adding.contains(u) else { continue }
+            plan.changes[i].dependsOn.append("idp:\(u)")
+        }
+        plan.changes.insert(contentsOf: idp, at: 0)
+        plan.changes += k8sUsersReport(d, o, &plan)
+        plan.changes += vaultProfileChanges(o)
+        if let k = settings.kubernetes, !k.kubeconfigConfigured {
+            plan.notes.append("kubernetes server, oidc_issuer_url and oidc_client_id are not set: kubeconfigs skipped")
+        }
+        if settings.vault == nil {
+            plan.notes.append("vault is not configured: Vault helper and secret files skipped (add vault: to workstation.yaml)")
+        }
+        for (user, why) in held.sorted(by: { $0.key < $1.key }) {
+            plan.errors.append("\(user): \(why); \(user)'s host changes were held back")
+        }
+    }
+
+    // MARK: Authentik
+
+    func authentikChanges(_ d: DesiredState, _ o: HostSnapshot, _ plan: inout Plan, _ held: inout [String: String]) -> [Change] {
+        guard let a = settings.authentik else {
+            plan.notes.append("authentik is not configured: gate group membership skipped (add authentik: to workstation.yaml)")
+            return []
+        }
+        guard let obs = o.remote.authentik else {
+            plan.notes.append("authentik was not observed: gate group membership skipped")
+            return []
+        }
+        let provisioned = Set(d.users.map(\.osUser))
+        if let err = obs.error ?? (obs.groupPK == nil ? "the gate group '\(a.gateGroup)' was not found in Authentik; create it" : nil) {
+            plan.errors.append("authentik: \(err)")
+            for u in provisioned { held[u] = "authentik gate group unavailable" }
+            return []
+        }
+        var out: [Change] = []
+        let memberPKs = Set(obs.members.map(\.pk))
+        for id in d.identities {
+            let os = id.osUser
+            if let err = obs.userErrors[id.authentikUser] {
+                if provisioned.contains(os) { held[os] = "authentik: \(err)" } else { plan.errors.append("\(os): authentik: \(err)") }
+                continue
+            }
+            guard let user = obs.users[id.authentikUser] else { continue }
+            if memberPKs.contains(user.pk) { continue }
+            out.append(Change(
+                id: "idp:\(os)", user: os, kind: .create, safety: .additive,
+                summary: "add Authentik user \(user.username) to group \(a.gateGroup)",
+                fields: [FieldChange("idp group", nil, "+\(a.gateGroup)")],
+                action: .addIdPGroupMember(group: a.gateGroup, groupPK: obs.groupPK!, username: user.username, userPK: user.pk)))
+        }
+        let wanted = Set(d.identities.map(\.authentikUser))
+        for m in obs.members.sorted(by: { $0.username < $1.username }) where !wanted.contains(m.username) {
+            out.append(Change(
+                id: "idp-revoke:\(m.username)", user: nil, kind: .pending, safety: .revoke,
+                summary: "Authentik user \(m.username) is in group \(a.gateGroup) but not in the roster: removal pending",
+                fields: [FieldChange("idp group", a.gateGroup, nil)],
+                reason: "apply never removes a member; the offboarding cut stage does (or remove them in Authentik by hand)",
+                command: "workstation offboard OS_USER --stage cut"))
+        }
+        return out
+    }
+
+    // MARK: Kubernetes
+
+    /// The fail-loud cross-check: every roster entry present in `k8s_users` must agree on role (= tier) and
+    /// namespaces. Returns located problems naming both values; any problem stops plan and apply (exit 1).
+    public func kubernetesCrossCheck(_ roster: Roster, _ o: HostSnapshot) -> [Diagnostic] {
+        guard let obs = o.remote.k8sUsers else { return [] }
+        if !obs.problems.isEmpty { return obs.problems }
+        var out: [Diagnostic] = []
+        for e in roster.entries {
+            guard let k = obs.entries[e.k8sUser] else { continue }
+            if k.role != e.tier.rawValue {
+                out.append(Diagnostic(k.location, "\(e.osUser): the roster says tier \(e.tier.rawValue) (\(e.location)) but k8s_users says role \(k.role) for '\(e.k8sUser)'; make them agree: change the roster tier or the k8s_users entry"))
+            }
+            if Set(k.namespaces) != Set(e.namespaces) {
+                func list(_ a: [String]) -> String { "[\(a.sorted().joined(separator: ", "))]" }
+                out.append(Diagnostic(k.location, "\(e.osUser): the roster says namespaces \(list(e.namespaces)) (\(e.location)) but k8s_users says \(list(k.namespaces)) for '\(e.k8sUser)'; make them agree"))
+            }
+        }
+        return out
+    }
+
+    func k8sUsersReport(_ d: DesiredState, _ o: HostSnapshot, _ plan: inout Plan) -> [Change] {
+        guard let k = settings.kubernetes else {
+            plan.notes.append("kubernetes is not configured: k8s_users cross-check and kubeconfigs skipped (add kubernetes: to workstation.yaml)")
+            return []
+        }
+        guard k.k8sUsersFile != nil, let obs = o.remote.k8sUsers else {
+            plan.notes.append("kubernetes.k8s_users_file is not set: the k8s_users cross-check is skipped")
+            return []
+        }
+        var out: [Change] = []
+        for u in d.users where obs.entries[u.entry.k8sUser] == nil {
+            let entry = KubernetesManifests.k8sUserEntry(u.entry)
+            out.append(Change(
+                id: "k8s-users:\(u.osUser)", user: u.osUser, kind: .conflict, safety: .additive,
+                summary: "\(u.osUser) (k8s_user \(u.entry.k8sUser)) is missing from k8s_users: no cluster access until it is added",
+                fields: [FieldChange("k8s_users", nil, entry)],
+                reason: "workstation never edits k8s_users; add the entry above to the infrastructure and apply it (workstation render k8s-users)"))
+        }
+        return out
+    }
+
+    func kubeconfigChanges(_ u: DesiredUser, _ o: HostSnapshot, _ plan: inout Plan) -> [Change] {
+        guard let k = settings.kubernetes else { return [] }
+        guard k.kubeconfigConfigured else { return [] }
+        if let p = o.remote.kubernetesCAProblem {
+            if !plan.errors.contains(p) { plan.errors.append(p) }
+            return []
+        }
+        let path = joinPath(u.home, k.kubeconfigPath)
+        return homeFileChange(u, o, id: "kubeconfig:\(u.osUser)", path: path, relative: k.kubeconfigPath, what: "kubeconfig",
+                              content: KubernetesManifests.kubeconfig(u.entry, settings: k, ca: o.remote.kubernetesCA))
+    }
+
+    /// A non-secret file written once under the home: created when absent; an existing one workstation did not
+    /// write is kept and reported.
+    func homeFileChange(_ u: DesiredUser, _ o: HostSnapshot, id: String, path: String, relative: String, what: String, content: Data) -> [Change] {
+        let st = o.path(path)
+        if st.kind == .absent {
+            return [Change(id: id, user: u.osUser, kind: .create, safety: .additive, summary: "write \(what) \(path) (absent)",
+                           fields: [FieldChange("mode", nil, "0600"), FieldChange("size", nil, "\(content.count) bytes")],
+                           action: .createHomeFile(user: u.osUser, path: path, content: content, mode: 0o600),
+                           dependsOn: u.accountExists ? [] : ["account:\(u.osUser)"])]
+        }
+        if o.state.homeFiles?[u.osUser]?.contains(relative) == true { return [] }
+        return [Change(id: id, user: u.osUser, kind: .conflict, safety: .additive,
+                       summary: "\(path) exists; kept (workstation writes a \(what) only where there is none)",
+                       reason: "move it aside to get the workstation \(what)")]
+    }
+
+    // MARK: Vault
+
+    /// The secret files each user should get, with what stops them (nil: write it).
+    public func secretFilePlans(_ d: DesiredState, _ o: HostSnapshot) -> [(user: DesiredUser, spec: SecretFileSpec, path: String, blocker: String?, written: Bool)] {
+        guard let v = settings.vault else { return [] }
+        var out: [(DesiredUser, SecretFileSpec, String, String?, Bool)] = []
+        for u in d.users {
+            for f in v.secretFiles where f.applies(to: u.entry) {
+                let path = joinPath(u.home, f.target)
+                let recorded = o.state.secretFiles?[u.osUser]?.contains(f.target) == true
+                let top = String(f.target.split(separator: "/").first ?? "")
+                var blocker: String?
+                if o.path(path).kind != .absent {
+                    blocker = recorded ? nil : "\(path) exists; kept, never written into"
+                    out.append((u, f, path, blocker, true))
+                    continue
+                }
+                if f.target.contains("/") {
+                    let topState = o.path(joinPath(u.home, top))
+                    if top == ".claude" && topState.kind != .absent {
+                        blocker = "\(joinPath(u.home, ".claude")) exists; workstation never writes into an existing ~/.claude"
+                    } else if !top.hasPrefix(".") && topState.kind == .absent {
+                        blocker = "\(joinPath(u.home, top)) does not exist yet; the file is written on a later run once it does"
+                    } else if topState.kind != .absent && topState.kind != .directory {
+                        blocker = "\(joinPath(u.home, top)) is a \(topState.kind.rawValue), not a directory"
+                    }
+                }
+                out.append((u, f, path, blocker, false))
+            }
+        }
+        return out
+    }
+
+    /// Secret files observe must read from Vault: those some user still needs (absent target, nothing in the way).
+    public func secretsToRead(_ d: DesiredState, _ o: HostSnapshot) -> [SecretFileSpec] {
+        var out: [SecretFileSpec] = []
+        for p in secretFilePlans(d, o) where !p.written && p.blocker == nil && !out.contains(p.spec) { out.append(p.spec) }
+        return out
+    }
+
+    /// Renders the file content of a secret: the value itself, or the template with it in place.
+    public static func secretContent(_ spec: SecretFileSpec, _ value: Redacted) -> Redacted {
+        guard let t = spec.template else { return value }
+        let s = String(decoding: value.bytes, as: UTF8.self)
+        var out = t.replacingOccurrences(of: "{{value_json}}", with: KubernetesManifests.quote(s))
+        out = out.replacingOccurrences(of: "{{value}}", with: s)
+        if !out.hasSuffix("\n") { out += "\n" }
+        return Redacted(Data(out.utf8))
+    }
+
+    func vaultChanges(_ u: DesiredUser, _ o: HostSnapshot, _ plan: Plan, _ errors: inout [String]) -> [Change] {
+        guard let v = settings.vault else {
+            return []
+        }
+        var out: [Change] = []
+        let helperPath = joinPath(u.home, v.helperFile)
+        out += homeFileChange(u, o, id: "vault-helper:\(u.osUser)", path: helperPath, relative: v.helperFile, what: "Vault helper",
+                              content: vaultHelper(u.entry, v))
+        let claudeDir = "dir:\(joinPath(u.home, ".claude"))"
+        for p in secretFilePlans(DesiredState(users: [u]), o) {
+            let id = "secret:\(u.osUser):\(p.spec.name)"
+            if let b = p.blocker {
+                out.append(Change(id: id, user: u.osUser, kind: .conflict, safety: .additive,
+                                  summary: "secret file \(p.spec.name) not written: \(b)", fields: [FieldChange("source", nil, p.spec.reference)]))
+                continue
+            }
+            if p.written { continue }
+            switch o.remote.vault?.secrets[p.spec.name] {
+            case .value(let value)?:
+                let content = Planner.secretContent(p.spec, value)
+                var deps = u.accountExists ? [] : ["account:\(u.osUser)"]
+                if p.spec.target.hasPrefix(".claude/") && plan.changes.contains(where: { $0.id == claudeDir }) { deps.append(claudeDir) }
+                out.append(Change(
+                    id: id, user: u.osUser, kind: .create, safety: .additive,
+                    summary: "write secret file \(p.path) from Vault (\(p.spec.name))",
+                    fields: [FieldChange("source", nil, p.spec.reference), FieldChange("content", nil, content.description),
+                             FieldChange("mode", nil, "0600")],
+                    action: .createSecretFile(user: u.osUser, path: p.path, content: content, mode: 0o600), dependsOn: deps))
+            case .failed(let why)?:
+                errors.append("\(u.osUser): vault: cannot read \(p.spec.reference) for \(p.path): \(why)")
+            case nil:
+                errors.append("\(u.osUser): vault: \(p.spec.reference) was not read; \(p.path) not written")
+            }
+        }
+        return out
+    }
+
+    /// `~/.config/workstation/vault.env`: `VAULT_ADDR`, the namespace and the tier's OIDC role. Never a token:
+    /// people get their own with `vault login -method=oidc role=$VAULT_OIDC_ROLE`.
+    public func vaultHelper(_ e: RosterEntry, _ v: VaultSettings) -> Data {
+        var s = "# written once by workstation; no token here: run  vault login -method=oidc role=\"$VAULT_OIDC_ROLE\"\n"
+        s += "export VAULT_ADDR=\(shellQuote(v.url))\n"
+        if let ns = v.namespace { s += "export VAULT_NAMESPACE=\(shellQuote(ns))\n" }
+        s += "export VAULT_OIDC_ROLE=\(shellQuote(v.oidcRole(e.tier)))\n"
+        return Data(s.utf8)
+    }
+
+    /// The system profile snippet that sources each user's helper at login.
+    public func vaultProfileSnippet(_ v: VaultSettings) -> Data {
+        Data("""
+            # generated by workstation; do not edit. Loads the per-user Vault helper (VAULT_ADDR, OIDC role; never a token).
+            if [ -n "$HOME" ] && [ -r "$HOME/\(v.helperFile)" ]; then . "$HOME/\(v.helperFile)"; fi
+
+            """.utf8)
+    }
+
+    func vaultProfileChanges(_ o: HostSnapshot) -> [Change] {
+        guard let v = settings.vault else { return [] }
+        let content = vaultProfileSnippet(v)
+        let st = o.path(v.profileSnippet)
+        if st.kind == .file && st.content == content && st.mode & 0o7777 == 0o644 { return [] }
+        return [Change(id: "file:\(v.profileSnippet)", user: nil, kind: st.kind == .absent ? .create : .update, safety: .derived,
+                       summary: "\(st.kind == .absent ? "write" : "regenerate") \(v.profileSnippet) (loads the Vault helper at login)",
+                       fields: lineDiff(st.content.map { String(decoding: $0, as: UTF8.self) }, String(decoding: content, as: UTF8.self)),
+                       action: .writeFile(path: v.profileSnippet, content: content, mode: 0o644))]
+    }
+}
+
+/// Quotes a value for a POSIX shell: `'...'` with embedded quotes escaped.
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+extension DesiredState {
+    init(users: [DesiredUser]) {
+        self.init()
+        self.users = users
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+
+/// Where a service's API token comes from: an environment variable (wins when set and non-empty), else a file.
+/// Tokens never come from the roster and are never printed.
+public struct TokenSource: Sendable, Hashable, Codable {
+    /// Environment variable name, e.g. `AUTHENTIK_TOKEN`, `VAULT_TOKEN`.
+    public var environment: String?
+    /// Host path of a file holding the token (surrounding whitespace is trimmed), e.g. `/etc/workstation/authentik.token`.
+    public var file: String?
+    public init(environment: String?, file: String?) {
+        self.environment = environment
+        self.file = file
+    }
+}
+
+/// `authentik:` in workstation.yaml: the IdP that gates the web front door (spec section 2, ADR-0006).
+/// Configured when the section is present; `url` is then required.
+public struct AuthentikSettings: Sendable, Hashable, Codable {
+    /// Base URL, e.g. `https://auth.example.org` (the API is under `/api/v3/`).
+    public var url: String
+    public var token: TokenSource = TokenSource(environment: "AUTHENTIK_TOKEN", file: nil)
+    /// The gate group whose membership is reconciled from the roster.
+    public var gateGroup: String = "T3 Users"
+    /// The host name the edge policy gates (`render authentik-policy`).
+    public var gateHost: String = "t3.example.org"
+    /// Per-request deadline, seconds.
+    public var timeout: Int = 10
+    /// `page_size` asked of list endpoints.
+    public var pageSize: Int = 100
+    public init(url: String) { self.url = url }
+
+    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size"]
+
+    /// Reads the `authentik:` mapping; every key but `url` has a default.
+    public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> AuthentikSettings? {
+        guard let r = KeyedReader(v, what: "authentik", known: keys, diags) else { return nil }
+        guard let url = r.required("url", diags).flatMap({ httpURL($0, "authentik.url", diags) }) else { return nil }
+        var s = AuthentikSettings(url: url)
+        s.token = parseToken(r, what: "authentik", defaultEnv: "AUTHENTIK_TOKEN", diags)
+        if let v = r["gate_group"], let g = v.string("authentik.gate_group", diags) {
+            if g.isEmpty || g.contains("\n") || g.contains("\"") { diags.error(v.location, "authentik.gate_group must be a group name on one line without quotes") } else { s.gateGroup = g }
+        }
+        if let v = r["gate_host"], let h = v.string("authentik.gate_host", diags) {
+            if h.isEmpty || !h.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }) {
+                diags.error(v.location, "authentik.gate_host must be a host name like t3.example.org")
+            } else { s.gateHost = h }
+        }
+        if let v = r["timeout"], let n = v.integer("authentik.timeout", diags, range: 1...300) { s.timeout = n }
+        if let v = r["page_size"], let n = v.integer("authentik.page_size", diags, range: 1...1000) { s.pageSize = n }
+        return s
+    }
+}
+
+/// `kubernetes:` in workstation.yaml: the cross-check against the live `k8s_users` map, the RBAC manifests and
+/// the per-user OIDC kubeconfig (spec section 6, ADR-0005).
+public struct KubernetesSettings: Sendable, Hashable, Codable {
+    /// Host path of the `k8s_users` map (JSON or YAML; e.g. `terraform output -json k8s_users`). nil: no cross-check.
+    public var k8sUsersFile: String?
+    /// API server URL for the kubeconfig, e.g. `https://k8s.example.org:6443`. nil: no kubeconfig.
+    public var server: String?
+    public var clusterName: String = "kubernetes"
+    /// OIDC issuer URL (kubelogin `--oidc-issuer-url`).
+    public var oidcIssuerURL: String?
+    /// OIDC client id (kubelogin `--oidc-client-id`).
+    public var oidcClientID: String?
+    /// Host path of the cluster CA certificate (PEM); read at observe and embedded as `certificate-authority-data`.
+    public var caFile: String?
+    /// Base64 PEM, used when `ca_file` is not set.
+    public var caData: String?
+    /// Prefix the API server adds to the OIDC username (`--oidc-username-prefix`); the binding subject is prefix + email.
+    public var usernamePrefix: String = ""
+    /// Where the kubeconfig goes, relative to the home.
+    public var kubeconfigPath: String = ".kube/config"
+    /// Name of the NEW read-only ClusterRole for power-users (never the existing `oidc-power-user`).
+    public var readonlyRole: String = "oidc-power-user-readonly"
+    /// Name of the ClusterRole that lets namespace-owners list namespaces and nodes.
+    public var namespaceListRole: String = "oidc-namespace-owner-list"
+    public init() {}
+
+    /// True when a kubeconfig can be written (server, issuer and client id are set).
+    public var kubeconfigConfigured: Bool { server != nil && oidcIssuerURL != nil && oidcClientID != nil }
+
+    static let keys = ["k8s_users_file", "server", "cluster_name", "oidc_issuer_url", "oidc_client_id", "ca_file", "ca_data",
+                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role"]
+
+    /// Reads the `kubernetes:` mapping; every key has a default.
+    public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> KubernetesSettings? {
+        guard let r = KeyedReader(v, what: "kubernetes", known: keys, diags) else { return nil }
+        var s = KubernetesSettings()
+        if let v = r["k8s_users_file"] { s.k8sUsersFile = absolutePath(v, "kubernetes.k8s_users_file", diags) }
+        if let v = r["server"] { s.server = httpURL(v, "kubernetes.server", diags) }
+        if let v = r["oidc_issuer_url"] { s.oidcIssuerURL = httpURL(v, "kubernetes.oidc_issuer_url", diags, keepTrailingSlash: true) }
+        if let v = r["oidc_client_id"] { s.oidcClientID = plainWord(v, "kubernetes.oidc_client_id", diags) }
+        if let v = r["cluster_name"], let n = plainWord(v, "kubernetes.cluster_name", diags) { s.clusterName = n }
+        if let v = r["ca_file"] { s.caFile = absolutePath(v, "kubernetes.ca_file", diags) }
+        if let v = r["ca_data"], let d = v.string("kubernetes.ca_data", diags) {
+            if Data(base64Encoded: d) == nil { diags.error(v.location, "kubernetes.ca_data must be base64 (the PEM certificate, base64-encoded)") } else { s.caData = d }
+        }
+        if let v = r["username_prefix"], let p = v.string("kubernetes.username_prefix", diags) { s.usernamePrefix = p }
+        if let v = r["kubeconfig_path"], let p = homeRelativePath(v, "kubernetes.kubeconfig_path", diags) { s.kubeconfigPath = p }
+        if let v = r["readonly_role"], let n = plainWord(v, "kubernetes.readonly_role", diags) {
+            if n == "oidc-power-user" { diags.error(v.location, "kubernetes.readonly_role must not be oidc-power-user: that role grants write and Secrets; use a new name") } else { s.readonlyRole = n }
+        }
+        if let v = r["namespace_list_role"], let n = plainWord(v, "kubernetes.namespace_list_role", diags) { s.namespaceListRole = n }
+        let kc = [s.server, s.oidcIssuerURL, s.oidcClientID].compactMap { $0 }.count
+        if kc != 0 && kc != 3 {
+            diags.error(r.location, "kubernetes: a kubeconfig needs server, oidc_issuer_url and oidc_client_id together; set all three or none")
+        }
+        return s
+    }
+}
+
+/// One secret file per eligible user, read from Vault KV v2 and written into the home only if absent (spec section 7).
+public struct SecretFileSpec: Sendable, Hashable, Codable {
+    /// Short name, used in plan lines and state (`ha-mcp`).
+    public var name: String
+    /// KV v2 mount, e.g. `secret`.
+    public var mount: String = "secret"
+    /// Path under the mount, e.g. `openclaw`.
+    public var path: String
+    /// Key inside the secret's data.
+    public var key: String
+    /// Target relative to the home, e.g. `.claude.json`, `code/.beads/credential`.
+    public var target: String
+    /// Tiers that get it; empty means every provisioned tier.
+    public var tiers: [Tier] = []
+    /// Roster flags; when non-empty, only users holding at least one of them get it.
+    public var flags: [String] = []
+    /// File content with `{{value}}` (raw) or `{{value_json}}` (a JSON string literal) replaced; nil: the value itself.
+    public var template: String?
+    public init(name: String, path: String, key: String, target: String) {
+        self.name = name
+        self.path = path
+        self.key = key
+        self.target = target
+    }
+
+    /// `secret/openclaw#ha_url`: where the value lives, never the value.
+    public var reference: String { "\(mount)/\(path)#\(key)" }
+
+    /// True when a roster entry gets this file.
+    public func applies(to e: RosterEntry) -> Bool {
+        (tiers.isEmpty || tiers.contains(e.tier)) && (flags.isEmpty || flags.contains(where: e.flags.contains))
+    }
+}
+
+/// `vault:` in workstation.yaml: the per-user Vault helper and the secret files (spec sections 3 and 7).
+public struct VaultSettings: Sendable, Hashable, Codable {
+    /// `VAULT_ADDR`, e.g. `https://vault.example.org`.
+    public var url: String
+    /// `X-Vault-Namespace` / `VAULT_NAMESPACE`, when set.
+    public var namespace: String?
+    /// The root token source for KV reads: `VAULT_TOKEN` wins, else the file.
+    public var token: TokenSource = TokenSource(environment: "VAULT_TOKEN", file: nil)
+    /// OIDC role per tier (`vault login -method=oidc role=...`); default: the tier name.
+    public var oidcRoles: [Tier: String] = [:]
+    /// The per-user helper env file, relative to the home.
+    public var helperFile: String = ".config/workstation/vault.env"
+    /// System profile snippet that sources the helper at login (a derived file).
+    public var profileSnippet: String = "/etc/profile.d/workstation-vault.sh"
+    public var secretFiles: [SecretFileSpec] = []
+    /// Per-request deadline, seconds.
+    public var timeout: Int = 10
+    public init(url: String) { self.url = url }
+
+    /// The role a tier logs in with.
+    public func oidcRole(_ t: Tier) -> String { oidcRoles[t] ?? t.rawValue }
+
+    static let keys = ["url", "namespace", "token_file", "token_env", "oidc_roles", "helper_file", "profile_snippet", "secret_files", "timeout"]
+
+    /// Reads the `vault:` mapping; every key but `url` has a default.
+    public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> VaultSettings? {
+        guard let r = KeyedReader(v, what: "vault", known: keys, diags) else { return nil }
+        guard let url = r.required("url", diags).flatMap({ httpURL($0, "vault.url", diags) }) else { return nil }
+        var s = VaultSettings(url: url)
+        s.token = parseToken(r, what: "vault", defaultEnv: "VAULT_TOKEN", diags)
+        if let v = r["namespace"] { s.namespace = plainWord(v, "vault.namespace", diags, allowSlash: true) }
+        if let v = r["timeout"], let n = v.integer("vault.timeout", diags, range: 1...300) { s.timeout = n }
+        if let v = r["helper_file"], let p = homeRelativePath(v, "vault.helper_file", diags) { s.helperFile = p }
+        if let v = r["profile_snippet"], let p = absolutePath(v, "vault.profile_snippet", diags) { s.profileSnippet = p }
+        if let v = r["oidc_roles"], let rr = KeyedReader(v, what: "vault.oidc_roles", known: Tier.allCases.map(\.rawValue), diags) {
+            for t in Tier.allCases { if let rv = rr[t.rawValue], let n = plainWord(rv, "vault.oidc_roles.\(t.rawValue)", diags) { s.oidcRoles[t] = n } }
+        }
+        if let v = r["secret_files"] {
+            guard let seq = v.node.sequence else {
+                diags.error(v.location, "vault.secret_files must be a list of {name, path, key, target}")
+                return s
+            }
+            for item in seq {
+                let iv = YAMLValue(node: item, file: v.file)
+                if let f = parseSecretFile(iv, diags) {
+                    if s.secretFiles.contains(where: { $0.name == f.name }) { diags.error(iv.location, "secret file name '\(f.name)' is used twice") }
+                    if s.secretFiles.contains(where: { $0.target == f.target }) { diags.error(iv.location, "two secret files write ~/\(f.target)") }
+                    s.secretFiles.append(f)
+                }
+            }
+        }
+        return s
+    }
+
+    static func parseSecretFile(_ v: YAMLValue, _ diags: DiagnosticCollector) -> SecretFileSpec? {
+        let keys = ["name", "mount", "path", "key", "target", "tiers", "flags", "template"]
+        guard let r = KeyedReader(v, what: "a secret file", known: keys, diags),
+            let name = r.required("name", diags).flatMap({ plainWord($0, "secret file name", diags) }),
+            let path = r.required("path", diags).flatMap({ plainWord($0, "secret file path", diags, allowSlash: true) }),
+            let key = r.required("key", diags).flatMap({ $0.string("secret file key", diags) }),
+            let target = r.required("target", diags).flatMap({ homeRelativePath($0, "secret file target", diags) })
+        else { return nil }
+        var f = SecretFileSpec(name: name, path: path, key: key, target: target)
+        if let mv = r["mount"], let m = plainWord(mv, "secret file mount", diags, allowSlash: true) { f.mount = m }
+        if let tv = r["tiers"], let list = tv.stringList("secret file tiers", diags) {
+            for (t, loc) in list {
+                if let tier = Tier(rawValue: t), tier != .admin { f.tiers.append(tier) } else { diags.error(loc, "secret file tier '\(printable(t))' must be power-user or namespace-owner") }
+            }
+        }
+        if let fv = r["flags"], let list = fv.stringList("secret file flags", diags) { f.flags = list.map(\.0) }
+        if let tv = r["template"], let t = tv.string("secret file template", diags) {
+            if !t.contains("{{value}}") && !t.contains("{{value_json}}") {
+                diags.error(tv.location, "secret file template must contain {{value}} or {{value_json}} where the secret goes")
+            } else { f.template = t }
+        }
+        return f
+    }
+}
+
+// MARK: shared readers
+
+private func parseToken(_ r: KeyedReader, what: String, defaultEnv: String, _ diags: DiagnosticCollector) -> TokenSource {
+    var t = TokenSource(environment: defaultEnv, file: nil)
+    if let v = r["token_env"], let e = v.string("\(what).token_env", diags) {
+        if e.isEmpty || !e.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) {
+            diags.error(v.location, "\(what).token_env must be an environment variable name like \(defaultEnv)")
+        } else { t.environment = e }
+    }
+    if let v = r["token_file"] { t.file = absolutePath(v, "\(what).token_file", diags) }
+    return t
+}
+
+/// An `http://` or `https://` URL, without a trailing slash unless kept (an OIDC issuer must match exactly).
+func httpURL(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, keepTrailingSlash: Bool = false) -> String? {
+    guard var s = v.string(what, diags) else { return nil }
+    guard let u = URL(string: s), let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil, !s.contains(where: \.isWhitespace) else {
+        diags.error(v.location, "\(what) must be an http(s) URL like https://service.example.org, got '\(printable(s))'")
+        return nil
+    }
+    while !keepTrailingSlash && s.hasSuffix("/") { s.removeLast() }
+    return s
+}
+
+/// A name of letters, digits, `-`, `_`, `.` (and `/` when allowed).
+func plainWord(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, allowSlash: Bool = false) -> String? {
+    guard let s = v.string(what, diags) else { return nil }
+    let ok = !s.isEmpty && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0) || (allowSlash && $0 == "/")) }
+        && !s.hasPrefix("/") && !s.split(separator: "/").contains("..")
+    if !ok { diags.error(v.location, "\(what) '\(printable(s))' may contain only letters, digits, '-', '_', '.'\(allowSlash ? " and '/'" : "")") }
+    return ok ? s : nil
+}
+
+/// A plain path relative to the home: no leading `/`, no `.` or `..` components.
+func homeRelativePath(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector) -> String? {
+    guard let s = v.string(what, diags) else { return nil }
+    let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+    if s.isEmpty || s.hasPrefix("/") || s.hasPrefix("~") || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || s.contains("\n") {
+        diags.error(v.location, "\(what) must be a path relative to the home like .kube/config, got '\(printable(s))'")
+        return nil
+    }
+    return s
+}

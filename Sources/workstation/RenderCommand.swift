@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import WorkstationCore
+import WorkstationHost
+
+/// `workstation render ...`: prints what workstation does not apply itself (cluster manifests, the k8s_users
+/// entries, the edge policy branch) for an operator to review and apply. Reads the inputs only.
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Print the RBAC manifests, the k8s_users entries or the Authentik edge-policy branch for the roster.",
+        subcommands: [RenderRBAC.self, RenderK8sUsers.self, RenderAuthentikPolicy.self])
+}
+
+struct RenderRBAC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rbac",
+        abstract: "ClusterRole oidc-power-user-readonly (no Secrets) and the per-user bindings; pipe to kubectl apply -f -.")
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            print(try KubernetesManifests.rbac(roster: loaded.roster, settings: loaded.settings.kubernetes ?? KubernetesSettings()), terminator: "")
+        } catch {
+            throw reportedExit(error)
+        }
+    }
+}
+
+struct RenderK8sUsers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "k8s-users",
+        abstract: "The k8s_users entries (Terraform syntax) the roster implies; workstation never edits k8s_users.")
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            print(KubernetesManifests.k8sUsers(roster: loaded.roster), terminator: "")
+        } catch {
+            throw reportedExit(error)
+        }
+    }
+}
+
+struct RenderAuthentikPolicy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "authentik-policy",
+        abstract: "The expression-policy branch that gates the web front door on the gate group.")
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            guard let a = loaded.settings.authentik else {
+                printError("error: authentik is not configured; add authentik: {url: ..., gate_group: ..., gate_host: ...} to workstation.yaml")
+                throw ExitCode(1)
+            }
+            print(KubernetesManifests.authentikPolicy(a), terminator: "")
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw reportedExit(error)
+        }
+    }
+}
