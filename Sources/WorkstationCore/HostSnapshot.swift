@@ -37,10 +37,14 @@ public struct ShadowEntry: Sendable, Hashable, Codable {
     public var passwordLocked: Bool
     /// Account expiration, days since 1970-01-01; nil when empty (never expires).
     public var expireDays: Int?
-    public init(name: String, passwordLocked: Bool, expireDays: Int?) {
+    /// True when a password hash is set behind any `!` (false for the bare `!`, `!!` or `*` of an account that
+    /// never had a password, as `useradd` leaves it).
+    public var hasPasswordHash: Bool
+    public init(name: String, passwordLocked: Bool, expireDays: Int?, hasPasswordHash: Bool = true) {
         self.name = name
         self.passwordLocked = passwordLocked
         self.expireDays = expireDays
+        self.hasPasswordHash = hasPasswordHash
     }
 }
 
@@ -84,6 +88,8 @@ public struct HostSnapshot: Sendable, Hashable {
     public var uidRange: ClosedRange<Int> = 1000...60000
     /// workstation's own record (state.json).
     public var state = WorkstationState()
+    /// `/proc/meminfo` under the root; nil when absent (capacity unknown).
+    public var memory: MemoryInfo?
 
     public init() {}
 

@@ -20,6 +20,7 @@ public struct Planner {
             for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
             for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
         }
+        paths += capacityWatchedPaths(desired)
         return paths
     }
 
@@ -53,9 +54,12 @@ public struct Planner {
             plan.changes += inheritanceChanges(u, observed)
         }
         plan.changes += derivedFileChanges(desired, observed)
-        for u in desired.users { plan.changes += unitChanges(u, observed) }
+        for u in desired.users { plan.changes += budgetChanges(u, observed) + unitChanges(u, observed) }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
+        let admission = admissionGate(desired, observed)
+        plan.refusals += admission.refusals
+        plan.notes += admission.notes
         return plan
     }
 

@@ -77,13 +77,15 @@ public struct Settings: Sendable, Hashable, Codable {
     public var stateDirectory: String = "/var/lib/workstation"
     /// Seconds a second apply waits for the lock before giving up.
     public var lockTimeout: Double = 10
+    /// Memory budgets and the admission gate (`capacity:`).
+    public var capacity = CapacitySettings()
 
     public init() {}
 
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
 
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout"]
+    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout", "capacity"]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).
@@ -108,6 +110,7 @@ public struct Settings: Sendable, Hashable, Codable {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }
             if let p = d["dispatch"].flatMap({ absolutePath($0, "derived.dispatch", diags) }) { s.derived.dispatch = p }
         }
+        if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }
