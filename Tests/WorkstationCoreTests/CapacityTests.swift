@@ -27,7 +27,7 @@ import Testing
 
     @Test(arguments: [
         ("capacity:\n  reserve: lots\n", "workstation.yaml:2:12: error: capacity.reserve 'lots' is not a size"),
-        ("capacity:\n  max_active: 3\n", "workstation.yaml:2:3: error: unknown key 'max_active' in capacity; did you mean 'max_active_users'?"),
+        ("capacity:\n  max_active_user: 3\n", "workstation.yaml:2:3: error: unknown key 'max_active_user' in capacity; did you mean 'max_active_users'?"),
         ("capacity:\n  budgets:\n    admin: {high: 1G, max: 2G, swap_max: 0}\n", "workstation.yaml:3:5: error: unknown key 'admin' in capacity.budgets"),
         ("capacity:\n  budgets:\n    power-user: {high: 3G, max: 2G, swap_max: 0}\n", "high (3221225472 bytes) must not exceed max"),
     ])

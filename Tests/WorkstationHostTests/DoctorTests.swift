@@ -109,7 +109,9 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(f?.severity == .fail)
         #expect(f?.message.contains("/srv lacks search (x)") == true)
         #expect(f?.fix == "setfacl -m g:workstation:x /srv")
-        let (status, out) = try runTool(["setfacl", "-m", "g:workstation:x", s.path("/srv")])
+        // setfacl resolves names through the real host's groups, so the sandbox's group goes by number.
+        let gid = try #require(AccountDatabase.group(s.root.read("/etc/group")!).first { $0.name == "workstation" }?.gid)
+        let (status, out) = try runTool(["setfacl", "-m", "g:\(gid):x", s.path("/srv")])
         try #require(status == 0, "\(out)")
         f = try Doctor(root: s.root, inputs: try s.inputs()).run().findings.first { $0.check == "config-base" && $0.user == "alice" }
         #expect(f?.severity == .ok, "\(String(describing: f))")

@@ -35,7 +35,7 @@ import WorkstationCore
         #expect(alice.budgetBytes == 4 << 30)
         #expect(alice.budgetShare == Double((4_000 + 400_000 + 600_000 + 430_000) * 1024) / Double(4 << 30))
         #expect(alice.unit == "active")
-        #expect(alice.port == 3774)
+        #expect(alice.port == 3775)  // carol, first in the roster, holds 3774
         #expect(alice.clone == .present)
         let bob = try #require(rows.first { $0.osUser == "bob-dev" })
         #expect(bob.residentBytes == 3_000 * 1024 && bob.sessions == 1)
@@ -71,7 +71,7 @@ import WorkstationCore
         let table = StatusReader.table(rows)
         let aliceLine = try #require(table.split(separator: "\n").first { $0.hasPrefix("alice ") })
         let cells = aliceLine.split(separator: " ").map(String.init)
-        #expect(cells == ["alice", "power-user", "active", "active", "3774", "2", "1.4G", "4G", "34%", "present"])
+        #expect(cells == ["alice", "power-user", "active", "active", "3775", "2", "1.4G", "4G", "34%", "present"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(StatusReader.json(rows).utf8)) as? [String: Any])
         let users = try #require(json["users"] as? [[String: Any]])
         let a = try #require(users.first { $0["os_user"] as? String == "alice" })
@@ -111,7 +111,10 @@ import WorkstationCore
         #expect(sample(text, "workstation_capacity_committed_bytes") == String(UInt64(7) << 30))
         #expect(sample(text, "workstation_capacity_limit_bytes") == String(UInt64(28) << 30))
         #expect(sample(text, "workstation_pending_changes") == "0")
-        #expect(sample(text, "workstation_doctor_failures") == "0")
+        // bob-dev's unit is enabled but its cgroup is not populated: doctor's one failure.
+        let report = try Doctor(root: s.root, inputs: try s.inputs()).run()
+        #expect(report.findings.filter { $0.severity == .fail }.map { "\($0.check) \($0.user ?? "")" } == ["unit-active bob-dev"])
+        #expect(sample(text, "workstation_doctor_failures") == "1")
         let last = try #require(sample(text, "workstation_last_successful_reconcile_timestamp_seconds").flatMap(Double.init))
         #expect(last > 1_600_000_000)
         let (status, out) = try promtool(text)
@@ -121,13 +124,13 @@ import WorkstationCore
     @Test func absentPressureAndMemoryAreLeftOutGracefully() throws {
         let s = try StatusTests().populated()
         try s.remove("/proc/meminfo")
-        try s.remove("/home/alice/.kube/config")  // one doctor failure
+        try s.remove("/home/alice/.kube/config")  // a second doctor failure, after bob-dev's stopped unit
         let text = try MetricsCollector(root: s.root, inputs: try s.inputs()).render()
         #expect(sample(text, "workstation_pressure_supported", "resource=\"memory\"") == "0")
         #expect(!text.contains("workstation_pressure_stall_ratio"))
         #expect(!text.contains("workstation_memory_total_bytes"))
         #expect(!text.contains("workstation_capacity_limit_bytes"))
-        #expect(sample(text, "workstation_doctor_failures") == "1")
+        #expect(sample(text, "workstation_doctor_failures") == "2")
         let (status, out) = try promtool(text)
         #expect(status == 0, "promtool: \(out)\n\(text)")
     }
