@@ -83,7 +83,7 @@ public struct StatusReader: Sendable {
     }
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
-    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}], "processes_spawned": 0}`.
+    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}]}`.
     public static func json(_ rows: [StatusRow]) -> String {
         let users: [[String: Any]] = rows.map { r in
             ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
@@ -91,6 +91,6 @@ public struct StatusReader: Sendable {
              "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
              "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull()]
         }
-        return jsonText(["users": users, "processes_spawned": 0])
+        return jsonText(["users": users])
     }
 }

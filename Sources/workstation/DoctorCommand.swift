@@ -30,7 +30,7 @@ struct DoctorCommand: ParsableCommand {
                 ["check": f.check, "user": f.user ?? NSNull(), "severity": f.severity.rawValue, "message": f.message, "fix": f.fix ?? NSNull()]
             }
             print(jsonText(["findings": findings, "failures": report.failures, "warnings": report.warnings,
-                            "ok": report.findings.count - report.failures - report.warnings, "processes_spawned": 0]))
+                            "ok": report.findings.count - report.failures - report.warnings]))
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "

@@ -68,6 +68,19 @@ import Testing
         #expect(plan.stdout.contains("refused by capacity"))
     }
 
+    @Test func badCapacitySettingsAreLocatedAndChangeNothing() throws {
+        let root = try onboardedRoot()
+        try root.write("/etc/workstation/roster.yaml", Self.withDave)
+        try root.write("/etc/workstation/workstation.yaml", "capacity:\n  reserve: 12 GB\n  budgets:\n    power-user: {high: 5G, max: 4G, swap_max: 1G}\n")
+        let before = fingerprint(root)
+        let r = try CLI.run(args("apply", root))
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("workstation.yaml:2:12: error: capacity.reserve '12 GB' is not a size like 512M or 4G"))
+        #expect(r.stderr.contains("workstation.yaml:4:17: error: capacity.budgets.power-user: high (5368709120 bytes) must not exceed max (4294967296 bytes)"))
+        #expect(r.stderr.contains("nothing was changed"))
+        #expect(fingerprint(root) == before)
+    }
+
     @Test func exactlyAtTheLimitIsAdmitted() throws {
         let root = try onboardedRoot()
         try root.write("/etc/workstation/roster.yaml", Self.withDave)
