@@ -37,14 +37,20 @@ public struct ProcReader: Sendable {
     }
 
     /// Whether a unit instance is running: its cgroup (in `user-<uid>.slice`, where workstation's drop-in puts it,
-    /// or in `system.slice`) reports `populated 1` in `cgroup.events`. nil when no cgroup v2 tree is mounted
-    /// under the root (`/sys/fs/cgroup/cgroup.controllers` absent), so the state is unknown.
+    /// or in `system.slice`) reports `populated 1` in `cgroup.events`. The cgroup v2 tree is looked for at
+    /// `/sys/fs/cgroup` (unified) and `/sys/fs/cgroup/unified` (hybrid). nil when neither is mounted under the root
+    /// (no `cgroup.controllers`), so the state is unknown.
     public func unitActive(_ instance: String, uid: Int) -> Bool? {
-        guard FileManager.default.fileExists(atPath: root.path("/sys/fs/cgroup/cgroup.controllers")) else { return nil }
-        for slice in ["user.slice/user-\(uid).slice", "system.slice"] {
-            let events = root.path("/sys/fs/cgroup/\(slice)/\(instance)/cgroup.events")
-            if let data = readPseudoFile(events), String(decoding: data, as: UTF8.self).split(separator: "\n").contains("populated 1") {
-                return true
+        let trees = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].filter {
+            FileManager.default.fileExists(atPath: root.path("\($0)/cgroup.controllers"))
+        }
+        guard !trees.isEmpty else { return nil }
+        for tree in trees {
+            for slice in ["user.slice/user-\(uid).slice", "system.slice"] {
+                let events = root.path("\(tree)/\(slice)/\(instance)/cgroup.events")
+                if let data = readPseudoFile(events), String(decoding: data, as: UTF8.self).split(separator: "\n").contains("populated 1") {
+                    return true
+                }
             }
         }
         return false

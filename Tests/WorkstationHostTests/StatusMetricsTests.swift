@@ -140,3 +140,35 @@ import WorkstationCore
         #expect(w.text.contains("workstation_test{user=\"a\\\"b\\\\c\\nd\"} 1\n"))
     }
 }
+
+@Suite struct ProcReaderTests {
+    @Test func unitStateFromUnifiedAndHybridCgroupTrees() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cg-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let reader = ProcReader(root: HostRoot(dir))
+        func write(_ rel: String, _ text: String) throws {
+            try FileManager.default.createDirectory(atPath: ((dir + rel) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: dir + rel))
+        }
+        #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == nil)  // no cgroup v2 tree: unknown
+        // Hybrid layout: the v2 tree lives under /sys/fs/cgroup/unified.
+        try write("/sys/fs/cgroup/unified/cgroup.controllers", "")
+        #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == false)
+        try write("/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events", "populated 0\nfrozen 0\n")
+        #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == false)
+        try write("/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events", "populated 1\nfrozen 0\n")
+        #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == true)
+        // Started before its Slice= drop-in existed: still in system.slice.
+        try write("/sys/fs/cgroup/system.slice/t3-serve@bob.service/cgroup.events", "populated 1\n")
+        try write("/sys/fs/cgroup/cgroup.controllers", "memory\n")
+        #expect(reader.unitActive("t3-serve@bob.service", uid: 1002) == true)
+    }
+
+    @Test func readsTheRealProcFilesWhichReportSizeZero() throws {
+        // /proc files stat as 0 bytes; the reader must read to EOF.
+        let m = try #require(ProcReader(root: .system).memory())
+        #expect(m.total > 0)
+        let me = try #require(ProcReader(root: .system).processes().first { $0.pid == Int(getpid()) })
+        #expect(me.uid == Int(getuid()) && me.residentBytes > 0)
+    }
+}
