@@ -51,15 +51,14 @@ extension Planner {
         return CapacityLedger(lines: lines, memory: o.memory, settings: settings.capacity)
     }
 
-    /// The admission gate: refuses onboarding a new person when the budgets or the headcount would not fit.
-    /// Existing people never trigger it. With capacity unknown it only notes so.
-    func admissionGate(_ d: DesiredState, _ o: HostSnapshot) -> (refusals: [Refusal], notes: [String]) {
+    /// The admission gate: adds a refusal when onboarding a new person would overcommit the budgets or the
+    /// headcount. Existing people never trigger it. With capacity unknown it adds a note instead.
+    func admissionGate(_ d: DesiredState, _ o: HostSnapshot, into plan: inout Plan) {
         let ledger = capacityLedger(d, o)
-        guard !ledger.newUsers.isEmpty else { return ([], []) }
-        var notes: [String] = []
+        guard !ledger.newUsers.isEmpty else { return }
         if o.memory == nil {
-            notes.append("capacity unknown: /proc/meminfo is not readable under this root, so the memory part of the admission gate did not run")
+            plan.notes.append("capacity unknown: /proc/meminfo is not readable under this root, so the memory part of the admission gate did not run")
         }
-        return (ledger.refusals(), notes)
+        plan.refusals += ledger.refusals()
     }
 }

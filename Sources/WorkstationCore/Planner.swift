@@ -54,12 +54,11 @@ public struct Planner {
             plan.changes += inheritanceChanges(u, observed)
         }
         plan.changes += derivedFileChanges(desired, observed)
-        for u in desired.users { plan.changes += budgetChanges(u, observed) + unitChanges(u, observed) }
+        for u in desired.users { plan.changes += budgetChanges(u, observed) }
+        for u in desired.users { plan.changes += unitChanges(u, observed) }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
-        let admission = admissionGate(desired, observed)
-        plan.refusals += admission.refusals
-        plan.notes += admission.notes
+        admissionGate(desired, observed, into: &plan)
         return plan
     }
 

@@ -9,7 +9,7 @@ public struct Finding: Sendable, Hashable, Codable {
             [Severity.ok, .warn, .fail].firstIndex(of: a)! < [Severity.ok, .warn, .fail].firstIndex(of: b)!
         }
     }
-    /// The check's name: `swap`, `memory-headroom`, `headcount`, `account`, `budget`, `config-base`, `secret-file`,
+    /// The check's name: `swap`, `memory-headroom`, `memory-now`, `headcount`, `account`, `budget`, `config-base`, `secret-file`,
     /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`.
     public var check: String
     /// The os_user it concerns; nil for host-wide checks.
@@ -102,6 +102,16 @@ public struct Doctor: Sendable {
         } else {
             out.append(Finding("memory-headroom", .fail, "memory budgets are overcommitted: \(ledger.arithmetic)",
                                fix: "add swap or memory, or lower budgets (capacity.budgets in workstation.yaml or memory in the roster), then workstation apply"))
+        }
+        // Right now: stalls on memory (PSI) and what is left. Warnings: they describe a moment, not the setup.
+        if let full = ProcReader(root: root).pressure("memory")?.full, full.avg60 >= 0.05 {
+            out.append(Finding("memory-now", .warn, "tasks stalled on memory \(Int((full.avg60 * 100).rounded()))% of the last minute (PSI full avg60)",
+                               fix: "workstation status shows who holds the memory; add swap or memory, or lower budgets"))
+        } else if let avail = m.available, avail + m.swapFree < (m.total + m.swapTotal) / 20 {
+            out.append(Finding("memory-now", .warn, "only \(humanBytes(avail + m.swapFree)) of memory and swap are available",
+                               fix: "workstation status shows who holds the memory; add swap or memory, or lower budgets"))
+        } else {
+            out.append(Finding("memory-now", .ok, "\(m.available.map { humanBytes($0) } ?? "?") memory and \(humanBytes(m.swapFree)) swap available"))
         }
         if ledger.withinHeadcount {
             out.append(Finding("headcount", .ok, "\(ledger.lines.count) non-admin people, max_active_users \(c.maxActiveUsers)"))

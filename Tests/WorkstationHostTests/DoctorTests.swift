@@ -136,6 +136,22 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(report.healthy)
     }
 
+    @Test func memoryPressureNowIsAWarning() throws {
+        let s = try healthySandbox()
+        try s.write("/proc/pressure/memory", "some avg10=30.00 avg60=20.00 avg300=5.00 total=90000000\nfull avg10=15.00 avg60=12.00 avg300=3.00 total=40000000\n")
+        var report = try Doctor(root: s.root, inputs: try s.inputs()).run()
+        var f = try #require(report.findings.first { $0.check == "memory-now" })
+        #expect(f.severity == .warn && f.message == "tasks stalled on memory 12% of the last minute (PSI full avg60)")
+        #expect(report.healthy)
+        try s.remove("/proc/pressure/memory")
+        try s.meminfo(total: 32 << 30, swap: 8 << 30, available: 1 << 30)  // 1G + 8G free swap = 9G > 40G / 20
+        report = try Doctor(root: s.root, inputs: try s.inputs()).run()
+        #expect(report.findings.first { $0.check == "memory-now" }?.severity == .ok)
+        try s.write("/proc/meminfo", "MemTotal: \(32 << 20) kB\nMemAvailable: \(1 << 20) kB\nSwapTotal: \(8 << 20) kB\nSwapFree: 0 kB\n")
+        f = try #require(try Doctor(root: s.root, inputs: try s.inputs()).run().findings.first { $0.check == "memory-now" })
+        #expect(f.severity == .warn && f.message == "only 1G of memory and swap are available")
+    }
+
     @Test func unknownCapacityWarnsButDoesNotFail() throws {
         let s = try healthySandbox()
         try s.remove("/proc/meminfo")
