@@ -37,10 +37,14 @@ public struct ShadowEntry: Sendable, Hashable, Codable {
     public var passwordLocked: Bool
     /// Account expiration, days since 1970-01-01; nil when empty (never expires).
     public var expireDays: Int?
-    public init(name: String, passwordLocked: Bool, expireDays: Int?) {
+    /// True when a password hash is set behind any `!` (false for the bare `!`, `!!` or `*` of an account that
+    /// never had a password, as `useradd` leaves it).
+    public var hasPasswordHash: Bool
+    public init(name: String, passwordLocked: Bool, expireDays: Int?, hasPasswordHash: Bool = true) {
         self.name = name
         self.passwordLocked = passwordLocked
         self.expireDays = expireDays
+        self.hasPasswordHash = hasPasswordHash
     }
 }
 
@@ -86,6 +90,8 @@ public struct HostSnapshot: Sendable, Hashable {
     public var state = WorkstationState()
     /// Authentik, the k8s_users map and Vault, read before planning (empty when not configured).
     public var remote = RemoteSnapshot()
+    /// `/proc/meminfo` under the root; nil when absent (capacity unknown).
+    public var memory: MemoryInfo?
 
     public init() {}
 

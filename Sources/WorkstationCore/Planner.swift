@@ -22,6 +22,7 @@ public struct Planner {
             paths += infraWatchedPaths(u)
         }
         paths += integrationWatchedPaths(desired)
+        paths += capacityWatchedPaths(desired)
         return paths
     }
 
@@ -56,10 +57,12 @@ public struct Planner {
             infraCloneChanges(u, observed, into: &plan)
         }
         plan.changes += derivedFileChanges(desired, observed)
+        for u in desired.users { plan.changes += budgetChanges(u, observed) }
         for u in desired.users { plan.changes += unitChanges(u, observed) }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
         planIntegrations(&plan, desired, observed)
+        admissionGate(desired, observed, into: &plan)
         return plan
     }
 

@@ -83,6 +83,8 @@ public struct Settings: Sendable, Hashable, Codable {
     public var authentik: AuthentikSettings?
     public var kubernetes: KubernetesSettings?
     public var vault: VaultSettings?
+    /// Memory budgets and the admission gate (`capacity:`).
+    public var capacity = CapacitySettings()
 
     public init() {}
 
@@ -105,6 +107,7 @@ public struct Settings: Sendable, Hashable, Codable {
         "authentik",
         "kubernetes",
         "vault",
+        "capacity",
     ]
 
     /// Parses `workstation.yaml`.
@@ -134,6 +137,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["authentik"] { s.authentik = AuthentikSettings.parse(v, diags) }
         if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
         if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
+        if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }

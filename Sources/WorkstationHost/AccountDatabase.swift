@@ -23,7 +23,9 @@ public enum AccountDatabase {
     public static func shadow(_ data: Data) -> [String: ShadowEntry] {
         var out: [String: ShadowEntry] = [:]
         for f in lines(data) where f.count >= 8 {
-            out[f[0]] = ShadowEntry(name: f[0], passwordLocked: f[1].hasPrefix("!"), expireDays: Int(f[7]))
+            let hash = f[1].drop { $0 == "!" }
+            out[f[0]] = ShadowEntry(name: f[0], passwordLocked: f[1].hasPrefix("!"), expireDays: Int(f[7]),
+                                    hasPasswordHash: !hash.isEmpty && hash != "*")
         }
         return out
     }

@@ -81,18 +81,31 @@ public enum Engine {
 
     /// Applies under the run lock, journals every change, records state, then verifies by planning again.
     /// Refusals stop the run before anything changes.
+    /// - Parameter allowOvercommit: lifts the capacity gate's refusals (`--allow-overcommit`); each lifted refusal
+    ///   is journaled as change `capacity:overcommit` with result `overridden` and the arithmetic.
     /// - Throws: `LockError.busy`, `ValidationFailure`, `RefusedError` (exit 3), state I/O errors.
     public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
-                             progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+                             allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        let (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
+        let (planned, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
+        var plan = planned
+        let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
+        plan.refusals.removeAll { overridden.contains($0) }
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
         var report = ApplyReport()
         var state = snapshot.state
+        let journal = overridden.isEmpty && plan.isEmpty
+            ? nil : try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
+        for r in overridden {
+            journal?.record(Change(id: "capacity:overcommit", user: nil, kind: .update, safety: .additive,
+                                   summary: "admission gate overridden with --allow-overcommit",
+                                   fields: [FieldChange("refusal", nil, r.message)]),
+                            result: "overridden")
+            plan.notes.append("capacity gate overridden (--allow-overcommit, journaled): \(r.message)")
+        }
         if !plan.isEmpty {
-            let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
                                     systemdRunning: snapshot.systemdRunning, state: state, clients: clients)
             report = executor.apply(plan, progress: progress)

@@ -27,6 +27,7 @@ public struct Observer: Sendable {
         s.state = try StateStore(root: root, settings: settings).load()
         s.enabledUnits = enabledUnits()
         s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
+        s.memory = ProcReader(root: root).memory()
         // The existing dispatch.json is needed to adopt live ports.
         s.paths[settings.derived.dispatch] = pathState(settings.derived.dispatch, readContent: true)
         return s

@@ -14,6 +14,9 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "If the root has no etc/passwd, seed it like a fresh Debian host first (for a sandbox root).")
     var initRoot = false
 
+    @Flag(help: "Onboard new people even when the capacity gate refuses (budgets or headcount over the limit); journaled.")
+    var allowOvercommit = false
+
     @Flag(help: "Print the outcome as JSON.")
     var json = false
 
@@ -30,7 +33,7 @@ struct ApplyCommand: ParsableCommand {
                 if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
             }
             let loaded = try Engine.load(inputs.paths, root: root)
-            outcome = try Engine.apply(loaded, root: root, runner: ProcessRunner(), progress: { printError($0) })
+            outcome = try Engine.apply(loaded, root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit, progress: { printError($0) })
         } catch let e as ExitCode {
             throw e
         } catch {

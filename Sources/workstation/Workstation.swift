@@ -20,6 +20,9 @@ struct Workstation: AsyncParsableCommand {
             TtydLoginCommand.self,
             CloneStatusCommand.self,
             RenderCommand.self,
+            DoctorCommand.self,
+            StatusCommand.self,
+            MetricsCommand.self,
         ])
 }
 

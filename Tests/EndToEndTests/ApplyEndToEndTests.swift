@@ -47,7 +47,7 @@ import Testing
         let dispatch = try #require(root.read("/etc/t3-serve/dispatch.json"))
         #expect(dispatch.contains("\"os_user\" : \"bob-dev\""))
         let journal = try #require(root.read("/var/lib/workstation/journal.jsonl"))
-        #expect(journal.split(separator: "\n").count == 21)
+        #expect(journal.split(separator: "\n").count == 23)
         #expect(journal.split(separator: "\n").allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
         #expect(root.read("/var/lib/workstation/state.json")?.contains("\"created\" : true") == true)
 

@@ -50,6 +50,9 @@ import Testing
                 s.paths["\(u.home)/.claude/\(item)"] = PathState(kind: .symlink, linkTarget: "\(settings.configBase)/\(item)")
             }
             let planner = Planner(settings: settings)
+            if let budget = planner.budget(for: u.entry) {
+                s.paths[planner.sliceDropInPath(uid: u.uid)] = PathState(kind: .file, mode: 0o644, content: planner.sliceDropInContent(budget))
+            }
             for unit in settings.units {
                 s.paths[planner.dropInPath(unit, u.osUser)] = PathState(kind: .file, mode: 0o644, content: planner.dropInContent(unit, u))
                 s.enabledUnits.insert(unit.instance(u.osUser))
@@ -70,6 +73,7 @@ import Testing
             "account:bob", "dir:/home/bob/.claude", "link:/home/bob/.claude/skills", "link:/home/bob/.claude/rules",
             "link:/home/bob/.claude/agents", "link:/home/bob/.claude/commands",
             "file:/etc/ttyd-user-map", "file:/etc/t3-serve/dispatch.json",
+            "file:/etc/systemd/system/user-1000.slice.d/50-workstation.conf", "file:/etc/systemd/system/user-1001.slice.d/50-workstation.conf",
             "file:/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "unit:t3-serve@alice.service",
             "file:/etc/systemd/system/t3-serve@bob.service.d/50-workstation.conf", "unit:t3-serve@bob.service",
         ])
@@ -232,7 +236,7 @@ import Testing
         #expect(text.contains("  ~ secure home /home/alice [tighten]\n      mode: 0755 -> 0700\n"))
         #expect(text.contains("  ! alice is in group sudo, which a power-user must not hold [revoke]"))
         #expect(text.contains("      run: gpasswd -d alice sudo\n"))
-        #expect(text.contains("Plan: 13 to create, 1 to update, 1 pending revoke/destroy, 0 conflicts.\n"))
+        #expect(text.contains("Plan: 14 to create, 1 to update, 1 pending revoke/destroy, 0 conflicts.\n"))
         let json = try #require(try JSONSerialization.jsonObject(with: Data(PlanRenderer.json(p).utf8)) as? [String: Any])
         #expect((json["summary"] as? [String: Int])?["pending"] == 1)
     }

@@ -1,0 +1,304 @@
+import Foundation
+import WorkstationCore
+
+/// One result of one health check.
+public struct Finding: Sendable, Hashable, Codable {
+    public enum Severity: String, Sendable, Codable, Comparable {
+        case ok, warn, fail
+        public static func < (a: Severity, b: Severity) -> Bool {
+            [Severity.ok, .warn, .fail].firstIndex(of: a)! < [Severity.ok, .warn, .fail].firstIndex(of: b)!
+        }
+    }
+    /// The check's name: `swap`, `memory-headroom`, `memory-now`, `headcount`, `account`, `budget`, `config-base`, `secret-file`,
+    /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`.
+    public var check: String
+    /// The os_user it concerns; nil for host-wide checks.
+    public var user: String?
+    public var severity: Severity
+    /// Lower-case sentence: what was found.
+    public var message: String
+    /// What to do, usually a command; nil for `ok`.
+    public var fix: String?
+
+    public init(_ check: String, user: String? = nil, _ severity: Severity, _ message: String, fix: String? = nil) {
+        self.check = check
+        self.user = user
+        self.severity = severity
+        self.message = message
+        self.fix = fix
+    }
+}
+
+/// Everything doctor found, with the plan it made (metrics reuse it for the pending-change count).
+public struct DoctorReport: Sendable {
+    public var findings: [Finding]
+    public var plan: Plan
+    public var ledger: CapacityLedger
+
+    public var failures: Int { findings.filter { $0.severity == .fail }.count }
+    public var warnings: Int { findings.filter { $0.severity == .warn }.count }
+    public var healthy: Bool { failures == 0 }
+}
+
+/// `workstation doctor`: every health check of the host against the roster. Reads only and spawns nothing:
+/// account databases, `lstat(2)` of paths, ACLs (`getxattr(2)`), `/proc` and the unit cgroups under `/sys/fs/cgroup`.
+public struct Doctor: Sendable {
+    public let root: HostRoot
+    public let inputs: Inputs
+    /// Days since 1970 for account expiry.
+    public var today: Int = AccountState.today
+
+    /// Files that hold a token or credential; each must be a regular file owned by the user, without group or
+    /// other bits (spec section 7).
+    public static let secretFiles = [".claude/settings.json", ".claude.json", ".claude/.credentials.json", ".vault-token", ".kube/config"]
+
+    public init(root: HostRoot, inputs: Inputs) {
+        self.root = root
+        self.inputs = inputs
+    }
+
+    /// Runs every check.
+    /// - Throws: `ValidationFailure` for roster problems only the host shows; `ObserveError` for an unreadable state file.
+    public func run() throws -> DoctorReport {
+        let (plan, desired, snap) = try Engine.plan(inputs, root: root)
+        let planner = Planner(settings: inputs.settings)
+        let ledger = planner.capacityLedger(desired, snap)
+        var f: [Finding] = []
+        f += capacityChecks(ledger, snap)
+        let baseFindings = configBaseHost()
+        f += baseFindings
+        let procs = ProcReader(root: root)
+        let systemdRuns = FileManager.default.fileExists(atPath: root.path("/run/systemd/system"))
+        for u in desired.users {
+            f += userChecks(u, snap, planner: planner, checkBase: baseFindings.allSatisfy { $0.severity != .fail }, procs: procs,
+                            systemdRuns: systemdRuns)
+        }
+        f += derivedFileChecks(desired, snap)
+        f += driftChecks(plan)
+        return DoctorReport(findings: f, plan: plan, ledger: ledger)
+    }
+
+    // MARK: host
+
+    func capacityChecks(_ ledger: CapacityLedger, _ snap: HostSnapshot) -> [Finding] {
+        let c = inputs.settings.capacity
+        var out: [Finding] = []
+        guard let m = snap.memory else {
+            return [Finding("swap", .warn, "capacity unknown: \(root.path("/proc/meminfo")) is not readable, so swap and memory headroom were not checked",
+                            fix: "run doctor on the host itself, where /proc is mounted")]
+        }
+        let addSwap = "fallocate -l \(formatByteSize(max(c.minSwap, 1 << 30))) /swapfile && chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile && echo '/swapfile none swap sw 0 0' >> /etc/fstab"
+        if m.swapTotal == 0 {
+            out.append(Finding("swap", .fail, "no swap: under memory pressure the kernel OOM-kills live sessions instead of slowing down (ADR-0007)",
+                               fix: addSwap))
+        } else if m.swapTotal < c.minSwap {
+            out.append(Finding("swap", .fail, "swap is \(humanBytes(m.swapTotal)), below capacity.min_swap \(humanBytes(c.minSwap))",
+                               fix: "add \(humanBytes(c.minSwap - m.swapTotal)) or more: " + addSwap.replacingOccurrences(of: "/swapfile", with: "/swapfile2")))
+        } else {
+            out.append(Finding("swap", .ok, "swap \(humanBytes(m.swapTotal)) (minimum \(humanBytes(c.minSwap)))"))
+        }
+        if ledger.fits, let limit = ledger.limit {
+            out.append(Finding("memory-headroom", .ok, "budgets fit, \(humanBytes(limit - ledger.committed)) to spare: \(ledger.arithmetic)"))
+        } else {
+            out.append(Finding("memory-headroom", .fail, "memory budgets are overcommitted: \(ledger.arithmetic)",
+                               fix: "add swap or memory, or lower budgets (capacity.budgets in workstation.yaml or memory in the roster), then workstation apply"))
+        }
+        // Right now: stalls on memory (PSI) and what is left. Warnings: they describe a moment, not the setup.
+        if let full = ProcReader(root: root).pressure("memory")?.full, full.avg60 >= 0.05 {
+            out.append(Finding("memory-now", .warn, "tasks stalled on memory \(Int((full.avg60 * 100).rounded()))% of the last minute (PSI full avg60)",
+                               fix: "workstation status shows who holds the memory; add swap or memory, or lower budgets"))
+        } else if let avail = m.available, avail + m.swapFree < (m.total + m.swapTotal) / 20 {
+            out.append(Finding("memory-now", .warn, "only \(humanBytes(avail + m.swapFree)) of memory and swap are available",
+                               fix: "workstation status shows who holds the memory; add swap or memory, or lower budgets"))
+        } else {
+            out.append(Finding("memory-now", .ok, "\(m.available.map { humanBytes($0) } ?? "?") memory and \(humanBytes(m.swapFree)) swap available"))
+        }
+        if ledger.withinHeadcount {
+            out.append(Finding("headcount", .ok, "\(ledger.lines.count) non-admin people, max_active_users \(c.maxActiveUsers)"))
+        } else {
+            out.append(Finding("headcount", .fail, "the roster holds \(ledger.lines.count) non-admin people, over max_active_users \(c.maxActiveUsers)",
+                               fix: "offboard someone (workstation offboard NAME --stage cut) or raise capacity.max_active_users once the host can carry them"))
+        }
+        return out
+    }
+
+    /// The config base must exist; per-user reachability is checked in `userChecks`.
+    func configBaseHost() -> [Finding] {
+        let base = inputs.settings.configBase
+        var st = stat()
+        if stat(root.path(base), &st) != 0 || st.st_mode & S_IFMT != S_IFDIR {
+            return [Finding("config-base", .fail, "the config base \(base) is missing or not a directory",
+                            fix: "clone the config base to \(base) (config_base in workstation.yaml)")]
+        }
+        return []
+    }
+
+    // MARK: per user
+
+    func userChecks(_ u: DesiredUser, _ snap: HostSnapshot, planner: Planner, checkBase: Bool, procs: ProcReader, systemdRuns: Bool) -> [Finding] {
+        let name = u.osUser
+        guard let acct = snap.account(name) else {
+            return [Finding("account", user: name, .fail, "\(name) has no account yet", fix: "workstation apply")]
+        }
+        var out: [Finding] = []
+        let state = AccountState.of(name, snap, today: today)
+        if state != .active {
+            out.append(Finding("account", user: name, .warn, "the account of \(name) is \(state.rawValue)",
+                               fix: state == .noShadow ? "pwconv (adds the missing /etc/shadow entries)" : "workstation offboard \(name) or unlock it by hand if that was a mistake"))
+        }
+
+        // Budget.
+        if let b = planner.budget(for: u.entry) {
+            let path = planner.sliceDropInPath(uid: acct.uid)
+            let st = snap.path(path)
+            if st.kind == .absent {
+                out.append(Finding("budget", user: name, .fail, "no memory budget: \(path) is missing", fix: "workstation apply"))
+            } else if st.content != planner.sliceDropInContent(b) {
+                out.append(Finding("budget", user: name, .fail, "\(path) differs from the budget in the roster and settings", fix: "workstation apply"))
+            } else {
+                out.append(Finding("budget", user: name, .ok, "MemoryHigh \(humanBytes(b.high)), MemoryMax \(humanBytes(b.max)), MemorySwapMax \(humanBytes(b.swapMax))"))
+            }
+        }
+
+        // Config base reachable with the user's own credentials.
+        if checkBase {
+            let access = AccessCheck(uid: acct.uid, gids: snap.gids(of: name))
+            let base = inputs.settings.configBase
+            var targets = [base]
+            for item in inputs.settings.inheritedItems where FileManager.default.fileExists(atPath: root.path(joinPath(base, item))) {
+                targets.append(joinPath(base, item))
+            }
+            if let block = targets.lazy.compactMap({ access.blocker($0, root: self.root) }).first {
+                let perm = block.lacks.hasPrefix("search") ? "x" : "rx"
+                out.append(Finding("config-base", user: name, .fail, "\(name) cannot reach the config base: \(block.path) lacks \(block.lacks) for them",
+                                   fix: "setfacl -m g:\(inputs.settings.accounts.group):\(perm) \(block.path)"))
+            } else {
+                out.append(Finding("config-base", user: name, .ok, "\(name) can read \(base)"))
+            }
+        }
+
+        // Secret files.
+        let obs = Observer(root: root, settings: inputs.settings)
+        for dir in [".claude", ".kube"] {
+            let st = obs.pathState(joinPath(acct.home, dir))
+            if st.kind == .symlink {
+                out.append(Finding("secret-file", user: name, .warn, "\(joinPath(acct.home, dir)) is a symlink; the secret files below it were not checked",
+                                   fix: "make \(joinPath(acct.home, dir)) a real directory owned by \(name), mode 0700"))
+            }
+        }
+        var secretsOK = true
+        for rel in Self.secretFiles {
+            let path = joinPath(acct.home, rel)
+            if rel.hasPrefix(".claude/") && obs.pathState(joinPath(acct.home, ".claude")).kind == .symlink { continue }
+            if rel.hasPrefix(".kube/") && obs.pathState(joinPath(acct.home, ".kube")).kind == .symlink { continue }
+            let st = obs.pathState(path)
+            switch st.kind {
+            case .absent: continue
+            case .file: break
+            default:
+                secretsOK = false
+                out.append(Finding("secret-file", user: name, .fail, "\(path) is a \(st.kind.rawValue), not a regular file",
+                                   fix: "replace it with a regular file owned by \(name), mode 0600"))
+                continue
+            }
+            if st.uid != acct.uid {
+                secretsOK = false
+                out.append(Finding("secret-file", user: name, .fail, "\(path) is owned by uid \(st.uid), not \(name)",
+                                   fix: "chown \(name): \(path)"))
+            }
+            if st.mode & 0o077 != 0 {
+                secretsOK = false
+                out.append(Finding("secret-file", user: name, .fail, "\(path) has mode \(octal(st.mode & 0o7777)): group or others can read it",
+                                   fix: "chmod go-rwx \(path)"))
+            }
+        }
+        if secretsOK { out.append(Finding("secret-file", user: name, .ok, "secret files are private to \(name)")) }
+
+        // Admin rights.
+        var forbidden = false
+        for g in inputs.settings.accounts.forbiddenGroups {
+            guard let grp = snap.group(g) else { continue }
+            if grp.members.contains(name) || acct.gid == grp.gid {
+                forbidden = true
+                out.append(Finding("forbidden-group", user: name, .fail, "\(name) (\(u.entry.tier.rawValue)) is in group \(g), which only an admin may hold",
+                                   fix: acct.gid == grp.gid ? "usermod -g \(name) \(name)" : "gpasswd -d \(name) \(g)"))
+            }
+        }
+        if !forbidden { out.append(Finding("forbidden-group", user: name, .ok, "no sudo, docker or shared-code membership")) }
+
+        // Units.
+        for unit in inputs.settings.units {
+            let instance = unit.instance(name)
+            guard snap.enabledUnits.contains(instance) else {
+                out.append(Finding("unit-enabled", user: name, .fail, "\(instance) is not enabled", fix: "workstation apply"))
+                continue
+            }
+            out.append(Finding("unit-enabled", user: name, .ok, "\(instance) is enabled"))
+            guard systemdRuns else { continue }
+            switch procs.unitActive(instance, uid: acct.uid) {
+            case true?: out.append(Finding("unit-active", user: name, .ok, "\(instance) is running"))
+            case false?:
+                out.append(Finding("unit-active", user: name, .fail, "\(instance) is enabled but not running",
+                                   fix: "systemctl start \(instance); journalctl -u \(instance) -n 50 says why it stopped"))
+            case nil:
+                out.append(Finding("unit-active", user: name, .warn, "cannot tell whether \(instance) runs: no cgroup v2 tree under /sys/fs/cgroup",
+                                   fix: "systemctl is-active \(instance)"))
+            }
+        }
+
+        // Clone and kubeconfig.
+        let (clone, target) = CloneState.observe(home: acct.home, root: root)
+        switch clone {
+        case .present: out.append(Finding("clone", user: name, .ok, "\(joinPath(acct.home, "code")) is a clone"))
+        case .kept:
+            out.append(Finding("clone", user: name, .warn,
+                               "\(joinPath(acct.home, "code")) is kept as it was (\(target.map { "a symlink to \($0)" } ?? "not a git clone")); workstation never replaces it",
+                               fix: "the opt-in cutover replaces it with \(name)'s own locked clone"))
+        case .missing:
+            out.append(Finding("clone", user: name, .fail, "\(joinPath(acct.home, "code")) is missing: \(name) has no infra clone",
+                               fix: "workstation apply provisions the locked clone"))
+        }
+        if obs.pathState(joinPath(acct.home, ".kube/config")).kind == .absent {
+            out.append(Finding("kubeconfig", user: name, .fail, "\(joinPath(acct.home, ".kube/config")) is missing: kubectl has no identity for \(name)",
+                               fix: "workstation apply installs the per-tier OIDC kubeconfig"))
+        } else {
+            out.append(Finding("kubeconfig", user: name, .ok, "\(joinPath(acct.home, ".kube/config")) is present"))
+        }
+        return out
+    }
+
+    // MARK: derived files and drift
+
+    func derivedFileChecks(_ d: DesiredState, _ snap: HostSnapshot) -> [Finding] {
+        [(inputs.settings.derived.ttydUserMap, d.ttydUserMap), (inputs.settings.derived.dispatch, d.dispatch)].map { path, content in
+            let st = snap.path(path)
+            if st.kind == .file && st.content == content {
+                return Finding("derived-file", .ok, "\(path) matches the roster")
+            }
+            return Finding("derived-file", .fail, st.kind == .absent ? "\(path) is missing" : "\(path) is out of sync with the roster",
+                           fix: "workstation apply")
+        }
+    }
+
+    func driftChecks(_ plan: Plan) -> [Finding] {
+        var out: [Finding] = []
+        let todo = plan.actionable
+        if todo.isEmpty {
+            out.append(Finding("drift", .ok, "the plan is empty: the host matches the roster"))
+        } else {
+            let shown = todo.prefix(5).map(\.summary).joined(separator: "; ")
+            out.append(Finding("drift", .fail, "\(todo.count) change\(todo.count == 1 ? "" : "s") pending: \(shown)\(todo.count > 5 ? "; ..." : "")",
+                               fix: "workstation plan, then workstation apply"))
+        }
+        for r in plan.refusals {
+            out.append(Finding("drift", .fail, "apply would be refused by \(r.gate): \(r.message)", fix: "see the refusal; workstation plan shows it"))
+        }
+        for c in plan.changes where c.kind == .conflict {
+            out.append(Finding("drift", user: c.user, .warn, "conflict left alone: \(c.summary)", fix: c.reason))
+        }
+        for c in plan.changes where c.kind == .pending && !c.id.hasPrefix("violation:") {
+            out.append(Finding("drift", user: c.user, .warn, c.summary, fix: c.command))
+        }
+        return out
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import WorkstationCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Reads the kernel's view of the host from files under the root: `/proc/meminfo`, `/proc/pressure/*`,
+/// `/proc/<pid>/{status,stat}` (`proc(5)`) and unit cgroups under `/sys/fs/cgroup` (`cgroups(7)`, cgroup v2).
+/// Reads only; spawns nothing. Tests point the root at a synthetic tree.
+public struct ProcReader: Sendable {
+    public let root: HostRoot
+
+    public init(root: HostRoot) { self.root = root }
+
+    /// `/proc/meminfo`; nil when absent or without `MemTotal` (capacity unknown).
+    public func memory() -> MemoryInfo? {
+        readPseudoFile(root.path("/proc/meminfo")).flatMap(MemoryInfo.parse)
+    }
+
+    /// `/proc/pressure/<resource>` (`memory`, `io`, `cpu`); nil where the kernel has no PSI (before 4.20, or
+    /// booted with `psi=0`) or the file does not parse.
+    public func pressure(_ resource: String) -> PressureStall? {
+        readPseudoFile(root.path("/proc/pressure/\(resource)")).flatMap(PressureStall.parse)
+    }
+
+    /// Every process whose `status` could be read; a process that exits while being read is skipped.
+    public func processes() -> [ProcessSample] {
+        let dir = root.path("/proc")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var out: [ProcessSample] = []
+        for name in names {
+            guard let pid = Int(name), pid > 0, let status = readPseudoFile("\(dir)/\(name)/status") else { continue }
+            if let s = ProcessSample.parse(pid: pid, status: status, stat: readPseudoFile("\(dir)/\(name)/stat")) { out.append(s) }
+        }
+        return out.sorted { $0.pid < $1.pid }
+    }
+
+    /// Whether a unit instance is running: its cgroup (in `user-<uid>.slice`, where workstation's drop-in puts it,
+    /// or in `system.slice`) reports `populated 1` in `cgroup.events`. The cgroup v2 tree is looked for at
+    /// `/sys/fs/cgroup` (unified) and `/sys/fs/cgroup/unified` (hybrid). nil when neither is mounted under the root
+    /// (no `cgroup.controllers`), so the state is unknown.
+    public func unitActive(_ instance: String, uid: Int) -> Bool? {
+        let trees = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].filter {
+            FileManager.default.fileExists(atPath: root.path("\($0)/cgroup.controllers"))
+        }
+        guard !trees.isEmpty else { return nil }
+        for tree in trees {
+            for slice in ["user.slice/user-\(uid).slice", "system.slice"] {
+                let events = root.path("\(tree)/\(slice)/\(instance)/cgroup.events")
+                if let data = readPseudoFile(events), String(decoding: data, as: UTF8.self).split(separator: "\n").contains("populated 1") {
+                    return true
+                }
+            }
+        }
+        return false
+    }
+}
+
+/// Per-user figures from the process table.
+public struct UserUsage: Sendable, Hashable, Codable {
+    /// Sum of `VmRSS` over the user's processes, bytes. Shared pages are counted once per process (an upper bound).
+    public var residentBytes: UInt64 = 0
+    public var processes = 0
+    /// Distinct sessions (`setsid(2)`) among the user's processes that have a controlling terminal: one per
+    /// terminal, tmux pane or ssh login. The t3 daemon, which has no terminal, is not a session.
+    public var sessions = 0
+
+    public init() {}
+
+    /// Groups samples by real uid.
+    public static func byUid(_ samples: [ProcessSample]) -> [Int: UserUsage] {
+        var out: [Int: UserUsage] = [:]
+        var sessions: [Int: Set<Int>] = [:]
+        for p in samples {
+            out[p.uid, default: UserUsage()].residentBytes += p.residentBytes
+            out[p.uid, default: UserUsage()].processes += 1
+            if p.tty != 0, let s = p.session { sessions[p.uid, default: []].insert(s) }
+        }
+        for (uid, set) in sessions { out[uid, default: UserUsage()].sessions = set.count }
+        return out
+    }
+}
+
+/// Reads a file to its end with `read(2)`. Files under `/proc` and `/sys` report size 0 to `stat(2)`, so a
+/// reader sized by `st_size` would return nothing. At most `limit` bytes. nil when it cannot be opened.
+public func readPseudoFile(_ path: String, limit: Int = 1 << 20) -> Data? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out = Data()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while out.count < limit {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { return out.isEmpty ? nil : out }
+        if n == 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return out
+}

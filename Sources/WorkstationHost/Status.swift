@@ -1,0 +1,96 @@
+import Foundation
+import WorkstationCore
+
+/// One row of `workstation status`: one roster person.
+public struct StatusRow: Sendable, Hashable, Codable {
+    public var osUser: String
+    public var tier: Tier
+    public var uid: Int?
+    public var account: AccountState
+    /// Instance -> `active`, `inactive`, `enabled` (running state unknown) or `disabled`.
+    public var units: [String: String]
+    /// State of the primary (t3) instance.
+    public var unit: String
+    /// Port of the primary instance.
+    public var port: Int?
+    public var sessions: Int
+    public var processes: Int
+    /// Sum of `VmRSS` over the person's processes, bytes.
+    public var residentBytes: UInt64
+    /// `MemoryMax` of their budget, bytes; nil for admins (not budgeted).
+    public var budgetBytes: UInt64?
+    /// residentBytes / budgetBytes, 0...; nil without a budget.
+    public var budgetShare: Double?
+    public var clone: CloneState?
+}
+
+/// Builds the status table. Reads only (account databases, `/proc`, unit symlinks and cgroups); spawns nothing.
+public struct StatusReader: Sendable {
+    public let root: HostRoot
+    public let inputs: Inputs
+    public var today: Int = AccountState.today
+
+    public init(root: HostRoot, inputs: Inputs) {
+        self.root = root
+        self.inputs = inputs
+    }
+
+    /// One row per roster entry, in roster order.
+    /// - Throws: `ValidationFailure` for roster problems only the host shows; `ObserveError` for an unreadable state file.
+    public func rows() throws -> [StatusRow] {
+        let observer = Observer(root: root, settings: inputs.settings)
+        let (snap, desired) = try observer.observe(roster: inputs.roster)
+        let planner = Planner(settings: inputs.settings)
+        let procs = ProcReader(root: root)
+        let usage = UserUsage.byUid(procs.processes())
+        let primary = inputs.settings.primaryUnit
+        return inputs.roster.entries.map { e in
+            let acct = snap.account(e.osUser)
+            let du = desired.users.first { $0.osUser == e.osUser }
+            let use = acct.flatMap { usage[$0.uid] } ?? UserUsage()
+            let budget = e.isAdopted ? nil : planner.budget(for: e)?.max
+            var units: [String: String] = [:]
+            for unit in inputs.settings.units where !(e.isAdopted && unit != primary) {
+                let instance = unit.instance(e.osUser)
+                let active = acct.flatMap { procs.unitActive(instance, uid: $0.uid) }
+                units[instance] = active == true ? "active" : !snap.enabledUnits.contains(instance) ? "disabled" : active == false ? "inactive" : "enabled"
+            }
+            return StatusRow(
+                osUser: e.osUser, tier: e.tier, uid: acct?.uid ?? du?.uid, account: AccountState.of(e.osUser, snap, today: today),
+                units: units, unit: units[primary.instance(e.osUser)] ?? "disabled",
+                port: desired.identities.first { $0.osUser == e.osUser }?.ports[primary.template],
+                sessions: use.sessions, processes: use.processes, residentBytes: use.residentBytes, budgetBytes: budget,
+                budgetShare: budget.map { $0 == 0 ? 0 : Double(use.residentBytes) / Double($0) },
+                clone: acct.map { CloneState.observe(home: $0.home, root: root).0 })
+        }
+    }
+
+    /// The table: a header and one aligned line per row.
+    public static func table(_ rows: [StatusRow]) -> String {
+        let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "CLONE"]
+        let lines = rows.map { r in
+            [r.osUser, r.tier.rawValue, r.account.rawValue, r.unit, r.port.map(String.init) ?? "-", String(r.sessions),
+             humanBytes(r.residentBytes), r.budgetBytes.map(humanBytes) ?? "-",
+             r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-", r.clone?.rawValue ?? "-"]
+        }
+        var widths = header.map(\.count)
+        for l in lines { for (i, c) in l.enumerated() { widths[i] = max(widths[i], c.count) } }
+        func fmt(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }
+        return ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"
+    }
+
+    /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
+    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}]}`.
+    public static func json(_ rows: [StatusRow]) -> String {
+        let users: [[String: Any]] = rows.map { r in
+            ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
+             "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
+             "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
+             "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull()]
+        }
+        return jsonText(["users": users])
+    }
+}

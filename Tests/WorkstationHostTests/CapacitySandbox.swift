@@ -1,0 +1,118 @@
+import Foundation
+import WorkstationCore
+@testable import WorkstationHost
+
+/// A temp root seeded like a fresh Debian host and converged with the real shadow utilities and `systemctl --root`,
+/// plus helpers to write a synthetic `/proc`, `/proc/pressure` and cgroup tree under it.
+final class CapacitySandbox {
+    static let roster = """
+        users:
+          carol: { authentik_user: carol, k8s_user: carol, tier: admin }
+          alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user }
+          bob-dev: { authentik_user: bob, k8s_user: bob, tier: namespace-owner, namespaces: [team-bob] }
+
+        """
+    static let gib: UInt64 = 1 << 30
+
+    let dir: String
+    let root: HostRoot
+
+    init(roster: String = CapacitySandbox.roster, settings: String = "", memTotal: UInt64? = 32 << 30, swap: UInt64 = 8 << 30) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cap-\(UUID().uuidString.prefix(8))").path
+        root = HostRoot(dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try write("/etc/workstation/roster.yaml", roster)
+        try write("/etc/workstation/workstation.yaml", settings.isEmpty ? "config_base: /srv/workstation/config-base\n" : settings)
+        try SandboxRoot.seed(root, settings: try inputs().settings)
+        if let memTotal { try meminfo(total: memTotal, swap: swap) }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    func inputs() throws -> Inputs { try Engine.load(InputPaths(roster: nil, settings: nil), root: root) }
+
+    @discardableResult
+    func apply(allowOvercommit: Bool = false) throws -> ApplyOutcome {
+        try Engine.apply(try inputs(), root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit)
+    }
+
+    func path(_ hostPath: String) -> String { root.path(hostPath) }
+
+    func write(_ hostPath: String, _ content: String, mode: Int = 0o644, uid: Int? = nil) throws {
+        let full = path(hostPath)
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(content.utf8).write(to: URL(fileURLWithPath: full))
+        chmod(full, mode_t(mode))
+        if let uid { chown(full, uid_t(uid), gid_t(uid)) }
+    }
+
+    func remove(_ hostPath: String) throws { try FileManager.default.removeItem(atPath: path(hostPath)) }
+
+    func uid(_ user: String) -> Int {
+        AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first { $0.name == user }!.uid
+    }
+
+    func meminfo(total: UInt64, swap: UInt64, available: UInt64? = nil) throws {
+        try write("/proc/meminfo", """
+            MemTotal:       \(total / 1024) kB
+            MemFree:        \(total / 2048) kB
+            MemAvailable:   \((available ?? total / 2) / 1024) kB
+            SwapTotal:      \(swap / 1024) kB
+            SwapFree:       \(swap / 1024) kB
+
+            """)
+    }
+
+    /// A synthetic process: `/proc/<pid>/status` and `/proc/<pid>/stat`.
+    func process(_ pid: Int, uid: Int, name: String, rssKiB: UInt64?, session: Int, tty: Int) throws {
+        var status = "Name:\t\(name)\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t\(pid)\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nGid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\n"
+        if let rssKiB { status += "VmRSS:\t  \(rssKiB) kB\n" }
+        try write("/proc/\(pid)/status", status)
+        try write("/proc/\(pid)/stat", "\(pid) (\(name)) S 1 \(pid) \(session) \(tty) \(pid) 4194560 0 0 0 0\n")
+    }
+
+    /// Makes the root look like a host where systemd runs with cgroup v2, with the given unit cgroups populated.
+    func systemdRunning(populated: [(instance: String, uid: Int)]) throws {
+        try FileManager.default.createDirectory(atPath: path("/run/systemd/system"), withIntermediateDirectories: true)
+        try write("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n")
+        for p in populated {
+            try write("/sys/fs/cgroup/user.slice/user-\(p.uid).slice/\(p.instance)/cgroup.events", "populated 1\nfrozen 0\n")
+        }
+    }
+
+    /// Completes a converged root so every doctor check passes: a clone and a private kubeconfig per person.
+    func makeHealthy() throws {
+        for user in ["alice", "bob-dev"] {
+            let u = uid(user)
+            for d in ["/home/\(user)/code", "/home/\(user)/code/.git", "/home/\(user)/.kube"] {
+                try FileManager.default.createDirectory(atPath: path(d), withIntermediateDirectories: true)
+                chown(path(d), uid_t(u), gid_t(u))
+            }
+            try write("/home/\(user)/.kube/config", "apiVersion: v1\nkind: Config\n", mode: 0o600, uid: u)
+        }
+    }
+
+    /// Every file, directory and link under the root with its mode, owner and bytes: compared before and after a
+    /// run that must change nothing.
+    func fingerprint() -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        guard let e = fm.enumerator(atPath: dir) else { return out }
+        for case let rel as String in e {
+            let full = dir + "/" + rel
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            var desc = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
+            if st.st_mode & S_IFMT == S_IFREG { desc += " " + (fm.contents(atPath: full)?.base64EncodedString() ?? "") }
+            if st.st_mode & S_IFMT == S_IFLNK { desc += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "") }
+            out[rel] = desc
+        }
+        return out
+    }
+}
+
+/// Runs a real tool and returns (status, stdout+stderr).
+func runTool(_ argv: [String]) throws -> (Int32, String) {
+    let r = try ProcessRunner().run(argv)
+    return (r.status, r.stdout + r.stderr)
+}
