@@ -120,6 +120,8 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var retiredUids: [Int] = []
     /// Completion time of the last apply that verified clean (seconds since 1970).
     public var lastSuccessfulApply: Double?
+    /// Machine-wide files workstation wrote and may regenerate (e.g. managed-settings.json); nil in older files.
+    public var ownedFiles: [String]?
 
     public init() {}
 }

@@ -67,6 +67,16 @@ public enum Action: Sendable, Hashable, Codable {
     case createHomeLink(user: String, path: String, target: String)
     /// `systemctl enable` (and `--now` where systemd runs).
     case enableUnit(name: String)
+    /// Create a root-owned system directory if absent (`mkdir(2)`, parents 0755).
+    case createSystemDirectory(path: String, mode: UInt32)
+    /// Create a root-owned symlink if nothing is at the path (`symlink(2)` never replaces).
+    case createSystemLink(path: String, target: String)
+    /// Add one POSIX ACL entry `group:GROUP:PERMS` to a directory (`setfacl(1) -m`), keeping every other entry.
+    case grantGroupACL(path: String, group: String, perms: String)
+    /// Remove group and other bits of a secret file in a home (safe home-writer; never chowns, never follows).
+    case tightenHomeFile(user: String, path: String, mode: UInt32)
+    /// `apt-get install` of the missing manifest packages (`setup-host --install-packages` only).
+    case installPackages(names: [String])
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

@@ -77,13 +77,15 @@ public struct Settings: Sendable, Hashable, Codable {
     public var stateDirectory: String = "/var/lib/workstation"
     /// Seconds a second apply waits for the lock before giving up.
     public var lockTimeout: Double = 10
+    /// What `setup-host` converges machine-wide (`setup_host:`).
+    public var setupHost = SetupHostSettings()
 
     public init() {}
 
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
 
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout"]
+    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout", "setup_host"]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).
@@ -102,6 +104,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["state_directory"], let p = absolutePath(v, "state_directory", diags) { s.stateDirectory = p }
         if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) { s.lockTimeout = Double(n) }
         if let v = r["accounts"] { parseAccounts(v, into: &s.accounts, diags) }
+        if let v = r["setup_host"] { s.setupHost = SetupHostSettings.parse(v, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }
         if let v = r["derived"], let d = KeyedReader(v, what: "derived", known: ["ttyd_user_map", "dispatch"], diags) {
