@@ -60,6 +60,8 @@ public enum SetupHostEngine {
     /// - Throws: `LockError.busy`, `ValidationFailure` (secret guard: nothing changed), state I/O errors.
     public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, options: SetupHostOptions,
                              progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+        // The secret guard runs before the lock is taken, so a refused run leaves not even a lock file behind.
+        _ = try Self.plan(inputs, root: root, options: options)
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let (plan, snapshot) = try Self.plan(inputs, root: root, options: options)

@@ -23,9 +23,11 @@ public enum SystemFiles {
         guard chmod(fullPath, mode) == 0 else { throw FileWriteError(path: fullPath, operation: "chmod", errno: errno) }
     }
 
-    /// `symlink(2)`, which never replaces; the same link already there is accepted.
+    /// `symlink(2)` (parents 0755), which never replaces; the same link already there is accepted.
     /// - Throws: `FileWriteError` (EEXIST) when something else is at the path.
     public static func createSymlink(_ fullPath: String, target: String) throws {
+        let parent = (fullPath as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         if symlink(target, fullPath) != 0 {
             let e = errno
             if e == EEXIST, (try? FileManager.default.destinationOfSymbolicLink(atPath: fullPath)) == target { return }
