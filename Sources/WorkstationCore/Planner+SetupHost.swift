@@ -231,17 +231,15 @@ extension Planner {
         // directory -> (perms, users blocked there)
         var fixes: [String: (perms: UInt8, entry: TraversedEntry, users: [String])] = [:]
         var fixOrder: [String] = []
+        for chain in host.chains {
+            guard let problem = chain.problem else { continue }
+            out.append(Change(id: "reach:\(chain.item)", user: nil, kind: .conflict, safety: .additive,
+                              summary: "config base item \(chain.item) \(problem)",
+                              reason: "children's links to it dangle; create it in the config base"))
+        }
         for u in d.users {
             let gids = groupIds(u, o)
-            for chain in host.chains {
-                if let problem = chain.problem {
-                    if u.osUser == d.users.first?.osUser {
-                        out.append(Change(id: "reach:\(chain.item)", user: nil, kind: .conflict, safety: .additive,
-                                          summary: "config base item \(chain.item) \(problem)",
-                                          reason: "children's ~/.claude links to it dangle; create it in the config base"))
-                    }
-                    continue
-                }
+            for chain in host.chains where chain.problem == nil {
                 let blocked = chain.blocking(uid: u.uid, gids: gids)
                 guard let first = blocked.first else { continue }
                 let fixable = blocked.allSatisfy { e in

@@ -98,7 +98,7 @@ public enum SecretGuard {
 
     /// One secret found in a machine-wide file or setting.
     public struct Finding: Sendable, Hashable {
-        /// Dotted key path (`env.MEMORY_API_KEY`), or the shell variable name, or `text` for free text.
+        /// Dotted key path (`env.MEMORY_API_KEY`) or the shell variable name; empty for a token in free text.
         public var key: String
         public var why: String
         /// 1-based line in the file, 0 when unknown.
@@ -110,7 +110,7 @@ public enum SecretGuard {
         }
 
         /// `key env.MEMORY_API_KEY looks like a secret (name matches *_KEY)`.
-        public var message: String { "key \(key) \(why)" }
+        public var message: String { key.isEmpty ? why : "key \(key) \(why)" }
     }
 
     /// Scans a JSON-like value: secret-like key names anywhere (when the key has a non-empty value), every entry of
@@ -155,7 +155,7 @@ public enum SecretGuard {
                     continue
                 }
             }
-            if let why = tokenShaped(String(raw)) { out.append(Finding(key: "line \(i + 1)", why: "holds what looks like \(why)", line: i + 1)) }
+            if let why = tokenShaped(String(raw)) { out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1)) }
         }
         return out
     }
@@ -164,7 +164,7 @@ public enum SecretGuard {
     public static func scanText(_ text: String) -> [Finding] {
         var out: [Finding] = []
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            if let why = tokenShaped(String(line)) { out.append(Finding(key: "line \(i + 1)", why: "holds what looks like \(why)", line: i + 1)) }
+            if let why = tokenShaped(String(line)) { out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1)) }
         }
         return out
     }

@@ -175,6 +175,24 @@ import Testing
         #expect(planner.reachabilityChanges(d, o, host).isEmpty)
     }
 
+    @Test func guidanceWithATokenIsRefusedAtItsLine() {
+        var host = SetupHostObservation()
+        host.guidance = Data("# Org guidance\n\nUse the key sk-ant-api03-abcdefghijklmnopqrstuvwxyz for the memory server.\n".utf8)
+        host.displayPaths["/srv/workstation/config-base/CLAUDE.md"] = "/srv/workstation/config-base/CLAUDE.md"
+        let (_, diags) = Planner(settings: Settings()).setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: host)
+        #expect(diags.map(\.description) == [
+            "/srv/workstation/config-base/CLAUDE.md:3:1: error: the org guidance (copied into the managed layer) holds what looks like an Anthropic API key (sk-ant-...); \(SecretGuard.advice)",
+        ])
+    }
+
+    @Test func missingBaseItemsAreReportedOnceEvenWithoutChildren() {
+        var host = SetupHostObservation()
+        host.chains = [ReachChain(item: "/srv/workstation/config-base/rules", entries: [], problem: "is missing (nothing at /srv/workstation/config-base/rules)")]
+        let changes = Planner(settings: Settings()).reachabilityChanges(DesiredState(), HostSnapshot(), host)
+        #expect(changes.map(\.id) == ["reach:/srv/workstation/config-base/rules"])
+        #expect(changes.first?.kind == .conflict)
+    }
+
     @Test func deployUnitsMatchWhatSetupHostWrites() throws {
         let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy").standardized
         let s = SetupHostSettings()
