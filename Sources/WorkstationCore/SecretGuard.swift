@@ -26,7 +26,12 @@ public enum SecretGuard {
         for word in words(value) {
             if let why = knownToken(word) { return why }
         }
-        for word in words(value) where isHighEntropy(word) { return "a long random string (\(word.count) characters)" }
+        // Paths and URLs are long and mixed-case but not secrets: judge their pieces.
+        for word in words(value) {
+            for piece in word.split(whereSeparator: { "/.:".contains($0) }) where isHighEntropy(String(piece)) {
+                return "a long random string (\(piece.count) characters)"
+            }
+        }
         return nil
     }
 
@@ -75,7 +80,7 @@ public enum SecretGuard {
 
     /// At least 32 characters, upper and lower case letters and digits, and more than 4 bits of entropy per character.
     static func isHighEntropy(_ w: String) -> Bool {
-        guard w.count >= 32, !w.contains("/") || !w.hasPrefix("/") else { return false }
+        guard w.count >= 32 else { return false }
         guard w.contains(where: \.isUppercase), w.contains(where: \.isLowercase), w.contains(where: \.isNumber) else { return false }
         var counts: [Character: Int] = [:]
         for c in w { counts[c, default: 0] += 1 }

@@ -29,6 +29,8 @@ import Testing
     @Test(arguments: [
         "vim", "/usr/local/bin/workstation", "https://git.example.org/infra.git", "Never commit secrets; ask before applying.",
         "1", "en_US.UTF-8", "0123456789abcdef0123456789abcdef01234567",
+        "See docs.example.org/Handbook/Section2/WorkstationOnboardingGuide.html for details",
+        "/opt/Tools/Release2024/bin/WorkstationHelperBinary-x86_64",
     ])
     func ordinaryValues(value: String) {
         #expect(SecretGuard.tokenShaped(value) == nil)
