@@ -177,6 +177,24 @@ import Testing
         #expect(planner.reachabilityChanges(d, o, host).isEmpty)
     }
 
+    @Test func managedSettingsCarryTheGuidanceAndTheConfiguredKeys() throws {
+        let settings = try Settings.parse(Data("""
+            setup_host:
+              managed_settings: {cleanupPeriodDays: 30, includeCoAuthoredBy: false, permissions: {deny: ["Read(~/.ssh/**)"]}}
+              profile_env: {EDITOR: vim, GREETING: "it's ok"}
+            """.utf8), file: "w.yaml")
+        let planner = Planner(settings: settings)
+        let data = try #require(planner.managedSettingsContent(guidance: Data("# Guidance\n".utf8)))
+        let obj = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(obj["claudeMd"] as? String == "# Guidance\n")
+        #expect(obj["cleanupPeriodDays"] as? Int == 30)
+        #expect(obj["includeCoAuthoredBy"] as? Bool == false)
+        #expect(String(decoding: data, as: UTF8.self).contains("\"includeCoAuthoredBy\" : false"))
+        #expect((obj["permissions"] as? [String: Any])?["deny"] as? [String] == ["Read(~/.ssh/**)"])
+        #expect(String(decoding: planner.profileContent(), as: UTF8.self).hasSuffix("export EDITOR='vim'\nexport GREETING='it'\\''s ok'\n"))
+        #expect(Planner(settings: Settings()).managedSettingsContent(guidance: nil) == nil)
+    }
+
     @Test func guidanceWithATokenIsRefusedAtItsLine() {
         var host = SetupHostObservation()
         host.guidance = Data("# Org guidance\n\nUse the key sk-ant-api03-abcdefghijklmnopqrstuvwxyz for the memory server.\n".utf8)

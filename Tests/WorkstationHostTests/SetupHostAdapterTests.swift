@@ -124,4 +124,16 @@ final class RecordingRunner: CommandRunner {
         #expect(after.blocking(uid: 1000, gids: [1000]).map(\.path) == ["/home/carol"])
         #expect(ReachResolver(root: root).chain("/home/carol/.claude/rules").problem?.contains("is missing") == true)
     }
+
+    /// The shipped units pass `systemd-analyze verify` (with the binary pointed at /bin/true, which exists here).
+    @Test func reconcileUnitsVerify() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-units-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(ReconcileUnits.service(binary: "/bin/true").utf8).write(to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.serviceName))
+        try Data(ReconcileUnits.timer(interval: "15min").utf8).write(to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.timerName))
+        let r = try ProcessRunner().run(["systemd-analyze", "verify", dir + "/" + ReconcileUnits.timerName, dir + "/" + ReconcileUnits.serviceName])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stderr.contains("Unknown key"), "\(r.stderr)")
+    }
 }
