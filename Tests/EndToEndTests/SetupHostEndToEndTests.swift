@@ -226,8 +226,11 @@ extension TempRoot {
         try root.write("/cfg/workstation.yaml", "config_base: \(carolBase)\n")
         let settings = root.file("/cfg/workstation.yaml")
 
+        let untouched = root.tree()
         let plan = try CLI.run(args("setup-host", root, settings: settings, "--plan", "--detailed-exitcode"))
         #expect(plan.status == 2)
+        let afterPlan = root.tree()
+        #expect(Set(afterPlan.keys).union(untouched.keys).filter { afterPlan[$0] != untouched[$0] }.isEmpty, "--plan must only read")
         #expect(plan.stdout.contains("alice cannot read /home/carol/.claude/skills: blocked at /home/carol (mode 0700, owner uid 1500"))
         #expect(plan.stdout.contains("bob-dev cannot read /home/carol/.claude/CLAUDE.md: blocked at /home/carol"))
         #expect(plan.stdout.contains("grant group workstation --x on /home/carol so alice, bob-dev can reach the config base"))
