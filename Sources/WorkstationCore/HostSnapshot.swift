@@ -132,6 +132,8 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var secretFiles: [String: [String]]?
     /// os_user -> home-relative paths of other files workstation wrote once (kubeconfig, Vault helper).
     public var homeFiles: [String: [String]]?
+    /// Machine-wide files workstation wrote and may regenerate (e.g. managed-settings.json); nil in older files.
+    public var ownedFiles: [String]?
 
     public init() {}
 }

@@ -75,6 +75,16 @@ public enum Action: Sendable, Hashable, Codable {
     case createHomeFile(user: String, path: String, content: Data, mode: UInt32)
     /// As `createHomeFile`, for a secret: recorded in state so offboarding can delete exactly it.
     case createSecretFile(user: String, path: String, content: Redacted, mode: UInt32)
+    /// Create a root-owned system directory if absent (`mkdir(2)`, parents 0755).
+    case createSystemDirectory(path: String, mode: UInt32)
+    /// Create a root-owned symlink if nothing is at the path (`symlink(2)` never replaces).
+    case createSystemLink(path: String, target: String)
+    /// Add one POSIX ACL entry `group:GROUP:PERMS` to a directory (`setfacl(1) -m`), keeping every other entry.
+    case grantGroupACL(path: String, group: String, perms: String)
+    /// Remove group and other bits of a secret file in a home (safe home-writer; never chowns, never follows).
+    case tightenHomeFile(user: String, path: String, mode: UInt32)
+    /// `apt-get install` of the missing manifest packages (`setup-host --install-packages` only).
+    case installPackages(names: [String])
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

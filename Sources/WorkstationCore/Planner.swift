@@ -20,6 +20,7 @@ public struct Planner {
             for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
             for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
             paths += infraWatchedPaths(u)
+            paths += secretFileWatchedPaths(u)
         }
         paths += integrationWatchedPaths(desired)
         paths += capacityWatchedPaths(desired)
@@ -55,6 +56,7 @@ public struct Planner {
             plan.changes += homeChanges(u, observed)
             plan.changes += inheritanceChanges(u, observed)
             infraCloneChanges(u, observed, into: &plan)
+            plan.changes += secretFileChanges(u, observed)
         }
         plan.changes += derivedFileChanges(desired, observed)
         for u in desired.users { plan.changes += budgetChanges(u, observed) }
@@ -157,7 +159,7 @@ public struct Planner {
         case .directory: break
         default:
             return [Change(id: "dir:\(claude)", user: u.osUser, kind: .conflict, safety: .additive,
-                           summary: "\(claude) is a \(o.path(claude).kind.rawValue), not a directory; its links are left alone",
+                           summary: "refused: \(claude) is a \(o.path(claude).kind == .symlink ? "symlink to \(o.path(claude).linkTarget ?? "?")" : o.path(claude).kind.rawValue), not a directory; nothing is written through it",
                            reason: "workstation never writes through a link or replaces a user's file")]
         }
         for item in settings.inheritedItems {

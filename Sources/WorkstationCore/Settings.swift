@@ -85,6 +85,8 @@ public struct Settings: Sendable, Hashable, Codable {
     public var vault: VaultSettings?
     /// Memory budgets and the admission gate (`capacity:`).
     public var capacity = CapacitySettings()
+    /// What `setup-host` converges machine-wide (`setup_host:`).
+    public var setupHost = SetupHostSettings()
 
     public init() {}
 
@@ -108,6 +110,7 @@ public struct Settings: Sendable, Hashable, Codable {
         "kubernetes",
         "vault",
         "capacity",
+        "setup_host",
     ]
 
     /// Parses `workstation.yaml`.
@@ -127,6 +130,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["state_directory"], let p = absolutePath(v, "state_directory", diags) { s.stateDirectory = p }
         if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) { s.lockTimeout = Double(n) }
         if let v = r["accounts"] { parseAccounts(v, into: &s.accounts, diags) }
+        if let v = r["setup_host"] { s.setupHost = SetupHostSettings.parse(v, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
         if let v = r["infra_repo"] { s.infraRepo = InfraRepoSettings.parse(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }

@@ -135,6 +135,17 @@ public final class Executor {
             recordAccount(spec.user)
         case .addIdPGroupMember, .createHomeFile, .createSecretFile:
             try runIntegration(action)
+        case .createSystemDirectory(let path, let mode):
+            try SystemFiles.createDirectory(root.path(path), mode: mode_t(mode))
+        case .createSystemLink(let path, let target):
+            try SystemFiles.createSymlink(root.path(path), target: target)
+        case .grantGroupACL(let path, let group, let perms):
+            try ACLAdapter(root: root, runner: runner).grant(path: path, group: group, perms: perms)
+        case .tightenHomeFile(let user, let path, let mode):
+            let (home, rel) = try split(user, path)
+            try homes.tightenFile(home: home, relative: rel, owner: try owner(user), mode: mode_t(mode))
+        case .installPackages(let names):
+            try PackageAdapter(root: root, runner: runner).install(names)
         }
     }
 

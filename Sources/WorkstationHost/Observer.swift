@@ -33,9 +33,53 @@ public struct Observer: Sendable {
         return s
     }
 
-    /// Adds the watched paths to a snapshot.
+    /// Adds the watched paths to a snapshot. A path inside the home of a regular account (uid in
+    /// `UID_MIN...UID_MAX`) is looked up without following any link below the home (`homePathState`).
     public func observePaths(_ paths: [WatchedPath], into s: inout HostSnapshot) {
-        for w in paths { s.paths[w.path] = pathState(w.path, readContent: w.readContent) }
+        let homes = s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home }
+        for w in paths {
+            if let home = homes.filter({ w.path.hasPrefix($0 + "/") }).max(by: { $0.count < $1.count }) {
+                s.paths[w.path] = homePathState(home: home, relative: String(w.path.dropFirst(home.count + 1)))
+            } else {
+                s.paths[w.path] = pathState(w.path, readContent: w.readContent)
+            }
+        }
+    }
+
+    /// `lstat(2)` of `home/relative` reached with `openat(2)` and `O_NOFOLLOW` from the home: a user's link on the
+    /// way is never followed. When a component on the way is a link or not a directory, the path reads as absent
+    /// (the caller also watches that component and reports it). Content is never read under a home.
+    public func homePathState(home: String, relative: String) -> PathState {
+        var fd = open(root.path(home), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return .absent }
+        defer { close(fd) }
+        let parts = relative.split(separator: "/").map(String.init)
+        guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { return .absent }
+        for comp in parts.dropLast() {
+            let next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard next >= 0 else { return .absent }
+            close(fd)
+            fd = next
+        }
+        var st = stat()
+        guard fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
+        let kind = Self.kind(st.st_mode)
+        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+        if kind == .symlink {
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(fd, last, &buf, buf.count - 1)
+            if n >= 0 { result.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        return result
+    }
+
+    static func kind(_ mode: mode_t) -> PathState.Kind {
+        switch mode & S_IFMT {
+        case S_IFREG: .file
+        case S_IFDIR: .directory
+        case S_IFLNK: .symlink
+        default: .other
+        }
     }
 
     /// The full pipeline's observe stage: base, desire, then the paths the desired state names.

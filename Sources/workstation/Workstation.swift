@@ -23,6 +23,7 @@ struct Workstation: AsyncParsableCommand {
             DoctorCommand.self,
             StatusCommand.self,
             MetricsCommand.self,
+            SetupHostCommand.self,
         ])
 }
 
