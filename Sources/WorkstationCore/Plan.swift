@@ -67,6 +67,9 @@ public enum Action: Sendable, Hashable, Codable {
     case createHomeLink(user: String, path: String, target: String)
     /// `systemctl enable` (and `--now` where systemd runs).
     case enableUnit(name: String)
+    /// `systemctl try-restart NAME` after a daemon-reload (`systemctl(1)`): a running unit restarts so its
+    /// regenerated drop-in (port, slice) takes effect; a stopped unit stays stopped. Planned only where systemd runs.
+    case restartUnit(name: String)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

@@ -211,6 +211,16 @@ public struct Planner {
                                   action: .writeFile(path: dropIn, content: content, mode: 0o644), dependsOn: accountDep))
             }
             let instance = unit.instance(u.osUser)
+            // A running instance keeps the environment and slice it started with: without a restart, a changed
+            // port would be routed by dispatch.json to a port nobody listens on. Only a drop-in workstation wrote
+            // before is changed under a live unit (a first drop-in on an adopted, running unit waits for its
+            // next restart), and try-restart leaves a stopped (offboarded) unit stopped.
+            if o.systemdRunning && o.enabledUnits.contains(instance) && st.kind == .file && st.content != content {
+                out.append(Change(id: "restart:\(instance)", user: u.osUser, kind: .update, safety: .derived,
+                                  summary: "restart \(instance) if it runs, so its regenerated drop-in applies",
+                                  fields: [FieldChange("restart", nil, "try-restart")],
+                                  action: .restartUnit(name: instance), dependsOn: ["file:\(dropIn)"]))
+            }
             if o.enabledUnits.contains(instance) { continue }
             let installed = unitSearchPath.contains { o.path(joinPath($0, unit.templateUnit)).kind != .absent }
             if !installed {

@@ -120,6 +120,14 @@ public final class Executor {
             } else {
                 try runner.check(["systemctl", "--root=\(root.directory)", "enable", name])
             }
+        case .restartUnit(let name):
+            // Nothing runs under a sandbox root, so there is nothing to restart there.
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "try-restart", name])
         }
     }
 

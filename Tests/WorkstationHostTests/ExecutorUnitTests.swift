@@ -1,0 +1,54 @@
+import Foundation
+import Synchronization
+import Testing
+import WorkstationCore
+@testable import WorkstationHost
+
+/// Records every command instead of running it (systemctl must not reach this machine's systemd).
+final class RecordingRunner: CommandRunner {
+    private let calls = Mutex<[[String]]>([])
+    var commands: [[String]] { calls.withLock { $0 } }
+    var spawned: Int { commands.count }
+    func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
+        calls.withLock { $0.append(argv) }
+        return CommandResult(status: 0, stdout: "", stderr: "")
+    }
+}
+
+@Suite struct ExecutorUnitTests {
+    static let instance = "t3-serve@bob-dev.service"
+    static let dropIn = "/etc/systemd/system/t3-serve@bob-dev.service.d/50-workstation.conf"
+
+    func run(systemdRunning: Bool) throws -> (RecordingRunner, ApplyReport, String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-exec-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let runner = RecordingRunner()
+        let executor = Executor(root: HostRoot(dir), settings: Settings(), runner: runner, journal: nil,
+                                systemdRunning: systemdRunning, state: WorkstationState())
+        let content = Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8)
+        let plan = Plan(changes: [
+            Change(id: "file:\(Self.dropIn)", user: "bob-dev", kind: .update, safety: .derived, summary: "regenerate drop-in",
+                   action: .writeFile(path: Self.dropIn, content: content, mode: 0o644)),
+            Change(id: "restart:\(Self.instance)", user: "bob-dev", kind: .update, safety: .derived, summary: "restart",
+                   action: .restartUnit(name: Self.instance), dependsOn: ["file:\(Self.dropIn)"]),
+        ])
+        let report = executor.apply(plan)
+        return (runner, report, dir)
+    }
+
+    @Test func restartReloadsOnceThenTryRestartsTheUnit() throws {
+        let (runner, report, dir) = try run(systemdRunning: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(report.failed.isEmpty)
+        #expect(runner.commands == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", Self.instance]])
+        #expect(FileManager.default.contents(atPath: dir + Self.dropIn) == Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8))
+    }
+
+    @Test func nothingIsRestartedWithoutARunningSystemd() throws {
+        let (runner, report, dir) = try run(systemdRunning: false)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(report.failed.isEmpty)
+        #expect(report.applied.count == 2)
+        #expect(runner.commands.isEmpty)
+    }
+}
