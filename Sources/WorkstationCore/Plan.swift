@@ -70,6 +70,9 @@ public enum Action: Sendable, Hashable, Codable {
     /// `systemctl try-restart NAME` after a daemon-reload (`systemctl(1)`): a running unit restarts so its
     /// regenerated drop-in (port, slice) takes effect; a stopped unit stays stopped. Planned only where systemd runs.
     case restartUnit(name: String)
+    /// `systemctl start NAME` after a daemon-reload (`systemctl(1)`): an enabled unit that is not running.
+    /// Idempotent (starting an active unit does nothing). Planned only where systemd runs.
+    case startUnit(name: String)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

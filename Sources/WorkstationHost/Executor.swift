@@ -128,6 +128,13 @@ public final class Executor {
                 unitFilesDirty = false
             }
             try runner.check(["systemctl", "try-restart", name])
+        case .startUnit(let name):
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "start", name])
         }
     }
 

@@ -44,6 +44,22 @@ final class RecordingRunner: CommandRunner {
         #expect(FileManager.default.contents(atPath: dir + Self.dropIn) == Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8))
     }
 
+    @Test func startReloadsFirstWhenUnitFilesChanged() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-exec-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let runner = RecordingRunner()
+        let executor = Executor(root: HostRoot(dir), settings: Settings(), runner: runner, journal: nil,
+                                systemdRunning: true, state: WorkstationState())
+        let report = executor.apply(Plan(changes: [
+            Change(id: "file:\(Self.dropIn)", user: "bob-dev", kind: .update, safety: .derived, summary: "regenerate drop-in",
+                   action: .writeFile(path: Self.dropIn, content: Data("[Service]\n".utf8), mode: 0o644)),
+            Change(id: "unit:\(Self.instance)", user: "bob-dev", kind: .update, safety: .additive, summary: "start",
+                   action: .startUnit(name: Self.instance), dependsOn: ["file:\(Self.dropIn)"]),
+        ]))
+        #expect(report.failed.isEmpty)
+        #expect(runner.commands == [["systemctl", "daemon-reload"], ["systemctl", "start", Self.instance]])
+    }
+
     @Test func nothingIsRestartedWithoutARunningSystemd() throws {
         let (runner, report, dir) = try run(systemdRunning: false)
         defer { try? FileManager.default.removeItem(atPath: dir) }
