@@ -82,6 +82,9 @@ public struct HostSnapshot: Sendable, Hashable {
     public var paths: [String: PathState] = [:]
     /// Unit instances with an enablement symlink in a `*.wants/` directory under `/etc/systemd/system`.
     public var enabledUnits: Set<String> = []
+    /// Units that are active (or activating) now: those with an invocation record in `/run/systemd/units/`.
+    /// Empty when systemd does not run under this root.
+    public var activeUnits: Set<String> = []
     /// True when root is `/` and `/run/systemd/system` exists (`sd_booted(3)`): units can be started.
     public var systemdRunning = false
     /// `UID_MIN` and `UID_MAX` from `login.defs(5)`.

@@ -85,6 +85,12 @@ public enum Action: Sendable, Hashable, Codable {
     case tightenHomeFile(user: String, path: String, mode: UInt32)
     /// `apt-get install` of the missing manifest packages (`setup-host --install-packages` only).
     case installPackages(names: [String])
+    /// `systemctl try-restart NAME` after a daemon-reload (`systemctl(1)`): a running unit restarts so its
+    /// regenerated drop-in (port, slice) takes effect; a stopped unit stays stopped. Planned only where systemd runs.
+    case restartUnit(name: String)
+    /// `systemctl start NAME` after a daemon-reload (`systemctl(1)`): an enabled unit that is not running.
+    /// Idempotent (starting an active unit does nothing). Planned only where systemd runs.
+    case startUnit(name: String)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

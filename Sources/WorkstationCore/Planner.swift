@@ -220,7 +220,28 @@ public struct Planner {
                                   action: .writeFile(path: dropIn, content: content, mode: 0o644), dependsOn: accountDep))
             }
             let instance = unit.instance(u.osUser)
-            if o.enabledUnits.contains(instance) { continue }
+            let dropInDep = st.kind == .file && st.content == content ? [] : ["file:\(dropIn)"]
+            if o.enabledUnits.contains(instance) {
+                guard o.systemdRunning else { continue }
+                if !o.activeUnits.contains(instance) {
+                    // Self-healing, like the `enable --now` of every reconcile: an enabled instance of a roster
+                    // user that stopped (crashed past its restart limit, stopped by hand) is started again.
+                    out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .update, safety: .additive,
+                                      summary: "start \(instance) (enabled, but not running)",
+                                      fields: [FieldChange("active", "no", "yes")], action: .startUnit(name: instance),
+                                      dependsOn: dropInDep))
+                } else if st.kind == .file && st.content != content {
+                    // A running instance keeps the environment and slice it started with: without a restart, a
+                    // changed port would be routed by dispatch.json to a port nobody listens on. Only a drop-in
+                    // workstation wrote before is changed under a live unit (a first drop-in on an adopted,
+                    // running unit waits for its next restart).
+                    out.append(Change(id: "restart:\(instance)", user: u.osUser, kind: .update, safety: .derived,
+                                      summary: "restart \(instance), so its regenerated drop-in applies",
+                                      fields: [FieldChange("restart", nil, "try-restart")],
+                                      action: .restartUnit(name: instance), dependsOn: dropInDep))
+                }
+                continue
+            }
             let installed = unitSearchPath.contains { o.path(joinPath($0, unit.templateUnit)).kind != .absent }
             if !installed {
                 out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .conflict, safety: .additive,
@@ -231,7 +252,7 @@ public struct Planner {
             out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .create, safety: .additive,
                               summary: o.systemdRunning ? "enable and start \(instance)" : "enable \(instance) (not started: no running systemd under this root)",
                               fields: [FieldChange("enabled", "no", "yes")], action: .enableUnit(name: instance),
-                              dependsOn: accountDep + (st.kind == .file && st.content == content ? [] : ["file:\(dropIn)"])))
+                              dependsOn: accountDep + dropInDep))
         }
         return out
     }

@@ -146,6 +146,21 @@ public final class Executor {
             try homes.tightenFile(home: home, relative: rel, owner: try owner(user), mode: mode_t(mode))
         case .installPackages(let names):
             try PackageAdapter(root: root, runner: runner).install(names)
+        case .restartUnit(let name):
+            // Nothing runs under a sandbox root, so there is nothing to restart there.
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "try-restart", name])
+        case .startUnit(let name):
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "start", name])
         }
     }
 

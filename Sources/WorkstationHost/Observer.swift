@@ -28,6 +28,7 @@ public struct Observer: Sendable {
         s.enabledUnits = enabledUnits()
         s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
         s.memory = ProcReader(root: root).memory()
+        if s.systemdRunning { s.activeUnits = activeUnits() }
         // The existing dispatch.json is needed to adopt live ports.
         s.paths[settings.derived.dispatch] = pathState(settings.derived.dispatch, readContent: true)
         return s
@@ -109,6 +110,15 @@ public struct Observer: Sendable {
             result.content = FileManager.default.contents(atPath: full)
         }
         return result
+    }
+
+    /// Units systemd is running now. systemd links `/run/systemd/units/invocation:<unit>` to the unit's invocation
+    /// id when it starts and removes the link when the unit goes inactive or fails (systemd `src/core/unit.c`,
+    /// `unit_export_invocation_id`; journald reads it); a file read, so observe still spawns nothing.
+    func activeUnits() -> Set<String> {
+        let prefix = "invocation:"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root.path("/run/systemd/units"))) ?? []
+        return Set(entries.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) })
     }
 
     /// Names of unit files linked from any `*.wants/` or `*.requires/` directory under `/etc/systemd/system`
