@@ -77,13 +77,16 @@ public struct Settings: Sendable, Hashable, Codable {
     public var stateDirectory: String = "/var/lib/workstation"
     /// Seconds a second apply waits for the lock before giving up.
     public var lockTimeout: Double = 10
+    public var offboard = OffboardSettings()
+    public var cutover = CutoverSettings()
+    public var idle = IdleSettings()
 
     public init() {}
 
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
 
-    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout"]
+    static let topKeys = ["config_base", "inherited_items", "accounts", "admins", "units", "derived", "state_directory", "lock_timeout", "offboard", "cutover", "idle"]
 
     /// Parses `workstation.yaml`.
     /// - Throws: `ValidationFailure` listing every problem (unknown keys, wrong types, bad paths).
@@ -103,6 +106,9 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) { s.lockTimeout = Double(n) }
         if let v = r["accounts"] { parseAccounts(v, into: &s.accounts, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
+        if let v = r["offboard"] { s.offboard = OffboardSettings.parse(v, diags) }
+        if let v = r["cutover"] { s.cutover = CutoverSettings.parse(v, diags) }
+        if let v = r["idle"] { s.idle = IdleSettings.parse(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }
         if let v = r["derived"], let d = KeyedReader(v, what: "derived", known: ["ttyd_user_map", "dispatch"], diags) {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }

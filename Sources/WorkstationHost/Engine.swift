@@ -70,6 +70,12 @@ public enum Engine {
     public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        return try applyHoldingLock(inputs, root: root, runner: runner, progress: progress)
+    }
+
+    /// `apply` for a caller that already holds the `RunLock` (cutover runs apply for its user inside its own run).
+    /// - Throws: as `apply`, except `LockError`.
+    public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let (plan, desired, snapshot) = try Engine.plan(inputs, root: root)
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
         var report = ApplyReport()
@@ -83,6 +89,7 @@ public enum Engine {
         }
         state.ports = desired.ports
         let (verification, _, _) = try Engine.plan(inputs, root: root)
+        LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
         if state != snapshot.state || !plan.isEmpty {
             try StateStore(root: root, settings: inputs.settings).save(state)

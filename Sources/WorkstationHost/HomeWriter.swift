@@ -119,7 +119,7 @@ public struct HomeWriter: Sendable {
     }
 
     /// Walks to the parent of `relative` inside the home, component by component, and calls `body` with it.
-    private func withParent<T>(home: String, relative: String, owner: Owner, createParents: Bool,
+    func withParent<T>(home: String, relative: String, owner: Owner, createParents: Bool,
                                _ body: (Int32, String, String) throws -> T) throws -> T {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else {
@@ -163,7 +163,7 @@ public struct HomeWriter: Sendable {
     }
 
     /// Runs `body` with a fresh root-owned 0700 staging directory inside `dirfd` that the user cannot write into.
-    private func viaStaging(_ dirfd: Int32, display: String, _ body: (Int32) throws -> Void) throws {
+    func viaStaging(_ dirfd: Int32, display: String, _ body: (Int32) throws -> Void) throws {
         let stage = ".workstation-stage.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         guard mkdirat(dirfd, stage, 0o700) == 0 else { throw HomeWriteError.system(display, "mkdir staging", errno) }
         let sfd = openat(dirfd, stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -187,7 +187,7 @@ public struct HomeWriter: Sendable {
         guard rc == 0 else { throw errno == EEXIST ? HomeWriteError.exists(display) : HomeWriteError.system(display, "rename", errno) }
     }
 
-    private func writeAll(_ fd: Int32, _ data: Data, display: String) throws {
+    func writeAll(_ fd: Int32, _ data: Data, display: String) throws {
         try data.withUnsafeBytes { buf in
             var off = 0
             while off < buf.count {

@@ -12,7 +12,7 @@ struct Workstation: AsyncParsableCommand {
             Exit codes: 0 ok or nothing to do; 1 error; 2 changes pending (plan --detailed-exitcode); \
             3 refused by a safety gate (lockout guard, capacity, idle gate).
             """,
-        subcommands: [ValidateCommand.self, PlanCommand.self, ApplyCommand.self])
+        subcommands: [ValidateCommand.self, PlanCommand.self, ApplyCommand.self, OffboardCommand.self, CutoverCommand.self, RollbackCommand.self])
 }
 
 /// --roster and --settings, shared by every command that reads the inputs.
