@@ -28,7 +28,8 @@ extension Planner {
         let locked = sh?.passwordLocked ?? false
         if !locked || sh?.expireDays != 1 {
             out.append(Change(id: "login:\(user)", user: user, kind: .pending, safety: .revoke,
-                              summary: "lock the password and expire the account of \(user) (key logins stop too)",
+                              summary: locked ? "expire the account of \(user) (the password is locked already; key logins stop too)"
+                                  : "lock the password and expire the account of \(user) (key logins stop too)",
                               fields: [FieldChange("password locked", locked ? "yes" : "no", "yes"),
                                        FieldChange("expires", sh?.expireDays.map { "day \($0)" } ?? "never", "day 1 (1970-01-02)")],
                               action: .restrictLogin(user: user, lock: !locked)))

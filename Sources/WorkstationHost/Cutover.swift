@@ -111,6 +111,7 @@ public enum Cutover {
         record.completed = report.failed.isEmpty && report.skipped.isEmpty
         state.cutovers[user] = record
         try StateStore(root: root, settings: settings).save(state)
+        journal.recordStage("cutover:\(user)", user: user, safety: .revoke, summary: "cutover of \(user)", ok: record.completed)
         messages.append(record.completed ? "cut over; to undo: workstation rollback \(user)" : "cutover incomplete; see the errors, then run workstation rollback \(user)")
         return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
     }
@@ -182,6 +183,7 @@ public enum Cutover {
         }
         state.cutovers[user] = record
         try StateStore(root: root, settings: settings).save(state)
+        journal.recordStage("rollback:\(user)", user: user, safety: .revoke, summary: "rollback of the cutover of \(user)", ok: record.rolledBack != nil)
         return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
     }
 

@@ -121,6 +121,7 @@ public enum Offboarding {
             record!.cut!.completed = report.failed.isEmpty && report.skipped.isEmpty
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
+            journal.recordStage("offboard:\(user):cut", user: user, safety: .revoke, summary: "offboard stage cut of \(user)", ok: record!.cut!.completed)
             messages.append(record!.cut!.completed
                 ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
                 : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)")
@@ -149,6 +150,7 @@ public enum Offboarding {
                 state.offboarding[user] = record
             }
             try StateStore(root: root, settings: settings).save(state)
+            journal.recordStage("offboard:\(user):revoke", user: user, safety: .revoke, summary: "offboard stage revoke of \(user)", ok: record!.revoke != nil)
             return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
 
         case .archive:
@@ -178,10 +180,19 @@ public enum Offboarding {
                 state.accounts[user] = nil
                 state.addedMemberships[user] = nil
                 for t in state.ports.keys { state.ports[t]?[user] = nil }
+                journal.recordStage("offboard:\(user):archive", user: user, safety: .destroy, summary: "offboard stage archive of \(user): uid \(account.uid) retired", ok: true)
                 messages.append("archived to \(done.path) (\(done.bytes) bytes, sha256 \(done.sha256), \(done.entries) entries); uid \(account.uid) is retired")
             }
             try StateStore(root: root, settings: settings).save(state)
             return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
         }
+    }
+}
+
+extension Journal {
+    /// One line marking a lifecycle stage or command as recorded (`ok`) or left incomplete (`failed`).
+    func recordStage(_ id: String, user: String, safety: SafetyClass, summary: String, ok: Bool) {
+        record(Change(id: id, user: user, kind: .pending, safety: safety, summary: summary), result: ok ? "ok" : "failed",
+               error: ok ? nil : "incomplete; see the failed steps above")
     }
 }

@@ -74,6 +74,7 @@ import Testing
         #expect(again.status == 1 && again.stderr.contains("nothing to roll back"))
         let journal = h.root.read("/var/lib/workstation/journal.jsonl") ?? ""
         #expect(journal.contains("membership:alice:code-shared") && journal.contains("link:/home/alice/code"))
+        #expect(journal.contains("\"change\":\"cutover:alice\"") && journal.contains("\"change\":\"rollback:alice\""))
     }
 
     @Test func rollbackMovesACloneThatReplacedCodeOutOfTheHome() throws {

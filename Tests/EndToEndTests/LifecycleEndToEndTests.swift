@@ -217,6 +217,7 @@ final class LifecycleHost {
         #expect((b["groups"] as? [String]) == ["workstation", "workstation-power-user"])
         let journal = h.root.read("/var/lib/workstation/journal.jsonl") ?? ""
         #expect(journal.contains("\"change\":\"login:alice\"") && journal.contains("\"safety\":\"revoke\""))
+        #expect(journal.contains("\"change\":\"offboard:alice:cut\",") && journal.contains("\"result\":\"ok\""))
         // apply never undoes a cut while the user is out of the roster, and the plan names the next stage.
         let plan = try h.run(["plan"])
         #expect(plan.stdout.contains("workstation offboard alice --stage revoke"), "\(plan.stdout)")
@@ -287,6 +288,8 @@ final class LifecycleHost {
         let rev = try #require(((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["revoke"] as? [String: Any])
         #expect((rev["deleted_files"] as? [String])?.sorted() == ["/home/alice/.kube/config", "/home/alice/.memory-key", "/home/alice/.vault-token"])
         #expect(rev["absent_files"] as? [String] == ["/home/alice/.gone"])
+        #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"secret:/home/alice/.vault-token\"") == true)
+        #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"offboard:alice:revoke\"") == true)
     }
 
     /// A host where alice is cut and revoked, ready for archive.
