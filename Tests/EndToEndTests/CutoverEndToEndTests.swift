@@ -54,6 +54,7 @@ import Testing
         #expect(tree(home)[".claude/skills/file-issue"] == nil)
         #expect(tree(home)[".claude/skills/mine"]?.target == "/srv/elsewhere")
         #expect(!h.groups("alice").contains("code-shared"))
+        #expect(h.line("/etc/gshadow", "code-shared")?.hasSuffix(":") == true, "gshadow edited too: \(h.line("/etc/gshadow", "code-shared") ?? "")")
         #expect(h.root.read("/var/lib/workstation/cutover/alice/launchers/start-claude.sh") == String(decoding: beforeTree["start-claude.sh"]!.bytes!, as: UTF8.self))
         let saved = try #require(h.root.read("/var/lib/workstation/cutover/alice/rollback.json"))
         #expect(saved.contains("\"link_target\" : \"/home/carol/code\"") && saved.contains("code-shared"), "\(saved)")
@@ -68,6 +69,7 @@ import Testing
         for k in after.keys where beforeTree[k] == nil { Issue.record("\(k) appeared") }
         #expect(after == beforeTree)
         #expect(h.groups("alice") == beforeGroups)
+        #expect(h.line("/etc/gshadow", "code-shared")?.hasSuffix(":alice") == true)
         let rolled = try #require((try h.state()["cutovers"] as? [String: Any])?["alice"] as? [String: Any])
         #expect(rolled["rolled_back"] != nil)
         let again = try h.run(["rollback", "alice"])
@@ -113,6 +115,21 @@ import Testing
         let forced = try h.run(["cutover", "alice", "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(!h.groups("alice").contains("code-shared"))
+    }
+
+    @Test(arguments: [
+        ["cutover", "alice"], ["rollback", "alice"], ["offboard", "alice", "--stage", "cut"],
+    ])
+    func badSettingsAreLocatedAndChangeNothing(command: [String]) throws {
+        let (h, _) = try oldModelHost()
+        try (try String(contentsOfFile: h.settings, encoding: .utf8)).replacingOccurrences(of: "lead_home:", with: "lead_hom:")
+            .write(toFile: h.settings, atomically: true, encoding: .utf8)
+        let before = tree(h.root.path)
+        let r = try h.run(command)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("-settings.yaml:6:3: error: unknown key 'lead_hom' in cutover; did you mean 'lead_home'?"), "\(r.stderr)")
+        #expect(r.stderr.contains("nothing was changed"))
+        #expect(tree(h.root.path) == before)
     }
 
     @Test func cutoverOfSomeoneNotInTheRosterIsAnError() throws {
