@@ -6,7 +6,7 @@ import WorkstationCore
 public enum Cutover {
     /// Records the rollback state, applies the idle gate, then: removes the `~/code` symlink, repoints the launchers
     /// from the lead's tree to `$HOME/code`, drops `~/.claude` links into the lead's home, removes the user from the
-    /// shared-code group, and runs the normal apply for the host (which provisions what is now missing, e.g. the clone).
+    /// shared-code group, and runs the normal apply for that user (which provisions what is now missing, e.g. the clone).
     /// - Throws: `RefusedError` (exit 3: busy user without `force`), `LifecycleError`, `LockError`, `ValidationFailure`.
     public static func cutover(user: String, inputs: Inputs, root: HostRoot, runner: any CommandRunner, force: Bool = false,
                                dryRun: Bool = false, progress: (String) -> Void = { _ in }) throws -> LifecycleOutcome {
@@ -85,7 +85,7 @@ public enum Cutover {
                                        summary: "remove \(user) from group \(c.sharedCodeGroup)", fields: [FieldChange("groups", c.sharedCodeGroup, nil)],
                                        action: .removeMembership(user: user, group: c.sharedCodeGroup)))
         }
-        plan.notes.append("then workstation apply runs for the host (it provisions what is now missing, e.g. the clone at ~/code)")
+        plan.notes.append("then apply runs for \(user) (it provisions what is now missing, e.g. the clone at ~/code)")
         if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
 
         // Record before changing anything: in state and as files under the state directory.
@@ -101,11 +101,12 @@ public enum Cutover {
         try StateStore(root: root, settings: settings).save(state)
         var messages = ["rollback state recorded in state and in \(copies)"]
         if report.failed.isEmpty && report.skipped.isEmpty {
-            let outcome = try Engine.applyHoldingLock(inputs, root: root, runner: runner, progress: progress)
+            let outcome = try Engine.applyHoldingLock(inputs, root: root, runner: runner, only: user, progress: progress)
             report.applied += outcome.report.applied
             report.failed += outcome.report.failed
             report.skipped += outcome.report.skipped
-            messages.append("apply: \(outcome.report.applied.count) change(s)\(outcome.converged ? ", converged" : ", NOT converged")")
+            let left = outcome.verification.actionable.filter { $0.user == user }
+            messages.append("apply for \(user): \(outcome.report.applied.count) change(s), " + (left.isEmpty ? "converged" : "NOT converged: " + left.map(\.summary).joined(separator: "; ")))
             state = try StateStore(root: root, settings: settings).load()
         }
         record.completed = report.failed.isEmpty && report.skipped.isEmpty

@@ -74,10 +74,16 @@ public enum Engine {
     }
 
     /// `apply` for a caller that already holds the `RunLock` (cutover runs apply for its user inside its own run).
+    /// - Parameter user: when set, only that user's changes run, plus the host-wide changes they depend on (its groups).
     /// - Throws: as `apply`, except `LockError`.
-    public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
-        let (plan, desired, snapshot) = try Engine.plan(inputs, root: root)
+    public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, only user: String? = nil,
+                                        progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+        var (plan, desired, snapshot) = try Engine.plan(inputs, root: root)
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
+        if let user {
+            let needed = Set(plan.changes.filter { $0.user == user }.flatMap(\.dependsOn))
+            plan.changes = plan.changes.filter { $0.user == user || needed.contains($0.id) }
+        }
         var report = ApplyReport()
         var state = snapshot.state
         if !plan.isEmpty {
