@@ -60,8 +60,12 @@ public enum Offboarding {
         let planner = Planner(settings: settings)
         var state = snap.state
         var record = state.offboarding[user]
-        if record?.archive != nil && stage == .archive {
-            return LifecycleOutcome(plan: Plan(notes: ["\(user) was archived already (\(record!.archive!.path)); nothing to do"]), report: nil, dryRun: dryRun)
+        if let old = record, let archived = old.archive {
+            if let acct = snap.account(user), acct.uid != old.uid {
+                record = nil  // a new account of the same name: the archived one is history (journal, archive file)
+            } else if stage == .archive {
+                return LifecycleOutcome(plan: Plan(notes: ["\(user) was archived already (\(archived.path)); nothing to do"]), report: nil, dryRun: dryRun)
+            }
         }
         guard let account = snap.account(user) else { throw LifecycleError.noAccount(user) }
         guard let managed = state.accounts[user] else { throw LifecycleError.notManaged(user) }

@@ -385,6 +385,18 @@ final class LifecycleHost {
         let dave = try #require(h.uid("dave"))
         #expect(dave != uid)
         #expect(dave == uid + 2, "the lowest free uid after the retired one and bob-dev's")
+
+        // An account of the same name created later starts a fresh offboarding; the archived record is history.
+        try h.setRoster(without: nil)
+        #expect(try h.run(["apply"]).status == 0)
+        let newUid = try #require(h.uid("alice"))
+        #expect(newUid != uid)
+        try h.setRoster(without: "alice")
+        #expect(try h.run(["apply"]).status == 0)
+        let again = try h.run(["offboard", "alice", "--stage", "cut"])
+        #expect(again.status == 0 && again.stdout.contains("cut recorded"), "\(again.stdout)\(again.stderr)")
+        let rec = try #require((try h.state()["offboarding"] as? [String: Any])?["alice"] as? [String: Any])
+        #expect(rec["uid"] as? Int == newUid && rec["archive"] == nil)
     }
 }
 
