@@ -115,8 +115,11 @@ import Testing
         try h.tcp(port: try h.t3Port("alice"), state: "01")
         let conn = try h.run(["cutover", "alice"])
         #expect(conn.status == 3 && conn.stderr.contains("connection to the t3 port"), "\(conn.stderr)")
-        let forced = try h.run(["cutover", "alice", "--force"])
+        let forced = try h.run(["cutover", "alice", "--force", "--json"])
         #expect(forced.status == 0, "\(forced.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(forced.stdout.utf8)) as? [String: Any])
+        #expect(json["command"] as? String == "cutover" && json["dry_run"] as? Bool == false)
+        #expect((json["applied"] as? [String])?.contains("membership:alice:code-shared") == true, "\(forced.stdout)")
         #expect(!h.groups("alice").contains("code-shared"))
     }
 
