@@ -131,12 +131,36 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var retiredUids: [Int] = []
     /// Completion time of the last apply that verified clean (seconds since 1970).
     public var lastSuccessfulApply: Double?
-    /// os_user -> home-relative paths of secret files workstation wrote (the offboarding revoke stage deletes exactly these).
-    public var secretFiles: [String: [String]]?
     /// os_user -> home-relative paths of other files workstation wrote once (kubeconfig, Vault helper).
     public var homeFiles: [String: [String]]?
     /// Machine-wide files workstation wrote and may regenerate (e.g. managed-settings.json); nil in older files.
     public var ownedFiles: [String]?
+    /// os_user -> the staged offboarding as far as it got (kept after archive).
+    public var offboarding: [String: OffboardingRecord] = [:]
+    /// os_user -> the last cutover and whether it was rolled back.
+    public var cutovers: [String: CutoverRecord] = [:]
+    /// os_user -> host paths of per-user secret files workstation wrote (deleted by `offboard --stage revoke`).
+    public var secretFilesWritten: [String: [String]] = [:]
+    /// os_user -> identities of the roster entry at the last apply (offboarding needs them after the entry is gone).
+    public var identities: [String: RecordedIdentity] = [:]
 
     public init() {}
+
+    /// Decodes any older state file: every field missing from it takes its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
+        accounts = try c.decodeIfPresent([String: Account].self, forKey: .accounts) ?? [:]
+        ports = try c.decodeIfPresent([String: [String: Int]].self, forKey: .ports) ?? [:]
+        createdGroups = try c.decodeIfPresent([String].self, forKey: .createdGroups) ?? []
+        addedMemberships = try c.decodeIfPresent([String: [String]].self, forKey: .addedMemberships) ?? [:]
+        retiredUids = try c.decodeIfPresent([Int].self, forKey: .retiredUids) ?? []
+        lastSuccessfulApply = try c.decodeIfPresent(Double.self, forKey: .lastSuccessfulApply)
+        offboarding = try c.decodeIfPresent([String: OffboardingRecord].self, forKey: .offboarding) ?? [:]
+        cutovers = try c.decodeIfPresent([String: CutoverRecord].self, forKey: .cutovers) ?? [:]
+        secretFilesWritten = try c.decodeIfPresent([String: [String]].self, forKey: .secretFilesWritten) ?? [:]
+        identities = try c.decodeIfPresent([String: RecordedIdentity].self, forKey: .identities) ?? [:]
+        homeFiles = try c.decodeIfPresent([String: [String]].self, forKey: .homeFiles)
+        ownedFiles = try c.decodeIfPresent([String].self, forKey: .ownedFiles)
+    }
 }

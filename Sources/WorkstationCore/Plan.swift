@@ -91,6 +91,30 @@ public enum Action: Sendable, Hashable, Codable {
     /// `systemctl start NAME` after a daemon-reload (`systemctl(1)`): an enabled unit that is not running.
     /// Idempotent (starting an active unit does nothing). Planned only where systemd runs.
     case startUnit(name: String)
+    /// `systemctl disable --now` where systemd runs, else `systemctl --root=DIR disable` (`systemctl(1)`). Revoke.
+    case disableUnit(name: String)
+    /// `usermod [-L] --expiredate 1 USER` (`usermod(8)`): lock the password (when `lock`) and expire the account,
+    /// so key-based logins stop too. Revoke.
+    case restrictLogin(user: String, lock: Bool)
+    /// `usermod [-U] --expiredate DAYS|'' USER`: puts lock and expiry back as the cut stage recorded them.
+    case restoreLogin(user: String, unlock: Bool, expireDays: Int?)
+    /// `usermod -r -G GROUP USER` (shadow 4.13+): removes one supplementary membership, leaves the others. Revoke.
+    case removeMembership(user: String, group: String)
+    /// `unlinkat(2)` of one entry under a home, never following links; a directory is refused.
+    /// `onlySymlink`: refuse anything but a symlink.
+    case removeHomeEntry(user: String, path: String, onlySymlink: Bool)
+    /// Replaces a regular file under a home (temp file + `renameat(2)`), keeping its owner and mode unless given.
+    case rewriteHomeFile(user: String, path: String, content: Data, uid: Int?, gid: Int?, mode: UInt32?)
+    /// Creates or replaces a symlink (never a directory or file) under a home, owned by `uid:gid`.
+    case placeHomeLink(user: String, path: String, target: String, uid: Int, gid: Int)
+    /// Moves an entry under a home into a root-only directory (`renameat(2)`), e.g. the clone that replaced `~/code`.
+    case moveHomeEntryOut(user: String, path: String, toDirectory: String)
+    /// `tar --numeric-owner --acls --xattrs -cpzf ARCHIVE` of the home, then verified by listing and checksum. Destroy.
+    case archiveHome(user: String, home: String, archive: String)
+    /// `userdel --remove USER` (`userdel(8)`): the account, its home and mail spool. Destroy.
+    case deleteAccount(user: String)
+    /// Removes a root-owned system file workstation wrote (a deleted account's unit drop-in). Destroy.
+    case removeSystemFile(path: String)
 }
 
 /// Everything `useradd` needs; the uid is allocated by the planner so the plan is exact.

@@ -177,7 +177,7 @@ extension Planner {
         for u in d.users {
             for f in v.secretFiles where f.applies(to: u.entry) {
                 let path = joinPath(u.home, f.target)
-                let recorded = o.state.secretFiles?[u.osUser]?.contains(f.target) == true
+                let recorded = o.state.secretFilesWritten[u.osUser]?.contains(joinPath(u.home, f.target)) == true
                 let top = String(f.target.split(separator: "/").first ?? "")
                 var blocker: String?
                 if o.path(path).kind != .absent {

@@ -57,6 +57,7 @@ public struct Planner {
             plan.changes += inheritanceChanges(u, observed)
             infraCloneChanges(u, observed, into: &plan)
             plan.changes += secretFileChanges(u, observed)
+            plan.changes += reinstatementChanges(u, observed)
         }
         plan.changes += derivedFileChanges(desired, observed)
         for u in desired.users { plan.changes += budgetChanges(u, observed) }
@@ -261,10 +262,11 @@ public struct Planner {
 
     func departedChanges(_ d: DesiredState, _ o: HostSnapshot) -> [Change] {
         d.departed.map { name in
-            Change(id: "offboard:\(name)", user: name, kind: .pending, safety: .revoke,
+            let next = o.state.offboarding[name]?.nextStage ?? .cut
+            return Change(id: "offboard:\(name)", user: name, kind: .pending, safety: .revoke,
                    summary: "\(name) left the roster: offboard pending (access already cut from the derived files)",
-                   reason: "the account, home and unit stay until the staged offboarding runs",
-                   command: "workstation offboard \(name) --stage cut")
+                   reason: next == .cut ? "the account, home and unit stay until the staged offboarding runs" : "offboarding stopped before stage \(next.rawValue)",
+                   command: "workstation offboard \(name) --stage \(next.rawValue)\(next == .archive ? " --confirm \(name)" : "")")
         }
     }
 
@@ -307,7 +309,7 @@ public func octal(_ mode: UInt32) -> String {
 }
 
 /// Field-level diff of two texts: one `FieldChange` per removed (`-`) or added (`+`) line.
-func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
+public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
     let old = before.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
     let new = after.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let diff = new.difference(from: old)

@@ -87,6 +87,9 @@ public struct Settings: Sendable, Hashable, Codable {
     public var capacity = CapacitySettings()
     /// What `setup-host` converges machine-wide (`setup_host:`).
     public var setupHost = SetupHostSettings()
+    public var offboard = OffboardSettings()
+    public var cutover = CutoverSettings()
+    public var idle = IdleSettings()
 
     public init() {}
 
@@ -111,6 +114,9 @@ public struct Settings: Sendable, Hashable, Codable {
         "vault",
         "capacity",
         "setup_host",
+        "offboard",
+        "cutover",
+        "idle",
     ]
 
     /// Parses `workstation.yaml`.
@@ -133,6 +139,9 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["setup_host"] { s.setupHost = SetupHostSettings.parse(v, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
         if let v = r["infra_repo"] { s.infraRepo = InfraRepoSettings.parse(v, diags) }
+        if let v = r["offboard"] { s.offboard = OffboardSettings.parse(v, diags) }
+        if let v = r["cutover"] { s.cutover = CutoverSettings.parse(v, diags) }
+        if let v = r["idle"] { s.idle = IdleSettings.parse(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }
         if let v = r["derived"], let d = KeyedReader(v, what: "derived", known: ["ttyd_user_map", "dispatch"], diags) {
             if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }

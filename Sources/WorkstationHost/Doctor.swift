@@ -50,7 +50,6 @@ public struct Doctor: Sendable {
 
     /// Files that hold a token or credential; each must be a regular file owned by the user, without group or
     /// other bits (spec section 7).
-    public static let secretFiles = [".claude/settings.json", ".claude.json", ".claude/.credentials.json", ".vault-token", ".kube/config"]
 
     public init(root: HostRoot, inputs: Inputs) {
         self.root = root
@@ -187,7 +186,7 @@ public struct Doctor: Sendable {
             }
         }
         var secretsOK = true
-        for rel in Self.secretFiles {
+        for rel in inputs.settings.setupHost.secretFiles {
             let path = joinPath(acct.home, rel)
             if rel.hasPrefix(".claude/") && obs.pathState(joinPath(acct.home, ".claude")).kind == .symlink { continue }
             if rel.hasPrefix(".kube/") && obs.pathState(joinPath(acct.home, ".kube")).kind == .symlink { continue }

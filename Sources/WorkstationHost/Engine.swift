@@ -88,12 +88,25 @@ public enum Engine {
                              allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        return try applyHoldingLock(inputs, root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
+                                    progress: progress)
+    }
+
+    /// `apply` for a caller that already holds the `RunLock` (cutover runs apply for its user inside its own run).
+    /// - Parameter user: when set, only that user's changes run, plus the host-wide changes they depend on (its groups).
+    /// - Throws: as `apply`, except `LockError`.
+    public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
+                                        allowOvercommit: Bool = false, only user: String? = nil,
+                                        progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        let (planned, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
-        var plan = planned
+        var (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
         let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
         plan.refusals.removeAll { overridden.contains($0) }
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
+        if let user {
+            let needed = Set(plan.changes.filter { $0.user == user }.flatMap(\.dependsOn))
+            plan.changes = plan.changes.filter { $0.user == user || needed.contains($0.id) }
+        }
         var report = ApplyReport()
         var state = snapshot.state
         let journal = overridden.isEmpty && plan.isEmpty
@@ -113,6 +126,7 @@ public enum Engine {
         }
         state.ports = desired.ports
         let (verification, _, _) = try Engine.plan(inputs, root: root, clients: clients)
+        LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
         if state != snapshot.state || !plan.isEmpty {
             try StateStore(root: root, settings: inputs.settings).save(state)

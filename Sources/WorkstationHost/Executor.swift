@@ -2,6 +2,10 @@ import Foundation
 import WorkstationCore
 import WorkstationIntegrations
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What an apply did.
 public struct ApplyReport: Sendable {
     public var applied: [Change] = []
@@ -25,6 +29,9 @@ public final class Executor {
     public internal(set) var state: WorkstationState
     /// Authentik and Vault clients for the integration actions.
     public let clients: IntegrationClients
+    private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning)
+    /// os_user -> the verified archive an `archiveHome` change wrote in this run.
+    public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
 
     public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
                 clients: IntegrationClients = IntegrationClients()) {
@@ -41,9 +48,18 @@ public final class Executor {
     /// Applies `plan.actionable` in order. A change whose dependency failed is skipped; independent changes
     /// (other users) still run.
     public func apply(_ plan: Plan, progress: (String) -> Void = { _ in }) -> ApplyReport {
+        execute(plan.actionable, progress: progress)
+    }
+
+    /// Runs `changes` whatever their safety class: only for the explicit lifecycle commands (offboard, cutover,
+    /// rollback), which build these changes themselves and hold the run lock. Same order, dependency and journal rules.
+    public func runExplicit(_ changes: [Change], progress: (String) -> Void = { _ in }) -> ApplyReport {
+        execute(changes.filter { $0.action != nil }, progress: progress)
+    }
+
+    private func execute(_ todo: [Change], progress: (String) -> Void) -> ApplyReport {
         var report = ApplyReport()
         var notDone = Set<String>()
-        let todo = plan.actionable
         for (i, change) in todo.enumerated() {
             if let dep = change.dependsOn.first(where: { notDone.contains($0) }) {
                 notDone.insert(change.id)
@@ -161,6 +177,22 @@ public final class Executor {
                 unitFilesDirty = false
             }
             try runner.check(["systemctl", "start", name])
+        case .disableUnit(let name): try lifecycle.disableUnit(name)
+        case .restrictLogin(let user, let lock): try lifecycle.restrictLogin(user, lock: lock)
+        case .restoreLogin(let user, let unlock, let days): try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
+        case .removeMembership(let user, let group):
+            try lifecycle.removeMembership(user, group)
+            state.addedMemberships[user]?.removeAll { $0 == group }
+        case .removeHomeEntry(let user, let path, let onlySymlink): try lifecycle.removeHomeEntry(user, path, onlySymlink: onlySymlink)
+        case .rewriteHomeFile(let user, let path, let content, let uid, let gid, let mode):
+            try lifecycle.rewriteHomeFile(user, path, content, uid: uid, gid: gid, mode: mode)
+        case .placeHomeLink(let user, let path, let target, let uid, let gid): try lifecycle.placeHomeLink(user, path, target: target, uid: uid, gid: gid)
+        case .moveHomeEntryOut(let user, let path, let dir): try lifecycle.moveHomeEntryOut(user, path, toDirectory: dir)
+        case .archiveHome(let user, let home, let archive): try lifecycle.archiveHome(user, home: home, archive: archive)
+        case .deleteAccount(let user): try lifecycle.deleteAccount(user)
+        case .removeSystemFile(let path):
+            if unlink(root.path(path)) != 0 && errno != ENOENT { throw FileWriteError(path: root.path(path), operation: "unlink", errno: errno) }
+            if path.hasPrefix("/etc/systemd/") { unitFilesDirty = true }
         }
     }
 

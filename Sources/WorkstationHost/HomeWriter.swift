@@ -171,7 +171,7 @@ public struct HomeWriter: Sendable {
     }
 
     /// Walks to the parent of `relative` inside the home, component by component, and calls `body` with it.
-    private func withParent<T>(home: String, relative: String, owner: Owner, createParents: Bool,
+    func withParent<T>(home: String, relative: String, owner: Owner, createParents: Bool,
                                _ body: (Int32, String, String) throws -> T) throws -> T {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else {
@@ -220,7 +220,7 @@ public struct HomeWriter: Sendable {
     }
 
     /// Runs `body` with a fresh root-owned 0700 staging directory inside `dirfd` that the user cannot write into.
-    private func viaStaging(_ dirfd: Int32, display: String, _ body: (Int32) throws -> Void) throws {
+    func viaStaging(_ dirfd: Int32, display: String, _ body: (Int32) throws -> Void) throws {
         let stage = ".workstation-stage.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         guard mkdirat(dirfd, stage, 0o700) == 0 else { throw HomeWriteError.system(display, "mkdir staging", errno) }
         let sfd = openat(dirfd, stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -252,7 +252,7 @@ public struct HomeWriter: Sendable {
         return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private func writeAll(_ fd: Int32, _ data: Data, display: String) throws {
+    func writeAll(_ fd: Int32, _ data: Data, display: String) throws {
         try data.withUnsafeBytes { buf in
             var off = 0
             while off < buf.count {

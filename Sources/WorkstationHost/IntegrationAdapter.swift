@@ -18,10 +18,8 @@ extension Executor {
             if files[user]?.contains(rel) != true { files[user, default: []].append(rel) }
             state.homeFiles = files
         case .createSecretFile(let user, let path, let content, let mode):
-            let rel = try createOnce(user, path, content.bytes, mode)
-            var files = state.secretFiles ?? [:]
-            if files[user]?.contains(rel) != true { files[user, default: []].append(rel) }
-            state.secretFiles = files
+            _ = try createOnce(user, path, content.bytes, mode)
+            if state.secretFilesWritten[user]?.contains(path) != true { state.secretFilesWritten[user, default: []].append(path) }
         default:
             break
         }

@@ -24,6 +24,9 @@ struct Workstation: AsyncParsableCommand {
             StatusCommand.self,
             MetricsCommand.self,
             SetupHostCommand.self,
+            OffboardCommand.self,
+            CutoverCommand.self,
+            RollbackCommand.self,
         ])
 }
 

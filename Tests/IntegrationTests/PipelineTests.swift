@@ -56,8 +56,8 @@ import WorkstationIntegrations
 
         // State records exactly the secret files workstation wrote.
         let state = try StateStore(root: s.root, settings: Settings()).load()
-        #expect(state.secretFiles?["alice"]?.sorted() == [".claude.json", ".local/share/beads/credential"])
-        #expect(state.secretFiles?["bob-dev"] == [".local/share/beads/credential"])
+        #expect(state.secretFilesWritten["alice"]?.sorted() == ["/home/alice/.claude.json", "/home/alice/.local/share/beads/credential"])
+        #expect(state.secretFilesWritten["bob-dev"] == ["/home/bob-dev/.local/share/beads/credential"])
         #expect(state.homeFiles?["alice"]?.sorted() == [".config/workstation/vault.env", ".kube/config"])
 
         // Idempotency: a second apply makes no changing call anywhere and changes nothing on the host.

@@ -1,0 +1,131 @@
+import Foundation
+
+/// The lifecycle's changes: the offboarding stages (built for the explicit `offboard` command, never by `plan`) and
+/// the reinstatement apply runs when an offboarded user is back in the roster. Pure.
+extension Planner {
+    /// The account as it is now, for the cut record.
+    public func beforeState(user: String, observed o: HostSnapshot, idpMembership: String) -> AccountBeforeState {
+        let sh = o.shadow[user]
+        return AccountBeforeState(
+            groups: o.groupsOf(user), shell: o.account(user)?.shell ?? "", passwordLocked: sh?.passwordLocked ?? false,
+            expireDays: sh?.expireDays, units: settings.units.reduce(into: [:]) { $0[$1.instance(user)] = o.enabledUnits.contains($1.instance(user)) },
+            idpMembership: idpMembership)
+    }
+
+    /// Stage cut: stop and disable every per-user unit, lock the password and expire the account (day 1).
+    /// Revoke class; already-cut parts produce no change.
+    public func cutChanges(user: String, observed o: HostSnapshot) -> [Change] {
+        var out: [Change] = []
+        for unit in settings.units {
+            let instance = unit.instance(user)
+            let enabled = o.enabledUnits.contains(instance)
+            guard enabled || o.systemdRunning else { continue }
+            out.append(Change(id: "unit:\(instance)", user: user, kind: .pending, safety: .revoke,
+                              summary: o.systemdRunning ? "stop and disable \(instance)" : "disable \(instance) (no running systemd under this root)",
+                              fields: [FieldChange("enabled", enabled ? "yes" : "no", "no")], action: .disableUnit(name: instance)))
+        }
+        let sh = o.shadow[user]
+        let locked = sh?.passwordLocked ?? false
+        if !locked || sh?.expireDays != 1 {
+            out.append(Change(id: "login:\(user)", user: user, kind: .pending, safety: .revoke,
+                              summary: locked ? "expire the account of \(user) (the password is locked already; key logins stop too)"
+                                  : "lock the password and expire the account of \(user) (key logins stop too)",
+                              fields: [FieldChange("password locked", locked ? "yes" : "no", "yes"),
+                                       FieldChange("expires", sh?.expireDays.map { "day \($0)" } ?? "never", "day 1 (1970-01-02)")],
+                              action: .restrictLogin(user: user, lock: !locked)))
+        }
+        return out
+    }
+
+    /// Stage revoke: delete the per-user secret files workstation recorded writing (only those).
+    public func revokeChanges(user: String, observed o: HostSnapshot) -> [Change] {
+        (o.state.secretFilesWritten[user] ?? []).map { path in
+            Change(id: "secret:\(path)", user: user, kind: .pending, safety: .revoke, summary: "delete secret file \(path)",
+                   fields: [FieldChange("file", path, nil)], action: .removeHomeEntry(user: user, path: path, onlySymlink: false))
+        }
+    }
+
+    /// The cluster side of stage revoke, for an admin to apply (the cluster is admin-applied): the `k8s_users` entry to
+    /// remove and the RBAC objects that removal deletes, by tier (REFERENCE "Kubernetes: kubelogin and RBAC").
+    public func clusterRevocationSteps(user: String, identity: RecordedIdentity?) -> [String] {
+        let k8s = identity?.k8sUser ?? user
+        var steps = ["remove the k8s_users entry '\(k8s)' and apply the cluster configuration (an admin runs the apply)"]
+        switch identity?.tier {
+        case Tier.powerUser.rawValue?:
+            steps.append("that deletes the ClusterRoleBinding of '\(k8s)' to the power-user read-only ClusterRole")
+        case Tier.namespaceOwner.rawValue?:
+            for ns in identity?.namespaces ?? [] { steps.append("that deletes the RoleBinding of '\(k8s)' to ClusterRole admin in namespace \(ns)") }
+            steps.append("and the ClusterRoleBinding of '\(k8s)' to the namespace-owner get/list/watch ClusterRole (namespaces, nodes)")
+        default:
+            steps.append("tier unknown (no identity recorded): delete every RoleBinding and ClusterRoleBinding whose subject is '\(k8s)'")
+        }
+        steps.append("check: kubectl get rolebindings,clusterrolebindings -A -o wide | grep -w \(k8s)  (no lines expected)")
+        steps.append("revoke any shared token or memory credential issued to '\(user)' at the issuer")
+        return steps
+    }
+
+    /// Stage archive: archive the home, delete the account, remove its unit drop-ins. Destroy class; each step
+    /// depends on the previous one, so a failed archive deletes nothing.
+    public func archiveChanges(user: String, home: String, archive: String, observed o: HostSnapshot) -> [Change] {
+        var out = [
+            Change(id: "archive:\(user)", user: user, kind: .pending, safety: .destroy, summary: "archive \(home) to \(archive) and verify it",
+                   fields: [FieldChange("archive", nil, archive)], action: .archiveHome(user: user, home: home, archive: archive)),
+            Change(id: "account:\(user)", user: user, kind: .pending, safety: .destroy, summary: "delete account \(user) and its home (userdel --remove)",
+                   fields: [FieldChange("account", user, nil), FieldChange("home", home, nil)], action: .deleteAccount(user: user),
+                   dependsOn: ["archive:\(user)"]),
+        ]
+        for unit in settings.units {
+            let dropIn = dropInPath(unit, user)
+            guard o.path(dropIn).kind != .absent else { continue }
+            out.append(Change(id: "file:\(dropIn)", user: user, kind: .pending, safety: .destroy, summary: "remove drop-in \(dropIn)",
+                              fields: [FieldChange("file", dropIn, nil)], action: .removeSystemFile(path: dropIn), dependsOn: ["account:\(user)"]))
+        }
+        return out
+    }
+
+    /// Reinstatement: an offboarded (cut, not archived) user back in the roster gets back exactly what the cut recorded:
+    /// password lock and expiry, the supplementary groups, and enabled units outside `settings.units` (those are
+    /// `unitChanges`' job). Additive: it restores access the roster grants again.
+    func reinstatementChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
+        guard u.accountExists, let rec = o.state.offboarding[u.osUser], let cut = rec.cut, rec.archive == nil else { return [] }
+        let before = cut.before
+        var out: [Change] = []
+        let sh = o.shadow[u.osUser]
+        let locked = sh?.passwordLocked ?? false
+        let unlock = locked && !before.passwordLocked
+        if unlock || sh?.expireDays != before.expireDays {
+            out.append(Change(id: "login:\(u.osUser)", user: u.osUser, kind: .update, safety: .additive,
+                              summary: "restore the login of \(u.osUser) as recorded before offboarding",
+                              fields: [FieldChange("password locked", locked ? "yes" : "no", before.passwordLocked ? "yes" : "no"),
+                                       FieldChange("expires", sh?.expireDays.map { "day \($0)" } ?? "never", before.expireDays.map { "day \($0)" } ?? "never")],
+                              reason: "back in the roster; offboard cut recorded this state",
+                              action: .restoreLogin(user: u.osUser, unlock: unlock, expireDays: before.expireDays)))
+        }
+        let current = Set(o.groupsOf(u.osUser))
+        for g in before.groups where !current.contains(g) && !u.groups.contains(g) && !settings.accounts.forbiddenGroups.contains(g) && o.group(g) != nil {
+            out.append(Change(id: "membership:\(u.osUser):\(g)", user: u.osUser, kind: .create, safety: .additive,
+                              summary: "add \(u.osUser) back to group \(g)", fields: [FieldChange("groups", nil, "+\(g)")],
+                              reason: "recorded before offboarding", action: .addMembership(user: u.osUser, group: g)))
+        }
+        let managed = Set(settings.units.map { $0.instance(u.osUser) })
+        for (instance, enabled) in before.units.sorted(by: { $0.key < $1.key }) where enabled && !managed.contains(instance) && !o.enabledUnits.contains(instance) {
+            out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .create, safety: .additive, summary: "enable \(instance) again",
+                              fields: [FieldChange("enabled", "no", "yes")], reason: "recorded before offboarding", action: .enableUnit(name: instance)))
+        }
+        return out
+    }
+}
+
+/// State bookkeeping apply does for the lifecycle.
+public enum LifecycleState {
+    /// Records every provisioned roster entry's identities, and drops the offboarding record of a user who is back in the
+    /// roster once `verification` has nothing left for them (the reinstatement is complete; the journal keeps the history).
+    public static func afterApply(_ state: inout WorkstationState, roster: Roster, verification: Plan) {
+        for e in roster.entries where !e.isAdopted {
+            state.identities[e.osUser] = RecordedIdentity(authentikUser: e.authentikUser, k8sUser: e.k8sUser, tier: e.tier.rawValue, namespaces: e.namespaces)
+            if let rec = state.offboarding[e.osUser], rec.archive == nil, !verification.actionable.contains(where: { $0.user == e.osUser }) {
+                state.offboarding[e.osUser] = nil
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import WorkstationCore
+
+/// The hook through which the cut stage drops a user from the IdP gate group (the Authentik `T3 Users` group).
+/// The Authentik integration implements it; without one, the cut records `idp membership: not configured`.
+public protocol GateMembershipHook: Sendable {
+    /// The user's gate-group membership now, in words (e.g. `member of T3 Users`), for the cut record.
+    /// - Throws: the integration's error; the cut stops before changing anything.
+    func membership(osUser: String, identity: RecordedIdentity?) throws -> String
+    /// Removes the user from the gate group; idempotent (not a member: success).
+    /// - Throws: the integration's error; recorded as a failed step.
+    func removeFromGate(osUser: String, identity: RecordedIdentity?) throws
+}
+
+/// What a lifecycle command did (or, with `dryRun`, would do).
+public struct LifecycleOutcome: Sendable {
+    /// The changes of the stage, in order.
+    public var plan: Plan
+    /// nil for a dry run or when there was nothing to do.
+    public var report: ApplyReport?
+    /// Lines for the operator: steps for an admin, what was recorded, where copies went.
+    public var messages: [String] = []
+    public var dryRun: Bool
+    /// JSON extras (stage, record...).
+    public var extra: [String: any Sendable] = [:]
+
+    public init(plan: Plan, report: ApplyReport?, messages: [String] = [], dryRun: Bool) {
+        self.plan = plan
+        self.report = report
+        self.messages = messages
+        self.dryRun = dryRun
+    }
+
+    public var succeeded: Bool { report?.failed.isEmpty ?? true && report?.skipped.isEmpty ?? true }
+}
+
+/// `workstation offboard USER --stage cut|revoke|archive` (spec "User lifecycle"): the only code that runs the
+/// revoke and destroy changes of offboarding; each run holds the run lock, journals every step and records the stage
+/// in state.
+public enum Offboarding {
+    /// Runs (or with `dryRun` only plans) one stage for `user`.
+    /// - Parameters:
+    ///   - confirm: the `--confirm` value; the archive stage needs it equal to `user`.
+    ///   - force: skip the idle part of the archive gate (never the running-process check).
+    ///   - idp: the gate-group hook, when the IdP integration is configured.
+    /// - Throws: `RefusedError` (exit 3: still in the roster, stage order, confirmation, running processes, busy),
+    ///   `LifecycleError`, `LockError`, state I/O errors.
+    public static func run(stage: OffboardStage, user: String, inputs: Inputs, root: HostRoot, runner: any CommandRunner,
+                           dryRun: Bool = false, confirm: String? = nil, force: Bool = false, idp: (any GateMembershipHook)? = nil,
+                           progress: (String) -> Void = { _ in }) throws -> LifecycleOutcome {
+        let settings = inputs.settings
+        func refuse(_ gate: String, _ message: String) -> RefusedError { RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)])) }
+        if inputs.roster[user] != nil {
+            throw refuse("roster", "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding")
+        }
+        let lock = dryRun ? nil : try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let observer = Observer(root: root, settings: settings)
+        var snap = try observer.observeBase()
+        let planner = Planner(settings: settings)
+        var state = snap.state
+        var record = state.offboarding[user]
+        if let old = record, let archived = old.archive {
+            if let acct = snap.account(user), acct.uid != old.uid {
+                record = nil  // a new account of the same name: the archived one is history (journal, archive file)
+            } else if stage == .archive {
+                return LifecycleOutcome(plan: Plan(notes: ["\(user) was archived already (\(archived.path)); nothing to do"]), report: nil, dryRun: dryRun)
+            }
+        }
+        guard let account = snap.account(user) else { throw LifecycleError.noAccount(user) }
+        guard let managed = state.accounts[user] else { throw LifecycleError.notManaged(user) }
+        if record == nil { record = OffboardingRecord(uid: managed.uid, home: account.home) }
+        if let missing = OffboardStage.allCases.first(where: { $0 < stage && !record!.done($0) }) {
+            throw refuse("stage order", LifecycleError.stageOrder(user: user, stage: stage, missing: missing).description)
+        }
+        if record!.done(stage) {
+            return LifecycleOutcome(plan: Plan(notes: ["stage \(stage.rawValue) of \(user) is recorded already; nothing to do"]), report: nil, dryRun: dryRun)
+        }
+        let identity = state.identities[user]
+        var plan = Plan()
+        var messages: [String] = []
+
+        switch stage {
+        case .cut:
+            // The derived files must already exclude them (apply regenerates them from the roster).
+            var routed: [String] = []
+            if let data = root.read(settings.derived.ttydUserMap), DerivedFileRenderer.parseTtydUserMap(data).values.contains(user) {
+                routed.append(settings.derived.ttydUserMap)
+            }
+            if let data = root.read(settings.derived.dispatch), let map = try? DispatchMap.decode(data), map.users.values.contains(where: { $0.osUser == user }) {
+                routed.append(settings.derived.dispatch)
+            }
+            if !routed.isEmpty {
+                throw refuse("derived files", "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut")
+            }
+            let idpBefore = try idp?.membership(osUser: user, identity: identity) ?? "not configured"
+            plan.changes = planner.cutChanges(user: user, observed: snap)
+            if idp != nil {
+                plan.changes.append(Change(id: "idp:\(user)", user: user, kind: .pending, safety: .revoke, summary: "remove \(user) from the IdP gate group",
+                                           fields: [FieldChange("idp membership", idpBefore, "none")]))
+            } else {
+                plan.notes.append("idp membership: not configured (no IdP integration); remove \(user) from the gate group by hand if they are in it")
+            }
+            plan.notes.append("derived files exclude \(user): \(settings.derived.ttydUserMap), \(settings.derived.dispatch)")
+            if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
+            // Keep the first before-state if an earlier cut stopped half-way.
+            let before = record!.cut?.before ?? planner.beforeState(user: user, observed: snap, idpMembership: idpBefore)
+            record!.cut = .init(time: Date().timeIntervalSince1970.rounded(), before: before, completed: false)
+            state.offboarding[user] = record
+            try StateStore(root: root, settings: settings).save(state)
+            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
+            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            var report = executor.runExplicit(plan.changes, progress: progress)
+            if let idp, let change = plan.changes.first(where: { $0.id == "idp:\(user)" }) {
+                do {
+                    try idp.removeFromGate(osUser: user, identity: identity)
+                    report.applied.append(change)
+                    journal.record(change, result: "ok")
+                } catch {
+                    report.failed.append((change, "\(user): \(change.summary): \(error)"))
+                    journal.record(change, result: "failed", error: "\(error)")
+                }
+            }
+            state = executor.state
+            record!.cut!.completed = report.failed.isEmpty && report.skipped.isEmpty
+            state.offboarding[user] = record
+            try StateStore(root: root, settings: settings).save(state)
+            journal.recordStage("offboard:\(user):cut", user: user, safety: .revoke, summary: "offboard stage cut of \(user)", ok: record!.cut!.completed)
+            messages.append(record!.cut!.completed
+                ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
+                : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)")
+            return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
+
+        case .revoke:
+            plan.changes = planner.revokeChanges(user: user, observed: snap)
+            let steps = planner.clusterRevocationSteps(user: user, identity: identity)
+            messages = steps.map { "admin: \($0)" }
+            if plan.changes.isEmpty { plan.notes.append("no per-user secret files are recorded for \(user)") }
+            if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }
+            let paths = state.secretFilesWritten[user] ?? []
+            let present = paths.filter { observer.pathState($0).kind != .absent }
+            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
+            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            let report = executor.runExplicit(plan.changes, progress: progress)
+            state = executor.state
+            let deleted = report.applied.compactMap { c -> String? in
+                if case .removeHomeEntry(_, let p, _)? = c.action, present.contains(p) { return p }
+                return nil
+            }
+            if report.failed.isEmpty {
+                record!.revoke = .init(time: Date().timeIntervalSince1970.rounded(), deletedFiles: deleted,
+                                       absentFiles: paths.filter { !present.contains($0) }, adminSteps: steps)
+                state.secretFilesWritten[user] = nil
+                state.offboarding[user] = record
+            }
+            try StateStore(root: root, settings: settings).save(state)
+            journal.recordStage("offboard:\(user):revoke", user: user, safety: .revoke, summary: "offboard stage revoke of \(user)", ok: record!.revoke != nil)
+            return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
+
+        case .archive:
+            guard confirm == user else { throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description) }
+            let gate = IdleGate(root: root, settings: settings)
+            let idle = gate.check(user: user, uid: account.uid, state: state)
+            if !idle.processes.isEmpty {
+                throw refuse("running processes", "\(user) still runs \(idle.processes.count) process(es): "
+                    + idle.processes.map { "\($0.pid) (\($0.name))" }.joined(separator: ", ") + "; end them (the cut stopped the units), then archive")
+            }
+            if !idle.isIdle && !force {
+                throw refuse("idle gate", "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force")
+            }
+            let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
+            let archive = joinPath(settings.offboard.backupDirectory, "\(user)-\(account.uid)-\(stamp).tar.gz")
+            observer.observePaths(settings.units.map { WatchedPath(planner.dropInPath($0, user)) }, into: &snap)
+            plan.changes = planner.archiveChanges(user: user, home: account.home, archive: archive, observed: snap)
+            if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
+            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
+            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            let report = executor.runExplicit(plan.changes, progress: progress)
+            state = executor.state
+            if let done = executor.archives[user], report.failed.isEmpty {
+                record!.archive = done
+                state.offboarding[user] = record
+                if !state.retiredUids.contains(account.uid) { state.retiredUids.append(account.uid) }
+                state.accounts[user] = nil
+                state.addedMemberships[user] = nil
+                for t in state.ports.keys { state.ports[t]?[user] = nil }
+                journal.recordStage("offboard:\(user):archive", user: user, safety: .destroy, summary: "offboard stage archive of \(user): uid \(account.uid) retired", ok: true)
+                messages.append("archived to \(done.path) (\(done.bytes) bytes, sha256 \(done.sha256), \(done.entries) entries); uid \(account.uid) is retired")
+            }
+            try StateStore(root: root, settings: settings).save(state)
+            return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
+        }
+    }
+}
+
+extension Journal {
+    /// One line marking a lifecycle stage or command as recorded (`ok`) or left incomplete (`failed`).
+    func recordStage(_ id: String, user: String, safety: SafetyClass, summary: String, ok: Bool) {
+        record(Change(id: id, user: user, kind: .pending, safety: safety, summary: summary), result: ok ? "ok" : "failed",
+               error: ok ? nil : "incomplete; see the failed steps above")
+    }
+}

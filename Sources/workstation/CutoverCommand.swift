@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import WorkstationCore
+import WorkstationHost
+
+struct CutoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cutover",
+        abstract: "Move an existing roster user off the lead's tree onto the new model, recording a rollback first (opt-in).",
+        discussion: """
+            Records where ~/code points, the group list, copies of the launchers and the ~/.claude links it replaces \
+            (in state and under <state dir>/cutover/USER/); refuses a busy user (exit 3) unless --force; then removes \
+            the ~/code symlink, repoints the launchers to $HOME/code, drops ~/.claude links into the lead's home, \
+            leaves the shared-code group, and runs apply. Undo: workstation rollback USER.
+            """)
+
+    @Argument(help: "The os_user to cut over.")
+    var user: String
+
+    @Flag(help: "Cut over even when the idle gate finds the user busy.")
+    var force = false
+
+    @Flag(help: "Print the changes and change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        let outcome: LifecycleOutcome
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            outcome = try Cutover.cutover(user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(), force: force,
+                                          dryRun: dryRun, progress: { printError($0) })
+        } catch {
+            throw reportedExit(error)
+        }
+        try report(outcome, json: json, extra: ["command": "cutover", "user": user])
+    }
+}
+
+struct RollbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Undo a cutover: restore ~/code, the launchers, the ~/.claude links and the group list exactly as recorded.")
+
+    @Argument(help: "The os_user to roll back.")
+    var user: String
+
+    @Flag(help: "Print the changes and change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        let outcome: LifecycleOutcome
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            outcome = try Cutover.rollback(user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(), dryRun: dryRun,
+                                           progress: { printError($0) })
+        } catch {
+            throw reportedExit(error)
+        }
+        try report(outcome, json: json, extra: ["command": "rollback", "user": user])
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import WorkstationCore
+import WorkstationHost
+
+extension OffboardStage: ExpressibleByArgument {}
+
+struct OffboardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "offboard",
+        abstract: "Offboard a user who left the roster, one stage at a time: cut (reversible), revoke, archive (irreversible).",
+        discussion: """
+            Stages run in order; each is journaled and recorded in state. cut: stop and disable the per-user units, \
+            lock the password and expire the account. revoke: delete the per-user secret files workstation wrote and \
+            print the cluster steps for an admin. archive: tar the home, verify it, userdel --remove, retire the uid \
+            (needs --confirm USER; refused while any process of the user runs). Undo cut/revoke: put the entry back \
+            in the roster and run apply.
+            """)
+
+    @Argument(help: "The os_user to offboard.")
+    var user: String
+
+    @Option(help: "The stage to run: cut, revoke or archive.")
+    var stage: OffboardStage
+
+    @Option(help: "The archive stage deletes the account: type the os_user here to go ahead.")
+    var confirm: String?
+
+    @Flag(help: "Archive even when the idle gate finds a connection to the user's t3 port (never with running processes).")
+    var force = false
+
+    @Flag(help: "Print the changes of the stage and change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var rootOptions: RootOptions
+
+    func run() throws {
+        let outcome: LifecycleOutcome
+        do {
+            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+            outcome = try Offboarding.run(stage: stage, user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(),
+                                          dryRun: dryRun, confirm: confirm, force: force, idp: nil, progress: { printError($0) })
+        } catch {
+            throw reportedExit(error)
+        }
+        try report(outcome, json: json, extra: ["stage": stage.rawValue, "user": user])
+    }
+}
+
+/// Prints a lifecycle outcome (human or JSON) and maps failures to exit 1.
+func report(_ outcome: LifecycleOutcome, json: Bool, extra: [String: any Sendable]) throws {
+    if json {
+        var e = extra
+        e["dry_run"] = outcome.dryRun
+        e["messages"] = outcome.messages
+        e["applied"] = outcome.report?.applied.map(\.id) ?? []
+        e["failed"] = outcome.report?.failed.map { ["change": $0.change.id, "error": $0.error] } ?? []
+        e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
+        print(PlanRenderer.json(outcome.plan, extra: e))
+    } else {
+        print(PlanRenderer.human(outcome.plan, color: useColor).replacingOccurrences(of: "No changes: the host matches the roster.\n", with: ""), terminator: "")
+        for m in outcome.messages { print(m) }
+        if outcome.dryRun { print("dry run: nothing was changed") }
+        if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
+    }
+    for f in outcome.report?.failed ?? [] { printError("error: \(f.error)") }
+    for s in outcome.report?.skipped ?? [] { printError("skipped: \(s.change.summary): \(s.reason)") }
+    if !outcome.succeeded { throw ExitCode(1) }
+}
