@@ -43,7 +43,10 @@ struct OffboardCommand: ParsableCommand {
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             outcome = try Offboarding.run(stage: stage, user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(),
-                                          dryRun: dryRun, confirm: confirm, force: force, idp: nil, progress: { printError($0) })
+                                          dryRun: dryRun, confirm: confirm, force: force,
+                                          idp: AuthentikGateHook.live(settings: loaded.settings, root: rootOptions.hostRoot,
+                                                                      environment: ProcessInfo.processInfo.environment),
+                                          progress: { printError($0) })
         } catch {
             throw reportedExit(error)
         }
