@@ -42,6 +42,7 @@ extension Planner {
                      WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.serviceName), readContent: true),
                      WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true)]
         for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(h.skel, ".claude", item))) }
+        for unit in settings.units { paths += unitSearchPath.map { WatchedPath(joinPath($0, unit.templateUnit)) } }
         return paths
     }
 
@@ -105,6 +106,12 @@ extension Planner {
 
         // Tool manifest.
         plan.changes += packageChanges(host, options)
+
+        // Per-user template units, only where none is installed anywhere on the search path.
+        for unit in settings.units where unitSearchPath.allSatisfy({ host.file(joinPath($0, unit.templateUnit)).kind == .absent }) {
+            plan.changes += systemFile(joinPath(unitSearchPath[0], unit.templateUnit), Data(ReconcileUnits.perUserTemplate(unit).utf8), host,
+                                       "the per-user template unit (replace it with your own at will; it is never overwritten)")
+        }
 
         // Reconcile service and timer.
         var unitDeps: [String] = []

@@ -247,7 +247,7 @@ public struct Planner {
             if !installed {
                 out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .conflict, safety: .additive,
                                   summary: "cannot enable \(instance): template \(unit.templateUnit) is not installed",
-                                  reason: "install \(unit.templateUnit) under /etc/systemd/system (setup-host ships it)"))
+                                  reason: "run workstation setup-host (it installs \(unit.templateUnit) when none is installed), or install your own"))
                 continue
             }
             out.append(Change(id: "unit:\(instance)", user: u.osUser, kind: .create, safety: .additive,

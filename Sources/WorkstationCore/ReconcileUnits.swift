@@ -67,4 +67,28 @@ public enum ReconcileUnits {
 
         """
     }
+
+    /// The per-user template unit `setup-host` installs when none is installed (and `--init-root` seeds): runs the
+    /// instance as the user named by `%i`, on the port its drop-in puts in `port_env`, in the user's slice (set by
+    /// the drop-in). An operator's own template anywhere on the unit search path is never replaced.
+    public static func perUserTemplate(_ unit: PerUserUnit) -> String {
+        """
+        [Unit]
+        Description=\(unit.template.dropLast()) for %i (workstation per-user unit)
+        After=network.target
+
+        [Service]
+        Type=simple
+        User=%i
+        WorkingDirectory=~
+        ExecStart=/usr/local/bin/t3 serve --host 127.0.0.1 --port ${\(unit.portEnvironment)}
+        Restart=on-failure
+        NoNewPrivileges=yes
+        PrivateTmp=yes
+
+        [Install]
+        WantedBy=multi-user.target
+
+        """
+    }
 }

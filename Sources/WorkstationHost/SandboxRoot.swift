@@ -25,7 +25,7 @@ public enum SandboxRoot {
             try FileManager.default.createDirectory(atPath: root.path(dir), withIntermediateDirectories: true)
         }
         for unit in settings.units {
-            try writeFileAtomically(Data(templateUnit(unit).utf8), to: root.path("/etc/systemd/system/\(unit.templateUnit)"))
+            try writeFileAtomically(Data(ReconcileUnits.perUserTemplate(unit).utf8), to: root.path("/etc/systemd/system/\(unit.templateUnit)"))
         }
         let base = settings.configBase
         let sample: [(String, String)] = [
@@ -39,28 +39,6 @@ public enum SandboxRoot {
             try writeFileAtomically(Data(content.utf8), to: root.path(joinPath(base, rel)))
         }
         return true
-    }
-
-    /// The template unit a fresh host gets; setup-host ships the real one.
-    public static func templateUnit(_ unit: PerUserUnit) -> String {
-        """
-        [Unit]
-        Description=\(unit.template.dropLast()) for %i (workstation per-user unit)
-        After=network.target
-
-        [Service]
-        Type=simple
-        User=%i
-        WorkingDirectory=~
-        ExecStart=/usr/local/bin/t3 serve --host 127.0.0.1 --port ${\(unit.portEnvironment)}
-        Restart=on-failure
-        NoNewPrivileges=yes
-        PrivateTmp=yes
-
-        [Install]
-        WantedBy=multi-user.target
-
-        """
     }
 
     static let passwd = """
