@@ -8,28 +8,9 @@ import Synchronization
 /// Runs `/bin/sh -c script` and captures its output.
 @discardableResult
 func shell(_ script: String, env: [String: String] = [:]) throws -> CLIResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", script]
     var e = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/nonexistent"]
     for (k, v) in env { e[k] = v }
-    p.environment = e
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    nonisolated(unsafe) var errData = Data()
-    let g = DispatchGroup()
-    g.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        g.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    g.wait()
-    p.waitUntilExit()
-    return CLIResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    return try capture("/bin/sh", ["-c", script], environment: e)
 }
 
 /// A git-crypt fixture: a work repository with `secret.txt` encrypted (`filter=git-crypt diff=git-crypt`) and
