@@ -54,6 +54,18 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         if !e.isAdopted, let acct = snapshot.account(e.osUser), acct.uid < snapshot.uidRange.lowerBound {
             out.diagnostics.append(Diagnostic(e.location, "os_user '\(e.osUser)' is a system account (uid \(acct.uid)); pick another name"))
         }
+        if !e.isAdopted, let acct = snapshot.account(e.osUser), !isDirectChild(acct.home, of: settings.accounts.homeRoot) {
+            out.diagnostics.append(Diagnostic(e.location, "'\(e.osUser)' exists with home \(acct.home), which is not a directory directly under accounts.home_root (\(settings.accounts.homeRoot)); workstation writes only into such homes, so fix the account's home (usermod -d) or home_root"))
+        }
+        if !e.isAdopted {
+            for g in e.groups {
+                if let host = snapshot.group(g), host.gid < snapshot.uidRange.lowerBound {
+                    out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is a system group (gid \(host.gid)); extra groups must be ordinary groups (gid \(snapshot.uidRange.lowerBound) or above)"))
+                } else if g != e.osUser, snapshot.account(g) != nil || roster[g] != nil {
+                    out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is the private group of account '\(g)'; membership would give access to their files"))
+                }
+            }
+        }
         if !e.isAdopted, let pinned = e.uid, let acct = snapshot.account(e.osUser), acct.uid != pinned {
             out.diagnostics.append(Diagnostic(e.location, "'\(e.osUser)' exists with uid \(acct.uid), but the roster pins \(pinned); workstation never renumbers an account, fix the pin"))
         }
@@ -106,9 +118,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             var port: Int
             if let pin = p.pinned[unit.template] {
                 port = pin
-            } else if let rec = state.ports[unit.template]?[p.os], free(rec) {
+            } else if let rec = state.ports[unit.template]?[p.os], (1024...65535).contains(rec), free(rec) {
                 port = rec
-            } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os], free(found) {
+            } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os], unit.portRange.contains(found), free(found) {
                 port = found
             } else {
                 port = unit.portRange.lowerBound
@@ -151,6 +163,14 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
     out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
     return out
+}
+
+/// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).
+public func isDirectChild(_ path: String, of parent: String) -> Bool {
+    let p = parent.hasSuffix("/") ? String(parent.dropLast()) : parent
+    guard path.hasPrefix(p + "/") else { return false }
+    let name = path.dropFirst(p.count + 1)
+    return !name.isEmpty && !name.contains("/") && name != "." && name != ".."
 }
 
 /// Joins absolute path parts with single slashes.

@@ -60,6 +60,11 @@ public struct PathState: Sendable, Hashable, Codable {
     public var linkTarget: String?
     /// For a regular file read by request, its bytes.
     public var content: Data?
+    /// Hard links to a regular file (`st_nlink`); root never tightens or rewrites a file with more than one.
+    public var linkCount: Int = 1
+    /// True when the path could not be reached because a directory on the way is a symlink or not a directory
+    /// (kind `.other`): workstation never follows it, so anything planned there is a conflict.
+    public var blocked: Bool = false
 
     public init(kind: Kind, mode: UInt32 = 0, uid: Int = 0, gid: Int = 0, linkTarget: String? = nil, content: Data? = nil) {
         self.kind = kind

@@ -55,7 +55,11 @@ public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
         return "contains a control character"
     }
     if name.contains(where: \.isWhitespace) || name.contains(where: \.isNewline) { return "contains whitespace" }
+    if let c = name.unicodeScalars.first(where: { $0.properties.generalCategory == .format }) {
+        return "contains an invisible formatting character (U+\(String(c.value, radix: 16, uppercase: true))) that makes look-alike names"
+    }
     if name.contains("=") { return "contains '=' (the ttyd map separator)" }
+    if name.contains(":") { return "contains ':' (the passwd and group field separator)" }
     if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
     if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
     return nil

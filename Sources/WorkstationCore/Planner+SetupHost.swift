@@ -378,6 +378,12 @@ extension Planner {
                                   summary: "refused: \(path) is a \(st.kind.rawValue), not a regular file", reason: "fix it by hand"))
                 continue
             }
+            if st.linkCount > 1 {
+                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
+                                  summary: "refused: \(path) has \(st.linkCount) hard links; not tightened",
+                                  reason: "a hard link may be another file's name; replace it with a copy owned by \(u.osUser)"))
+                continue
+            }
             if st.uid != u.uid {
                 out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
                                   summary: "\(path) is owned by uid \(st.uid), not \(u.osUser) (uid \(u.uid))",

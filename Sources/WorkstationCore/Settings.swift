@@ -151,6 +151,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
         if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
         if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
+        s.checkPlacement(r, diags)
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }
@@ -226,6 +227,37 @@ public struct Settings: Sendable, Hashable, Codable {
         let templates = out.map(\.template)
         if Set(templates).count != templates.count { diags.error(v.location, "units lists a template twice") }
         return out
+    }
+}
+
+/// Directories that can never be the parent of homes.
+let systemDirectories: Set<String> = ["/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
+                                      "/run", "/root", "/var", "/tmp", "/opt", "/srv", "/usr/local"]
+/// Files root's own identity depends on; no derived file may be one of them.
+let protectedFiles: Set<String> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/login.defs",
+                                   "/etc/subuid", "/etc/subgid", "/etc/pam.conf", "/etc/fstab", "/etc/hosts", "/etc/crontab"]
+
+extension Settings {
+    /// Refuses placements that would let a user's symlink or a typo redirect root's writes: derived files and the
+    /// state directory under `home_root`, a derived file that is an account database, a system directory as
+    /// `home_root`.
+    func checkPlacement(_ r: KeyedReader, _ diags: DiagnosticCollector) {
+        let at = { (key: String) in r[key]?.location ?? r.location }
+        let home = accounts.homeRoot.hasSuffix("/") ? String(accounts.homeRoot.dropLast()) : accounts.homeRoot
+        if systemDirectories.contains(home) {
+            diags.error(at("accounts"), "accounts.home_root \(home) is a system directory; homes live in a directory of their own such as /home")
+        }
+        func insideHomes(_ p: String) -> Bool { p == home || p.hasPrefix(home + "/") }
+        for (key, path) in [("derived", derived.ttydUserMap), ("derived", derived.dispatch)] {
+            if insideHomes(path) { diags.error(at(key), "derived file \(path) is under home_root \(home), where users control the path; put it under /etc") }
+            if protectedFiles.contains(path) || path.hasPrefix("/etc/sudoers.d/") || path.hasPrefix("/etc/pam.d/") {
+                diags.error(at(key), "derived file \(path) would overwrite a system file; pick a path of its own such as /etc/ttyd-user-map")
+            }
+        }
+        if derived.ttydUserMap == derived.dispatch { diags.error(at("derived"), "derived.ttyd_user_map and derived.dispatch are the same file") }
+        if insideHomes(stateDirectory) {
+            diags.error(at("state_directory"), "state_directory \(stateDirectory) is under home_root \(home); root's state must live outside homes, e.g. /var/lib/workstation")
+        }
     }
 }
 

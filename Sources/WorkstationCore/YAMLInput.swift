@@ -161,6 +161,10 @@ extension YAMLValue {
             diags.error(location, "\(what) has no value; write one or remove the key")
             return nil
         }
+        if !["", "!", Tag.Name.str.rawValue].contains(s.tag.rawValue) {
+            diags.error(location, "\(what) has an explicit YAML tag (\(s.tag.rawValue)); workstation reads values as written, remove the tag")
+            return nil
+        }
         return s.string
     }
 

@@ -142,6 +142,11 @@ public struct HomeWriter: Sendable {
 
     /// Opens the home with `O_NOFOLLOW`: its parent (`/home`) is root's and trusted; the home itself is not.
     func openHome(_ home: String, owner: Owner, requireOwner: Bool = true) throws -> Int32 {
+        // A home is a named directory below a directory below `/` (`/home/alice`); `/`, `/etc`, `..` never are.
+        let components = home.split(separator: "/")
+        guard home.hasPrefix("/"), components.count >= 2, !components.contains(".."), !components.contains(".") else {
+            throw HomeWriteError.refused(home, "not a home directory (a home is a directory such as /home/NAME)")
+        }
         let parent = root.path((home as NSString).deletingLastPathComponent)
         let name = (home as NSString).lastPathComponent
         let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -58,7 +58,13 @@ public struct Observer: Sendable {
         guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { return .absent }
         for comp in parts.dropLast() {
             let next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard next >= 0 else { return .absent }
+            guard next >= 0 else {
+                // ENOENT: truly absent. A symlink or file on the way: blocked, never followed.
+                if errno == ENOENT { return .absent }
+                var blocked = PathState(kind: .other)
+                blocked.blocked = true
+                return blocked
+            }
             close(fd)
             fd = next
         }
@@ -66,6 +72,7 @@ public struct Observer: Sendable {
         guard fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
         let kind = Self.kind(st.st_mode)
         var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+        result.linkCount = Int(st.st_nlink)
         if kind == .symlink {
             var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = readlinkat(fd, last, &buf, buf.count - 1)

@@ -68,7 +68,14 @@ public struct StateStore: Sendable {
     /// The recorded state; empty when the file does not exist yet.
     /// - Throws: `ObserveError.unreadable` when it exists but is not valid state JSON.
     public func load() throws -> WorkstationState {
-        guard let data = root.read(hostPath) else { return WorkstationState() }
+        var st = stat()
+        guard lstat(root.path(hostPath), &st) == 0 else { return WorkstationState() }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw ObserveError.unreadable(path: root.path(hostPath), reason: "not a regular file; workstation's record must be a plain file, restore it from a backup")
+        }
+        guard let data = root.read(hostPath) else {
+            throw ObserveError.unreadable(path: root.path(hostPath), reason: "cannot be read")
+        }
         do {
             let dec = JSONDecoder()
             dec.keyDecodingStrategy = .convertFromSnakeCase
