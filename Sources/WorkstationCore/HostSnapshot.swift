@@ -71,8 +71,18 @@ public struct PathState: Sendable, Hashable, Codable {
 
 /// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.
 public struct HostSnapshot: Sendable, Hashable {
-    public var passwd: [PasswdEntry] = []
-    public var groups: [GroupEntry] = []
+    public var passwd: [PasswdEntry] = [] { didSet { accountIndex = Self.firstIndex(passwd.map(\.name)) } }
+    public var groups: [GroupEntry] = [] {
+        didSet {
+            groupIndex = Self.firstIndex(groups.map(\.name))
+            memberIndex = groupIndex.mapValues { Set(groups[$0].members) }
+        }
+    }
+    // Lookups by name are hashed, not scanned: the planner asks for each user's account and groups, which made a
+    // plan of n users O(n^2) with linear search. Derived from passwd and groups, kept in step by didSet.
+    private var accountIndex: [String: Int] = [:]
+    private var groupIndex: [String: Int] = [:]
+    private var memberIndex: [String: Set<String>] = [:]
     public var shadow: [String: ShadowEntry] = [:]
     /// Paths observed on request (homes, links, derived files, drop-ins, unit templates).
     public var paths: [String: PathState] = [:]
@@ -87,8 +97,19 @@ public struct HostSnapshot: Sendable, Hashable {
 
     public init() {}
 
-    public func account(_ name: String) -> PasswdEntry? { passwd.first { $0.name == name } }
-    public func group(_ name: String) -> GroupEntry? { groups.first { $0.name == name } }
+    /// The first `passwd` line named `name`, as `getpwnam(3)` finds it.
+    public func account(_ name: String) -> PasswdEntry? { accountIndex[name].map { passwd[$0] } }
+    /// The first `group` line named `name`, as `getgrnam(3)` finds it.
+    public func group(_ name: String) -> GroupEntry? { groupIndex[name].map { groups[$0] } }
+    /// True when `user` is listed as a member of `group` (in that group's first line).
+    public func isMember(_ user: String, of group: String) -> Bool { memberIndex[group]?.contains(user) == true }
+
+    private static func firstIndex(_ names: [String]) -> [String: Int] {
+        var out: [String: Int] = [:]
+        out.reserveCapacity(names.count)
+        for (i, n) in names.enumerated() where out[n] == nil { out[n] = i }
+        return out
+    }
     public func path(_ p: String) -> PathState { paths[p] ?? .absent }
 
     /// Supplementary groups of `user` (membership lists in `/etc/group`).

@@ -18,6 +18,7 @@ public let reservedAccountNames: Set<String> = [
 public func accountNameProblem(_ name: String) -> String? {
     if name.isEmpty { return "is empty" }
     if name.count > 31 { return "is \(name.count) characters; at most 31 (systemd and useradd limits)" }
+    if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
     if name.allSatisfy({ $0.isASCII && $0.isNumber }) { return "is all digits; tools would read it as a uid" }
     if let c = name.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
         return "contains a control character (U+\(String(c.value, radix: 16, uppercase: true)))"
@@ -51,6 +52,7 @@ public func isValidGroupName(_ name: String) -> Bool {
 public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
     if name.isEmpty { return "is empty" }
     if name.count > maxLength { return "is \(name.count) characters; ttyd passes on at most \(maxLength)" }
+    if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
     if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
         return "contains a control character"
     }
@@ -59,6 +61,12 @@ public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
     if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
     if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
     return nil
+}
+
+/// True for what a template or script writes when a variable was unset (`null`, `None`, `nil`, `undefined`), in
+/// any case. No person is named that; such a value in the roster is a generation bug, not a name.
+public func looksLikeMissingValue(_ s: String) -> Bool {
+    ["null", "none", "nil", "undefined"].contains(s.lowercased())
 }
 
 /// DNS-1123 label, as Kubernetes requires for namespace names.

@@ -46,6 +46,9 @@ public enum CommandError: Error, CustomStringConvertible {
     }
 }
 
+/// Processes started by every `ProcessRunner` of this process (the one boundary through which workstation spawns).
+private let spawnedByProcess = Atomic<Int>(0)
+
 /// The live runner: `Foundation.Process`, with a fixed `PATH` so a caller's environment cannot redirect root's tools.
 public final class ProcessRunner: CommandRunner {
     private let counter = Atomic<Int>(0)
@@ -54,6 +57,9 @@ public final class ProcessRunner: CommandRunner {
     public init() {}
 
     public var spawned: Int { counter.load(ordering: .relaxed) }
+
+    /// Processes started by all `ProcessRunner`s of this process so far (what `plan --json` reports).
+    public static var spawnedByThisProcess: Int { spawnedByProcess.load(ordering: .relaxed) }
 
     public func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
         guard let exe = Self.resolve(argv[0]) else { throw CommandError.notFound(argv[0]) }
@@ -69,6 +75,7 @@ public final class ProcessRunner: CommandRunner {
         p.standardInput = stdin == nil ? FileHandle.nullDevice : inp
         try p.run()
         counter.add(1, ordering: .relaxed)
+        spawnedByProcess.add(1, ordering: .relaxed)
         if let stdin {
             inp.fileHandleForWriting.write(stdin)
             try? inp.fileHandleForWriting.close()

@@ -78,6 +78,8 @@ public enum Engine {
             let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
                                     systemdRunning: snapshot.systemdRunning, state: state)
+            let store = StateStore(root: root, settings: inputs.settings)
+            executor.persist = { try store.save($0) }
             report = executor.apply(plan, progress: progress)
             state = executor.state
         }

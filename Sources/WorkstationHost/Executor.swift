@@ -1,6 +1,10 @@
 import Foundation
 import WorkstationCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What an apply did.
 public struct ApplyReport: Sendable {
     public var applied: [Change] = []
@@ -22,6 +26,9 @@ public final class Executor {
     private let homes: HomeWriter
     private var unitFilesDirty = false
     public private(set) var state: WorkstationState
+    /// Called with the state after every change that altered it (an account created, a group, a membership), so a
+    /// run killed half-way still leaves a record of what workstation created. Engine saves `state.json` here.
+    public var persist: ((WorkstationState) throws -> Void)?
 
     public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState) {
         self.root = root
@@ -47,6 +54,7 @@ public final class Executor {
                 continue
             }
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
+            let before = state
             do {
                 try run(change)
                 report.applied.append(change)
@@ -56,6 +64,9 @@ public final class Executor {
                 notDone.insert(change.id)
                 report.failed.append((change, message))
                 journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
+            }
+            if state != before, let persist {
+                do { try persist(state) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
             }
         }
         if unitFilesDirty && systemdRunning {
@@ -89,7 +100,12 @@ public final class Executor {
             try runner.check(argv)
             state.accounts[spec.name] = .init(uid: spec.uid, created: true)
             state.addedMemberships[spec.name] = spec.groups
-            try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: false, mode: 0o700)
+            // useradd -m leaves a home that already existed as it was (root-owned, 0755 from a restore): take it
+            // over like the planner does for an existing account, the directory alone. A home owned by anyone
+            // else keeps its owner.
+            var st = stat()
+            let rootOwned = lstat(root.path(spec.home), &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_uid == 0
+            try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: rootOwned, mode: 0o700)
         case .addMembership(let user, let group):
             // usermod(8) -a: appends one supplementary group, leaves the others alone.
             try runner.check(["usermod"] + prefix + ["-aG", group, user])
