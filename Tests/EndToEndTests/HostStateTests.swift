@@ -148,7 +148,7 @@ import WorkstationHost
         let dir = try TempRoot(), inputs = try TempRoot()
         let root = HostRoot(dir.path)
         try Fixture.seed(dir)
-        let count = 30
+        let count = 8
         try inputs.write("/a.yaml", Fixture.roster(count: count, authentikPrefix: "id-"))
         try inputs.write("/b.yaml", Fixture.roster(count: count, authentikPrefix: "ak-"))
         let a = try Engine.load(InputPaths(roster: inputs.file("/a.yaml"), settings: Fixture.settingsPath), root: root)
