@@ -141,6 +141,45 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var retiredUids: [Int] = []
     /// Completion time of the last apply that verified clean (seconds since 1970).
     public var lastSuccessfulApply: Double?
+    /// What a run was about to do with a tool when it last saved: set just before useradd, groupadd or usermod
+    /// runs, cleared when it returns. A run killed meanwhile leaves it, and the tool may still finish on its own;
+    /// the next run settles it against the host (`settleIntents`). Absent in files written before it existed.
+    public var intents: Intents?
+
+    /// Tool runs in flight (see `intents`).
+    public struct Intents: Sendable, Hashable, Codable {
+        /// os_user -> the account useradd was creating.
+        public var accounts: [String: Account] = [:]
+        /// os_user -> the supplementary groups useradd -G was given.
+        public var accountGroups: [String: [String]] = [:]
+        public var groups: [String] = []
+        /// os_user -> groups usermod -aG was adding.
+        public var memberships: [String: [String]] = [:]
+        public init() {}
+        public var isEmpty: Bool { accounts.isEmpty && groups.isEmpty && memberships.isEmpty }
+    }
 
     public init() {}
+
+    /// Records as workstation's what an interrupted run's tools did (an account with the intended uid, a group, a
+    /// membership now present), and drops the rest: the next plan does it again.
+    public mutating func settleIntents(passwd: [PasswdEntry], groups hostGroups: [GroupEntry]) {
+        guard let i = intents else { return }
+        intents = nil
+        let uids = Dictionary(passwd.map { ($0.name, $0.uid) }, uniquingKeysWith: { a, _ in a })
+        let members = Dictionary(hostGroups.map { ($0.name, Set($0.members)) }, uniquingKeysWith: { a, _ in a })
+        func added(_ user: String, _ g: String) {
+            var list = addedMemberships[user] ?? []
+            if !list.contains(g) { list.append(g) }
+            addedMemberships[user] = list
+        }
+        for (name, a) in i.accounts.sorted(by: { $0.key < $1.key }) where uids[name] == a.uid {
+            accounts[name] = Account(uid: a.uid, created: true)
+            for g in i.accountGroups[name] ?? [] where members[g]?.contains(name) == true { added(name, g) }
+        }
+        for g in i.groups where members[g] != nil && !createdGroups.contains(g) { createdGroups.append(g) }
+        for (user, gs) in i.memberships.sorted(by: { $0.key < $1.key }) {
+            for g in gs where members[g]?.contains(user) == true { added(user, g) }
+        }
+    }
 }

@@ -74,6 +74,8 @@ public enum Engine {
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
         var report = ApplyReport()
         var state = snapshot.state
+        // A run killed while a tool ran: record what the tool did as workstation's before anything else.
+        state.settleIntents(passwd: snapshot.passwd, groups: snapshot.groups)
         if !plan.isEmpty {
             let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,

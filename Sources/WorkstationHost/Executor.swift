@@ -89,17 +89,27 @@ public final class Executor {
         case .createGroup(let name):
             // groupadd(8) --system: gid below 1000, so account uids and their private groups' gids stay equal.
             // Not idempotent (exit 9 when the group exists), so observe guards it.
+            try intend { $0.groups.append(name) }
             try runner.check(["groupadd"] + prefix + ["--system", name])
             if !state.createdGroups.contains(name) { state.createdGroups.append(name) }
+            settled { $0.groups.removeAll { $0 == name } }
         case .createAccount(let spec):
             // useradd(8): -m copies /etc/skel (its links stay links), -U makes the user private group.
             var argv = ["useradd"] + prefix + ["-m", "-U", "-u", String(spec.uid), "-d", spec.home, "-s", spec.shell, "-c", spec.comment,
                                               "-K", "HOME_MODE=0700"]
             if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
             argv.append(spec.name)
+            try intend {
+                $0.accounts[spec.name] = .init(uid: spec.uid, created: true)
+                $0.accountGroups[spec.name] = spec.groups
+            }
             try runner.check(argv)
             state.accounts[spec.name] = .init(uid: spec.uid, created: true)
             state.addedMemberships[spec.name] = spec.groups
+            settled {
+                $0.accounts[spec.name] = nil
+                $0.accountGroups[spec.name] = nil
+            }
             // useradd -m leaves a home that already existed as it was (root-owned, 0755 from a restore): take it
             // over like the planner does for an existing account, the directory alone. A home owned by anyone
             // else keeps its owner.
@@ -108,10 +118,12 @@ public final class Executor {
             try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: rootOwned, mode: 0o700)
         case .addMembership(let user, let group):
             // usermod(8) -a: appends one supplementary group, leaves the others alone.
+            try intend { $0.memberships[user, default: []].append(group) }
             try runner.check(["usermod"] + prefix + ["-aG", group, user])
             var added = state.addedMemberships[user] ?? []
             if !added.contains(group) { added.append(group) }
             state.addedMemberships[user] = added
+            settled { $0.memberships[user]?.removeAll { $0 == group } }
             recordAccount(user)
         case .secureHome(let user, let path, let chownTo, let mode):
             try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
@@ -137,6 +149,22 @@ public final class Executor {
                 try runner.check(["systemctl", "--root=\(root.directory)", "enable", name])
             }
         }
+    }
+
+    /// Records (and saves, via `persist`) what a tool is about to do, so a run killed while it runs still knows.
+    private func intend(_ edit: (inout WorkstationState.Intents) -> Void) throws {
+        var i = state.intents ?? .init()
+        edit(&i)
+        state.intents = i
+        try persist?(state)
+    }
+
+    /// Clears an intent once its tool returned (the caller's state save records the result).
+    private func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
+        guard var i = state.intents else { return }
+        edit(&i)
+        i.memberships = i.memberships.filter { !$0.value.isEmpty }
+        state.intents = i.isEmpty ? nil : i
     }
 
     /// Records an existing roster account workstation now manages (adopted, not created).

@@ -127,6 +127,9 @@ enum Invariants {
         // Two rosters with the same people and different IdP names: each run rewrites both derived files.
         try inputs.write("/a.yaml", Fixture.roster(count: count, authentikPrefix: "id-"))
         try inputs.write("/b.yaml", Fixture.roster(count: count, authentikPrefix: "ak-"))
+        // The example settings have 100 ports; 200 people need a wider range.
+        try inputs.write("/s.yaml", "units:\n  - { template: t3-serve@, port_range: [20000, 20999], port_env: T3CODE_PORT }\n")
+        let settings = inputs.file("/s.yaml")
         func ttydMap(_ prefix: String?) -> String {
             DerivedFileRenderer.header + (prefix.map { p in (0..<count).map { String(format: "\(p)u%04d=u%04d\n", $0, $0) }.sorted().joined() } ?? "")
         }
@@ -149,7 +152,7 @@ enum Invariants {
         var killed = 0
         for i in 0..<14 {
             let roster = i % 2 == 0 ? "/a.yaml" : "/b.yaml"
-            let run = try BackgroundRun(["apply", "--roster", inputs.file(roster), "--settings", Fixture.settingsPath, "--root", root.path])
+            let run = try BackgroundRun(["apply", "--roster", inputs.file(roster), "--settings", settings, "--root", root.path])
             let delay = UInt32.random(in: 30_000...2_500_000, using: &rng)
             usleep(delay)
             if run.process.isRunning {
@@ -164,11 +167,11 @@ enum Invariants {
         }
         #expect(killed > 0, "seed \(seed): no run was killed; the apply finished before every kill")
 
-        let final = try CLI.run(["apply", "--roster", inputs.file("/a.yaml"), "--settings", Fixture.settingsPath, "--root", root.path])
+        let final = try CLI.run(["apply", "--roster", inputs.file("/a.yaml"), "--settings", settings, "--root", root.path])
         #expect(final.status == 0, "seed \(seed): the apply after the kills did not converge: \(final.stderr.suffix(3000))")
         checkInvariants("after the final apply")
         #expect(root.read("/etc/ttyd-user-map") == validMaps[1])
-        let plan = try CLI.run(["plan", "--roster", inputs.file("/a.yaml"), "--settings", Fixture.settingsPath, "--root", root.path, "--detailed-exitcode"])
+        let plan = try CLI.run(["plan", "--roster", inputs.file("/a.yaml"), "--settings", settings, "--root", root.path, "--detailed-exitcode"])
         #expect(plan.status == 0, "seed \(seed): second plan not empty:\n\(plan.stdout.prefix(3000))")
         // Accounts created by a run that was killed are still recorded as created by workstation.
         let state = try StateStore(root: HostRoot(root.path), settings: Settings()).load()
