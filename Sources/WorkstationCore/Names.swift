@@ -24,8 +24,8 @@ public func accountNameProblem(_ name: String) -> String? {
         return "contains a control character (U+\(String(c.value, radix: 16, uppercase: true)))"
     }
     if name.contains(where: \.isWhitespace) { return "contains whitespace" }
-    if name.contains("@") { return "contains '@' (an IdP login is authentik_user, not os_user)" }
-    if name.contains("\\") { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
+    if name.utf8.contains(UInt8(ascii: "@")) { return "contains '@' (an IdP login is authentik_user, not os_user)" }
+    if name.utf8.contains(UInt8(ascii: "\\")) { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
     if name.contains(where: { $0.isUppercase }) { return "contains upper-case letters; useradd refuses them, use '\(name.lowercased())'" }
     if let first = name.first, first.isNumber { return "starts with a digit; systemd may run such a unit as root" }
     if name.first == "-" { return "starts with '-'" }
@@ -57,16 +57,16 @@ public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
         return "contains a control character"
     }
     if name.contains(where: \.isWhitespace) || name.contains(where: \.isNewline) { return "contains whitespace" }
-    if name.contains("=") { return "contains '=' (the ttyd map separator)" }
-    if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
-    if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
+    if name.utf8.contains(UInt8(ascii: "=")) { return "contains '=' (the ttyd map separator)" }
+    if name.utf8.contains(UInt8(ascii: "|")) { return "contains '|' (the group separator of X-authentik-groups)" }
+    if name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
     return nil
 }
 
 /// True for what a template or script writes when a variable was unset (`null`, `None`, `nil`, `undefined`), in
 /// any case. No person is named that; such a value in the roster is a generation bug, not a name.
 public func looksLikeMissingValue(_ s: String) -> Bool {
-    ["null", "none", "nil", "undefined"].contains(s.lowercased())
+    s.utf8.count <= 9 && ["null", "none", "nil", "undefined"].contains(s.lowercased())
 }
 
 /// DNS-1123 label, as Kubernetes requires for namespace names.
@@ -78,7 +78,7 @@ public func isDNSLabel(_ s: String) -> Bool {
 
 func isPlausibleEmail(_ s: String) -> Bool {
     let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-    return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && identityProblem(s, maxLength: 254) == nil
+    return parts.count == 2 && !parts[0].isEmpty && parts[1].utf8.contains(UInt8(ascii: ".")) && identityProblem(s, maxLength: 254) == nil
 }
 
 /// Shows a name safely in a message: control characters escaped.

@@ -67,7 +67,9 @@ public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDep
         throw fail(line, column, "nesting deeper than \(maxDepth) levels; simplify the document")
     }
     do {
-        guard let node = try Yams.compose(yaml: text) else { return nil }
+        // Resolver.basic: no implicit typing while composing (keys compare by their text, as they are read; the
+        // regex-based YAML 1.1 typing is applied only where a name is checked, see `implicitType`).
+        guard let node = try Yams.compose(yaml: text, .basic) else { return nil }
         if let (mark, problem) = sizeProblem(node, maxDepth: maxDepth, maxValues: maxValues) {
             throw fail(mark?.line ?? 0, mark?.column ?? 0, problem)
         }
@@ -245,7 +247,9 @@ extension YAMLValue {
                                   "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"]
         if words.contains(s.string) { return "a boolean" }
         if let f = s.string.unicodeScalars.first, f.properties.isAlphabetic, !["null", "Null", "NULL"].contains(s.string) { return nil }
-        switch Resolver.default.resolveTag(of: node) {
+        // A fresh node: the composed one's tag may already be resolved (Yams resolves key tags in place when it
+        // hashes them for its duplicate check).
+        switch Resolver.default.resolveTag(of: Node(s.string)) {
         case .bool: return "a boolean"
         case .int, .float: return "a number"
         case .null: return "null"
