@@ -86,7 +86,8 @@ public enum Engine {
             state = executor.state
         }
         state.ports = desired.ports
-        let (verification, _, _) = try Engine.plan(inputs, root: root)
+        // Verify by observing again, unless nothing ran: then, under the lock, the first plan is the verification.
+        let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root).0
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
         if state != snapshot.state || !plan.isEmpty {
             try StateStore(root: root, settings: inputs.settings).save(state)
