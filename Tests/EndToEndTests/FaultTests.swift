@@ -113,7 +113,7 @@ enum Invariants {
     }
 }
 
-@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: set WORKSTATION_SKIP_SLOW= to run")) struct FaultTests {
+@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: skipped while WORKSTATION_SKIP_SLOW is set")) struct FaultTests {
     /// kill -9 an apply of 200 users at many seeded moments; after each kill every derived file is one complete
     /// version (the previous or the next roster's), the account databases, journal and state parse; at the end one
     /// uninterrupted apply converges and a second plan is empty.

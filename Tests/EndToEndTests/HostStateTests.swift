@@ -110,7 +110,7 @@ import WorkstationHost
 
 /// Readers of the derived files (the dispatcher, the ttyd login shim) see only whole versions while apply rewrites
 /// them, and an invalid roster leaves the last good versions in place.
-@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: set WORKSTATION_SKIP_SLOW= to run")) struct RegenerationReaderTests {
+@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: skipped while WORKSTATION_SKIP_SLOW is set")) struct RegenerationReaderTests {
     final class Reader: @unchecked Sendable {
         let paths: [String]
         let valid: [[Data]]

@@ -9,7 +9,7 @@ import WorkstationHost
 
 /// Random rosters applied to random pre-existing hosts (seeded): apply never removes or rewrites an account, group
 /// membership, file, link or directory it did not create, and a second plan is always empty.
-@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: set WORKSTATION_SKIP_SLOW= to run")) struct PropertyTests {
+@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: skipped while WORKSTATION_SKIP_SLOW is set")) struct PropertyTests {
     static let pool = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
     static let handGroups = ["devs", "ops"]
 
