@@ -59,7 +59,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         }
         if !e.isAdopted {
             for g in e.groups {
-                if let host = snapshot.group(g), host.gid < snapshot.uidRange.lowerBound {
+                if let host = snapshot.group(g), host.gid < snapshot.uidRange.lowerBound, !state.createdGroups.contains(g) {
                     out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is a system group (gid \(host.gid)); extra groups must be ordinary groups (gid \(snapshot.uidRange.lowerBound) or above)"))
                 } else if g != e.osUser, snapshot.account(g) != nil || roster[g] != nil {
                     out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is the private group of account '\(g)'; membership would give access to their files"))
@@ -89,6 +89,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     for e in roster.entries where !e.isAdopted && uids[e.osUser] == nil {
         var candidate = snapshot.uidRange.lowerBound
         while takenUids.contains(candidate) && candidate < snapshot.uidRange.upperBound { candidate += 1 }
+        if takenUids.contains(candidate) {
+            out.diagnostics.append(Diagnostic(e.location, "no free uid left for '\(e.osUser)' in UID_MIN-UID_MAX (\(snapshot.uidRange.lowerBound)-\(snapshot.uidRange.upperBound), login.defs); pin a uid or widen the range"))
+        }
         uids[e.osUser] = candidate
         takenUids.insert(candidate)
     }
@@ -123,12 +126,13 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os], unit.portRange.contains(found), free(found) {
                 port = found
             } else {
+                func taken(_ port: Int) -> Bool { !free(port) || claimed[port] != nil || inLiveDispatch.contains(port) }
                 port = unit.portRange.lowerBound
-                while port <= unit.portRange.upperBound && (!free(port) || claimed[port] != nil || inLiveDispatch.contains(port)) { port += 1 }
-                if port > unit.portRange.upperBound {
+                while port < unit.portRange.upperBound && taken(port) { port += 1 }
+                if taken(port) {
+                    // Every port of the range is in use: handing out the last one again would route two people to one port.
                     let at = roster[p.os]?.location ?? SourceLocation(file: "workstation.yaml", line: 0, column: 0)
-                    out.diagnostics.append(Diagnostic(at, "no free port left for \(unit.instance(p.os)) in \(unit.portRange.lowerBound)-\(unit.portRange.upperBound); widen units[].port_range in settings"))
-                    continue
+                    out.diagnostics.append(Diagnostic(at, "no free port left for '\(p.os)' in the port_range of \(unit.template) (\(unit.portRange.lowerBound)-\(unit.portRange.upperBound), \(unit.portRange.count) ports); widen port_range in workstation.yaml"))
                 }
             }
             chosen.insert(port)

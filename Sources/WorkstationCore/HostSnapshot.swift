@@ -80,8 +80,18 @@ public struct PathState: Sendable, Hashable, Codable {
 
 /// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.
 public struct HostSnapshot: Sendable, Hashable {
-    public var passwd: [PasswdEntry] = []
-    public var groups: [GroupEntry] = []
+    public var passwd: [PasswdEntry] = [] { didSet { accountIndex = Self.firstIndex(passwd.map(\.name)) } }
+    public var groups: [GroupEntry] = [] {
+        didSet {
+            groupIndex = Self.firstIndex(groups.map(\.name))
+            memberIndex = groupIndex.mapValues { Set(groups[$0].members) }
+        }
+    }
+    // Lookups by name are hashed, not scanned: the planner asks for each user's account and groups, which made a
+    // plan of n users O(n^2) with linear search. Derived from passwd and groups, kept in step by didSet.
+    private var accountIndex: [String: Int] = [:]
+    private var groupIndex: [String: Int] = [:]
+    private var memberIndex: [String: Set<String>] = [:]
     public var shadow: [String: ShadowEntry] = [:]
     /// Paths observed on request (homes, links, derived files, drop-ins, unit templates).
     public var paths: [String: PathState] = [:]
@@ -103,8 +113,19 @@ public struct HostSnapshot: Sendable, Hashable {
 
     public init() {}
 
-    public func account(_ name: String) -> PasswdEntry? { passwd.first { $0.name == name } }
-    public func group(_ name: String) -> GroupEntry? { groups.first { $0.name == name } }
+    /// The first `passwd` line named `name`, as `getpwnam(3)` finds it.
+    public func account(_ name: String) -> PasswdEntry? { accountIndex[name].map { passwd[$0] } }
+    /// The first `group` line named `name`, as `getgrnam(3)` finds it.
+    public func group(_ name: String) -> GroupEntry? { groupIndex[name].map { groups[$0] } }
+    /// True when `user` is listed as a member of `group` (in that group's first line).
+    public func isMember(_ user: String, of group: String) -> Bool { memberIndex[group]?.contains(user) == true }
+
+    private static func firstIndex(_ names: [String]) -> [String: Int] {
+        var out: [String: Int] = [:]
+        out.reserveCapacity(names.count)
+        for (i, n) in names.enumerated() where out[n] == nil { out[n] = i }
+        return out
+    }
     public func path(_ p: String) -> PathState { paths[p] ?? .absent }
 
     /// Supplementary groups of `user` (membership lists in `/etc/group`).
@@ -167,5 +188,46 @@ public struct WorkstationState: Sendable, Hashable, Codable {
         identities = try c.decodeIfPresent([String: RecordedIdentity].self, forKey: .identities) ?? [:]
         homeFiles = try c.decodeIfPresent([String: [String]].self, forKey: .homeFiles)
         ownedFiles = try c.decodeIfPresent([String].self, forKey: .ownedFiles)
+        intents = try c.decodeIfPresent(Intents.self, forKey: .intents)
+    }
+
+    /// What a run was about to do with a tool when it last saved: set just before useradd, groupadd or usermod
+    /// runs, cleared when it returns. A run killed meanwhile leaves it, and the tool may still finish on its own;
+    /// the next run settles it against the host (`settleIntents`). Absent in files written before it existed.
+    public var intents: Intents?
+
+    /// Tool runs in flight (see `intents`).
+    public struct Intents: Sendable, Hashable, Codable {
+        /// os_user -> the account useradd was creating.
+        public var accounts: [String: Account] = [:]
+        /// os_user -> the supplementary groups useradd -G was given.
+        public var accountGroups: [String: [String]] = [:]
+        public var groups: [String] = []
+        /// os_user -> groups usermod -aG was adding.
+        public var memberships: [String: [String]] = [:]
+        public init() {}
+        public var isEmpty: Bool { accounts.isEmpty && groups.isEmpty && memberships.isEmpty }
+    }
+
+    /// Records as workstation's what an interrupted run's tools did (an account with the intended uid, a group, a
+    /// membership now present), and drops the rest: the next plan does it again.
+    public mutating func settleIntents(passwd: [PasswdEntry], groups hostGroups: [GroupEntry]) {
+        guard let i = intents else { return }
+        intents = nil
+        let uids = Dictionary(passwd.map { ($0.name, $0.uid) }, uniquingKeysWith: { a, _ in a })
+        let members = Dictionary(hostGroups.map { ($0.name, Set($0.members)) }, uniquingKeysWith: { a, _ in a })
+        func added(_ user: String, _ g: String) {
+            var list = addedMemberships[user] ?? []
+            if !list.contains(g) { list.append(g) }
+            addedMemberships[user] = list
+        }
+        for (name, a) in i.accounts.sorted(by: { $0.key < $1.key }) where uids[name] == a.uid {
+            accounts[name] = Account(uid: a.uid, created: true)
+            for g in i.accountGroups[name] ?? [] where members[g]?.contains(name) == true { added(name, g) }
+        }
+        for g in i.groups where members[g] != nil && !createdGroups.contains(g) { createdGroups.append(g) }
+        for (user, gs) in i.memberships.sorted(by: { $0.key < $1.key }) {
+            for g in gs where members[g]?.contains(user) == true { added(user, g) }
+        }
     }
 }

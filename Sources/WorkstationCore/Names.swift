@@ -18,13 +18,14 @@ public let reservedAccountNames: Set<String> = [
 public func accountNameProblem(_ name: String) -> String? {
     if name.isEmpty { return "is empty" }
     if name.count > 31 { return "is \(name.count) characters; at most 31 (systemd and useradd limits)" }
+    if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
     if name.allSatisfy({ $0.isASCII && $0.isNumber }) { return "is all digits; tools would read it as a uid" }
     if let c = name.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
         return "contains a control character (U+\(String(c.value, radix: 16, uppercase: true)))"
     }
     if name.contains(where: \.isWhitespace) { return "contains whitespace" }
-    if name.contains("@") { return "contains '@' (an IdP login is authentik_user, not os_user)" }
-    if name.contains("\\") { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
+    if name.utf8.contains(UInt8(ascii: "@")) { return "contains '@' (an IdP login is authentik_user, not os_user)" }
+    if name.utf8.contains(UInt8(ascii: "\\")) { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
     if name.contains(where: { $0.isUppercase }) { return "contains upper-case letters; useradd refuses them, use '\(name.lowercased())'" }
     if let first = name.first, first.isNumber { return "starts with a digit; systemd may run such a unit as root" }
     if name.first == "-" { return "starts with '-'" }
@@ -51,6 +52,7 @@ public func isValidGroupName(_ name: String) -> Bool {
 public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
     if name.isEmpty { return "is empty" }
     if name.count > maxLength { return "is \(name.count) characters; ttyd passes on at most \(maxLength)" }
+    if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
     if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
         return "contains a control character"
     }
@@ -65,6 +67,12 @@ public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
     return nil
 }
 
+/// True for what a template or script writes when a variable was unset (`null`, `None`, `nil`, `undefined`), in
+/// any case. No person is named that; such a value in the roster is a generation bug, not a name.
+public func looksLikeMissingValue(_ s: String) -> Bool {
+    s.utf8.count <= 9 && ["null", "none", "nil", "undefined"].contains(s.lowercased())
+}
+
 /// DNS-1123 label, as Kubernetes requires for namespace names.
 public func isDNSLabel(_ s: String) -> Bool {
     guard !s.isEmpty, s.count <= 63, let f = s.first, let l = s.last else { return false }
@@ -74,7 +82,7 @@ public func isDNSLabel(_ s: String) -> Bool {
 
 func isPlausibleEmail(_ s: String) -> Bool {
     let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-    return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && identityProblem(s, maxLength: 254) == nil
+    return parts.count == 2 && !parts[0].isEmpty && parts[1].utf8.contains(UInt8(ascii: ".")) && identityProblem(s, maxLength: 254) == nil
 }
 
 /// Shows a name safely in a message: control characters escaped.

@@ -93,7 +93,7 @@ public struct Planner {
                 action: .createAccount(spec), dependsOn: u.groups.filter { o.group($0) == nil }.map { "group:\($0)" }))
         }
         // Admin rights on a non-admin are a violation; removing them is a revoke, never an apply change.
-        for g in settings.accounts.forbiddenGroups where o.group(g)?.members.contains(u.osUser) == true {
+        for g in settings.accounts.forbiddenGroups where o.isMember(u.osUser, of: g) {
             out.append(Change(
                 id: "violation:\(u.osUser):\(g)", user: u.osUser, kind: .pending, safety: .revoke,
                 summary: "\(u.osUser) is in group \(g), which a \(u.entry.tier.rawValue) must not hold",
@@ -105,7 +105,7 @@ public struct Planner {
 
     func membershipChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         guard u.accountExists else { return [] }  // useradd -G sets them at creation
-        return u.groups.filter { o.group($0)?.members.contains(u.osUser) != true }.map { g in
+        return u.groups.filter { !o.isMember(u.osUser, of: $0) }.map { g in
             Change(id: "membership:\(u.osUser):\(g)", user: u.osUser, kind: .create, safety: .additive,
                    summary: "add \(u.osUser) to group \(g)", fields: [FieldChange("groups", nil, "+\(g)")],
                    action: .addMembership(user: u.osUser, group: g), dependsOn: o.group(g) == nil ? ["group:\(g)"] : [])
@@ -152,6 +152,9 @@ public struct Planner {
         var out: [Change] = []
         let claude = joinPath(u.home, ".claude")
         let accountDep = u.accountExists ? [] : ["account:\(u.osUser)"]
+        // An existing account whose home is missing or not a directory: homeChanges reports the conflict; nothing
+        // can be created under it (and every run would fail trying).
+        if u.accountExists && o.path(u.home).kind != .directory { return [] }
         switch o.path(claude).kind {
         case .absent:
             out.append(Change(id: "dir:\(claude)", user: u.osUser, kind: .create, safety: .additive,
@@ -280,8 +283,8 @@ public struct Planner {
         if let data = o.path(settings.derived.dispatch).content, let map = try? DispatchMap.decode(data) {
             previous.formUnion(map.users.values.map(\.osUser))
         }
-        let admins = Set(o.group(settings.accounts.adminGroup)?.members ?? [])
-            .union(o.passwd.filter { $0.gid == o.group(settings.accounts.adminGroup)?.gid }.map(\.name))
+        let adminGroup = o.group(settings.accounts.adminGroup)
+        let admins = Set(adminGroup?.members ?? []).union(o.passwd.filter { $0.gid == adminGroup?.gid }.map(\.name))
         return previous.subtracting(kept).intersection(admins).sorted().map { name in
             Refusal(gate: "lockout guard", message: """
                 this run would drop '\(name)', who holds admin rights (group \(settings.accounts.adminGroup)), from \

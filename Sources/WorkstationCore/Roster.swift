@@ -121,6 +121,9 @@ public struct Roster: Sendable, Hashable, Codable {
         var entries: [RosterEntry] = []
         if let top = KeyedReader(doc, what: "the roster", known: ["users"], diags), let users = top["users"] {
             for pair in users.mapping("users", diags) ?? [] {
+                if let type = pair.keyValue.implicitType {
+                    diags.error(pair.keyValue.location, "os_user '\(printable(pair.key))' is written bare, which YAML 1.1 readers take as \(type); quote it (\"\(printable(pair.key))\") if you mean the name")
+                }
                 if let e = parseEntry(osUser: pair.key, keyLocation: pair.keyValue.location, pair.value, diags) {
                     entries.append(e)
                 }
@@ -135,8 +138,8 @@ public struct Roster: Sendable, Hashable, Codable {
     private static func parseEntry(osUser: String, keyLocation: SourceLocation, _ v: YAMLValue, _ diags: DiagnosticCollector) -> RosterEntry? {
         let what = "entry '\(osUser)'"
         guard let r = KeyedReader(v, what: what, known: entryKeys, diags) else { return nil }
-        let authentik = r.required("authentik_user", diags)?.string("authentik_user", diags)
-        let k8s = r.required("k8s_user", diags)?.string("k8s_user", diags)
+        let authentik = r.required("authentik_user", diags)?.name("authentik_user", diags)
+        let k8s = r.required("k8s_user", diags)?.name("k8s_user", diags)
         var tier: Tier?
         if let tv = r.required("tier", diags), let t = tv.string("tier", diags) {
             tier = Tier(rawValue: t)
@@ -144,7 +147,7 @@ public struct Roster: Sendable, Hashable, Codable {
                 diags.error(tv.location, "tier must be one of admin, power-user, namespace-owner, got '\(t)'")
             }
         }
-        let namespaces = r["namespaces"]?.stringList("namespaces", diags) ?? []
+        let namespaces = r["namespaces"]?.nameList("namespaces", diags) ?? []
         if let tier {
             if tier == .namespaceOwner && namespaces.isEmpty {
                 diags.error(r["namespaces"]?.location ?? keyLocation,
@@ -158,7 +161,7 @@ public struct Roster: Sendable, Hashable, Codable {
         for (ns, loc) in namespaces where !isDNSLabel(ns) {
             diags.error(loc, "namespace '\(ns)' is not a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)")
         }
-        let email = r["email"]?.string("email", diags)
+        let email = r["email"]?.name("email", diags)
         if let email, let ev = r["email"], !isPlausibleEmail(email) {
             diags.error(ev.location, "email '\(printable(email))' is not an address like alice@example.org")
         }
@@ -170,8 +173,8 @@ public struct Roster: Sendable, Hashable, Codable {
                 if let n = p.value.integer("ports.\(p.key)", diags, range: 1024...65535) { ports[p.key] = n }
             }
         }
-        let groups = r["groups"]?.stringList("groups", diags) ?? []
-        let flags = r["flags"]?.stringList("flags", diags) ?? []
+        let groups = r["groups"]?.nameList("groups", diags) ?? []
+        let flags = r["flags"]?.nameList("flags", diags) ?? []
         var repo: RepoSource?
         if let rv = r["repo"], let rr = KeyedReader(rv, what: "\(what) repo", known: ["url", "branch"], diags) {
             if let url = rr.required("url", diags)?.string("repo.url", diags) {

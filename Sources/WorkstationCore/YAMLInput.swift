@@ -31,9 +31,10 @@ public final class DiagnosticCollector {
 /// Reads one YAML file into a located tree.
 ///
 /// - Throws: `ValidationFailure` with one located diagnostic for: invalid UTF-8, a byte-order mark, a document over
-///   `maxBytes`, flow nesting deeper than `maxDepth`, a YAML syntax error, or a duplicated key at any level
+///   `maxBytes`, nesting deeper than `maxDepth` (flow, compact `- - -` or indented), more than `maxValues` values
+///   once aliases are expanded (an alias "bomb"), a YAML syntax error, or a duplicated key at any level
 ///   (YAML 1.2 section 3.2.1.1: keys are unique).
-public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDepth: Int = 64) throws -> YAMLValue? {
+public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDepth: Int = 64, maxValues: Int = 500_000) throws -> YAMLValue? {
     func fail(_ line: Int, _ column: Int, _ message: String) -> ValidationFailure {
         ValidationFailure([Diagnostic(SourceLocation(file: file, line: line, column: column), message)])
     }
@@ -62,8 +63,16 @@ public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDep
     if let (line, column) = flowNestingBeyond(maxDepth, in: text) {
         throw fail(line, column, "nesting deeper than \(maxDepth) levels; simplify the document")
     }
+    if let (line, column) = compactNestingBeyond(maxDepth, in: text) {
+        throw fail(line, column, "nesting deeper than \(maxDepth) levels; simplify the document")
+    }
     do {
-        guard let node = try Yams.compose(yaml: text) else { return nil }
+        // Resolver.basic: no implicit typing while composing (keys compare by their text, as they are read; the
+        // regex-based YAML 1.1 typing is applied only where a name is checked, see `implicitType`).
+        guard let node = try Yams.compose(yaml: text, .basic) else { return nil }
+        if let (mark, problem) = sizeProblem(node, maxDepth: maxDepth, maxValues: maxValues) {
+            throw fail(mark?.line ?? 0, mark?.column ?? 0, problem)
+        }
         return YAMLValue(node: node, file: file)
     } catch let error as YamlError {
         switch error {
@@ -91,10 +100,63 @@ private func firstControlCharacter(in text: String) -> (Int, Int)? {
             column = 1
             continue
         }
-        if scalar.value < 0x20 && scalar != "\r" || scalar.value == 0x7F {
+        if scalar.value < 0x20 && scalar != "\r" || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0xFEFF {
             return (line, column)
         }
         column += 1
+    }
+    return nil
+}
+
+/// Compact block collections (`- - - x`, `? ? x`) nest on one line without indentation; the composer recurses once
+/// per level, so bound them before it runs.
+private func compactNestingBeyond(_ limit: Int, in text: String) -> (Int, Int)? {
+    var line = 1
+    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        defer { line += 1 }
+        var depth = 0
+        var column = 1
+        var rest = raw.unicodeScalars[...]
+        while let c = rest.first, c == " " {
+            rest = rest.dropFirst()
+            column += 1
+        }
+        while let c = rest.first, c == "-" || c == "?", rest.dropFirst().first == " " {
+            depth += 1
+            if depth > limit { return (line, column) }
+            rest = rest.dropFirst(2)
+            column += 2
+            while let s = rest.first, s == " " {
+                rest = rest.dropFirst()
+                column += 1
+            }
+        }
+    }
+    return nil
+}
+
+/// Walks the composed tree without recursion and reports the first place it nests deeper than `maxDepth`, or the
+/// value at which it holds more than `maxValues` values. Aliases are already expanded in the tree (each alias is a
+/// copy of its anchor), so a few lines of anchors can stand for billions of values; the walk stops at the limit.
+private func sizeProblem(_ root: Node, maxDepth: Int, maxValues: Int) -> (Mark?, String)? {
+    var stack: [(Node, Int)] = [(root, 1)]
+    var count = 0
+    while let (node, depth) = stack.popLast() {
+        count += 1
+        if count > maxValues {
+            return (node.mark, "the document holds more than \(maxValues) values once its aliases are expanded; write the roster out without alias chains")
+        }
+        if depth > maxDepth { return (node.mark, "nesting deeper than \(maxDepth) levels; simplify the document") }
+        switch node {
+        case .mapping(let m):
+            for (k, v) in m.reversed() {
+                stack.append((v, depth + 1))
+                stack.append((k, depth + 1))
+            }
+        case .sequence(let seq):
+            for item in seq.reversed() { stack.append((item, depth + 1)) }
+        default: break
+        }
     }
     return nil
 }
@@ -168,6 +230,39 @@ extension YAMLValue {
         return s.string
     }
 
+    /// A name (an identity, a group, a namespace): `string`, refusing a plain scalar that YAML 1.1 readers type as
+    /// something else (`no`, `off`, `yes`, `null`, `1001`, `0700`, `2026-01-01`, `.inf`), so every tool that reads
+    /// the same roster (Terraform's yamldecode, PyYAML...) sees the same text. Quoting makes it a string everywhere.
+    public func name(_ what: String, _ diags: DiagnosticCollector) -> String? {
+        guard let text = string(what, diags) else { return nil }
+        if let type = implicitType { 
+            diags.error(location, "\(what) is written as a bare '\(printable(text))', which YAML 1.1 readers take as \(type); quote it (\"\(printable(text))\") if you mean the text")
+            return nil
+        }
+        return text
+    }
+
+    /// For a plain (unquoted) scalar that YAML 1.1's implicit typing resolves to something other than a string,
+    /// what it resolves to ("a boolean", "a number", "null", "a date"); nil for strings and quoted scalars.
+    public var implicitType: String? {
+        guard case .scalar(let s) = node, s.style == .plain else { return nil }
+        // Cheap first: names that start with a letter and are not yes/no/on/off/true/false/null words are strings.
+        let words: Set<String> = ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+                                  "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"]
+        if words.contains(s.string) { return "a boolean" }
+        if let f = s.string.unicodeScalars.first, f.properties.isAlphabetic, !["null", "Null", "NULL"].contains(s.string) { return nil }
+        // A fresh node: the composed one's tag may already be resolved (Yams resolves key tags in place when it
+        // hashes them for its duplicate check).
+        switch Resolver.default.resolveTag(of: Node(s.string)) {
+        case .bool: return "a boolean"
+        case .int, .float: return "a number"
+        case .null: return "null"
+        case .timestamp: return "a date"
+        case .merge, .value: return "a YAML key word"
+        default: return nil
+        }
+    }
+
     /// A decimal integer written without sign, leading zeros or underscores (so `0700` and `01001` are refused,
     /// since YAML 1.1 reads them as octal).
     public func integer(_ what: String, _ diags: DiagnosticCollector, range: ClosedRange<Int>) -> Int? {
@@ -201,14 +296,23 @@ extension YAMLValue {
 
     /// A list of scalars; a single scalar is refused so a forgotten `[ ]` is caught.
     public func stringList(_ what: String, _ diags: DiagnosticCollector) -> [(String, SourceLocation)]? {
+        list(what, diags) { $0.string("an item of \(what)", diags) }
+    }
+
+    /// A list of names (`name(_:_:)` for each item: bare `no`, `1001` are refused).
+    public func nameList(_ what: String, _ diags: DiagnosticCollector) -> [(String, SourceLocation)]? {
+        list(what, diags) { $0.name("an item of \(what)", diags) }
+    }
+
+    private func list(_ what: String, _ diags: DiagnosticCollector, _ item: (YAMLValue) -> String?) -> [(String, SourceLocation)]? {
         guard case .sequence(let seq) = node else {
             diags.error(location, "\(what) must be a list, e.g. [a, b]")
             return nil
         }
         var out: [(String, SourceLocation)] = []
-        for item in seq {
-            let v = YAMLValue(node: item, file: file)
-            if let s = v.string("an item of \(what)", diags) { out.append((s, v.location)) }
+        for i in seq {
+            let v = YAMLValue(node: i, file: file)
+            if let s = item(v) { out.append((s, v.location)) }
         }
         return out
     }

@@ -59,18 +59,20 @@ public enum CommandError: Error, CustomStringConvertible {
     }
 }
 
+/// Processes started by every `ProcessRunner` of this process (the one boundary through which workstation spawns).
+private let spawnedByProcess = Atomic<Int>(0)
+
 /// The live runner: `Foundation.Process`, with a fixed `PATH` so a caller's environment cannot redirect root's tools.
 public final class ProcessRunner: CommandRunner {
     private let counter = Atomic<Int>(0)
-    private static let processWide = Atomic<Int>(0)
-
-    /// Processes started by every `ProcessRunner` in this process: what `--json` reports as `processes_spawned`.
-    public static var totalSpawned: Int { processWide.load(ordering: .relaxed) }
     public static let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     public init() {}
 
     public var spawned: Int { counter.load(ordering: .relaxed) }
+
+    /// Processes started by all `ProcessRunner`s of this process so far (what `plan --json` reports).
+    public static var spawnedByThisProcess: Int { spawnedByProcess.load(ordering: .relaxed) }
 
     public func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
         try spawn(argv, environment: environment, stdin: stdin, onStderr: nil)
@@ -94,7 +96,7 @@ public final class ProcessRunner: CommandRunner {
         p.standardInput = stdin == nil ? FileHandle.nullDevice : inp
         try p.run()
         counter.add(1, ordering: .relaxed)
-        Self.processWide.add(1, ordering: .relaxed)
+        spawnedByProcess.add(1, ordering: .relaxed)
         if let stdin {
             inp.fileHandleForWriting.write(stdin)
             try? inp.fileHandleForWriting.close()

@@ -109,6 +109,8 @@ public enum Engine {
         }
         var report = ApplyReport()
         var state = snapshot.state
+        // A run killed while a tool ran: record what the tool did as workstation's before anything else.
+        state.settleIntents(passwd: snapshot.passwd, groups: snapshot.groups)
         let journal = overridden.isEmpty && plan.isEmpty
             ? nil : try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
         for r in overridden {
@@ -121,11 +123,14 @@ public enum Engine {
         if !plan.isEmpty {
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
                                     systemdRunning: snapshot.systemdRunning, state: state, clients: clients)
+            let store = StateStore(root: root, settings: inputs.settings)
+            executor.persist = { try store.save($0) }
             report = executor.apply(plan, progress: progress)
             state = executor.state
         }
         state.ports = desired.ports
-        let (verification, _, _) = try Engine.plan(inputs, root: root, clients: clients)
+        // Verify by observing again, unless nothing ran: then, under the lock, the first plan is the verification.
+        let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root, clients: clients).0
         LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
         if state != snapshot.state || !plan.isEmpty {

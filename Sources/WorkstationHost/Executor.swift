@@ -6,6 +6,10 @@ import WorkstationIntegrations
     import Glibc
 #endif
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What an apply did.
 public struct ApplyReport: Sendable {
     public var applied: [Change] = []
@@ -32,6 +36,9 @@ public final class Executor {
     private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning)
     /// os_user -> the verified archive an `archiveHome` change wrote in this run.
     public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
+    /// Called with the state after every change that altered it (an account created, a group, a membership), so a
+    /// run killed half-way still leaves a record of what workstation created. Engine saves `state.json` here.
+    public var persist: ((WorkstationState) throws -> Void)?
 
     public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
                 clients: IntegrationClients = IntegrationClients()) {
@@ -68,6 +75,7 @@ public final class Executor {
                 continue
             }
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
+            let before = state
             do {
                 try run(change, progress: progress)
                 report.applied.append(change)
@@ -77,6 +85,9 @@ public final class Executor {
                 notDone.insert(change.id)
                 report.failed.append((change, message))
                 journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
+            }
+            if state != before, let persist {
+                do { try persist(state) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
             }
         }
         if unitFilesDirty && systemdRunning {
@@ -99,8 +110,10 @@ public final class Executor {
         case .createGroup(let name):
             // groupadd(8) --system: gid below 1000, so account uids and their private groups' gids stay equal.
             // Not idempotent (exit 9 when the group exists), so observe guards it.
+            try intend { $0.groups.append(name) }
             try runner.check(["groupadd"] + prefix + ["--system", name])
             if !state.createdGroups.contains(name) { state.createdGroups.append(name) }
+            settled { $0.groups.removeAll { $0 == name } }
         case .createAccount(let spec):
             // useradd(8): -m copies the skeleton (its links stay links), -U makes the user private group.
             // With --prefix, useradd still reads the host's /etc/skel, so the root's skeleton is named with -k.
@@ -109,16 +122,31 @@ public final class Executor {
             if !root.isSystem { argv += ["-k", root.path("/etc/skel")] }
             if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
             argv.append(spec.name)
+            try intend {
+                $0.accounts[spec.name] = .init(uid: spec.uid, created: true)
+                $0.accountGroups[spec.name] = spec.groups
+            }
             try runner.check(argv)
             state.accounts[spec.name] = .init(uid: spec.uid, created: true)
             state.addedMemberships[spec.name] = spec.groups
-            try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: false, mode: 0o700)
+            settled {
+                $0.accounts[spec.name] = nil
+                $0.accountGroups[spec.name] = nil
+            }
+            // useradd -m leaves a home that already existed as it was (root-owned, 0755 from a restore): take it
+            // over like the planner does for an existing account, the directory alone. A home owned by anyone
+            // else keeps its owner.
+            var st = stat()
+            let rootOwned = lstat(root.path(spec.home), &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_uid == 0
+            try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: rootOwned, mode: 0o700)
         case .addMembership(let user, let group):
             // usermod(8) -a: appends one supplementary group, leaves the others alone.
+            try intend { $0.memberships[user, default: []].append(group) }
             try runner.check(["usermod"] + prefix + ["-aG", group, user])
             var added = state.addedMemberships[user] ?? []
             if !added.contains(group) { added.append(group) }
             state.addedMemberships[user] = added
+            settled { $0.memberships[user]?.removeAll { $0 == group } }
             recordAccount(user)
         case .secureHome(let user, let path, let chownTo, let mode):
             try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
@@ -194,6 +222,22 @@ public final class Executor {
             if unlink(root.path(path)) != 0 && errno != ENOENT { throw FileWriteError(path: root.path(path), operation: "unlink", errno: errno) }
             if path.hasPrefix("/etc/systemd/") { unitFilesDirty = true }
         }
+    }
+
+    /// Records (and saves, via `persist`) what a tool is about to do, so a run killed while it runs still knows.
+    private func intend(_ edit: (inout WorkstationState.Intents) -> Void) throws {
+        var i = state.intents ?? .init()
+        edit(&i)
+        state.intents = i
+        try persist?(state)
+    }
+
+    /// Clears an intent once its tool returned (the caller's state save records the result).
+    private func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
+        guard var i = state.intents else { return }
+        edit(&i)
+        i.memberships = i.memberships.filter { !$0.value.isEmpty }
+        state.intents = i.isEmpty ? nil : i
     }
 
     /// Records an existing roster account workstation now manages (adopted, not created).

@@ -112,7 +112,10 @@ public struct Observer: Sendable {
         }
         var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
         if kind == .symlink {
-            result.linkTarget = try? FileManager.default.destinationOfSymbolicLink(atPath: full)
+            // readlink(2) directly: FileManager's wrapper costs more than the system call, once per watched link.
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(full, &buf, buf.count - 1)
+            result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         } else if kind == .file && readContent && st.st_size <= 4 << 20 {
             result.content = FileManager.default.contents(atPath: full)
         }

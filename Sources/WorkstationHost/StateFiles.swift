@@ -122,8 +122,9 @@ public final class Journal: @unchecked Sendable {
         let dir = root.path(settings.stateDirectory)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = dir + "/journal.jsonl"
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
+        Journal.terminateTornTail(fd)
         self.run = run
     }
 

@@ -45,7 +45,7 @@ struct ApplyCommand: ParsableCommand {
                 "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
                 "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
                 "not_converged": outcome.verification.actionable.map(\.id),
-                "processes_spawned": ProcessRunner.totalSpawned,
+                "processes_spawned": ProcessRunner.spawnedByThisProcess,
             ]))
         } else {
             print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")

@@ -26,7 +26,7 @@ struct PlanCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.totalSpawned]))
+            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess]))
         } else {
             print(PlanRenderer.human(plan, color: useColor), terminator: "")
         }

@@ -32,6 +32,13 @@ enum CLI {
     }
 }
 
+extension CLI {
+    /// Runs a system tool (tar, sha256sum, setfacl, ...), not workstation, and captures its output.
+    static func runTool(_ exe: String, _ args: [String]) throws -> CLIResult {
+        try capture(exe, args, environment: ProcessInfo.processInfo.environment)
+    }
+}
+
 /// Runs a program with exactly `environment`, standard input empty, and captures both outputs.
 func capture(_ executable: String, _ args: [String], environment: [String: String]) throws -> CLIResult {
     let p = Process()

@@ -248,6 +248,6 @@ extension PlannerFixtureTests {
         settings.units = [PerUserUnit(template: "t3-serve@", portRange: 3774...3775, portEnvironment: "T3CODE_PORT")]
         let r = try Roster.parse(Data(Self.roster.utf8), file: "roster.yaml", settings: settings)
         let d = desire(roster: r, settings: settings, snapshot: Self.freshHost())
-        #expect(d.diagnostics.map(\.description) == ["roster.yaml:4:3: error: no free port left for t3-serve@bob.service in 3774-3775; widen units[].port_range in settings"])
+        #expect(d.diagnostics.map(\.description) == ["roster.yaml:4:3: error: no free port left for 'bob' in the port_range of t3-serve@ (3774-3775, 2 ports); widen port_range in workstation.yaml"])
     }
 }

@@ -80,8 +80,10 @@ import Testing
         #expect(error.diagnostics.map(\.location.line) == [2, 3, 4])
     }
 
+    /// Quoted, `no`, `off`, `0700` stay the strings they look like; written bare, a YAML 1.1 reader would take them
+    /// as a boolean or a number, so they are refused with the fix rather than read either way.
     @Test func implicitTypingNeverChangesMeaning() throws {
-        let yaml = "users:\n  no: { authentik_user: off, k8s_user: 'yes', tier: power-user, groups: [on], flags: [0700, 'null'] }\n"
+        let yaml = "users:\n  'no': { authentik_user: 'off', k8s_user: \"yes\", tier: power-user, groups: ['on'], flags: ['0700', 'null'] }\n"
         let roster = try Roster.parse(Data(yaml.utf8), file: "r.yaml")
         let e = try #require(roster.entries.first)
         #expect(e.osUser == "no")
@@ -89,6 +91,9 @@ import Testing
         #expect(e.k8sUser == "yes")
         #expect(e.groups == ["on"])
         #expect(e.flags == ["0700", "null"])
+        let bare = "users:\n  no: { authentik_user: off, k8s_user: a, tier: power-user }\n"
+        let error = try #require(throws: ValidationFailure.self) { try Roster.parse(Data(bare.utf8), file: "r.yaml") }
+        #expect(error.description.contains("r.yaml:2:3: error: os_user 'no' is written bare, which YAML 1.1 readers take as a boolean; quote it (\"no\")"))
     }
 
     @Test func acceptsTheSpecShapeWithFlowMappingsAndComments() throws {
