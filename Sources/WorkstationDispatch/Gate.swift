@@ -10,6 +10,12 @@ public enum GateDecision: Sendable, Equatable {
     case refuse(status: Int, reason: String)
 }
 
+/// Identity header values that passed `Gate.decide`'s header checks on one connection.
+struct CheckedIdentity: Sendable, Equatable {
+    var user: String
+    var groups: String
+}
+
 /// The identity check in front of every request (pure; no I/O).
 ///
 /// Headers follow Authentik's forward-auth outpost: `X-authentik-username` (one value) and `X-authentik-groups`
@@ -29,20 +35,37 @@ public enum Gate {
     public static func decide(
         headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
+        var checked: CheckedIdentity?
+        return decide(headers: headers, peerTrusted: peerTrusted, gateGroup: gateGroup, checked: &checked, lookup: lookup)
+    }
+
+    /// `decide`, remembering in `checked` the identity header values that passed the header checks, so that the
+    /// next request on the same connection with the same two values skips re-validating them. The routing map is
+    /// consulted on every request (a removed user is refused on the next one).
+    static func decide(
+        headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, checked: inout CheckedIdentity?,
+        lookup: (String) -> DispatchMap.User?
+    ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
         let names = headers[usernameHeader]
         guard names.count == 1, let user = names.first else {
             return .refuse(status: 403, reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated")
         }
-        if let problem = identityProblem(user) {
-            return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
-        }
         let groups = headers[groupsHeader]
-        guard groups.count == 1, let groupList = groups.first else {
-            return .refuse(status: 403, reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated")
-        }
-        guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup }) else {
-            return .refuse(status: 403, reason: "not in gate group")
+        if let c = checked, c.user == user, groups.count == 1, c.groups == groups[0] {
+            // Same values as a request already checked on this connection.
+        } else {
+            checked = nil
+            if let problem = identityProblem(user) {
+                return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
+            }
+            guard groups.count == 1, let groupList = groups.first else {
+                return .refuse(status: 403, reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated")
+            }
+            guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup }) else {
+                return .refuse(status: 403, reason: "not in gate group")
+            }
+            checked = CheckedIdentity(user: user, groups: groupList)
         }
         guard let entry = lookup(user) else { return .refuse(status: 403, reason: "not in dispatch map") }
         return .route(user: user, port: entry.port)

@@ -87,6 +87,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let codec: [RemovableChannelHandler]
     private var context: ChannelHandlerContext?
     private var peerTrusted = false
+    /// Identity headers already checked on this connection (`Gate.decide`).
+    private var checked: CheckedIdentity?
 
     private enum State {
         case idle
@@ -181,9 +183,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func begin(context: ChannelHandlerContext, head: HTTPRequestHead) {
         guard case .idle = state else { return }
-        let decision = Gate.decide(headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup) {
-            shared.routes.lookup($0)
-        }
+        let decision = Gate.decide(
+            headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup, checked: &checked
+        ) { shared.routes.lookup($0) }
         switch decision {
         case .refuse(let status, let reason):
             shared.logger.notice("refused", metadata: ["status": "\(status)", "reason": .string(reason)])
@@ -670,9 +672,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 /// cost the next one a new upstream connection (the role of nginx's `keepalive` in an `upstream` block).
 ///
 /// Confined to its event loop (no lock; `take` and `put` assert it); other threads reach it only through
-/// `eventLoop.execute`/`submit`, hence `@unchecked Sendable`. Keyed by user and port; at most `maxIdlePerUpstream` connections wait
-/// per key, each at most `idleTimeout` (kept below Node.js's default 5 s keep-alive timeout, so the dispatcher
-/// normally closes first); a connection the upstream closes or writes to while idle is dropped.
+/// `eventLoop.execute`/`submit`, hence `@unchecked Sendable`. Keyed by user and port; at most
+/// `maxIdlePerUpstream` connections wait per key, each at most `idleTimeout` (below Node.js's default 5 s
+/// keep-alive timeout, so the dispatcher normally closes first); a connection the upstream closes or writes to
+/// while idle is dropped.
 final class UpstreamPool: @unchecked Sendable {
     private struct Key: Hashable {
         var user: String

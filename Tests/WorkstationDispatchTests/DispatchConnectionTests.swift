@@ -111,4 +111,26 @@ import WorkstationCore
         }
         await alice.stop()
     }
+
+    @Test func identityIsCheckedAgainOnEveryRequestOfAConnection() async throws {
+        let alice = try await EchoUpstream.start(name: "alice-up")
+        try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: alice.port) { server, _ in
+            // One connection: a good request, the same name without the gate group, then a malformed name.
+            func request(_ user: String, _ groups: String, close: Bool = false) -> String {
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\(Gate.usernameHeader): \(user)\r\n\(Gate.groupsHeader): \(groups)\r\n"
+                    + (close ? "Connection: close\r\n\r\n" : "\r\n")
+            }
+            let port = server.localAddress!.port!
+            var reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice", "Staff")).utf8))
+            var statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+            #expect(statuses == ["200", "403"])
+            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8))
+            statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+            #expect(statuses == ["200", "403"])
+            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8))
+            #expect(reply.contains("user=alice") && reply.contains("user=bob"))
+            #expect(alice.requestCount == 4)
+        }
+        await alice.stop()
+    }
 }
