@@ -682,6 +682,8 @@ final class UpstreamPool: @unchecked Sendable {
         var port: Int
     }
     private var idle: [Key: [UpstreamHandler]] = [:]
+    /// One sweep timer for the whole pool (a timer per parked connection would pile up under connection churn).
+    private var sweepScheduled = false
     let eventLoop: EventLoop
     let maxIdlePerUpstream: Int
     let idleTimeout: TimeAmount
@@ -699,9 +701,10 @@ final class UpstreamPool: @unchecked Sendable {
     func take(user: String, port: Int) -> UpstreamHandler? {
         assert(eventLoop.inEventLoop)
         let key = Key(user: user, port: port)
+        let now = NIODeadline.now()
         while let up = idle[key]?.popLast() {
             if idle[key]?.isEmpty == true { idle[key] = nil }
-            if up.idleReusable { return up }
+            if up.idleReusable, let since = up.idleSince, now - since < idleTimeout { return up }
             up.closeQuietly()
         }
         return nil
@@ -715,13 +718,29 @@ final class UpstreamPool: @unchecked Sendable {
             up.closeQuietly()
             return
         }
-        let since = NIODeadline.now()
-        up.park(in: self, since: since)
+        up.park(in: self, since: .now())
         idle[key, default: []].append(up)
-        eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [weak self, weak up] in
-            guard let self, let up, up.idleSince == since else { return }
-            self.remove(up)
-            up.closeQuietly()
+        scheduleSweep()
+    }
+
+    /// Closes, every half `idleTimeout` while the pool holds connections, those idle for `idleTimeout` or longer
+    /// (`take` never hands those out either).
+    private func scheduleSweep() {
+        guard !sweepScheduled else { return }
+        sweepScheduled = true
+        eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(idleTimeout.nanoseconds / 2)) { [weak self] in
+            guard let self else { return }
+            self.sweepScheduled = false
+            let now = NIODeadline.now()
+            var expired: [UpstreamHandler] = []
+            for (key, list) in self.idle {
+                let fresh = list.filter { now - ($0.idleSince ?? now) < self.idleTimeout }
+                if fresh.count == list.count { continue }
+                expired += list.filter { up in !fresh.contains { $0 === up } }
+                self.idle[key] = fresh.isEmpty ? nil : fresh
+            }
+            for up in expired { up.closeQuietly() }
+            if !self.idle.isEmpty { self.scheduleSweep() }
         }
     }
 
