@@ -673,9 +673,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 ///
 /// Confined to its event loop (no lock; `take` and `put` assert it); other threads reach it only through
 /// `eventLoop.execute`/`submit`, hence `@unchecked Sendable`. Keyed by user and port; at most
-/// `maxIdlePerUpstream` connections wait per key, each at most `idleTimeout` (below Node.js's default 5 s
-/// keep-alive timeout, so the dispatcher normally closes first); a connection the upstream closes or writes to
-/// while idle is dropped.
+/// `maxIdlePerUpstream` connections wait per key; one idle for `idleTimeout` (below Node.js's default 5 s
+/// keep-alive timeout) is no longer handed out and is closed by the next sweep (within 1.5 `idleTimeout`); a
+/// connection the upstream closes or writes to while idle is dropped.
 final class UpstreamPool: @unchecked Sendable {
     private struct Key: Hashable {
         var user: String
