@@ -49,6 +49,32 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// `DispatchConfig.trustedProxies` parsed once, for the check on every new connection.
+struct TrustedPeers: Sendable {
+    /// Trusted IPs as `SocketAddress.ipAddress` prints them.
+    private let ips: Set<String>
+    private let unix: Bool
+
+    init(_ config: DispatchConfig) {
+        ips = Set(config.trustedProxies.map { entry in
+            (try? SocketAddress(ipAddress: entry, port: 0))?.ipAddress ?? entry
+        })
+        unix = config.trustedProxies.contains("unix")
+    }
+
+    /// True when `address` is trusted; `::ffff:a.b.c.d` matches `a.b.c.d`.
+    func contains(_ address: SocketAddress?) -> Bool {
+        guard let address else { return false }
+        switch address {
+        case .unixDomainSocket: return unix
+        case .v4, .v6:
+            guard var ip = address.ipAddress else { return false }
+            if ip.hasPrefix("::ffff:"), ip.contains(".") { ip = String(ip.dropFirst(7)) }
+            return ips.contains(ip)
+        }
+    }
+}
+
 /// Why a listen address could not be read.
 public struct ListenAddressError: Error, Sendable, CustomStringConvertible {
     public var text: String
@@ -98,20 +124,7 @@ public struct DispatchConfig: Sendable, Hashable {
     /// True when `address` (a connected peer) is one of `trustedProxies`. IPv4-mapped IPv6 peers
     /// (`::ffff:127.0.0.1`) match their IPv4 entry.
     public func isTrusted(peer address: SocketAddress?) -> Bool {
-        guard let address else { return false }
-        switch address {
-        case .unixDomainSocket: return trustedProxies.contains("unix")
-        case .v4, .v6:
-            guard var ip = address.ipAddress else { return false }
-            if ip.hasPrefix("::ffff:"), ip.contains(".") { ip = String(ip.dropFirst(7)) }
-            return normalizedTrusted.contains(ip)
-        }
-    }
-
-    var normalizedTrusted: Set<String> {
-        Set(trustedProxies.map { entry in
-            (try? SocketAddress(ipAddress: entry, port: 0))?.ipAddress ?? entry
-        })
+        TrustedPeers(self).contains(address)
     }
 
     /// Reads the `dispatch:` section of a workstation.yaml document (other top-level keys are ignored).

@@ -32,14 +32,17 @@ public final class DispatchServer: Sendable {
     public let localAddress: SocketAddress?
     /// The bound metrics address.
     public let metricsAddress: SocketAddress?
+    /// Idle kept-alive upstream connections, one pool per event loop.
+    let pools: UpstreamPools
     private let proxyChannel: Channel
     private let metricsChannel: Channel
     private let reloadTask: RepeatedTask
 
     private init(
         config: DispatchConfig, routes: RouteTable, metrics: DispatchMetrics, active: ActiveUsers, tunnels: TunnelRegistry,
-        proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask
+        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask
     ) {
+        self.pools = pools
         self.config = config
         self.routes = routes
         self.metrics = metrics
@@ -68,7 +71,9 @@ public final class DispatchServer: Sendable {
         }
         routes.refresh(force: true)
         let active = ActiveUsers(limit: config.maxActiveUsers)
-        let shared = DispatchShared(config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger)
+        let pools = UpstreamPools(group: group)
+        let shared = DispatchShared(
+            config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger, pools: pools)
 
         let proxyBootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -79,9 +84,9 @@ public final class DispatchServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let encoder = HTTPResponseEncoder()
                     let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-                    let pipelining = HTTPServerPipelineHandler()
-                    let handler = ClientHandler(shared: shared, codec: [pipelining, encoder, decoder])
-                    try channel.pipeline.syncOperations.addHandlers([encoder, decoder, pipelining, handler])
+                    let handler = ClientHandler(
+                        shared: shared, codec: [encoder, decoder], pool: shared.pools.pool(for: channel.eventLoop))
+                    try channel.pipeline.syncOperations.addHandlers([encoder, decoder, handler])
                 }
             }
         let proxyChannel = try await bind(proxyBootstrap, config.listen)
@@ -110,7 +115,7 @@ public final class DispatchServer: Sendable {
             "max_active_users": "\(config.maxActiveUsers)",
         ])
         return DispatchServer(
-            config: config, routes: routes, metrics: metrics, active: active, tunnels: tunnels,
+            config: config, routes: routes, metrics: metrics, active: active, tunnels: tunnels, pools: pools,
             proxyChannel: proxyChannel, metricsChannel: metricsChannel, reloadTask: reloadTask)
     }
 
@@ -127,13 +132,14 @@ public final class DispatchServer: Sendable {
         }
     }
 
-    /// Stops listening, cancels the reload timer and closes open tunnels. In-flight requests on open
-    /// connections are cut.
+    /// Stops listening, cancels the reload timer and closes open tunnels and idle upstream connections. In-flight
+    /// requests on open connections are cut.
     public func shutdown() async {
         reloadTask.cancel()
         try? await proxyChannel.close()
         try? await metricsChannel.close()
         for user in routes.current.users.keys { tunnels.closeAll(of: user) }
+        pools.closeAll()
     }
 
     /// Completes when the proxy listener closes.

@@ -10,6 +10,12 @@ public enum GateDecision: Sendable, Equatable {
     case refuse(status: Int, reason: String)
 }
 
+/// Identity header values that passed `Gate.decide`'s header checks on one connection.
+struct CheckedIdentity: Sendable, Equatable {
+    var user: String
+    var groups: String
+}
+
 /// The identity check in front of every request (pure; no I/O).
 ///
 /// Headers follow Authentik's forward-auth outpost: `X-authentik-username` (one value) and `X-authentik-groups`
@@ -29,37 +35,50 @@ public enum Gate {
     public static func decide(
         headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
+        var checked: CheckedIdentity?
+        return decide(headers: headers, peerTrusted: peerTrusted, gateGroup: gateGroup, checked: &checked, lookup: lookup)
+    }
+
+    /// `decide`, remembering in `checked` the identity header values that passed the header checks, so that the
+    /// next request on the same connection with the same two values skips re-validating them. The routing map is
+    /// consulted on every request (a removed user is refused on the next one).
+    static func decide(
+        headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, checked: inout CheckedIdentity?,
+        lookup: (String) -> DispatchMap.User?
+    ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
         let names = headers[usernameHeader]
         guard names.count == 1, let user = names.first else {
             return .refuse(status: 403, reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated")
         }
-        if let problem = identityProblem(user) {
-            return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
-        }
         let groups = headers[groupsHeader]
-        guard groups.count == 1, let groupList = groups.first else {
-            return .refuse(status: 403, reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated")
-        }
-        guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup }) else {
-            return .refuse(status: 403, reason: "not in gate group")
+        if let c = checked, c.user == user, groups.count == 1, c.groups == groups[0] {
+            // Same values as a request already checked on this connection.
+        } else {
+            checked = nil
+            if let problem = identityProblem(user) {
+                return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
+            }
+            guard groups.count == 1, let groupList = groups.first else {
+                return .refuse(status: 403, reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated")
+            }
+            guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup }) else {
+                return .refuse(status: 403, reason: "not in gate group")
+            }
+            checked = CheckedIdentity(user: user, groups: groupList)
         }
         guard let entry = lookup(user) else { return .refuse(status: 403, reason: "not in dispatch map") }
         return .route(user: user, port: entry.port)
     }
-
-    /// Header fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1).
-    static let hopByHop: Set<String> = ["connection", "proxy-connection", "keep-alive", "te", "upgrade", "proxy-authenticate", "proxy-authorization"]
 
     /// The headers sent to the upstream: every `X-authentik-*` field removed, then one `X-authentik-username`
     /// carrying the checked name; hop-by-hop fields (and the fields `Connection` names) removed, except that a
     /// WebSocket upgrade keeps `Connection: Upgrade` and `Upgrade` (RFC 6455 section 4.1).
     /// Framing fields (`Content-Length`, `Transfer-Encoding`) are kept: the body is re-framed the same way.
     public static func upstreamHeaders(_ headers: HTTPHeaders, user: String, upgrade: Bool) -> HTTPHeaders {
-        var out = stripHopByHop(headers)
-        out.remove(where: { $0.lowercased().hasPrefix("x-authentik-") })
+        var out = filtered(headers, dropAuthentik: true)
         out.add(name: usernameHeader, value: user)
-        if upgrade, let proto = headers["upgrade"].first {
+        if upgrade, let proto = headers.first(name: "upgrade") {
             out.add(name: "Connection", value: "Upgrade")
             out.add(name: "Upgrade", value: proto)
         }
@@ -68,33 +87,94 @@ public enum Gate {
 
     /// Removes hop-by-hop fields and the fields listed in `Connection` (RFC 9110 section 7.6.1).
     static func stripHopByHop(_ headers: HTTPHeaders) -> HTTPHeaders {
-        var drop = hopByHop
-        for value in headers["connection"] {
+        filtered(headers, dropAuthentik: false)
+    }
+
+    /// One pass over `headers`, comparing names as ASCII case-insensitively in place (no lowercased copies: this
+    /// runs twice per proxied request).
+    private static func filtered(_ headers: HTTPHeaders, dropAuthentik: Bool) -> HTTPHeaders {
+        // Fields named by `Connection`; usually none. Framing fields are never dropped.
+        var named: [Substring] = []
+        for (name, value) in headers where ascii(name, equals: "connection") {
             for token in value.split(separator: ",") {
-                drop.insert(token.trimmingCharacters(in: .whitespaces).lowercased())
+                let t = trimmedOWS(token)
+                if !t.isEmpty, !ascii(t, equals: "content-length"), !ascii(t, equals: "transfer-encoding") {
+                    named.append(t)
+                }
             }
         }
-        drop.remove("content-length")
-        drop.remove("transfer-encoding")
         var out = HTTPHeaders()
         out.reserveCapacity(headers.count + 1)
-        for (name, value) in headers where !drop.contains(name.lowercased()) {
+        for (name, value) in headers {
+            if isHopByHop(name) { continue }
+            if dropAuthentik && ascii(name, hasPrefix: "x-authentik-") { continue }
+            if !named.isEmpty && named.contains(where: { asciiEqual(name.utf8, $0.utf8) }) { continue }
             out.add(name: name, value: value)
         }
         return out
     }
 
+    /// True for the fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1):
+    /// `Connection`, `Proxy-Connection`, `Keep-Alive`, `TE`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`.
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: ascii(name, equals: "te")
+        case 7: ascii(name, equals: "upgrade")
+        case 10: ascii(name, equals: "connection") || ascii(name, equals: "keep-alive")
+        case 16: ascii(name, equals: "proxy-connection")
+        case 18: ascii(name, equals: "proxy-authenticate")
+        case 19: ascii(name, equals: "proxy-authorization")
+        default: false
+        }
+    }
+
     /// True when the request asks to switch to WebSocket (RFC 6455 section 4.1: `Upgrade: websocket` and a
     /// `Connection` field containing the token `upgrade`, both case-insensitive).
     public static func isWebSocketUpgrade(_ headers: HTTPHeaders) -> Bool {
-        headers["upgrade"].contains { $0.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "websocket" } }
-            && headers["connection"].contains { $0.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" } }
+        var upgrade = false
+        var connection = false
+        for (name, value) in headers {
+            if !upgrade, ascii(name, equals: "upgrade") {
+                upgrade = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "websocket") }
+            } else if !connection, ascii(name, equals: "connection") {
+                connection = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "upgrade") }
+            }
+        }
+        return upgrade && connection
     }
-}
 
-extension HTTPHeaders {
-    mutating func remove(where predicate: (String) -> Bool) {
-        let names = Set(self.map(\.name).filter(predicate))
-        for n in names { self.remove(name: n) }
+    // MARK: ASCII case-insensitive comparison (header names are ASCII, RFC 9110 section 5.1)
+
+    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { c &- 65 < 26 ? c | 0x20 : c }
+
+    /// `a` equals `b` ignoring ASCII case.
+    static func asciiEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool where A.Element == UInt8, B.Element == UInt8 {
+        a.count == b.count && a.elementsEqual(b) { lower($0) == lower($1) }
+    }
+
+    /// `s` equals `lowercase` (already lowercase) ignoring ASCII case.
+    static func ascii<S: StringProtocol>(_ s: S, equals lowercase: StaticString) -> Bool {
+        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        return s.utf8.count == b.count && s.utf8.elementsEqual(b) { lower($0) == $1 }
+    }
+
+    /// `s` starts with `lowercase` (already lowercase) ignoring ASCII case.
+    static func ascii(_ s: String, hasPrefix lowercase: StaticString) -> Bool {
+        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        return s.utf8.count >= b.count && s.utf8.prefix(b.count).elementsEqual(b) { lower($0) == $1 }
+    }
+
+    /// `s` without leading and trailing optional whitespace (space, horizontal tab; RFC 9110 section 5.6.3).
+    static func trimmedOWS(_ s: Substring) -> Substring {
+        let u = s.utf8
+        var lo = u.startIndex
+        var hi = u.endIndex
+        while lo < hi, u[lo] == 0x20 || u[lo] == 0x09 { lo = u.index(after: lo) }
+        while lo < hi {
+            let p = u.index(before: hi)
+            guard u[p] == 0x20 || u[p] == 0x09 else { break }
+            hi = p
+        }
+        return Substring(u[lo..<hi])
     }
 }

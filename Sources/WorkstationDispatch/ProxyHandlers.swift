@@ -12,9 +12,16 @@ final class DispatchShared: Sendable {
     let tunnels: TunnelRegistry
     let metrics: DispatchMetrics
     let logger: Logger
+    let pools: UpstreamPools
+    let trusted: TrustedPeers
 
-    init(config: DispatchConfig, routes: RouteTable, active: ActiveUsers, tunnels: TunnelRegistry, metrics: DispatchMetrics, logger: Logger) {
+    init(
+        config: DispatchConfig, routes: RouteTable, active: ActiveUsers, tunnels: TunnelRegistry, metrics: DispatchMetrics,
+        logger: Logger, pools: UpstreamPools
+    ) {
         self.config = config
+        self.pools = pools
+        self.trusted = TrustedPeers(config)
         self.routes = routes
         self.active = active
         self.tunnels = tunnels
@@ -37,20 +44,40 @@ private final class Exchange {
     var closeAfter = false
     /// The upstream's 101 answer, held until its end is decoded.
     var switchHead: HTTPResponseHead?
+    /// The head as forwarded, kept for one retry on a fresh connection.
+    let upstreamHead: HTTPRequestHead
+    /// Whether any body part or the request's end was forwarded.
+    var sentBody = false
+    var requestEnded = false
+    var endTrailers: HTTPHeaders?
+    var retried = false
 
-    init(user: String, port: Int, head: HTTPRequestHead, upgrade: Bool) {
+    init(user: String, port: Int, head: HTTPRequestHead, upstreamHead: HTTPRequestHead, upgrade: Bool) {
         self.user = user
         self.port = port
         self.requestVersion = head.version
         self.method = head.method
         self.keepAlive = head.isKeepAlive
         self.upgrade = upgrade
+        self.upstreamHead = upstreamHead
         self.started = .now()
+    }
+
+    /// A request that may be sent again when a reused connection closed before answering (RFC 9112 section 9.3.1:
+    /// only idempotent methods; RFC 9110 section 9.2.2), and only when no body byte was forwarded.
+    var retryable: Bool {
+        guard !retried, !sentBody, !responseStarted else { return false }
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
+        default: return false
+        }
     }
 }
 
 /// The client side of one connection: gate, route, forward, and on a WebSocket 101 hand both sockets to a byte
-/// tunnel. Requests on one connection are handled one at a time (`HTTPServerPipelineHandler` holds the next).
+/// tunnel. Requests on one connection are handled one at a time: a pipelined request (RFC 9112 section 9.3.2) waits,
+/// with reading paused, until the response before it has ended. Reading is not paused between ordinary requests
+/// (unlike `HTTPServerPipelineHandler`, which costs two `epoll_ctl` calls per request).
 final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -60,6 +87,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let codec: [RemovableChannelHandler]
     private var context: ChannelHandlerContext?
     private var peerTrusted = false
+    /// Identity headers already checked on this connection (`Gate.decide`).
+    private var checked: CheckedIdentity?
 
     private enum State {
         case idle
@@ -70,16 +99,23 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     private var upstream: UpstreamHandler?
     private var pendingRead = false
+    /// Parts of pipelined requests that arrived while an earlier response was still going out, in order.
+    private var queued: [HTTPServerRequestPart] = []
+    /// Idle upstream connections of this channel's event loop; nil disables pooling.
+    private let pool: UpstreamPool?
 
-    /// - Parameter codec: the HTTP handlers to remove on upgrade, in removal order, decoder last.
-    init(shared: DispatchShared, codec: [RemovableChannelHandler]) {
+    /// - Parameters:
+    ///   - codec: the HTTP handlers to remove on upgrade, in removal order, decoder last.
+    ///   - pool: the upstream pool of the event loop this channel runs on.
+    init(shared: DispatchShared, codec: [RemovableChannelHandler], pool: UpstreamPool?) {
         self.shared = shared
         self.codec = codec
+        self.pool = pool
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        peerTrusted = shared.config.isTrusted(peer: context.channel.remoteAddress)
+        if context.channel.isActive { peerTrusted = shared.trusted.contains(context.channel.remoteAddress) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -87,20 +123,38 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        peerTrusted = shared.config.isTrusted(peer: context.channel.remoteAddress)
+        peerTrusted = shared.trusted.contains(context.channel.remoteAddress)
         context.fireChannelActive()
     }
 
     // MARK: inbound from the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !queued.isEmpty {
+            queued.append(part)
+            return
+        }
+        handle(context: context, part)
+    }
+
+    private func handle(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head):
-            begin(context: context, head: head)
+            switch state {
+            case .idle: begin(context: context, head: head)
+            case .proxying: queued.append(part)  // pipelined: waits for the current response
+            case .refusing, .upgraded: break
+            }
         case .body(let body):
-            if case .proxying = state { upstream?.send(.body(.byteBuffer(body))) }
+            if case .proxying(let ex) = state {
+                ex.sentBody = true
+                upstream?.send(.body(.byteBuffer(body)))
+            }
         case .end(let trailers):
-            if case .proxying = state {
+            if case .proxying(let ex) = state {
+                ex.requestEnded = true
+                ex.endTrailers = trailers
                 upstream?.send(.end(trailers))
                 upstream?.flush()
             }
@@ -112,11 +166,26 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelReadComplete()
     }
 
+    /// Handles queued pipelined parts once the connection is idle again, up to the next request that must wait.
+    private func drainQueued(context: ChannelHandlerContext) {
+        while !queued.isEmpty {
+            if case .head = queued[0], !isIdle { break }
+            handle(context: context, queued.removeFirst())
+        }
+        upstream?.flush()
+        if queued.isEmpty { upstreamWritable() }
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
     private func begin(context: ChannelHandlerContext, head: HTTPRequestHead) {
         guard case .idle = state else { return }
-        let decision = Gate.decide(headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup) {
-            shared.routes.lookup($0)
-        }
+        let decision = Gate.decide(
+            headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup, checked: &checked
+        ) { shared.routes.lookup($0) }
         switch decision {
         case .refuse(let status, let reason):
             shared.logger.notice("refused", metadata: ["status": "\(status)", "reason": .string(reason)])
@@ -128,20 +197,30 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             shared.metrics.activeUsers.set(Double(shared.active.activeCount))
-            let upgrade = Gate.isWebSocketUpgrade(head.headers) || head.headers.contains(name: "upgrade")
-            let exchange = Exchange(user: user, port: port, head: head, upgrade: upgrade)
-            state = .proxying(exchange)
+            let webSocket = Gate.isWebSocketUpgrade(head.headers)
+            let upgrade = webSocket || head.headers.contains(name: "upgrade")
             let outHead = HTTPRequestHead(
                 version: .http1_1, method: head.method, uri: head.uri,
-                headers: Gate.upstreamHeaders(head.headers, user: user, upgrade: Gate.isWebSocketUpgrade(head.headers)))
+                headers: Gate.upstreamHeaders(head.headers, user: user, upgrade: webSocket))
+            let exchange = Exchange(user: user, port: port, head: head, upstreamHead: outHead, upgrade: upgrade)
+            state = .proxying(exchange)
             if let up = upstream, up.port == port, up.user == user, up.usable {
                 up.send(.head(outHead))
             } else {
-                upstream?.closeQuietly()
-                let up = UpstreamHandler(client: self, user: user, port: port, eventLoop: context.eventLoop)
-                upstream = up
-                up.send(.head(outHead))
-                up.connect(shared: shared)
+                if let old = upstream {
+                    upstream = nil
+                    release(old)
+                }
+                if let up = pool?.take(user: user, port: port) {
+                    up.attach(self)
+                    upstream = up
+                    up.send(.head(outHead))
+                } else {
+                    let up = UpstreamHandler(client: self, user: user, port: port, eventLoop: context.eventLoop)
+                    upstream = up
+                    up.send(.head(outHead))
+                    up.connect(shared: shared)
+                }
             }
         }
     }
@@ -220,9 +299,19 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         state = .idle
         finish(ex)
-        let close = ex.closeAfter
-        context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
-            if close { context.close(promise: nil) }
+        // A response that ended before the request did leaves a partial request on the upstream connection.
+        if !ex.requestEnded || ex.upgrade { upstream?.reusable = false }
+        if ex.closeAfter, let up = upstream {
+            upstream = nil
+            release(up)
+        }
+        if ex.closeAfter {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            if !queued.isEmpty { drainQueued(context: context) }
         }
     }
 
@@ -233,6 +322,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard up === upstream else { return }
         upstream = nil
         guard let context, case .proxying(let ex) = state else { return }
+        if connectError == nil, up.requestsSent > 1, ex.retryable {
+            // A kept-alive connection the upstream closed as this request went out (its idle timeout): send the
+            // request once more on a new connection, as RFC 9112 section 9.3.1 allows for idempotent requests.
+            ex.retried = true
+            let fresh = UpstreamHandler(client: self, user: ex.user, port: ex.port, eventLoop: context.eventLoop)
+            upstream = fresh
+            fresh.send(.head(ex.upstreamHead))
+            if ex.requestEnded { fresh.send(.end(ex.endTrailers)) }
+            fresh.connect(shared: shared)
+            return
+        }
         if !ex.responseStarted {
             shared.logger.warning("upstream unavailable", metadata: [
                 "user": .string(ex.user), "port": "\(ex.port)",
@@ -253,6 +353,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         refuse(context: context, head: head, status: .badGateway)
     }
 
+    /// Hands an upstream connection no longer needed by this client to the pool (which keeps it only when it is
+    /// idle and reusable), or closes it.
+    private func release(_ up: UpstreamHandler) {
+        if let pool { pool.put(up) } else { up.closeQuietly() }
+    }
+
     private func finish(_ ex: Exchange) {
         if ex.status != 0 { shared.metrics.countResponse(ex.status) }
         shared.active.release(ex.user)
@@ -262,7 +368,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: backpressure
 
     func read(context: ChannelHandlerContext) {
-        if let up = upstream, !up.writable {
+        if !queued.isEmpty {
+            pendingRead = true  // no more reading while pipelined requests wait
+        } else if let up = upstream, !up.writable {
             pendingRead = true
         } else {
             context.read()
@@ -270,7 +378,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamWritable() {
-        if pendingRead, let context {
+        if pendingRead, queued.isEmpty, let context {
             pendingRead = false
             context.read()
         }
@@ -286,13 +394,16 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: teardown
 
     func channelInactive(context: ChannelHandlerContext) {
+        let up = upstream
+        upstream = nil
         if case .proxying(let ex) = state {
             ex.status = 0  // the response never completed; not counted
             finish(ex)
+            up?.closeQuietly()
+        } else if let up {
+            release(up)  // between requests: the upstream connection is idle
         }
         state = .refusing
-        upstream?.closeQuietly()
-        upstream = nil
         context.fireChannelInactive()
     }
 
@@ -370,7 +481,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// The upstream side of a client connection: one HTTP/1.1 connection to `127.0.0.1:port`, reused for the
-/// client's next request to the same user.
+/// client's next request to the same user, and kept in its event loop's `UpstreamPool` when the client leaves.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
@@ -390,6 +501,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private var encoder: RemovableChannelHandler?
     private var decoder: RemovableChannelHandler?
+    /// Request heads sent on this connection (more than one: a kept-alive connection).
+    private(set) var requestsSent = 0
+    /// Set while the connection waits in a pool (no client); the pool that holds it.
+    private(set) var idleSince: NIODeadline?
+    private weak var pool: UpstreamPool?
 
     init(client: ClientHandler, user: String, port: Int, eventLoop: EventLoop) {
         self.client = client
@@ -399,6 +515,27 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     var usable: Bool { !closed && reusable && (connecting || (channel?.isActive ?? false)) }
+    /// Connected, reusable and between exchanges' ends: may wait in a pool.
+    var idleReusable: Bool { !closed && reusable && !connecting && context != nil && (channel?.isActive ?? false) }
+
+    /// Hands this idle connection to `client` (taken from a pool).
+    func attach(_ client: ClientHandler) {
+        self.client = client
+        self.pool = nil
+        self.idleSince = nil
+    }
+
+    /// Parks this connection in `pool` (no client).
+    func park(in pool: UpstreamPool, since: NIODeadline) {
+        self.client = nil
+        self.pool = pool
+        self.idleSince = since
+        // Keep reading while idle, so that the upstream closing the connection is noticed.
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
     var writable: Bool { connecting ? false : (channel?.isWritable ?? true) }
 
     func connect(shared: DispatchShared) {
@@ -444,6 +581,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func send(_ part: HTTPClientRequestPart) {
+        if case .head = part { requestsSent += 1 }
         if connecting {
             pending.append(part)
         } else if let context {
@@ -465,10 +603,15 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let client else {
+            // An idle upstream has nothing to say; anything it sends makes the connection unusable.
+            closeQuietly()
+            return
+        }
         switch unwrapInboundIn(data) {
-        case .head(let head): client?.upstreamHead(head)
-        case .body(let body): client?.upstreamBody(body)
-        case .end(let trailers): client?.upstreamEnd(trailers)
+        case .head(let head): client.upstreamHead(head)
+        case .body(let body): client.upstreamBody(body)
+        case .end(let trailers): client.upstreamEnd(trailers)
         }
     }
 
@@ -481,6 +624,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closed = true
         let c = client
         client = nil
+        pool?.remove(self)
+        pool = nil
         c?.upstreamFailed(self, connectError: nil)
         context.fireChannelInactive()
     }
@@ -520,6 +665,130 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let encoder { ops.removeHandler(encoder, promise: nil) }
         ops.removeHandler(context: context, promise: nil)
         if let decoder { ops.removeHandler(decoder, promise: decoderRemoved) } else { decoderRemoved.succeed() }
+    }
+}
+
+/// Idle kept-alive upstream connections of one event loop, so that a client connection that closes does not
+/// cost the next one a new upstream connection (the role of nginx's `keepalive` in an `upstream` block).
+///
+/// Confined to its event loop (no lock; `take` and `put` assert it); other threads reach it only through
+/// `eventLoop.execute`/`submit`, hence `@unchecked Sendable`. Keyed by user and port; at most
+/// `maxIdlePerUpstream` connections wait per key; one idle for `idleTimeout` (below Node.js's default 5 s
+/// keep-alive timeout) is no longer handed out and is closed by the next sweep (within 1.5 `idleTimeout`); a
+/// connection the upstream closes or writes to while idle is dropped.
+final class UpstreamPool: @unchecked Sendable {
+    private struct Key: Hashable {
+        var user: String
+        var port: Int
+    }
+    private var idle: [Key: [UpstreamHandler]] = [:]
+    /// One sweep timer for the whole pool (a timer per parked connection would pile up under connection churn).
+    private var sweepScheduled = false
+    let eventLoop: EventLoop
+    let maxIdlePerUpstream: Int
+    let idleTimeout: TimeAmount
+
+    init(eventLoop: EventLoop, maxIdlePerUpstream: Int = 16, idleTimeout: TimeAmount = .seconds(4)) {
+        self.eventLoop = eventLoop
+        self.maxIdlePerUpstream = maxIdlePerUpstream
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Number of idle connections held.
+    var count: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    /// The most recently parked live connection to `user`'s `port`, or nil.
+    func take(user: String, port: Int) -> UpstreamHandler? {
+        assert(eventLoop.inEventLoop)
+        let key = Key(user: user, port: port)
+        let now = NIODeadline.now()
+        while let up = idle[key]?.popLast() {
+            if idle[key]?.isEmpty == true { idle[key] = nil }
+            if up.idleReusable, let since = up.idleSince, now - since < idleTimeout { return up }
+            up.closeQuietly()
+        }
+        return nil
+    }
+
+    /// Keeps `up` for a later client, or closes it when it is not reusable or the pool is full for its key.
+    func put(_ up: UpstreamHandler) {
+        assert(eventLoop.inEventLoop)
+        let key = Key(user: up.user, port: up.port)
+        guard up.idleReusable, idle[key, default: []].count < maxIdlePerUpstream else {
+            up.closeQuietly()
+            return
+        }
+        up.park(in: self, since: .now())
+        idle[key, default: []].append(up)
+        scheduleSweep()
+    }
+
+    /// Closes, every half `idleTimeout` while the pool holds connections, those idle for `idleTimeout` or longer
+    /// (`take` never hands those out either).
+    private func scheduleSweep() {
+        guard !sweepScheduled else { return }
+        sweepScheduled = true
+        eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(idleTimeout.nanoseconds / 2)) { [weak self] in
+            guard let self else { return }
+            self.sweepScheduled = false
+            let now = NIODeadline.now()
+            var expired: [UpstreamHandler] = []
+            for (key, list) in self.idle {
+                let fresh = list.filter { now - ($0.idleSince ?? now) < self.idleTimeout }
+                if fresh.count == list.count { continue }
+                expired += list.filter { up in !fresh.contains { $0 === up } }
+                self.idle[key] = fresh.isEmpty ? nil : fresh
+            }
+            for up in expired { up.closeQuietly() }
+            if !self.idle.isEmpty { self.scheduleSweep() }
+        }
+    }
+
+    /// Forgets `up` (it closed while idle).
+    func remove(_ up: UpstreamHandler) {
+        let key = Key(user: up.user, port: up.port)
+        idle[key]?.removeAll { $0 === up }
+        if idle[key]?.isEmpty == true { idle[key] = nil }
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeAll() {
+        let all = idle.values.flatMap { $0 }
+        idle = [:]
+        for up in all { up.closeQuietly() }
+    }
+}
+
+/// One `UpstreamPool` per event loop of the dispatcher's group, fixed at start.
+final class UpstreamPools: @unchecked Sendable {
+    // Immutable after init; each pool is touched only on its own event loop.
+    private let pools: [ObjectIdentifier: UpstreamPool]
+
+    init(group: EventLoopGroup) {
+        var pools: [ObjectIdentifier: UpstreamPool] = [:]
+        for loop in group.makeIterator() { pools[ObjectIdentifier(loop)] = UpstreamPool(eventLoop: loop) }
+        self.pools = pools
+    }
+
+    /// The pool of `loop`; call on `loop`.
+    func pool(for loop: EventLoop) -> UpstreamPool? {
+        pools[ObjectIdentifier(loop)]
+    }
+
+    /// Closes the idle connections of every pool, each on its own loop.
+    func closeAll() {
+        for pool in pools.values {
+            pool.eventLoop.execute { pool.closeAll() }
+        }
+    }
+
+    /// Idle connections held by all pools; call from outside the loops (tests, metrics).
+    func idleCount() async -> Int {
+        var n = 0
+        for pool in pools.values {
+            n += (try? await pool.eventLoop.submit { pool.count }.get()) ?? 0
+        }
+        return n
     }
 }
 

@@ -80,7 +80,14 @@ public final class RouteTable: Sendable {
 
     /// The user's entry in the current map, after reloading the file if it changed. Exact, case-sensitive key.
     public func lookup(_ user: String) -> DispatchMap.User? {
-        refresh()
+        let stamp = FileStamp.of(path)
+        // Common case: the file is the one in force; one `stat` and one lock.
+        let hit: DispatchMap.User?? = state.withLockedValue { s in
+            guard let stamp, stamp == s.stamp else { return .none }
+            return .some(s.map.users[user])
+        }
+        if let hit { return hit }
+        refresh(stamp: stamp, force: false)
         return state.withLockedValue { $0.map.users[user] }
     }
 
@@ -90,7 +97,11 @@ public final class RouteTable: Sendable {
     /// Reloads the file if its stamp changed (or always, with `force`).
     @discardableResult
     public func refresh(force: Bool = false) -> ReloadOutcome {
-        let stamp = FileStamp.of(path)
+        refresh(stamp: FileStamp.of(path), force: force)
+    }
+
+    @discardableResult
+    private func refresh(stamp: FileStamp?, force: Bool) -> ReloadOutcome {
         let outcome: ReloadOutcome = state.withLockedValue { s in
             if !force, let stamp, stamp == s.stamp { return .unchanged }
             guard let stamp else {

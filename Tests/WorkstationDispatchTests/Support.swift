@@ -20,22 +20,28 @@ final class EchoUpstream: Sendable {
     let name: String
     let channel: Channel
     private let requests: NIOLockedValueBox<Int>
+    private let connections: NIOLockedValueBox<Int>
     var port: Int { channel.localAddress!.port! }
     /// Requests the upstream has answered.
     var requestCount: Int { requests.withLockedValue { $0 } }
+    /// TCP connections the upstream has accepted.
+    var connectionCount: Int { connections.withLockedValue { $0 } }
 
-    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>) {
+    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>, connections: NIOLockedValueBox<Int>) {
         self.name = name
         self.channel = channel
         self.requests = requests
+        self.connections = connections
     }
 
     static func start(name: String) async throws -> EchoUpstream {
         let counter = NIOLockedValueBox(0)
+        let connections = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                connections.withLockedValue { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOWebSocketServerUpgrader(
                         shouldUpgrade: { ch, _ in ch.eventLoop.makeSucceededFuture([:]) },
                         upgradePipelineHandler: { ch, _ in
@@ -51,7 +57,7 @@ final class EchoUpstream: Sendable {
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return EchoUpstream(name: name, channel: channel, requests: counter)
+        return EchoUpstream(name: name, channel: channel, requests: counter, connections: connections)
     }
 
     func stop() async { try? await channel.close() }
@@ -128,7 +134,10 @@ final class MapDir: Sendable {
 }
 
 /// Starts a dispatcher on 127.0.0.1 ephemeral ports in front of the given map.
-func startDispatcher(map: MapDir, maxActiveUsers: Int = 8, trusted: [String] = ["127.0.0.1"]) async throws -> DispatchServer {
+func startDispatcher(
+    map: MapDir, maxActiveUsers: Int = 8, trusted: [String] = ["127.0.0.1"],
+    group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+) async throws -> DispatchServer {
     var config = DispatchConfig()
     config.listen = .tcp(host: "127.0.0.1", port: 0)
     config.metricsListen = .tcp(host: "127.0.0.1", port: 0)
@@ -138,7 +147,7 @@ func startDispatcher(map: MapDir, maxActiveUsers: Int = 8, trusted: [String] = [
     config.reloadIntervalSeconds = 3600  // tests drive reloads through requests, never the timer
     var logger = Logger(label: "test.dispatch")
     logger.logLevel = .critical
-    return try await DispatchServer.start(config: config, logger: logger)
+    return try await DispatchServer.start(config: config, group: group, logger: logger)
 }
 
 struct Reply {
@@ -246,6 +255,106 @@ final class RawWebSocket {
             let len = Int(h[1] & 0x7F)
             if len > 0, try readExactly(len) == nil { return true }
             if h[0] & 0x0F == 0x8 { return true }
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a new blocking loopback connection with `Connection: close`; reads to end of stream.
+/// - Returns: the status code and the body (everything after the blank line).
+func requestOnNewConnection(port: Int, method: String = "GET", headers: [(String, String)], body: String = "") throws -> (status: Int, body: String) {
+    var req = "\(method) / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
+    for (n, v) in headers { req += "\(n): \(v)\r\n" }
+    req += "\r\n" + body
+    let text = try rawExchange(port: port, Array(req.utf8))
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+    let bodyText = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (status, bodyText)
+}
+
+/// Writes `bytes` in one go on a new blocking loopback connection and reads until the peer closes.
+func rawExchange(port: Int, _ bytes: [UInt8]) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var tv = timeval(tv_sec: 20, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { throw CocoaError(.fileReadUnknown) }
+    var off = 0
+    while off < bytes.count {
+        let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { throw CocoaError(.fileWriteUnknown) }
+        off += n
+    }
+    var reply: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n == 0 { break }
+        guard n > 0 else { throw CocoaError(.fileReadUnknown) }
+        reply += chunk[0..<n]
+    }
+    return String(decoding: reply, as: UTF8.self)
+}
+
+/// An upstream that answers only the first request on each connection (keep-alive, 200) and closes the
+/// connection without answering when a second request arrives on it: what a server whose keep-alive timeout
+/// fires just as a request comes in looks like to the proxy.
+final class OneShotUpstream: Sendable {
+    let channel: Channel
+    private let heads: NIOLockedValueBox<Int>
+    var port: Int { channel.localAddress!.port! }
+    /// Request heads received, answered or not.
+    var headsReceived: Int { heads.withLockedValue { $0 } }
+
+    private init(channel: Channel, heads: NIOLockedValueBox<Int>) {
+        self.channel = channel
+        self.heads = heads
+    }
+
+    static func start() async throws -> OneShotUpstream {
+        let heads = NIOLockedValueBox(0)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(OneShotHandler(heads: heads))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return OneShotUpstream(channel: channel, heads: heads)
+    }
+
+    func stop() async { try? await channel.close() }
+}
+
+private final class OneShotHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let heads: NIOLockedValueBox<Int>
+    var answered = false
+    init(heads: NIOLockedValueBox<Int>) { self.heads = heads }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            heads.withLockedValue { $0 += 1 }
+            if answered { context.close(promise: nil) }
+        case .body: break
+        case .end:
+            guard !answered else { return }
+            answered = true
+            let body = "one shot"
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: String(body.utf8.count))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
 }

@@ -1,0 +1,136 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+import WorkstationCore
+@testable import WorkstationDispatch
+
+/// Connection handling: pipelined requests are answered in order; idle kept-alive upstream connections survive the
+/// client connection that opened them; a kept-alive connection the upstream closes just as a request goes out costs
+/// an idempotent request nothing. The dispatcher runs on its own one-thread group, so all client connections share
+/// one pool and the counts are exact.
+@Suite(.serialized) struct DispatchConnectionTests {
+    func withOneLoopProxy(
+        users: (Int) -> [String: Int], upstreamPort: Int,
+        _ body: (DispatchServer, HTTPClient) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let map = try MapDir()
+        try map.write(users(upstreamPort))
+        let server = try await startDispatcher(map: map, group: group)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var failure: Error?
+        do { try await body(server, client) } catch { failure = error }
+        try? await client.shutdown()
+        await server.shutdown()
+        try? await group.shutdownGracefully()
+        map.remove()
+        if let failure { throw failure }
+    }
+
+    @Test func idleUpstreamConnectionServesTheNextClientConnection() async throws {
+        let alice = try await EchoUpstream.start(name: "alice-up")
+        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: alice.port) { server, _ in
+            let port = server.localAddress!.port!
+            for i in 0..<5 {
+                let r = try requestOnNewConnection(port: port, headers: identity("alice"))
+                #expect(r.status == 200, "request \(i)")
+                #expect(r.body == "name=alice-up user=alice path=/ bytes=0", "request \(i)")
+            }
+            #expect(alice.requestCount == 5)
+            #expect(alice.connectionCount == 1, "five client connections, one upstream connection")
+            #expect(await server.pools.idleCount() == 1)
+        }
+        await alice.stop()
+    }
+
+    @Test func pooledConnectionIsNotLentToAnotherUserOnTheSamePort() async throws {
+        let shared = try await EchoUpstream.start(name: "shared-up")
+        try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: shared.port) { server, _ in
+            let port = server.localAddress!.port!
+            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
+            let b = try requestOnNewConnection(port: port, headers: identity("bob"))
+            #expect(b.status == 200)
+            #expect(b.body.contains("user=bob"))
+            #expect(shared.connectionCount == 2)
+            #expect(await server.pools.idleCount() == 2)
+        }
+        await shared.stop()
+    }
+
+    @Test func closedIdleConnectionIsRetriedForAnIdempotentRequest() async throws {
+        let up = try await OneShotUpstream.start()
+        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, client in
+            let port = server.localAddress!.port!
+            // New client connections: the second takes the pooled connection, which the upstream closes.
+            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
+            let r = try requestOnNewConnection(port: port, headers: identity("alice"))
+            #expect(r.status == 200)
+            #expect(r.body == "one shot")
+            #expect(up.headsReceived == 3, "first request, the one the closing connection swallowed, its retry")
+            // One kept-alive client connection: its own upstream connection is reused, closed, retried.
+            for _ in 0..<3 {
+                #expect(try await send(client, server, headers: identity("alice")).status == 200)
+            }
+        }
+        await up.stop()
+    }
+
+    @Test func closedIdleConnectionIsNotRetriedForAPost() async throws {
+        let up = try await OneShotUpstream.start()
+        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, _ in
+            let port = server.localAddress!.port!
+            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
+            let r = try requestOnNewConnection(port: port, method: "POST", headers: identity("alice"), body: "pay once")
+            #expect(r.status == 502, "a POST the upstream may have seen is never sent twice")
+            #expect(up.headsReceived == 2)
+        }
+        await up.stop()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let alice = try await EchoUpstream.start(name: "alice-up")
+        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: alice.port) { server, _ in
+            // Three requests in one write (RFC 9112 section 9.3.2); the last asks to close, so reading ends.
+            var text = ""
+            for (i, path) in ["/one", "/two", "/three"].enumerated() {
+                text += "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                text += "\(Gate.usernameHeader): alice\r\n\(Gate.groupsHeader): T3 Users\r\n"
+                text += i == 2 ? "Connection: close\r\n\r\n" : "\r\n"
+            }
+            let reply = try rawExchange(port: server.localAddress!.port!, Array(text.utf8))
+            let statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+            #expect(statuses == ["200", "200", "200"])
+            let one = try #require(reply.range(of: "path=/one "))
+            let two = try #require(reply.range(of: "path=/two "))
+            let three = try #require(reply.range(of: "path=/three "))
+            #expect(one.upperBound < two.lowerBound && two.upperBound < three.lowerBound)
+            #expect(alice.requestCount == 3)
+        }
+        await alice.stop()
+    }
+
+    @Test func identityIsCheckedAgainOnEveryRequestOfAConnection() async throws {
+        let alice = try await EchoUpstream.start(name: "alice-up")
+        try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: alice.port) { server, _ in
+            // One connection: a good request, the same name without the gate group, then a malformed name.
+            func request(_ user: String, _ groups: String, close: Bool = false) -> String {
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\(Gate.usernameHeader): \(user)\r\n\(Gate.groupsHeader): \(groups)\r\n"
+                    + (close ? "Connection: close\r\n\r\n" : "\r\n")
+            }
+            let port = server.localAddress!.port!
+            var reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice", "Staff")).utf8))
+            var statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+            #expect(statuses == ["200", "403"])
+            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8))
+            statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+            #expect(statuses == ["200", "403"])
+            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8))
+            #expect(reply.contains("user=alice") && reply.contains("user=bob"))
+            #expect(alice.requestCount == 4)
+        }
+        await alice.stop()
+    }
+}
