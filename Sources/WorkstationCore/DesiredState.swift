@@ -111,6 +111,19 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     let existingDispatch = adoptablePorts(fromDispatch: snapshot.path(settings.derived.dispatch).content ?? Data())
     var claimed: [Int: String] = [:]  // port -> os_user holding it by pin or state record
     for p in people { for port in p.pinned.values { claimed[port] = p.os } }
+    // A pin must not take a port someone else already holds (recorded, or routed by the live dispatch.json):
+    // moving a working person's port silently would restart their instance and break their route.
+    var holders: [Int: String] = [:]
+    for (_, byUser) in state.ports { for (os, port) in byUser { holders[port] = os } }
+    for p in people {
+        let live = existingDispatch.filter { $0.key != p.ak && $0.key != p.os }
+        for (template, port) in p.pinned.sorted(by: { $0.key < $1.key }) {
+            let holder = holders[port].flatMap { $0 == p.os ? nil : $0 } ?? live.first { $0.value == port }?.key
+            if let holder, let e = roster[p.os] {
+                out.diagnostics.append(Diagnostic(e.location, "port \(port) pinned for \(template)\(p.os) is already held by \(holder); pick a free port (workstation never moves a working person's port)"))
+            }
+        }
+    }
     for (_, byUser) in state.ports { for (os, port) in byUser where claimed[port] == nil { claimed[port] = os } }
     let inLiveDispatch = Set(existingDispatch.values)
     var chosen = Set<Int>()

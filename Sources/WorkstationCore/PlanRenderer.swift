@@ -4,7 +4,9 @@ import Foundation
 public enum PlanRenderer {
     /// Human text: a block per user (host-wide changes under "host"), each change as
     /// `SYMBOL summary [class]`, its fields as `field: before -> after`, then a summary line.
-    public static func human(_ plan: Plan, color: Bool = false) -> String {
+    /// - Parameter commandOptions: appended to every suggested `workstation ...` command (e.g. ` --root DIR`), so a
+    ///   command copied from a sandbox plan acts on that sandbox, not on the machine.
+    public static func human(_ plan: Plan, color: Bool = false, commandOptions: String = "") -> String {
         var out = ""
         var order: [String] = []
         var byUser: [String: [Change]] = [:]
@@ -36,7 +38,7 @@ public enum PlanRenderer {
                     }
                 }
                 if let r = c.reason { out += "      \(r)\n" }
-                if let cmd = c.command { out += "      run: \(cmd)\n" }
+                if let cmd = c.command { out += "      run: \(cmd)\(cmd.hasPrefix("workstation ") ? commandOptions : "")\n" }
             }
         }
         for n in plan.notes { out += "note: \(n)\n" }

@@ -117,7 +117,11 @@ public struct Roster: Sendable, Hashable, Codable {
     /// - Throws: `ValidationFailure` listing every problem (file:line:col), never a partial roster.
     public static func parse(_ data: Data, file: String, settings: Settings = Settings()) throws -> Roster {
         let diags = DiagnosticCollector()
-        guard let doc = try loadYAML(data, file: file) else { return Roster(entries: []) }
+        guard let doc = try loadYAML(data, file: file) else {
+            // A truncated or blank file must never read as "nobody": the next apply would cut everyone.
+            throw ValidationFailure([Diagnostic(SourceLocation(file: file, line: 1, column: 1),
+                                                "the roster is empty; write `users: {}` if you really mean nobody")])
+        }
         var entries: [RosterEntry] = []
         if let top = KeyedReader(doc, what: "the roster", known: ["users"], diags), let users = top["users"] {
             for pair in users.mapping("users", diags) ?? [] {

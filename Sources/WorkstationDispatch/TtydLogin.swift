@@ -87,7 +87,9 @@ public struct TtydLogin: Sendable {
         if uid == 0 { throw .rootAccount(osUser) }
         guard let shadow = FileManager.default.contents(atPath: path("/etc/shadow")) else { throw .shadowUnreadable("/etc/shadow") }
         guard let sh = Self.fields(of: osUser, in: shadow), sh.count >= 2 else { throw .noShadowEntry(osUser) }
-        if sh[1].hasPrefix("!") { throw .locked(osUser) }
+        // A locked password is `!` before a hash (`usermod -L`); a bare `!` or `*` is an account that never had a
+        // password (what useradd leaves), which is not an offboarding: expiry is what the cut sets.
+        if sh[1].hasPrefix("!") && sh[1].count > 1 && sh[1] != "!*" { throw .locked(osUser) }
         if sh.count >= 8, !sh[7].isEmpty {
             guard let expire = Int(sh[7]) else { throw .expired(osUser, day: 0) }
             if expire <= today { throw .expired(osUser, day: expire) }

@@ -245,9 +245,11 @@ public struct Doctor: Sendable {
             }
         }
 
-        // Clone and kubeconfig.
+        // Clone and kubeconfig, where configured (no infra_repo or kubernetes section: nothing to check).
         let (clone, target) = CloneState.observe(home: acct.home, root: root)
-        switch clone {
+        switch inputs.settings.infraRepo.source(for: u.entry) == nil ? nil : clone {
+        case nil:
+            out.append(Finding("clone", user: name, .ok, "infra clones are off (no infra_repo.url in settings, no repo: in the roster)"))
         case .present: out.append(Finding("clone", user: name, .ok, "\(joinPath(acct.home, "code")) is a clone"))
         case .kept:
             out.append(Finding("clone", user: name, .warn,
@@ -257,7 +259,9 @@ public struct Doctor: Sendable {
             out.append(Finding("clone", user: name, .fail, "\(joinPath(acct.home, "code")) is missing: \(name) has no infra clone",
                                fix: "workstation apply provisions the locked clone"))
         }
-        if obs.pathState(joinPath(acct.home, ".kube/config")).kind == .absent {
+        if inputs.settings.kubernetes == nil {
+            out.append(Finding("kubeconfig", user: name, .ok, "kubeconfigs are off (no kubernetes section in settings)"))
+        } else if obs.pathState(joinPath(acct.home, ".kube/config")).kind == .absent {
             out.append(Finding("kubeconfig", user: name, .fail, "\(joinPath(acct.home, ".kube/config")) is missing: kubectl has no identity for \(name)",
                                fix: "workstation apply installs the per-tier OIDC kubeconfig"))
         } else {

@@ -67,6 +67,9 @@ public enum Engine {
     /// - Throws: `ValidationFailure` for roster problems only the host shows (a pinned uid in use...) and for a
     ///   roster tier or namespace list that disagrees with `k8s_users` (fail loud, before anything changes).
     public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
+        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else {
+            throw InputError.notAHost(root.directory)
+        }
         let observer = Observer(root: root, settings: inputs.settings)
         var (snapshot, desired) = try observer.observe(roster: inputs.roster)
         if !desired.diagnostics.isEmpty { throw ValidationFailure(desired.diagnostics) }
@@ -86,6 +89,7 @@ public enum Engine {
     /// - Throws: `LockError.busy`, `ValidationFailure`, `RefusedError` (exit 3), state I/O errors.
     public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
                              allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else { throw InputError.notAHost(root.directory) }
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         return try applyHoldingLock(inputs, root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
@@ -148,8 +152,11 @@ public struct RefusedError: Error, CustomStringConvertible {
 
 public enum InputError: Error, CustomStringConvertible {
     case missing(String, String)
+    case notAHost(String)
     public var description: String {
         switch self {
+        case .notAHost(let dir):
+            "\(dir) has no etc/passwd, so it is not a host root; check --root, or pass --init-root to apply to seed a sandbox there"
         case .missing(let path, let what): "cannot read the \(what) file \(path); check the path (--\(what == "roster" ? "roster" : "settings") PATH)"
         }
     }

@@ -48,7 +48,7 @@ struct ApplyCommand: ParsableCommand {
                 "processes_spawned": ProcessRunner.spawnedByThisProcess,
             ]))
         } else {
-            print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")
+            print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
             if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {
                 print("units were enabled only: under --root no systemd runs, so nothing was started")
             }

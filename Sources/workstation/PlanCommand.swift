@@ -28,7 +28,7 @@ struct PlanCommand: ParsableCommand {
         if json {
             print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess]))
         } else {
-            print(PlanRenderer.human(plan, color: useColor), terminator: "")
+            print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
         }
         if !plan.refusals.isEmpty { throw ExitCode(3) }
         if !plan.errors.isEmpty { throw ExitCode(1) }

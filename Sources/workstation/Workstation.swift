@@ -51,6 +51,15 @@ struct RootOptions: ParsableArguments {
     }
 }
 
+/// The options a suggested `workstation ...` command needs to act on the same inputs and root as this run.
+func commandOptions(_ inputs: InputOptions, _ root: RootOptions) -> String {
+    var s = ""
+    if let r = inputs.roster { s += " --roster \(r)" }
+    if let p = inputs.settings { s += " --settings \(p)" }
+    if !root.hostRoot.isSystem { s += " --root \(root.hostRoot.directory)" }
+    return s
+}
+
 /// Prints to standard error.
 func printError(_ s: String) {
     FileHandle.standardError.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))

@@ -20,7 +20,7 @@ import Testing
         let root = try converged()
         let passwd = try #require(root.read("/etc/passwd"))
         #expect(passwd.contains("alice:x:1000:1000:alice@example.org:/home/alice:/bin/bash\n"))
-        #expect(passwd.contains("bob-dev:x:1001:1001:bob:/home/bob-dev:/bin/bash\n"))
+        #expect(passwd.contains("bob-dev:x:1001:1001:bob@example.org:/home/bob-dev:/bin/bash\n"))
         #expect(!passwd.contains("carol"), "the admin is adopted, never created")
         let group = try #require(root.read("/etc/group"))
         #expect(group.contains("workstation:x:999:alice,bob-dev\n"))
@@ -76,7 +76,8 @@ import Testing
         try text.write(toFile: without, atomically: true, encoding: .utf8)
         let plan = try CLI.run(args("plan", root, roster: without))
         #expect(plan.stdout.contains("! bob-dev left the roster: offboard pending"))
-        #expect(plan.stdout.contains("run: workstation offboard bob-dev --stage cut"))
+        #expect(plan.stdout.contains("run: workstation offboard bob-dev --stage cut --roster \(without) --settings \(Inputs.settings) --root \(root.path)\n"),
+                "a suggested command acts on the same root: \(plan.stdout)")
         let r = try CLI.run(args("apply", root, roster: without))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(root.read("/etc/ttyd-user-map")?.contains("bob") == false)
@@ -160,6 +161,16 @@ import Testing
         let r = try CLI.run(["apply", "--roster", Inputs.roster, "--settings", settings, "--root", root.path])
         #expect(r.status == 1)
         #expect(r.stderr.contains("another workstation run holds"))
+    }
+
+    @Test func aDirectoryThatIsNotAHostRootIsRefusedAndLeftAlone() throws {
+        let root = try TempRoot()
+        for cmd in ["apply", "plan"] {
+            let r = try CLI.run(args(cmd, root))
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("has no etc/passwd, so it is not a host root; check --root, or pass --init-root"))
+        }
+        #expect(root.snapshot().isEmpty, "nothing was created: \(root.snapshot().keys.sorted())")
     }
 
     @Test func missingRosterIsAClearError() throws {

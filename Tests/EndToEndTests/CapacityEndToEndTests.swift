@@ -126,15 +126,15 @@ import Testing
 
     @Test func doctorStatusAndMetricsThroughTheBinary() throws {
         let root = try onboardedRoot()
-        // No clone, no kubeconfig, swap 3G < 4G: doctor fails and says how to fix.
+        // Swap 3G < 4G: doctor fails and says how to fix; clones and kubeconfigs are not configured, so not owed.
         let doctor = try CLI.run(args("doctor", root))
         #expect(doctor.status == 1)
         #expect(doctor.stdout.contains("FAIL swap: swap is 3G, below capacity.min_swap 4G"))
-        #expect(doctor.stdout.contains("FAIL kubeconfig alice:"))
+        #expect(!doctor.stdout.contains("FAIL kubeconfig") && !doctor.stdout.contains("FAIL clone"))
         #expect(doctor.stdout.contains("fix: "))
         let dj = try CLI.run(args("doctor", root, ["--json"]))
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(dj.stdout.utf8)) as? [String: Any])
-        #expect((obj["failures"] as? Int ?? 0) >= 5)
+        #expect((obj["failures"] as? Int ?? 0) == 1)
 
         let uid = try #require(root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2])
         try root.write("/proc/4000/status", "Name:\tclaude\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nVmRSS:\t  524288 kB\n")

@@ -66,3 +66,25 @@ import Testing
         #expect(error?.description.contains(fragment) == true, "\(String(describing: error))")
     }
 }
+
+extension HostileInputTableTests {
+    @Test func aPinOnAPortSomeoneHoldsIsRefusedNotMoved() throws {
+        var host = Self.base()
+        host.state.ports = ["t3-serve@": ["carol": 3774]]
+        host.paths["/etc/t3-serve/dispatch.json"] = PathState(kind: .file, content: Data(#"{"bob": {"os_user": "bob", "port": 3790}}"#.utf8))
+        let yaml = "users:\n  carol: { authentik_user: carol, k8s_user: carol, tier: admin }\n  kim: { authentik_user: kim, k8s_user: kim, tier: power-user, port: 3774 }\n  lee: { authentik_user: lee, k8s_user: lee, tier: power-user, port: 3790 }\n"
+        let d = try diagnostics(yaml, host)
+        #expect(d == [
+            "roster.yaml:3:3: error: port 3774 pinned for t3-serve@kim is already held by carol; pick a free port (workstation never moves a working person's port)",
+            "roster.yaml:4:3: error: port 3790 pinned for t3-serve@lee is already held by bob; pick a free port (workstation never moves a working person's port)",
+        ])
+    }
+
+    @Test func aBlankRosterFileIsNotAnEmptyRoster() throws {
+        for text in ["", "\n\n", "# all commented out\n"] {
+            let error = #expect(throws: ValidationFailure.self) { try Roster.parse(Data(text.utf8), file: "roster.yaml") }
+            #expect(error?.description == "roster.yaml:1:1: error: the roster is empty; write `users: {}` if you really mean nobody")
+        }
+        #expect(try Roster.parse(Data("users: {}\n".utf8), file: "roster.yaml").entries.isEmpty)
+    }
+}

@@ -20,6 +20,7 @@ import Testing
             futur:x:1005:1005::/home/futur:/bin/bash
             ghost:x:1006:1006::/home/ghost:/bin/bash
             today-user:x:1007:1007::/home/today-user:/bin/bash
+            fresh:x:1008:1008::/home/fresh:/bin/bash
 
             """
         let shadow = """
@@ -30,6 +31,7 @@ import Testing
             expy:*:19000:0:99999:7::1:
             futur:*:19000:0:99999:7::\(Self.today + 1):
             today-user:*:19000:0:99999:7::\(Self.today):
+            fresh:!:19000:0:99999:7:::
 
             """
         let map = """
@@ -43,6 +45,7 @@ import Testing
             fut=futur
             gh=ghost
             tod=today-user
+            new=fresh
             bad=Bad User
             sup=root
 
@@ -51,6 +54,13 @@ import Testing
         try shadow.write(toFile: root + "/etc/shadow", atomically: true, encoding: .utf8)
         try map.write(toFile: root + "/etc/ttyd-user-map", atomically: true, encoding: .utf8)
         return root
+    }
+
+    /// useradd leaves a bare `!` (no password ever set): that is a new account, not a locked one.
+    @Test func aNewAccountWithoutAPasswordIsNotLocked() throws {
+        let root = try makeRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(try TtydLogin(root: root).resolve(ttydUser: "new", today: Self.today) == ["/usr/sbin/runuser", "-l", "fresh"])
     }
 
     @Test func mapsAKnownUserToRunuserLogin() throws {

@@ -7,7 +7,7 @@ import WorkstationCore
 enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case noSwap, smallSwap, overcommitted, headcount, accountMissing, budgetMissing, budgetEdited, baseUnreachable
     case secretMode, secretOwner, secretSymlink, forbiddenGroup, unitDisabled, unitNotRunning, derivedEdited, drift
-    case cloneMissing, kubeconfigMissing
+    case cloneMissing
 
     var testDescription: String { rawValue }
 
@@ -27,7 +27,6 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .derivedEdited: ("derived-file", nil)
         case .drift: ("drift", nil)
         case .cloneMissing: ("clone", "alice")
-        case .kubeconfigMissing: ("kubeconfig", "alice")
         }
     }
 
@@ -54,8 +53,10 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .derivedEdited:
             try s.write("/etc/ttyd-user-map", (s.root.read("/etc/ttyd-user-map").map { String(decoding: $0, as: UTF8.self) } ?? "") + "mallory=alice\n")
         case .drift: try s.remove("/home/alice/.claude/skills")
-        case .cloneMissing: try s.remove("/home/alice/code")
-        case .kubeconfigMissing: try s.remove("/home/alice/.kube/config")
+        case .cloneMissing:
+            // Only a host with an infra repository configured owes anyone a clone.
+            try s.write("/etc/workstation/workstation.yaml", "config_base: /srv/workstation/config-base\ninfra_repo: {url: 'https://git.example.org/infra.git'}\n")
+            try s.remove("/home/alice/code")
         }
     }
 }
@@ -127,6 +128,7 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test func keptCodeSymlinkIsAWarningNotAFailure() throws {
         let s = try healthySandbox()
+        try s.write("/etc/workstation/workstation.yaml", "config_base: /srv/workstation/config-base\ninfra_repo: {url: 'https://git.example.org/infra.git', launcher_path: ''}\n")
         try s.remove("/home/alice/code")
         symlink("/home/carol/code", s.path("/home/alice/code"))
         let report = try Doctor(root: s.root, inputs: try s.inputs()).run()

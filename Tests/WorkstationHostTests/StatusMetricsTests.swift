@@ -123,13 +123,14 @@ import WorkstationCore
     @Test func absentPressureAndMemoryAreLeftOutGracefully() throws {
         let s = try StatusTests().populated()
         try s.remove("/proc/meminfo")
-        try s.remove("/home/alice/.kube/config")  // a second doctor failure, after bob-dev's stopped unit
+        // Two more doctor failures after bob-dev's stopped unit: alice's unit disabled, and the drift that leaves.
+        try s.remove("/etc/systemd/system/multi-user.target.wants/t3-serve@alice.service")
         let text = try MetricsCollector(root: s.root, inputs: try s.inputs()).render()
         #expect(sample(text, "workstation_pressure_supported", "resource=\"memory\"") == "0")
         #expect(!text.contains("workstation_pressure_stall_ratio"))
         #expect(!text.contains("workstation_memory_total_bytes"))
         #expect(!text.contains("workstation_capacity_limit_bytes"))
-        #expect(sample(text, "workstation_doctor_failures") == "2")
+        #expect(sample(text, "workstation_doctor_failures") == "3")
         let (status, out) = try promtool(text)
         #expect(status == 0, "promtool: \(out)\n\(text)")
     }
