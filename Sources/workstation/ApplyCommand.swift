@@ -40,13 +40,7 @@ struct ApplyCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(PlanRenderer.json(outcome.plan, extra: [
-                "applied": outcome.report.applied.map(\.id),
-                "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
-                "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
-                "not_converged": outcome.verification.actionable.map(\.id),
-                "processes_spawned": ProcessRunner.spawnedByThisProcess,
-            ]))
+            print(outcomeJSON(outcome))
         } else {
             print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
             if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {

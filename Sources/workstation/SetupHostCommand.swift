@@ -52,13 +52,7 @@ struct SetupHostCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(PlanRenderer.json(outcome.plan, extra: [
-                "applied": outcome.report.applied.map(\.id),
-                "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
-                "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
-                "not_converged": outcome.verification.actionable.map(\.id),
-                "processes_spawned": outcome.processesSpawned,
-            ]))
+            print(outcomeJSON(outcome))
         } else {
             print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")
             print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")

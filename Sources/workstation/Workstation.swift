@@ -60,6 +60,17 @@ func commandOptions(_ inputs: InputOptions, _ root: RootOptions) -> String {
     return s
 }
 
+/// An apply-style outcome as JSON: the plan, plus what was applied, failed, skipped and not converged.
+func outcomeJSON(_ outcome: ApplyOutcome) -> String {
+    PlanRenderer.json(outcome.plan, extra: [
+        "applied": outcome.report.applied.map(\.id),
+        "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
+        "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
+        "not_converged": outcome.verification.actionable.map(\.id),
+        "processes_spawned": ProcessRunner.spawnedByThisProcess,
+    ])
+}
+
 /// Prints to standard error.
 func printError(_ s: String) {
     FileHandle.standardError.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))
