@@ -51,7 +51,9 @@ final class TestHTTPServer: @unchecked Sendable {
     private final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let server: TestHTTPServer
+        // Weak: a connection must not keep the server alive, or its deinit (which waits on the event loop) could
+        // run on the event loop itself when the last connection goes away.
+        weak var server: TestHTTPServer?
         var head: HTTPRequestHead?
         var body = Data()
         init(server: TestHTTPServer) { self.server = server }
@@ -72,7 +74,7 @@ final class TestHTTPServer: @unchecked Sendable {
                 for (k, v) in head.headers { headers[k.lowercased()] = v }
                 let req = RecordedRequest(method: head.method.rawValue, path: comps?.percentEncodedPath.removingPercentEncoding ?? head.uri,
                                           query: query, headers: headers, body: body)
-                let (status, data) = server.handle(req)
+                let (status, data) = server?.handle(req) ?? (503, Data())
                 var h = HTTPHeaders()
                 h.add(name: "Content-Length", value: String(data.count))
                 if !data.isEmpty { h.add(name: "Content-Type", value: "application/json") }
