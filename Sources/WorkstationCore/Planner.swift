@@ -315,14 +315,16 @@ public func octal(_ mode: UInt32) -> String {
 public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
     let old = before.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
     let new = after.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let diff = new.difference(from: old)
-    var out: [FieldChange] = []
-    for c in diff {
+    // In file order, like a unified diff: each removal at its old line, each insertion at its new line.
+    var removed: [(Int, String)] = [], inserted: [(Int, String)] = []
+    for c in new.difference(from: old) {
         switch c {
-        case .remove(_, let line, _) where !line.isEmpty: out.append(FieldChange("line", line, nil))
-        case .insert(_, let line, _) where !line.isEmpty: out.append(FieldChange("line", nil, line))
+        case .remove(let offset, let line, _) where !line.isEmpty: removed.append((offset, line))
+        case .insert(let offset, let line, _) where !line.isEmpty: inserted.append((offset, line))
         default: break
         }
     }
+    var out: [FieldChange] = removed.sorted { $0.0 < $1.0 }.map { FieldChange("line", $0.1, nil) }
+    out += inserted.sorted { $0.0 < $1.0 }.map { FieldChange("line", nil, $0.1) }
     return out
 }

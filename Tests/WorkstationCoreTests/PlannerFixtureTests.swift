@@ -251,3 +251,14 @@ extension PlannerFixtureTests {
         #expect(d.diagnostics.map(\.description) == ["roster.yaml:4:3: error: no free port left for 'bob' in the port_range of t3-serve@ (3774-3775, 2 ports); widen port_range in workstation.yaml"])
     }
 }
+
+extension PlannerFixtureTests {
+    @Test func lineDiffsReadInFileOrder() {
+        let before = "a\nb\nc\nd\n"
+        let after = "a\nx\nd\ny\n"
+        #expect(lineDiff(before, after) == [
+            FieldChange("line", "b", nil), FieldChange("line", "c", nil),
+            FieldChange("line", nil, "x"), FieldChange("line", nil, "y"),
+        ])
+    }
+}
