@@ -46,7 +46,10 @@ public enum PlanRenderer {
         for r in plan.refusals { out += "refused by \(r.gate): \(r.message)\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
-        if plan.isEmpty && plan.refusals.isEmpty { out += "No changes: the host matches the roster.\n" }
+        if plan.isEmpty && plan.refusals.isEmpty {
+            out += s.pending + s.conflict == 0 ? "No changes: the host matches the roster.\n"
+                : "Nothing for apply to do; the pending and conflicting items above need an operator.\n"
+        }
         return out
     }
 

@@ -267,7 +267,7 @@ public struct Planner {
         d.departed.map { name in
             let next = o.state.offboarding[name]?.nextStage ?? .cut
             return Change(id: "offboard:\(name)", user: name, kind: .pending, safety: .revoke,
-                   summary: "\(name) left the roster: offboard pending (access already cut from the derived files)",
+                   summary: "\(name) left the roster: offboard pending (apply drops them from the derived files at once)",
                    reason: next == .cut ? "the account, home and unit stay until the staged offboarding runs" : "offboarding stopped before stage \(next.rawValue)",
                    command: "workstation offboard \(name) --stage \(next.rawValue)\(next == .archive ? " --confirm \(name)" : "")")
         }

@@ -130,6 +130,9 @@ public struct Roster: Sendable, Hashable, Codable {
                 }
                 if let e = parseEntry(osUser: pair.key, keyLocation: pair.keyValue.location, pair.value, diags) {
                     entries.append(e)
+                } else if let p = accountNameProblem(pair.key) {
+                    // The entry is incomplete, so the cross-entry checks never see it: report its name here.
+                    diags.error(pair.keyValue.location, "os_user '\(printable(pair.key))' \(p)")
                 }
             }
         }

@@ -82,6 +82,13 @@ import Testing
 
     /// Quoted, `no`, `off`, `0700` stay the strings they look like; written bare, a YAML 1.1 reader would take them
     /// as a boolean or a number, so they are refused with the fix rather than read either way.
+    @Test func anIncompleteEntryStillHasItsNameChecked() throws {
+        let yaml = "users:\n  Eve: { authentik_user: eve, k8s_user: eve, tier: poweruser }\n"
+        let error = try #require(throws: ValidationFailure.self) { try Roster.parse(Data(yaml.utf8), file: "r.yaml") }
+        #expect(error.diagnostics.map(\.message).contains { $0.hasPrefix("tier must be one of") })
+        #expect(error.diagnostics.map(\.message).contains { $0.hasPrefix("os_user 'Eve' contains upper-case letters") })
+    }
+
     @Test func implicitTypingNeverChangesMeaning() throws {
         let yaml = "users:\n  'no': { authentik_user: 'off', k8s_user: \"yes\", tier: power-user, groups: ['on'], flags: ['0700', 'null'] }\n"
         let roster = try Roster.parse(Data(yaml.utf8), file: "r.yaml")
