@@ -28,12 +28,12 @@ import WorkstationHost
     @Test func handMadeGroupMembershipsSurvive() throws {
         let root = try TempRoot(), inputs = try TempRoot()
         try Fixture.seed(root)
-        let p = ["--prefix", root.path]
-        try tool(["groupadd"] + p + ["devs"])
-        try tool(["groupadd"] + p + ["--system", "workstation"])
-        try tool(["useradd"] + p + ["-m", "-G", "users,audio", "alice"])
-        try tool(["usermod"] + p + ["-aG", "devs", "alice"])
-        try tool(["useradd"] + p + ["-m", "-G", "workstation,devs", "erin"])  // unmanaged, in the managed group
+        let prefix = ["--prefix", root.path]
+        try tool(["groupadd"] + prefix + ["devs"])
+        try tool(["groupadd"] + prefix + ["--system", "workstation"])
+        try tool(["useradd"] + prefix + ["-m", "-G", "users,audio", "alice"])
+        try tool(["usermod"] + prefix + ["-aG", "devs", "alice"])
+        try tool(["useradd"] + prefix + ["-m", "-G", "workstation,devs", "erin"])  // unmanaged, in the managed group
         let first = try apply(root, "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, groups: [ops] }\n", inputs)
         #expect(first.status == 0, "\(first.stderr)")
         for g in ["users", "audio", "devs", "workstation", "workstation-power-user", "ops"] {

@@ -181,9 +181,8 @@ let hostStateCases: [HostileCase] = [
             guard r.status == 0 else { throw SetupError(message: r.stderr) }
             // A hand-made account holding uid 1500, and a system account, both unknown to workstation.
             for argv in [["useradd", "--prefix", root.path, "-u", "1500", "-m", "erin"], ["useradd", "--prefix", root.path, "-r", "-u", "999", "svc"]] {
-                let p = try Process.run(URL(fileURLWithPath: "/usr/sbin/useradd"), arguments: Array(argv.dropFirst()))
-                p.waitUntilExit()
-                guard p.terminationStatus == 0 else { throw SetupError(message: "\(argv) failed") }
+                let r = try CLI.runTool("/usr/sbin/\(argv[0])", Array(argv.dropFirst()))  // argv carries --prefix
+                guard r.status == 0 else { throw SetupError(message: "\(argv) failed: \(r.stderr)") }
             }
         }
     }
