@@ -6,7 +6,8 @@ public enum PlanRenderer {
     /// `SYMBOL summary [class]`, its fields as `field: before -> after`, then a summary line.
     /// - Parameter commandOptions: appended to every suggested `workstation ...` command (e.g. ` --root DIR`), so a
     ///   command copied from a sandbox plan acts on that sandbox, not on the machine.
-    public static func human(_ plan: Plan, color: Bool = false, commandOptions: String = "") -> String {
+    /// - Parameter verdict: the closing "No changes" line, which speaks of apply; lifecycle commands leave it out.
+    public static func human(_ plan: Plan, color: Bool = false, commandOptions: String = "", verdict: Bool = true) -> String {
         var out = ""
         var order: [String] = []
         var byUser: [String: [Change]] = [:]
@@ -46,7 +47,7 @@ public enum PlanRenderer {
         for r in plan.refusals { out += "refused by \(r.gate): \(r.message)\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
-        if plan.isEmpty && plan.refusals.isEmpty {
+        if verdict && plan.isEmpty && plan.refusals.isEmpty {
             out += s.pending + s.conflict == 0 ? "No changes: the host matches the roster.\n"
                 : "Nothing for apply to do; the pending and conflicting items above need an operator.\n"
         }

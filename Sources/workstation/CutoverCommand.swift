@@ -20,25 +20,13 @@ struct CutoverCommand: ParsableCommand {
     @Flag(help: "Cut over even when the idle gate finds the user busy.")
     var force = false
 
-    @Flag(help: "Print the changes and change nothing.")
-    var dryRun = false
-
-    @Flag(help: "Print the outcome as JSON.")
-    var json = false
-
-    @OptionGroup var inputs: InputOptions
-    @OptionGroup var rootOptions: RootOptions
+    @OptionGroup var options: LifecycleOptions
 
     func run() throws {
-        let outcome: LifecycleOutcome
-        do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            outcome = try Cutover.cutover(user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(), force: force,
-                                          dryRun: dryRun, progress: { printError($0) })
-        } catch {
-            throw reportedExit(error)
+        try options.run(extra: ["command": "cutover", "user": user]) { loaded, root, dryRun in
+            try Cutover.cutover(user: user, inputs: loaded, root: root, runner: ProcessRunner(), force: force, dryRun: dryRun,
+                                progress: { printError($0) })
         }
-        try report(outcome, json: json, extra: ["command": "cutover", "user": user])
     }
 }
 
@@ -50,24 +38,11 @@ struct RollbackCommand: ParsableCommand {
     @Argument(help: "The os_user to roll back.")
     var user: String
 
-    @Flag(help: "Print the changes and change nothing.")
-    var dryRun = false
-
-    @Flag(help: "Print the outcome as JSON.")
-    var json = false
-
-    @OptionGroup var inputs: InputOptions
-    @OptionGroup var rootOptions: RootOptions
+    @OptionGroup var options: LifecycleOptions
 
     func run() throws {
-        let outcome: LifecycleOutcome
-        do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            outcome = try Cutover.rollback(user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(), dryRun: dryRun,
-                                           progress: { printError($0) })
-        } catch {
-            throw reportedExit(error)
+        try options.run(extra: ["command": "rollback", "user": user]) { loaded, root, dryRun in
+            try Cutover.rollback(user: user, inputs: loaded, root: root, runner: ProcessRunner(), dryRun: dryRun, progress: { printError($0) })
         }
-        try report(outcome, json: json, extra: ["command": "rollback", "user": user])
     }
 }

@@ -29,7 +29,21 @@ struct OffboardCommand: ParsableCommand {
     @Flag(help: "Archive even when the idle gate finds a connection to the user's t3 port (never with running processes).")
     var force = false
 
-    @Flag(help: "Print the changes of the stage and change nothing.")
+    @OptionGroup var options: LifecycleOptions
+
+    func run() throws {
+        try options.run(extra: ["stage": stage.rawValue, "user": user]) { loaded, root, dryRun in
+            try Offboarding.run(stage: stage, user: user, inputs: loaded, root: root, runner: ProcessRunner(),
+                                dryRun: dryRun, confirm: confirm, force: force,
+                                idp: AuthentikGateHook.live(settings: loaded.settings, root: root, environment: ProcessInfo.processInfo.environment),
+                                progress: { printError($0) })
+        }
+    }
+}
+
+/// The options every lifecycle command shares, and the one way they run: load, run the stage, report.
+struct LifecycleOptions: ParsableArguments {
+    @Flag(help: "Print the changes and change nothing.")
     var dryRun = false
 
     @Flag(help: "Print the outcome as JSON.")
@@ -38,19 +52,15 @@ struct OffboardCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    func run() throws {
+    /// Loads the inputs, runs `body` (with the dry-run flag), then reports; errors map to the exit-code contract.
+    func run(extra: [String: any Sendable], _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome) throws {
         let outcome: LifecycleOutcome
         do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            outcome = try Offboarding.run(stage: stage, user: user, inputs: loaded, root: rootOptions.hostRoot, runner: ProcessRunner(),
-                                          dryRun: dryRun, confirm: confirm, force: force,
-                                          idp: AuthentikGateHook.live(settings: loaded.settings, root: rootOptions.hostRoot,
-                                                                      environment: ProcessInfo.processInfo.environment),
-                                          progress: { printError($0) })
+            outcome = try body(try Engine.load(inputs.paths, root: rootOptions.hostRoot), rootOptions.hostRoot, dryRun)
         } catch {
             throw reportedExit(error)
         }
-        try report(outcome, json: json, extra: ["stage": stage.rawValue, "user": user])
+        try report(outcome, json: json, extra: extra)
     }
 }
 
@@ -65,7 +75,7 @@ func report(_ outcome: LifecycleOutcome, json: Bool, extra: [String: any Sendabl
         e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
         print(PlanRenderer.json(outcome.plan, extra: e))
     } else {
-        print(PlanRenderer.human(outcome.plan, color: useColor).replacingOccurrences(of: "No changes: the host matches the roster.\n", with: ""), terminator: "")
+        print(PlanRenderer.human(outcome.plan, color: useColor, verdict: false), terminator: "")
         for m in outcome.messages { print(m) }
         if outcome.dryRun { print("dry run: nothing was changed") }
         if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }

@@ -35,7 +35,7 @@ final class BackgroundRun: @unchecked Sendable {
 
     var pid: pid_t { process.processIdentifier }
 
-    /// `kill -9` the process; its children (a useradd in flight) are left to finish, as after a real crash.
+    /// `kill -9` the process; its children (an account tool in flight, run with --prefix) are left to finish, as after a real crash.
     func kill9() { kill(pid, SIGKILL) }
 
     func wait() -> CLIResult {
@@ -197,7 +197,7 @@ enum Invariants {
         try Fixture.seed(root)
         try inputs.write("/r.yaml", Fixture.roster(count: 40))
         let run = try BackgroundRun(["apply", "--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path])
-        // Kill once u0001 exists: the executor is sequential, so everything for u0000 (useradd, journal, state) is done.
+        // Kill once u0001 exists: the executor is sequential, so everything for u0000 (account, journal, state) is done.
         for _ in 0..<5000 where root.read("/etc/passwd")?.contains("u0001:") != true { usleep(2_000) }
         run.kill9()
         _ = run.wait()
@@ -271,7 +271,7 @@ enum Invariants {
         #expect(plan.status == 0)
     }
 
-    /// useradd fails for one user (a group of that name exists), one home is read-only (immutable) and the ttyd map is
+    /// Account creation (useradd --prefix) fails for one user (a group of that name exists), one home is read-only (immutable) and the ttyd map is
     /// immutable: each error names the user (where there is one) and the command or path; every other user converges;
     /// exit 1.
     @Test func failingToolsMidRunNameTheUserAndTheOthersConverge() throws {
