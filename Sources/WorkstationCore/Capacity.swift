@@ -183,7 +183,8 @@ public struct CapacityLedger: Sendable, Hashable {
 
     /// The arithmetic in one line: `alice 4G + bob 3G = 7G (7516192768 bytes) against memory 24G + swap 8G - reserve 12G = 20G (...)`.
     public var arithmetic: String {
-        let terms = lines.map { "\($0.osUser) \(humanBytes($0.budget.max))\($0.isNew ? " (new)" : "")" }.joined(separator: " + ")
+        let terms = abbreviatedList(
+            lines.map { "\($0.osUser) \(humanBytes($0.budget.max))\($0.isNew ? " (new)" : "")" }, separator: " + ")
         var s = "MemoryMax budgets \(terms.isEmpty ? "(none)" : terms) = \(humanBytes(committed)) (\(committed) bytes)"
         if let m = memory, let limit {
             s += "; limit = memory \(humanBytes(m.total)) + swap \(humanBytes(m.swapTotal)) - reserve \(humanBytes(settings.reserve))"
@@ -198,7 +199,7 @@ public struct CapacityLedger: Sendable, Hashable {
     public func refusals() -> [Refusal] {
         let new = newUsers
         guard !new.isEmpty else { return [] }
-        let who = new.joined(separator: ", ")
+        let who = abbreviatedList(new, separator: ", ")
         var out: [Refusal] = []
         if !fits, let limit {
             out.append(Refusal(gate: "capacity", message: """
@@ -216,6 +217,13 @@ public struct CapacityLedger: Sendable, Hashable {
         }
         return out
     }
+}
+
+/// `items` joined by `separator`, the first `limit` of them only, then `and N more`: a refusal about a
+/// thousand-person roster stays one readable line.
+func abbreviatedList(_ items: [String], separator: String, limit: Int = 12) -> String {
+    guard items.count > limit else { return items.joined(separator: separator) }
+    return items.prefix(limit).joined(separator: separator) + "\(separator)and \(items.count - limit) more"
 }
 
 /// `4294967296` -> `4G`, `1536 MiB` -> `1.5G`: binary units, at most one decimal, for messages (not for systemd).

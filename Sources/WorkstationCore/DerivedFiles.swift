@@ -71,6 +71,8 @@ public struct DispatchMap: Sendable, Hashable, Codable {
 /// `{"users": {name: {"port": N, "os_user": u}}}`, `{name: {"port": N}}` or `{name: N}`.
 /// Returns name -> port for both the authentik_user key and the os_user value.
 public func adoptablePorts(fromDispatch data: Data) -> [String: Int] {
+    // The file workstation writes decodes typed; only a hand-made one needs the untyped walk below.
+    if let map = try? DispatchMap.decode(data) { return adoptablePorts(from: map) }
     guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
     let users = (obj["users"] as? [String: Any]) ?? obj
     var out: [String: Int] = [:]
@@ -81,6 +83,17 @@ public func adoptablePorts(fromDispatch data: Data) -> [String: Int] {
             out[name] = n
             if let os = d["os_user"] as? String { out[os] = n }
         }
+    }
+    return out
+}
+
+/// `adoptablePorts(fromDispatch:)` of a map already decoded: name -> port for each authentik_user key and os_user.
+public func adoptablePorts(from map: DispatchMap) -> [String: Int] {
+    var out: [String: Int] = [:]
+    out.reserveCapacity(map.users.count * 2)
+    for (name, u) in map.users {
+        out[name] = u.port
+        out[u.osUser] = u.port
     }
     return out
 }

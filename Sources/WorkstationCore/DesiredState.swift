@@ -76,24 +76,28 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     takenUids.formUnion(roster.entries.compactMap(\.uid))
     for (name, a) in state.accounts where !rosterNames.contains(name) { takenUids.insert(a.uid) }
     var uids: [String: Int] = [:]
+    let accountUids = Set(snapshot.passwd.map(\.uid))
     for e in roster.entries where !e.isAdopted {
         if let acct = snapshot.account(e.osUser) {
             uids[e.osUser] = acct.uid
         } else if let pinned = e.uid {
             uids[e.osUser] = pinned
-        } else if let recorded = state.accounts[e.osUser]?.uid, !snapshot.passwd.contains(where: { $0.uid == recorded }) {
+        } else if let recorded = state.accounts[e.osUser]?.uid, !accountUids.contains(recorded) {
             uids[e.osUser] = recorded
             takenUids.insert(recorded)
         }
     }
+    // Taken uids only accumulate in this loop, so each search resumes where the last one ended (linear in all).
+    var nextUid = snapshot.uidRange.lowerBound
     for e in roster.entries where !e.isAdopted && uids[e.osUser] == nil {
-        var candidate = snapshot.uidRange.lowerBound
+        var candidate = nextUid
         while takenUids.contains(candidate) && candidate < snapshot.uidRange.upperBound { candidate += 1 }
         if takenUids.contains(candidate) {
             out.diagnostics.append(Diagnostic(e.location, "no free uid left for '\(e.osUser)' in UID_MIN-UID_MAX (\(snapshot.uidRange.lowerBound)-\(snapshot.uidRange.upperBound), login.defs); pin a uid or widen the range"))
         }
         uids[e.osUser] = candidate
         takenUids.insert(candidate)
+        nextUid = candidate
     }
 
     // Identities for the derived files: roster entries, then admins declared in settings.
@@ -108,17 +112,22 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
 
     // Ports: admins take only the primary unit (their other units are their own business).
-    let existingDispatch = adoptablePorts(fromDispatch: snapshot.path(settings.derived.dispatch).content ?? Data())
+    let existingDispatch = snapshot.dispatchMap.map(adoptablePorts(from:))
+        ?? adoptablePorts(fromDispatch: snapshot.path(settings.derived.dispatch).content ?? Data())
     var claimed: [Int: String] = [:]  // port -> os_user holding it by pin or state record
     for p in people { for port in p.pinned.values { claimed[port] = p.os } }
     // A pin must not take a port someone else already holds (recorded, or routed by the live dispatch.json):
     // moving a working person's port silently would restart their instance and break their route.
     var holders: [Int: String] = [:]
     for (_, byUser) in state.ports { for (os, port) in byUser { holders[port] = os } }
-    for p in people {
-        let live = existingDispatch.filter { $0.key != p.ak && $0.key != p.os }
+    // Names routed to each port by the live dispatch.json, sorted so the one reported is stable.
+    var liveHolders: [Int: [String]] = [:]
+    for (name, port) in existingDispatch { liveHolders[port, default: []].append(name) }
+    for k in liveHolders.keys { liveHolders[k]!.sort() }
+    for p in people where !p.pinned.isEmpty {
         for (template, port) in p.pinned.sorted(by: { $0.key < $1.key }) {
-            let holder = holders[port].flatMap { $0 == p.os ? nil : $0 } ?? live.first { $0.value == port }?.key
+            let holder = holders[port].flatMap { $0 == p.os ? nil : $0 }
+                ?? liveHolders[port]?.first { $0 != p.ak && $0 != p.os }
             if let holder, let e = roster[p.os] {
                 out.diagnostics.append(Diagnostic(e.location, "port \(port) pinned for \(template)\(p.os) is already held by \(holder); pick a free port (workstation never moves a working person's port)"))
             }
@@ -129,6 +138,8 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     var chosen = Set<Int>()
     var ports: [String: [String: Int]] = [:]
     for unit in settings.units {
+        // As with uids: ports below the last one handed out stay taken, so the search resumes there.
+        var nextPort = unit.portRange.lowerBound
         for p in people where !(p.adopted && unit != settings.primaryUnit) {
             func free(_ port: Int) -> Bool { (claimed[port] == nil || claimed[port] == p.os) && !chosen.contains(port) }
             var port: Int
@@ -140,8 +151,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                 port = found
             } else {
                 func taken(_ port: Int) -> Bool { !free(port) || claimed[port] != nil || inLiveDispatch.contains(port) }
-                port = unit.portRange.lowerBound
+                port = nextPort
                 while port < unit.portRange.upperBound && taken(port) { port += 1 }
+                nextPort = port
                 if taken(port) {
                     // Every port of the range is in use: handing out the last one again would route two people to one port.
                     let at = roster[p.os]?.location ?? SourceLocation(file: "workstation.yaml", line: 0, column: 0)

@@ -2,7 +2,7 @@ import Foundation
 
 /// Turns (desired, observed) into the plan. Pure. Each resource family has its own function; the order of
 /// changes is the execution order (groups, accounts, memberships, homes, links, derived files, units).
-public struct Planner {
+public struct Planner: Sendable {
     public var settings: Settings
 
     public init(settings: Settings) { self.settings = settings }
@@ -50,14 +50,11 @@ public struct Planner {
     public func plan(desired: DesiredState, observed: HostSnapshot) -> Plan {
         var plan = Plan()
         plan.changes += groupChanges(desired, observed)
-        for u in desired.users {
-            plan.changes += accountChanges(u, observed)
-            plan.changes += membershipChanges(u, observed)
-            plan.changes += homeChanges(u, observed)
-            plan.changes += inheritanceChanges(u, observed)
-            infraCloneChanges(u, observed, into: &plan)
-            plan.changes += secretFileChanges(u, observed)
-            plan.changes += reinstatementChanges(u, observed)
+        // Each person's changes depend on that person alone: a large roster is planned in slices on several
+        // threads, and the slices are joined in roster order (the plan is the same as planned in one pass).
+        for part in perUserSlices(desired.users, observed) {
+            plan.changes += part.changes
+            for note in part.notes where !plan.notes.contains(note) { plan.notes.append(note) }
         }
         plan.changes += derivedFileChanges(desired, observed)
         for u in desired.users { plan.changes += budgetChanges(u, observed) }
@@ -67,6 +64,29 @@ public struct Planner {
         planIntegrations(&plan, desired, observed)
         admissionGate(desired, observed, into: &plan)
         return plan
+    }
+
+    /// The per-person part of `plan` for `users`, as one `Plan` per slice of the roster, in order.
+    func perUserSlices(_ users: [DesiredUser], _ observed: HostSnapshot) -> [Plan] {
+        let slices = users.count >= 200 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+        let size = (users.count + slices - 1) / max(slices, 1)
+        let planner = self
+        let parts = SliceResults(count: slices)
+        let work = { @Sendable (slice: Int) in
+            var part = Plan()
+            for u in users.dropFirst(slice * size).prefix(size) {
+                part.changes += planner.accountChanges(u, observed)
+                part.changes += planner.membershipChanges(u, observed)
+                part.changes += planner.homeChanges(u, observed)
+                part.changes += planner.inheritanceChanges(u, observed)
+                planner.infraCloneChanges(u, observed, into: &part)
+                part.changes += planner.secretFileChanges(u, observed)
+                part.changes += planner.reinstatementChanges(u, observed)
+            }
+            parts.set(slice, part)
+        }
+        if slices == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: slices, execute: work) }
+        return parts.all
     }
 
     // MARK: groups and accounts
@@ -280,7 +300,7 @@ public struct Planner {
         if let data = o.path(settings.derived.ttydUserMap).content {
             previous.formUnion(DerivedFileRenderer.parseTtydUserMap(data).values)
         }
-        if let data = o.path(settings.derived.dispatch).content, let map = try? DispatchMap.decode(data) {
+        if let map = o.dispatchMap ?? o.path(settings.derived.dispatch).content.flatMap({ try? DispatchMap.decode($0) }) {
             previous.formUnion(map.users.values.map(\.osUser))
         }
         let adminGroup = o.group(settings.accounts.adminGroup)
@@ -327,4 +347,13 @@ public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
     var out: [FieldChange] = removed.sorted { $0.0 < $1.0 }.map { FieldChange("line", $0.1, nil) }
     out += inserted.sorted { $0.0 < $1.0 }.map { FieldChange("line", nil, $0.1) }
     return out
+}
+
+/// One result per slice of work done on several threads (`Planner.perUserSlices`).
+private final class SliceResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Plan]
+    init(count: Int) { slots = Array(repeating: Plan(), count: count) }
+    func set(_ slice: Int, _ part: Plan) { lock.withLock { slots[slice] = part } }
+    var all: [Plan] { lock.withLock { slots } }
 }

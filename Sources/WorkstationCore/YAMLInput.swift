@@ -242,14 +242,18 @@ extension YAMLValue {
         return text
     }
 
+    /// The words YAML 1.1 reads as booleans (yaml.org/type/bool.html).
+    private static let booleanWords: Set<String> = [
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
+        "on", "On", "ON", "off", "Off", "OFF",
+    ]
+
     /// For a plain (unquoted) scalar that YAML 1.1's implicit typing resolves to something other than a string,
     /// what it resolves to ("a boolean", "a number", "null", "a date"); nil for strings and quoted scalars.
     public var implicitType: String? {
         guard case .scalar(let s) = node, s.style == .plain else { return nil }
         // Cheap first: names that start with a letter and are not yes/no/on/off/true/false/null words are strings.
-        let words: Set<String> = ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
-                                  "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"]
-        if words.contains(s.string) { return "a boolean" }
+        if Self.booleanWords.contains(s.string) { return "a boolean" }
         if let f = s.string.unicodeScalars.first, f.properties.isAlphabetic, !["null", "Null", "NULL"].contains(s.string) { return nil }
         // A fresh node: the composed one's tag may already be resolved (Yams resolves key tags in place when it
         // hashes them for its duplicate check).

@@ -46,6 +46,24 @@ public enum Engine {
         return Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath)
     }
 
+    /// `load`, and at the same time the host's base snapshot (`Observer.observeBase`: accounts, state, units), which
+    /// needs settings only: parsing a large roster and reading a large host each take tens of milliseconds. Call it
+    /// where the snapshot may be taken now (plan; apply once it holds the run lock), and hand the snapshot to
+    /// `plan(_:root:clients:base:)`.
+    /// - Throws: as `load` (roster problems first), then as `observeBase`.
+    public static func loadObserving(_ paths: InputPaths, root: HostRoot) throws -> (Inputs, HostSnapshot?) {
+        let (settings, settingsPath) = try loadSettings(paths, root: root)
+        let rosterPath = paths.roster ?? root.path(InputPaths.defaultRoster)
+        // Without etc/passwd the root is not a host; `plan` says so, and there is nothing to read ahead.
+        let isHost = FileManager.default.fileExists(atPath: root.path("/etc/passwd"))
+        let observer = Observer(root: root, settings: settings)
+        let (base, roster) = try concurrently({ isHost ? try observer.observeBase() : nil }) {
+            guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
+            return try Roster.parse(data, file: rosterPath, settings: settings)
+        }
+        return (Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath), base)
+    }
+
     /// Loads settings alone: the explicit file, else the default under the root if present, else defaults.
     /// - Throws: `ValidationFailure`, or `InputError.missing` for an explicit path that cannot be read.
     public static func loadSettings(_ paths: InputPaths, root: HostRoot) throws -> (settings: Settings, path: String?) {
@@ -66,12 +84,13 @@ public enum Engine {
     /// - Parameter clients: Authentik and Vault clients; nil: the live ones for what settings configure.
     /// - Throws: `ValidationFailure` for roster problems only the host shows (a pinned uid in use...) and for a
     ///   roster tier or namespace list that disagrees with `k8s_users` (fail loud, before anything changes).
-    public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
+    /// - Parameter base: `observeBase` already taken for these settings (`loadObserving`); nil: taken here.
+    public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil, base: HostSnapshot? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
         guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else {
             throw InputError.notAHost(root.directory)
         }
         let observer = Observer(root: root, settings: inputs.settings)
-        var (snapshot, desired) = try observer.observe(roster: inputs.roster)
+        var (snapshot, desired) = try observer.observe(roster: inputs.roster, base: base)
         if !desired.diagnostics.isEmpty { throw ValidationFailure(desired.diagnostics) }
         let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
         snapshot.remote = RemoteObserver(root: root, settings: inputs.settings, clients: clients).observe(desired: desired, snapshot: snapshot)
@@ -96,14 +115,32 @@ public enum Engine {
                                     progress: progress)
     }
 
+    /// `apply` from the input files: takes the run lock first, then loads the roster while it reads the host
+    /// (`loadObserving`), so the snapshot is taken under the lock. On a host without a lock file yet (the first
+    /// run), the roster is checked before the lock file is created: bad input never leaves a file behind.
+    /// - Throws: as `load` and `apply`.
+    public static func apply(_ paths: InputPaths, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
+                             allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+        let settings = try loadSettings(paths, root: root).settings
+        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")), RunLock.exists(root: root, settings: settings) else {
+            return try apply(load(paths, root: root), root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
+                             progress: progress)
+        }
+        let lock = try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let (inputs, base) = try loadObserving(paths, root: root)
+        return try applyHoldingLock(inputs, root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
+                                    base: base, progress: progress)
+    }
+
     /// `apply` for a caller that already holds the `RunLock` (cutover runs apply for its user inside its own run).
     /// - Parameter user: when set, only that user's changes run, plus the host-wide changes they depend on (its groups).
     /// - Throws: as `apply`, except `LockError`.
     public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
-                                        allowOvercommit: Bool = false, only user: String? = nil,
+                                        allowOvercommit: Bool = false, only user: String? = nil, base: HostSnapshot? = nil,
                                         progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        var (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients)
+        var (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients, base: base)
         let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
         plan.refusals.removeAll { overridden.contains($0) }
         if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
@@ -159,5 +196,31 @@ public enum InputError: Error, CustomStringConvertible {
             "\(dir) has no etc/passwd, so it is not a host root; check --root, or pass --init-root to apply to seed a sandbox there"
         case .missing(let path, let what): "cannot read the \(what) file \(path); check the path (--\(what == "roster" ? "roster" : "settings") PATH)"
         }
+    }
+}
+
+/// Runs `other` on a thread of its own while `here` runs on the calling thread; returns both results. When both
+/// throw, `here`'s error is the one thrown (callers put the input checks there: they are what a person must fix).
+func concurrently<A: Sendable, B>(_ other: @escaping @Sendable () throws -> A, _ here: () throws -> B) throws -> (A, B) {
+    let box = ThreadResult<A>()
+    let thread = Thread { box.set(Result { try other() }) }
+    thread.start()
+    let mine = Result { try here() }
+    let theirs = box.wait()
+    let b = try mine.get()
+    return (try theirs.get(), b)
+}
+
+/// The result of a `Thread`, handed over once.
+private final class ThreadResult<A: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<A, Error>?
+    func set(_ r: Result<A, Error>) {
+        result = r
+        done.signal()
+    }
+    func wait() -> Result<A, Error> {
+        done.wait()
+        return result!
     }
 }

@@ -31,54 +31,88 @@ public struct Observer: Sendable {
         if s.systemdRunning { s.activeUnits = activeUnits() }
         // The existing dispatch.json is needed to adopt live ports.
         s.paths[settings.derived.dispatch] = pathState(settings.derived.dispatch, readContent: true)
+        s.dispatchMap = s.paths[settings.derived.dispatch]?.content.flatMap { try? DispatchMap.decode($0) }
         return s
     }
 
     /// Adds the watched paths to a snapshot. A path inside the home of a regular account (uid in
-    /// `UID_MIN...UID_MAX`) is looked up without following any link below the home (`homePathState`).
+    /// `UID_MIN...UID_MAX`) is looked up without following any link below the home (`homePathState`); the paths
+    /// of one home share one walk, so each directory on the way is opened once per home, not once per path.
     public func observePaths(_ paths: [WatchedPath], into s: inout HostSnapshot) {
-        let homes = s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home }
+        let homes = Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
+        // Work items: the paths of one home (one walk), or a run of other paths. A path watched twice is read
+        // twice (cheaply: a home walk keeps what it read), and its content is kept if either watch asked for it.
+        var grouped: [(home: String?, paths: [WatchedPath])] = []
+        var itemOfHome: [String: Int] = [:]
+        // Paths come in runs per person: while a path is below the home just matched, and no other home lies
+        // below that one, it belongs to the same home without a lookup.
+        let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
+        var run: (home: String, prefix: String, item: Int)?
         for w in paths {
-            if let home = homes.filter({ w.path.hasPrefix($0 + "/") }).max(by: { $0.count < $1.count }) {
-                s.paths[w.path] = homePathState(home: home, relative: String(w.path.dropFirst(home.count + 1)))
+            if let r = run, w.path.hasPrefix(r.prefix), !nestingHomes.contains(r.home) {
+                grouped[r.item].paths.append(w)
+            } else if let home = Self.enclosingHome(of: w.path, in: homes) {
+                let item: Int
+                if let i = itemOfHome[home] {
+                    item = i
+                } else {
+                    item = grouped.count
+                    itemOfHome[home] = item
+                    grouped.append((home, []))
+                }
+                grouped[item].paths.append(w)
+                run = (home, home + "/", item)
+            } else if let last = grouped.indices.last, grouped[last].home == nil, grouped[last].paths.count < 64 {
+                grouped[last].paths.append(w)
             } else {
-                s.paths[w.path] = pathState(w.path, readContent: w.readContent)
+                grouped.append((nil, [w]))
             }
+        }
+        let workers = grouped.count >= 32 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+        let results = ObservedParts(count: workers)
+        let items = grouped
+        let work = { @Sendable (worker: Int) in
+            var found: [(String, PathState)] = []
+            for i in stride(from: worker, to: items.count, by: workers) {
+                let item = items[i]
+                if let home = item.home {
+                    var walk = HomeWalk(directory: root.path(home))
+                    for w in item.paths { found.append((w.path, walk.state(relative: String(w.path.dropFirst(home.count + 1))))) }
+                    walk.closeAll()
+                } else {
+                    for w in item.paths { found.append((w.path, pathState(w.path, readContent: w.readContent))) }
+                }
+            }
+            results.set(worker, found)
+        }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        s.paths.reserveCapacity(s.paths.count + paths.count)
+        for part in results.parts {
+            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
         }
     }
 
+    /// The longest of `homes` that `path` lies strictly below, found by looking up each of the path's ancestors
+    /// (a hash lookup per path component, so observing stays linear in the number of paths).
+    static func enclosingHome(of path: String, in homes: Set<String>) -> String? {
+        var end = path.endIndex
+        while let slash = path[..<end].lastIndex(of: "/") {
+            if slash > path.startIndex {
+                let ancestor = String(path[..<slash])
+                if homes.contains(ancestor) { return ancestor }
+            }
+            end = slash
+        }
+        return nil
+    }
+
     /// `lstat(2)` of `home/relative` reached with `openat(2)` and `O_NOFOLLOW` from the home: a user's link on the
-    /// way is never followed. When a component on the way is a link or not a directory, the path reads as absent
+    /// way is never followed. When a component on the way is a link or not a directory, the path reads as blocked
     /// (the caller also watches that component and reports it). Content is never read under a home.
     public func homePathState(home: String, relative: String) -> PathState {
-        var fd = open(root.path(home), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return .absent }
-        defer { close(fd) }
-        let parts = relative.split(separator: "/").map(String.init)
-        guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { return .absent }
-        for comp in parts.dropLast() {
-            let next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard next >= 0 else {
-                // ENOENT: truly absent. A symlink or file on the way: blocked, never followed.
-                if errno == ENOENT { return .absent }
-                var blocked = PathState(kind: .other)
-                blocked.blocked = true
-                return blocked
-            }
-            close(fd)
-            fd = next
-        }
-        var st = stat()
-        guard fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
-        let kind = Self.kind(st.st_mode)
-        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
-        result.linkCount = Int(st.st_nlink)
-        if kind == .symlink {
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlinkat(fd, last, &buf, buf.count - 1)
-            if n >= 0 { result.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        }
-        return result
+        var walk = HomeWalk(directory: root.path(home))
+        defer { walk.closeAll() }
+        return walk.state(relative: relative)
     }
 
     static func kind(_ mode: mode_t) -> PathState.Kind {
@@ -91,10 +125,12 @@ public struct Observer: Sendable {
     }
 
     /// The full pipeline's observe stage: base, desire, then the paths the desired state names.
-    public func observe(roster: Roster) throws -> (HostSnapshot, DesiredState) {
-        var snap = try observeBase()
+    /// - Parameter base: `observeBase()` taken earlier for the same settings; nil: taken now.
+    public func observe(roster: Roster, base: HostSnapshot? = nil) throws -> (HostSnapshot, DesiredState) {
+        var snap = try base ?? observeBase()
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
-        observePaths(Planner(settings: settings).watchedPaths(desired), into: &snap)
+        let wp = Planner(settings: settings).watchedPaths(desired)
+        observePaths(wp, into: &snap)
         return (snap, desired)
     }
 
@@ -117,9 +153,34 @@ public struct Observer: Sendable {
             let n = readlink(full, &buf, buf.count - 1)
             result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         } else if kind == .file && readContent && st.st_size <= 4 << 20 {
-            result.content = FileManager.default.contents(atPath: full)
+            result.content = Self.readRegularFile(full, expected: st)
         }
         return result
+    }
+
+    /// The bytes of the regular file `lstat` just saw at `path`: opened without following a link and without
+    /// blocking, and read only when `fstat(2)` shows the same regular file (device and inode), so a path swapped
+    /// for a link, FIFO or device in between is not read. nil when it cannot be opened or is no longer that file.
+    static func readRegularFile(_ path: String, expected: stat) -> Data? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_dev == expected.st_dev, st.st_ino == expected.st_ino else { return nil }
+        // One read for the size fstat gave plus a byte: a file that grew meanwhile is read on to its end.
+        var data = Data(count: Int(st.st_size) + 1)
+        var filled = 0
+        while true {
+            if filled == data.count { data.count += 4096 }
+            let n = data.withUnsafeMutableBytes { buf in read(fd, buf.baseAddress! + filled, buf.count - filled) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            filled += n
+            if filled < data.count { break }  // a short read of a regular file: its end
+        }
+        data.count = filled
+        return data
     }
 
     /// Units systemd is running now. systemd links `/run/systemd/units/invocation:<unit>` to the unit's invocation
@@ -152,5 +213,98 @@ public enum ObserveError: Error, CustomStringConvertible {
         switch self {
         case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
         }
+    }
+}
+
+/// Each worker's observations, one slot per worker (`observePaths`).
+private final class ObservedParts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [[(String, PathState)]]
+    init(count: Int) { slots = Array(repeating: [], count: count) }
+    func set(_ worker: Int, _ found: [(String, PathState)]) { lock.withLock { slots[worker] = found } }
+    var parts: [[(String, PathState)]] { lock.withLock { slots } }
+}
+
+/// Paths below one home, looked up without following links: every directory on the way is opened with
+/// `openat(2)` and `O_NOFOLLOW | O_DIRECTORY` from its parent, starting at the home (`open(2)`), and kept open
+/// for the next path of the same home until `closeAll()`. Never reads content.
+struct HomeWalk {
+    private enum Directory {
+        case open(Int32)
+        /// A component is missing.
+        case absent
+        /// A component is a symlink or not a directory (or cannot be opened): never followed.
+        case blocked
+    }
+
+    private let directory: String
+    /// Opened directories by relative path ("" is the home itself).
+    private var directories: [String: Directory] = [:]
+
+    /// - Parameter directory: the home's path on the host (under the root).
+    init(directory: String) { self.directory = directory }
+
+    /// Paths already looked up (a home has a dozen watched paths; a few are watched twice).
+    private var seen: [(relative: String, state: PathState)] = []
+
+    /// The state of `relative` (no `.` or `..` components; those read as absent).
+    mutating func state(relative: String) -> PathState {
+        if let known = seen.first(where: { $0.relative == relative }) { return known.state }
+        let found = lookUp(relative: relative)
+        seen.append((relative, found))
+        return found
+    }
+
+    private mutating func lookUp(relative: String) -> PathState {
+        let parts = relative.split(separator: "/")
+        guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { return .absent }
+        switch dir(parts.dropLast()) {
+        case .absent: return .absent
+        case .blocked:
+            var blocked = PathState(kind: .other)
+            blocked.blocked = true
+            return blocked
+        case .open(let fd):
+            var st = stat()
+            let name = String(last)
+            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
+            let kind = Observer.kind(st.st_mode)
+            var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+            result.linkCount = Int(st.st_nlink)
+            if kind == .symlink {
+                var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                let n = readlinkat(fd, name, &buf, buf.count - 1)
+                if n >= 0 { result.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            }
+            return result
+        }
+    }
+
+    /// The directory `components` below the home, opened once.
+    private mutating func dir(_ components: ArraySlice<Substring>) -> Directory {
+        let key = components.joined(separator: "/")
+        if let known = directories[key] { return known }
+        let found: Directory
+        if let name = components.last {
+            switch dir(components.dropLast()) {
+            case .absent: found = .absent
+            case .blocked: found = .blocked
+            case .open(let parent):
+                let fd = openat(parent, String(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                // ENOENT: truly absent. A symlink or a file on the way: blocked, never followed.
+                found = fd >= 0 ? .open(fd) : (errno == ENOENT ? .absent : .blocked)
+            }
+        } else {
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            found = fd >= 0 ? .open(fd) : .absent
+        }
+        directories[key] = found
+        return found
+    }
+
+    /// Closes every directory opened.
+    mutating func closeAll() {
+        for case .open(let fd) in directories.values { close(fd) }
+        directories = [:]
     }
 }

@@ -165,6 +165,12 @@ public final class RunLock: @unchecked Sendable {
         }
     }
 
+    /// True when the lock file exists (a run has happened on this host); taking the lock then creates nothing.
+    public static func exists(root: HostRoot, settings: Settings) -> Bool {
+        var st = stat()
+        return lstat(root.path(settings.stateDirectory) + "/lock", &st) == 0
+    }
+
     deinit {
         flock(fd, LOCK_UN)
         close(fd)

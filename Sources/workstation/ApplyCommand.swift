@@ -32,8 +32,7 @@ struct ApplyCommand: ParsableCommand {
                 let settings = try Engine.loadSettings(inputs.paths, root: root).settings
                 if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
             }
-            let loaded = try Engine.load(inputs.paths, root: root)
-            outcome = try Engine.apply(loaded, root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit, progress: { printError($0) })
+            outcome = try Engine.apply(inputs.paths, root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit, progress: { printError($0) })
         } catch let e as ExitCode {
             throw e
         } catch {

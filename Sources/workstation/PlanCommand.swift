@@ -20,8 +20,8 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         let plan: Plan
         do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            (plan, _, _) = try Engine.plan(loaded, root: rootOptions.hostRoot)
+            let (loaded, base) = try Engine.loadObserving(inputs.paths, root: rootOptions.hostRoot)
+            (plan, _, _) = try Engine.plan(loaded, root: rootOptions.hostRoot, base: base)
         } catch {
             throw reportedExit(error)
         }

@@ -154,6 +154,12 @@ import Testing
         #expect(p.refusals.isEmpty == admitted)
         if !admitted { #expect(p.refusals.first?.message.contains("would make 2 non-admin people, over max_active_users 1") == true) }
     }
+
+    @Test func longListsOfNamesAreAbbreviated() {
+        let names = (1...40).map { "u\($0)" }
+        #expect(abbreviatedList(names, separator: ", ") == (1...12).map { "u\($0)" }.joined(separator: ", ") + ", and 28 more")
+        #expect(abbreviatedList(Array(names.prefix(12)), separator: " + ") == (1...12).map { "u\($0)" }.joined(separator: " + "))
+    }
 }
 
 @Suite struct BudgetPlanTests {

@@ -47,3 +47,19 @@ import WorkstationCore
         #expect(Observer(root: root, settings: Settings()).homePathState(home: "/home/alice", relative: ".missing/x").kind == .absent)
     }
 }
+
+@Suite struct EnclosingHomeTests {
+    @Test(arguments: [
+        ("/home/alice/.claude/settings.json", "/home/alice"),
+        ("/home/alice/x", "/home/alice"),
+        ("/home/alice", nil),  // the home itself is not below it
+        ("/home/alicex/.bashrc", nil),  // a name that only starts like a home
+        ("/srv/team/bob/notes", "/srv/team/bob"),  // the longest enclosing home wins
+        ("/srv/team/other", "/srv/team"),
+        ("/etc/passwd", nil),
+    ] as [(String, String?)])
+    func pathsAreMatchedToTheLongestHomeAbove(_ path: String, _ expected: String?) {
+        let homes: Set<String> = ["/home/alice", "/srv/team", "/srv/team/bob"]
+        #expect(Observer.enclosingHome(of: path, in: homes) == expected)
+    }
+}
