@@ -67,8 +67,9 @@ public struct Planner: Sendable {
     }
 
     /// The per-person part of `plan` for `users`, as one `Plan` per slice of the roster, in order.
-    func perUserSlices(_ users: [DesiredUser], _ observed: HostSnapshot) -> [Plan] {
-        let slices = users.count >= 200 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+    /// - Parameter slices: how many; nil: one below 200 people, else two per core (at most 8).
+    func perUserSlices(_ users: [DesiredUser], _ observed: HostSnapshot, slices: Int? = nil) -> [Plan] {
+        let slices = max(1, slices ?? (users.count >= 200 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1))
         let size = (users.count + slices - 1) / max(slices, 1)
         let planner = self
         let parts = SliceResults(count: slices)

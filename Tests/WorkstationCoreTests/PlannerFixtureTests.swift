@@ -262,3 +262,37 @@ extension PlannerFixtureTests {
         ])
     }
 }
+
+/// A large roster is planned in slices on several threads; the joined slices must be the plan of one pass.
+@Suite struct PlannerSliceTests {
+    @Test func slicedPlanningEqualsOnePass() throws {
+        var host = PlannerFixtureTests.freshHost()
+        // Some people exist already (with a hand-made forbidden membership), some are new: every kind of change.
+        let yaml = "users:\n" + (0..<230).map { "  u\($0): { authentik_user: u\($0), k8s_user: u\($0), tier: power-user }" }.joined(separator: "\n")
+        for i in stride(from: 0, to: 230, by: 3) {
+            host.passwd.append(PasswdEntry(name: "u\(i)", uid: 2000 + i, gid: 2000 + i, home: "/home/u\(i)", shell: "/bin/bash"))
+            host.paths["/home/u\(i)"] = PathState(kind: .directory, mode: 0o755, uid: 0, gid: 0)
+        }
+        host.groups[1].members = ["u3", "u30"]
+        var settings = Settings()
+        settings.units[0].portRange = 20000...29999
+        let roster = try Roster.parse(Data(yaml.utf8), file: "roster.yaml", settings: settings)
+        let d = desire(roster: roster, settings: settings, snapshot: host)
+        #expect(d.diagnostics.isEmpty)
+        let planner = Planner(settings: settings)
+        let one = planner.perUserSlices(d.users, host, slices: 1)
+        #expect(one.count == 1)
+        for n in [2, 3, 7] {
+            let parts = planner.perUserSlices(d.users, host, slices: n)
+            #expect(parts.count == n)
+            #expect(parts.flatMap(\.changes) == one[0].changes)
+            #expect(Array(Set(parts.flatMap(\.notes))).sorted() == Array(Set(one[0].notes)).sorted())
+        }
+        #expect(one[0].changes.contains { $0.id == "violation:u3:sudo" })
+        #expect(one[0].changes.contains { $0.id == "account:u1" })
+        // And the whole plan (which slices above 200 people) has them in roster order.
+        let full = planner.plan(desired: d, observed: host)
+        let accounts = full.changes.filter { $0.id.hasPrefix("account:") }.map(\.id)
+        #expect(accounts == one[0].changes.filter { $0.id.hasPrefix("account:") }.map(\.id))
+    }
+}

@@ -63,3 +63,56 @@ import WorkstationCore
         #expect(Observer.enclosingHome(of: path, in: homes) == expected)
     }
 }
+
+/// Many homes are read by several threads, one walk per home; the result must be what reading each path alone
+/// gives, links on the way must stay unfollowed, and a path watched twice keeps its content.
+@Suite struct ParallelObserveTests {
+    @Test func observingManyHomesEqualsReadingEachPathAlone() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-observe-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        var passwd = ""
+        var watched: [WatchedPath] = []
+        for i in 0..<40 {
+            let home = "/home/p\(i)"
+            passwd += "p\(i):x:\(2000 + i):\(2000 + i)::\(home):/bin/bash\n"
+            try fm.createDirectory(atPath: dir + home + "/.claude", withIntermediateDirectories: true)
+            try fm.createSymbolicLink(atPath: dir + home + "/.claude/skills", withDestinationPath: "/srv/base/skills")
+            fm.createFile(atPath: dir + home + "/.claude.json", contents: Data("{}".utf8))
+            if i % 4 == 0 { try fm.createSymbolicLink(atPath: dir + home + "/.kube", withDestinationPath: "/etc") }  // blocked
+            if i % 5 == 0 { try fm.removeItem(atPath: dir + home + "/.claude/skills") }  // absent
+            for rel in ["", "/.claude", "/.claude/skills", "/.claude.json", "/.kube", "/.kube/config", "/.claude", "/missing/x"] {
+                watched.append(WatchedPath(home + rel))
+            }
+        }
+        try fm.createDirectory(atPath: dir + "/etc/systemd/system", withIntermediateDirectories: true)
+        try Data(passwd.utf8).write(to: URL(fileURLWithPath: dir + "/etc/passwd"))
+        for i in 0..<70 {
+            let path = "/etc/systemd/system/unit\(i).conf"
+            fm.createFile(atPath: dir + path, contents: Data("[Service]\nX=\(i)\n".utf8))
+            watched.append(WatchedPath(path, readContent: i % 2 == 0))
+            if i % 7 == 0 { watched.append(WatchedPath(path, readContent: false)) }  // watched twice
+        }
+        let root = HostRoot(dir)
+        let observer = Observer(root: root, settings: Settings())
+        var snap = HostSnapshot()
+        snap.passwd = AccountDatabase.passwd(try Data(contentsOf: URL(fileURLWithPath: dir + "/etc/passwd")))
+        snap.uidRange = 1000...60000
+        observer.observePaths(watched, into: &snap)
+
+        for w in watched {
+            let got = try #require(snap.paths[w.path], "\(w.path) not observed")
+            if w.path.hasPrefix("/home/"), w.path.split(separator: "/").count > 2 {
+                let parts = w.path.split(separator: "/", maxSplits: 2)
+                #expect(got == observer.homePathState(home: "/\(parts[0])/\(parts[1])", relative: String(parts[2])), "\(w.path)")
+            } else {
+                let wantsContent = watched.contains { $0.path == w.path && $0.readContent }
+                #expect(got == observer.pathState(w.path, readContent: wantsContent), "\(w.path)")
+            }
+        }
+        #expect(snap.paths["/home/p4/.kube/config"]?.blocked == true)
+        #expect(snap.paths["/home/p5/.claude/skills"]?.kind == .absent)
+        #expect(snap.paths["/home/p1/.claude/skills"]?.linkTarget == "/srv/base/skills")
+        #expect(snap.paths["/etc/systemd/system/unit14.conf"]?.content == Data("[Service]\nX=14\n".utf8))
+    }
+}
