@@ -82,11 +82,10 @@ public final class DispatchServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let encoder = HTTPResponseEncoder()
+                    // Responses are written as bytes by ClientHandler (no response encoder).
                     let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-                    let handler = ClientHandler(
-                        shared: shared, codec: [encoder, decoder], pool: shared.pools.pool(for: channel.eventLoop))
-                    try channel.pipeline.syncOperations.addHandlers([encoder, decoder, handler])
+                    let handler = ClientHandler(shared: shared, decoder: decoder, pool: shared.pools.pool(for: channel.eventLoop))
+                    try channel.pipeline.syncOperations.addHandlers([decoder, handler])
                 }
             }
         let proxyChannel = try await bind(proxyBootstrap, config.listen)

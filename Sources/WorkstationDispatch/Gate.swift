@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import WorkstationCore
 
@@ -93,6 +94,15 @@ public enum Gate {
     /// One pass over `headers`, comparing names as ASCII case-insensitively in place (no lowercased copies: this
     /// runs twice per proxied request).
     private static func filtered(_ headers: HTTPHeaders, dropAuthentik: Bool) -> HTTPHeaders {
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count + 1)
+        forEachKept(headers, dropAuthentik: dropAuthentik) { out.add(name: $0, value: $1) }
+        return out
+    }
+
+    /// Calls `body` with each field of `headers` that is not hop-by-hop (nor named by `Connection`), and, with
+    /// `dropAuthentik`, not an `X-authentik-*` field; in order.
+    static func forEachKept(_ headers: HTTPHeaders, dropAuthentik: Bool, _ body: (String, String) -> Void) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
         var named: [Substring] = []
         for (name, value) in headers where ascii(name, equals: "connection") {
@@ -103,15 +113,36 @@ public enum Gate {
                 }
             }
         }
-        var out = HTTPHeaders()
-        out.reserveCapacity(headers.count + 1)
         for (name, value) in headers {
             if isHopByHop(name) { continue }
             if dropAuthentik && ascii(name, hasPrefix: "x-authentik-") { continue }
             if !named.isEmpty && named.contains(where: { asciiEqual(name.utf8, $0.utf8) }) { continue }
-            out.add(name: name, value: value)
+            body(name, value)
         }
-        return out
+    }
+
+    /// Writes the request head sent upstream (`METHOD target HTTP/1.1`, then the fields `upstreamHeaders` gives)
+    /// straight into `out`, without building the fields twice.
+    static func writeUpstreamHead(_ head: HTTPRequestHead, user: String, upgrade: Bool, into out: inout ByteBuffer) {
+        out.writeString(head.method.rawValue)
+        out.writeStaticString(" ")
+        out.writeString(head.uri)
+        out.writeStaticString(" HTTP/1.1\r\n")
+        forEachKept(head.headers, dropAuthentik: true) { name, value in
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("X-authentik-username: ")
+        out.writeString(user)
+        out.writeStaticString("\r\n")
+        if upgrade, let proto = head.headers.first(name: "upgrade") {
+            out.writeStaticString("Connection: Upgrade\r\nUpgrade: ")
+            out.writeString(proto)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
     }
 
     /// True for the fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1):

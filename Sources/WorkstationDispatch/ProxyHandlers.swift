@@ -38,30 +38,34 @@ private final class Exchange {
     let method: HTTPMethod
     let keepAlive: Bool
     let upgrade: Bool
+    /// The request body goes upstream in chunked coding (the client's request had `Transfer-Encoding`).
+    let chunkedRequest: Bool
     let started: NIODeadline
     var status = 0
     var responseStarted = false
     var closeAfter = false
-    /// The upstream's 101 answer, held until its end is decoded.
-    var switchHead: HTTPResponseHead?
-    /// The head as forwarded, kept for one retry on a fresh connection.
-    let upstreamHead: HTTPRequestHead
+    /// The head as sent upstream, kept for one retry on a fresh connection.
+    let upstreamHead: ByteBuffer
     /// Whether any body part or the request's end was forwarded.
     var sentBody = false
     var requestEnded = false
     var endTrailers: HTTPHeaders?
     var retried = false
 
-    init(user: String, port: Int, head: HTTPRequestHead, upstreamHead: HTTPRequestHead, upgrade: Bool) {
+    init(user: String, port: Int, head: HTTPRequestHead, upstreamHead: ByteBuffer, upgrade: Bool) {
         self.user = user
         self.port = port
         self.requestVersion = head.version
         self.method = head.method
         self.keepAlive = head.isKeepAlive
         self.upgrade = upgrade
+        self.chunkedRequest = head.headers.contains(name: "transfer-encoding")
         self.upstreamHead = upstreamHead
         self.started = .now()
     }
+
+    /// An HTTP/1.0 client cannot read chunked coding: the body is handed on as its data, then the connection closes.
+    var dechunk: Bool { requestVersion.major == 1 && requestVersion.minor == 0 }
 
     /// A request that may be sent again when a reused connection closed before answering (RFC 9112 section 9.3.1:
     /// only idempotent methods; RFC 9110 section 9.2.2), and only when no body byte was forwarded.
@@ -78,13 +82,17 @@ private final class Exchange {
 /// tunnel. Requests on one connection are handled one at a time: a pipelined request (RFC 9112 section 9.3.2) waits,
 /// with reading paused, until the response before it has ended. Reading is not paused between ordinary requests
 /// (unlike `HTTPServerPipelineHandler`, which costs two `epoll_ctl` calls per request).
+///
+/// Requests are decoded by NIO's HTTP/1.1 parser (the client side is where identities are checked); responses go
+/// back as the upstream's bytes, framed by `ResponseFramer`, with only the head's hop-by-hop fields rewritten, so
+/// no response is decoded into strings and encoded again.
 final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let shared: DispatchShared
-    private let codec: [RemovableChannelHandler]
+    private let decoder: RemovableChannelHandler
     private var context: ChannelHandlerContext?
     private var peerTrusted = false
     /// Identity headers already checked on this connection (`Gate.decide`).
@@ -105,11 +113,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let pool: UpstreamPool?
 
     /// - Parameters:
-    ///   - codec: the HTTP handlers to remove on upgrade, in removal order, decoder last.
+    ///   - decoder: the request decoder, removed on upgrade.
     ///   - pool: the upstream pool of the event loop this channel runs on.
-    init(shared: DispatchShared, codec: [RemovableChannelHandler], pool: UpstreamPool?) {
+    init(shared: DispatchShared, decoder: RemovableChannelHandler, pool: UpstreamPool?) {
         self.shared = shared
-        self.codec = codec
+        self.decoder = decoder
         self.pool = pool
     }
 
@@ -149,13 +157,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let body):
             if case .proxying(let ex) = state {
                 ex.sentBody = true
-                upstream?.send(.body(.byteBuffer(body)))
+                upstream?.sendBody(body, chunked: ex.chunkedRequest)
             }
         case .end(let trailers):
             if case .proxying(let ex) = state {
                 ex.requestEnded = true
                 ex.endTrailers = trailers
-                upstream?.send(.end(trailers))
+                upstream?.sendEnd(trailers, chunked: ex.chunkedRequest)
                 upstream?.flush()
             }
         }
@@ -189,23 +197,22 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch decision {
         case .refuse(let status, let reason):
             shared.logger.notice("refused", metadata: ["status": "\(status)", "reason": .string(reason)])
-            refuse(context: context, head: head, status: .init(statusCode: status))
+            refuse(context: context, version: head.version, method: head.method, status: .init(statusCode: status))
         case .route(let user, let port):
             guard shared.active.acquire(user) else {
                 shared.logger.notice("refused", metadata: ["status": "429", "user": .string(user), "reason": "active user ceiling reached"])
-                refuse(context: context, head: head, status: .tooManyRequests)
+                refuse(context: context, version: head.version, method: head.method, status: .tooManyRequests)
                 return
             }
             shared.metrics.activeUsers.set(Double(shared.active.activeCount))
             let webSocket = Gate.isWebSocketUpgrade(head.headers)
             let upgrade = webSocket || head.headers.contains(name: "upgrade")
-            let outHead = HTTPRequestHead(
-                version: .http1_1, method: head.method, uri: head.uri,
-                headers: Gate.upstreamHeaders(head.headers, user: user, upgrade: webSocket))
+            var outHead = context.channel.allocator.buffer(capacity: 512)
+            Gate.writeUpstreamHead(head, user: user, upgrade: webSocket, into: &outHead)
             let exchange = Exchange(user: user, port: port, head: head, upstreamHead: outHead, upgrade: upgrade)
             state = .proxying(exchange)
             if let up = upstream, up.port == port, up.user == user, up.usable {
-                up.send(.head(outHead))
+                up.sendHead(outHead, exchange: exchange)
             } else {
                 if let old = upstream {
                     upstream = nil
@@ -214,89 +221,97 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if let up = pool?.take(user: user, port: port) {
                     up.attach(self)
                     upstream = up
-                    up.send(.head(outHead))
+                    up.sendHead(outHead, exchange: exchange)
                 } else {
                     let up = UpstreamHandler(client: self, user: user, port: port, eventLoop: context.eventLoop)
                     upstream = up
-                    up.send(.head(outHead))
+                    up.sendHead(outHead, exchange: exchange)
                     up.connect(shared: shared)
                 }
             }
         }
     }
 
-    private func refuse(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus) {
+    /// Answers `status` with a short page and closes the connection.
+    private func refuse(context: ChannelHandlerContext, version: HTTPVersion, method: HTTPMethod, status: HTTPResponseStatus) {
         state = .refusing
         let body: String
-        var headers = HTTPHeaders()
+        let type: String
+        var extra = ""
         switch status {
         case .tooManyRequests:
             body = "<!doctype html><title>workstation is full</title><h1>All workstation seats are in use</h1><p>Too many people are working right now. Try again in a few minutes.</p>\n"
-            headers.add(name: "Retry-After", value: "60")
-            headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
+            type = "text/html; charset=utf-8"
+            extra = "Retry-After: 60\r\n"
         case .badGateway:
             body = "<!doctype html><title>workstation unavailable</title><h1>Your workstation is not answering</h1><p>It may be starting; try again shortly.</p>\n"
-            headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
+            type = "text/html; charset=utf-8"
         case .badRequest:
             body = "bad request\n"
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            type = "text/plain; charset=utf-8"
         default:
             body = "<!doctype html><title>forbidden</title><h1>Forbidden</h1><p>You are not allowed to use this workstation. Ask an administrator to add you to the roster.</p>\n"
-            headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
+            type = "text/html; charset=utf-8"
         }
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "Connection", value: "close")
-        headers.add(name: "Cache-Control", value: "no-store")
         shared.metrics.countResponse(Int(status.code))
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if head.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        }
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        var out = context.channel.allocator.buffer(capacity: 512)
+        out.writeString("HTTP/1.\(version.minor == 0 ? 0 : 1) \(status.code) \(status.reasonPhrase)\r\n")
+        out.writeString("\(extra)Content-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
+        if method != .HEAD { out.writeString(body) }
+        context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }
 
     // MARK: from the upstream
 
-    func upstreamHead(_ head: HTTPResponseHead) {
+    /// A 1xx response before the final one: passed on to an HTTP/1.1 client (an HTTP/1.0 client does not know them).
+    func upstreamInterim(_ head: UpstreamResponseHead) {
+        guard let context, case .proxying(let ex) = state, !ex.dechunk else { return }
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 16)
+        head.write(to: &out, minorVersion: 1, keepUpgrade: false, dropTransferEncoding: false, extra: [])
+        context.write(wrapOutboundOut(out), promise: nil)
+    }
+
+    func upstreamHead(_ head: UpstreamResponseHead) {
         guard let context, case .proxying(let ex) = state else { return }
         ex.responseStarted = true
-        ex.status = Int(head.status.code)
+        ex.status = head.status
         shared.metrics.upstreamLatency.recordNanoseconds((NIODeadline.now() - ex.started).nanoseconds)
-        if ex.upgrade && head.status == .switchingProtocols {
-            // The decoder reports the 101's end right after its head; switch once it has, so that no HTTP part
-            // reaches the byte tunnel.
-            ex.switchHead = head
+        if head.status == 101 {
+            guard ex.upgrade else {
+                // A switch nobody asked for: the connection would carry bytes we cannot frame.
+                upstreamBroken(UpstreamFramingError(description: "the upstream switched protocols without an upgrade request"))
+                return
+            }
+            switchToTunnel(context: context, exchange: ex, head: head)
             return
         }
-        var headers = Gate.stripHopByHop(head.headers)
-        if ex.method == .HEAD && !headers.contains(name: "content-length") && !headers.contains(name: "transfer-encoding") {
-            headers.add(name: "Content-Length", value: "0")
-        }
+        if !head.keepAlive { upstream?.reusable = false }
+        let dechunk = ex.dechunk && head.framing == .chunked
         // An upgrade request the upstream declined leaves the request decoder stopped (it expects the switch):
-        // finish this response and close.
-        ex.closeAfter = !ex.keepAlive || ex.upgrade
-        if !head.isKeepAlive { upstream?.reusable = false }
+        // finish this response and close. A body that ends with the upstream's close, or an HTTP/1.0 client's
+        // de-chunked body, is delimited by closing too.
+        ex.closeAfter = !ex.keepAlive || ex.upgrade || head.framing == .untilClose || dechunk
+        var extra: [String] = []
+        if ex.method == .HEAD && !head.has("content-length") && !head.has("transfer-encoding") { extra.append("Content-Length: 0") }
         if ex.closeAfter {
-            headers.add(name: "Connection", value: "close")
-        } else if ex.requestVersion == .http1_0 {
-            headers.add(name: "Connection", value: "keep-alive")
+            extra.append("Connection: close")
+        } else if ex.dechunk {
+            extra.append("Connection: keep-alive")
         }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: ex.requestVersion, status: head.status, headers: headers))), promise: nil)
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 64)
+        head.write(to: &out, minorVersion: ex.dechunk ? 0 : 1, keepUpgrade: false, dropTransferEncoding: dechunk, extra: extra)
+        context.write(wrapOutboundOut(out), promise: nil)
     }
 
     func upstreamBody(_ body: ByteBuffer) {
         guard let context, case .proxying = state else { return }
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.write(wrapOutboundOut(body), promise: nil)
     }
 
-    func upstreamEnd(_ trailers: HTTPHeaders?) {
+    func upstreamEnd() {
         guard let context, case .proxying(let ex) = state else { return }
-        if let head = ex.switchHead {
-            switchToTunnel(context: context, exchange: ex, head: head)
-            return
-        }
         state = .idle
         finish(ex)
         // A response that ended before the request did leaves a partial request on the upstream connection.
@@ -306,16 +321,39 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             release(up)
         }
         if ex.closeAfter {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            context.flush()
             if !queued.isEmpty { drainQueued(context: context) }
         }
     }
 
     func upstreamFlush() { context?.flush() }
+
+    /// The upstream's response did not frame: before the head, answer 502; after it, cut the client connection
+    /// (the client must not take what follows for the end of the response).
+    func upstreamBroken(_ error: UpstreamFramingError) {
+        guard let context, case .proxying(let ex) = state else { return }
+        let up = upstream
+        upstream = nil
+        up?.closeQuietly()
+        shared.logger.warning("upstream response refused", metadata: [
+            "user": .string(ex.user), "port": "\(ex.port)", "error": .string(error.description),
+        ])
+        if !ex.responseStarted {
+            ex.status = 502
+            finish(ex)
+            refuse(context: context, version: ex.requestVersion, method: ex.method, status: .badGateway)
+        } else {
+            // What was forwarded goes out; the client sees the response cut short, never completed by us.
+            finish(ex)
+            state = .refusing
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
 
     /// The upstream closed or could not be reached.
     func upstreamFailed(_ up: UpstreamHandler, connectError: Error?) {
@@ -328,8 +366,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.retried = true
             let fresh = UpstreamHandler(client: self, user: ex.user, port: ex.port, eventLoop: context.eventLoop)
             upstream = fresh
-            fresh.send(.head(ex.upstreamHead))
-            if ex.requestEnded { fresh.send(.end(ex.endTrailers)) }
+            fresh.sendHead(ex.upstreamHead, exchange: ex)
+            if ex.requestEnded { fresh.sendEnd(ex.endTrailers, chunked: ex.chunkedRequest) }
             fresh.connect(shared: shared)
             return
         }
@@ -339,18 +377,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 "error": .string(connectError.map { "\($0)" } ?? "closed before responding"),
             ])
             finish(ex)
-            refuseAfterFailure(context: context, version: ex.requestVersion, method: ex.method)
+            refuse(context: context, version: ex.requestVersion, method: ex.method, status: .badGateway)
         } else {
             finish(ex)
             state = .refusing
             context.close(promise: nil)
         }
-    }
-
-    private func refuseAfterFailure(context: ChannelHandlerContext, version: HTTPVersion, method: HTTPMethod) {
-        var head = HTTPRequestHead(version: version, method: method, uri: "/")
-        head.headers = [:]
-        refuse(context: context, head: head, status: .badGateway)
     }
 
     /// Hands an upstream connection no longer needed by this client to the pool (which keeps it only when it is
@@ -409,9 +441,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if error is HTTPParserError, case .idle = state {
-            var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
-            head.headers = [:]
-            refuse(context: context, head: head, status: .badRequest)
+            refuse(context: context, version: .http1_1, method: .GET, status: .badRequest)
             return
         }
         context.close(promise: nil)
@@ -421,15 +451,16 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers the client's upgrade with the upstream's 101, then replaces the HTTP handlers on both channels with
     /// a byte tunnel (RFC 6455 section 4: after the handshake the connection carries frames, not HTTP).
-    private func switchToTunnel(context: ChannelHandlerContext, exchange ex: Exchange, head: HTTPResponseHead) {
+    private func switchToTunnel(context: ChannelHandlerContext, exchange ex: Exchange, head: UpstreamResponseHead) {
         guard let up = upstream, let upChannel = up.channel else { return }
         state = .upgraded
         shared.metrics.countResponse(101)
-        var headers = Gate.stripHopByHop(head.headers)
-        headers.add(name: "Connection", value: "Upgrade")
-        if let proto = head.headers["upgrade"].first { headers.add(name: "Upgrade", value: proto) }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: ex.requestVersion, status: .switchingProtocols, headers: headers))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 32)
+        head.write(to: &out, minorVersion: 1, keepUpgrade: true, dropTransferEncoding: false, extra: ["Connection: Upgrade"])
+        context.write(wrapOutboundOut(out), promise: nil)
+        // Bytes the upstream sent right after its 101 belong to the new protocol.
+        if let early = up.takeUnread() { context.write(wrapOutboundOut(early), promise: nil) }
+        context.flush()
 
         let clientChannel = context.channel
         let clientGlue = GlueHandler()
@@ -453,16 +484,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             try clientOps.addHandler(clientGlue, position: .after(self))
             try upOps.addHandler(upstreamGlue, position: .after(up))
             upstream = nil
-            // Client side: everything HTTP goes; the request decoder last, so bytes it held reach the glue.
-            let decoder = codec.last
-            for h in codec.dropLast() { clientOps.removeHandler(h, promise: nil) }
+            // Client side: this handler, then the request decoder, so bytes it held reach the glue.
             clientOps.removeHandler(context: context, promise: nil)
             let clientDecoderGone = clientChannel.eventLoop.makePromise(of: Void.self)
-            if let decoder { clientOps.removeHandler(decoder, promise: clientDecoderGone) } else { clientDecoderGone.succeed() }
-            // Upstream side: same, its response decoder last (it may hold the first frames).
-            let upstreamDecoderGone = clientChannel.eventLoop.makePromise(of: Void.self)
-            up.removeHTTP(decoderRemoved: upstreamDecoderGone)
-            clientDecoderGone.futureResult.and(upstreamDecoderGone.futureResult).assumeIsolated().whenComplete { result in
+            clientOps.removeHandler(decoder, promise: clientDecoderGone)
+            let upstreamGone = clientChannel.eventLoop.makePromise(of: Void.self)
+            up.removeFromPipeline(upstreamGone)
+            clientDecoderGone.futureResult.and(upstreamGone.futureResult).assumeIsolated().whenComplete { result in
                 switch result {
                 case .success:
                     clientGlue.release()
@@ -482,10 +510,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 /// The upstream side of a client connection: one HTTP/1.1 connection to `127.0.0.1:port`, reused for the
 /// client's next request to the same user, and kept in its event loop's `UpstreamPool` when the client leaves.
+///
+/// Requests go out as bytes (`Gate.writeUpstreamHead`; bodies re-chunked when the client's request was chunked);
+/// responses are framed by `ResponseFramer` and handed to the client as they came.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let user: String
     let port: Int
@@ -493,14 +524,13 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var client: ClientHandler?
     private(set) var channel: Channel?
     private var context: ChannelHandlerContext?
-    private var pending: [HTTPClientRequestPart] = []
+    private var pending: [ByteBuffer] = []
     private var connecting = true
     private var closed = false
     /// False once the upstream said `Connection: close`; the next request opens a new connection.
     var reusable = true
     private var pendingRead = false
-    private var encoder: RemovableChannelHandler?
-    private var decoder: RemovableChannelHandler?
+    private var framer = ResponseFramer()
     /// Request heads sent on this connection (more than one: a kept-alive connection).
     private(set) var requestsSent = 0
     /// Set while the connection waits in a pool (no client); the pool that holds it.
@@ -516,7 +546,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var usable: Bool { !closed && reusable && (connecting || (channel?.isActive ?? false)) }
     /// Connected, reusable and between exchanges' ends: may wait in a pool.
-    var idleReusable: Bool { !closed && reusable && !connecting && context != nil && (channel?.isActive ?? false) }
+    var idleReusable: Bool {
+        !closed && reusable && !connecting && context != nil && (channel?.isActive ?? false) && !framer.awaitingResponse
+            && !framer.hasUnread
+    }
 
     /// Hands this idle connection to `client` (taken from a pool).
     func attach(_ client: ClientHandler) {
@@ -545,12 +578,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let me = bound.value
-                    let encoder = HTTPRequestEncoder()
-                    let decoder = ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
-                    me.encoder = encoder
-                    me.decoder = decoder
-                    try channel.pipeline.syncOperations.addHandlers([encoder, decoder, me])
+                    try channel.pipeline.syncOperations.addHandler(bound.value)
                 }
             }
             .connect(host: "127.0.0.1", port: port)
@@ -580,13 +608,46 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
     }
 
-    func send(_ part: HTTPClientRequestPart) {
-        if case .head = part { requestsSent += 1 }
+    private func write(_ bytes: ByteBuffer) {
         if connecting {
-            pending.append(part)
+            pending.append(bytes)
         } else if let context {
-            context.write(wrapOutboundOut(part), promise: nil)
+            context.write(wrapOutboundOut(bytes), promise: nil)
         }
+    }
+
+    /// Sends a request head (and sets up the framing of its response).
+    fileprivate func sendHead(_ head: ByteBuffer, exchange: Exchange) {
+        requestsSent += 1
+        framer.expectResponse(isHead: exchange.method == .HEAD, dechunk: exchange.dechunk)
+        write(head)
+    }
+
+    /// Sends a piece of the request body; in chunked coding when `chunked` (RFC 9112 section 7.1).
+    func sendBody(_ body: ByteBuffer, chunked: Bool) {
+        guard chunked else { return write(body) }
+        guard body.readableBytes > 0 else { return }  // a zero-size chunk would end the body
+        var size = ByteBufferAllocator().buffer(capacity: 18)
+        size.writeString(String(body.readableBytes, radix: 16))
+        size.writeStaticString("\r\n")
+        write(size)
+        write(body)
+        write(ByteBuffer(staticString: "\r\n"))
+    }
+
+    /// Ends the request body: the last chunk and the trailers when chunked, nothing otherwise.
+    func sendEnd(_ trailers: HTTPHeaders?, chunked: Bool) {
+        guard chunked else { return }
+        var end = ByteBufferAllocator().buffer(capacity: 64)
+        end.writeStaticString("0\r\n")
+        for (name, value) in trailers ?? [:] {
+            end.writeString(name)
+            end.writeStaticString(": ")
+            end.writeString(value)
+            end.writeStaticString("\r\n")
+        }
+        end.writeStaticString("\r\n")
+        write(end)
     }
 
     func flush() {
@@ -599,6 +660,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         channel?.close(promise: nil)
     }
 
+    /// Bytes after a 101 (the upgraded protocol's).
+    func takeUnread() -> ByteBuffer? { framer.takeUnread() }
+
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
@@ -608,10 +672,27 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeQuietly()
             return
         }
-        switch unwrapInboundIn(data) {
-        case .head(let head): client.upstreamHead(head)
-        case .body(let body): client.upstreamBody(body)
-        case .end(let trailers): client.upstreamEnd(trailers)
+        framer.feed(unwrapInboundIn(data))
+        do {
+            // One event at a time: a handler called here may hand this connection to the pool or switch it.
+            while let event = try framer.next() {
+                switch event {
+                case .interim(let head): client.upstreamInterim(head)
+                case .head(let head): client.upstreamHead(head)
+                case .body(let body): client.upstreamBody(body)
+                case .end:
+                    // Bytes after the end answer no request: this connection is not lent again.
+                    if framer.hasUnread { reusable = false }
+                    client.upstreamEnd()
+                }
+                if self.client !== client { break }  // released or switched by that event
+            }
+        } catch let error as UpstreamFramingError {
+            reusable = false
+            client.upstreamBroken(error)
+        } catch {
+            reusable = false
+            client.upstreamBroken(UpstreamFramingError(description: "\(error)"))
         }
     }
 
@@ -623,6 +704,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
         let c = client
+        // A body delimited by the close ends here.
+        if let c, (try? framer.upstreamClosed()) == true { c.upstreamEnd() }
         client = nil
         pool?.remove(self)
         pool = nil
@@ -654,17 +737,14 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// Removes the HTTP codec and this handler, leaving the glue handler in charge.
-    func removeHTTP(decoderRemoved: EventLoopPromise<Void>) {
+    /// Leaves the glue handler in charge of the connection (after a 101).
+    func removeFromPipeline(_ removed: EventLoopPromise<Void>) {
         guard let context, let channel else {
-            decoderRemoved.fail(ChannelError.ioOnClosedChannel)
+            removed.fail(ChannelError.ioOnClosedChannel)
             return
         }
         client = nil
-        let ops = channel.pipeline.syncOperations
-        if let encoder { ops.removeHandler(encoder, promise: nil) }
-        ops.removeHandler(context: context, promise: nil)
-        if let decoder { ops.removeHandler(decoder, promise: decoderRemoved) } else { decoderRemoved.succeed() }
+        channel.pipeline.syncOperations.removeHandler(context: context, promise: removed)
     }
 }
 

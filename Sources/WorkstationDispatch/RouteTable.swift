@@ -26,6 +26,18 @@ struct FileStamp: Equatable, Sendable {
     static func of(_ path: String) -> FileStamp? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
+        return of(st)
+    }
+
+    /// The stamp of the open file `fd` (`fstat(2)`), and its link count: 0 once it was replaced by a rename or
+    /// removed, so that a file still open is known to be out of date without looking its path up.
+    static func of(fd: Int32) -> (stamp: FileStamp, links: Int)? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return (of(st), Int(st.st_nlink))
+    }
+
+    private static func of(_ st: stat) -> FileStamp {
         #if canImport(Darwin)
         return FileStamp(
             device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
@@ -61,6 +73,8 @@ public final class RouteTable: Sendable {
         var stamp: FileStamp?
         var lastBytes: Data?
         var lastProblem: String?
+        /// The file in force, kept open: `fstat` on it (no path lookup) tells whether it is still current.
+        var openFile: Int32 = -1
     }
 
     public let path: String
@@ -79,9 +93,17 @@ public final class RouteTable: Sendable {
     }
 
     /// The user's entry in the current map, after reloading the file if it changed. Exact, case-sensitive key.
+    ///
+    /// Common case, one `fstat(2)` of the file in force, kept open: unchanged and still its path's only link (a
+    /// rename over the path or a removal drops the count to 0). A file with another link, or any difference, falls
+    /// back to `stat(2)` of the path and a reload, so a rewrite is in force from the next request on.
     public func lookup(_ user: String) -> DispatchMap.User? {
+        let (fd, inForce) = state.withLockedValue { ($0.openFile, $0.stamp) }
+        if fd >= 0, let inForce, let open = FileStamp.of(fd: fd), open.links == 1, open.stamp == inForce {
+            // A concurrent reload may have replaced the map meanwhile: that one is newer still.
+            return state.withLockedValue { $0.map.users[user] }
+        }
         let stamp = FileStamp.of(path)
-        // Common case: the file is the one in force; one `stat` and one lock.
         let hit: DispatchMap.User?? = state.withLockedValue { s in
             guard let stamp, stamp == s.stamp else { return .none }
             return .some(s.map.users[user])
@@ -89,6 +111,11 @@ public final class RouteTable: Sendable {
         if let hit { return hit }
         refresh(stamp: stamp, force: false)
         return state.withLockedValue { $0.map.users[user] }
+    }
+
+    deinit {
+        let fd = state.withLockedValue { $0.openFile }
+        if fd >= 0 { close(fd) }
     }
 
     /// The map in force (without checking the file).
@@ -107,9 +134,14 @@ public final class RouteTable: Sendable {
             guard let stamp else {
                 if !force, s.stamp == nil, s.lastProblem != nil { return .unchanged }
                 s.stamp = nil
+                if s.openFile >= 0 { close(s.openFile) }
+                s.openFile = -1
                 return keep(&s, "cannot read \(path): \(String(cString: strerror(errno))); fix the file or run workstation apply")
             }
             s.stamp = stamp
+            // Kept open for `lookup`'s fast path; it only counts while its stamp is the one in force.
+            if s.openFile >= 0 { close(s.openFile) }
+            s.openFile = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
             guard let data = FileManager.default.contents(atPath: path) else {
                 return keep(&s, "cannot read \(path); check its permissions (mode 0644, owned by root)")
             }

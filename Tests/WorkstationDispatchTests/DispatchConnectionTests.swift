@@ -134,3 +134,79 @@ import WorkstationCore
         await alice.stop()
     }
 }
+
+/// Responses are forwarded as the upstream's bytes, framed by the dispatcher: each framing reaches the client
+/// intact, and one that does not frame never reaches it as a response.
+@Suite struct ResponseForwardingTests {
+    func through(_ reply: String, closeAfter: Bool = false, request: String) async throws -> String {
+        let upstream = try await ScriptedUpstream.start(reply: reply, closeAfter: closeAfter)
+        let map = try MapDir()
+        try map.write(["alice": upstream.port])
+        let server = try await startDispatcher(map: map)
+        defer { map.remove() }
+        let port = server.localAddress!.port!
+        let text = try rawExchange(port: port, Array(request.utf8))
+        await server.shutdown()
+        await upstream.stop()
+        return text
+    }
+
+    let identityLines = "X-authentik-username: alice\r\nX-authentik-groups: T3 Users\r\n"
+
+    @Test func chunkedResponsesReachAnHTTP11ClientChunked() async throws {
+        let text = try await through(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(text.contains("Transfer-Encoding: chunked\r\n"))
+        #expect(!text.contains("Keep-Alive"))
+        #expect(text.hasSuffix("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+    }
+
+    @Test func chunkedResponsesReachAnHTTP10ClientAsPlainBytesThenClose() async throws {
+        let text = try await through(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            request: "GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(!text.contains("Transfer-Encoding"))
+        #expect(text.contains("Connection: close\r\n"))
+        #expect(text.hasSuffix("\r\n\r\nhello world"))
+    }
+
+    @Test func aBodyDelimitedByTheUpstreamsCloseEndsTheClientsConnection() async throws {
+        let text = try await through(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true,
+            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(text.contains("Connection: close\r\n"))
+        #expect(text.hasSuffix("\r\n\r\nuntil the end"))
+    }
+
+    @Test func interimResponsesArePassedOn() async throws {
+        let text = try await through(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"))
+        #expect(text.hasSuffix("\r\n\r\nok"))
+    }
+
+    @Test(arguments: [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: a\r\n folded: b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+        "garbage\r\n\r\n",
+    ])
+    func anUpstreamResponseThatDoesNotFrameIsA502(_ reply: String) async throws {
+        let text = try await through(reply, request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(text)")
+    }
+
+    @Test func aBrokenChunkAfterTheHeadCutsTheClientConnection() async throws {
+        let text = try await through(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXXHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        // The smuggled second response never reaches the client as one.
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 2)
+    }
+}

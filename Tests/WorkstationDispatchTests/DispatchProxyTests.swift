@@ -161,6 +161,29 @@ import WorkstationCore
         }
     }
 
+    /// The map in force is kept open and checked with fstat: a rewrite in place (same inode) and a replacement
+    /// while the old file has a second link must both be seen on the next request.
+    @Test func removedUserLosesAccessWhenTheMapIsRewrittenInPlaceOrHardLinked() async throws {
+        try await withProxy { server, client, map, alice, bob in
+            #expect(try await send(client, server, headers: identity("bob")).status == 200)
+            // In place: truncate and write the same file (no rename).
+            let only = DispatchMap(users: ["alice": DispatchMap.User(osUser: "os-x", port: alice.port, ports: ["t3-serve@": alice.port])])
+            let handle = try #require(FileHandle(forWritingAtPath: map.path))
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: only.encoded())
+            try handle.close()
+            #expect(try await send(client, server, headers: identity("bob")).status == 403)
+            try map.write(["alice": alice.port, "bob": bob.port])
+            #expect(try await send(client, server, headers: identity("bob")).status == 200)
+            // The file in force gets a second name, then a new map is renamed over the path.
+            let second = map.dir + "/kept-copy.json"
+            #expect(link(map.path, second) == 0)
+            try map.write(["alice": alice.port])
+            #expect(try await send(client, server, headers: identity("bob")).status == 403)
+            #expect(try await send(client, server, headers: identity("alice")).status == 200)
+        }
+    }
+
     @Test func removedUserWebSocketIsClosed() async throws {
         try await withProxy { server, client, map, alice, _ in
             let ws = try RawWebSocket(port: server.localAddress!.port!, headers: identity("bob"))

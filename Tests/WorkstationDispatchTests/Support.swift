@@ -358,3 +358,47 @@ private final class OneShotHandler: ChannelInboundHandler {
         }
     }
 }
+
+/// An upstream that answers each request head (read up to its empty line; request bodies are not expected)
+/// with `reply` as raw bytes, then closes the connection when `closeAfter`. For framing cases a real server
+/// would not produce on purpose.
+final class ScriptedUpstream: Sendable {
+    let channel: Channel
+    var port: Int { channel.localAddress!.port! }
+
+    private init(channel: Channel) { self.channel = channel }
+
+    static func start(reply: String, closeAfter: Bool = false) async throws -> ScriptedUpstream {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ScriptedHandler(reply: reply, closeAfter: closeAfter))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return ScriptedUpstream(channel: channel)
+    }
+
+    func stop() async { try? await channel.close() }
+}
+
+private final class ScriptedHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let reply: String
+    let closeAfter: Bool
+    var seen: [UInt8] = []
+    init(reply: String, closeAfter: Bool) {
+        self.reply = reply
+        self.closeAfter = closeAfter
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        seen += unwrapInboundIn(data).readableBytesView
+        while let end = seen.firstRange(of: [13, 10, 13, 10]) {
+            seen.removeSubrange(..<end.upperBound)
+            let done = context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: reply)))
+            if closeAfter { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        }
+    }
+}
