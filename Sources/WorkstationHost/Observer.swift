@@ -80,7 +80,19 @@ public struct Observer: Sendable {
                     for w in item.paths { found.append((w.path, walk.state(relative: String(w.path.dropFirst(home.count + 1))))) }
                     walk.closeAll()
                 } else {
-                    for w in item.paths { found.append((w.path, pathState(w.path, readContent: w.readContent))) }
+                    // Looked up relative to each path's grandparent directory, opened once per item: a short walk
+                    // in the kernel instead of the whole path (under a root, every path is long).
+                    var dirs: [String: Int32] = [:]
+                    for w in item.paths {
+                        let (dir, relative) = Self.splitGrandparent(w.path)
+                        let fd = dirs[dir] ?? {
+                            let fd = open(root.path(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                            dirs[dir] = fd
+                            return fd
+                        }()
+                        found.append((w.path, fd >= 0 ? pathState(in: fd, relative, readContent: w.readContent) : .absent))
+                    }
+                    for fd in dirs.values where fd >= 0 { close(fd) }
                 }
             }
             results.set(worker, found)
@@ -158,6 +170,36 @@ public struct Observer: Sendable {
         return result
     }
 
+    /// `/etc/systemd/system/x.d/file` -> (`/etc/systemd/system`, `x.d/file`); `/home/alice` -> (`/`, `home/alice`).
+    static func splitGrandparent(_ path: String) -> (String, String) {
+        guard let last = path.lastIndex(of: "/"), last > path.startIndex,
+            let parent = path[..<last].lastIndex(of: "/")
+        else { return ("/", String(path.drop { $0 == "/" })) }
+        return (parent == path.startIndex ? "/" : String(path[..<parent]), String(path[path.index(after: parent)...]))
+    }
+
+    /// `pathState` of `relative` below the directory `dir` (an open descriptor): `fstatat(2)` without
+    /// following the last component, `readlinkat(2)`, and the content through `openat(2)`; the same answers as for
+    /// the whole path, since `dir` was reached the way the whole path's lookup would reach it.
+    func pathState(in dir: Int32, _ relative: String, readContent: Bool) -> PathState {
+        var st = stat()
+        guard fstatat(dir, relative, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
+        let kind = Self.kind(st.st_mode)
+        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+        if kind == .symlink {
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(dir, relative, &buf, buf.count - 1)
+            result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        } else if kind == .file && readContent && st.st_size <= 4 << 20 {
+            let fd = openat(dir, relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+            if fd >= 0 {
+                result.content = Self.readRegularFile(fd: fd, expected: st)
+                close(fd)
+            }
+        }
+        return result
+    }
+
     /// The bytes of the regular file `lstat` just saw at `path`: opened without following a link and without
     /// blocking, and read only when `fstat(2)` shows the same regular file (device and inode), so a path swapped
     /// for a link, FIFO or device in between is not read. nil when it cannot be opened or is no longer that file.
@@ -165,6 +207,11 @@ public struct Observer: Sendable {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return readRegularFile(fd: fd, expected: expected)
+    }
+
+    /// `readRegularFile(_:expected:)` of a file already opened (not closed here).
+    static func readRegularFile(fd: Int32, expected: stat) -> Data? {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_dev == expected.st_dev, st.st_ino == expected.st_ino else { return nil }
         // One read for the size fstat gave plus a byte: a file that grew meanwhile is read on to its end.

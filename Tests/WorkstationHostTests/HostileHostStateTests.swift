@@ -116,3 +116,18 @@ import WorkstationCore
         #expect(snap.paths["/etc/systemd/system/unit14.conf"]?.content == Data("[Service]\nX=14\n".utf8))
     }
 }
+
+@Suite struct GrandparentSplitTests {
+    @Test(arguments: [
+        ("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "/etc/systemd/system", "t3-serve@alice.service.d/50-workstation.conf"),
+        ("/home/alice", "/", "home/alice"),
+        ("/etc/ttyd-user-map", "/", "etc/ttyd-user-map"),
+        ("/a", "/", "a"),
+        ("/srv/x/y/z", "/srv/x", "y/z"),
+    ])
+    func pathsSplitAtTheirGrandparent(_ path: String, _ dir: String, _ relative: String) {
+        let (d, r) = Observer.splitGrandparent(path)
+        #expect(d == dir)
+        #expect(r == relative)
+    }
+}
