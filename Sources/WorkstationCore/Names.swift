@@ -16,6 +16,13 @@ public let reservedAccountNames: Set<String> = [
 
 /// Why `name` cannot be an os_user, or nil when it can.
 public func accountNameProblem(_ name: String) -> String? {
+    // The common case, checked on bytes: [a-z_][a-z0-9_-]*, at most 31, not reserved, not a missing value.
+    if let first = name.utf8.first, first == 0x5F || (0x61...0x7A).contains(first), name.utf8.count <= 31,
+        name.utf8.allSatisfy({ $0 == 0x5F || $0 == 0x2D || (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) }),
+        !reservedAccountNames.contains(name), !looksLikeMissingValue(name)
+    {
+        return nil
+    }
     if name.isEmpty { return "is empty" }
     if name.count > 31 { return "is \(name.count) characters; at most 31 (systemd and useradd limits)" }
     if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
@@ -50,6 +57,10 @@ public func isValidGroupName(_ name: String) -> Bool {
 /// entry forge another. ttyd passes at most 29 characters of the header on (`TTYD_USER`), so longer names could
 /// never match exactly.
 public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
+    // The common case, checked on bytes: ASCII letters, digits and . _ - @ + only (none of the characters below).
+    if !name.isEmpty, name.utf8.count <= maxLength, name.utf8.allSatisfy({ isPlainIdentityByte($0) }), !looksLikeMissingValue(name) {
+        return nil
+    }
     if name.isEmpty { return "is empty" }
     if name.count > maxLength { return "is \(name.count) characters; ttyd passes on at most \(maxLength)" }
     if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
@@ -65,6 +76,13 @@ public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
     if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
     if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
     return nil
+}
+
+@inline(__always) private func isPlainIdentityByte(_ c: UInt8) -> Bool {
+    switch c {
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, 0x2E, 0x5F, 0x2D, 0x40, 0x2B: true
+    default: false
+    }
 }
 
 /// True for what a template or script writes when a variable was unset (`null`, `None`, `nil`, `undefined`), in

@@ -335,9 +335,15 @@ extension Planner {
     /// The secret files of `u` and each directory between them and the home, for `lstat` without following links.
     public func secretFileWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         var out: [WatchedPath] = []
+        // Each prefix of each relative path, built by appending one component at a time (this runs per person).
+        let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
         for rel in settings.setupHost.secretFiles {
-            let parts = rel.split(separator: "/").map(String.init)
-            for i in 1...parts.count { out.append(WatchedPath(joinPath(u.home, parts[0..<i].joined(separator: "/")))) }
+            var path = home
+            for part in rel.split(separator: "/") {
+                path += "/"
+                path += part
+                out.append(WatchedPath(path))
+            }
         }
         return out
     }

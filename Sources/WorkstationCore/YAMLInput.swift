@@ -111,28 +111,37 @@ private func firstControlCharacter(in text: String) -> (Int, Int)? {
 /// Compact block collections (`- - - x`, `? ? x`) nest on one line without indentation; the composer recurses once
 /// per level, so bound them before it runs.
 private func compactNestingBeyond(_ limit: Int, in text: String) -> (Int, Int)? {
-    var line = 1
-    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-        defer { line += 1 }
-        var depth = 0
-        var column = 1
-        var rest = raw.unicodeScalars[...]
-        while let c = rest.first, c == " " {
-            rest = rest.dropFirst()
-            column += 1
-        }
-        while let c = rest.first, c == "-" || c == "?", rest.dropFirst().first == " " {
-            depth += 1
-            if depth > limit { return (line, column) }
-            rest = rest.dropFirst(2)
-            column += 2
-            while let s = rest.first, s == " " {
-                rest = rest.dropFirst()
+    // Bytes, not characters: every byte this looks at (space, '-', '?', newline) is ASCII, and columns up to the
+    // reported one are ASCII too.
+    let scan = { (b: UnsafeBufferPointer<UInt8>) -> (Int, Int)? in
+        var line = 1
+        var i = 0
+        let n = b.count
+        while i < n {
+            var column = 1
+            while i < n, b[i] == 0x20 {
+                i += 1
                 column += 1
             }
+            var depth = 0
+            while i + 1 < n, b[i] == 0x2D || b[i] == 0x3F, b[i + 1] == 0x20 {
+                depth += 1
+                if depth > limit { return (line, column) }
+                i += 2
+                column += 2
+                while i < n, b[i] == 0x20 {
+                    i += 1
+                    column += 1
+                }
+            }
+            while i < n, b[i] != 0x0A { i += 1 }
+            i += 1
+            line += 1
         }
+        return nil
     }
-    return nil
+    if let found = text.utf8.withContiguousStorageIfAvailable(scan) { return found }
+    return Array(text.utf8).withUnsafeBufferPointer(scan)
 }
 
 /// Walks the composed tree without recursion and reports the first place it nests deeper than `maxDepth`, or the

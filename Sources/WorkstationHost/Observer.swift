@@ -19,6 +19,15 @@ public struct Observer: Sendable {
     /// The account databases, state and unit enablement: what `desire` needs.
     /// - Throws: `ObserveError.unreadable` when the state file exists but does not parse.
     public func observeBase() throws -> HostSnapshot {
+        var s = try observeAccountsAndState()
+        let (dispatchState, dispatchMap) = observeDispatch()
+        s.paths[settings.derived.dispatch] = dispatchState
+        s.dispatchMap = dispatchMap
+        return s
+    }
+
+    /// `observeBase` without dispatch.json (`Engine.loadObserving` reads that on another thread).
+    func observeAccountsAndState() throws -> HostSnapshot {
         var s = HostSnapshot()
         s.passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
         s.groups = AccountDatabase.group(root.read("/etc/group") ?? Data())
@@ -29,10 +38,13 @@ public struct Observer: Sendable {
         s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
         s.memory = ProcReader(root: root).memory()
         if s.systemdRunning { s.activeUnits = activeUnits() }
-        // The existing dispatch.json is needed to adopt live ports.
-        s.paths[settings.derived.dispatch] = pathState(settings.derived.dispatch, readContent: true)
-        s.dispatchMap = s.paths[settings.derived.dispatch]?.content.flatMap { try? DispatchMap.decode($0) }
         return s
+    }
+
+    /// dispatch.json as it is now, and its map when it is a valid version 1 file.
+    public func observeDispatch() -> (PathState, DispatchMap?) {
+        let state = pathState(settings.derived.dispatch, readContent: true)
+        return (state, state.content.flatMap { try? DispatchMap.decode($0) })
     }
 
     /// Adds the watched paths to a snapshot. A path inside the home of a regular account (uid in
@@ -183,6 +195,20 @@ public struct Observer: Sendable {
     /// the whole path, since `dir` was reached the way the whole path's lookup would reach it.
     func pathState(in dir: Int32, _ relative: String, readContent: Bool) -> PathState {
         var st = stat()
+        if readContent {
+            // Files whose content is read are root's (derived files, drop-ins under /etc): opened straight away,
+            // without following a link or blocking, and `fstat` on what was opened is the observation.
+            let fd = openat(dir, relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+            if fd >= 0 {
+                defer { close(fd) }
+                guard fstat(fd, &st) == 0 else { return .absent }
+                var result = PathState(kind: Self.kind(st.st_mode), mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+                if result.kind == .file && st.st_size <= 4 << 20 { result.content = Self.readRegularFile(fd: fd, expected: st) }
+                return result
+            }
+            if errno == ENOENT || errno == ENOTDIR { return .absent }
+            // ELOOP (a link) and anything else: looked at without opening, below.
+        }
         guard fstatat(dir, relative, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
         let kind = Self.kind(st.st_mode)
         var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
@@ -190,12 +216,6 @@ public struct Observer: Sendable {
             var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = readlinkat(dir, relative, &buf, buf.count - 1)
             result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
-        } else if kind == .file && readContent && st.st_size <= 4 << 20 {
-            let fd = openat(dir, relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-            if fd >= 0 {
-                result.content = Self.readRegularFile(fd: fd, expected: st)
-                close(fd)
-            }
         }
         return result
     }
@@ -336,6 +356,8 @@ struct HomeWalk {
             switch dir(components.dropLast()) {
             case .absent: found = .absent
             case .blocked: found = .blocked
+            case .open where seen.contains(where: { $0.relative == key && $0.state.kind == .absent }):
+                found = .absent  // looked up a moment ago (`~/.kube` before `~/.kube/config`)
             case .open(let parent):
                 let fd = openat(parent, String(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 // ENOENT: truly absent. A symlink or a file on the way: blocked, never followed.
