@@ -25,11 +25,6 @@ extension Planner {
             """.utf8)
     }
 
-    /// Slice drop-ins observe must read.
-    func capacityWatchedPaths(_ d: DesiredState) -> [WatchedPath] {
-        d.users.map { WatchedPath(sliceDropInPath(uid: $0.uid), readContent: true) }
-    }
-
     /// Writes (derived) the budget drop-in of one person when absent or different.
     func budgetChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         guard let b = budget(for: u.entry) else { return [] }

@@ -4,18 +4,16 @@ import Foundation
 /// `k8s_users` report, the per-user kubeconfig, the Vault helper and the secret files. Pure: everything remote was
 /// read into `HostSnapshot.remote` by the observe step.
 extension Planner {
-    /// Paths observe must `lstat` for the integrations (content only for the root-owned profile snippet).
-    public func integrationWatchedPaths(_ d: DesiredState) -> [WatchedPath] {
+    /// Paths observe must `lstat` for one person's integrations (kubeconfig, Vault helper, secret files); the
+    /// root-owned profile snippet is among `sharedWatchedPaths`.
+    public func integrationWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         var out: [WatchedPath] = []
-        if let v = settings.vault { out.append(WatchedPath(v.profileSnippet, readContent: true)) }
-        for u in d.users {
-            if let k = settings.kubernetes, k.kubeconfigConfigured { out.append(WatchedPath(joinPath(u.home, k.kubeconfigPath))) }
-            guard let v = settings.vault else { continue }
-            out.append(WatchedPath(joinPath(u.home, v.helperFile)))
-            for f in v.secretFiles where f.applies(to: u.entry) {
-                out.append(WatchedPath(joinPath(u.home, f.target)))
-                if let top = f.target.split(separator: "/").first, f.target.contains("/") { out.append(WatchedPath(joinPath(u.home, String(top)))) }
-            }
+        if let k = settings.kubernetes, k.kubeconfigConfigured { out.append(WatchedPath(joinPath(u.home, k.kubeconfigPath))) }
+        guard let v = settings.vault else { return out }
+        out.append(WatchedPath(joinPath(u.home, v.helperFile)))
+        for f in v.secretFiles where f.applies(to: u.entry) {
+            out.append(WatchedPath(joinPath(u.home, f.target)))
+            if let top = f.target.split(separator: "/").first, f.target.contains("/") { out.append(WatchedPath(joinPath(u.home, String(top)))) }
         }
         return out
     }

@@ -10,20 +10,29 @@ public struct Planner: Sendable {
     /// Paths observe must `lstat` for this desired state (homes, `~/.claude` links, derived files, unit files).
     /// Content is read only for root-owned system files (`WatchedPath.readContent`), never under a home.
     public func watchedPaths(_ desired: DesiredState) -> [WatchedPath] {
+        sharedWatchedPaths(desired) + desired.users.flatMap { userWatchedPaths($0) }
+    }
+
+    /// The watched paths that belong to nobody in particular: derived files, unit templates, the Vault snippet.
+    public func sharedWatchedPaths(_ desired: DesiredState) -> [WatchedPath] {
         var paths = [WatchedPath(settings.derived.ttydUserMap, readContent: true), WatchedPath(settings.derived.dispatch, readContent: true)]
         for unit in settings.units {
             for dir in unitSearchPath { paths.append(WatchedPath(joinPath(dir, unit.templateUnit))) }
         }
-        for u in desired.users {
-            paths.append(WatchedPath(u.home))
-            paths.append(WatchedPath(joinPath(u.home, ".claude")))
-            for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
-            for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
-            paths += infraWatchedPaths(u)
-            paths += secretFileWatchedPaths(u)
-        }
-        paths += integrationWatchedPaths(desired)
-        paths += capacityWatchedPaths(desired)
+        if let v = settings.vault { paths.append(WatchedPath(v.profileSnippet, readContent: true)) }
+        return paths
+    }
+
+    /// One person's watched paths: home, `~/.claude` and its links, unit drop-ins, infra clone, secret files,
+    /// integration files, memory budget drop-in. Depends on that person alone (observe reads people in parallel).
+    public func userWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
+        var paths = [WatchedPath(u.home), WatchedPath(joinPath(u.home, ".claude"))]
+        for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
+        for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
+        paths += infraWatchedPaths(u)
+        paths += secretFileWatchedPaths(u)
+        paths += integrationWatchedPaths(u)
+        paths.append(WatchedPath(sliceDropInPath(uid: u.uid), readContent: true))
         return paths
     }
 

@@ -92,25 +92,57 @@ public struct Observer: Sendable {
                     for w in item.paths { found.append((w.path, walk.state(relative: String(w.path.dropFirst(home.count + 1))))) }
                     walk.closeAll()
                 } else {
-                    // Looked up relative to each path's grandparent directory, opened once per item: a short walk
-                    // in the kernel instead of the whole path (under a root, every path is long).
-                    var dirs: [String: Int32] = [:]
-                    for w in item.paths {
-                        let (dir, relative) = Self.splitGrandparent(w.path)
-                        let fd = dirs[dir] ?? {
-                            let fd = open(root.path(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                            dirs[dir] = fd
-                            return fd
-                        }()
-                        found.append((w.path, fd >= 0 ? pathState(in: fd, relative, readContent: w.readContent) : .absent))
-                    }
-                    for fd in dirs.values where fd >= 0 { close(fd) }
+                    var dirs = GrandparentDirectories(observer: self)
+                    for w in item.paths { found.append((w.path, dirs.state(w))) }
+                    dirs.closeAll()
                 }
             }
             results.set(worker, found)
         }
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         s.paths.reserveCapacity(s.paths.count + paths.count)
+        for part in results.parts {
+            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
+        }
+    }
+
+    /// Adds every path `Planner.watchedPaths(desired)` names, as `observePaths` would, reading people in parallel:
+    /// each person's paths are made and read by the thread that takes that person, those below their own home
+    /// in one walk, the others relative to their grandparent directory (opened once per thread).
+    public func observeWatched(_ desired: DesiredState, into s: inout HostSnapshot) {
+        let planner = Planner(settings: settings)
+        observePaths(planner.sharedWatchedPaths(desired), into: &s)
+        let homes = Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
+        let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
+        let users = desired.users
+        let workers = users.count >= 16 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+        let results = ObservedParts(count: workers)
+        let work = { @Sendable (worker: Int) in
+            var found: [(String, PathState)] = []
+            var dirs = GrandparentDirectories(observer: self)
+            defer { dirs.closeAll() }
+            for i in stride(from: worker, to: users.count, by: workers) {
+                let u = users[i]
+                let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
+                // Own-home shortcut only where no other home lies below this one (then the longest match decides).
+                let ownHome = homes.contains(home) && !nestingHomes.contains(home)
+                let prefix = home + "/"
+                var walk = ownHome ? HomeWalk(directory: root.path(home)) : nil
+                for w in planner.userWatchedPaths(u) {
+                    if ownHome, w.path.hasPrefix(prefix) {
+                        found.append((w.path, walk!.state(relative: String(w.path.dropFirst(prefix.count)))))
+                    } else if let other = Self.enclosingHome(of: w.path, in: homes) {
+                        found.append((w.path, homePathState(home: other, relative: String(w.path.dropFirst(other.count + 1)))))
+                    } else {
+                        found.append((w.path, dirs.state(w)))
+                    }
+                }
+                walk?.closeAll()
+            }
+            results.set(worker, found)
+        }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        s.paths.reserveCapacity(s.paths.count + users.count * 16)
         for part in results.parts {
             for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
         }
@@ -153,8 +185,7 @@ public struct Observer: Sendable {
     public func observe(roster: Roster, base: HostSnapshot? = nil) throws -> (HostSnapshot, DesiredState) {
         var snap = try base ?? observeBase()
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
-        let wp = Planner(settings: settings).watchedPaths(desired)
-        observePaths(wp, into: &snap)
+        observeWatched(desired, into: &snap)
         return (snap, desired)
     }
 
@@ -280,6 +311,32 @@ public enum ObserveError: Error, CustomStringConvertible {
         switch self {
         case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
         }
+    }
+}
+
+/// Paths outside homes, looked up relative to their grandparent directory, each directory opened once: a short
+/// walk in the kernel instead of the whole path (under a root, every path is long). One per thread.
+struct GrandparentDirectories {
+    let observer: Observer
+    private var open: [String: Int32] = [:]
+
+    init(observer: Observer) { self.observer = observer }
+
+    mutating func state(_ w: WatchedPath) -> PathState {
+        let (dir, relative) = Observer.splitGrandparent(w.path)
+        let fd: Int32
+        if let known = open[dir] {
+            fd = known
+        } else {
+            fd = Glibc.open(observer.root.path(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            open[dir] = fd
+        }
+        return fd >= 0 ? observer.pathState(in: fd, relative, readContent: w.readContent) : .absent
+    }
+
+    mutating func closeAll() {
+        for fd in open.values where fd >= 0 { close(fd) }
+        open = [:]
     }
 }
 

@@ -131,3 +131,47 @@ import WorkstationCore
         #expect(r == relative)
     }
 }
+
+/// Observing people in parallel (each person's paths made and read by one thread) must give what observing the
+/// planner's whole list of watched paths gives, including a home nested in another's and a missing home.
+@Suite struct ObserveWatchedTests {
+    @Test func perPersonObservationEqualsObservingTheWholeList() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-watched-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        var passwd = "root:x:0:0::/root:/bin/bash\n"
+        var yaml = "users:\n"
+        for i in 0..<40 {
+            // p7's home lies inside p6's; p9 has no home directory at all.
+            let home = i == 7 ? "/home/p6/inner" : "/home/p\(i)"
+            passwd += "p\(i):x:\(2000 + i):\(2000 + i)::\(home):/bin/bash\n"
+            yaml += "  p\(i): { authentik_user: p\(i), k8s_user: p\(i), tier: power-user }\n"
+            if i == 9 { continue }
+            try fm.createDirectory(atPath: dir + home + "/.claude", withIntermediateDirectories: true)
+            try fm.createSymbolicLink(atPath: dir + home + "/.claude/skills", withDestinationPath: "/srv/workstation/config-base/skills")
+            if i % 3 == 0 { fm.createFile(atPath: dir + home + "/.claude.json", contents: Data("{}".utf8)) }
+            if i % 4 == 0 { try fm.createSymbolicLink(atPath: dir + home + "/.kube", withDestinationPath: "/etc") }
+        }
+        try fm.createDirectory(atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d", withIntermediateDirectories: true)
+        fm.createFile(atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf", contents: Data("[Service]\n".utf8))
+        try Data(passwd.utf8).write(to: URL(fileURLWithPath: dir + "/etc/passwd"))
+        var settings = Settings()
+        settings.units[0].portRange = 20000...29999
+        let roster = try Roster.parse(Data(yaml.utf8), file: "roster.yaml", settings: settings)
+        let observer = Observer(root: HostRoot(dir), settings: settings)
+        var base = HostSnapshot()
+        base.passwd = AccountDatabase.passwd(try Data(contentsOf: URL(fileURLWithPath: dir + "/etc/passwd")))
+        base.uidRange = 1000...60000
+        let desired = desire(roster: roster, settings: settings, snapshot: base)
+        var parallel = base
+        observer.observeWatched(desired, into: &parallel)
+        var whole = base
+        observer.observePaths(Planner(settings: settings).watchedPaths(desired), into: &whole)
+        #expect(parallel.paths == whole.paths)
+        #expect(parallel.paths.count == whole.paths.count)
+        #expect(parallel.paths["/home/p6/inner/.claude/skills"]?.kind == .symlink)
+        #expect(parallel.paths["/home/p9"]?.kind == .absent)
+        #expect(parallel.paths["/home/p4/.kube/config"]?.blocked == true)
+        #expect(parallel.paths["/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf"]?.content == Data("[Service]\n".utf8))
+    }
+}
