@@ -48,12 +48,66 @@ public struct DispatchMap: Sendable, Hashable, Codable {
     }
 
     /// Canonical bytes: sorted keys, two-space indent, trailing newline; byte-identical for equal maps.
+    ///
+    /// Written directly, in exactly the form `JSONEncoder` gives with `.prettyPrinted, .sortedKeys,
+    /// .withoutEscapingSlashes` (`"key" : value`, an empty object as `{` blank line `}`), which the tests check
+    /// against `JSONEncoder` itself: this runs on every plan, for every person, and the generic encoder was a
+    /// tenth of a no-op plan of a thousand people.
     public func encoded() -> Data {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var d = (try? enc.encode(self)) ?? Data()
-        d.append(0x0A)
-        return d
+        var out = ""
+        out.reserveCapacity(64 + users.count * 110)
+        out += "{\n  \"users\" : {"
+        if users.isEmpty {
+            out += "\n\n  }"
+        } else {
+            var first = true
+            for name in users.keys.sorted() {
+                let u = users[name]!
+                out += first ? "\n    " : ",\n    "
+                first = false
+                Self.appendQuoted(name, to: &out)
+                out += " : {\n      \"os_user\" : "
+                Self.appendQuoted(u.osUser, to: &out)
+                out += ",\n      \"port\" : \(u.port),\n      \"ports\" : {"
+                if u.ports.isEmpty {
+                    out += "\n\n      }"
+                } else {
+                    var firstPort = true
+                    for template in u.ports.keys.sorted() {
+                        out += firstPort ? "\n        " : ",\n        "
+                        firstPort = false
+                        Self.appendQuoted(template, to: &out)
+                        out += " : \(u.ports[template]!)"
+                    }
+                    out += "\n      }"
+                }
+                out += "\n    }"
+            }
+            out += "\n  }"
+        }
+        out += ",\n  \"version\" : \(version)\n}\n"
+        return Data(out.utf8)
+    }
+
+    /// `s` as a JSON string the way `JSONEncoder` writes it (RFC 8259 section 7; `/` not escaped).
+    static func appendQuoted(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{8}": out += "\\b"
+            case "\u{C}": out += "\\f"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 
     /// Parses a dispatch.json written by workstation.
