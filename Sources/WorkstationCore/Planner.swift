@@ -61,13 +61,14 @@ public struct Planner: Sendable {
         plan.changes += groupChanges(desired, observed)
         // Each person's changes depend on that person alone: a large roster is planned in slices on several
         // threads, and the slices are joined in roster order (the plan is the same as planned in one pass).
-        for part in perUserSlices(desired.users, observed) {
-            plan.changes += part.changes
-            for note in part.notes where !plan.notes.contains(note) { plan.notes.append(note) }
+        let slices = perUserSlices(desired.users, observed)
+        for part in slices {
+            plan.changes += part.plan.changes
+            for note in part.plan.notes where !plan.notes.contains(note) { plan.notes.append(note) }
         }
         plan.changes += derivedFileChanges(desired, observed)
-        for u in desired.users { plan.changes += budgetChanges(u, observed) }
-        for u in desired.users { plan.changes += unitChanges(u, observed) }
+        for part in slices { plan.changes += part.budgets }
+        for part in slices { plan.changes += part.units }
         plan.changes += departedChanges(desired, observed)
         plan.refusals += lockoutGuard(desired, observed)
         planIntegrations(&plan, desired, observed)
@@ -75,23 +76,35 @@ public struct Planner: Sendable {
         return plan
     }
 
-    /// The per-person part of `plan` for `users`, as one `Plan` per slice of the roster, in order.
+    /// One slice of the roster's per-person changes, in the three places `plan` puts them.
+    struct PersonSlice: Sendable {
+        /// Accounts, memberships, homes, links, clones, secret files, reinstatement (changes and notes).
+        var plan = Plan()
+        /// Memory budget drop-ins (after the derived files).
+        var budgets: [Change] = []
+        /// Unit drop-ins and enablement (last).
+        var units: [Change] = []
+    }
+
+    /// The per-person parts of `plan` for `users`, one `PersonSlice` per slice of the roster, in order.
     /// - Parameter slices: how many; nil: one below 200 people, else two per core (at most 8).
-    func perUserSlices(_ users: [DesiredUser], _ observed: HostSnapshot, slices: Int? = nil) -> [Plan] {
+    func perUserSlices(_ users: [DesiredUser], _ observed: HostSnapshot, slices: Int? = nil) -> [PersonSlice] {
         let slices = max(1, slices ?? (users.count >= 200 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1))
         let size = (users.count + slices - 1) / max(slices, 1)
         let planner = self
         let parts = SliceResults(count: slices)
         let work = { @Sendable (slice: Int) in
-            var part = Plan()
+            var part = PersonSlice()
             for u in users.dropFirst(slice * size).prefix(size) {
-                part.changes += planner.accountChanges(u, observed)
-                part.changes += planner.membershipChanges(u, observed)
-                part.changes += planner.homeChanges(u, observed)
-                part.changes += planner.inheritanceChanges(u, observed)
-                planner.infraCloneChanges(u, observed, into: &part)
-                part.changes += planner.secretFileChanges(u, observed)
-                part.changes += planner.reinstatementChanges(u, observed)
+                part.plan.changes += planner.accountChanges(u, observed)
+                part.plan.changes += planner.membershipChanges(u, observed)
+                part.plan.changes += planner.homeChanges(u, observed)
+                part.plan.changes += planner.inheritanceChanges(u, observed)
+                planner.infraCloneChanges(u, observed, into: &part.plan)
+                part.plan.changes += planner.secretFileChanges(u, observed)
+                part.plan.changes += planner.reinstatementChanges(u, observed)
+                part.budgets += planner.budgetChanges(u, observed)
+                part.units += planner.unitChanges(u, observed)
             }
             parts.set(slice, part)
         }
@@ -362,8 +375,8 @@ public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
 /// One result per slice of work done on several threads (`Planner.perUserSlices`).
 private final class SliceResults: @unchecked Sendable {
     private let lock = NSLock()
-    private var slots: [Plan]
-    init(count: Int) { slots = Array(repeating: Plan(), count: count) }
-    func set(_ slice: Int, _ part: Plan) { lock.withLock { slots[slice] = part } }
-    var all: [Plan] { lock.withLock { slots } }
+    private var slots: [Planner.PersonSlice]
+    init(count: Int) { slots = Array(repeating: Planner.PersonSlice(), count: count) }
+    func set(_ slice: Int, _ part: Planner.PersonSlice) { lock.withLock { slots[slice] = part } }
+    var all: [Planner.PersonSlice] { lock.withLock { slots } }
 }

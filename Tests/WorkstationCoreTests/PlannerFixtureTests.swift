@@ -285,14 +285,18 @@ extension PlannerFixtureTests {
         for n in [2, 3, 7] {
             let parts = planner.perUserSlices(d.users, host, slices: n)
             #expect(parts.count == n)
-            #expect(parts.flatMap(\.changes) == one[0].changes)
-            #expect(Array(Set(parts.flatMap(\.notes))).sorted() == Array(Set(one[0].notes)).sorted())
+            #expect(parts.flatMap(\.plan.changes) == one[0].plan.changes)
+            #expect(parts.flatMap(\.budgets) == one[0].budgets)
+            #expect(parts.flatMap(\.units) == one[0].units)
+            #expect(Array(Set(parts.flatMap(\.plan.notes))).sorted() == Array(Set(one[0].plan.notes)).sorted())
         }
-        #expect(one[0].changes.contains { $0.id == "violation:u3:sudo" })
-        #expect(one[0].changes.contains { $0.id == "account:u1" })
-        // And the whole plan (which slices above 200 people) has them in roster order.
+        #expect(one[0].plan.changes.contains { $0.id == "violation:u3:sudo" })
+        #expect(one[0].plan.changes.contains { $0.id == "account:u1" })
+        #expect(one[0].units.contains { $0.id == "unit:t3-serve@u1.service" })
+        // And the whole plan (which slices above 200 people) has them in roster order, budgets and units last.
         let full = planner.plan(desired: d, observed: host)
         let accounts = full.changes.filter { $0.id.hasPrefix("account:") }.map(\.id)
-        #expect(accounts == one[0].changes.filter { $0.id.hasPrefix("account:") }.map(\.id))
+        #expect(accounts == one[0].plan.changes.filter { $0.id.hasPrefix("account:") }.map(\.id))
+        #expect(Array(full.changes.suffix(one[0].units.count)) == one[0].units)
     }
 }
