@@ -37,7 +37,10 @@ private final class Exchange {
     let requestVersion: HTTPVersion
     let method: HTTPMethod
     let keepAlive: Bool
+    /// The request asked to switch protocols (NIO's decoder then stops reading requests on this connection).
     let upgrade: Bool
+    /// The request is a WebSocket handshake, the only switch passed upstream: a 101 is accepted for it alone.
+    let webSocket: Bool
     /// The request body goes upstream in chunked coding (the client's request had `Transfer-Encoding`).
     let chunkedRequest: Bool
     let started: NIODeadline
@@ -52,13 +55,14 @@ private final class Exchange {
     var endTrailers: HTTPHeaders?
     var retried = false
 
-    init(user: String, port: Int, head: HTTPRequestHead, upstreamHead: ByteBuffer, upgrade: Bool) {
+    init(user: String, port: Int, head: HTTPRequestHead, upstreamHead: ByteBuffer, upgrade: Bool, webSocket: Bool) {
         self.user = user
         self.port = port
         self.requestVersion = head.version
         self.method = head.method
         self.keepAlive = head.isKeepAlive
         self.upgrade = upgrade
+        self.webSocket = webSocket
         self.chunkedRequest = head.headers.contains(name: "transfer-encoding")
         self.upstreamHead = upstreamHead
         self.started = .now()
@@ -191,6 +195,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func begin(context: ChannelHandlerContext, head: HTTPRequestHead) {
         guard case .idle = state else { return }
+        // CONNECT asks for a tunnel to an arbitrary address, which no person's instance serves; NIO's decoder also
+        // stops reading requests after one.
+        if head.method == .CONNECT {
+            shared.logger.notice("refused", metadata: ["status": "405", "reason": "CONNECT"])
+            refuse(context: context, version: head.version, method: head.method, status: .methodNotAllowed)
+            return
+        }
         let decision = Gate.decide(
             headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup, checked: &checked
         ) { shared.routes.lookup($0) }
@@ -209,7 +220,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let upgrade = webSocket || head.headers.contains(name: "upgrade")
             var outHead = context.channel.allocator.buffer(capacity: 512)
             Gate.writeUpstreamHead(head, user: user, upgrade: webSocket, into: &outHead)
-            let exchange = Exchange(user: user, port: port, head: head, upstreamHead: outHead, upgrade: upgrade)
+            let exchange = Exchange(user: user, port: port, head: head, upstreamHead: outHead, upgrade: upgrade, webSocket: webSocket)
             state = .proxying(exchange)
             if let up = upstream, up.port == port, up.user == user, up.usable {
                 up.sendHead(outHead, exchange: exchange)
@@ -249,6 +260,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .badRequest:
             body = "bad request\n"
             type = "text/plain; charset=utf-8"
+        case .methodNotAllowed:
+            body = "CONNECT is not served here\n"
+            type = "text/plain; charset=utf-8"
+            extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
         default:
             body = "<!doctype html><title>forbidden</title><h1>Forbidden</h1><p>You are not allowed to use this workstation. Ask an administrator to add you to the roster.</p>\n"
             type = "text/html; charset=utf-8"
@@ -275,15 +290,16 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamHead(_ head: UpstreamResponseHead) {
         guard let context, case .proxying(let ex) = state else { return }
+        // A switch nobody asked for (only WebSocket handshakes are passed upstream): the connection would carry
+        // bytes we cannot frame. Checked before the response counts as started, so the client gets a 502.
+        if head.status == 101 && !ex.webSocket {
+            upstreamBroken(UpstreamFramingError(description: "the upstream switched protocols without a WebSocket request"))
+            return
+        }
         ex.responseStarted = true
         ex.status = head.status
         shared.metrics.upstreamLatency.recordNanoseconds((NIODeadline.now() - ex.started).nanoseconds)
         if head.status == 101 {
-            guard ex.upgrade else {
-                // A switch nobody asked for: the connection would carry bytes we cannot frame.
-                upstreamBroken(UpstreamFramingError(description: "the upstream switched protocols without an upgrade request"))
-                return
-            }
             switchToTunnel(context: context, exchange: ex, head: head)
             return
         }
@@ -312,7 +328,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamEnd() {
         guard let context, case .proxying(let ex) = state else { return }
-        state = .idle
+        // A connection that closes after this response takes no further request meanwhile.
+        state = ex.closeAfter ? .refusing : .idle
         finish(ex)
         // A response that ended before the request did leaves a partial request on the upstream connection.
         if !ex.requestEnded || ex.upgrade { upstream?.reusable = false }
@@ -453,6 +470,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// a byte tunnel (RFC 6455 section 4: after the handshake the connection carries frames, not HTTP).
     private func switchToTunnel(context: ChannelHandlerContext, exchange ex: Exchange, head: UpstreamResponseHead) {
         guard let up = upstream, let upChannel = up.channel else { return }
+        guard queued.isEmpty else {
+            // A request pipelined behind a handshake would be lost in the tunnel: refuse the switch.
+            upstreamBroken(UpstreamFramingError(description: "a request was pipelined behind a WebSocket handshake"))
+            return
+        }
         state = .upgraded
         shared.metrics.countResponse(101)
         var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 32)
@@ -495,6 +517,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .success:
                     clientGlue.release()
                     upstreamGlue.release()
+                    // A read this handler held back (the upstream was not writable) is the glue's to make now.
+                    clientChannel.read()
                 case .failure:
                     clientChannel.close(promise: nil)
                     upChannel.close(promise: nil)
@@ -681,18 +705,23 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .head(let head): client.upstreamHead(head)
                 case .body(let body): client.upstreamBody(body)
                 case .end:
-                    // Bytes after the end answer no request: this connection is not lent again.
-                    if framer.hasUnread { reusable = false }
+                    // Bytes after the end answer no request: this connection is closed, never lent again.
+                    let unsolicited = framer.hasUnread
+                    if unsolicited { reusable = false }
                     client.upstreamEnd()
+                    if unsolicited {
+                        framer.discard()
+                        closeQuietly()
+                    }
                 }
-                if self.client !== client { break }  // released or switched by that event
+                if self.client !== client { break }  // released, switched or closed by that event
             }
-        } catch let error as UpstreamFramingError {
-            reusable = false
-            client.upstreamBroken(error)
         } catch {
+            // Whatever the client's state, nothing more is read from an upstream that does not frame.
             reusable = false
-            client.upstreamBroken(UpstreamFramingError(description: "\(error)"))
+            framer.discard()
+            closeQuietly()
+            client.upstreamBroken(error as? UpstreamFramingError ?? UpstreamFramingError(description: "\(error)"))
         }
     }
 

@@ -103,8 +103,9 @@ struct ResponseFramer {
 
     /// Largest head accepted (NIO's default header limit).
     static let maxHeadBytes = 80 * 1024
-    /// Largest chunk-size line (with extensions) and trailer section accepted.
+    /// Largest chunk-size line (with extensions) accepted.
     static let maxChunkLineBytes = 4096
+    /// Largest trailer line accepted (trailers are passed on or dropped as they come, never held whole).
     static let maxTrailerBytes = 16 * 1024
 
     private enum State {
@@ -152,6 +153,9 @@ struct ResponseFramer {
         self.dechunk = dechunk
         headScanFrom = 0
     }
+
+    /// Drops every byte read and not yet taken (the connection is being closed).
+    mutating func discard() { pending = nil }
 
     /// Bytes read but not consumed (after a 101, the upgraded protocol's first bytes).
     mutating func takeUnread() -> ByteBuffer? {
@@ -277,7 +281,7 @@ struct ResponseFramer {
             case .trailers:
                 guard let lineLength = Self.lineLength(buf, limit: Self.maxTrailerBytes) else {
                     if buf.readableBytes > Self.maxTrailerBytes {
-                        throw UpstreamFramingError(description: "the upstream's trailer section is too large")
+                        throw UpstreamFramingError(description: "the upstream's trailer line is too long")
                     }
                     break loop
                 }

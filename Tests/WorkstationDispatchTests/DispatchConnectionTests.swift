@@ -201,6 +201,60 @@ import WorkstationCore
         #expect(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(text)")
     }
 
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost: x\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n",
+    ])
+    func aSwitchNobodyAskedForIsA502(_ request: String) async throws {
+        let text = try await through(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW",
+            request: request + identityLines + "\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(text)")
+        #expect(!text.contains("RAW"))
+    }
+
+    @Test func connectIsRefused() async throws {
+        let text = try await through(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            request: "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\(identityLines)\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n"), "\(text)")
+    }
+
+    /// An upstream that keeps writing after its response must not make the dispatcher buffer it: the upstream
+    /// connection is closed at the first byte nobody asked for, while the client's connection stays open.
+    @Test func bytesAfterAResponseCloseTheUpstreamConnection() async throws {
+        let upstream = try await ScriptedUpstream.start(reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", streamAfter: true)
+        let map = try MapDir()
+        try map.write(["alice": upstream.port])
+        let server = try await startDispatcher(map: map)
+        defer { map.remove() }
+        // A kept-alive client connection that sends one request and stays open.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(server.localAddress!.port!).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(rc == 0)
+        let request = Array("GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n".utf8)
+        _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var closedInTime = false
+        for _ in 0..<100 {
+            if upstream.closedConnections >= 1 {
+                closedInTime = true
+                break
+            }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        #expect(closedInTime, "the dispatcher kept reading an upstream that writes past its response")
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        #expect(n > 0 && String(decoding: buf[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        await server.shutdown()
+        await upstream.stop()
+    }
+
     @Test func aBrokenChunkAfterTheHeadCutsTheClientConnection() async throws {
         let text = try await through(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXXHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",

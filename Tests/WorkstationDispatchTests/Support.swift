@@ -364,20 +364,30 @@ private final class OneShotHandler: ChannelInboundHandler {
 /// would not produce on purpose.
 final class ScriptedUpstream: Sendable {
     let channel: Channel
+    private let closed: NIOLockedValueBox<Int>
     var port: Int { channel.localAddress!.port! }
+    /// Connections that have closed (by either side).
+    var closedConnections: Int { closed.withLockedValue { $0 } }
 
-    private init(channel: Channel) { self.channel = channel }
+    private init(channel: Channel, closed: NIOLockedValueBox<Int>) {
+        self.channel = channel
+        self.closed = closed
+    }
 
-    static func start(reply: String, closeAfter: Bool = false) async throws -> ScriptedUpstream {
+    /// - Parameter streamAfter: after each reply, keep writing 64 KiB blocks nobody asked for until the
+    ///   connection closes (a hostile upstream trying to fill the proxy's memory).
+    static func start(reply: String, closeAfter: Bool = false, streamAfter: Bool = false) async throws -> ScriptedUpstream {
+        let closed = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ScriptedHandler(reply: reply, closeAfter: closeAfter))
+                channel.closeFuture.whenComplete { _ in closed.withLockedValue { $0 += 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ScriptedHandler(reply: reply, closeAfter: closeAfter, streamAfter: streamAfter))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return ScriptedUpstream(channel: channel)
+        return ScriptedUpstream(channel: channel, closed: closed)
     }
 
     func stop() async { try? await channel.close() }
@@ -388,10 +398,12 @@ private final class ScriptedHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
     let reply: String
     let closeAfter: Bool
+    let streamAfter: Bool
     var seen: [UInt8] = []
-    init(reply: String, closeAfter: Bool) {
+    init(reply: String, closeAfter: Bool, streamAfter: Bool) {
         self.reply = reply
         self.closeAfter = closeAfter
+        self.streamAfter = streamAfter
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         seen += unwrapInboundIn(data).readableBytesView
@@ -399,6 +411,14 @@ private final class ScriptedHandler: ChannelInboundHandler {
             seen.removeSubrange(..<end.upperBound)
             let done = context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: reply)))
             if closeAfter { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            if streamAfter { stream(context) }
+        }
+    }
+    private func stream(_ context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        let block = context.channel.allocator.buffer(repeating: UInt8(ascii: "A"), count: 64 * 1024)
+        context.writeAndFlush(wrapOutboundOut(block)).assumeIsolated().whenComplete { result in
+            if case .success = result { self.stream(context) }
         }
     }
 }
