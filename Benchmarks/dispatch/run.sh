@@ -139,7 +139,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 echo "== dispatcher after load: RSS $(rss), peak (VmHWM) $(hwm), $(threads) threads"
-wrk -t1 -c256 -d5s -s "$work/headers.lua" "http://127.0.0.1:$DSP/" | summarize > "$work/c256"
+wrk -t1 -c256 -d5s --latency -s "$work/headers.lua" "http://127.0.0.1:$DSP/" | summarize > "$work/c256"
 echo "== dispatcher with 256 connections (wrk -t1 -c256 -d5s, req/s p50_us p99_us non2xx = $(cat "$work/c256")): RSS $(rss), peak (VmHWM) $(hwm)"
 
 col() { cat "$work/$1".* | awk -v c="$2" '{ print $c }' | median; }
