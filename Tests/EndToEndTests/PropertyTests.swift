@@ -13,33 +13,33 @@ import WorkstationHost
     static let pool = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
     static let handGroups = ["devs", "ops"]
 
-    /// Runs a shadow-utils tool against the root.
-    func tool(_ argv: [String]) throws {
-        let r = try CLI.runTool("/usr/sbin/\(argv[0])", Array(argv.dropFirst()))
-        #expect(r.status == 0, "\(argv.joined(separator: " ")): \(r.stderr)")
+    /// Runs the shadow-utils tool `name` against the temp root: `--prefix ROOT` is always its first argument.
+    func tool(_ name: String, in root: HostRoot, _ args: [String]) throws {
+        let argv = ["--prefix", root.directory] + args
+        let r = try CLI.runTool("/usr/sbin/\(name)", argv)
+        #expect(r.status == 0, "\(name) \(argv.joined(separator: " ")): \(r.stderr)")
     }
 
     /// Builds a random pre-existing host under `root`. Returns the os_users that exist before workstation runs.
     func randomHost(_ root: HostRoot, _ rng: inout SeededGenerator, log: inout [String]) throws -> Set<String> {
-        let prefix = ["--prefix", root.directory]
         for g in Self.handGroups where Bool.random(using: &rng) {
-            try tool(["groupadd"] + prefix + [g])
+            try tool("groupadd", in: root, [g])
             log.append("group \(g)")
         }
         if Bool.random(using: &rng) {
-            try tool(["groupadd"] + prefix + ["--system", "workstation"])  // pre-existing managed group, with hand-made members later
+            try tool("groupadd", in: root, ["--system", "workstation"])  // pre-existing managed group, with hand-made members later
             log.append("group workstation (hand-made)")
         }
         let groups = AccountDatabase.group(root.read("/etc/group") ?? Data()).map(\.name)
         var existing = Set<String>()
         for name in Self.pool + ["mallory"] where Int.random(in: 0..<3, using: &rng) == 0 {
-            var argv = ["useradd"] + prefix
+            var argv: [String] = []
             let withHome = Bool.random(using: &rng)
             if withHome { argv.append("-m") }
             let extra = ["users", "audio", "video", "staff", "workstation", "sudo"] + Self.handGroups
             let chosen = extra.filter { groups.contains($0) && Int.random(in: 0..<3, using: &rng) == 0 }
             if !chosen.isEmpty { argv += ["-G", chosen.joined(separator: ",")] }
-            try tool(argv + [name])
+            try tool("useradd", in: root, argv + [name])
             existing.insert(name)
             log.append("account \(name)\(withHome ? " with home" : "") groups \(chosen)")
             guard withHome else { continue }
