@@ -77,32 +77,32 @@ public enum Gate {
     /// WebSocket upgrade keeps `Connection: Upgrade` and `Upgrade` (RFC 6455 section 4.1).
     /// Framing fields (`Content-Length`, `Transfer-Encoding`) are kept: the body is re-framed the same way.
     public static func upstreamHeaders(_ headers: HTTPHeaders, user: String, upgrade: Bool) -> HTTPHeaders {
-        var out = filtered(headers, dropAuthentik: true)
-        out.add(name: usernameHeader, value: user)
-        if upgrade, let proto = headers.first(name: "upgrade") {
-            out.add(name: "Connection", value: "Upgrade")
-            out.add(name: "Upgrade", value: proto)
-        }
-        return out
-    }
-
-    /// Removes hop-by-hop fields and the fields listed in `Connection` (RFC 9110 section 7.6.1).
-    static func stripHopByHop(_ headers: HTTPHeaders) -> HTTPHeaders {
-        filtered(headers, dropAuthentik: false)
-    }
-
-    /// One pass over `headers`, comparing names as ASCII case-insensitively in place (no lowercased copies: this
-    /// runs twice per proxied request).
-    private static func filtered(_ headers: HTTPHeaders, dropAuthentik: Bool) -> HTTPHeaders {
         var out = HTTPHeaders()
-        out.reserveCapacity(headers.count + 1)
-        forEachKept(headers, dropAuthentik: dropAuthentik) { out.add(name: $0, value: $1) }
+        out.reserveCapacity(headers.count + 3)
+        forEachUpstreamField(headers, user: user, upgrade: upgrade) { out.add(name: $0, value: $1) }
         return out
     }
 
-    /// Calls `body` with each field of `headers` that is not hop-by-hop (nor named by `Connection`), and, with
-    /// `dropAuthentik`, not an `X-authentik-*` field; in order.
-    static func forEachKept(_ headers: HTTPHeaders, dropAuthentik: Bool, _ body: (String, String) -> Void) {
+    /// Writes the request head sent upstream (`METHOD target HTTP/1.1`, then the fields `upstreamHeaders` gives)
+    /// straight into `out`, without building the fields twice.
+    static func writeUpstreamHead(_ head: HTTPRequestHead, user: String, upgrade: Bool, into out: inout ByteBuffer) {
+        out.writeString(head.method.rawValue)
+        out.writeStaticString(" ")
+        out.writeString(head.uri)
+        out.writeStaticString(" HTTP/1.1\r\n")
+        forEachUpstreamField(head.headers, user: user, upgrade: upgrade) { name, value in
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
+    }
+
+    /// The fields sent upstream, in order (one pass, comparing names as ASCII case-insensitively in place): those
+    /// of `headers` that are neither `X-authentik-*` nor hop-by-hop nor named by `Connection`, then the checked
+    /// `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and `Upgrade`.
+    private static func forEachUpstreamField(_ headers: HTTPHeaders, user: String, upgrade: Bool, _ body: (String, String) -> Void) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
         var named: [Substring] = []
         for (name, value) in headers where ascii(name, equals: "connection") {
@@ -114,35 +114,15 @@ public enum Gate {
             }
         }
         for (name, value) in headers {
-            if isHopByHop(name) { continue }
-            if dropAuthentik && ascii(name, hasPrefix: "x-authentik-") { continue }
+            if isHopByHop(name) || ascii(name, hasPrefix: "x-authentik-") { continue }
             if !named.isEmpty && named.contains(where: { asciiEqual(name.utf8, $0.utf8) }) { continue }
             body(name, value)
         }
-    }
-
-    /// Writes the request head sent upstream (`METHOD target HTTP/1.1`, then the fields `upstreamHeaders` gives)
-    /// straight into `out`, without building the fields twice.
-    static func writeUpstreamHead(_ head: HTTPRequestHead, user: String, upgrade: Bool, into out: inout ByteBuffer) {
-        out.writeString(head.method.rawValue)
-        out.writeStaticString(" ")
-        out.writeString(head.uri)
-        out.writeStaticString(" HTTP/1.1\r\n")
-        forEachKept(head.headers, dropAuthentik: true) { name, value in
-            out.writeString(name)
-            out.writeStaticString(": ")
-            out.writeString(value)
-            out.writeStaticString("\r\n")
+        body(usernameHeader, user)
+        if upgrade, let proto = headers.first(name: "upgrade") {
+            body("Connection", "Upgrade")
+            body("Upgrade", proto)
         }
-        out.writeStaticString("X-authentik-username: ")
-        out.writeString(user)
-        out.writeStaticString("\r\n")
-        if upgrade, let proto = head.headers.first(name: "upgrade") {
-            out.writeStaticString("Connection: Upgrade\r\nUpgrade: ")
-            out.writeString(proto)
-            out.writeStaticString("\r\n")
-        }
-        out.writeStaticString("\r\n")
     }
 
     /// True for the fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1):

@@ -51,7 +51,7 @@ public struct Observer: Sendable {
     /// `UID_MIN...UID_MAX`) is looked up without following any link below the home (`homePathState`); the paths
     /// of one home share one walk, so each directory on the way is opened once per home, not once per path.
     public func observePaths(_ paths: [WatchedPath], into s: inout HostSnapshot) {
-        let homes = Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
+        let homes = Self.regularHomes(s)
         // Work items: the paths of one home (one walk), or a run of other paths. A path watched twice is read
         // twice (cheaply: a home walk keeps what it read), and its content is kept if either watch asked for it.
         var grouped: [(home: String?, paths: [WatchedPath])] = []
@@ -80,7 +80,7 @@ public struct Observer: Sendable {
                 grouped.append((nil, [w]))
             }
         }
-        let workers = grouped.count >= 32 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+        let workers = grouped.count >= 32 ? Self.readers : 1
         let results = ObservedParts(count: workers)
         let items = grouped
         let work = { @Sendable (worker: Int) in
@@ -101,9 +101,7 @@ public struct Observer: Sendable {
         }
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         s.paths.reserveCapacity(s.paths.count + paths.count)
-        for part in results.parts {
-            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
-        }
+        results.merge(into: &s)
     }
 
     /// Adds every path `Planner.watchedPaths(desired)` names, as `observePaths` would, reading people in parallel:
@@ -112,10 +110,10 @@ public struct Observer: Sendable {
     public func observeWatched(_ desired: DesiredState, into s: inout HostSnapshot) {
         let planner = Planner(settings: settings)
         observePaths(planner.sharedWatchedPaths(desired), into: &s)
-        let homes = Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
+        let homes = Self.regularHomes(s)
         let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
         let users = desired.users
-        let workers = users.count >= 16 ? min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) : 1
+        let workers = users.count >= 16 ? Self.readers : 1
         let results = ObservedParts(count: workers)
         let work = { @Sendable (worker: Int) in
             var found: [(String, PathState)] = []
@@ -143,9 +141,17 @@ public struct Observer: Sendable {
         }
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         s.paths.reserveCapacity(s.paths.count + users.count * 16)
-        for part in results.parts {
-            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
-        }
+        results.merge(into: &s)
+    }
+
+    /// Threads that read a large host: two per core, at most 8 (measured on 2 cores, 4 threads read 1,000 homes
+    /// in 37 ms against 58 ms for one: path lookups in the kernel overlap).
+    static var readers: Int { min(2 * ProcessInfo.processInfo.activeProcessorCount, 8) }
+
+    /// Homes of regular accounts (uid in `UID_MIN...UID_MAX`, not `/`), without a trailing slash: paths below
+    /// them are looked up without following links.
+    static func regularHomes(_ s: HostSnapshot) -> Set<String> {
+        Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
     }
 
     /// The longest of `homes` that `path` lies strictly below, found by looking up each of the path's ancestors
@@ -347,6 +353,13 @@ private final class ObservedParts: @unchecked Sendable {
     init(count: Int) { slots = Array(repeating: [], count: count) }
     func set(_ worker: Int, _ found: [(String, PathState)]) { lock.withLock { slots[worker] = found } }
     var parts: [[(String, PathState)]] { lock.withLock { slots } }
+
+    /// Adds every observation to `s`; a path observed twice keeps the observation with content, if any.
+    func merge(into s: inout HostSnapshot) {
+        for part in parts {
+            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
+        }
+    }
 }
 
 /// Paths below one home, looked up without following links: every directory on the way is opened with

@@ -94,7 +94,7 @@ public enum SetupHostEngine {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size <= 1 << 20 else { return nil }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: false).readDataToEndOfFile()
+        return Observer.readRegularFile(fd: fd, expected: st)
     }
 
     /// Regular files under the skel directory, without following links, to depth 8 and at most 2000 files.

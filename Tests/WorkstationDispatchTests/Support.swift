@@ -181,17 +181,7 @@ final class RawWebSocket {
     private(set) var handshakeStatus = 0
 
     init(port: Int, headers: [(String, String)]) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var tv = timeval(tv_sec: 20, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { throw CocoaError(.fileReadUnknown) }
+        fd = try connectLoopback(port: port)
         var req = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         req += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (n, v) in headers { req += "\(n): \(v)\r\n" }
@@ -271,10 +261,9 @@ func requestOnNewConnection(port: Int, method: String = "GET", headers: [(String
     return (status, bodyText)
 }
 
-/// Writes `bytes` in one go on a new blocking loopback connection and reads until the peer closes.
-func rawExchange(port: Int, _ bytes: [UInt8]) throws -> String {
+/// A blocking TCP connection to `127.0.0.1:port` whose reads give up after 20 seconds; the caller closes it.
+func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -284,7 +273,17 @@ func rawExchange(port: Int, _ bytes: [UInt8]) throws -> String {
     let rc = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard rc == 0 else { throw CocoaError(.fileReadUnknown) }
+    guard rc == 0 else {
+        close(fd)
+        throw CocoaError(.fileReadUnknown)
+    }
+    return fd
+}
+
+/// Writes `bytes` in one go on a new blocking loopback connection and reads until the peer closes.
+func rawExchange(port: Int, _ bytes: [UInt8]) throws -> String {
+    let fd = try connectLoopback(port: port)
+    defer { close(fd) }
     var off = 0
     while off < bytes.count {
         let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
