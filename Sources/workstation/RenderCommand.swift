@@ -20,12 +20,7 @@ struct RenderRBAC: ParsableCommand {
     @OptionGroup var rootOptions: RootOptions
 
     func run() throws {
-        do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            print(try KubernetesManifests.rbac(roster: loaded.roster, settings: loaded.settings.kubernetes ?? KubernetesSettings()), terminator: "")
-        } catch {
-            throw reportedExit(error)
-        }
+        try printRendered(inputs, rootOptions) { try KubernetesManifests.rbac(roster: $0.roster, settings: $0.settings.kubernetes ?? KubernetesSettings()) }
     }
 }
 
@@ -37,12 +32,7 @@ struct RenderK8sUsers: ParsableCommand {
     @OptionGroup var rootOptions: RootOptions
 
     func run() throws {
-        do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            print(KubernetesManifests.k8sUsers(roster: loaded.roster), terminator: "")
-        } catch {
-            throw reportedExit(error)
-        }
+        try printRendered(inputs, rootOptions) { KubernetesManifests.k8sUsers(roster: $0.roster) }
     }
 }
 
@@ -54,17 +44,24 @@ struct RenderAuthentikPolicy: ParsableCommand {
     @OptionGroup var rootOptions: RootOptions
 
     func run() throws {
-        do {
-            let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
+        try printRendered(inputs, rootOptions) { loaded in
             guard let a = loaded.settings.authentik else {
                 printError("error: authentik is not configured; add authentik: {url: ..., gate_group: ..., gate_host: ...} to workstation.yaml")
                 throw ExitCode(1)
             }
-            print(KubernetesManifests.authentikPolicy(a), terminator: "")
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            throw reportedExit(error)
+            return KubernetesManifests.authentikPolicy(a)
         }
+    }
+}
+
+/// Loads the inputs and prints what `render` makes of them (no trailing newline added); errors exit as every
+/// command's do, an `ExitCode` thrown by `render` as it is.
+private func printRendered(_ inputs: InputOptions, _ rootOptions: RootOptions, _ render: (Inputs) throws -> String) throws {
+    do {
+        print(try render(Engine.load(inputs.paths, root: rootOptions.hostRoot)), terminator: "")
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        throw reportedExit(error)
     }
 }
