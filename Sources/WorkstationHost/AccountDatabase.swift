@@ -1,6 +1,10 @@
 import Foundation
 import WorkstationCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Parsers for the shadow-utils databases, read as files (observing never spawns a process).
 public enum AccountDatabase {
     /// `passwd(5)`: `name:x:uid:gid:gecos:home:shell`; malformed lines are skipped.
@@ -42,9 +46,59 @@ public enum AccountDatabase {
         return lo <= hi ? lo...hi : 1000...60000
     }
 
-    private static func lines(_ data: Data) -> [[String]] {
-        String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
-            line.hasPrefix("#") ? nil : line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+    /// The fields of each line that is neither empty nor a comment, split on `:` (empty fields kept). Lines and
+    /// fields are cut on the bytes `\n` and `:` (what shadow-utils does); each field is then decoded as UTF-8,
+    /// an invalid sequence becoming U+FFFD.
+    static func lines(_ data: Data) -> [[String]] {
+        data.withUnsafeBytes { raw -> [[String]] in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var out: [[String]] = []
+            out.reserveCapacity(bytes.count / 48)
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+                if end > start && bytes[start] != 0x23 {  // "#"
+                    var fields: [String] = []
+                    fields.reserveCapacity(7)
+                    var f = start
+                    for i in start...end where i == end || bytes[i] == 0x3A {  // ":"
+                        fields.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[f..<i]), as: UTF8.self))
+                        f = i + 1
+                    }
+                    out.append(fields)
+                }
+                start = end + 1
+            }
+            return out
         }
+    }
+}
+
+/// Looks accounts up by name in `passwd(5)` under a root, parsing the file again only when it changed (its
+/// device, inode, size, modification or change time differ from the last read; shadow-utils replaces the file
+/// with `rename(2)` on every edit). An apply asks for the same accounts many times while the file changes once per
+/// account created, so this keeps each lookup to one `stat(2)`.
+final class AccountLookup {
+    private let path: String
+    private let root: HostRoot
+    private var signature: [Int] = []
+    private var byName: [String: PasswdEntry] = [:]
+
+    init(root: HostRoot) {
+        self.root = root
+        self.path = root.path("/etc/passwd")
+    }
+
+    /// The first entry named `name` in the file as it is now; nil when there is none (or no file).
+    func entry(_ name: String) -> PasswdEntry? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        let sig = [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
+        if sig != signature {
+            byName = Dictionary(AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            signature = sig
+        }
+        return byName[name]
     }
 }

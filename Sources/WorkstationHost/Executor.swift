@@ -6,10 +6,6 @@ import WorkstationIntegrations
     import Glibc
 #endif
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// What an apply did.
 public struct ApplyReport: Sendable {
     public var applied: [Change] = []
@@ -29,11 +25,12 @@ public final class Executor {
     public let journal: Journal?
     public let systemdRunning: Bool
     private let homes: HomeWriter
+    private let accounts: AccountLookup
     private var unitFilesDirty = false
     public internal(set) var state: WorkstationState
     /// Authentik and Vault clients for the integration actions.
     public let clients: IntegrationClients
-    private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning)
+    private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning, accounts: accounts)
     /// os_user -> the verified archive an `archiveHome` change wrote in this run.
     public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
     /// Called with the state after every change that altered it (an account created, a group, a membership), so a
@@ -49,6 +46,7 @@ public final class Executor {
         self.journal = journal
         self.systemdRunning = systemdRunning
         self.homes = HomeWriter(root: root)
+        self.accounts = AccountLookup(root: root)
         self.state = state
     }
 
@@ -99,8 +97,7 @@ public final class Executor {
     private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
 
     func owner(_ user: String) throws -> HomeWriter.Owner {
-        let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
-        guard let p = passwd.first(where: { $0.name == user }) else { throw ApplyError.noAccount(user) }
+        guard let p = accounts.entry(user) else { throw ApplyError.noAccount(user) }
         return HomeWriter.Owner(uid: p.uid, gid: p.gid)
     }
 
@@ -242,14 +239,13 @@ public final class Executor {
 
     /// Records an existing roster account workstation now manages (adopted, not created).
     private func recordAccount(_ user: String) {
-        guard state.accounts[user] == nil, let p = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first(where: { $0.name == user }) else { return }
+        guard state.accounts[user] == nil, let p = accounts.entry(user) else { return }
         state.accounts[user] = .init(uid: p.uid, created: false)
     }
 
     /// Splits a path under the user's home into (home, relative).
     func split(_ user: String, _ path: String) throws -> (String, String) {
-        let passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
-        guard let home = passwd.first(where: { $0.name == user })?.home else { throw ApplyError.noAccount(user) }
+        guard let home = accounts.entry(user)?.home else { throw ApplyError.noAccount(user) }
         let prefix = home.hasSuffix("/") ? home : home + "/"
         guard path.hasPrefix(prefix) else { throw ApplyError.outsideHome(user: user, path: path) }
         return (home, String(path.dropFirst(prefix.count)))

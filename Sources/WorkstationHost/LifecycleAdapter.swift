@@ -15,7 +15,10 @@ final class LifecycleAdapter {
     /// os_user -> the verified archive the last `archiveHome` wrote.
     private(set) var archives: [String: OffboardingRecord.Archive] = [:]
 
-    init(root: HostRoot, runner: any CommandRunner, systemdRunning: Bool) {
+    private let accounts: AccountLookup
+
+    init(root: HostRoot, runner: any CommandRunner, systemdRunning: Bool, accounts: AccountLookup) {
+        self.accounts = accounts
         self.root = root
         self.runner = runner
         self.systemdRunning = systemdRunning
@@ -25,7 +28,7 @@ final class LifecycleAdapter {
     private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
 
     private func account(_ user: String) throws -> PasswdEntry {
-        guard let p = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first(where: { $0.name == user }) else {
+        guard let p = accounts.entry(user) else {
             throw ApplyError.noAccount(user)
         }
         return p
