@@ -169,11 +169,13 @@ public enum Engine {
                             result: "overridden")
             plan.notes.append("capacity gate overridden (--allow-overcommit, journaled): \(r.message)")
         }
+        var log: StateLog?
         if !plan.isEmpty {
             let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
                                     systemdRunning: snapshot.systemdRunning, state: state, clients: clients)
-            let store = StateStore(root: root, settings: inputs.settings)
-            executor.persist = { try store.save($0) }
+            let stateLog = try StateLog(store: StateStore(root: root, settings: inputs.settings), state: state)
+            executor.persist = { try stateLog.record($0, users: $1) }
+            log = stateLog
             report = executor.apply(plan, progress: progress)
             state = executor.state
         }
@@ -182,7 +184,9 @@ public enum Engine {
         let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root, clients: clients).0
         LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
         if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
-        if state != snapshot.state || !plan.isEmpty {
+        if let log {
+            try log.save(state)
+        } else if state != snapshot.state {
             try StateStore(root: root, settings: inputs.settings).save(state)
         }
         return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned)

@@ -33,9 +33,12 @@ public final class Executor {
     private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning, accounts: accounts)
     /// os_user -> the verified archive an `archiveHome` change wrote in this run.
     public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
-    /// Called with the state after every change that altered it (an account created, a group, a membership), so a
-    /// run killed half-way still leaves a record of what workstation created. Engine saves `state.json` here.
-    public var persist: ((WorkstationState) throws -> Void)?
+    /// Called with the state after every change that altered it (an account created, a group, a membership), and
+    /// with the os_users whose entries the change touched, so a run killed half-way still leaves a record of what
+    /// workstation created. Engine records it in `StateLog` here.
+    public var persist: ((WorkstationState, Set<String>) throws -> Void)?
+    /// os_users whose state entries the change being run touched.
+    var touchedUsers = Set<String>()
 
     public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
                 clients: IntegrationClients = IntegrationClients()) {
@@ -74,6 +77,7 @@ public final class Executor {
             }
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
             let before = state
+            touchedUsers = change.user.map { [$0] } ?? []
             do {
                 try run(change, progress: progress)
                 report.applied.append(change)
@@ -85,7 +89,7 @@ public final class Executor {
                 journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
             }
             if state != before, let persist {
-                do { try persist(state) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
+                do { try persist(state, touchedUsers) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
             }
         }
         if unitFilesDirty && systemdRunning {
@@ -107,7 +111,7 @@ public final class Executor {
         case .createGroup(let name):
             // groupadd(8) --system: gid below 1000, so account uids and their private groups' gids stay equal.
             // Not idempotent (exit 9 when the group exists), so observe guards it.
-            try intend { $0.groups.append(name) }
+            try intend(nil) { $0.groups.append(name) }
             try runner.check(["groupadd"] + prefix + ["--system", name])
             if !state.createdGroups.contains(name) { state.createdGroups.append(name) }
             settled { $0.groups.removeAll { $0 == name } }
@@ -119,7 +123,7 @@ public final class Executor {
             if !root.isSystem { argv += ["-k", root.path("/etc/skel")] }
             if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
             argv.append(spec.name)
-            try intend {
+            try intend(spec.name) {
                 $0.accounts[spec.name] = .init(uid: spec.uid, created: true)
                 $0.accountGroups[spec.name] = spec.groups
             }
@@ -138,7 +142,7 @@ public final class Executor {
             try homes.secureHome(home: spec.home, owner: try owner(spec.name), chown: rootOwned, mode: 0o700)
         case .addMembership(let user, let group):
             // usermod(8) -a: appends one supplementary group, leaves the others alone.
-            try intend { $0.memberships[user, default: []].append(group) }
+            try intend(user) { $0.memberships[user, default: []].append(group) }
             try runner.check(["usermod"] + prefix + ["-aG", group, user])
             var added = state.addedMemberships[user] ?? []
             if !added.contains(group) { added.append(group) }
@@ -207,6 +211,7 @@ public final class Executor {
         case .restoreLogin(let user, let unlock, let days): try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
         case .removeMembership(let user, let group):
             try lifecycle.removeMembership(user, group)
+            touchedUsers.insert(user)
             state.addedMemberships[user]?.removeAll { $0 == group }
         case .removeHomeEntry(let user, let path, let onlySymlink): try lifecycle.removeHomeEntry(user, path, onlySymlink: onlySymlink)
         case .rewriteHomeFile(let user, let path, let content, let uid, let gid, let mode):
@@ -221,12 +226,14 @@ public final class Executor {
         }
     }
 
-    /// Records (and saves, via `persist`) what a tool is about to do, so a run killed while it runs still knows.
-    private func intend(_ edit: (inout WorkstationState.Intents) -> Void) throws {
+    /// Records (and saves, via `persist`) what a tool is about to do to `user`'s account (nil: host-wide), so a run
+    /// killed while it runs still knows.
+    private func intend(_ user: String?, _ edit: (inout WorkstationState.Intents) -> Void) throws {
         var i = state.intents ?? .init()
         edit(&i)
         state.intents = i
-        try persist?(state)
+        if let user { touchedUsers.insert(user) }
+        try persist?(state, touchedUsers)
     }
 
     /// Clears an intent once its tool returned (the caller's state save records the result).
@@ -240,6 +247,7 @@ public final class Executor {
     /// Records an existing roster account workstation now manages (adopted, not created).
     private func recordAccount(_ user: String) {
         guard state.accounts[user] == nil, let p = accounts.entry(user) else { return }
+        touchedUsers.insert(user)
         state.accounts[user] = .init(uid: p.uid, created: false)
     }
 

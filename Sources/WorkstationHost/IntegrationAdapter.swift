@@ -14,11 +14,13 @@ extension Executor {
             try client.addMember(groupPK: groupPK, userPK: userPK)
         case .createHomeFile(let user, let path, let content, let mode):
             let rel = try createOnce(user, path, content, mode)
+            touchedUsers.insert(user)
             var files = state.homeFiles ?? [:]
             if files[user]?.contains(rel) != true { files[user, default: []].append(rel) }
             state.homeFiles = files
         case .createSecretFile(let user, let path, let content, let mode):
             _ = try createOnce(user, path, content.bytes, mode)
+            touchedUsers.insert(user)
             if state.secretFilesWritten[user]?.contains(path) != true { state.secretFilesWritten[user, default: []].append(path) }
         default:
             break

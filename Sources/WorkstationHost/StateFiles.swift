@@ -53,7 +53,8 @@ public struct FileWriteError: Error, CustomStringConvertible {
     public var description: String { "cannot write \(path): \(operation) failed: \(String(cString: strerror(errno)))" }
 }
 
-/// `state.json` under the state directory: what workstation manages (accounts, ports, groups, retired uids).
+/// `state.json` under the state directory: what workstation manages (accounts, ports, groups, retired uids), and
+/// `state.log` beside it: the changes an apply recorded since `state.json` was last saved (see `StateLog`).
 public struct StateStore: Sendable {
     public let root: HostRoot
     public let settings: Settings
@@ -64,29 +65,82 @@ public struct StateStore: Sendable {
     }
 
     public var hostPath: String { joinPath(settings.stateDirectory, "state.json") }
+    public var logHostPath: String { joinPath(settings.stateDirectory, "state.log") }
 
-    /// The recorded state; empty when the file does not exist yet.
-    /// - Throws: `ObserveError.unreadable` when it exists but is not valid state JSON.
+    /// The recorded state: `state.json` (empty when it does not exist yet) with the lines of `state.log` written
+    /// since it was saved replayed over it, in order. A last line without its newline was cut short by a crash
+    /// before its change was complete, and is ignored; so are lines that follow an older `state.json`.
+    /// - Throws: `ObserveError.unreadable` when either file exists but is not a regular file or not valid.
     public func load() throws -> WorkstationState {
+        let path = root.path(hostPath)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            if errno == ENOENT { return WorkstationState() }
+            throw ObserveError.unreadable(path: path, reason: errno == ELOOP
+                ? "not a regular file; workstation's record must be a plain file, restore it from a backup"
+                : "cannot be opened: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
         var st = stat()
-        guard lstat(root.path(hostPath), &st) == 0 else { return WorkstationState() }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            throw ObserveError.unreadable(path: root.path(hostPath), reason: "not a regular file; workstation's record must be a plain file, restore it from a backup")
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw ObserveError.unreadable(path: path, reason: "not a regular file; workstation's record must be a plain file, restore it from a backup")
         }
-        guard let data = root.read(hostPath) else {
-            throw ObserveError.unreadable(path: root.path(hostPath), reason: "cannot be read")
+        guard let data = Observer.readRegularFile(fd: fd, expected: st) else {
+            throw ObserveError.unreadable(path: path, reason: "cannot be read")
         }
+        var state: WorkstationState
         do {
             let dec = JSONDecoder()
             dec.keyDecodingStrategy = .convertFromSnakeCase
-            return try dec.decode(WorkstationState.self, from: data)
+            state = try dec.decode(WorkstationState.self, from: data)
         } catch {
-            throw ObserveError.unreadable(path: root.path(hostPath), reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
+            throw ObserveError.unreadable(path: path, reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
         }
+        for delta in try logLines(following: StateStore.signature(st)) { state.replay(delta) }
+        return state
     }
 
-    /// Saves atomically, mode 0600 (it lists accounts and ports, nothing secret, but it is root's bookkeeping).
-    public func save(_ state: WorkstationState) throws {
+    /// The complete lines of `state.log` whose base is `base`, decoded, in file order.
+    func logLines(following base: String) throws -> [StateDelta] {
+        let path = root.path(logHostPath)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            if errno == ENOENT { return [] }
+            throw ObserveError.unreadable(path: path, reason: "cannot be opened: \(String(cString: strerror(errno))); it must be a plain file")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, let data = Observer.readRegularFile(fd: fd, expected: st) else {
+            throw ObserveError.unreadable(path: path, reason: "not a regular file; remove it (state.json alone is a consistent record)")
+        }
+        let dec = JSONDecoder()
+        dec.keyDecodingStrategy = .convertFromSnakeCase
+        var out: [StateDelta] = []
+        var lineStart = data.startIndex
+        while let nl = data[lineStart...].firstIndex(of: 0x0A) {
+            let line = data[lineStart..<nl]
+            lineStart = nl + 1
+            guard !line.isEmpty else { continue }
+            let delta: StateDelta
+            do { delta = try dec.decode(StateDelta.self, from: line) } catch {
+                throw ObserveError.unreadable(path: path, reason: "a line is not a valid state record (\(error)); restore state.json and this file from a backup")
+            }
+            if delta.base == base { out.append(delta) }
+        }
+        return out
+    }
+
+    /// Which `state.json` a log line follows: its device, inode, size and modification time (a save replaces the
+    /// file with `rename(2)`, so each save has its own).
+    static func signature(_ st: stat) -> String {
+        "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+    }
+
+    /// Saves atomically, mode 0600 (it lists accounts and ports, nothing secret, but it is root's bookkeeping), then
+    /// empties `state.log` (its lines followed the file just replaced; a crash before that leaves them ignored).
+    /// - Returns: the saved file's signature, the base for new log lines.
+    @discardableResult
+    public func save(_ state: WorkstationState) throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         enc.keyEncodingStrategy = .convertToSnakeCase
@@ -95,6 +149,69 @@ public struct StateStore: Sendable {
         try FileManager.default.createDirectory(atPath: root.path(settings.stateDirectory), withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         try writeFileAtomically(data, to: root.path(hostPath), mode: 0o600)
+        var st = stat()
+        guard lstat(root.path(hostPath), &st) == 0 else { throw FileWriteError(path: root.path(hostPath), operation: "stat", errno: errno) }
+        let log = open(root.path(logHostPath), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
+        if log >= 0 { close(log) }
+        return StateStore.signature(st)
+    }
+}
+
+/// Records the state as an apply changes it, at a cost that does not grow with the host: each change appends one
+/// line to `state.log` (`StateDelta`: the entries of the people it touched and the host-wide fields; one `write(2)`
+/// with `O_APPEND`, then `fsync`), and `state.json` is saved whole only when the log has grown to its size (and at
+/// least 64 KiB), at the start and at the end. `StateStore.load` replays the log, so a run killed at any moment
+/// leaves the record as of its last complete line. Hold the run lock while using it.
+public final class StateLog {
+    private let store: StateStore
+    private let fd: Int32
+    private var base: String
+    private var logBytes = 0
+    private var stateBytes = 0
+
+    /// Saves `state` whole (a fresh base, an empty log) and opens the log for appending.
+    /// - Throws: `FileWriteError` naming the path.
+    public init(store: StateStore, state: WorkstationState) throws {
+        self.store = store
+        base = try store.save(state)
+        let path = store.root.path(store.logHostPath)
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
+        stateBytes = fileSize(store.root.path(store.hostPath))
+    }
+
+    deinit { close(fd) }
+
+    /// Records `state` after a change that touched `users` (their entries and the host-wide fields).
+    /// - Throws: `FileWriteError` when the line cannot be written whole.
+    public func record(_ state: WorkstationState, users: some Sequence<String>) throws {
+        if logBytes >= max(stateBytes, 64 << 10) { return try save(state) }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        var line = try enc.encode(StateDelta(base: base, state: state, users: users))
+        line.append(0x0A)
+        let path = store.root.path(store.logHostPath)
+        let n = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == line.count else {
+            // A short write leaves a line without its newline; the next line would join it, so cut it off.
+            if n > 0 { ftruncate(fd, off_t(fileSize(path) - n)) }
+            throw FileWriteError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+        }
+        guard fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
+        logBytes += n
+    }
+
+    /// Saves `state` whole and starts the log again.
+    public func save(_ state: WorkstationState) throws {
+        base = try store.save(state)
+        logBytes = 0
+        stateBytes = fileSize(store.root.path(store.hostPath))
+    }
+
+    private func fileSize(_ path: String) -> Int {
+        var st = stat()
+        return lstat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 }
 
