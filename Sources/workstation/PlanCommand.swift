@@ -26,7 +26,7 @@ struct PlanCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess]))
+            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess, "cpu_ms": cpuMilliseconds()]))
         } else {
             print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
         }

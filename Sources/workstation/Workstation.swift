@@ -68,7 +68,20 @@ func outcomeJSON(_ outcome: ApplyOutcome) -> String {
         "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
         "not_converged": outcome.verification.actionable.map(\.id),
         "processes_spawned": ProcessRunner.spawnedByThisProcess,
+        "cpu_ms": cpuMilliseconds(),
     ])
+}
+
+/// CPU time used so far, user plus system, in milliseconds: `workstation` by this process (all its threads),
+/// `tools` by the child processes it ran and waited for (useradd, systemctl, git...). From `getrusage(2)`
+/// (`RUSAGE_SELF`, `RUSAGE_CHILDREN`).
+func cpuMilliseconds() -> [String: Int] {
+    func ms(_ who: __rusage_who_t) -> Int {
+        var r = rusage()
+        guard getrusage(who, &r) == 0 else { return 0 }
+        return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000 + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1000
+    }
+    return ["workstation": ms(RUSAGE_SELF.rawValue), "tools": ms(RUSAGE_CHILDREN.rawValue)]
 }
 
 /// Prints to standard error.

@@ -200,12 +200,15 @@ import WorkstationHost
         try #require(first.status == 0, "\(first.stderr)")
         let firstJSON = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
         #expect((firstJSON["processes_spawned"] as? Int ?? 0) >= 24, "the first apply runs useradd and systemctl per user")
+        let firstCPU = try #require(firstJSON["cpu_ms"] as? [String: Int], "apply --json reports cpu_ms")
+        #expect((firstCPU["tools"] ?? 0) > 0 && (firstCPU["workstation"] ?? 0) > 0, "cpu_ms of the first apply: \(firstCPU)")
         let before = RootSnapshot(root.path)
         for command in ["plan", "apply"] {
             let r = try CLI.run([command] + args)
             #expect(r.status == 0, "\(r.stderr)")
             let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
             #expect(obj["processes_spawned"] as? Int == 0, "\(command): \(String(describing: obj["processes_spawned"]))")
+            #expect((obj["cpu_ms"] as? [String: Int])?["tools"] == 0, "\(command): a no-op ran no tool, yet \(String(describing: obj["cpu_ms"]))")
             #expect((obj["summary"] as? [String: Any])?["actionable"] as? Int == 0)
         }
         let changed = before.differences(to: RootSnapshot(root.path)).filter { !$0.contains("/var/lib/workstation/") }
