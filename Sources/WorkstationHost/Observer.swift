@@ -112,6 +112,10 @@ public struct Observer: Sendable {
         observePaths(planner.sharedWatchedPaths(desired), into: &s)
         let homes = Self.regularHomes(s)
         let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
+        // A home below another home is looked up from that one (without following its owner's links).
+        let nestedHomes = Set(homes.filter { Self.enclosingHome(of: $0, in: homes) != nil })
+        // A path whose first component no home shares (`/etc/...` beside `/home/...`) lies in no home.
+        let homeRoots = Set(homes.map(Self.firstComponent))
         let users = desired.users
         let workers = users.count >= 16 ? Self.readers : 1
         let results = ObservedParts(count: workers)
@@ -129,7 +133,9 @@ public struct Observer: Sendable {
                 for w in planner.userWatchedPaths(u) {
                     if ownHome, w.path.hasPrefix(prefix) {
                         found.append((w.path, walk!.state(relative: String(w.path.dropFirst(prefix.count)))))
-                    } else if let other = Self.enclosingHome(of: w.path, in: homes) {
+                    } else if ownHome, w.path == home, !nestedHomes.contains(home), let st = walk!.homeState() {
+                        found.append((w.path, st))
+                    } else if homeRoots.contains(Self.firstComponent(w.path)), let other = Self.enclosingHome(of: w.path, in: homes) {
                         found.append((w.path, homePathState(home: other, relative: String(w.path.dropFirst(other.count + 1)))))
                     } else {
                         found.append((w.path, dirs.state(w)))
@@ -154,6 +160,13 @@ public struct Observer: Sendable {
         Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
     }
 
+    /// `/home/alice` -> `/home`; `/srv` -> `/srv`.
+    static func firstComponent(_ path: String) -> Substring {
+        let u = path.utf8
+        guard let slash = u.dropFirst().firstIndex(of: UInt8(ascii: "/")) else { return path[...] }
+        return path[..<slash]
+    }
+
     /// The longest of `homes` that `path` lies strictly below, found by looking up each of the path's ancestors
     /// (a hash lookup per path component, so observing stays linear in the number of paths).
     static func enclosingHome(of path: String, in homes: Set<String>) -> String? {
@@ -175,6 +188,11 @@ public struct Observer: Sendable {
         var walk = HomeWalk(directory: root.path(home))
         defer { walk.closeAll() }
         return walk.state(relative: relative)
+    }
+
+    /// The kind, permission bits and owner `stat` shows.
+    static func pathState(_ st: stat) -> PathState {
+        PathState(kind: kind(st.st_mode), mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
     }
 
     static func kind(_ mode: mode_t) -> PathState.Kind {
@@ -239,8 +257,8 @@ public struct Observer: Sendable {
             if fd >= 0 {
                 defer { close(fd) }
                 guard fstat(fd, &st) == 0 else { return .absent }
-                var result = PathState(kind: Self.kind(st.st_mode), mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
-                if result.kind == .file && st.st_size <= 4 << 20 { result.content = Self.readRegularFile(fd: fd, expected: st) }
+                var result = Self.pathState(st)
+                if result.kind == .file && st.st_size <= 4 << 20 { result.content = Self.readToEnd(fd: fd, size: Int(st.st_size)) }
                 return result
             }
             if errno == ENOENT || errno == ENOTDIR { return .absent }
@@ -271,8 +289,13 @@ public struct Observer: Sendable {
     static func readRegularFile(fd: Int32, expected: stat) -> Data? {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_dev == expected.st_dev, st.st_ino == expected.st_ino else { return nil }
-        // One read for the size fstat gave plus a byte: a file that grew meanwhile is read on to its end.
-        var data = Data(count: Int(st.st_size) + 1)
+        return readToEnd(fd: fd, size: Int(st.st_size))
+    }
+
+    /// The bytes from `fd`'s offset to its end: one read for `size` (what `fstat` gave) plus a byte, so a file that
+    /// grew meanwhile is read on to its end. nil on a read error.
+    static func readToEnd(fd: Int32, size: Int) -> Data? {
+        var data = Data(count: size + 1)
         var filled = 0
         while true {
             if filled == data.count { data.count += 4096 }
@@ -357,7 +380,7 @@ private final class ObservedParts: @unchecked Sendable {
     /// Adds every observation to `s`; a path observed twice keeps the observation with content, if any.
     func merge(into s: inout HostSnapshot) {
         for part in parts {
-            for (path, state) in part where state.content != nil || s.paths[path]?.content == nil { s.paths[path] = state }
+            s.paths.merge(part) { old, new in new.content != nil || old.content == nil ? new : old }
         }
     }
 }
@@ -393,9 +416,8 @@ struct HomeWalk {
     }
 
     private mutating func lookUp(relative: String) -> PathState {
-        let parts = relative.split(separator: "/")
-        guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { return .absent }
-        switch dir(parts.dropLast()) {
+        guard let (parent, last) = Self.split(Substring(relative)) else { return .absent }
+        switch dir(parent) {
         case .absent: return .absent
         case .blocked:
             var blocked = PathState(kind: .other)
@@ -405,10 +427,9 @@ struct HomeWalk {
             var st = stat()
             let name = String(last)
             guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
-            let kind = Observer.kind(st.st_mode)
-            var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+            var result = Observer.pathState(st)
             result.linkCount = Int(st.st_nlink)
-            if kind == .symlink {
+            if result.kind == .symlink {
                 var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
                 let n = readlinkat(fd, name, &buf, buf.count - 1)
                 if n >= 0 { result.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
@@ -417,13 +438,42 @@ struct HomeWalk {
         }
     }
 
-    /// The directory `components` below the home, opened once.
-    private mutating func dir(_ components: ArraySlice<Substring>) -> Directory {
-        let key = components.joined(separator: "/")
+    /// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`). nil when a component is empty, `.` or `..` (read as absent).
+    private static func split(_ relative: Substring) -> (Substring, Substring)? {
+        var rest = relative[...]
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        let name: Substring, parent: Substring
+        if let slash = rest.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            name = rest[rest.utf8.index(after: slash)...]
+            parent = rest[..<slash]
+        } else {
+            name = rest
+            parent = rest[rest.startIndex..<rest.startIndex]
+        }
+        guard !name.isEmpty, name != ".", name != ".." else { return nil }
+        return (parent, name)
+    }
+
+    /// The home as its own directory was opened (`fstat(2)` of the descriptor: `lstat` of the home, since
+    /// `O_NOFOLLOW` refused a link); nil when it is not a directory that opens (look it up another way).
+    mutating func homeState() -> PathState? {
+        guard case .open(let fd) = dir(""[...]) else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return Observer.pathState(st)
+    }
+
+    /// The directory at `relative` below the home (`` is the home), opened once.
+    private mutating func dir(_ relative: Substring) -> Directory {
+        let key = String(relative)
         if let known = directories[key] { return known }
         let found: Directory
-        if let name = components.last {
-            switch dir(components.dropLast()) {
+        if !relative.isEmpty {
+            guard let (parent, name) = Self.split(relative) else {
+                directories[key] = .absent
+                return .absent
+            }
+            switch dir(parent) {
             case .absent: found = .absent
             case .blocked: found = .blocked
             case .open where seen.contains(where: { $0.relative == key && $0.state.kind == .absent }):
