@@ -5,7 +5,7 @@
 ///
 /// Shape (JSON, snake_case keys like `state.json`): `base` (which `state.json` it follows), `users` (os_user ->
 /// `Person`, an entry per person the change named), and the host-wide fields `version`, `created_groups`,
-/// `retired_uids`, `last_successful_apply`, `owned_files`, `home_files_present`, `intents`.
+/// `retired_uids`, `last_successful_apply`, `owned_files`, `home_files_present`, `port_templates`, `intents`.
 public struct StateDelta: Sendable, Hashable, Codable {
     /// Everything `WorkstationState` records about one os_user; a nil field means "no entry".
     public struct Person: Sendable, Hashable, Codable {
@@ -30,6 +30,8 @@ public struct StateDelta: Sendable, Hashable, Codable {
     public var ownedFiles: [String]?
     /// Whether `home_files` is present at all (nil and empty differ in `state.json`).
     public var homeFilesPresent: Bool
+    /// The unit templates `ports` has entries for (a template with no one left stays, as in `state.json`).
+    public var portTemplates: [String]
     public var intents: WorkstationState.Intents?
 
     /// The entries of `users` in `state` and its host-wide fields, to be applied over the `state.json` named `base`.
@@ -50,6 +52,7 @@ public struct StateDelta: Sendable, Hashable, Codable {
         lastSuccessfulApply = state.lastSuccessfulApply
         ownedFiles = state.ownedFiles
         homeFilesPresent = state.homeFiles != nil
+        portTemplates = state.ports.keys.sorted()
         intents = state.intents
     }
 }
@@ -65,6 +68,9 @@ extension WorkstationState {
         ownedFiles = d.ownedFiles
         intents = d.intents
         if !d.homeFilesPresent { homeFiles = nil } else if homeFiles == nil { homeFiles = [:] }
+        let templates = Set(d.portTemplates)
+        for t in ports.keys where !templates.contains(t) { ports[t] = nil }
+        for t in templates where ports[t] == nil { ports[t] = [:] }
         for (u, p) in d.users {
             accounts[u] = p.account
             for template in Set(ports.keys).union(p.ports.keys) { ports[template, default: [:]][u] = p.ports[template] }

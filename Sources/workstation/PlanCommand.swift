@@ -19,9 +19,12 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let plan: Plan
+        let observed: (DesiredState, HostSnapshot)
         do {
             let (loaded, base) = try Engine.loadObserving(inputs.paths, root: rootOptions.hostRoot)
-            (plan, _, _) = try Engine.plan(loaded, root: rootOptions.hostRoot, base: base)
+            let desired: DesiredState, snapshot: HostSnapshot
+            (plan, desired, snapshot) = try Engine.plan(loaded, root: rootOptions.hostRoot, base: base)
+            observed = (desired, snapshot)
         } catch {
             throw reportedExit(error)
         }
@@ -30,8 +33,8 @@ struct PlanCommand: ParsableCommand {
         } else {
             print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
         }
-        if !plan.refusals.isEmpty { throw ExitCode(3) }
-        if !plan.errors.isEmpty { throw ExitCode(1) }
-        if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
+        let code: Int32 = !plan.refusals.isEmpty ? 3 : !plan.errors.isEmpty ? 1 : detailedExitcode && !plan.isEmpty ? 2 : 0
+        // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.
+        withExtendedLifetime(observed) { exitNow(code) }
     }
 }

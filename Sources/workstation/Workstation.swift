@@ -84,6 +84,12 @@ func cpuMilliseconds() -> [String: Int] {
     return ["workstation": ms(RUSAGE_SELF.rawValue), "tools": ms(RUSAGE_CHILDREN.rawValue)]
 }
 
+/// Ends the process with `code` at once (`exit(3)`: standard output is flushed, nothing is freed), for a command
+/// whose last step was to print a result built from a large snapshot.
+func exitNow(_ code: Int32) -> Never {
+    exit(code)
+}
+
 /// Prints to standard error.
 func printError(_ s: String) {
     FileHandle.standardError.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))
