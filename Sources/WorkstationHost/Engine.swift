@@ -29,6 +29,9 @@ public struct ApplyOutcome: Sendable {
     /// The plan made after applying; its actionable changes are what did not converge.
     public var verification: Plan
     public var processesSpawned: Int
+    /// What the plan was made from: the desired state and the host as observed before applying (nil where the
+    /// caller did not plan, e.g. setup-host).
+    public var observed: (desired: DesiredState, snapshot: HostSnapshot)?
 
     public var converged: Bool { verification.isEmpty }
     public var succeeded: Bool { report.failed.isEmpty && converged && plan.errors.isEmpty && verification.errors.isEmpty }
@@ -187,9 +190,15 @@ public enum Engine {
         if let log {
             try log.save(state)
         } else if state != snapshot.state {
-            try StateStore(root: root, settings: inputs.settings).save(state)
+            // A run that changed nothing records only when it last verified clean: one line in the state log
+            // instead of rewriting the whole record each time the timer runs.
+            var before = state
+            before.lastSuccessfulApply = snapshot.state.lastSuccessfulApply
+            let store = StateStore(root: root, settings: inputs.settings)
+            if before == snapshot.state { try StateLog.recordHostWide(state, store: store) } else { try store.save(state) }
         }
-        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned)
+        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned,
+                            observed: (desired, snapshot))
     }
 }
 

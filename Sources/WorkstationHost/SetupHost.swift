@@ -84,7 +84,7 @@ public enum SetupHostEngine {
         if state != snapshot.state {
             try StateStore(root: root, settings: inputs.settings).save(state)
         }
-        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned)
+        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned, observed: nil)
     }
 
     /// A regular file's bytes (at most 1 MiB), opened without following a link in the last component.

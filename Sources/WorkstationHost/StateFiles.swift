@@ -202,6 +202,35 @@ public final class StateLog {
         logBytes += n
     }
 
+    /// Records a change of the host-wide fields alone (a no-op apply's `last_successful_apply`) as one line over the
+    /// `state.json` on disk, without rewriting it; saves whole instead when there is no `state.json` yet or the log
+    /// has grown to its size. Hold the run lock, and pass a state whose per-person entries equal the recorded ones.
+    /// - Throws: `FileWriteError` naming the path.
+    public static func recordHostWide(_ state: WorkstationState, store: StateStore) throws {
+        var st = stat()
+        guard lstat(store.root.path(store.hostPath), &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return try _ = store.save(state) }
+        let path = store.root.path(store.logHostPath)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var logStat = stat()
+        guard fstat(fd, &logStat) == 0, Int(logStat.st_size) < max(Int(st.st_size), 64 << 10) else { return try _ = store.save(state) }
+        // A line a crash cut short must stay the last (it is ignored there): never append after one.
+        var last: UInt8 = 0x0A
+        if logStat.st_size > 0 && (pread(fd, &last, 1, logStat.st_size - 1) != 1 || last != 0x0A) { return try _ = store.save(state) }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        var line = try enc.encode(StateDelta(base: StateStore.signature(st), state: state, users: []))
+        line.append(0x0A)
+        let n = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == line.count else {
+            if n > 0 { ftruncate(fd, logStat.st_size) }
+            throw FileWriteError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+        }
+        guard fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
+    }
+
     /// Saves `state` whole and starts the log again.
     public func save(_ state: WorkstationState) throws {
         base = try store.save(state)

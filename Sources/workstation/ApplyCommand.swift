@@ -53,6 +53,7 @@ struct ApplyCommand: ParsableCommand {
         if !outcome.converged {
             printError("error: \(ApplyError.notConverged(outcome.verification.actionable))")
         }
-        if !outcome.succeeded { throw ExitCode(1) }
+        // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.
+        withExtendedLifetime(outcome) { exitNow(outcome.succeeded ? 0 : 1) }
     }
 }

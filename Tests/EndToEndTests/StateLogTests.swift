@@ -182,4 +182,43 @@ import WorkstationCore
         #expect(final.homeFiles?["alice"] == [".kube/config"] && final.secretFilesWritten["bob"] == ["/home/bob/.config/s.env"])
         #expect(records >= 8, "expected a record per state change, got \(records)")
     }
+
+    /// A no-op apply records when it last verified clean as one line in the log: state.json is not rewritten, the
+    /// time read back advances; after a line cut short by a crash it saves whole instead of appending behind it.
+    @Test func aNoOpApplyAppendsALineInsteadOfRewritingStateJson() throws {
+        let root = try TempRoot(), inputs = try TempRoot()
+        try Fixture.seed(root)
+        try inputs.write("/r.yaml", Fixture.roster(count: 3))
+        let args = ["--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path]
+        let first = try CLI.run(["apply"] + args)
+        try #require(first.status == 0, "\(first.stderr)")
+        let store = StateStore(root: HostRoot(root.path), settings: Settings())
+        let statePath = root.file("/var/lib/workstation/state.json"), logPath = root.file("/var/lib/workstation/state.log")
+        var recorded = try store.load()
+        recorded.lastSuccessfulApply = 1
+        try store.save(recorded)
+        let saved = try #require(FileManager.default.contents(atPath: statePath))
+
+        let again = try CLI.run(["apply"] + args)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(FileManager.default.contents(atPath: statePath) == saved, "a no-op apply rewrote state.json")
+        let log = try #require(FileManager.default.contents(atPath: logPath))
+        #expect(log.filter { $0 == 0x0A }.count == 1, "expected one line in state.log, got \(log.count) bytes")
+        var loaded = try store.load()
+        #expect((loaded.lastSuccessfulApply ?? 0) > 1, "the time of the clean run was not recorded")
+        loaded.lastSuccessfulApply = 1
+        #expect(loaded == recorded, "a host-wide line changed more than the time")
+
+        // A fragment left by a crash: the next no-op saves whole (the log is emptied), never appends behind it.
+        let handle = try #require(FileHandle(forWritingAtPath: logPath))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"base\":\"x".utf8))
+        try handle.close()
+        usleep(1_100_000)  // the recorded time is in whole seconds: make the third run's differ
+        let third = try CLI.run(["apply"] + args)
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(FileManager.default.contents(atPath: logPath) == Data(), "the log was not started again")
+        #expect(FileManager.default.contents(atPath: statePath) != saved)
+        #expect((try store.load().lastSuccessfulApply ?? 0) > 1)
+    }
 }
