@@ -186,20 +186,7 @@ public final class StateLog {
     /// - Throws: `FileWriteError` when the line cannot be written whole.
     public func record(_ state: WorkstationState, users: some Sequence<String>) throws {
         if logBytes >= max(stateBytes, 64 << 10) { return try save(state) }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        var line = try enc.encode(StateDelta(base: base, state: state, users: users))
-        line.append(0x0A)
-        let path = store.root.path(store.logHostPath)
-        let n = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard n == line.count else {
-            // A short write leaves a line without its newline; the next line would join it, so cut it off.
-            if n > 0 { ftruncate(fd, off_t(fileSize(path) - n)) }
-            throw FileWriteError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
-        }
-        guard fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
-        logBytes += n
+        logBytes += try Self.append(StateDelta(base: base, state: state, users: users), to: fd, path: store.root.path(store.logHostPath))
     }
 
     /// Records a change of the host-wide fields alone (a no-op apply's `last_successful_apply`) as one line over the
@@ -218,17 +205,27 @@ public final class StateLog {
         // A line a crash cut short must stay the last (it is ignored there): never append after one.
         var last: UInt8 = 0x0A
         if logStat.st_size > 0 && (pread(fd, &last, 1, logStat.st_size - 1) != 1 || last != 0x0A) { return try _ = store.save(state) }
+        _ = try append(StateDelta(base: StateStore.signature(st), state: state, users: []), to: fd, path: path)
+    }
+
+    /// Appends `delta` as one line with a single `write(2)` on the `O_APPEND` descriptor `fd`, then `fsync`s.
+    /// - Returns: the bytes written.
+    /// - Throws: `FileWriteError`; a short write is cut off again first (the next line would join it).
+    private static func append(_ delta: StateDelta, to fd: Int32, path: String) throws -> Int {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         enc.keyEncodingStrategy = .convertToSnakeCase
-        var line = try enc.encode(StateDelta(base: StateStore.signature(st), state: state, users: []))
+        var line = try enc.encode(delta)
         line.append(0x0A)
+        var before = stat()
+        fstat(fd, &before)
         let n = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard n == line.count else {
-            if n > 0 { ftruncate(fd, logStat.st_size) }
+            if n > 0 { ftruncate(fd, before.st_size) }
             throw FileWriteError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
         }
         guard fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
+        return n
     }
 
     /// Saves `state` whole and starts the log again.
