@@ -335,15 +335,10 @@ extension Planner {
     /// The secret files of `u` and each directory between them and the home, for `lstat` without following links.
     public func secretFileWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         var out: [WatchedPath] = []
-        // Each prefix of each relative path, built by appending one component at a time (this runs per person).
+        // Each prefix of each relative path (split once, in `secretFileLayout`).
         let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
-        for rel in settings.setupHost.secretFiles {
-            var path = home
-            for part in rel.split(separator: "/") {
-                path += "/"
-                path += part
-                out.append(WatchedPath(path))
-            }
+        for file in secretFileLayout {
+            for prefix in file.prefixes { out.append(WatchedPath(home + "/" + prefix)) }
         }
         return out
     }
@@ -355,10 +350,9 @@ extension Planner {
         guard u.accountExists else { return [] }
         var out: [Change] = []
         var reported = Set<String>()
-        files: for rel in settings.setupHost.secretFiles {
-            let parts = rel.split(separator: "/").map(String.init)
-            for i in 1..<parts.count {
-                let dir = joinPath(u.home, parts[0..<i].joined(separator: "/"))
+        files: for (rel, prefixes) in secretFileLayout {
+            for prefix in prefixes.dropLast() {
+                let dir = joinPath(u.home, prefix)
                 let st = o.path(dir)
                 if st.kind == .absent { continue files }
                 if st.kind == .directory { continue }

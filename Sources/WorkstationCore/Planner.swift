@@ -3,9 +3,22 @@ import Foundation
 /// Turns (desired, observed) into the plan. Pure. Each resource family has its own function; the order of
 /// changes is the execution order (groups, accounts, memberships, homes, links, derived files, units).
 public struct Planner: Sendable {
-    public var settings: Settings
+    public var settings: Settings { didSet { secretFileLayout = Self.layout(settings.setupHost.secretFiles) } }
+    /// Each of `setup_host.secret_files` with its components' running joins (`a/b/c` -> `a`, `a/b`, `a/b/c`),
+    /// split once here rather than for every person.
+    private(set) var secretFileLayout: [(rel: String, prefixes: [String])]
 
-    public init(settings: Settings) { self.settings = settings }
+    public init(settings: Settings) {
+        self.settings = settings
+        secretFileLayout = Self.layout(settings.setupHost.secretFiles)
+    }
+
+    private static func layout(_ files: [String]) -> [(rel: String, prefixes: [String])] {
+        files.map { rel in
+            let parts = rel.split(separator: "/")
+            return (rel, parts.indices.map { parts[...$0].joined(separator: "/") })
+        }
+    }
 
     /// Paths observe must `lstat` for this desired state (homes, `~/.claude` links, derived files, unit files).
     /// Content is read only for root-owned system files (`WatchedPath.readContent`), never under a home.
@@ -320,10 +333,12 @@ public struct Planner: Sendable {
     func lockoutGuard(_ d: DesiredState, _ o: HostSnapshot) -> [Refusal] {
         let kept = Set(d.identities.map(\.osUser))
         var previous: Set<String> = []
-        if let data = o.path(settings.derived.ttydUserMap).content {
+        // A file already as desired names only people who are kept: nothing to read in it.
+        if let data = o.path(settings.derived.ttydUserMap).content, data != d.ttydUserMap {
             previous.formUnion(DerivedFileRenderer.parseTtydUserMap(data).values)
         }
-        if let map = o.dispatchMap ?? o.path(settings.derived.dispatch).content.flatMap({ try? DispatchMap.decode($0) }) {
+        let dispatch = o.path(settings.derived.dispatch).content
+        if dispatch != d.dispatch, let map = o.dispatchMap ?? dispatch.flatMap({ try? DispatchMap.decode($0) }) {
             previous.formUnion(map.users.values.map(\.osUser))
         }
         let adminGroup = o.group(settings.accounts.adminGroup)
