@@ -20,7 +20,7 @@ public struct StateDelta: Sendable, Hashable, Codable {
         public var identity: RecordedIdentity?
     }
 
-    /// Identifies the `state.json` this line applies to (lines of any other base are ignored).
+    /// Identifies the `state.json` this line applies to, by its content (lines of any other base are ignored).
     public var base: String
     public var users: [String: Person]
     public var version: Int

@@ -39,6 +39,9 @@ public final class Executor {
     public var persist: ((WorkstationState, Set<String>) throws -> Void)?
     /// os_users whose state entries the change being run touched.
     var touchedUsers = Set<String>()
+    /// True once the change being run recorded an intent: its end is recorded too, even when it leaves the state
+    /// as it was (the intent must not outlive the change in the record).
+    private var intentRecorded = false
 
     public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
                 clients: IntegrationClients = IntegrationClients()) {
@@ -78,6 +81,7 @@ public final class Executor {
             progress("[\(i + 1)/\(todo.count)] \(change.summary)")
             let before = state
             touchedUsers = change.user.map { [$0] } ?? []
+            intentRecorded = false
             do {
                 try run(change, progress: progress)
                 report.applied.append(change)
@@ -88,7 +92,7 @@ public final class Executor {
                 report.failed.append((change, message))
                 journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
             }
-            if state != before, let persist {
+            if state != before || intentRecorded, let persist {
                 do { try persist(state, touchedUsers) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
             }
         }
@@ -234,6 +238,7 @@ public final class Executor {
         state.intents = i
         if let user { touchedUsers.insert(user) }
         try persist?(state, touchedUsers)
+        intentRecorded = true
     }
 
     /// Clears an intent once its tool returned (the caller's state save records the result).

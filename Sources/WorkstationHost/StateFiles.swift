@@ -96,7 +96,7 @@ public struct StateStore: Sendable {
         } catch {
             throw ObserveError.unreadable(path: path, reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
         }
-        for delta in try logLines(following: StateStore.signature(st)) { state.replay(delta) }
+        for delta in try logLines(following: StateStore.base(of: data)) { state.replay(delta) }
         return state
     }
 
@@ -130,15 +130,25 @@ public struct StateStore: Sendable {
         return out
     }
 
-    /// Which `state.json` a log line follows: its device, inode, size and modification time (a save replaces the
-    /// file with `rename(2)`, so each save has its own).
-    static func signature(_ st: stat) -> String {
-        "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+    /// Which `state.json` a log line follows, by its content: FNV-1a (64 bits) of the bytes, and their count. Content,
+    /// not the file's inode, so a state directory restored from a backup or moved keeps its log. (Two saves of the
+    /// same bytes share a base; `save` empties the log first then, see there.)
+    static func base(of data: Data) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        data.withUnsafeBytes { raw in
+            for byte in raw.bindMemory(to: UInt8.self) {
+                h ^= UInt64(byte)
+                h = h &* 0x0000_0100_0000_01b3
+            }
+        }
+        return "fnv1a64:" + String(h, radix: 16) + ":" + String(data.count)
     }
 
     /// Saves atomically, mode 0600 (it lists accounts and ports, nothing secret, but it is root's bookkeeping), then
-    /// empties `state.log` (its lines followed the file just replaced; a crash before that leaves them ignored).
-    /// - Returns: the saved file's signature, the base for new log lines.
+    /// empties `state.log` (its lines followed the file just replaced; a crash before that leaves them ignored, as
+    /// they name another base). When the log holds lines for exactly the bytes about to be saved, it is emptied first:
+    /// the saved state already includes whatever they recorded.
+    /// - Returns: the saved file's base, for new log lines.
     @discardableResult
     public func save(_ state: WorkstationState) throws -> String {
         let enc = JSONEncoder()
@@ -148,12 +158,19 @@ public struct StateStore: Sendable {
         data.append(0x0A)
         try FileManager.default.createDirectory(atPath: root.path(settings.stateDirectory), withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        let base = StateStore.base(of: data)
+        if let log = FileManager.default.contents(atPath: root.path(logHostPath)),
+           log.range(of: Data("\"base\":\"\(base)\"".utf8)) != nil {
+            emptyLog()
+        }
         try writeFileAtomically(data, to: root.path(hostPath), mode: 0o600)
-        var st = stat()
-        guard lstat(root.path(hostPath), &st) == 0 else { throw FileWriteError(path: root.path(hostPath), operation: "stat", errno: errno) }
+        emptyLog()
+        return base
+    }
+
+    private func emptyLog() {
         let log = open(root.path(logHostPath), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
         if log >= 0 { close(log) }
-        return StateStore.signature(st)
     }
 }
 
@@ -168,6 +185,10 @@ public final class StateLog {
     private var base: String
     private var logBytes = 0
     private var stateBytes = 0
+    /// A line could not be written: its people's entries are missing from the log, so the next record saves whole.
+    private var lineLost = false
+    /// Tests: the next append fails with this errno before writing (as a full disk would).
+    var failNextAppend: Int32?
 
     /// Saves `state` whole (a fresh base, an empty log) and opens the log for appending.
     /// - Throws: `FileWriteError` naming the path.
@@ -185,8 +206,17 @@ public final class StateLog {
     /// Records `state` after a change that touched `users` (their entries and the host-wide fields).
     /// - Throws: `FileWriteError` when the line cannot be written whole.
     public func record(_ state: WorkstationState, users: some Sequence<String>) throws {
-        if logBytes >= max(stateBytes, 64 << 10) { return try save(state) }
-        logBytes += try Self.append(StateDelta(base: base, state: state, users: users), to: fd, path: store.root.path(store.logHostPath))
+        if lineLost || logBytes >= max(stateBytes, 64 << 10) { return try save(state) }
+        do {
+            if let e = failNextAppend {
+                failNextAppend = nil
+                throw FileWriteError(path: store.root.path(store.logHostPath), operation: "write", errno: e)
+            }
+            logBytes += try Self.append(StateDelta(base: base, state: state, users: users), to: fd, path: store.root.path(store.logHostPath))
+        } catch {
+            lineLost = true
+            throw error
+        }
     }
 
     /// Records a change of the host-wide fields alone (a no-op apply's `last_successful_apply`) as one line over the
@@ -195,17 +225,23 @@ public final class StateLog {
     /// - Throws: `FileWriteError` naming the path.
     public static func recordHostWide(_ state: WorkstationState, store: StateStore) throws {
         var st = stat()
-        guard lstat(store.root.path(store.hostPath), &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return try _ = store.save(state) }
+        guard lstat(store.root.path(store.hostPath), &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+              let saved = FileManager.default.contents(atPath: store.root.path(store.hostPath)) else { return try _ = store.save(state) }
         let path = store.root.path(store.logHostPath)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         var logStat = stat()
         guard fstat(fd, &logStat) == 0, Int(logStat.st_size) < max(Int(st.st_size), 64 << 10) else { return try _ = store.save(state) }
-        // A line a crash cut short must stay the last (it is ignored there): never append after one.
-        var last: UInt8 = 0x0A
-        if logStat.st_size > 0 && (pread(fd, &last, 1, logStat.st_size - 1) != 1 || last != 0x0A) { return try _ = store.save(state) }
-        _ = try append(StateDelta(base: StateStore.signature(st), state: state, users: []), to: fd, path: path)
+        // Append only behind whole lines of this very state.json: never behind a line a crash cut short (it is ignored
+        // while it is the last), nor behind lines an interrupted save left for an older file (saved whole instead).
+        let base = StateStore.base(of: saved)
+        let prefix = Data("{\"base\":\"\(base)\"".utf8)
+        var log = Data(count: Int(logStat.st_size))
+        let got = log.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard got == log.count, log.isEmpty || log.last == 0x0A,
+              log.split(separator: 0x0A).allSatisfy({ $0.starts(with: prefix) }) else { return try _ = store.save(state) }
+        _ = try append(StateDelta(base: base, state: state, users: []), to: fd, path: path)
     }
 
     /// Appends `delta` as one line with a single `write(2)` on the `O_APPEND` descriptor `fd`, then `fsync`s.
@@ -231,6 +267,7 @@ public final class StateLog {
     /// Saves `state` whole and starts the log again.
     public func save(_ state: WorkstationState) throws {
         base = try store.save(state)
+        lineLost = false
         logBytes = 0
         stateBytes = fileSize(store.root.path(store.hostPath))
     }

@@ -221,4 +221,83 @@ import WorkstationCore
         #expect(FileManager.default.contents(atPath: statePath) != saved)
         #expect((try store.load().lastSuccessfulApply ?? 0) > 1)
     }
+
+    /// A line that could not be written (a full disk) leaves its people out of the log; the next record saves the
+    /// whole state, so a kill after it still finds them.
+    @Test func aFailedLineIsMadeUpByAWholeSaveAtTheNextRecord() throws {
+        let root = try TempRoot()
+        let store = StateStore(root: HostRoot(root.path), settings: Settings())
+        var state = WorkstationState()
+        let log = try StateLog(store: store, state: state)
+        state.accounts["alice"] = .init(uid: 1601, created: true)
+        log.failNextAppend = ENOSPC
+        #expect(throws: FileWriteError.self) { try log.record(state, users: ["alice"]) }
+        state.accounts["bob"] = .init(uid: 1602, created: true)
+        try log.record(state, users: ["bob"])
+        #expect(try store.load() == state, "alice, whose line failed, is missing from the record")
+    }
+
+    /// The log follows state.json by content: a state directory copied away and back (a restore from backup, a move
+    /// to another disk) keeps its lines.
+    @Test func theLogSurvivesTheStateDirectoryBeingRestoredFromACopy() throws {
+        let root = try TempRoot()
+        let store = StateStore(root: HostRoot(root.path), settings: Settings())
+        var state = WorkstationState()
+        let log = try StateLog(store: store, state: state)
+        state.accounts["alice"] = .init(uid: 1601, created: true)
+        state.createdGroups = ["crew"]
+        try log.record(state, users: ["alice"])
+        let dir = root.file("/var/lib/workstation")
+        try FileManager.default.copyItem(atPath: dir, toPath: dir + ".copy")
+        try FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.moveItem(atPath: dir + ".copy", toPath: dir)
+        #expect(try store.load() == state, "the restored state directory lost its log")
+    }
+
+    /// A save of exactly the bytes a log's lines follow (the state back where it was) empties the log first, so the
+    /// lines are never replayed over the new file; a no-op apply never appends behind lines of another state.json.
+    @Test func linesForTheBytesBeingSavedAreDroppedFirst() throws {
+        let root = try TempRoot()
+        let store = StateStore(root: HostRoot(root.path), settings: Settings())
+        let logPath = root.file("/var/lib/workstation/state.log")
+        let start = WorkstationState()
+        let log = try StateLog(store: store, state: start)
+        var changed = start
+        changed.accounts["alice"] = .init(uid: 1601, created: true)
+        try log.record(changed, users: ["alice"])
+        try store.save(start)
+        #expect(FileManager.default.contents(atPath: logPath) == Data())
+        #expect(try store.load() == start)
+
+        // Lines left for an older state.json: the host-wide record saves whole rather than append behind them.
+        var other = start
+        other.createdGroups = ["crew"]
+        let stale = try JSONEncoder().encode(StateDelta(base: "fnv1a64:0:0", state: other, users: []))
+        try (stale + Data([0x0A])).write(to: URL(fileURLWithPath: logPath))
+        var clean = start
+        clean.lastSuccessfulApply = 42
+        try StateLog.recordHostWide(clean, store: store)
+        #expect(FileManager.default.contents(atPath: logPath) == Data(), "appended behind another state.json's lines")
+        #expect(try store.load() == clean)
+    }
+
+    /// A tool's intent is recorded before it runs; when the change then leaves the state exactly as it was (a group
+    /// workstation had recorded, deleted by hand and created again), the end of the change is recorded too.
+    @Test func anIntentIsClearedInTheRecordEvenWhenTheStateEndsAsItWas() throws {
+        let root = try TempRoot()
+        try Fixture.seed(root)
+        let host = HostRoot(root.path)
+        let store = StateStore(root: host, settings: Settings())
+        var state = try store.load()
+        state.createdGroups.append("crew")
+        let executor = Executor(root: host, settings: Settings(), runner: ProcessRunner(), journal: nil, systemdRunning: false, state: state)
+        let log = try StateLog(store: store, state: state)
+        executor.persist = { try log.record($0, users: $1) }
+        let report = executor.apply(Plan(changes: [
+            Change(id: "group:crew", user: nil, kind: .create, safety: .additive, summary: "create group crew", action: .createGroup(name: "crew")),
+        ]))
+        #expect(report.failed.isEmpty, "\(report.failed.map { $0.error })")
+        #expect(executor.state.intents == nil)
+        #expect(try store.load().intents == nil, "the record still holds the intent of a change that ended")
+    }
 }
