@@ -40,6 +40,7 @@ public struct Planner: Sendable {
     /// integration files, memory budget drop-in. Depends on that person alone (observe reads people in parallel).
     public func userWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         var paths = [WatchedPath(u.home), WatchedPath(joinPath(u.home, ".claude"))]
+        paths.reserveCapacity(16)
         for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(u.home, ".claude", item))) }
         for unit in settings.units { paths.append(WatchedPath(dropInPath(unit, u.osUser), readContent: true)) }
         paths += infraWatchedPaths(u)

@@ -111,9 +111,9 @@ public struct Observer: Sendable {
         let planner = Planner(settings: settings)
         observePaths(planner.sharedWatchedPaths(desired), into: &s)
         let homes = Self.regularHomes(s)
-        let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
         // A home below another home is looked up from that one (without following its owner's links).
-        let nestedHomes = Set(homes.filter { Self.enclosingHome(of: $0, in: homes) != nil })
+        let nesting = homes.compactMap { h in Self.enclosingHome(of: h, in: homes).map { (outer: $0, inner: h) } }
+        let nestingHomes = Set(nesting.map(\.outer)), nestedHomes = Set(nesting.map(\.inner))
         // A path whose first component no home shares (`/etc/...` beside `/home/...`) lies in no home.
         let homeRoots = Set(homes.map(Self.firstComponent))
         let users = desired.users
@@ -121,6 +121,7 @@ public struct Observer: Sendable {
         let results = ObservedParts(count: workers)
         let work = { @Sendable (worker: Int) in
             var found: [(String, PathState)] = []
+            found.reserveCapacity((users.count / workers + 1) * 16)
             var dirs = GrandparentDirectories(observer: self)
             defer { dirs.closeAll() }
             for i in stride(from: worker, to: users.count, by: workers) {
