@@ -69,13 +69,36 @@ public struct StateStore: Sendable {
 
     /// The recorded state: `state.json` (empty when it does not exist yet) with the lines of `state.log` written
     /// since it was saved replayed over it, in order. A last line without its newline was cut short by a crash
-    /// before its change was complete, and is ignored; so are lines that follow an older `state.json`.
+    /// before its change was complete, and is ignored; so are lines that follow another `state.json`. Safe without
+    /// the run lock: when a whole save replaces `state.json` (and then empties the log) between the two reads, the
+    /// read starts again, so a reader never pairs the old file with the emptied log.
     /// - Throws: `ObserveError.unreadable` when either file exists but is not a regular file or not valid.
     public func load() throws -> WorkstationState {
+        var attempt = 0
+        while true {
+            attempt += 1
+            guard let (data, log) = try readBoth(checkingReplacement: attempt < 8) else { continue }
+            guard let data else { return WorkstationState() }
+            var state: WorkstationState
+            do {
+                let dec = JSONDecoder()
+                dec.keyDecodingStrategy = .convertFromSnakeCase
+                state = try dec.decode(WorkstationState.self, from: data)
+            } catch {
+                throw ObserveError.unreadable(path: root.path(hostPath), reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
+            }
+            for delta in try logLines(log ?? Data(), following: StateStore.base(of: data)) { state.replay(delta) }
+            return state
+        }
+    }
+
+    /// The bytes of `state.json` (nil: there is none) and of `state.log` (nil: there is none); nil when
+    /// `checkingReplacement` and `state.json` was replaced while they were read.
+    private func readBoth(checkingReplacement: Bool) throws -> (Data?, Data?)? {
         let path = root.path(hostPath)
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
-            if errno == ENOENT { return WorkstationState() }
+            if errno == ENOENT { return (nil, nil) }
             throw ObserveError.unreadable(path: path, reason: errno == ELOOP
                 ? "not a regular file; workstation's record must be a plain file, restore it from a backup"
                 : "cannot be opened: \(String(cString: strerror(errno)))")
@@ -88,24 +111,24 @@ public struct StateStore: Sendable {
         guard let data = Observer.readRegularFile(fd: fd, expected: st) else {
             throw ObserveError.unreadable(path: path, reason: "cannot be read")
         }
-        var state: WorkstationState
-        do {
-            let dec = JSONDecoder()
-            dec.keyDecodingStrategy = .convertFromSnakeCase
-            state = try dec.decode(WorkstationState.self, from: data)
-        } catch {
-            throw ObserveError.unreadable(path: path, reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
+        betweenReads?()
+        let log = try readLog()
+        if checkingReplacement {
+            var now = stat()
+            if lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino { return nil }
         }
-        for delta in try logLines(following: StateStore.base(of: data)) { state.replay(delta) }
-        return state
+        return (data, log)
     }
 
-    /// The complete lines of `state.log` whose base is `base`, decoded, in file order.
-    func logLines(following base: String) throws -> [StateDelta] {
+    /// Tests: runs between reading `state.json` and reading `state.log` in `load`.
+    var betweenReads: (@Sendable () -> Void)?
+
+    /// The bytes of `state.log`; nil when there is none.
+    private func readLog() throws -> Data? {
         let path = root.path(logHostPath)
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
-            if errno == ENOENT { return [] }
+            if errno == ENOENT { return nil }
             throw ObserveError.unreadable(path: path, reason: "cannot be opened: \(String(cString: strerror(errno))); it must be a plain file")
         }
         defer { close(fd) }
@@ -113,6 +136,12 @@ public struct StateStore: Sendable {
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, let data = Observer.readRegularFile(fd: fd, expected: st) else {
             throw ObserveError.unreadable(path: path, reason: "not a regular file; remove it (state.json alone is a consistent record)")
         }
+        return data
+    }
+
+    /// The complete lines of a state log whose base is `base`, decoded, in file order.
+    func logLines(_ data: Data, following base: String) throws -> [StateDelta] {
+        let path = root.path(logHostPath)
         let dec = JSONDecoder()
         dec.keyDecodingStrategy = .convertFromSnakeCase
         var out: [StateDelta] = []
@@ -161,16 +190,22 @@ public struct StateStore: Sendable {
         let base = StateStore.base(of: data)
         if let log = FileManager.default.contents(atPath: root.path(logHostPath)),
            log.range(of: Data("\"base\":\"\(base)\"".utf8)) != nil {
-            emptyLog()
+            try emptyLog()
         }
         try writeFileAtomically(data, to: root.path(hostPath), mode: 0o600)
-        emptyLog()
+        // Lines left now (this cannot fail but on a vanished directory) follow the replaced file: they are ignored.
+        try? emptyLog()
         return base
     }
 
-    private func emptyLog() {
+    /// Truncates `state.log` to nothing (absent: nothing to do).
+    private func emptyLog() throws {
         let log = open(root.path(logHostPath), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
-        if log >= 0 { close(log) }
+        guard log >= 0 else {
+            if errno == ENOENT { return }
+            throw FileWriteError(path: root.path(logHostPath), operation: "truncate", errno: errno)
+        }
+        close(log)
     }
 }
 

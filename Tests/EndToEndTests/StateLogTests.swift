@@ -300,4 +300,29 @@ import WorkstationCore
         #expect(executor.state.intents == nil)
         #expect(try store.load().intents == nil, "the record still holds the intent of a change that ended")
     }
+
+    /// A reader without the run lock (status, metrics, plan) while an apply saves the whole state: the save lands
+    /// between its read of state.json and its read of the log (now emptied). The reader must not pair the old file
+    /// with the empty log (that would drop everything logged since the old file); it reads again.
+    @Test func aReaderRacingAWholeSaveGetsTheNewRecord() throws {
+        let root = try TempRoot()
+        let writer = StateStore(root: HostRoot(root.path), settings: Settings())
+        var state = WorkstationState()
+        let log = try StateLog(store: writer, state: state)
+        state.accounts["alice"] = .init(uid: 1601, created: true)
+        state.createdGroups = ["crew"]
+        try log.record(state, users: ["alice"])
+        var final = state
+        final.lastSuccessfulApply = 42
+        final class Once: @unchecked Sendable { var action: (() throws -> Void)? }
+        let once = Once()
+        once.action = { try log.save(final) }
+        var reader = StateStore(root: HostRoot(root.path), settings: Settings())
+        reader.betweenReads = {
+            let action = once.action
+            once.action = nil
+            try? action?()
+        }
+        #expect(try reader.load() == final, "a reader paired the replaced state.json with the emptied log")
+    }
 }
