@@ -14,7 +14,7 @@ import WorkstationHost
     static let handGroups = ["devs", "ops"]
 
     /// Runs the shadow-utils tool `name` against the temp root: `--prefix ROOT` is always its first argument.
-    func tool(_ name: String, in root: HostRoot, _ args: [String]) throws {
+    func tool(_ name: String, prefix root: HostRoot, _ args: [String]) throws {
         let argv = ["--prefix", root.directory] + args
         let r = try CLI.runTool("/usr/sbin/\(name)", argv)
         #expect(r.status == 0, "\(name) \(argv.joined(separator: " ")): \(r.stderr)")
@@ -23,11 +23,11 @@ import WorkstationHost
     /// Builds a random pre-existing host under `root`. Returns the os_users that exist before workstation runs.
     func randomHost(_ root: HostRoot, _ rng: inout SeededGenerator, log: inout [String]) throws -> Set<String> {
         for g in Self.handGroups where Bool.random(using: &rng) {
-            try tool("groupadd", in: root, [g])
+            try tool("groupadd", prefix: root, [g])
             log.append("group \(g)")
         }
         if Bool.random(using: &rng) {
-            try tool("groupadd", in: root, ["--system", "workstation"])  // pre-existing managed group, with hand-made members later
+            try tool("groupadd", prefix: root, ["--system", "workstation"])  // pre-existing managed group, with hand-made members later
             log.append("group workstation (hand-made)")
         }
         let groups = AccountDatabase.group(root.read("/etc/group") ?? Data()).map(\.name)
@@ -39,7 +39,7 @@ import WorkstationHost
             let extra = ["users", "audio", "video", "staff", "workstation", "sudo"] + Self.handGroups
             let chosen = extra.filter { groups.contains($0) && Int.random(in: 0..<3, using: &rng) == 0 }
             if !chosen.isEmpty { argv += ["-G", chosen.joined(separator: ",")] }
-            try tool("useradd", in: root, argv + [name])
+            try tool("useradd", prefix: root, argv + [name])
             existing.insert(name)
             log.append("account \(name)\(withHome ? " with home" : "") groups \(chosen)")
             guard withHome else { continue }

@@ -130,7 +130,7 @@ import WorkstationCore
     }
 
     /// Every state change the executor makes is in the log the moment it is recorded: after each record the state
-    /// loaded from disk equals the executor's (real useradd, groupadd and usermod under a temp root; an adopted
+    /// loaded from disk equals the executor's (the real shadow-utils tools, each with --prefix TEMPROOT; an adopted
     /// account; a membership added and removed; files written once into homes and recorded).
     @Test func everyRecordOfARealApplyLoadsBackAsTheExecutorsState() throws {
         let root = try TempRoot()
