@@ -196,6 +196,14 @@ public struct Observer: Sendable {
         PathState(kind: kind(st.st_mode), mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
     }
 
+    /// The target of the symbolic link `name` below the directory `dir` (`AT_FDCWD` for a whole path), read with
+    /// `readlinkat(2)` (`readlink(2)` directly: FileManager's wrapper costs more than the call); nil when it fails.
+    static func linkTarget(_ dir: Int32, _ name: String) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(dir, name, &buf, buf.count - 1)
+        return n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+    }
+
     static func kind(_ mode: mode_t) -> PathState.Kind {
         switch mode & S_IFMT {
         case S_IFREG: .file
@@ -219,20 +227,10 @@ public struct Observer: Sendable {
         let full = root.path(hostPath)
         var st = stat()
         guard lstat(full, &st) == 0 else { return .absent }
-        let kind: PathState.Kind
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: kind = .file
-        case S_IFDIR: kind = .directory
-        case S_IFLNK: kind = .symlink
-        default: kind = .other
-        }
-        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
-        if kind == .symlink {
-            // readlink(2) directly: FileManager's wrapper costs more than the system call, once per watched link.
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlink(full, &buf, buf.count - 1)
-            result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
-        } else if kind == .file && readContent && st.st_size <= 4 << 20 {
+        var result = Self.pathState(st)
+        if result.kind == .symlink {
+            result.linkTarget = Self.linkTarget(AT_FDCWD, full)
+        } else if result.kind == .file && readContent && st.st_size <= 4 << 20 {
             result.content = Self.readRegularFile(full, expected: st)
         }
         return result
@@ -266,12 +264,9 @@ public struct Observer: Sendable {
             // ELOOP (a link) and anything else: looked at without opening, below.
         }
         guard fstatat(dir, relative, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return .absent }
-        let kind = Self.kind(st.st_mode)
-        var result = PathState(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
-        if kind == .symlink {
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlinkat(dir, relative, &buf, buf.count - 1)
-            result.linkTarget = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        var result = Self.pathState(st)
+        if result.kind == .symlink {
+            result.linkTarget = Self.linkTarget(dir, relative)
         }
         return result
     }
@@ -431,9 +426,7 @@ struct HomeWalk {
             var result = Observer.pathState(st)
             result.linkCount = Int(st.st_nlink)
             if result.kind == .symlink {
-                var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let n = readlinkat(fd, name, &buf, buf.count - 1)
-                if n >= 0 { result.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+                result.linkTarget = Observer.linkTarget(fd, name)
             }
             return result
         }

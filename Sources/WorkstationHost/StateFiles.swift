@@ -96,23 +96,11 @@ public struct StateStore: Sendable {
     /// `checkingReplacement` and `state.json` was replaced while they were read.
     private func readBoth(checkingReplacement: Bool) throws -> (Data?, Data?)? {
         let path = root.path(hostPath)
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else {
-            if errno == ENOENT { return (nil, nil) }
-            throw ObserveError.unreadable(path: path, reason: errno == ELOOP
-                ? "not a regular file; workstation's record must be a plain file, restore it from a backup"
-                : "cannot be opened: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-            throw ObserveError.unreadable(path: path, reason: "not a regular file; workstation's record must be a plain file, restore it from a backup")
-        }
-        guard let data = Observer.readRegularFile(fd: fd, expected: st) else {
-            throw ObserveError.unreadable(path: path, reason: "cannot be read")
+        guard let (data, st) = try readPlainFile(path, notPlain: "workstation's record must be a plain file, restore it from a backup") else {
+            return (nil, nil)
         }
         betweenReads?()
-        let log = try readLog()
+        let log = try readPlainFile(root.path(logHostPath), notPlain: "remove it (state.json alone is a consistent record)")?.0
         if checkingReplacement {
             var now = stat()
             if lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino { return nil }
@@ -123,20 +111,26 @@ public struct StateStore: Sendable {
     /// Tests: runs between reading `state.json` and reading `state.log` in `load`.
     var betweenReads: (@Sendable () -> Void)?
 
-    /// The bytes of `state.log`; nil when there is none.
-    private func readLog() throws -> Data? {
-        let path = root.path(logHostPath)
+    /// The bytes of the regular file at `path` and its `fstat`, opened without following a link or blocking; nil when
+    /// there is no such file.
+    /// - Throws: `ObserveError.unreadable`: "not a regular file; `notPlain`" for a link, FIFO, directory...; else
+    ///   the `open(2)` or read error.
+    private func readPlainFile(_ path: String, notPlain: String) throws -> (Data, stat)? {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
-            throw ObserveError.unreadable(path: path, reason: "cannot be opened: \(String(cString: strerror(errno))); it must be a plain file")
+            throw ObserveError.unreadable(path: path, reason: errno == ELOOP
+                ? "not a regular file; \(notPlain)" : "cannot be opened: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, let data = Observer.readRegularFile(fd: fd, expected: st) else {
-            throw ObserveError.unreadable(path: path, reason: "not a regular file; remove it (state.json alone is a consistent record)")
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw ObserveError.unreadable(path: path, reason: "not a regular file; \(notPlain)")
         }
-        return data
+        guard let data = Observer.readRegularFile(fd: fd, expected: st) else {
+            throw ObserveError.unreadable(path: path, reason: "cannot be read")
+        }
+        return (data, st)
     }
 
     /// The complete lines of a state log whose base is `base`, decoded, in file order.
