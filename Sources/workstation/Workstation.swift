@@ -85,7 +85,8 @@ func cpuMilliseconds() -> [String: Int] {
 }
 
 /// Ends the process with `code` at once (`exit(3)`: standard output is flushed, nothing is freed), for a command
-/// whose last step was to print a result built from a large snapshot.
+/// whose last step was to print a result built from a large snapshot. (Inside a command, `exit` names
+/// ArgumentParser's `ParsableCommand.exit(withError:)`, which is why this is a function of its own.)
 func exitNow(_ code: Int32) -> Never {
     exit(code)
 }
