@@ -196,18 +196,28 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
 
 /// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).
 public func isDirectChild(_ path: String, of parent: String) -> Bool {
-    let p = parent.hasSuffix("/") ? String(parent.dropLast()) : parent
-    guard path.hasPrefix(p + "/") else { return false }
-    let name = path.dropFirst(p.count + 1)
-    return !name.isEmpty && !name.contains("/") && name != "." && name != ".."
+    let slash = UInt8(ascii: "/")
+    let p = parent.utf8.last == slash ? String(parent.dropLast()) : parent
+    guard let rest = pathRest(path, after: p), rest.utf8.first == slash else { return false }
+    let name = rest.dropFirst()
+    return !name.isEmpty && !name.utf8.contains(slash) && name != "." && name != ".."
 }
 
-/// Joins absolute path parts with single slashes.
+/// Joins absolute path parts with single slashes. Slashes are found by byte, as the kernel finds them (and without
+/// the cost of Unicode-aware `hasSuffix`, for the tens of thousands of paths a large roster makes).
 public func joinPath(_ base: String, _ rest: String...) -> String {
+    let slash = UInt8(ascii: "/")
     var p = base
     for r in rest {
-        if !p.hasSuffix("/") { p += "/" }
-        p += r.hasPrefix("/") ? String(r.dropFirst()) : r
+        if p.utf8.last != slash { p += "/" }
+        p += r.utf8.first == slash ? r[r.utf8.index(after: r.utf8.startIndex)...] : r[...]
     }
     return p
+}
+
+/// The rest of `path` after the bytes of `prefix`, or nil when `path` does not begin with those bytes. Paths compare
+/// by byte, as the kernel compares names (String's `hasPrefix` compares by Unicode canonical equivalence).
+public func pathRest(_ path: String, after prefix: String) -> Substring? {
+    guard path.utf8.starts(with: prefix.utf8) else { return nil }
+    return path[path.utf8.index(path.utf8.startIndex, offsetBy: prefix.utf8.count)...]
 }

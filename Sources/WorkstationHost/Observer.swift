@@ -89,7 +89,7 @@ public struct Observer: Sendable {
                 let item = items[i]
                 if let home = item.home {
                     var walk = HomeWalk(directory: root.path(home))
-                    for w in item.paths { found.append((w.path, walk.state(relative: String(w.path.dropFirst(home.count + 1))))) }
+                    for w in item.paths { found.append((w.path, walk.state(relative: String(pathRest(w.path, after: home + "/") ?? "")))) }
                     walk.closeAll()
                 } else {
                     var dirs = GrandparentDirectories(observer: self)
@@ -172,7 +172,7 @@ public struct Observer: Sendable {
     /// (a hash lookup per path component, so observing stays linear in the number of paths).
     static func enclosingHome(of path: String, in homes: Set<String>) -> String? {
         var end = path.endIndex
-        while let slash = path[..<end].lastIndex(of: "/") {
+        while let slash = path.utf8[..<end].lastIndex(of: UInt8(ascii: "/")) {
             if slash > path.startIndex {
                 let ancestor = String(path[..<slash])
                 if homes.contains(ancestor) { return ancestor }
@@ -199,9 +199,11 @@ public struct Observer: Sendable {
     /// The target of the symbolic link `name` below the directory `dir` (`AT_FDCWD` for a whole path), read with
     /// `readlinkat(2)` (`readlink(2)` directly: FileManager's wrapper costs more than the call); nil when it fails.
     static func linkTarget(_ dir: Int32, _ name: String) -> String? {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(dir, name, &buf, buf.count - 1)
-        return n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        // A target is at most PATH_MAX bytes; the buffer lives on the stack (one per link read, thousands a run).
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(PATH_MAX)) { buf in
+            let n = readlinkat(dir, name, buf.baseAddress!, buf.count)
+            return n >= 0 ? String(decoding: UnsafeRawBufferPointer(start: buf.baseAddress, count: n), as: UTF8.self) : nil
+        }
     }
 
     static func kind(_ mode: mode_t) -> PathState.Kind {
@@ -238,8 +240,10 @@ public struct Observer: Sendable {
 
     /// `/etc/systemd/system/x.d/file` -> (`/etc/systemd/system`, `x.d/file`); `/home/alice` -> (`/`, `home/alice`).
     static func splitGrandparent(_ path: String) -> (String, String) {
-        guard let last = path.lastIndex(of: "/"), last > path.startIndex,
-            let parent = path[..<last].lastIndex(of: "/")
+        // By byte: a Character-wise search walks grapheme clusters, many times the cost for the same answer.
+        let slash = UInt8(ascii: "/")
+        guard let last = path.utf8.lastIndex(of: slash), last > path.startIndex,
+            let parent = path.utf8[..<last].lastIndex(of: slash)
         else { return ("/", String(path.drop { $0 == "/" })) }
         return (parent == path.startIndex ? "/" : String(path[..<parent]), String(path[path.index(after: parent)...]))
     }
@@ -435,7 +439,7 @@ struct HomeWalk {
     /// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`). nil when a component is empty, `.` or `..` (read as absent).
     private static func split(_ relative: Substring) -> (Substring, Substring)? {
         var rest = relative[...]
-        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        while rest.utf8.last == UInt8(ascii: "/") { rest = rest.dropLast() }
         let name: Substring, parent: Substring
         if let slash = rest.utf8.lastIndex(of: UInt8(ascii: "/")) {
             name = rest[rest.utf8.index(after: slash)...]

@@ -57,6 +57,7 @@ import WorkstationCore
         ("/srv/team/bob/notes", "/srv/team/bob"),  // the longest enclosing home wins
         ("/srv/team/other", "/srv/team"),
         ("/etc/passwd", nil),
+        ("/home/alice/\u{301}x", "/home/alice"),  // a name starting with a combining mark: split at the byte '/'
     ] as [(String, String?)])
     func pathsAreMatchedToTheLongestHomeAbove(_ path: String, _ expected: String?) {
         let homes: Set<String> = ["/home/alice", "/srv/team", "/srv/team/bob"]
@@ -124,6 +125,8 @@ import WorkstationCore
         ("/etc/ttyd-user-map", "/", "etc/ttyd-user-map"),
         ("/a", "/", "a"),
         ("/srv/x/y/z", "/srv/x", "y/z"),
+        // A combining mark after a slash makes one Character with it; the kernel still splits at the byte.
+        ("/etc/d/\u{301}f", "/etc", "d/\u{301}f"),
     ])
     func pathsSplitAtTheirGrandparent(_ path: String, _ dir: String, _ relative: String) {
         let (d, r) = Observer.splitGrandparent(path)

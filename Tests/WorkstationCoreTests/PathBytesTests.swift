@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+@testable import WorkstationCore
+
+/// Paths are joined, compared and split by byte, as the kernel treats them: not by Swift's Characters (a combining
+/// mark after `/` fuses with it) nor by Unicode canonical equivalence (two spellings of é are two directories).
+@Suite struct PathBytesTests {
+    @Test(arguments: [
+        (["/home/alice", ".claude"], "/home/alice/.claude"),
+        (["/home/alice/", "/.claude"], "/home/alice/.claude"),
+        (["/srv/base", "skills", "x"], "/srv/base/skills/x"),
+        (["/home/alice", "\u{301}x"], "/home/alice/\u{301}x"),
+    ])
+    func joinsWithOneSlash(_ parts: [String], _ expected: String) {
+        let joined = parts.dropFirst().reduce(parts[0]) { joinPath($0, $1) }
+        #expect(Array(joined.utf8) == Array(expected.utf8))
+    }
+
+    @Test func restAfterAPrefixComparesBytes() {
+        #expect(pathRest("/home/alice/.claude", after: "/home/alice/") == ".claude")
+        #expect(pathRest("/home/alice", after: "/home/alice") == "")
+        #expect(pathRest("/home/bob/x", after: "/home/alice/") == nil)
+        // NFD "e\u{301}" and NFC "\u{e9}" are equal Strings, but different names on disk.
+        let nfd = "/home/e\u{301}/x", nfc = "/home/\u{e9}/"
+        #expect(nfd.hasPrefix(nfc))
+        #expect(pathRest(nfd, after: nfc) == nil)
+    }
+
+    @Test(arguments: [
+        ("/home/alice", "/home", true),
+        ("/home/alice", "/home/", true),
+        ("/home/alice/x", "/home", false),
+        ("/home", "/home", false),
+        ("/home/..", "/home", false),
+        ("/homes/alice", "/home", false),
+        ("/home/\u{301}x", "/home", true),  // one name, which begins with a combining mark
+    ])
+    func directChildIsOneNameBelow(_ path: String, _ parent: String, _ expected: Bool) {
+        #expect(isDirectChild(path, of: parent) == expected)
+    }
+}
