@@ -78,6 +78,68 @@ public struct PathState: Sendable, Hashable, Codable {
     public static let absent = PathState(kind: .absent)
 }
 
+/// Path states by host path: a dictionary split into `PathTable.shardCount` shards by a hash of the path, so that
+/// observe's readers fill the shards in parallel (`fill(_:)`) instead of merging a large host's paths on one thread.
+/// Reads and writes go through `subscript`, as on a dictionary; two tables are equal when they hold the same paths.
+public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
+    public static let shardCount = 8
+    private var shards: [[String: PathState]] = Array(repeating: [:], count: PathTable.shardCount)
+
+    public init(dictionaryLiteral elements: (String, PathState)...) {
+        for (k, v) in elements { self[k] = v }
+    }
+
+    /// The shard of `path`: FNV-1a over its UTF-8 bytes, modulo `shardCount` (stable across runs, unlike `hashValue`).
+    public static func shard(of path: String) -> Int {
+        func fnv<S: Sequence<UInt8>>(_ bytes: S) -> Int {
+            var h: UInt32 = 2_166_136_261
+            for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
+            return Int(h % UInt32(shardCount))
+        }
+        // A native string's bytes are contiguous: hashing the buffer costs a fraction of walking the UTF-8 view.
+        return path.utf8.withContiguousStorageIfAvailable { fnv($0) } ?? fnv(path.utf8)
+    }
+
+    public subscript(path: String) -> PathState? {
+        get { shards[Self.shard(of: path)][path] }
+        set { shards[Self.shard(of: path)][path] = newValue }
+    }
+
+    public var count: Int { shards.reduce(0) { $0 + $1.count } }
+
+    /// Room for `n` paths in all, spread over the shards.
+    public mutating func reserveCapacity(_ n: Int) {
+        for i in shards.indices { shards[i].reserveCapacity(n / Self.shardCount + 1) }
+    }
+
+    /// Adds `entries`; a path already present keeps what `combine(old, new)` returns.
+    public mutating func merge(_ entries: [(String, PathState)], uniquingKeysWith combine: (PathState, PathState) -> PathState) {
+        for (k, v) in entries {
+            let i = Self.shard(of: k)
+            if let old = shards[i][k] { shards[i][k] = combine(old, v) } else { shards[i][k] = v }
+        }
+    }
+
+    /// Adds entries already sorted by shard (`parts[worker][shard]`, each entry's shard as `shard(of:)` gives it),
+    /// one thread per shard; a path present twice keeps what `combine(old, new)` returns, in the order of `parts`.
+    public mutating func fill(_ parts: [[[(String, PathState)]]], uniquingKeysWith combine: @escaping @Sendable (PathState, PathState) -> PathState) {
+        // Each shard moves into a box of its own (no other reference, so it grows in place), is filled, moves back.
+        final class Box: @unchecked Sendable { var shard: [String: PathState]; init(_ s: [String: PathState]) { shard = s } }
+        var boxes: [Box] = []
+        for i in shards.indices {
+            boxes.append(Box(shards[i]))
+            shards[i] = [:]
+        }
+        let filled = boxes
+        DispatchQueue.concurrentPerform(iterations: Self.shardCount) { i in
+            let box = filled[i]
+            box.shard.reserveCapacity(box.shard.count + parts.reduce(0) { $0 + $1[i].count })
+            for part in parts { box.shard.merge(part[i], uniquingKeysWith: combine) }
+        }
+        for i in shards.indices { shards[i] = boxes[i].shard }
+    }
+}
+
 /// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.
 public struct HostSnapshot: Sendable, Hashable {
     public var passwd: [PasswdEntry] = [] { didSet { accountIndex = Self.firstIndex(passwd.map(\.name)) } }
@@ -94,7 +156,7 @@ public struct HostSnapshot: Sendable, Hashable {
     private var memberIndex: [String: Set<String>] = [:]
     public var shadow: [String: ShadowEntry] = [:]
     /// Paths observed on request (homes, links, derived files, drop-ins, unit templates).
-    public var paths: [String: PathState] = [:]
+    public var paths: PathTable = [:]
     /// The dispatch.json in force, decoded once by observe (desire adopts its ports, the lockout guard reads who it
     /// routes); nil when the file is absent or not version 1 (then readers fall back to its bytes in `paths`).
     public var dispatchMap: DispatchMap?

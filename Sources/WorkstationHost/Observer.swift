@@ -81,7 +81,7 @@ public struct Observer: Sendable {
             }
         }
         let workers = grouped.count >= 32 ? Self.readers : 1
-        let results = ObservedParts(count: workers)
+        let results = ObservedParts<[(String, PathState)]>(count: workers, empty: [])
         let items = grouped
         let work = { @Sendable (worker: Int) in
             var found: [(String, PathState)] = []
@@ -118,10 +118,12 @@ public struct Observer: Sendable {
         let homeRoots = Set(homes.map(Self.firstComponent))
         let users = desired.users
         let workers = users.count >= 16 ? Self.readers : 1
-        let results = ObservedParts(count: workers)
+        let results = ObservedParts<[[(String, PathState)]]>(count: workers, empty: [])
         let work = { @Sendable (worker: Int) in
-            var found: [(String, PathState)] = []
-            found.reserveCapacity((users.count / workers + 1) * 16)
+            // Sorted by shard as the paths are read, so the shards fill in parallel afterwards (`PathTable.fill`).
+            var found = Array(repeating: [(String, PathState)](), count: PathTable.shardCount)
+            for i in found.indices { found[i].reserveCapacity((users.count / workers + 1) * 16 / PathTable.shardCount + 8) }
+            func add(_ path: String, _ st: PathState) { found[PathTable.shard(of: path)].append((path, st)) }
             var dirs = GrandparentDirectories(observer: self)
             defer { dirs.closeAll() }
             for i in stride(from: worker, to: users.count, by: workers) {
@@ -132,14 +134,14 @@ public struct Observer: Sendable {
                 let prefix = home + "/"
                 var walk = ownHome ? HomeWalk(directory: root.path(home)) : nil
                 for w in planner.userWatchedPaths(u) {
-                    if ownHome, w.path.hasPrefix(prefix) {
-                        found.append((w.path, walk!.state(relative: String(w.path.dropFirst(prefix.count)))))
+                    if ownHome, let relative = pathRest(w.path, after: prefix) {
+                        add(w.path, walk!.state(relative: String(relative)))
                     } else if ownHome, w.path == home, !nestedHomes.contains(home), let st = walk!.homeState() {
-                        found.append((w.path, st))
+                        add(w.path, st)
                     } else if homeRoots.contains(Self.firstComponent(w.path)), let other = Self.enclosingHome(of: w.path, in: homes) {
-                        found.append((w.path, homePathState(home: other, relative: String(w.path.dropFirst(other.count + 1)))))
+                        add(w.path, homePathState(home: other, relative: String(pathRest(w.path, after: other + "/") ?? "")))
                     } else {
-                        found.append((w.path, dirs.state(w)))
+                        add(w.path, dirs.state(w))
                     }
                 }
                 walk?.closeAll()
@@ -147,8 +149,7 @@ public struct Observer: Sendable {
             results.set(worker, found)
         }
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
-        s.paths.reserveCapacity(s.paths.count + users.count * 16)
-        results.merge(into: &s)
+        s.paths.fill(results.parts, uniquingKeysWith: ObservedPaths.keepContent)
     }
 
     /// Threads that read a large host: two per core, at most 8 (measured on 2 cores, 4 threads read 1,000 homes
@@ -369,19 +370,26 @@ struct GrandparentDirectories {
     }
 }
 
-/// Each worker's observations, one slot per worker (`observePaths`).
-private final class ObservedParts: @unchecked Sendable {
+/// Each worker's observations, one slot per worker (`observePaths`, `observeWatched`).
+private final class ObservedParts<Part>: @unchecked Sendable {
     private let lock = NSLock()
-    private var slots: [[(String, PathState)]]
-    init(count: Int) { slots = Array(repeating: [], count: count) }
-    func set(_ worker: Int, _ found: [(String, PathState)]) { lock.withLock { slots[worker] = found } }
-    var parts: [[(String, PathState)]] { lock.withLock { slots } }
+    private var slots: [Part]
+    init(count: Int, empty: Part) { slots = Array(repeating: empty, count: count) }
+    func set(_ worker: Int, _ found: Part) { lock.withLock { slots[worker] = found } }
+    var parts: [Part] { lock.withLock { slots } }
+}
 
+extension ObservedParts where Part == [(String, PathState)] {
     /// Adds every observation to `s`; a path observed twice keeps the observation with content, if any.
     func merge(into s: inout HostSnapshot) {
-        for part in parts {
-            s.paths.merge(part) { old, new in new.content != nil || old.content == nil ? new : old }
-        }
+        for part in parts { s.paths.merge(part, uniquingKeysWith: ObservedPaths.keepContent) }
+    }
+}
+
+/// How observations of one path combine: the one with content, if any (else the later one).
+enum ObservedPaths {
+    @Sendable static func keepContent(_ old: PathState, _ new: PathState) -> PathState {
+        new.content != nil || old.content == nil ? new : old
     }
 }
 

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+@testable import WorkstationCore
+
+/// `PathTable`: the snapshot's path map, split in shards that observe fills in parallel.
+@Suite struct PathTableTests {
+    static func state(_ i: Int, content: Bool = false) -> PathState {
+        PathState(kind: content ? .file : .directory, mode: 0o700, uid: 1000 + i, gid: 1000 + i, content: content ? Data("v\(i)".utf8) : nil)
+    }
+
+    @Test func readsWhatWasWrittenAndForgetsWhatWasRemoved() {
+        var t: PathTable = ["/home/alice": Self.state(1)]
+        t["/home/bob"] = Self.state(2)
+        #expect(t["/home/alice"] == Self.state(1))
+        #expect(t["/home/bob"] == Self.state(2))
+        #expect(t["/home/carol"] == nil)
+        #expect(t.count == 2)
+        t["/home/alice"] = nil
+        #expect(t["/home/alice"] == nil)
+        #expect(t.count == 1)
+    }
+
+    @Test func shardOfAPathIsStableAndInRange() {
+        // FNV-1a of "/home/alice": the shard must not depend on the process's hash seed.
+        #expect(PathTable.shard(of: "/home/alice") == PathTable.shard(of: String("/home/alice".reversed().reversed())))
+        var used = Set<Int>()
+        for i in 0..<200 {
+            let s = PathTable.shard(of: "/home/u\(i)/.claude/skills")
+            #expect((0..<PathTable.shardCount).contains(s))
+            used.insert(s)
+        }
+        #expect(used.count == PathTable.shardCount, "200 paths should reach every shard, reached \(used.sorted())")
+    }
+
+    /// The parallel fill equals inserting the same parts one by one with `merge`, including the rule for a path
+    /// observed twice (the observation with content wins; else the later one), and equal tables compare equal.
+    @Test func parallelFillEqualsSequentialMerge() {
+        let keep: @Sendable (PathState, PathState) -> PathState = { old, new in new.content != nil || old.content == nil ? new : old }
+        // Three workers; paths 0..<300, each worker reading overlapping ranges, some with content.
+        var flat: [[(String, PathState)]] = []
+        for w in 0..<3 {
+            var part: [(String, PathState)] = []
+            for i in stride(from: w * 80, to: w * 80 + 140, by: 1) {
+                part.append(("/home/u\(i % 300)/f", Self.state(i + w * 1000, content: (i + w) % 3 == 0)))
+            }
+            flat.append(part)
+        }
+        var sequential: PathTable = ["/etc/t3-serve/dispatch.json": Self.state(9, content: true)]
+        var parallel = sequential
+        for part in flat { sequential.merge(part, uniquingKeysWith: keep) }
+        let sharded = flat.map { part in
+            var shards = Array(repeating: [(String, PathState)](), count: PathTable.shardCount)
+            for (p, st) in part { shards[PathTable.shard(of: p)].append((p, st)) }
+            return shards
+        }
+        parallel.fill(sharded, uniquingKeysWith: keep)
+        #expect(parallel == sequential)
+        #expect(parallel.count == 301)
+        // A path read by two workers, the second without content: the first one's content stays.
+        let twice = "/home/u81/f"
+        #expect(parallel[twice]?.content != nil)
+        #expect(parallel["/etc/t3-serve/dispatch.json"] == Self.state(9, content: true))
+    }
+}
