@@ -112,8 +112,10 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
 
     // Ports: admins take only the primary unit (their other units are their own business).
-    let existingDispatch = snapshot.dispatchMap.map(adoptablePorts(from:))
-        ?? adoptablePorts(fromDispatch: snapshot.path(settings.derived.dispatch).content ?? Data())
+    // The live dispatch.json is decoded only when someone's port is checked or chosen against it (a pin, or no
+    // port on record): on a converged host nobody's is, and a large file costs more to decode than the rest of desire.
+    let dispatchBytes = snapshot.path(settings.derived.dispatch).content ?? Data()
+    lazy var existingDispatch = adoptablePorts(fromDispatch: dispatchBytes)
     var claimed: [Int: String] = [:]  // port -> os_user holding it by pin or state record
     for p in people { for port in p.pinned.values { claimed[port] = p.os } }
     // A pin must not take a port someone else already holds (recorded, or routed by the live dispatch.json):
@@ -121,9 +123,12 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     var holders: [Int: String] = [:]
     for (_, byUser) in state.ports { for (os, port) in byUser { holders[port] = os } }
     // Names routed to each port by the live dispatch.json, sorted so the one reported is stable.
-    var liveHolders: [Int: [String]] = [:]
-    for (name, port) in existingDispatch { liveHolders[port, default: []].append(name) }
-    for k in liveHolders.keys { liveHolders[k]!.sort() }
+    lazy var liveHolders: [Int: [String]] = {
+        var byPort: [Int: [String]] = [:]
+        for (name, port) in existingDispatch { byPort[port, default: []].append(name) }
+        for k in byPort.keys { byPort[k]!.sort() }
+        return byPort
+    }()
     for p in people where !p.pinned.isEmpty {
         for (template, port) in p.pinned.sorted(by: { $0.key < $1.key }) {
             let holder = holders[port].flatMap { $0 == p.os ? nil : $0 }
@@ -134,7 +139,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         }
     }
     for (_, byUser) in state.ports { for (os, port) in byUser where claimed[port] == nil { claimed[port] = os } }
-    let inLiveDispatch = Set(existingDispatch.values)
+    lazy var inLiveDispatch = Set(existingDispatch.values)
     var chosen = Set<Int>()
     var ports: [String: [String: Int]] = [:]
     for unit in settings.units {

@@ -157,9 +157,6 @@ public struct HostSnapshot: Sendable, Hashable {
     public var shadow: [String: ShadowEntry] = [:]
     /// Paths observed on request (homes, links, derived files, drop-ins, unit templates).
     public var paths: PathTable = [:]
-    /// The dispatch.json in force, decoded once by observe (desire adopts its ports, the lockout guard reads who it
-    /// routes); nil when the file is absent or not version 1 (then readers fall back to its bytes in `paths`).
-    public var dispatchMap: DispatchMap?
     /// Unit instances with an enablement symlink in a `*.wants/` directory under `/etc/systemd/system`.
     public var enabledUnits: Set<String> = []
     /// Units that are active (or activating) now: those with an invocation record in `/run/systemd/units/`.

@@ -339,7 +339,7 @@ public struct Planner: Sendable {
             previous.formUnion(DerivedFileRenderer.parseTtydUserMap(data).values)
         }
         let dispatch = o.path(settings.derived.dispatch).content
-        if dispatch != d.dispatch, let map = o.dispatchMap ?? dispatch.flatMap({ try? DispatchMap.decode($0) }) {
+        if dispatch != d.dispatch, let map = dispatch.flatMap({ try? DispatchMap.decode($0) }) {
             previous.formUnion(map.users.values.map(\.osUser))
         }
         let adminGroup = o.group(settings.accounts.adminGroup)

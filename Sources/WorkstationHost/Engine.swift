@@ -60,14 +60,10 @@ public enum Engine {
         // Without etc/passwd the root is not a host; `plan` says so, and there is nothing to read ahead.
         let isHost = FileManager.default.fileExists(atPath: root.path("/etc/passwd"))
         let observer = Observer(root: root, settings: settings)
-        // Three independent reads: the accounts and state, dispatch.json (a large JSON file of its own), the roster.
+        // Two independent reads: the host (accounts, state, dispatch.json), the roster.
         let (base, roster) = try concurrently({ () throws -> HostSnapshot? in
             guard isHost else { return nil }
-            let (dispatch, base) = try concurrently({ observer.observeDispatch() }) { try observer.observeAccountsAndState() }
-            var snapshot = base
-            snapshot.paths[settings.derived.dispatch] = dispatch.0
-            snapshot.dispatchMap = dispatch.1
-            return snapshot
+            return try observer.observeBase()
         }) {
             guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
             return try Roster.parse(data, file: rosterPath, settings: settings)

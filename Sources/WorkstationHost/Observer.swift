@@ -20,13 +20,11 @@ public struct Observer: Sendable {
     /// - Throws: `ObserveError.unreadable` when the state file exists but does not parse.
     public func observeBase() throws -> HostSnapshot {
         var s = try observeAccountsAndState()
-        let (dispatchState, dispatchMap) = observeDispatch()
-        s.paths[settings.derived.dispatch] = dispatchState
-        s.dispatchMap = dispatchMap
+        s.paths[settings.derived.dispatch] = observeDispatch()
         return s
     }
 
-    /// `observeBase` without dispatch.json (`Engine.loadObserving` reads that on another thread).
+    /// `observeBase` without dispatch.json.
     func observeAccountsAndState() throws -> HostSnapshot {
         var s = HostSnapshot()
         s.passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
@@ -41,10 +39,10 @@ public struct Observer: Sendable {
         return s
     }
 
-    /// dispatch.json as it is now, and its map when it is a valid version 1 file.
-    public func observeDispatch() -> (PathState, DispatchMap?) {
-        let state = pathState(settings.derived.dispatch, readContent: true)
-        return (state, state.content.flatMap { try? DispatchMap.decode($0) })
+    /// dispatch.json as it is now, with its bytes (decoded only where a reader needs its map: `desire` when a
+    /// person's port is not on record, the lockout guard when the file changes).
+    public func observeDispatch() -> PathState {
+        pathState(settings.derived.dispatch, readContent: true)
     }
 
     /// Adds the watched paths to a snapshot. A path inside the home of a regular account (uid in
