@@ -182,8 +182,15 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                        ports: settings.units.reduce(into: [:]) { acc, u in if let port = ports[u.template]?[p.os] { acc[u.template] = port } },
                        adopted: p.adopted)
     }
-    out.ttydUserMap = DerivedFileRenderer.ttydUserMap(out.identities)
-    out.dispatch = DerivedFileRenderer.dispatch(out.identities, primary: settings.primaryUnit.template)
+    // The derived files render on another thread while the users are built (for a large roster, dispatch.json is a
+    // few hundred kilobytes).
+    final class Rendered: @unchecked Sendable { var ttydUserMap = Data(), dispatch = Data() }
+    let rendered = Rendered(), identities = out.identities, primary = settings.primaryUnit.template
+    let rendering = DispatchGroup()
+    DispatchQueue.global().async(group: rendering) {
+        rendered.ttydUserMap = DerivedFileRenderer.ttydUserMap(identities)
+        rendered.dispatch = DerivedFileRenderer.dispatch(identities, primary: primary)
+    }
 
     for e in roster.entries where !e.isAdopted {
         let acct = snapshot.account(e.osUser)
@@ -196,6 +203,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             groups: groups, ports: userPorts, accountExists: acct != nil))
     }
     out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
+    rendering.wait()
+    out.ttydUserMap = rendered.ttydUserMap
+    out.dispatch = rendered.dispatch
     return out
 }
 
