@@ -221,18 +221,43 @@ public func isDirectChild(_ path: String, of parent: String) -> Bool {
 /// Joins absolute path parts with single slashes. Slashes are found by byte, as the kernel finds them (and without
 /// the cost of Unicode-aware `hasSuffix`, for the tens of thousands of paths a large roster makes).
 public func joinPath(_ base: String, _ rest: String...) -> String {
-    let slash = UInt8(ascii: "/")
     var p = base
-    for r in rest {
-        if p.utf8.last != slash { p += "/" }
-        p += r.utf8.first == slash ? r[r.utf8.index(after: r.utf8.startIndex)...] : r[...]
-    }
+    for r in rest { appendComponent(r, to: &p) }
     return p
+}
+
+/// `joinPath` of one part (the common case: no argument array to allocate).
+public func joinPath(_ base: String, _ rest: String) -> String {
+    var p = base
+    p.reserveCapacity(base.utf8.count + rest.utf8.count + 1)
+    appendComponent(rest, to: &p)
+    return p
+}
+
+/// `joinPath` of two parts.
+public func joinPath(_ base: String, _ a: String, _ b: String) -> String {
+    var p = base
+    p.reserveCapacity(base.utf8.count + a.utf8.count + b.utf8.count + 2)
+    appendComponent(a, to: &p)
+    appendComponent(b, to: &p)
+    return p
+}
+
+private func appendComponent(_ r: String, to p: inout String) {
+    let slash = UInt8(ascii: "/")
+    if p.utf8.last != slash { p += "/" }
+    p += r.utf8.first == slash ? r[r.utf8.index(after: r.utf8.startIndex)...] : r[...]
 }
 
 /// The rest of `path` after the bytes of `prefix`, or nil when `path` does not begin with those bytes. Paths compare
 /// by byte, as the kernel compares names (String's `hasPrefix` compares by Unicode canonical equivalence).
 public func pathRest(_ path: String, after prefix: String) -> Substring? {
-    guard path.utf8.starts(with: prefix.utf8) else { return nil }
-    return path[path.utf8.index(path.utf8.startIndex, offsetBy: prefix.utf8.count)...]
+    let n = prefix.utf8.count
+    guard path.utf8.count >= n else { return nil }
+    // Native strings hold their bytes contiguously: one memcmp instead of a walk with two iterators.
+    let same = path.utf8.withContiguousStorageIfAvailable { a in
+        prefix.utf8.withContiguousStorageIfAvailable { b in n == 0 || memcmp(a.baseAddress!, b.baseAddress!, n) == 0 }
+    } ?? nil
+    guard same ?? path.utf8.starts(with: prefix.utf8) else { return nil }
+    return path[path.utf8.index(path.utf8.startIndex, offsetBy: n)...]
 }
