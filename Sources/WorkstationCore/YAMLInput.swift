@@ -158,9 +158,13 @@ private func sizeProblem(_ root: Node, maxDepth: Int, maxValues: Int) -> (Mark?,
         if depth > maxDepth { return (node.mark, "nesting deeper than \(maxDepth) levels; simplify the document") }
         switch node {
         case .mapping(let m):
-            for (k, v) in m.reversed() {
-                stack.append((v, depth + 1))
-                stack.append((k, depth + 1))
+            // By index: iterating a Yams mapping first copies all its pairs into a new array.
+            var i = m.endIndex
+            while i > m.startIndex {
+                i -= 1
+                let pair = m[i]
+                stack.append((pair.value, depth + 1))
+                stack.append((pair.key, depth + 1))
             }
         case .sequence(let seq):
             for item in seq.reversed() { stack.append((item, depth + 1)) }
@@ -210,8 +214,12 @@ extension YAMLValue {
             diags.error(location, "\(what) must be a mapping (key: value)")
             return nil
         }
-        var out: [(String, YAMLValue, YAMLValue)] = []
-        for (k, v) in m {
+        // Labelled as returned: an unlabelled array would be converted element by element on return.
+        var out: [(key: String, keyValue: YAMLValue, value: YAMLValue)] = []
+        out.reserveCapacity(m.count)
+        // By index: iterating a Yams mapping first copies all its pairs into a new array.
+        for i in m.startIndex..<m.endIndex {
+            let (k, v) = m[i]
             let kv = YAMLValue(node: k, file: file)
             guard case .scalar(let ks) = k else {
                 diags.error(kv.location, "keys in \(what) must be plain names")
