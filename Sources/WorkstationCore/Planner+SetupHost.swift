@@ -338,7 +338,7 @@ extension Planner {
         // Each prefix of each relative path (split once, in `secretFileLayout`).
         let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
         for file in secretFileLayout {
-            for prefix in file.prefixes { out.append(WatchedPath(joinPath(home, prefix))) }
+            for prefix in file.prefixes { out.append(WatchedPath(home + "/" + prefix)) }
         }
         return out
     }

@@ -239,12 +239,20 @@ public struct Observer: Sendable {
 
     /// `/etc/systemd/system/x.d/file` -> (`/etc/systemd/system`, `x.d/file`); `/home/alice` -> (`/`, `home/alice`).
     static func splitGrandparent(_ path: String) -> (String, String) {
-        // By byte: a Character-wise search walks grapheme clusters, many times the cost for the same answer.
-        let slash = UInt8(ascii: "/")
-        guard let last = path.utf8.lastIndex(of: slash), last > path.startIndex,
-            let parent = path.utf8[..<last].lastIndex(of: slash)
-        else { return ("/", String(path.drop { $0 == "/" })) }
-        return (parent == path.startIndex ? "/" : String(path[..<parent]), String(path[path.index(after: parent)...]))
+        // By byte offset: a Character-wise search walks grapheme clusters (and a combining mark after a '/' fuses
+        // with it), many times the cost for an answer the kernel would not give.
+        func offsets(_ b: UnsafeBufferPointer<UInt8>) -> (last: Int, parent: Int) {
+            var last = b.count - 1
+            while last >= 0 && b[last] != UInt8(ascii: "/") { last -= 1 }
+            var parent = last - 1
+            while parent >= 0 && b[parent] != UInt8(ascii: "/") { parent -= 1 }
+            return (last, parent)
+        }
+        let u = path.utf8
+        let (last, parent) = u.withContiguousStorageIfAvailable(offsets) ?? Array(u).withUnsafeBufferPointer(offsets)
+        guard last > 0, parent >= 0 else { return ("/", String(path.drop { $0 == "/" })) }
+        let at = { (offset: Int) in u.index(u.startIndex, offsetBy: offset) }
+        return (parent == 0 ? "/" : String(path[..<at(parent)]), String(path[at(parent + 1)...]))
     }
 
     /// `pathState` of `relative` below the directory `dir` (an open descriptor): `fstatat(2)` without

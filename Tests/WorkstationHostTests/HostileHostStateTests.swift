@@ -127,6 +127,7 @@ import WorkstationCore
         ("/srv/x/y/z", "/srv/x", "y/z"),
         // A combining mark after a slash makes one Character with it; the kernel still splits at the byte.
         ("/etc/d/\u{301}f", "/etc", "d/\u{301}f"),
+        ("/etc/\u{301}d/f", "/etc", "\u{301}d/f"),
     ])
     func pathsSplitAtTheirGrandparent(_ path: String, _ dir: String, _ relative: String) {
         let (d, r) = Observer.splitGrandparent(path)
