@@ -212,7 +212,8 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
 /// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).
 public func isDirectChild(_ path: String, of parent: String) -> Bool {
     let slash = UInt8(ascii: "/")
-    let p = parent.utf8.last == slash ? String(parent.dropLast()) : parent
+    // The trailing '/' goes by byte (dropLast() would take a whole Character, and a mark that fuses with '/' too).
+    let p = parent.utf8.last == slash ? String(decoding: parent.utf8.dropLast(), as: UTF8.self) : parent
     guard let rest = pathRest(path, after: p), rest.utf8.first == slash else { return false }
     let name = rest.dropFirst()
     return !name.isEmpty && !name.utf8.contains(slash) && name != "." && name != ".."

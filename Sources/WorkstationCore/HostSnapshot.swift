@@ -78,7 +78,7 @@ public struct PathState: Sendable, Hashable, Codable {
     public static let absent = PathState(kind: .absent)
 }
 
-/// Path states by host path: a dictionary split into `PathTable.shardCount` shards by a hash of the path, so that
+/// Path states by host path: a dictionary split into `PathTable.shardCount` shards by the path's hash, so that
 /// observe's readers fill the shards in parallel (`fill(_:)`) instead of merging a large host's paths on one thread.
 /// Reads and writes go through `subscript`, as on a dictionary; two tables are equal when they hold the same paths.
 public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
@@ -89,15 +89,11 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
         for (k, v) in elements { self[k] = v }
     }
 
-    /// The shard of `path`: FNV-1a over its UTF-8 bytes, modulo `shardCount` (stable across runs, unlike `hashValue`).
+    /// The shard of `path`: its hash as `Hashable` gives it, modulo `shardCount`. Not a hash of the bytes: String
+    /// takes two Unicode spellings of one name as equal, so they must land in one shard to find each other as they
+    /// would in one dictionary. (Stable within the process, which is all the shards need.)
     public static func shard(of path: String) -> Int {
-        func fnv<S: Sequence<UInt8>>(_ bytes: S) -> Int {
-            var h: UInt32 = 2_166_136_261
-            for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
-            return Int(h % UInt32(shardCount))
-        }
-        // A native string's bytes are contiguous: hashing the buffer costs a fraction of walking the UTF-8 view.
-        return path.utf8.withContiguousStorageIfAvailable { fnv($0) } ?? fnv(path.utf8)
+        Int(UInt(bitPattern: path.hashValue) % UInt(shardCount))
     }
 
     public subscript(path: String) -> PathState? {

@@ -53,21 +53,22 @@ public struct Observer: Sendable {
         // Work items: the paths of one home (one walk), or a run of other paths. A path watched twice is read
         // twice (cheaply: a home walk keeps what it read), and its content is kept if either watch asked for it.
         var grouped: [(home: String?, paths: [WatchedPath])] = []
-        var itemOfHome: [String: Int] = [:]
+        // Keyed by bytes: two spellings of one name that String takes as equal are two directories on disk.
+        var itemOfHome: [[UInt8]: Int] = [:]
         // Paths come in runs per person: while a path is below the home just matched, and no other home lies
         // below that one, it belongs to the same home without a lookup.
         let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
         var run: (home: String, prefix: String, item: Int)?
         for w in paths {
-            if let r = run, w.path.hasPrefix(r.prefix), !nestingHomes.contains(r.home) {
+            if let r = run, pathRest(w.path, after: r.prefix) != nil, !nestingHomes.contains(r.home) {
                 grouped[r.item].paths.append(w)
             } else if let home = Self.enclosingHome(of: w.path, in: homes) {
                 let item: Int
-                if let i = itemOfHome[home] {
+                if let i = itemOfHome[Array(home.utf8)] {
                     item = i
                 } else {
                     item = grouped.count
-                    itemOfHome[home] = item
+                    itemOfHome[Array(home.utf8)] = item
                     grouped.append((home, []))
                 }
                 grouped[item].paths.append(w)

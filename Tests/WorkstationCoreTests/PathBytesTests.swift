@@ -34,8 +34,28 @@ import Testing
         ("/home/..", "/home", false),
         ("/homes/alice", "/home", false),
         ("/home/\u{301}x", "/home", true),  // one name, which begins with a combining mark
+        // U+0600 fuses with the '/' after it into one Character: only the '/' is dropped from the parent.
+        ("/home/alice", "/home\u{600}/", false),
+        ("/home\u{600}/alice", "/home\u{600}/", true),
     ])
     func directChildIsOneNameBelow(_ path: String, _ parent: String, _ expected: Bool) {
         #expect(isDirectChild(path, of: parent) == expected)
+    }
+
+    /// The secret-file guard looks up exactly the paths observe was told to watch, even for an odd home spelling.
+    @Test func secretFileLookupsAreWatchedPaths() {
+        let planner = Planner(settings: Settings())
+        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+                            uid: 1001, home: "/home/alice//", groups: ["workstation"], ports: [:], accountExists: true)
+        var o = HostSnapshot()
+        // ~/.claude and ~/.kube are directories, ~/.claude/settings.json is group-writable, the rest is absent.
+        for w in planner.secretFileWatchedPaths(u) {
+            if w.path.hasSuffix("/settings.json") {
+                o.paths[w.path] = PathState(kind: .file, mode: 0o664, uid: 1001)
+            } else if w.path.hasSuffix("/.claude") || w.path.hasSuffix("/.kube") {
+                o.paths[w.path] = PathState(kind: .directory, mode: 0o700, uid: 1001)
+            }
+        }
+        #expect(planner.secretFileChanges(u, o).map(\.kind) == [.update])
     }
 }

@@ -21,8 +21,11 @@ import Testing
     }
 
     @Test func shardOfAPathIsStableAndInRange() {
-        // FNV-1a of "/home/alice": the shard must not depend on the process's hash seed.
         #expect(PathTable.shard(of: "/home/alice") == PathTable.shard(of: String("/home/alice".reversed().reversed())))
+        // Two spellings String takes as equal (NFC, NFD) share a shard, as they would share a dictionary key.
+        for base in ["/home/caf", "/home/ren", "/srv/x"] {
+            #expect(PathTable.shard(of: base + "\u{E9}") == PathTable.shard(of: base + "e\u{301}"))
+        }
         var used = Set<Int>()
         for i in 0..<200 {
             let s = PathTable.shard(of: "/home/u\(i)/.claude/skills")
@@ -60,5 +63,22 @@ import Testing
         let twice = "/home/u81/f"
         #expect(parallel[twice]?.content != nil)
         #expect(parallel["/etc/t3-serve/dispatch.json"] == Self.state(9, content: true))
+    }
+
+    /// A lookup finds what a dictionary would: the other Unicode spelling of a stored path, whatever shard it is in.
+    @Test func aLookupFindsWhatOneDictionaryWould() {
+        var table: PathTable = [:]
+        var dictionary: [String: PathState] = [:]
+        let bases = ["/home/caf", "/home/ren", "/home/jos", "/srv/a", "/srv/b", "/srv/c", "/srv/d", "/srv/e"]
+        for (i, base) in bases.enumerated() {
+            table[base + "\u{E9}"] = Self.state(i)
+            dictionary[base + "\u{E9}"] = Self.state(i)
+        }
+        for base in bases {
+            #expect(table[base + "e\u{301}"] != nil, "\(base)e\u{301}")
+            #expect(table[base + "e\u{301}"] == dictionary[base + "e\u{301}"])
+        }
+        for (i, base) in bases.enumerated() { table[base + "e\u{301}"] = Self.state(i + 10) }
+        #expect(table.count == bases.count)
     }
 }

@@ -136,6 +136,52 @@ import WorkstationCore
     }
 }
 
+/// Names observe reads by byte: a name starting with a combining mark, and two homes whose names String takes as
+/// equal (NFC and NFD spellings) but which are two directories on disk.
+@Suite struct ObserveByByteTests {
+    func temporaryRoot() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-bytes-\(UUID().uuidString.prefix(8))").path
+        #expect(mkdir(dir, 0o755) == 0)
+        return dir
+    }
+
+    func put(_ path: String, _ text: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        #expect(fd >= 0)
+        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        close(fd)
+    }
+
+    @Test func theWatchedFileIsReadNotItsNeighbourWithoutTheMark() throws {
+        let dir = temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(mkdir(dir + "/srv", 0o755) == 0 && mkdir(dir + "/srv/\u{301}d", 0o755) == 0 && mkdir(dir + "/srv/d", 0o755) == 0)
+        put(dir + "/srv/\u{301}d/f", "real")
+        put(dir + "/srv/d/f", "decoy")
+        let observer = Observer(root: HostRoot(dir), settings: Settings())
+        var snap = HostSnapshot()
+        observer.observePaths([WatchedPath("/srv/\u{301}d/f", readContent: true)], into: &snap)
+        #expect(snap.path("/srv/\u{301}d/f").content == Data("real".utf8))
+    }
+
+    @Test func aHomeSpelledInNFDAfterItsNFCTwinIsReadFromItsOwnDirectory() throws {
+        let nfc = "/home/ren\u{E9}", nfd = "/home/rene\u{301}"
+        let dir = temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(mkdir(dir + "/home", 0o755) == 0 && mkdir(dir + nfc, 0o700) == 0 && mkdir(dir + nfd, 0o700) == 0)
+        put(dir + nfd + "/.claude.json", "{}")
+        let observer = Observer(root: HostRoot(dir), settings: Settings())
+        var snap = HostSnapshot()
+        snap.uidRange = 1000...60000
+        snap.passwd = [PasswdEntry(name: "bob", uid: 1001, gid: 1001, home: nfc, shell: "/bin/bash"),
+                       PasswdEntry(name: "carol", uid: 1002, gid: 1002, home: nfd, shell: "/bin/bash")]
+        // One path below each spelling, in a run: the second must not be read as if below the first.
+        observer.observePaths([WatchedPath(nfc + "/.bashrc"), WatchedPath(nfd + "/.claude.json")], into: &snap)
+        #expect(snap.path(nfd + "/.claude.json").kind == .file)
+        #expect(snap.path(nfc + "/.bashrc").kind == .absent)
+    }
+}
+
 /// Observing people in parallel (each person's paths made and read by one thread) must give what observing the
 /// planner's whole list of watched paths gives, including a home nested in another's and a missing home.
 @Suite struct ObserveWatchedTests {
