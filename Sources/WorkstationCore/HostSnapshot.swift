@@ -78,27 +78,25 @@ public struct PathState: Sendable, Hashable, Codable {
     public static let absent = PathState(kind: .absent)
 }
 
-/// Path states by host path: a dictionary split into `PathTable.shardCount` shards by the path's hash, so that
+/// Path states by host path: a dictionary split into `PathTable.shardCount` shards by a hash of the path, so that
 /// observe's readers fill the shards in parallel (`fill(_:)`) instead of merging a large host's paths on one thread.
 /// Reads and writes go through `subscript`, as on a dictionary; two tables are equal when they hold the same paths.
+/// Paths are told apart by their bytes, as the kernel tells names apart: two Unicode spellings of one name (NFC and
+/// NFD, which String's `==` takes as equal) are two entries, as they are two files.
 public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     public static let shardCount = 8
-    private var shards: [[String: PathState]] = Array(repeating: [:], count: PathTable.shardCount)
+    private var shards: [[PathKey: PathState]] = Array(repeating: [:], count: PathTable.shardCount)
 
     public init(dictionaryLiteral elements: (String, PathState)...) {
         for (k, v) in elements { self[k] = v }
     }
 
-    /// The shard of `path`: its hash as `Hashable` gives it, modulo `shardCount`. Not a hash of the bytes: String
-    /// takes two Unicode spellings of one name as equal, so they must land in one shard to find each other as they
-    /// would in one dictionary. (Stable within the process, which is all the shards need.)
-    public static func shard(of path: String) -> Int {
-        Int(UInt(bitPattern: path.hashValue) % UInt(shardCount))
-    }
+    /// The shard of `path`: FNV-1a over its UTF-8 bytes, modulo `shardCount`.
+    public static func shard(of path: String) -> Int { PathKey(path).shard }
 
     public subscript(path: String) -> PathState? {
-        get { shards[Self.shard(of: path)][path] }
-        set { shards[Self.shard(of: path)][path] = newValue }
+        get { let key = PathKey(path); return shards[key.shard][key] }
+        set { let key = PathKey(path); shards[key.shard][key] = newValue }
     }
 
     public var count: Int { shards.reduce(0) { $0 + $1.count } }
@@ -111,8 +109,8 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     /// Adds `entries`; a path already present keeps what `combine(old, new)` returns.
     public mutating func merge(_ entries: [(String, PathState)], uniquingKeysWith combine: (PathState, PathState) -> PathState) {
         for (k, v) in entries {
-            let i = Self.shard(of: k)
-            if let old = shards[i][k] { shards[i][k] = combine(old, v) } else { shards[i][k] = v }
+            let key = PathKey(k)
+            shards[key.shard].merge(CollectionOfOne((key, v)), uniquingKeysWith: combine)
         }
     }
 
@@ -120,7 +118,7 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     /// one thread per shard; a path present twice keeps what `combine(old, new)` returns, in the order of `parts`.
     public mutating func fill(_ parts: [[[(String, PathState)]]], uniquingKeysWith combine: @escaping @Sendable (PathState, PathState) -> PathState) {
         // Each shard moves into a box of its own (no other reference, so it grows in place), is filled, moves back.
-        final class Box: @unchecked Sendable { var shard: [String: PathState]; init(_ s: [String: PathState]) { shard = s } }
+        final class Box: @unchecked Sendable { var shard: [PathKey: PathState]; init(_ s: [PathKey: PathState]) { shard = s } }
         var boxes: [Box] = []
         for i in shards.indices {
             boxes.append(Box(shards[i]))
@@ -130,10 +128,45 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
         DispatchQueue.concurrentPerform(iterations: Self.shardCount) { i in
             let box = filled[i]
             box.shard.reserveCapacity(box.shard.count + parts.reduce(0) { $0 + $1[i].count })
-            for part in parts { box.shard.merge(part[i], uniquingKeysWith: combine) }
+            for part in parts { box.shard.merge(part[i].lazy.map { (PathKey($0.0), $0.1) }, uniquingKeysWith: combine) }
         }
         for i in shards.indices { shards[i] = boxes[i].shard }
     }
+}
+
+/// A path as a dictionary key, told apart from others by its UTF-8 bytes (`memcmp`), not by Unicode canonical
+/// equivalence as String is: the kernel compares names by byte. Its FNV-1a hash over those bytes, taken once, picks
+/// the shard and is what the dictionary hashes (the paths are workstation's own, not chosen to collide).
+struct PathKey: Hashable, Sendable {
+    let path: String
+    let fnv: UInt32
+
+    init(_ path: String) {
+        self.path = path
+        fnv = Self.withBytes(of: path) { bytes in
+            var h: UInt32 = 2_166_136_261
+            for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
+            return h
+        }
+    }
+
+    var shard: Int { Int(fnv % UInt32(PathTable.shardCount)) }
+
+    /// `body` over the path's UTF-8 bytes (native strings hold them contiguously; any other is copied first).
+    static func withBytes<R>(of path: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = path.utf8.withContiguousStorageIfAvailable(body) { return r }
+        var copy = path
+        copy.makeContiguousUTF8()
+        return copy.utf8.withContiguousStorageIfAvailable(body)!
+    }
+
+    static func == (a: PathKey, b: PathKey) -> Bool {
+        a.fnv == b.fnv && a.path.utf8.count == b.path.utf8.count && withBytes(of: a.path) { x in
+            withBytes(of: b.path) { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
 }
 
 /// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.
