@@ -212,8 +212,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
 /// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).
 public func isDirectChild(_ path: String, of parent: String) -> Bool {
     let slash = UInt8(ascii: "/")
-    // The trailing '/' goes by byte (dropLast() would take a whole Character, and a mark that fuses with '/' too).
-    let p = parent.utf8.last == slash ? String(decoding: parent.utf8.dropLast(), as: UTF8.self) : parent
+    let p = withoutTrailingSlash(parent)
     guard let rest = pathRest(path, after: p), rest.utf8.first == slash else { return false }
     let name = rest.dropFirst()
     return !name.isEmpty && !name.utf8.contains(slash) && name != "." && name != ".."
@@ -248,6 +247,12 @@ private func appendComponent(_ r: String, to p: inout String) {
     let slash = UInt8(ascii: "/")
     if p.utf8.last != slash { p += "/" }
     p += r.utf8.first == slash ? r[r.utf8.index(after: r.utf8.startIndex)...] : r[...]
+}
+
+/// `path` without one trailing `/`, removed by byte (`dropLast()` takes a whole Character, and a mark that fuses
+/// with the '/' along with it).
+public func withoutTrailingSlash(_ path: String) -> String {
+    path.utf8.last == UInt8(ascii: "/") ? String(decoding: path.utf8.dropLast(), as: UTF8.self) : path
 }
 
 /// The rest of `path` after the bytes of `prefix`, or nil when `path` does not begin with those bytes. Paths compare

@@ -135,13 +135,13 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
 }
 
 /// A path as a dictionary key, told apart from others by its UTF-8 bytes (`memcmp`), not by Unicode canonical
-/// equivalence as String is: the kernel compares names by byte. Its FNV-1a hash over those bytes, taken once, picks
-/// the shard and is what the dictionary hashes (the paths are workstation's own, not chosen to collide).
-struct PathKey: Hashable, Sendable {
-    let path: String
+/// equivalence as String is: the kernel compares names by byte. Its FNV-1a hash over those bytes, taken when the key
+/// is made, picks the shard and is what a dictionary hashes (the paths are workstation's own, not chosen to collide).
+public struct PathKey: Hashable, Sendable {
+    public let path: String
     let fnv: UInt32
 
-    init(_ path: String) {
+    public init(_ path: String) {
         self.path = path
         fnv = Self.withBytes(of: path) { bytes in
             var h: UInt32 = 2_166_136_261
@@ -160,13 +160,13 @@ struct PathKey: Hashable, Sendable {
         return copy.utf8.withContiguousStorageIfAvailable(body)!
     }
 
-    static func == (a: PathKey, b: PathKey) -> Bool {
+    public static func == (a: PathKey, b: PathKey) -> Bool {
         a.fnv == b.fnv && a.path.utf8.count == b.path.utf8.count && withBytes(of: a.path) { x in
             withBytes(of: b.path) { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
         }
     }
 
-    func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
+    public func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
 }
 
 /// Everything observe read from the host, under the root prefix. Paths are host paths (`/etc/passwd`), never prefixed.

@@ -335,10 +335,10 @@ extension Planner {
     /// The secret files of `u` and each directory between them and the home, for `lstat` without following links.
     public func secretFileWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         var out: [WatchedPath] = []
-        // Each prefix of each relative path (split once, in `secretFileLayout`).
-        let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
+        // Each prefix of each relative path (split once, in `secretFileLayout`), joined as `secretFileChanges` joins
+        // them to look them up.
         for file in secretFileLayout {
-            for prefix in file.prefixes { out.append(WatchedPath(home + "/" + prefix)) }
+            for prefix in file.prefixes { out.append(WatchedPath(joinPath(u.home, prefix))) }
         }
         return out
     }
@@ -363,7 +363,8 @@ extension Planner {
                 }
                 continue files
             }
-            let path = joinPath(u.home, rel)
+            // The file by its last prefix: `.kube//config` is looked up as `.kube/config`, as it is watched.
+            let path = joinPath(u.home, prefixes.last ?? rel)
             let st = o.path(path)
             switch st.kind {
             case .absent: continue

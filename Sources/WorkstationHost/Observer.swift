@@ -127,7 +127,7 @@ public struct Observer: Sendable {
             defer { dirs.closeAll() }
             for i in stride(from: worker, to: users.count, by: workers) {
                 let u = users[i]
-                let home = u.home.hasSuffix("/") ? String(u.home.dropLast()) : u.home
+                let home = withoutTrailingSlash(u.home)
                 // Own-home shortcut only where no other home lies below this one (then the longest match decides).
                 let ownHome = homes.contains(home) && !nestingHomes.contains(home)
                 let prefix = home + "/"
@@ -158,7 +158,7 @@ public struct Observer: Sendable {
     /// Homes of regular accounts (uid in `UID_MIN...UID_MAX`, not `/`), without a trailing slash: paths below
     /// them are looked up without following links.
     static func regularHomes(_ s: HostSnapshot) -> Set<String> {
-        Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.count > 1 }.map { $0.home.hasSuffix("/") ? String($0.home.dropLast()) : $0.home })
+        Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.utf8.count > 1 }.map { withoutTrailingSlash($0.home) })
     }
 
     /// `/home/alice` -> `/home`; `/srv` -> `/srv`.
@@ -253,7 +253,11 @@ public struct Observer: Sendable {
         let (last, parent) = u.withContiguousStorageIfAvailable(offsets) ?? Array(u).withUnsafeBufferPointer(offsets)
         guard last > 0, parent >= 0 else { return ("/", String(path.drop { $0 == "/" })) }
         let at = { (offset: Int) in u.index(u.startIndex, offsetBy: offset) }
-        return (parent == 0 ? "/" : String(path[..<at(parent)]), String(path[at(parent + 1)...]))
+        // `/srv//f`: the slash found is the second of two; the relative part must not start with '/', or openat
+        // would ignore the directory and read the host's own `/f`.
+        var relative = path[at(parent + 1)...]
+        while relative.utf8.first == UInt8(ascii: "/") { relative = relative[relative.utf8.index(after: relative.startIndex)...] }
+        return (parent == 0 ? "/" : String(path[..<at(parent)]), String(relative))
     }
 
     /// `pathState` of `relative` below the directory `dir` (an open descriptor): `fstatat(2)` without
@@ -355,18 +359,19 @@ public enum ObserveError: Error, CustomStringConvertible {
 /// walk in the kernel instead of the whole path (under a root, every path is long). One per thread.
 struct GrandparentDirectories {
     let observer: Observer
-    private var open: [String: Int32] = [:]
+    /// By bytes: two spellings String takes as equal are two directories.
+    private var open: [PathKey: Int32] = [:]
 
     init(observer: Observer) { self.observer = observer }
 
     mutating func state(_ w: WatchedPath) -> PathState {
         let (dir, relative) = Observer.splitGrandparent(w.path)
         let fd: Int32
-        if let known = open[dir] {
+        if let known = open[PathKey(dir)] {
             fd = known
         } else {
             fd = Glibc.open(observer.root.path(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            open[dir] = fd
+            open[PathKey(dir)] = fd
         }
         return fd >= 0 ? observer.pathState(in: fd, relative, readContent: w.readContent) : .absent
     }
@@ -414,19 +419,20 @@ struct HomeWalk {
 
     private let directory: String
     /// Opened directories by relative path ("" is the home itself).
-    private var directories: [String: Directory] = [:]
+    private var directories: [PathKey: Directory] = [:]
 
     /// - Parameter directory: the home's path on the host (under the root).
     init(directory: String) { self.directory = directory }
 
     /// Paths already looked up (a home has a dozen watched paths; a few are watched twice).
-    private var seen: [(relative: String, state: PathState)] = []
+    private var seen: [(relative: PathKey, state: PathState)] = []
 
     /// The state of `relative` (no `.` or `..` components; those read as absent).
     mutating func state(relative: String) -> PathState {
-        if let known = seen.first(where: { $0.relative == relative }) { return known.state }
+        let key = PathKey(relative)
+        if let known = seen.first(where: { $0.relative == key }) { return known.state }
         let found = lookUp(relative: relative)
-        seen.append((relative, found))
+        seen.append((key, found))
         return found
     }
 
@@ -483,18 +489,18 @@ struct HomeWalk {
 
     /// The directory at `relative` below the home (`` is the home), opened once.
     private mutating func dir(_ relative: Substring) -> Directory {
-        let key = String(relative)
-        if let known = directories[key] { return known }
+        let key = String(relative), byteKey = PathKey(key)
+        if let known = directories[byteKey] { return known }
         let found: Directory
         if !relative.isEmpty {
             guard let (parent, name) = Self.split(relative) else {
-                directories[key] = .absent
+                directories[byteKey] = .absent
                 return .absent
             }
             switch dir(parent) {
             case .absent: found = .absent
             case .blocked: found = .blocked
-            case .open where seen.contains(where: { $0.relative == key && $0.state.kind == .absent }):
+            case .open where seen.contains(where: { $0.relative == byteKey && $0.state.kind == .absent }):
                 found = .absent  // looked up a moment ago (`~/.kube` before `~/.kube/config`)
             case .open(let parent):
                 let fd = openat(parent, String(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -505,7 +511,7 @@ struct HomeWalk {
             let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             found = fd >= 0 ? .open(fd) : .absent
         }
-        directories[key] = found
+        directories[byteKey] = found
         return found
     }
 

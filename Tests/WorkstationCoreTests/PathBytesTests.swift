@@ -58,4 +58,32 @@ import Testing
         }
         #expect(planner.secretFileChanges(u, o).map(\.kind) == [.update])
     }
+
+    /// Every watched secret-file path marked: directories on the way, the files themselves group-writable.
+    static func observedSecretFiles(_ planner: Planner, _ u: DesiredUser) -> HostSnapshot {
+        var o = HostSnapshot()
+        let watched = planner.secretFileWatchedPaths(u).map(\.path)
+        for p in watched {
+            let isDir = watched.contains { $0 != p && pathRest($0, after: p + "/") != nil }
+            o.paths[p] = isDir ? PathState(kind: .directory, mode: 0o700, uid: 1001) : PathState(kind: .file, mode: 0o664, uid: 1001)
+        }
+        return o
+    }
+
+    /// `secret_files` may spell a path with extra slashes; it is looked up as it is watched, and tightened.
+    @Test func aSecretFileSpelledWithExtraSlashesIsStillTightened() throws {
+        let settings = try Settings.parse(Data("setup_host:\n  secret_files: [\".kube//config\", \".vault-token/\"]\n".utf8), file: "workstation.yaml")
+        let planner = Planner(settings: settings)
+        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+                            uid: 1001, home: "/home/alice", groups: ["workstation"], ports: [:], accountExists: true)
+        #expect(planner.secretFileChanges(u, Self.observedSecretFiles(planner, u)).map(\.kind) == [.update, .update])
+    }
+
+    /// A home whose trailing '/' fuses with a mark before it: watched and looked up alike.
+    @Test func secretFileLookupsAreWatchedPathsAfterAPrependMark() {
+        let planner = Planner(settings: Settings())
+        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+                            uid: 1001, home: "/home/alice\u{600}/", groups: ["workstation"], ports: [:], accountExists: true)
+        #expect(planner.secretFileChanges(u, Self.observedSecretFiles(planner, u)).map(\.kind) == [.update, .update, .update, .update, .update])
+    }
 }

@@ -128,6 +128,7 @@ import WorkstationCore
         // A combining mark after a slash makes one Character with it; the kernel still splits at the byte.
         ("/etc/d/\u{301}f", "/etc", "d/\u{301}f"),
         ("/etc/\u{301}d/f", "/etc", "\u{301}d/f"),
+        ("/srv//f", "/srv", "f"),  // never a relative part starting with '/'
     ])
     func pathsSplitAtTheirGrandparent(_ path: String, _ dir: String, _ relative: String) {
         let (d, r) = Observer.splitGrandparent(path)
@@ -162,6 +163,50 @@ import WorkstationCore
         var snap = HostSnapshot()
         observer.observePaths([WatchedPath("/srv/\u{301}d/f", readContent: true)], into: &snap)
         #expect(snap.path("/srv/\u{301}d/f").content == Data("real".utf8))
+    }
+
+    /// `/srv//f` (settings accept `//`): the relative part read below the grandparent must not start with '/', or
+    /// openat would ignore the directory and read the host's own file, outside the root.
+    @Test func aDoubledSlashBeforeTheLastNameIsReadUnderTheRoot() {
+        let dir = temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(mkdir(dir + "/srv", 0o755) == 0)
+        put(dir + "/srv/f", "real")
+        let observer = Observer(root: HostRoot(dir), settings: Settings())
+        var snap = HostSnapshot()
+        observer.observePaths([WatchedPath("/srv//f", readContent: true), WatchedPath("/srv//tmp")], into: &snap)
+        #expect(snap.path("/srv//f").content == Data("real".utf8))
+        #expect(snap.path("/srv//tmp").kind == .absent)  // <root>/srv/tmp does not exist; the host's /tmp does
+    }
+
+    /// In one home, an NFC and an NFD name are two paths (the walk's caches compare bytes).
+    @Test func nfcAndNfdNamesInOneHomeAreTwoPaths() {
+        let dir = temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(mkdir(dir + "/home", 0o755) == 0 && mkdir(dir + "/home/alice", 0o700) == 0)
+        put(dir + "/home/alice/caf\u{E9}", "x")
+        let observer = Observer(root: HostRoot(dir), settings: Settings())
+        var snap = HostSnapshot()
+        snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash")]
+        observer.observePaths([WatchedPath("/home/alice/caf\u{E9}"), WatchedPath("/home/alice/cafe\u{301}")], into: &snap)
+        #expect(snap.path("/home/alice/caf\u{E9}").kind == .file)
+        #expect(snap.path("/home/alice/cafe\u{301}").kind == .absent)
+    }
+
+    /// Outside homes, an NFC and an NFD grandparent are two open directories.
+    @Test func nfcAndNfdGrandparentsAreTwoDirectories() {
+        let dir = temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(mkdir(dir + "/srv", 0o755) == 0)
+        for (name, text) in [("caf\u{E9}", "nfc"), ("cafe\u{301}", "nfd")] {
+            #expect(mkdir(dir + "/srv/" + name, 0o755) == 0 && mkdir(dir + "/srv/" + name + "/d", 0o755) == 0)
+            put(dir + "/srv/" + name + "/d/f", text)
+        }
+        let observer = Observer(root: HostRoot(dir), settings: Settings())
+        var snap = HostSnapshot()
+        observer.observePaths([WatchedPath("/srv/caf\u{E9}/d/f", readContent: true), WatchedPath("/srv/cafe\u{301}/d/f", readContent: true)], into: &snap)
+        #expect(snap.path("/srv/caf\u{E9}/d/f").content == Data("nfc".utf8))
+        #expect(snap.path("/srv/cafe\u{301}/d/f").content == Data("nfd".utf8))
     }
 
     @Test func aHomeSpelledInNFDAfterItsNFCTwinIsReadFromItsOwnDirectory() throws {
