@@ -425,14 +425,14 @@ struct HomeWalk {
     init(directory: String) { self.directory = directory }
 
     /// Paths already looked up (a home has a dozen watched paths; a few are watched twice).
-    private var seen: [(relative: PathKey, state: PathState)] = []
+    private var seen: [PathKey: PathState] = [:]
 
     /// The state of `relative` (no `.` or `..` components; those read as absent).
     mutating func state(relative: String) -> PathState {
         let key = PathKey(relative)
-        if let known = seen.first(where: { $0.relative == key }) { return known.state }
+        if let known = seen[key] { return known }
         let found = lookUp(relative: relative)
-        seen.append((key, found))
+        seen[key] = found
         return found
     }
 
@@ -500,7 +500,7 @@ struct HomeWalk {
             switch dir(parent) {
             case .absent: found = .absent
             case .blocked: found = .blocked
-            case .open where seen.contains(where: { $0.relative == byteKey && $0.state.kind == .absent }):
+            case .open where seen[byteKey]?.kind == .absent:
                 found = .absent  // looked up a moment ago (`~/.kube` before `~/.kube/config`)
             case .open(let parent):
                 let fd = openat(parent, String(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
