@@ -128,7 +128,13 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
         DispatchQueue.concurrentPerform(iterations: Self.shardCount) { i in
             let box = filled[i]
             box.shard.reserveCapacity(box.shard.count + parts.reduce(0) { $0 + $1[i].count })
-            for part in parts { box.shard.merge(part[i].lazy.map { (PathKey($0.0), $0.1) }, uniquingKeysWith: combine) }
+            for part in parts {
+                box.shard.merge(part[i].lazy.map { entry in
+                    let key = PathKey(entry.0)
+                    assert(key.shard == i, "\(entry.0) handed to shard \(i), belongs in \(key.shard)")
+                    return (key, entry.1)
+                }, uniquingKeysWith: combine)
+            }
         }
         for i in shards.indices { shards[i] = boxes[i].shard }
     }
