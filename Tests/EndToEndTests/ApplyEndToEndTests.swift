@@ -111,7 +111,7 @@ import Testing
         let seed = try CLI.run(["apply", "--roster", "/nonexistent", "--root", root.path, "--init-root"])
         #expect(seed.status == 1)
         #expect(FileManager.default.fileExists(atPath: root.file("/etc/passwd")))
-        let pre = try CLI.runTool("/usr/sbin/useradd", ["--prefix", root.path, "-m", "-U", "-u", "1200", "-G", "video", "alice"])
+        let pre = try CLI.accountTool("useradd", prefix: root.path, ["-m", "-U", "-u", "1200", "-G", "video", "alice"])
         #expect(pre.status == 0, "\(pre.stderr)")
         try FileManager.default.createDirectory(atPath: root.file("/home/alice/.claude/skills/mine"), withIntermediateDirectories: true)
         try "my own skill\n".write(toFile: root.file("/home/alice/.claude/skills/mine/SKILL.md"), atomically: true, encoding: .utf8)

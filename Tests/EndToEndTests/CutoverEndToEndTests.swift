@@ -26,8 +26,8 @@ import Testing
         #expect(symlink("/home/carol/.claude/skills/file-issue", home + "/.claude/skills/file-issue") == 0)
         lchown(home + "/.claude/skills/file-issue", uid_t(uid), gid_t(uid))
         #expect(symlink("/srv/elsewhere", home + "/.claude/skills/mine") == 0)  // not into the lead's home: kept
-        #expect(try CLI.runTool("/usr/sbin/groupadd", ["--prefix", h.root.path, "--system", "code-shared"]).status == 0)
-        #expect(try CLI.runTool("/usr/sbin/usermod", ["--prefix", h.root.path, "-aG", "code-shared", "alice"]).status == 0)
+        #expect(try CLI.accountTool("groupadd", prefix: h.root.path, ["--system", "code-shared"]).status == 0)
+        #expect(try CLI.accountTool("usermod", prefix: h.root.path, ["-aG", "code-shared", "alice"]).status == 0)
         return (h, uid)
     }
 

@@ -279,11 +279,9 @@ enum Invariants {
         let inputs = try TempRoot()
         try Fixture.seed(root)
         // u0003: useradd -U fails, its group name is taken. u0005: exists, its home cannot be written.
-        let tools: [[String]] = [["groupadd", "--prefix", root.path, "u0003"], ["useradd", "--prefix", root.path, "-m", "u0005"]]
-        for argv in tools {
-            let p = try Process.run(URL(fileURLWithPath: "/usr/sbin/\(argv[0])"), arguments: Array(argv.dropFirst()))
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "\(argv)")
+        for (tool, args) in [("groupadd", ["u0003"]), ("useradd", ["-m", "u0005"])] {
+            let r = try CLI.accountTool(tool, prefix: root.path, args)
+            #expect(r.status == 0, "\(tool) \(args): \(r.stderr)")
         }
         let immutable = [root.file("/home/u0005"), root.file("/etc/ttyd-user-map")]
         defer { for p in immutable { _ = try? CLI.runTool("/usr/bin/chattr", ["-i", p]) } }

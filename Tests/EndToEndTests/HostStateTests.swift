@@ -9,9 +9,9 @@ import WorkstationHost
 
 /// Host state that existed before workstation: it survives, or is taken over only as the safety classes allow.
 @Suite(.serialized) struct HostStateTests {
-    func tool(_ argv: [String]) throws {
-        let r = try CLI.runTool("/usr/sbin/\(argv[0])", Array(argv.dropFirst()))
-        try #require(r.status == 0, "\(argv.joined(separator: " ")): \(r.stderr)")
+    func tool(_ name: String, prefix root: TempRoot, _ args: [String]) throws {
+        let r = try CLI.accountTool(name, prefix: root.path, args)
+        try #require(r.status == 0, "\(name) \(args.joined(separator: " ")): \(r.stderr)")
     }
 
     func members(_ root: TempRoot, _ group: String) -> [String] {
@@ -28,12 +28,11 @@ import WorkstationHost
     @Test func handMadeGroupMembershipsSurvive() throws {
         let root = try TempRoot(), inputs = try TempRoot()
         try Fixture.seed(root)
-        let prefix = ["--prefix", root.path]
-        try tool(["groupadd"] + prefix + ["devs"])
-        try tool(["groupadd"] + prefix + ["--system", "workstation"])
-        try tool(["useradd"] + prefix + ["-m", "-G", "users,audio", "alice"])
-        try tool(["usermod"] + prefix + ["-aG", "devs", "alice"])
-        try tool(["useradd"] + prefix + ["-m", "-G", "workstation,devs", "erin"])  // unmanaged, in the managed group
+        try tool("groupadd", prefix: root, ["devs"])
+        try tool("groupadd", prefix: root, ["--system", "workstation"])
+        try tool("useradd", prefix: root, ["-m", "-G", "users,audio", "alice"])
+        try tool("usermod", prefix: root, ["-aG", "devs", "alice"])
+        try tool("useradd", prefix: root, ["-m", "-G", "workstation,devs", "erin"])  // unmanaged, in the managed group
         let first = try apply(root, "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, groups: [ops] }\n", inputs)
         #expect(first.status == 0, "\(first.stderr)")
         for g in ["users", "audio", "devs", "workstation", "workstation-power-user", "ops"] {
@@ -52,7 +51,7 @@ import WorkstationHost
     @Test func rootOwnedOpenHomeIsTakenOverWithoutRecursion() throws {
         let root = try TempRoot(), inputs = try TempRoot()
         try Fixture.seed(root)
-        try tool(["useradd", "--prefix", root.path, "dave"])  // an account without its home created
+        try tool("useradd", prefix: root, ["dave"])  // an account without its home created
         for name in ["dave", "frank"] {  // frank has no account yet: useradd -m meets an existing home
             let home = root.file("/home/\(name)")
             try FileManager.default.createDirectory(atPath: home + "/projects", withIntermediateDirectories: true)
@@ -100,7 +99,7 @@ import WorkstationHost
     @Test func accountWithoutAHomeIsAConflictNotAFailure() throws {
         let root = try TempRoot(), inputs = try TempRoot()
         try Fixture.seed(root)
-        try tool(["useradd", "--prefix", root.path, "dave"])
+        try tool("useradd", prefix: root, ["dave"])
         let r = try apply(root, "users:\n  dave: { authentik_user: dave, k8s_user: dave, tier: power-user }\n", inputs)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("home /home/dave of dave is missing"), "\(r.stdout)")

@@ -180,9 +180,9 @@ let hostStateCases: [HostileCase] = [
             let r = try CLI.run(["apply", "--roster", inputs.file("/base.yaml"), "--settings", Fixture.settingsPath, "--root", root.path, "--init-root"])
             guard r.status == 0 else { throw SetupError(message: r.stderr) }
             // A hand-made account holding uid 1500, and a system account, both unknown to workstation.
-            for argv in [["useradd", "--prefix", root.path, "-u", "1500", "-m", "erin"], ["useradd", "--prefix", root.path, "-r", "-u", "999", "svc"]] {
-                let r = try CLI.runTool("/usr/sbin/\(argv[0])", Array(argv.dropFirst()))  // argv carries --prefix
-                guard r.status == 0 else { throw SetupError(message: "\(argv) failed: \(r.stderr)") }
+            for args in [["-u", "1500", "-m", "erin"], ["-r", "-u", "999", "svc"]] {
+                let r = try CLI.accountTool("useradd", prefix: root.path, args)
+                guard r.status == 0 else { throw SetupError(message: "useradd \(args) failed: \(r.stderr)") }
             }
         }
     }

@@ -15,9 +15,8 @@ import WorkstationHost
 
     /// Runs the shadow-utils tool `name` against the temp root: `--prefix ROOT` is always its first argument.
     func tool(_ name: String, prefix root: HostRoot, _ args: [String]) throws {
-        let argv = ["--prefix", root.directory] + args
-        let r = try CLI.runTool("/usr/sbin/\(name)", argv)
-        #expect(r.status == 0, "\(name) \(argv.joined(separator: " ")): \(r.stderr)")
+        let r = try CLI.accountTool(name, prefix: root.directory, args)
+        #expect(r.status == 0, "\(name) \(args.joined(separator: " ")): \(r.stderr)")
     }
 
     /// Builds a random pre-existing host under `root`. Returns the os_users that exist before workstation runs.

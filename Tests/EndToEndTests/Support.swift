@@ -37,6 +37,12 @@ extension CLI {
     static func runTool(_ exe: String, _ args: [String]) throws -> CLIResult {
         try capture(exe, args, environment: ProcessInfo.processInfo.environment)
     }
+
+    /// Runs a shadow-utils account tool (`useradd`, `groupadd`, `usermod` from /usr/sbin) on the temp root at
+    /// `prefix` only: `--prefix` is always the first argument, so no test can edit this machine's accounts.
+    static func accountTool(_ name: String, prefix: String, _ args: [String]) throws -> CLIResult {
+        try runTool("/usr/sbin/\(name)", ["--prefix", prefix] + args)
+    }
 }
 
 /// Runs a program with exactly `environment`, standard input empty, and captures both outputs.
