@@ -138,8 +138,8 @@ import WorkstationCore
         let host = HostRoot(root.path)
         let store = StateStore(root: host, settings: Settings())
         // An account that exists before workstation manages it (adopted on first touch).
-        let pre = try ProcessRunner().run(["useradd", "--prefix", root.path, "-m", "-U", "-u", "1500", "-K", "HOME_MODE=0700",
-                                           "-k", root.file("/etc/skel"), "-d", "/home/dave", "dave"], environment: [:], stdin: nil)
+        let pre = try CLI.accountTool("useradd", prefix: root.path, ["-m", "-U", "-u", "1500", "-K", "HOME_MODE=0700",
+                                                                     "-k", root.file("/etc/skel"), "-d", "/home/dave", "dave"])
         #expect(pre.status == 0, "\(pre.stderr)")
         let executor = Executor(root: host, settings: Settings(), runner: ProcessRunner(), journal: nil, systemdRunning: false,
                                 state: try store.load())
