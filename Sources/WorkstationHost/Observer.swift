@@ -54,7 +54,7 @@ public struct Observer: Sendable {
         // twice (cheaply: a home walk keeps what it read), and its content is kept if either watch asked for it.
         var grouped: [(home: String?, paths: [WatchedPath])] = []
         // Keyed by bytes: two spellings of one name that String takes as equal are two directories on disk.
-        var itemOfHome: [[UInt8]: Int] = [:]
+        var itemOfHome: [PathKey: Int] = [:]
         // Paths come in runs per person: while a path is below the home just matched, and no other home lies
         // below that one, it belongs to the same home without a lookup.
         let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
@@ -64,11 +64,11 @@ public struct Observer: Sendable {
                 grouped[r.item].paths.append(w)
             } else if let home = Self.enclosingHome(of: w.path, in: homes) {
                 let item: Int
-                if let i = itemOfHome[Array(home.utf8)] {
+                if let i = itemOfHome[PathKey(home)] {
                     item = i
                 } else {
                     item = grouped.count
-                    itemOfHome[Array(home.utf8)] = item
+                    itemOfHome[PathKey(home)] = item
                     grouped.append((home, []))
                 }
                 grouped[item].paths.append(w)
@@ -489,18 +489,18 @@ struct HomeWalk {
 
     /// The directory at `relative` below the home (`` is the home), opened once.
     private mutating func dir(_ relative: Substring) -> Directory {
-        let key = String(relative), byteKey = PathKey(key)
-        if let known = directories[byteKey] { return known }
+        let key = PathKey(String(relative))
+        if let known = directories[key] { return known }
         let found: Directory
         if !relative.isEmpty {
             guard let (parent, name) = Self.split(relative) else {
-                directories[byteKey] = .absent
+                directories[key] = .absent
                 return .absent
             }
             switch dir(parent) {
             case .absent: found = .absent
             case .blocked: found = .blocked
-            case .open where seen[byteKey]?.kind == .absent:
+            case .open where seen[key]?.kind == .absent:
                 found = .absent  // looked up a moment ago (`~/.kube` before `~/.kube/config`)
             case .open(let parent):
                 let fd = openat(parent, String(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -511,7 +511,7 @@ struct HomeWalk {
             let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             found = fd >= 0 ? .open(fd) : .absent
         }
-        directories[byteKey] = found
+        directories[key] = found
         return found
     }
 
