@@ -9,11 +9,23 @@ import WorkstationCore
 public enum DispatchError: Error, Sendable, CustomStringConvertible {
     /// A listener could not bind; another process may hold the address, or the socket directory is missing.
     case bindFailed(address: String, underlying: String)
+    /// The configuration lets a local account act as another person (`DispatchConfig.securityProblems`).
+    case insecure([String])
+    /// A `front_proxy_users` entry names no account.
+    case unknownAccount(String)
+    /// Socket activation passed a socket other than `listen`.
+    case inheritedSocketMismatch(expected: String, got: String)
 
     public var description: String {
         switch self {
         case .bindFailed(let address, let underlying):
             "cannot listen on \(address): \(underlying); free the address or change dispatch.listen / dispatch.metrics_listen"
+        case .insecure(let problems):
+            "refusing to start: " + problems.joined(separator: "; ")
+        case .unknownAccount(let name):
+            "dispatch.front_proxy_users: no account named '\(printable(name))'; name the front proxy's account (e.g. www-data), or create it first"
+        case .inheritedSocketMismatch(let expected, let got):
+            "the socket systemd passed is \(got), but dispatch.listen is \(expected); make ListenStream= in workstation-dispatch.socket and dispatch.listen the same path"
         }
     }
 }
@@ -57,10 +69,28 @@ public final class DispatchServer: Sendable {
 
     /// Loads the map, binds both listeners and starts the reload timer.
     /// - Throws: `DispatchError.bindFailed` when a listener cannot bind.
+    ///
+    /// - Parameters:
+    ///   - inherited: listening sockets passed by systemd (`Systemd.listenFDs()`); the first serves the proxy
+    ///     instead of binding `listen`, and must be bound to the same unix path.
+    /// - Throws: `DispatchError.insecure` when the configuration lets a local account act as another person,
+    ///   `.unknownAccount` for a front-proxy account that does not exist, `.bindFailed` when a listener cannot bind.
     public static func start(
         config: DispatchConfig, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "workstation.dispatch")
+        logger: Logger = Logger(label: "workstation.dispatch"), inherited: [Int32] = []
     ) async throws -> DispatchServer {
+        let problems = config.securityProblems()
+        if !problems.isEmpty { throw DispatchError.insecure(problems.map(\.message)) }
+        let accounts = AccountIDs()
+        var frontProxyUIDs: Set<uid_t> = []
+        if config.identity == .peer {
+            for name in config.frontProxyUsers {
+                guard let uid = accounts.uid(of: name) else { throw DispatchError.unknownAccount(name) }
+                frontProxyUIDs.insert(uid)
+            }
+        }
+        let verifier = config.jwt.map { TokenVerifier(settings: $0, logger: logger) }
+        if let verifier { await verifier.refresh() }
         let metrics = DispatchMetrics()
         let tunnels = TunnelRegistry()
         let routes = RouteTable(path: config.dispatchFile, logger: logger) { outcome in
@@ -73,13 +103,19 @@ public final class DispatchServer: Sendable {
         let active = ActiveUsers(limit: config.maxActiveUsers)
         let pools = UpstreamPools(group: group)
         let shared = DispatchShared(
-            config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger, pools: pools)
+            config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger, pools: pools,
+            frontProxyUIDs: frontProxyUIDs, verifier: verifier, accounts: accounts)
 
-        let proxyBootstrap = ServerBootstrap(group: group)
+        var proxyBootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+        if case .tcp = config.listen, inherited.isEmpty {
+            // TCP_NODELAY is a TCP-level option (tcp(7)); as a socket-level option it would be SO_DEBUG.
+            proxyBootstrap = proxyBootstrap
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        }
+        proxyBootstrap = proxyBootstrap
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Responses are written as bytes by ClientHandler (no response encoder).
@@ -88,7 +124,20 @@ public final class DispatchServer: Sendable {
                     try channel.pipeline.syncOperations.addHandlers([decoder, handler])
                 }
             }
-        let proxyChannel = try await bind(proxyBootstrap, config.listen)
+        let proxyChannel: Channel
+        if let fd = inherited.first {
+            if case .unix(let path) = config.listen {
+                let got = Systemd.unixPath(of: fd) ?? "a socket that is not a unix socket"
+                guard got == path else { throw DispatchError.inheritedSocketMismatch(expected: path, got: got) }
+            }
+            do {
+                proxyChannel = try await proxyBootstrap.withBoundSocket(fd).get()
+            } catch {
+                throw DispatchError.bindFailed(address: "inherited socket \(fd)", underlying: "\(error)")
+            }
+        } else {
+            proxyChannel = try await bind(proxyBootstrap, config.listen)
+        }
 
         let metricsBootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -108,9 +157,17 @@ public final class DispatchServer: Sendable {
         let interval = TimeAmount.seconds(Int64(config.reloadIntervalSeconds))
         let reloadTask = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             routes.refresh()
+            if let verifier { Task { await verifier.refresh() } }
+        }
+        // The watchdog is pinged from an event loop, so a loop that stops turning stops the pings.
+        if let ping = Systemd.watchdogPingInterval() {
+            _ = group.next().scheduleRepeatedTask(initialDelay: .nanoseconds(ping), delay: .nanoseconds(ping)) { _ in
+                Systemd.notify("WATCHDOG=1")
+            }
         }
         logger.info("dispatch listening", metadata: [
             "listen": "\(config.listen)", "metrics": "\(config.metricsListen)", "map": .string(config.dispatchFile),
+            "identity": .string(config.identity.rawValue), "inherited": "\(!inherited.isEmpty)",
             "max_active_users": "\(config.maxActiveUsers)",
         ])
         return DispatchServer(

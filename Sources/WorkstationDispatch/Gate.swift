@@ -5,8 +5,8 @@ import WorkstationCore
 
 /// What the dispatcher does with one request, decided from its peer and headers alone.
 public enum GateDecision: Sendable, Equatable {
-    /// Forward to `127.0.0.1:port` as `user`.
-    case route(user: String, port: Int)
+    /// Forward to `127.0.0.1:port` as `user`; the listener there must belong to `osUser`.
+    case route(user: String, osUser: String, port: Int)
     /// Answer `status` (403) without contacting any upstream; `reason` is for the log, never the client.
     case refuse(status: Int, reason: String)
 }
@@ -25,6 +25,8 @@ struct CheckedIdentity: Sendable, Equatable {
 public enum Gate {
     public static let usernameHeader = "X-authentik-username"
     public static let groupsHeader = "X-authentik-groups"
+    /// The signed token Authentik's outpost passes (a JWT, RFC 7519).
+    public static let jwtHeader = "X-authentik-jwt"
 
     /// Decides whether to route a request.
     ///
@@ -69,7 +71,30 @@ public enum Gate {
             checked = CheckedIdentity(user: user, groups: groupList)
         }
         guard let entry = lookup(user) else { return .refuse(status: 403, reason: "not in dispatch map") }
-        return .route(user: user, port: entry.port)
+        return .route(user: user, osUser: entry.osUser, port: entry.port)
+    }
+
+    /// Decides whether to route a request whose `X-authentik-jwt` was verified (`TokenVerifier`): the username and
+    /// groups come from the token's claims. An `X-authentik-username` or `X-authentik-groups` header, when present,
+    /// must say exactly what the token says (one value; groups joined by `|` in the token's order), else 403: a
+    /// header that disagrees with the token is a forgery or a misconfigured proxy.
+    static func decide(
+        headers: HTTPHeaders, token: TokenIdentity, gateGroup: String, lookup: (String) -> DispatchMap.User?
+    ) -> GateDecision {
+        let names = headers[usernameHeader]
+        if !names.isEmpty, names != [token.user] {
+            return .refuse(status: 403, reason: "\(usernameHeader) disagrees with the token")
+        }
+        let groups = headers[groupsHeader]
+        if !groups.isEmpty, groups != [token.groups.joined(separator: "|")] {
+            return .refuse(status: 403, reason: "\(groupsHeader) disagrees with the token")
+        }
+        if let problem = identityProblem(token.user) {
+            return .refuse(status: 403, reason: "token username \(problem)")
+        }
+        guard token.groups.contains(gateGroup) else { return .refuse(status: 403, reason: "not in gate group") }
+        guard let entry = lookup(token.user) else { return .refuse(status: 403, reason: "not in dispatch map") }
+        return .route(user: token.user, osUser: entry.osUser, port: entry.port)
     }
 
     /// The headers sent to the upstream: every `X-authentik-*` field removed, then one `X-authentik-username`

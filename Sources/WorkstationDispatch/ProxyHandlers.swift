@@ -14,11 +14,21 @@ final class DispatchShared: Sendable {
     let logger: Logger
     let pools: UpstreamPools
     let trusted: TrustedPeers
+    /// `peer` mode: the uids whose connections are believed (the front proxy's accounts).
+    let frontProxyUIDs: Set<uid_t>
+    /// Set when `dispatch.jwt` is configured: every request must carry a valid `X-authentik-jwt`.
+    let verifier: TokenVerifier?
+    /// os_user -> uid, for the check of each upstream connection's acceptor.
+    let accounts: AccountIDs
 
     init(
         config: DispatchConfig, routes: RouteTable, active: ActiveUsers, tunnels: TunnelRegistry, metrics: DispatchMetrics,
-        logger: Logger, pools: UpstreamPools
+        logger: Logger, pools: UpstreamPools, frontProxyUIDs: Set<uid_t> = [], verifier: TokenVerifier? = nil,
+        accounts: AccountIDs = AccountIDs()
     ) {
+        self.frontProxyUIDs = frontProxyUIDs
+        self.verifier = verifier
+        self.accounts = accounts
         self.config = config
         self.pools = pools
         self.trusted = TrustedPeers(config)
@@ -104,10 +114,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private enum State {
         case idle
+        /// A request's token is being verified (a cache miss); its parts wait in `queued`.
+        case verifying
         case refusing
         case proxying(Exchange)
         case upgraded
     }
+    /// Why the peer is not believed (for the log), when `peerTrusted` is false.
+    private var peerProblem = "peer not checked"
     private var state = State.idle
     private var upstream: UpstreamHandler?
     private var pendingRead = false
@@ -127,7 +141,26 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { peerTrusted = shared.trusted.contains(context.channel.remoteAddress) }
+        if context.channel.isActive { checkPeer(context.channel) }
+    }
+
+    /// Decides once per connection whether its peer may send requests at all: in `peer` mode the kernel's
+    /// `SO_PEERCRED` uid must be a front-proxy account; in `jwt` mode the address must be in `trusted_proxies`
+    /// when that list is set (the token is checked on every request either way).
+    private func checkPeer(_ channel: Channel) {
+        switch shared.config.identity {
+        case .peer:
+            guard let uid = SocketOwners.peerUID(of: channel) else {
+                peerTrusted = false
+                peerProblem = "peer credentials unavailable (not a unix socket)"
+                return
+            }
+            peerTrusted = shared.frontProxyUIDs.contains(uid)
+            peerProblem = "peer uid \(uid) is not a front_proxy_users account"
+        case .jwt:
+            peerTrusted = shared.trusted.contains(channel.remoteAddress)
+            peerProblem = "peer address is not in trusted_proxies"
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -135,7 +168,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        peerTrusted = shared.trusted.contains(context.channel.remoteAddress)
+        checkPeer(context.channel)
         context.fireChannelActive()
     }
 
@@ -143,7 +176,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if !queued.isEmpty {
+        if !queued.isEmpty || isVerifying {
             queued.append(part)
             return
         }
@@ -155,7 +188,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             switch state {
             case .idle: begin(context: context, head: head)
-            case .proxying: queued.append(part)  // pipelined: waits for the current response
+            case .proxying, .verifying: queued.append(part)  // pipelined: waits for the current response
             case .refusing, .upgraded: break
             }
         case .body(let body):
@@ -193,7 +226,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return false
     }
 
-    private func begin(context: ChannelHandlerContext, head: HTTPRequestHead) {
+    private var isVerifying: Bool {
+        if case .verifying = state { return true }
+        return false
+    }
+
+    private func begin(context: ChannelHandlerContext, head: HTTPRequestHead, token: TokenIdentity? = nil) {
         guard case .idle = state else { return }
         // CONNECT asks for a tunnel to an arbitrary address, which no person's instance serves; NIO's decoder also
         // stops reading requests after one.
@@ -202,14 +240,42 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             refuse(context: context, version: head.version, method: head.method, status: .methodNotAllowed)
             return
         }
-        let decision = Gate.decide(
-            headers: head.headers, peerTrusted: peerTrusted, gateGroup: shared.config.gateGroup, checked: &checked
-        ) { shared.routes.lookup($0) }
+        guard peerTrusted else {
+            shared.logger.notice("refused", metadata: ["status": "403", "reason": .string(peerProblem)])
+            refuse(context: context, version: head.version, method: head.method, status: .forbidden)
+            return
+        }
+        let decision: GateDecision
+        if let verifier = shared.verifier {
+            guard let identity = token else {
+                // Every request carries its own token; one seen before is answered from the cache at once.
+                let values = head.headers[Gate.jwtHeader]
+                guard values.count == 1, let value = values.first, !value.isEmpty else {
+                    let reason = values.isEmpty ? "no \(Gate.jwtHeader) header" : "\(Gate.jwtHeader) repeated or empty"
+                    shared.logger.notice("refused", metadata: ["status": "403", "reason": .string(reason)])
+                    refuse(context: context, version: head.version, method: head.method, status: .forbidden)
+                    return
+                }
+                if let hit = verifier.cached(value) {
+                    begin(context: context, head: head, token: hit)
+                } else {
+                    verify(value, head: head, verifier: verifier, context: context)
+                }
+                return
+            }
+            decision = Gate.decide(headers: head.headers, token: identity, gateGroup: shared.config.gateGroup) {
+                shared.routes.lookup($0)
+            }
+        } else {
+            decision = Gate.decide(
+                headers: head.headers, peerTrusted: true, gateGroup: shared.config.gateGroup, checked: &checked
+            ) { shared.routes.lookup($0) }
+        }
         switch decision {
         case .refuse(let status, let reason):
             shared.logger.notice("refused", metadata: ["status": "\(status)", "reason": .string(reason)])
             refuse(context: context, version: head.version, method: head.method, status: .init(statusCode: status))
-        case .route(let user, let port):
+        case .route(let user, let osUser, let port):
             guard shared.active.acquire(user) else {
                 shared.logger.notice("refused", metadata: ["status": "429", "user": .string(user), "reason": "active user ceiling reached"])
                 refuse(context: context, version: head.version, method: head.method, status: .tooManyRequests)
@@ -234,12 +300,35 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     upstream = up
                     up.sendHead(outHead, exchange: exchange)
                 } else {
-                    let up = UpstreamHandler(client: self, user: user, port: port, eventLoop: context.eventLoop)
+                    let up = UpstreamHandler(client: self, user: user, osUser: osUser, port: port, eventLoop: context.eventLoop)
                     upstream = up
                     up.sendHead(outHead, exchange: exchange)
                     up.connect(shared: shared)
                 }
             }
+        }
+    }
+
+    /// Verifies a token not seen before off the event loop (jwt-kit's key collection is an actor); the request's
+    /// parts wait in `queued` and reading pauses meanwhile. Then the request is gated as usual, or refused.
+    private func verify(_ token: String, head: HTTPRequestHead, verifier: TokenVerifier, context: ChannelHandlerContext) {
+        state = .verifying
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.makeFutureWithTask { await verifier.verify(token) }.assumeIsolated().whenComplete { result in
+            let me = bound.value
+            guard case .verifying = me.state, let context = me.context else { return }
+            me.state = .idle
+            switch result {
+            case .success(.success(let identity)):
+                me.begin(context: context, head: head, token: identity)
+            case .success(.failure(let refusal)):
+                me.shared.logger.notice("refused", metadata: ["status": "403", "reason": .string(refusal.reason)])
+                me.refuse(context: context, version: head.version, method: head.method, status: .forbidden)
+            case .failure(let error):
+                me.shared.logger.notice("refused", metadata: ["status": "403", "reason": .string("token check failed: \(error)")])
+                me.refuse(context: context, version: head.version, method: head.method, status: .forbidden)
+            }
+            me.drainQueued(context: context)
         }
     }
 
@@ -381,7 +470,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // A kept-alive connection the upstream closed as this request went out (its idle timeout): send the
             // request once more on a new connection, as RFC 9112 section 9.3.1 allows for idempotent requests.
             ex.retried = true
-            let fresh = UpstreamHandler(client: self, user: ex.user, port: ex.port, eventLoop: context.eventLoop)
+            let fresh = UpstreamHandler(client: self, user: ex.user, osUser: up.osUser, port: ex.port, eventLoop: context.eventLoop)
             upstream = fresh
             fresh.sendHead(ex.upstreamHead, exchange: ex)
             if ex.requestEnded { fresh.sendEnd(ex.endTrailers, chunked: ex.chunkedRequest) }
@@ -417,8 +506,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: backpressure
 
     func read(context: ChannelHandlerContext) {
-        if !queued.isEmpty {
-            pendingRead = true  // no more reading while pipelined requests wait
+        if !queued.isEmpty || isVerifying {
+            pendingRead = true  // no more reading while pipelined requests or a token check wait
         } else if let up = upstream, !up.writable {
             pendingRead = true
         } else {
@@ -543,6 +632,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     let user: String
+    /// The account that must own the socket accepting this connection.
+    let osUser: String
     let port: Int
     private let eventLoop: EventLoop
     private var client: ClientHandler?
@@ -561,9 +652,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var idleSince: NIODeadline?
     private weak var pool: UpstreamPool?
 
-    init(client: ClientHandler, user: String, port: Int, eventLoop: EventLoop) {
+    init(client: ClientHandler, user: String, osUser: String, port: Int, eventLoop: EventLoop) {
         self.client = client
         self.user = user
+        self.osUser = osUser
         self.port = port
         self.eventLoop = eventLoop
     }
@@ -598,7 +690,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func connect(shared: DispatchShared) {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is a TCP-level option (tcp(7)); as a socket-level option it would be SO_DEBUG.
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -611,16 +704,14 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let me = bound.value
                 switch result {
                 case .success(let channel):
-                    me.connecting = false
                     me.channel = channel
                     if me.closed {
+                        me.connecting = false
                         channel.close(promise: nil)
                         return
                     }
-                    for part in me.pending { channel.write(me.wrapOutboundOut(part), promise: nil) }
-                    me.pending.removeAll()
-                    channel.flush()
-                    me.client?.upstreamWritable()
+                    // Nothing is sent to, or read from, a listener until its owner is known to be the person.
+                    me.verifyAcceptor(channel: channel, shared: shared, attempt: 0)
                 case .failure(let error):
                     me.connecting = false
                     me.closed = true
@@ -630,6 +721,59 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     c?.upstreamFailed(me, connectError: error)
                 }
             }
+    }
+
+    /// Checks that the socket that accepted this connection belongs to `osUser` (`SocketOwners.acceptorUID`), then
+    /// sends what waited. A connection still being set up by the kernel is looked for again a few times, 1 ms apart.
+    /// Another owner (someone took the port while the person's instance was down) closes the connection before a
+    /// byte went out: the client gets 502, and the log names the port, the owner found and the account expected.
+    private func verifyAcceptor(channel: Channel, shared: DispatchShared, attempt: Int) {
+        guard !closed else {
+            connecting = false
+            channel.close(promise: nil)
+            return
+        }
+        var problem: String?
+        if shared.config.verifyUpstreamOwner {
+            if let expected = shared.accounts.uid(of: osUser) {
+                let owner = channel.localAddress?.port.flatMap {
+                    SocketOwners.acceptorUID(serverPort: port, clientPort: $0, procNet: shared.config.procNet)
+                }
+                if owner == nil, attempt < 20 {
+                    let bound = NIOLoopBound(self, eventLoop: eventLoop)
+                    eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
+                        bound.value.verifyAcceptor(channel: channel, shared: shared, attempt: attempt + 1)
+                    }
+                    return
+                }
+                if owner != expected {
+                    problem = "the listener on 127.0.0.1:\(port) belongs to " + (owner.map { "uid \($0)" } ?? "no account found")
+                        + ", not to \(osUser) (uid \(expected))"
+                }
+            } else {
+                problem = "no account named \(osUser) for the listener on 127.0.0.1:\(port)"
+            }
+        }
+        connecting = false
+        if let problem {
+            shared.logger.error("upstream refused", metadata: ["user": .string(user), "port": "\(port)", "reason": .string(problem)])
+            closed = true
+            reusable = false
+            pending.removeAll()
+            channel.close(promise: nil)
+            let c = client
+            client = nil
+            c?.upstreamFailed(self, connectError: UpstreamOwnerError(description: problem))
+            return
+        }
+        for part in pending { channel.write(wrapOutboundOut(part), promise: nil) }
+        pending.removeAll()
+        channel.flush()
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+        client?.upstreamWritable()
     }
 
     private func write(_ bytes: ByteBuffer) {
@@ -747,7 +891,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let client, !client.writable {
+        if connecting || (client.map { !$0.writable } ?? false) {
             pendingRead = true
         } else {
             context.read()
@@ -968,4 +1112,9 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.read()
         }
     }
+}
+
+/// The socket that accepted an upstream connection does not belong to the routed person.
+struct UpstreamOwnerError: Error, CustomStringConvertible {
+    var description: String
 }

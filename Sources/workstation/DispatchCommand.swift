@@ -9,11 +9,16 @@ import WorkstationDispatch
 struct DispatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dispatch",
-        abstract: "Route each person's browser traffic to their own instance, by X-authentik-username.",
+        abstract: "Route each person's browser traffic to their own instance, by a proven identity.",
         discussion: """
-            Reads the dispatch: section of the settings file; options override it. Answers 403 to anyone not \
-            routed by dispatch.json and 429 to a new person when max_active_users people are active. \
-            Serves /healthz and /metrics on --metrics-listen. See docs/dispatch.md.
+            Reads the dispatch: section of the settings file; options override it. With identity: peer it serves \
+            a unix socket and believes only front_proxy_users (SO_PEERCRED); with identity: jwt every request \
+            carries a signed X-authentik-jwt. Refuses to start in a configuration where a local account could act \
+            as another person. Under systemd it takes the socket from workstation-dispatch.socket, reports \
+            readiness and pings the watchdog (Type=notify). Answers 403 to anyone not routed by dispatch.json, \
+            429 to a new person when max_active_users people are active, and 502 when the listener on a person's \
+            port does not belong to their account. Serves /healthz and /metrics on --metrics-listen. See \
+            docs/dispatch.md.
             """)
 
     @Option(name: .long, help: "Settings file (its dispatch: section is read).")
@@ -28,8 +33,11 @@ struct DispatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("dispatch-file"), help: "Routing map (dispatch.json).")
     var dispatchFile: String?
 
-    @Option(name: .customLong("trusted-proxy"), help: "A peer address whose identity headers are trusted (repeatable; 'unix' for socket peers).")
+    @Option(name: .customLong("trusted-proxy"), help: "identity jwt: a remote edge address allowed to connect (repeatable).")
     var trustedProxies: [String] = []
+
+    @Option(name: .customLong("front-proxy-user"), help: "identity peer: an account whose connections are believed (repeatable).")
+    var frontProxyUsers: [String] = []
 
     @Option(name: .customLong("gate-group"), help: "Group required in X-authentik-groups.")
     var gateGroup: String?
@@ -47,6 +55,9 @@ struct DispatchCommand: AsyncParsableCommand {
         } catch let failure as ValidationFailure {
             FileHandle.standardError.write(Data((failure.description + "\n").utf8))
             throw ExitCode(1)
+        } catch {
+            FileHandle.standardError.write(Data("error: cannot read \(settings): \(error)\n".utf8))
+            throw ExitCode(1)
         }
         func address(_ text: String, _ flag: String) throws -> ListenAddress {
             switch ListenAddress.parse(text) {
@@ -58,6 +69,7 @@ struct DispatchCommand: AsyncParsableCommand {
         if let metricsListen { config.metricsListen = try address(metricsListen, "--metrics-listen") }
         if let dispatchFile { config.dispatchFile = dispatchFile }
         if !trustedProxies.isEmpty { config.trustedProxies = trustedProxies }
+        if !frontProxyUsers.isEmpty { config.frontProxyUsers = frontProxyUsers }
         if let gateGroup { config.gateGroup = gateGroup }
         if let maxActiveUsers {
             guard maxActiveUsers >= 1 else { throw ValidationError("--max-active-users must be at least 1") }
@@ -66,19 +78,24 @@ struct DispatchCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        var logger = Logger(label: "workstation.dispatch")
+        // One line per message on standard error, with the syslog priority prefix the journal reads.
+        var logger = Logger(label: "workstation.dispatch") { JournalLogHandler(label: $0) }
         logger.logLevel = level
 
         let server: DispatchServer
         do {
-            server = try await DispatchServer.start(config: config, logger: logger)
+            server = try await DispatchServer.start(config: config, logger: logger, inherited: Systemd.listenFDs())
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            logger.critical("cannot start", metadata: ["error": .string("\(error)")])
             throw ExitCode(1)
         }
+        Systemd.notify("READY=1")
         // SIGTERM (systemd stop) and SIGINT end the process after closing the listeners.
         let stop = SignalStop()
-        stop.onSignal { Task { await server.shutdown() } }
+        stop.onSignal {
+            Systemd.notify("STOPPING=1")
+            Task { await server.shutdown() }
+        }
         try await server.closeFuture.get()
         logger.info("dispatch stopped")
     }
