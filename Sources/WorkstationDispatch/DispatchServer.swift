@@ -46,15 +46,19 @@ public final class DispatchServer: Sendable {
     public let metricsAddress: SocketAddress?
     /// Idle kept-alive upstream connections, one pool per event loop.
     let pools: UpstreamPools
+    /// The token verifier, when `dispatch.jwt` is set.
+    let verifier: TokenVerifier?
     private let proxyChannel: Channel
     private let metricsChannel: Channel
     private let reloadTask: RepeatedTask
 
     private init(
         config: DispatchConfig, routes: RouteTable, metrics: DispatchMetrics, active: ActiveUsers, tunnels: TunnelRegistry,
-        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask
+        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask,
+        verifier: TokenVerifier?
     ) {
         self.pools = pools
+        self.verifier = verifier
         self.config = config
         self.routes = routes
         self.metrics = metrics
@@ -172,7 +176,7 @@ public final class DispatchServer: Sendable {
         ])
         return DispatchServer(
             config: config, routes: routes, metrics: metrics, active: active, tunnels: tunnels, pools: pools,
-            proxyChannel: proxyChannel, metricsChannel: metricsChannel, reloadTask: reloadTask)
+            proxyChannel: proxyChannel, metricsChannel: metricsChannel, reloadTask: reloadTask, verifier: verifier)
     }
 
     private static func bind(_ bootstrap: ServerBootstrap, _ address: ListenAddress) async throws -> Channel {

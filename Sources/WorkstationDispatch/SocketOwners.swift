@@ -36,6 +36,24 @@ enum SocketOwners {
         return scan(procNet + "/tcp6", key: hex4(serverPort, mapped) + " " + hex4(clientPort, mapped))
     }
 
+    /// Reads a proc file to its end. proc files report size 0 and hand out a page or so per read(2), so the file
+    /// is read until read(2) returns 0.
+    static func readAll(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        out.reserveCapacity(64 << 10)
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+
     private static func hex4(_ port: Int, _ address: String) -> String {
         let h = String(port, radix: 16, uppercase: true)
         return address + ":" + String(repeating: "0", count: max(0, 4 - h.count)) + h
@@ -43,7 +61,7 @@ enum SocketOwners {
 
     /// Finds the line whose local and remote address columns are `key` and returns its uid column (the 8th).
     private static func scan(_ path: String, key: String) -> uid_t? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let data = readAll(path) else { return nil }
         let keyBytes = Array(key.utf8)
         return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> uid_t? in
             let bytes = raw.bindMemory(to: UInt8.self)

@@ -9,27 +9,43 @@ import WorkstationCore
     @Test func defaultsWithoutASection() throws {
         let c = try DispatchConfig.load(yaml: Data("config_base: /srv/x\n".utf8), file: "workstation.yaml")
         #expect(c == DispatchConfig())
-        #expect(c.listen == .tcp(host: "127.0.0.1", port: 3773))
+        #expect(c.identity == .peer)
+        #expect(c.listen == .unix(path: "/run/workstation-dispatch/dispatch.sock"))
+        #expect(c.frontProxyUsers == ["www-data"])
+        #expect(c.trustedProxies.isEmpty)
         #expect(c.gateGroup == "T3 Users")
+        #expect(c.securityProblems(localAddresses: []).isEmpty)
     }
 
     @Test func readsEveryKey() throws {
         let yaml = """
             other: ignored
             dispatch:
-              listen: unix:/run/workstation-dispatch/dispatch.sock
+              identity: jwt
+              listen: 0.0.0.0:3773
               metrics_listen: "[::1]:9500"
-              trusted_proxies: [10.0.0.5, unix]
+              trusted_proxies: [10.0.0.5]
+              jwt:
+                jwks_file: /srv/jwks.json
+                issuer: https://auth.example.org/application/o/t3/
+                audience: t3
+                username_claim: sub_name
               gate_group: Workstation People
               max_active_users: 3
               dispatch_file: /srv/dispatch.json
               ttyd_user_map: /srv/ttyd-map
               reload_interval_seconds: 5
             """
-        let c = try DispatchConfig.load(yaml: Data(yaml.utf8), file: "workstation.yaml")
-        #expect(c.listen == .unix(path: "/run/workstation-dispatch/dispatch.sock"))
+        let c = try DispatchConfig.load(yaml: Data(yaml.utf8), file: "workstation.yaml", localAddresses: ["10.0.0.9"])
+        #expect(c.identity == .jwt)
+        #expect(c.listen == .tcp(host: "0.0.0.0", port: 3773))
         #expect(c.metricsListen == .tcp(host: "::1", port: 9500))
-        #expect(c.trustedProxies == ["10.0.0.5", "unix"])
+        #expect(c.trustedProxies == ["10.0.0.5"])
+        #expect(c.jwt?.jwksFile == "/srv/jwks.json")
+        #expect(c.jwt?.issuer == "https://auth.example.org/application/o/t3/")
+        #expect(c.jwt?.audience == "t3")
+        #expect(c.jwt?.usernameClaim == "sub_name")
+        #expect(c.jwt?.groupsClaim == "groups")
         #expect(c.gateGroup == "Workstation People")
         #expect(c.maxActiveUsers == 3)
         #expect(c.dispatchFile == "/srv/dispatch.json")
@@ -70,8 +86,8 @@ import WorkstationCore
         #expect(!c.isTrusted(peer: try SocketAddress(ipAddress: "127.0.0.2", port: 5)))
         #expect(!c.isTrusted(peer: try SocketAddress(unixDomainSocketPath: "/tmp/x")))
         #expect(!c.isTrusted(peer: nil))
-        c.trustedProxies = ["unix"]
-        #expect(c.isTrusted(peer: try SocketAddress(unixDomainSocketPath: "/tmp/x")))
+        c.trustedProxies = []
+        #expect(c.isTrusted(peer: try SocketAddress(ipAddress: "192.0.2.7", port: 5)), "an empty list leaves the proof to the token")
     }
 
     @Test func upstreamHeadersDropHopByHopAndForeignIdentity() {

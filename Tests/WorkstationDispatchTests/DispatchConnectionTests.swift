@@ -33,9 +33,8 @@ import WorkstationCore
     @Test func idleUpstreamConnectionServesTheNextClientConnection() async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
         try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: alice.port) { server, _ in
-            let port = server.localAddress!.port!
             for i in 0..<5 {
-                let r = try requestOnNewConnection(port: port, headers: identity("alice"))
+                let r = try requestOnNewConnection(server, headers: identity("alice"))
                 #expect(r.status == 200, "request \(i)")
                 #expect(r.body == "name=alice-up user=alice path=/ bytes=0", "request \(i)")
             }
@@ -49,9 +48,8 @@ import WorkstationCore
     @Test func pooledConnectionIsNotLentToAnotherUserOnTheSamePort() async throws {
         let shared = try await EchoUpstream.start(name: "shared-up")
         try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: shared.port) { server, _ in
-            let port = server.localAddress!.port!
-            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
-            let b = try requestOnNewConnection(port: port, headers: identity("bob"))
+            #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
+            let b = try requestOnNewConnection(server, headers: identity("bob"))
             #expect(b.status == 200)
             #expect(b.body.contains("user=bob"))
             #expect(shared.connectionCount == 2)
@@ -63,10 +61,9 @@ import WorkstationCore
     @Test func closedIdleConnectionIsRetriedForAnIdempotentRequest() async throws {
         let up = try await OneShotUpstream.start()
         try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, client in
-            let port = server.localAddress!.port!
             // New client connections: the second takes the pooled connection, which the upstream closes.
-            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
-            let r = try requestOnNewConnection(port: port, headers: identity("alice"))
+            #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
+            let r = try requestOnNewConnection(server, headers: identity("alice"))
             #expect(r.status == 200)
             #expect(r.body == "one shot")
             #expect(up.headsReceived == 3, "first request, the one the closing connection swallowed, its retry")
@@ -81,9 +78,8 @@ import WorkstationCore
     @Test func closedIdleConnectionIsNotRetriedForAPost() async throws {
         let up = try await OneShotUpstream.start()
         try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, _ in
-            let port = server.localAddress!.port!
-            #expect(try requestOnNewConnection(port: port, headers: identity("alice")).status == 200)
-            let r = try requestOnNewConnection(port: port, method: "POST", headers: identity("alice"), body: "pay once")
+            #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
+            let r = try requestOnNewConnection(server, method: "POST", headers: identity("alice"), body: "pay once")
             #expect(r.status == 502, "a POST the upstream may have seen is never sent twice")
             #expect(up.headsReceived == 2)
         }
@@ -100,7 +96,7 @@ import WorkstationCore
                 text += "\(Gate.usernameHeader): alice\r\n\(Gate.groupsHeader): T3 Users\r\n"
                 text += i == 2 ? "Connection: close\r\n\r\n" : "\r\n"
             }
-            let reply = try rawExchange(port: server.localAddress!.port!, Array(text.utf8))
+            let reply = try rawExchange(server, Array(text.utf8))
             let statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
             #expect(statuses == ["200", "200", "200"])
             let one = try #require(reply.range(of: "path=/one "))
@@ -120,14 +116,13 @@ import WorkstationCore
                 "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\(Gate.usernameHeader): \(user)\r\n\(Gate.groupsHeader): \(groups)\r\n"
                     + (close ? "Connection: close\r\n\r\n" : "\r\n")
             }
-            let port = server.localAddress!.port!
-            var reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice", "Staff")).utf8))
+            var reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("alice", "Staff")).utf8))
             var statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
             #expect(statuses == ["200", "403"])
-            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8))
+            reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8))
             statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
             #expect(statuses == ["200", "403"])
-            reply = try rawExchange(port: port, Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8))
+            reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8))
             #expect(reply.contains("user=alice") && reply.contains("user=bob"))
             #expect(alice.requestCount == 4)
         }
@@ -144,8 +139,7 @@ import WorkstationCore
         try map.write(["alice": upstream.port])
         let server = try await startDispatcher(map: map)
         defer { map.remove() }
-        let port = server.localAddress!.port!
-        let text = try rawExchange(port: port, Array(request.utf8))
+        let text = try rawExchange(server, Array(request.utf8))
         await server.shutdown()
         await upstream.stop()
         return text
@@ -229,7 +223,7 @@ import WorkstationCore
         let server = try await startDispatcher(map: map)
         defer { map.remove() }
         // A kept-alive client connection that sends one request and stays open.
-        let fd = try connectLoopback(port: server.localAddress!.port!)
+        let fd = try connectDispatcher(server)
         defer { close(fd) }
         let request = Array("GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n".utf8)
         _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

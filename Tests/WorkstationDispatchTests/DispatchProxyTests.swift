@@ -11,14 +11,14 @@ import WorkstationCore
 @Suite(.serialized) struct DispatchProxyTests {
     /// Runs `body` with alice and bob routed to their own upstreams.
     func withProxy(
-        maxActiveUsers: Int = 8, trusted: [String] = ["127.0.0.1"],
+        maxActiveUsers: Int = 8, frontProxyUsers: [String] = ["root"],
         _ body: (DispatchServer, HTTPClient, MapDir, EchoUpstream, EchoUpstream) async throws -> Void
     ) async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
         let bob = try await EchoUpstream.start(name: "bob-up")
         let map = try MapDir()
         try map.write(["alice": alice.port, "bob": bob.port])
-        let server = try await startDispatcher(map: map, maxActiveUsers: maxActiveUsers, trusted: trusted)
+        let server = try await startDispatcher(map: map, maxActiveUsers: maxActiveUsers, frontProxyUsers: frontProxyUsers)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await body(server, client, map, alice, bob)
@@ -93,8 +93,9 @@ import WorkstationCore
         }
     }
 
-    @Test func refusesIdentityFromAnUntrustedPeer() async throws {
-        try await withProxy(trusted: ["::1"]) { server, client, _, alice, _ in
+    @Test func refusesIdentityFromAPeerThatIsNotTheFrontProxy() async throws {
+        // This process (root) connects, but only daemon's connections are believed.
+        try await withProxy(frontProxyUsers: ["daemon"]) { server, client, _, alice, _ in
             let r = try await send(client, server, headers: identity("alice"))
             #expect(r.status == 403)
             #expect(alice.requestCount == 0)
@@ -116,7 +117,7 @@ import WorkstationCore
 
     @Test func relaysWebSocketFrames() async throws {
         try await withProxy { server, _, _, _, _ in
-            let ws = try RawWebSocket(port: server.localAddress!.port!, headers: identity("alice"))
+            let ws = try RawWebSocket(server, headers: identity("alice"))
             #expect(ws.handshakeStatus == 101)
             for i in 0..<20 {
                 try ws.sendText("hello \(i)")
@@ -128,7 +129,7 @@ import WorkstationCore
 
     @Test func refusesAWebSocketFromAnUnknownUser() async throws {
         try await withProxy { server, _, _, alice, _ in
-            let ws = try RawWebSocket(port: server.localAddress!.port!, headers: identity("mallory"))
+            let ws = try RawWebSocket(server, headers: identity("mallory"))
             #expect(ws.handshakeStatus == 403)
             #expect(alice.requestCount == 0)
         }
@@ -136,7 +137,7 @@ import WorkstationCore
 
     @Test func ceilingRefusesANewUserWith429AndKeepsExistingOnes() async throws {
         try await withProxy(maxActiveUsers: 1) { server, client, _, _, bob in
-            let ws = try RawWebSocket(port: server.localAddress!.port!, headers: identity("alice"))
+            let ws = try RawWebSocket(server, headers: identity("alice"))
             #expect(ws.handshakeStatus == 101)
             let b = try await send(client, server, headers: identity("bob"))
             #expect(b.status == 429)
@@ -186,11 +187,11 @@ import WorkstationCore
 
     @Test func removedUserWebSocketIsClosed() async throws {
         try await withProxy { server, client, map, alice, _ in
-            let ws = try RawWebSocket(port: server.localAddress!.port!, headers: identity("bob"))
+            let ws = try RawWebSocket(server, headers: identity("bob"))
             #expect(ws.handshakeStatus == 101)
             try ws.sendText("ping")
             #expect(try ws.readText() == "ping")
-            let keep = try RawWebSocket(port: server.localAddress!.port!, headers: identity("alice"))
+            let keep = try RawWebSocket(server, headers: identity("alice"))
             #expect(keep.handshakeStatus == 101)
             try map.write(["alice": alice.port])
             // Any request notices the change; the reload closes bob's tunnel.

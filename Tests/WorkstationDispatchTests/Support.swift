@@ -122,7 +122,8 @@ final class MapDir: Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
     func write(_ users: [String: Int]) throws {
-        let map = DispatchMap(users: users.mapValues { DispatchMap.User(osUser: "os-x", port: $0, ports: ["t3-serve@": $0]) })
+        // The test upstreams run in this process, as root: root is the account that owns their listeners.
+        let map = DispatchMap(users: users.mapValues { DispatchMap.User(osUser: "root", port: $0, ports: ["t3-serve@": $0]) })
         try writeRaw(map.encoded())
     }
     func writeRaw(_ data: Data) throws {
@@ -133,21 +134,32 @@ final class MapDir: Sendable {
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
 }
 
-/// Starts a dispatcher on 127.0.0.1 ephemeral ports in front of the given map.
+/// Starts a dispatcher as deployed on a host with its front proxy: identity `peer`, a unix socket in the map's
+/// scratch directory, the front proxy's account `root` (this test process), the metrics listener on an ephemeral
+/// 127.0.0.1 port, and each upstream connection's acceptor checked against the routed account.
 func startDispatcher(
-    map: MapDir, maxActiveUsers: Int = 8, trusted: [String] = ["127.0.0.1"],
-    group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    map: MapDir, maxActiveUsers: Int = 8, frontProxyUsers: [String] = ["root"],
+    group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, configure: (inout DispatchConfig) -> Void = { _ in }
 ) async throws -> DispatchServer {
     var config = DispatchConfig()
-    config.listen = .tcp(host: "127.0.0.1", port: 0)
+    config.listen = .unix(path: map.dir + "/dispatch.sock")
     config.metricsListen = .tcp(host: "127.0.0.1", port: 0)
     config.dispatchFile = map.path
-    config.trustedProxies = trusted
+    config.frontProxyUsers = frontProxyUsers
     config.maxActiveUsers = maxActiveUsers
     config.reloadIntervalSeconds = 3600  // tests drive reloads through requests, never the timer
+    configure(&config)
     var logger = Logger(label: "test.dispatch")
-    logger.logLevel = .critical
+    logger.logLevel = ProcessInfo.processInfo.environment["WORKSTATION_TEST_LOG"] != nil ? .debug : .critical
     return try await DispatchServer.start(config: config, group: group, logger: logger)
+}
+
+extension DispatchServer {
+    /// The path of the proxy's unix socket.
+    var socketPath: String {
+        if case .unix(let path) = config.listen { return path }
+        preconditionFailure("the test dispatcher listens on a unix socket")
+    }
 }
 
 struct Reply {
@@ -161,7 +173,8 @@ func send(
     _ client: HTTPClient, _ server: DispatchServer, path: String = "/", method: HTTPMethod = .GET,
     headers: [(String, String)], body: Data? = nil
 ) async throws -> Reply {
-    var req = HTTPClientRequest(url: "http://127.0.0.1:\(server.localAddress!.port!)\(path)")
+    let socket = server.socketPath.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? server.socketPath
+    var req = HTTPClientRequest(url: "http+unix://\(socket)\(path)")
     req.method = method
     for (n, v) in headers { req.headers.add(name: n, value: v) }
     if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
@@ -180,8 +193,8 @@ final class RawWebSocket {
     let fd: Int32
     private(set) var handshakeStatus = 0
 
-    init(port: Int, headers: [(String, String)]) throws {
-        fd = try connectLoopback(port: port)
+    init(_ server: DispatchServer, headers: [(String, String)]) throws {
+        fd = try connectDispatcher(server)
         var req = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         req += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (n, v) in headers { req += "\(n): \(v)\r\n" }
@@ -251,17 +264,43 @@ final class RawWebSocket {
 
 /// One HTTP/1.1 request on a new blocking loopback connection with `Connection: close`; reads to end of stream.
 /// - Returns: the status code and the body (everything after the blank line).
-func requestOnNewConnection(port: Int, method: String = "GET", headers: [(String, String)], body: String = "") throws -> (status: Int, body: String) {
+func requestOnNewConnection(_ server: DispatchServer, method: String = "GET", headers: [(String, String)], body: String = "") throws -> (status: Int, body: String) {
     var req = "\(method) / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
     for (n, v) in headers { req += "\(n): \(v)\r\n" }
     req += "\r\n" + body
-    let text = try rawExchange(port: port, Array(req.utf8))
+    let text = try rawExchange(server, Array(req.utf8))
     let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
     let bodyText = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
     return (status, bodyText)
 }
 
 /// A blocking TCP connection to `127.0.0.1:port` whose reads give up after 20 seconds; the caller closes it.
+/// A blocking connection to the dispatcher's unix socket, with a 20 s receive timeout.
+func connectDispatcher(_ server: DispatchServer) throws -> Int32 {
+    try connectUnix(server.socketPath)
+}
+
+/// A blocking connection to the unix socket at `path`, with a 20 s receive timeout.
+func connectUnix(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
+    }
+    var tv = timeval(tv_sec: 20, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard rc == 0 else {
+        close(fd)
+        throw CocoaError(.fileReadUnknown)
+    }
+    return fd
+}
+
 func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
@@ -280,9 +319,9 @@ func connectLoopback(port: Int) throws -> Int32 {
     return fd
 }
 
-/// Writes `bytes` in one go on a new blocking loopback connection and reads until the peer closes.
-func rawExchange(port: Int, _ bytes: [UInt8]) throws -> String {
-    let fd = try connectLoopback(port: port)
+/// Writes `bytes` in one go on a new blocking connection to the dispatcher and reads until the peer closes.
+func rawExchange(_ server: DispatchServer, _ bytes: [UInt8]) throws -> String {
+    let fd = try connectDispatcher(server)
     defer { close(fd) }
     var off = 0
     while off < bytes.count {
