@@ -154,8 +154,8 @@ public struct DispatchConfig: Sendable, Hashable {
     /// Check that each upstream connection was accepted by the routed person's account before sending to it
     /// (`/proc/net/tcp`, `/proc/net/tcp6`). Always on in production; tests of other parts may turn it off.
     public var verifyUpstreamOwner = true
-    /// Where the socket tables are read (`/proc/net`); tests point it at fixtures.
-    public var procNet = "/proc/net"
+    /// Where the socket tables are read (`/proc/self/net`, readable under `ProcSubset=pid`); tests point it at fixtures.
+    public var procNet = "/proc/self/net"
 
     public init() {}
 

@@ -26,7 +26,7 @@ enum SocketOwners {
     ///   - clientPort: the dispatcher's own local port of that connection.
     ///   - procNet: the directory holding `tcp` and `tcp6` (`/proc/net`).
     /// - Returns: the owner's uid, or nil when no such connection is listed (not yet, or it closed).
-    static func acceptorUID(serverPort: Int, clientPort: Int, procNet: String = "/proc/net") -> uid_t? {
+    static func acceptorUID(serverPort: Int, clientPort: Int, procNet: String = "/proc/self/net") -> uid_t? {
         // Local address 127.0.0.1:serverPort, remote 127.0.0.1:clientPort, as the kernel prints them (address in
         // network byte order as a host-endian hex word, port in hex).
         let v4 = hex4(serverPort, "0100007F") + " " + hex4(clientPort, "0100007F")
