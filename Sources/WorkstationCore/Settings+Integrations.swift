@@ -27,9 +27,14 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
     public var timeout: Int = 10
     /// `page_size` asked of list endpoints.
     public var pageSize: Int = 100
+    /// The provider's JWKS (RFC 7517), e.g. `https://auth.example.org/application/o/t3/jwks/`: `apply` fetches it
+    /// into `jwksFile`, which the dispatcher verifies `X-authentik-jwt` against (docs/dispatch.md).
+    public var jwksURL: String?
+    /// Where `apply` writes the JWKS (root-owned, 0644): the dispatcher's `dispatch.jwt.jwks_file`.
+    public var jwksFile: String = "/var/lib/workstation/authentik-jwks.json"
     public init(url: String) { self.url = url }
 
-    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size"]
+    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size", "jwks_url", "jwks_file"]
 
     /// Reads the `authentik:` mapping; every key but `url` has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> AuthentikSettings? {
@@ -47,6 +52,10 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
         }
         if let v = r["timeout"], let n = v.integer("authentik.timeout", diags, range: 1...300) { s.timeout = n }
         if let v = r["page_size"], let n = v.integer("authentik.page_size", diags, range: 1...1000) { s.pageSize = n }
+        if let v = r["jwks_url"] { s.jwksURL = httpURL(v, "authentik.jwks_url", diags, keepTrailingSlash: true) }
+        if let v = r["jwks_file"], let p = v.string("authentik.jwks_file", diags) {
+            if p.hasPrefix("/") { s.jwksFile = p } else { diags.error(v.location, "authentik.jwks_file must be an absolute path, got '\(printable(p))'") }
+        }
         return s
     }
 }

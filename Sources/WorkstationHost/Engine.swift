@@ -179,6 +179,16 @@ public enum Engine {
             state = executor.state
         }
         state.ports = desired.ports
+        // The identity provider's signing keys, for the dispatcher's token check: fetched on every apply.
+        switch JWKSRefresh.refresh(inputs.settings.authentik, root: root) {
+        case .notConfigured, .unchanged: break
+        case .written(let path):
+            plan.notes.append("signing keys written to \(path) (authentik.jwks_url)")
+            journal?.record(Change(id: "jwks:\(path)", user: nil, kind: .update, safety: .derived,
+                                   summary: "identity provider signing keys refreshed", fields: []), result: "ok")
+        case .failed(let why):
+            plan.notes.append("signing keys not refreshed, the ones written last stay in force: \(why)")
+        }
         // Verify by observing again, unless nothing ran: then, under the lock, the first plan is the verification.
         let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root, clients: clients).0
         LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
