@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import WorkstationDispatch
 
-/// `workstation ttyd-login`: the command ttyd runs per terminal (`ttyd -H X-authentik-username workstation ttyd-login`).
+/// `workstation ttyd-login`: the command ttyd runs per terminal (`deploy/workstation-ttyd.service`: ttyd on a unix
+/// socket only the front proxy can reach, `-H X-authentik-username`; docs/dispatch.md).
 struct TtydLoginCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ttyd-login",
