@@ -105,5 +105,8 @@ func isPlausibleEmail(_ s: String) -> Bool {
 
 /// Shows a name safely in a message: control characters escaped.
 public func printable(_ s: String) -> String {
-    s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+    s.unicodeScalars.map {
+        // C0 controls, DEL and the C1 controls (U+0080-U+009F: CSI, OSC... which terminals also act on).
+        $0.value < 0x20 || ($0.value >= 0x7F && $0.value < 0xA0) ? "\\u{\(String($0.value, radix: 16))}" : String($0)
+    }.joined()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import WorkstationCore
 
 /// The parts of systemd's service protocol the dispatcher speaks: inherited listening sockets (sd_listen_fds(3)),
 /// readiness and watchdog notifications (sd_notify(3)). Without systemd (no `LISTEN_PID`, no `NOTIFY_SOCKET`) every
@@ -118,23 +119,7 @@ public struct JournalLogHandler: LogHandler {
         FileHandle.standardError.write(Data(line.utf8))
     }
 
-    /// Control characters, spaces in values and non-ASCII shown as escapes, so one message is one line.
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\\": out += "\\\\"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (u.value >= 0x80 && u.value < 0xA0) {
-                    out += String(format: "\\x%02x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out
-    }
+    /// Control characters shown as escapes (`printable`), so one message is one line and no value can drive the
+    /// terminal of whoever reads the journal.
+    static func escape(_ s: String) -> String { printable(s) }
 }

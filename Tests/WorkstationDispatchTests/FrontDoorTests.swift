@@ -283,7 +283,7 @@ final class ByteSink: Sendable {
         #expect(JournalLogHandler.priority(.notice) == 5)
         #expect(JournalLogHandler.priority(.info) == 6)
         #expect(JournalLogHandler.priority(.debug) == 7)
-        #expect(JournalLogHandler.escape("a\nb\u{1b}[31m") == "a\\nb\\x1b[31m", "a value cannot start a new line")
+        #expect(JournalLogHandler.escape("a\nb\u{1b}[31m\u{9b}") == "a\\u{a}b\\u{1b}[31m\\u{9b}", "a value cannot start a new line")
     }
 
     @Test func notifyReachesTheNotifySocket() throws {

@@ -282,35 +282,30 @@ func connectDispatcher(_ server: DispatchServer) throws -> Int32 {
 
 /// A blocking connection to the unix socket at `path`, with a 20 s receive timeout.
 func connectUnix(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)
     withUnsafeMutableBytes(of: &addr.sun_path) { raw in
         for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
     }
-    var tv = timeval(tv_sec: 20, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard rc == 0 else {
-        close(fd)
-        throw CocoaError(.fileReadUnknown)
-    }
-    return fd
+    return try connectBlocking(AF_UNIX, &addr)
 }
 
 func connectLoopback(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return try connectBlocking(AF_INET, &addr)
+}
+
+/// A blocking stream socket of `family` connected to `address`, with a 20 s receive timeout.
+private func connectBlocking<Address>(_ family: Int32, _ address: inout Address) throws -> Int32 {
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
     var tv = timeval(tv_sec: 20, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
     }
     guard rc == 0 else {
         close(fd)
