@@ -49,12 +49,12 @@ public final class DispatchServer: Sendable {
     /// The token verifier, when `dispatch.jwt` is set.
     let verifier: TokenVerifier?
     private let proxyChannel: Channel
-    private let metricsChannel: Channel
+    private let metricsChannel: Channel?
     private let reloadTask: RepeatedTask
 
     private init(
         config: DispatchConfig, routes: RouteTable, metrics: DispatchMetrics, active: ActiveUsers, tunnels: TunnelRegistry,
-        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel, reloadTask: RepeatedTask,
+        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel?, reloadTask: RepeatedTask,
         verifier: TokenVerifier?
     ) {
         self.pools = pools
@@ -68,7 +68,7 @@ public final class DispatchServer: Sendable {
         self.metricsChannel = metricsChannel
         self.reloadTask = reloadTask
         self.localAddress = proxyChannel.localAddress
-        self.metricsAddress = metricsChannel.localAddress
+        self.metricsAddress = metricsChannel?.localAddress
     }
 
     /// Loads the map, binds both listeners and starts the reload timer.
@@ -128,12 +128,25 @@ public final class DispatchServer: Sendable {
                     try channel.pipeline.syncOperations.addHandlers([decoder, handler])
                 }
             }
-        let proxyChannel: Channel
-        if let fd = inherited.first {
-            if case .unix(let path) = config.listen {
-                let got = Systemd.unixPath(of: fd) ?? "a socket that is not a unix socket"
-                guard got == path else { throw DispatchError.inheritedSocketMismatch(expected: path, got: got) }
+        // Socket activation: each inherited socket is matched to a listener by the address it is bound to.
+        var proxyFD: Int32?
+        var metricsFD: Int32?
+        for fd in inherited {
+            let bound = Systemd.boundAddress(of: fd)
+            if bound == config.listen {
+                proxyFD = fd
+            } else if bound == config.metricsListen {
+                metricsFD = fd
+            } else {
+                throw DispatchError.inheritedSocketMismatch(
+                    expected: "\(config.listen) or \(config.metricsListen)", got: bound.map { "\($0)" } ?? "an unknown socket")
             }
+        }
+        if !inherited.isEmpty, proxyFD == nil {
+            throw DispatchError.inheritedSocketMismatch(expected: "\(config.listen)", got: "no such socket among those passed")
+        }
+        let proxyChannel: Channel
+        if let fd = proxyFD {
             do {
                 proxyChannel = try await proxyBootstrap.withBoundSocket(fd).get()
             } catch {
@@ -143,20 +156,30 @@ public final class DispatchServer: Sendable {
             proxyChannel = try await bind(proxyBootstrap, config.listen)
         }
 
-        let metricsBootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        var metricsBootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(metrics: metrics, routes: routes))
                 }
             }
-        let metricsChannel: Channel
+        if metricsFD == nil, case .tcp = config.metricsListen {
+            metricsBootstrap = metricsBootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        }
+        // The metrics listener routes nothing: when its address is taken (another account bound the port while the
+        // dispatcher restarted), the proxy serves anyway and the failure is logged at error priority.
+        let metricsChannel: Channel?
         do {
-            metricsChannel = try await bind(metricsBootstrap, config.metricsListen)
+            if let fd = metricsFD {
+                metricsChannel = try await metricsBootstrap.withBoundSocket(fd).get()
+            } else {
+                metricsChannel = try await bind(metricsBootstrap, config.metricsListen)
+            }
         } catch {
-            try? await proxyChannel.close()
-            throw error
+            logger.error("metrics listener unavailable; serving without /metrics and /healthz", metadata: [
+                "listen": "\(config.metricsListen)", "error": .string("\(error)"),
+            ])
+            metricsChannel = nil
         }
         let interval = TimeAmount.seconds(Int64(config.reloadIntervalSeconds))
         let reloadTask = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
@@ -197,7 +220,7 @@ public final class DispatchServer: Sendable {
     public func shutdown() async {
         reloadTask.cancel()
         try? await proxyChannel.close()
-        try? await metricsChannel.close()
+        try? await metricsChannel?.close()
         for user in routes.current.users.keys { tunnels.closeAll(of: user) }
         pools.closeAll()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import WorkstationCore
 
 /// The parts of systemd's service protocol the dispatcher speaks: inherited listening sockets (sd_listen_fds(3)),
@@ -24,17 +25,34 @@ public enum Systemd {
         return (0..<count).map { listenFDsStart + $0 }
     }
 
-    /// The path a unix stream socket is bound to (getsockname(2)), or nil for other sockets.
-    public static func unixPath(of fd: Int32) -> String? {
-        var addr = sockaddr_un()
-        var len = socklen_t(MemoryLayout<sockaddr_un>.size)
-        let rc = withUnsafeMutablePointer(to: &addr) {
+    /// The address a listening socket is bound to (getsockname(2)): a unix path or an IP address and port, in the
+    /// form settings write them; nil for anything else.
+    public static func boundAddress(of fd: Int32) -> ListenAddress? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
-        guard rc == 0, addr.sun_family == sa_family_t(AF_UNIX) else { return nil }
-        return withUnsafeBytes(of: addr.sun_path) { raw in
-            let bytes = raw.prefix(while: { $0 != 0 })
-            return String(decoding: bytes, as: UTF8.self)
+        guard rc == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_UNIX:
+            let path = withUnsafeBytes(of: storage) { raw -> String in
+                let sunPath = raw.dropFirst(MemoryLayout<sa_family_t>.size).prefix(Int(len) - MemoryLayout<sa_family_t>.size)
+                return String(decoding: sunPath.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            return .unix(path: path)
+        case AF_INET:
+            let a = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in.self) }
+            let address = SocketAddress(a, host: "")
+            guard let ip = address.ipAddress, let port = address.port else { return nil }
+            return .tcp(host: ip, port: port)
+        case AF_INET6:
+            let a = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in6.self) }
+            let address = SocketAddress(a, host: "")
+            guard let ip = address.ipAddress, let port = address.port else { return nil }
+            return .tcp(host: ip, port: port)
+        default:
+            return nil
         }
     }
 
