@@ -91,6 +91,13 @@ public enum Action: Sendable, Hashable, Codable {
     /// `systemctl start NAME` after a daemon-reload (`systemctl(1)`): an enabled unit that is not running.
     /// Idempotent (starting an active unit does nothing). Planned only where systemd runs.
     case startUnit(name: String)
+    /// `systemctl try-reload-or-restart NAME` after a daemon-reload (`systemctl(1)`): a running unit loads its
+    /// regenerated configuration (the firewall's `ExecReload`); a stopped unit stays stopped. Planned only where
+    /// systemd runs.
+    case reloadUnit(name: String)
+    /// `systemd-sysusers CONFIG` (`systemd-sysusers(8)`; `--root=DIR` under a root): creates the system accounts
+    /// and groups a `sysusers.d(5)` file (a name looked up in `/etc/sysusers.d`) declares. Idempotent.
+    case createSystemAccounts(config: String)
     /// `systemctl disable --now` where systemd runs, else `systemctl --root=DIR disable` (`systemctl(1)`). Revoke.
     case disableUnit(name: String)
     /// `usermod [-L] --expiredate 1 USER` (`usermod(8)`): lock the password (when `lock`) and expire the account,

@@ -210,6 +210,15 @@ public final class Executor {
                 unitFilesDirty = false
             }
             try runner.check(["systemctl", "start", name])
+        case .reloadUnit(let name):
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "try-reload-or-restart", name])
+        case .createSystemAccounts(let config):
+            try runner.check(["systemd-sysusers"] + (root.isSystem ? [] : ["--root=\(root.directory)"]) + [config])
         case .disableUnit(let name): try lifecycle.disableUnit(name)
         case .restrictLogin(let user, let lock): try lifecycle.restrictLogin(user, lock: lock)
         case .restoreLogin(let user, let unlock, let days): try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
