@@ -105,6 +105,13 @@ public enum Action: Sendable, Hashable, Codable {
     case restrictLogin(user: String, lock: Bool)
     /// `usermod [-U] --expiredate DAYS|'' USER`: puts lock and expiry back as the cut stage recorded them.
     case restoreLogin(user: String, unlock: Bool, expireDays: Int?)
+    /// Ends every process of the account (live root only): `loginctl terminate-user USER` (`loginctl(1)`: the
+    /// sessions and the user manager) where systemd runs, then SIGKILL of every process whose real, effective or
+    /// saved uid is `uid` (`/proc/<pid>/status`, `proc(5)`), repeated until none is left. Revoke.
+    case endProcesses(user: String, uid: Int)
+    /// `loginctl disable-linger USER` where systemd runs, else removes `/var/lib/systemd/linger/USER` (the file
+    /// logind keeps for a lingering user, `logind.conf(5)`), so no user manager starts for them at boot. Revoke.
+    case disableLinger(user: String)
     /// `usermod -r -G GROUP USER` (shadow 4.13+): removes one supplementary membership, leaves the others. Revoke.
     case removeMembership(user: String, group: String)
     /// `unlinkat(2)` of one entry under a home, never following links; a directory is refused.

@@ -36,6 +36,22 @@ public struct ProcReader: Sendable {
         return out.sorted { $0.pid < $1.pid }
     }
 
+    /// The processes whose real, effective or saved uid is `uid` (the `Uid:` line of `/proc/<pid>/status`,
+    /// `proc(5)`), sorted by pid. Zombies and dead tasks (`State: Z`/`X`) are left out: they run nothing and go
+    /// when their parent reaps them. A process that exits while being read is skipped.
+    public func processes(ownedBy uid: Int) -> [OwnedProcess] {
+        let dir = root.path("/proc")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var out: [OwnedProcess] = []
+        for name in names {
+            guard let pid = Int(name), pid > 0, let status = readPseudoFile("\(dir)/\(name)/status"),
+                let p = OwnedProcess.parse(pid: pid, status: status), p.matches(uid), !p.isZombie
+            else { continue }
+            out.append(p)
+        }
+        return out.sorted { $0.pid < $1.pid }
+    }
+
     /// Whether a unit instance is running: its cgroup (in `user-<uid>.slice`, where workstation's drop-in puts it,
     /// or in `system.slice`) reports `populated 1` in `cgroup.events`. The cgroup v2 tree is looked for at
     /// `/sys/fs/cgroup` (unified) and `/sys/fs/cgroup/unified` (hybrid). nil when neither is mounted under the root
@@ -97,4 +113,44 @@ public func readPseudoFile(_ path: String, limit: Int = 1 << 20) -> Data? {
         out.append(contentsOf: buf[0..<n])
     }
     return out
+}
+
+/// One process with the uids that decide whose it is (`proc(5)`, `/proc/<pid>/status`).
+public struct OwnedProcess: Sendable, Hashable {
+    public var pid: Int
+    /// `Name:` (the command name, at most 15 bytes; user-controlled, so escape it before printing).
+    public var name: String
+    /// `Uid:` real, effective, saved set and file-system uid.
+    public var uids: [Int]
+    /// The first letter of `State:` (`R`, `S`, `D`, `T`, `Z`...); nil when absent.
+    public var state: Character?
+
+    public init(pid: Int, name: String, uids: [Int], state: Character? = nil) {
+        self.pid = pid
+        self.name = name
+        self.uids = uids
+        self.state = state
+    }
+
+    /// True when the real, effective or saved uid is `uid`.
+    public func matches(_ uid: Int) -> Bool { uids.prefix(3).contains(uid) }
+    public var isZombie: Bool { state == "Z" || state == "X" }
+
+    /// Parses `status`; nil without a `Uid:` line of at least three numbers.
+    public static func parse(pid: Int, status: Data) -> OwnedProcess? {
+        var name = ""
+        var uids: [Int] = []
+        var state: Character?
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let rest = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            switch line[..<colon] {
+            case "Name": name = rest
+            case "State": state = rest.first
+            case "Uid": uids = rest.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }
+            default: break
+            }
+        }
+        return uids.count >= 3 ? OwnedProcess(pid: pid, name: name, uids: uids, state: state) : nil
+    }
 }
