@@ -137,7 +137,8 @@ public enum KubernetesManifests {
     }
 
     /// The per-user kubeconfig: one cluster, one context, and an `exec` user running kubelogin
-    /// (`kubectl oidc-login get-token`), `interactiveMode: IfAvailable` (required in v1). It carries no token.
+    /// (`kubectl oidc-login get-token`) with a grant that opens no local port, `interactiveMode: IfAvailable`
+    /// (required in v1). It carries no token.
     public static func kubeconfig(_ e: RosterEntry, settings k: KubernetesSettings, ca: Data?) -> Data {
         let cluster = k.clusterName
         let context = "\(e.osUser)@\(cluster)"
@@ -171,10 +172,19 @@ public enum KubernetesManifests {
                   - \(quote("--oidc-issuer-url=\(k.oidcIssuerURL ?? "")"))
                   - \(quote("--oidc-client-id=\(k.oidcClientID ?? "")"))
                   - --oidc-extra-scope=email
-                  interactiveMode: IfAvailable
+            \(grantArgs(k))      interactiveMode: IfAvailable
                   provideClusterInfo: false
 
             """.utf8)
+    }
+
+    /// The kubelogin arguments of the grant (`KubernetesSettings.grantType`), each a line of the `args:` list:
+    /// `--grant-type=authcode-keyboard` with `--oidc-redirect-url=...`, or `--grant-type=device-code`. Neither
+    /// opens a local port (kubelogin `docs/usage.md`).
+    static func grantArgs(_ k: KubernetesSettings) -> String {
+        var args = ["--grant-type=\(k.grantType.rawValue)"]
+        if k.grantType == .authcodeKeyboard { args.append("--oidc-redirect-url=\(k.redirectURL)") }
+        return args.map { "      - \(quote($0))\n" }.joined()
     }
 
     /// The branch to add to the edge expression policy (Authentik), gating the host on the gate group.

@@ -91,6 +91,13 @@ public enum Action: Sendable, Hashable, Codable {
     /// `systemctl start NAME` after a daemon-reload (`systemctl(1)`): an enabled unit that is not running.
     /// Idempotent (starting an active unit does nothing). Planned only where systemd runs.
     case startUnit(name: String)
+    /// `systemctl try-reload-or-restart NAME` after a daemon-reload (`systemctl(1)`): a running unit loads its
+    /// regenerated configuration (the firewall's `ExecReload`); a stopped unit stays stopped. Planned only where
+    /// systemd runs.
+    case reloadUnit(name: String)
+    /// `systemd-sysusers CONFIG` (`systemd-sysusers(8)`; `--root=DIR` under a root): creates the system accounts
+    /// and groups a `sysusers.d(5)` file (a name looked up in `/etc/sysusers.d`) declares. Idempotent.
+    case createSystemAccounts(config: String)
     /// `systemctl disable --now` where systemd runs, else `systemctl --root=DIR disable` (`systemctl(1)`). Revoke.
     case disableUnit(name: String)
     /// `usermod [-L] --expiredate 1 USER` (`usermod(8)`): lock the password (when `lock`) and expire the account,
@@ -98,6 +105,13 @@ public enum Action: Sendable, Hashable, Codable {
     case restrictLogin(user: String, lock: Bool)
     /// `usermod [-U] --expiredate DAYS|'' USER`: puts lock and expiry back as the cut stage recorded them.
     case restoreLogin(user: String, unlock: Bool, expireDays: Int?)
+    /// Ends every process of the account (live root only): `loginctl terminate-user USER` (`loginctl(1)`: the
+    /// sessions and the user manager) where systemd runs, then SIGKILL of every process whose real, effective or
+    /// saved uid is `uid` (`/proc/<pid>/status`, `proc(5)`), repeated until none is left. Revoke.
+    case endProcesses(user: String, uid: Int)
+    /// `loginctl disable-linger USER` where systemd runs, else removes `/var/lib/systemd/linger/USER` (the file
+    /// logind keeps for a lingering user, `logind.conf(5)`), so no user manager starts for them at boot. Revoke.
+    case disableLinger(user: String)
     /// `usermod -r -G GROUP USER` (shadow 4.13+): removes one supplementary membership, leaves the others. Revoke.
     case removeMembership(user: String, group: String)
     /// `unlinkat(2)` of one entry under a home, never following links; a directory is refused.

@@ -254,9 +254,15 @@ extension Planner {
     }
 
     /// `~/.config/workstation/vault.env`: `VAULT_ADDR`, the namespace and the tier's OIDC role. Never a token:
-    /// people get their own with `vault login -method=oidc role=$VAULT_OIDC_ROLE`.
+    /// people log in to the Vault web UI with OIDC in their own browser (the callback goes to Vault itself) and
+    /// hand the token to `vault login` at its hidden prompt. Never `vault login -method=oidc` on this host: its
+    /// callback listener (`localhost:8250`, vault-plugin-auth-jwt `cli.go`) can be taken by any account first,
+    /// and Vault's CLI has no OIDC flow without a local TCP listener.
     public func vaultHelper(_ e: RosterEntry, _ v: VaultSettings) -> Data {
-        var s = "# written once by workstation; no token here: run  vault login -method=oidc role=\"$VAULT_OIDC_ROLE\"\n"
+        var s = "# written once by workstation; no token here. Log in without opening a port on this shared host:\n"
+        s += "#   1. in your own browser: $VAULT_ADDR/ui/ , method OIDC, role $VAULT_OIDC_ROLE; then Copy token (user menu)\n"
+        s += "#   2. here: vault login   (paste it at the hidden prompt; it is kept in ~/.vault-token, mode 0600)\n"
+        s += "# Not vault login -method=oidc: its callback listens on localhost:8250, which any account here can take first.\n"
         s += "export VAULT_ADDR=\(shellQuote(v.url))\n"
         if let ns = v.namespace { s += "export VAULT_NAMESPACE=\(shellQuote(ns))\n" }
         s += "export VAULT_OIDC_ROLE=\(shellQuote(v.oidcRole(e.tier)))\n"

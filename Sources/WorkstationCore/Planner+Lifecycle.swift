@@ -37,6 +37,31 @@ extension Planner {
         return out
     }
 
+    /// The last steps of stage cut, after the units are stopped and logins refused: disable linger (when logind's
+    /// linger file exists), then end every process of the account, its user manager included.
+    /// - Parameters:
+    ///   - lingering: whether `/var/lib/systemd/linger/<user>` exists.
+    ///   - processes: the account's processes now (`pid`, command name), or nil when they are not ended here
+    ///     (a `--root` prefix: processes belong to the live host, never to a prefix).
+    public func cutSessionChanges(user: String, uid: Int, lingering: Bool, processes: [(pid: Int, name: String)]?) -> [Change] {
+        var out: [Change] = []
+        if lingering {
+            out.append(Change(id: "linger:\(user)", user: user, kind: .pending, safety: .revoke,
+                              summary: "disable linger for \(user) (no user manager at boot)",
+                              fields: [FieldChange("linger", "yes", "no")], action: .disableLinger(user: user)))
+        }
+        if let processes {
+            let shown = processes.prefix(20).map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ") + (processes.count > 20 ? ", ..." : "")
+            out.append(Change(id: "processes:\(user)", user: user, kind: .pending, safety: .revoke,
+                              summary: processes.isEmpty
+                                  ? "end every process of \(user) (none runs now; their user manager, if any, is terminated)"
+                                  : "end every process of \(user) (uid \(uid)), their user manager included: \(processes.count) now: \(shown)",
+                              fields: [FieldChange("processes", String(processes.count), "0")],
+                              action: .endProcesses(user: user, uid: uid), dependsOn: lingering ? ["linger:\(user)"] : []))
+        }
+        return out
+    }
+
     /// Stage revoke: delete the per-user secret files workstation recorded writing (only those).
     public func revokeChanges(user: String, observed o: HostSnapshot) -> [Change] {
         (o.state.secretFilesWritten[user] ?? []).map { path in

@@ -40,7 +40,9 @@ extension Planner {
                      WatchedPath(h.managedGuidancePath, readContent: true), WatchedPath(h.profileScript, readContent: true),
                      WatchedPath(joinPath(h.skel, ".claude")),
                      WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.serviceName), readContent: true),
-                     WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true)]
+                     WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true),
+                     WatchedPath(FrontDoor.sysusersPath, readContent: true), WatchedPath(FrontDoor.rulesetPath, readContent: true),
+                     WatchedPath(joinPath(unitSearchPath[0], FrontDoor.firewallUnit), readContent: true)]
         for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(h.skel, ".claude", item))) }
         for unit in settings.units { paths += unitSearchPath.map { WatchedPath(joinPath($0, unit.templateUnit)) } }
         return paths
@@ -127,6 +129,9 @@ extension Planner {
                                        fields: [FieldChange("enabled", "no", "yes")], action: .enableUnit(name: ReconcileUnits.timerName), dependsOn: unitDeps))
         }
 
+        // The front door: the dispatcher's account and the firewall of the instance ports.
+        plan.changes += frontDoorChanges(o, host)
+
         // Config base reachability, per child.
         plan.changes += reachabilityChanges(desired, o, host)
 
@@ -135,6 +140,44 @@ extension Planner {
 
         if !diags.isEmpty { diags.sort { $0.description < $1.description } }
         return (plan, diags)
+    }
+
+    /// The dispatcher's system account (`sysusers.d(5)` file, then `systemd-sysusers`), the firewall ruleset of the
+    /// per-person instance ports (`FrontDoor.ruleset`, from every unit's `port_range`) and the unit that loads it,
+    /// enabled and started. A ruleset or unit that changed under a running firewall is loaded again at once
+    /// (`ExecReload` replaces the table in one transaction); an enabled firewall that is not running is started.
+    func frontDoorChanges(_ o: HostSnapshot, _ host: SetupHostObservation) -> [Change] {
+        var out: [Change] = []
+        let sysusers = systemFile(FrontDoor.sysusersPath, Data(FrontDoor.sysusers.utf8), host, "the dispatcher's system account (sysusers.d)")
+        out += sysusers
+        if o.account(FrontDoor.dispatchAccount) == nil {
+            out.append(Change(id: "account:\(FrontDoor.dispatchAccount)", user: nil, kind: .create, safety: .additive,
+                              summary: "create system account \(FrontDoor.dispatchAccount) (systemd-sysusers; the firewall names it)",
+                              fields: [FieldChange("account", nil, FrontDoor.dispatchAccount)],
+                              action: .createSystemAccounts(config: (FrontDoor.sysusersPath as NSString).lastPathComponent),
+                              dependsOn: sysusers.map(\.id)))
+        }
+        let unitPath = joinPath(unitSearchPath[0], FrontDoor.firewallUnit)
+        let files = systemFile(FrontDoor.rulesetPath, Data(FrontDoor.ruleset(units: settings.units).utf8), host,
+                               "the firewall of the instance ports (\(FrontDoor.portRanges(settings.units).map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")))")
+            + systemFile(unitPath, Data(FrontDoor.firewallService().utf8), host, "the unit that loads the firewall")
+        out += files
+        let deps = out.map(\.id)
+        if !o.enabledUnits.contains(FrontDoor.firewallUnit) {
+            out.append(Change(id: "unit:\(FrontDoor.firewallUnit)", user: nil, kind: .create, safety: .additive,
+                              summary: o.systemdRunning ? "enable and start \(FrontDoor.firewallUnit)" : "enable \(FrontDoor.firewallUnit) (not started: no running systemd under this root)",
+                              fields: [FieldChange("enabled", "no", "yes")], action: .enableUnit(name: FrontDoor.firewallUnit), dependsOn: deps))
+        } else if o.systemdRunning && !o.activeUnits.contains(FrontDoor.firewallUnit) {
+            out.append(Change(id: "unit:\(FrontDoor.firewallUnit)", user: nil, kind: .update, safety: .additive,
+                              summary: "start \(FrontDoor.firewallUnit) (enabled, but not running: the instance ports are open to every account)",
+                              fields: [FieldChange("active", "no", "yes")], action: .startUnit(name: FrontDoor.firewallUnit), dependsOn: deps))
+        } else if o.systemdRunning && !files.isEmpty {
+            out.append(Change(id: "reload:\(FrontDoor.firewallUnit)", user: nil, kind: .update, safety: .derived,
+                              summary: "reload \(FrontDoor.firewallUnit), so the regenerated ruleset applies",
+                              fields: [FieldChange("reload", nil, "try-reload-or-restart")], action: .reloadUnit(name: FrontDoor.firewallUnit),
+                              dependsOn: deps))
+        }
+        return out
     }
 
     /// A root-owned file wholly owned by workstation: written when absent, regenerated when its bytes or mode differ.

@@ -70,12 +70,15 @@ public enum ReconcileUnits {
 
     /// The per-user template unit `setup-host` installs when none is installed (and `--init-root` seeds): runs the
     /// instance as the user named by `%i`, on the port its drop-in puts in `port_env`, in the user's slice (set by
-    /// the drop-in). An operator's own template anywhere on the unit search path is never replaced.
+    /// the drop-in), after the firewall of the instance ports. An operator's own template anywhere on the unit search
+    /// path is never replaced.
     public static func perUserTemplate(_ unit: PerUserUnit) -> String {
         """
         [Unit]
         Description=\(unit.template.dropLast()) for %i (workstation per-user unit)
-        After=network.target
+        # The firewall keeps the port to root and the dispatcher (setup-host installs it).
+        Wants=\(FrontDoor.firewallUnit)
+        After=network.target \(FrontDoor.firewallUnit)
 
         [Service]
         Type=simple

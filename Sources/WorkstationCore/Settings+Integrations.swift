@@ -84,13 +84,19 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
     public var readonlyRole: String = "oidc-power-user-readonly"
     /// Name of the ClusterRole that lets namespace-owners list namespaces and nodes.
     public var namespaceListRole: String = "oidc-namespace-owner-list"
+    /// kubelogin's `--grant-type`: only grants that open no local port (REFERENCE "Data plane and local listeners").
+    public var grantType: KubeloginGrant = .authcodeKeyboard
+    /// kubelogin's `--oidc-redirect-url` for `authcode-keyboard`: where the IdP sends the browser with the code,
+    /// which the person then types in. The default is the out-of-band URI kubelogin documents; it must be
+    /// registered as a redirect URI of the OIDC client.
+    public var redirectURL: String = KubeloginGrant.outOfBand
     public init() {}
 
     /// True when a kubeconfig can be written (server, issuer and client id are set).
     public var kubeconfigConfigured: Bool { server != nil && oidcIssuerURL != nil && oidcClientID != nil }
 
     static let keys = ["k8s_users_file", "server", "cluster_name", "oidc_issuer_url", "oidc_client_id", "ca_file", "ca_data",
-                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role"]
+                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role", "grant_type", "redirect_url"]
 
     /// Reads the `kubernetes:` mapping; every key has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> KubernetesSettings? {
@@ -111,11 +117,71 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
             if n == "oidc-power-user" { diags.error(v.location, "kubernetes.readonly_role must not be oidc-power-user: that role grants write and Secrets; use a new name") } else { s.readonlyRole = n }
         }
         if let v = r["namespace_list_role"], let n = plainWord(v, "kubernetes.namespace_list_role", diags) { s.namespaceListRole = n }
+        if let v = r["grant_type"], let g = v.string("kubernetes.grant_type", diags) {
+            if let grant = KubeloginGrant(rawValue: g) {
+                s.grantType = grant
+            } else {
+                diags.error(v.location, KubeloginGrant.refusal(g))
+            }
+        }
+        if let v = r["redirect_url"], let u = v.string("kubernetes.redirect_url", diags) {
+            if let why = KubeloginGrant.redirectProblem(u) {
+                diags.error(v.location, "kubernetes.redirect_url '\(printable(u))' \(why)")
+            } else if s.grantType != .authcodeKeyboard {
+                diags.error(v.location, "kubernetes.redirect_url is used by grant_type authcode-keyboard only; remove it (grant_type is \(s.grantType.rawValue))")
+            } else {
+                s.redirectURL = u
+            }
+        }
         let kc = [s.server, s.oidcIssuerURL, s.oidcClientID].compactMap { $0 }.count
         if kc != 0 && kc != 3 {
             diags.error(r.location, "kubernetes: a kubeconfig needs server, oidc_issuer_url and oidc_client_id together; set all three or none")
         }
         return s
+    }
+}
+
+/// The kubelogin grant types a generated kubeconfig may use: those that open no port on this host, where any
+/// other account could bind kubelogin's `localhost:8000` first and receive the authorization code
+/// (kubelogin `docs/usage.md`, "Authentication flows").
+public enum KubeloginGrant: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The person opens the printed URL in their own browser and types the code back (`--grant-type=authcode-keyboard
+    /// --oidc-redirect-url=...`). The default.
+    case authcodeKeyboard = "authcode-keyboard"
+    /// RFC 8628: the person confirms a short code at the IdP (`--grant-type=device-code`); the IdP must offer it.
+    case deviceCode = "device-code"
+
+    /// The out-of-band redirect URI kubelogin documents for `authcode-keyboard` (the IdP shows the code).
+    public static let outOfBand = "urn:ietf:wg:oauth:2.0:oob"
+
+    /// The located message for a grant type that is not allowed, with the fix.
+    static func refusal(_ g: String) -> String {
+        switch g {
+        case "auto", "authcode":
+            "kubernetes.grant_type \(g) makes kubelogin listen on localhost:8000 for the browser's redirect; any account on this host can take that port first and capture the authorization code; use grant_type: authcode-keyboard (the default) or device-code"
+        case "password", "client-credentials":
+            "kubernetes.grant_type \(g) does not log the person in through the IdP's own page (\(g == "password" ? "their password passes through kubelogin on this shared host" : "it needs a shared client secret in every kubeconfig")); use grant_type: authcode-keyboard (the default) or device-code"
+        default:
+            "kubernetes.grant_type must be authcode-keyboard (the default) or device-code, got '\(printable(g))'"
+        }
+    }
+
+    /// Why a redirect URL is refused, or nil. A loopback `http(s)` address would hand the code to whoever listens
+    /// there when the browser runs on this host.
+    static func redirectProblem(_ u: String) -> String? {
+        if u == outOfBand { return nil }
+        guard let url = URL(string: u), let scheme = url.scheme?.lowercased(), !u.contains(where: \.isWhitespace) else {
+            return "is not a URL; use \(outOfBand) (the default) or an https page of the IdP that shows the code"
+        }
+        if scheme == "http" || scheme == "https" {
+            let host = (url.host ?? "").lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            if host.isEmpty || host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("127.") || host == "::1" || host == "0.0.0.0" || host == "::" {
+                return "is a loopback address: a browser on this host would hand the authorization code to whichever account holds that port; use \(outOfBand) (the default) or an https page of the IdP that shows the code"
+            }
+            if scheme == "http" { return "must use https (the authorization code travels in it)" }
+            return nil
+        }
+        return "must be \(outOfBand) or an https URL"
     }
 }
 
@@ -161,7 +227,7 @@ public struct VaultSettings: Sendable, Hashable, Codable {
     public var namespace: String?
     /// The root token source for KV reads: `VAULT_TOKEN` wins, else the file.
     public var token: TokenSource = TokenSource(environment: "VAULT_TOKEN", file: nil)
-    /// OIDC role per tier (`vault login -method=oidc role=...`); default: the tier name.
+    /// OIDC role per tier (chosen at the Vault web UI login, `VAULT_OIDC_ROLE`); default: the tier name.
     public var oidcRoles: [Tier: String] = [:]
     /// The per-user helper env file, relative to the home.
     public var helperFile: String = ".config/workstation/vault.env"

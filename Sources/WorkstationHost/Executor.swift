@@ -33,6 +33,8 @@ public final class Executor {
     private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning, accounts: accounts)
     /// os_user -> the verified archive an `archiveHome` change wrote in this run.
     public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
+    /// os_user -> the processes an `endProcesses` change signalled.
+    public var endedProcesses: [String: [OwnedProcess]] { lifecycle.ended }
     /// Called with the state after every change that altered it (an account created, a group, a membership), and
     /// with the os_users whose entries the change touched, so a run killed half-way still leaves a record of what
     /// workstation created. Engine records it in `StateLog` here.
@@ -210,7 +212,18 @@ public final class Executor {
                 unitFilesDirty = false
             }
             try runner.check(["systemctl", "start", name])
+        case .reloadUnit(let name):
+            guard systemdRunning else { return }
+            if unitFilesDirty {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            }
+            try runner.check(["systemctl", "try-reload-or-restart", name])
+        case .createSystemAccounts(let config):
+            try runner.check(["systemd-sysusers"] + (root.isSystem ? [] : ["--root=\(root.directory)"]) + [config])
         case .disableUnit(let name): try lifecycle.disableUnit(name)
+        case .endProcesses(let user, let uid): try lifecycle.endProcesses(user, uid: uid)
+        case .disableLinger(let user): try lifecycle.disableLinger(user)
         case .restrictLogin(let user, let lock): try lifecycle.restrictLogin(user, lock: lock)
         case .restoreLogin(let user, let unlock, let days): try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
         case .removeMembership(let user, let group):

@@ -52,6 +52,33 @@ final class LifecycleAdapter {
         }
     }
 
+    /// `loginctl disable-linger USER` where systemd runs (logind removes its linger file); elsewhere the file
+    /// `/var/lib/systemd/linger/USER` under the root is removed (what logind reads at boot). Idempotent.
+    func disableLinger(_ user: String) throws {
+        if systemdRunning {
+            try runner.check(["loginctl", "disable-linger", user])
+        } else if unlink(root.path(joinPath(Self.lingerDirectory, user))) != 0 && errno != ENOENT {
+            throw FileWriteError(path: root.path(joinPath(Self.lingerDirectory, user)), operation: "unlink", errno: errno)
+        }
+    }
+
+    /// Where logind records lingering users (`loginctl(1)` enable-linger).
+    static let lingerDirectory = "/var/lib/systemd/linger"
+
+    /// Ends every process of `user` (uid `uid`): `loginctl terminate-user` first where systemd runs (sessions and
+    /// the user manager, so nothing restarts them; "not logged in" is not an error), then `ProcessReaper`.
+    /// Only on the live root: under a `--root` prefix the processes of this machine belong to nobody in the
+    /// prefix, so this throws rather than touch them.
+    /// - Throws: `LifecycleError.notLiveRoot`, `LifecycleError.processesRemain`.
+    func endProcesses(_ user: String, uid: Int) throws {
+        guard root.isSystem else { throw LifecycleError.notLiveRoot(root.directory) }
+        if systemdRunning { _ = try? runner.run(["loginctl", "terminate-user", user]) }
+        ended[user, default: []] += try ProcessReaper(procs: ProcReader(root: root)).endAll(uid: uid)
+    }
+
+    /// os_user -> the processes `endProcesses` signalled.
+    private(set) var ended: [String: [OwnedProcess]] = [:]
+
     /// `usermod [-L] --expiredate 1 USER` (`usermod(8)`): day 1 is in the past, so every login, keys included, stops.
     func restrictLogin(_ user: String, lock: Bool) throws {
         try runner.check(["usermod"] + prefix + (lock ? ["-L"] : []) + ["--expiredate", "1", user])
@@ -151,6 +178,41 @@ final class LifecycleAdapter {
     }
 }
 
+/// Ends every process of one uid with SIGKILL (`kill(2)`), reading `/proc` again after each round, until none is
+/// left: a process that forks while being killed leaves a child the next round finds. Never signals uid 0, nor
+/// this process. Each pid is checked again just before its signal, so a pid reused by another account in between
+/// is left alone (a window of microseconds remains: `kill(2)` takes a pid, not a process handle).
+public struct ProcessReaper: Sendable {
+    public let procs: ProcReader
+    /// Rounds before giving up, and the pause between them (microseconds).
+    public var rounds = 200
+    public var pause: UInt32 = 10_000
+
+    public init(procs: ProcReader) { self.procs = procs }
+
+    /// - Returns: every process signalled, in the order it was.
+    /// - Throws: `LifecycleError.processesRemain` when processes are still there after every round.
+    public func endAll(uid: Int) throws -> [OwnedProcess] {
+        guard uid > 0 else { throw LifecycleError.processesRemain(uid: uid, left: ["refused: uid 0 is root"]) }
+        var signalled: [OwnedProcess] = []
+        let me = Int(getpid())
+        for _ in 0..<rounds {
+            let left = procs.processes(ownedBy: uid).filter { $0.pid != me }
+            if left.isEmpty { return signalled }
+            for p in left {
+                guard let now = readPseudoFile(procs.root.path("/proc/\(p.pid)/status")).flatMap({ OwnedProcess.parse(pid: p.pid, status: $0) }),
+                    now.matches(uid), !now.isZombie
+                else { continue }
+                if kill(pid_t(p.pid), SIGKILL) == 0, !signalled.contains(where: { $0.pid == p.pid }) { signalled.append(p) }
+            }
+            usleep(pause)
+        }
+        let left = procs.processes(ownedBy: uid).filter { $0.pid != me }
+        if left.isEmpty { return signalled }
+        throw LifecycleError.processesRemain(uid: uid, left: left.map { "\($0.pid) (\(printable($0.name)))" })
+    }
+}
+
 /// Errors of the lifecycle commands.
 public enum LifecycleError: Error, CustomStringConvertible {
     case archiveUnverified(archive: String, why: String)
@@ -161,6 +223,8 @@ public enum LifecycleError: Error, CustomStringConvertible {
     case noCutover(String)
     case notInRoster(String)
     case stepsFailed([String])
+    case notLiveRoot(String)
+    case processesRemain(uid: Int, left: [String])
 
     public var description: String {
         switch self {
@@ -173,6 +237,9 @@ public enum LifecycleError: Error, CustomStringConvertible {
             : "--confirm '\(g!)' does not match the user '\(u)'; type the os_user exactly"
         case .noCutover(let u): "no cutover of '\(u)' is recorded (or it was already rolled back); nothing to roll back"
         case .notInRoster(let u): "'\(u)' is not a provisioned user in the roster; cutover moves an existing roster user onto the new model"
+        case .notLiveRoot(let d): "processes are ended only on the live root /, never under the root \(d)"
+        case .processesRemain(let uid, let left):
+            "processes of uid \(uid) are still running after repeated SIGKILL: \(left.joined(separator: ", ")); check them (ps -o pid,stat,cmd -u \(uid)) and run the cut again"
         case .stepsFailed(let lines): "some steps failed; what ran is in the journal:\n" + lines.map { "  \($0)" }.joined(separator: "\n")
         }
     }

@@ -1,6 +1,10 @@
 import Foundation
 import WorkstationCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The hook through which the cut stage drops a user from the IdP gate group (the Authentik `T3 Users` group).
 /// The Authentik integration implements it; without one, the cut records `idp membership: not configured`.
 public protocol GateMembershipHook: Sendable {
@@ -95,6 +99,15 @@ public enum Offboarding {
             }
             let idpBefore = try idp?.membership(osUser: user, identity: identity) ?? "not configured"
             plan.changes = planner.cutChanges(user: user, observed: snap)
+            // Then no foothold: linger off, every process ended (their user manager included). Processes are this
+            // machine's, so only on the live root.
+            var st = stat()
+            let lingering = lstat(root.path(joinPath(LifecycleAdapter.lingerDirectory, user)), &st) == 0
+            let running = root.isSystem ? ProcReader(root: root).processes(ownedBy: account.uid).map { (pid: $0.pid, name: $0.name) } : nil
+            plan.changes += planner.cutSessionChanges(user: user, uid: account.uid, lingering: lingering, processes: running)
+            if running == nil {
+                plan.notes.append("processes of \(user) are not ended under --root \(root.directory): only on the live root /")
+            }
             if idp != nil {
                 plan.changes.append(Change(id: "idp:\(user)", user: user, kind: .pending, safety: .revoke, summary: "remove \(user) from the IdP gate group",
                                            fields: [FieldChange("idp membership", idpBefore, "none")]))
@@ -126,10 +139,18 @@ public enum Offboarding {
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
             journal.recordStage("offboard:\(user):cut", user: user, safety: .revoke, summary: "offboard stage cut of \(user)", ok: record!.cut!.completed)
+            let ended = executor.endedProcesses[user] ?? []
+            if plan.changes.contains(where: { $0.id == "processes:\(user)" }) {
+                messages.append(ended.isEmpty ? "ended no process of \(user): none was running"
+                    : "ended \(ended.count) process\(ended.count == 1 ? "" : "es") of \(user): " + ended.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", "))
+            }
+            var outcome = LifecycleOutcome(plan: plan, report: report, messages: [], dryRun: false)
+            outcome.extra["ended_processes"] = ended.map { ["pid": $0.pid, "name": $0.name, "uids": $0.uids] as [String: any Sendable] }
             messages.append(record!.cut!.completed
                 ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
                 : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)")
-            return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
+            outcome.messages = messages
+            return outcome
 
         case .revoke:
             plan.changes = planner.revokeChanges(user: user, observed: snap)

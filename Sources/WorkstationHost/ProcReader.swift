@@ -36,6 +36,31 @@ public struct ProcReader: Sendable {
         return out.sorted { $0.pid < $1.pid }
     }
 
+    /// The processes whose real, effective or saved uid is `uid` (the `Uid:` line of `/proc/<pid>/status`,
+    /// `proc(5)`), sorted by pid. Zombies and dead tasks (`State: Z`/`X`) are left out: they run nothing and go
+    /// when their parent reaps them. A process that exits while being read is skipped.
+    public func processes(ownedBy uid: Int) -> [OwnedProcess] {
+        let dir = root.path("/proc")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var out: [OwnedProcess] = []
+        for name in names {
+            guard let pid = Int(name), pid > 0, let status = readPseudoFile("\(dir)/\(name)/status"),
+                let p = OwnedProcess.parse(pid: pid, status: status), p.matches(uid), !p.isZombie
+            else { continue }
+            out.append(p)
+        }
+        return out.sorted { $0.pid < $1.pid }
+    }
+
+    /// The listening TCP sockets of `/proc/net/tcp` and `/proc/net/tcp6` (`proc(5)`: state `0A` is LISTEN, the
+    /// `uid` column is the socket's owner). nil when neither file is readable (no `/proc` under the root).
+    public func tcpListeners() -> [TCPListener]? {
+        let v4 = readPseudoFile(root.path("/proc/net/tcp"), limit: 64 << 20)
+        let v6 = readPseudoFile(root.path("/proc/net/tcp6"), limit: 64 << 20)
+        if v4 == nil && v6 == nil { return nil }
+        return (v4.map { TCPListener.parse($0, v6: false) } ?? []) + (v6.map { TCPListener.parse($0, v6: true) } ?? [])
+    }
+
     /// Whether a unit instance is running: its cgroup (in `user-<uid>.slice`, where workstation's drop-in puts it,
     /// or in `system.slice`) reports `populated 1` in `cgroup.events`. The cgroup v2 tree is looked for at
     /// `/sys/fs/cgroup` (unified) and `/sys/fs/cgroup/unified` (hybrid). nil when neither is mounted under the root
@@ -97,4 +122,103 @@ public func readPseudoFile(_ path: String, limit: Int = 1 << 20) -> Data? {
         out.append(contentsOf: buf[0..<n])
     }
     return out
+}
+
+/// One process with the uids that decide whose it is (`proc(5)`, `/proc/<pid>/status`).
+public struct OwnedProcess: Sendable, Hashable {
+    public var pid: Int
+    /// `Name:` (the command name, at most 15 bytes; user-controlled, so escape it before printing).
+    public var name: String
+    /// `Uid:` real, effective, saved set and file-system uid.
+    public var uids: [Int]
+    /// The first letter of `State:` (`R`, `S`, `D`, `T`, `Z`...); nil when absent.
+    public var state: Character?
+
+    public init(pid: Int, name: String, uids: [Int], state: Character? = nil) {
+        self.pid = pid
+        self.name = name
+        self.uids = uids
+        self.state = state
+    }
+
+    /// True when the real, effective or saved uid is `uid`.
+    public func matches(_ uid: Int) -> Bool { uids.prefix(3).contains(uid) }
+    public var isZombie: Bool { state == "Z" || state == "X" }
+
+    /// Parses `status`; nil without a `Uid:` line of at least three numbers.
+    public static func parse(pid: Int, status: Data) -> OwnedProcess? {
+        var name = ""
+        var uids: [Int] = []
+        var state: Character?
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let rest = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            switch line[..<colon] {
+            case "Name": name = rest
+            case "State": state = rest.first
+            case "Uid": uids = rest.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }
+            default: break
+            }
+        }
+        return uids.count >= 3 ? OwnedProcess(pid: pid, name: name, uids: uids, state: state) : nil
+    }
+}
+
+/// One listening TCP socket from `/proc/net/tcp{,6}`.
+public struct TCPListener: Sendable, Hashable {
+    /// The local address as text (`127.0.0.1`, `::1`, `0.0.0.0`, `::`, ...).
+    public var address: String
+    public var port: Int
+    /// The socket's owner (`uid` column).
+    public var uid: Int
+    /// True for 127.0.0.0/8, `::1` and IPv4-mapped 127.0.0.0/8.
+    public var loopback: Bool
+
+    public init(address: String, port: Int, uid: Int, loopback: Bool) {
+        self.address = address
+        self.port = port
+        self.uid = uid
+        self.loopback = loopback
+    }
+
+    /// Parses the table: after the header, per line `sl local_address rem_address st ... uid ...`; the address is
+    /// hex, each 32-bit word in host byte order (little-endian here), the port hex in network order. Lines not in
+    /// state `0A` (LISTEN) and malformed lines are skipped.
+    public static func parse(_ data: Data, v6: Bool) -> [TCPListener] {
+        var out: [TCPListener] = []
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 7, f[3] == "0A", let uid = Int(f[7]) else { continue }
+            let local = f[1].split(separator: ":")
+            guard local.count == 2, let port = Int(local[1], radix: 16), local[0].count == (v6 ? 32 : 8) else { continue }
+            var bytes: [UInt8] = []
+            var words = Substring(local[0])
+            while !words.isEmpty {
+                guard let w = UInt32(words.prefix(8), radix: 16) else { bytes = []; break }
+                bytes += [UInt8(w & 0xff), UInt8((w >> 8) & 0xff), UInt8((w >> 16) & 0xff), UInt8(w >> 24)]
+                words = words.dropFirst(8)
+            }
+            guard bytes.count == (v6 ? 16 : 4) else { continue }
+            out.append(Self(bytes: bytes, port: port, uid: uid))
+        }
+        return out
+    }
+
+    init(bytes b: [UInt8], port: Int, uid: Int) {
+        self.port = port
+        self.uid = uid
+        if b.count == 4 {
+            address = b.map(String.init).joined(separator: ".")
+            loopback = b[0] == 127
+        } else if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+            address = "::ffff:" + b[12...].map(String.init).joined(separator: ".")
+            loopback = b[12] == 127
+        } else {
+            var text: [String] = []
+            for i in stride(from: 0, to: 16, by: 2) { text.append(String(UInt16(b[i]) << 8 | UInt16(b[i + 1]), radix: 16)) }
+            address = text.joined(separator: ":")
+            if b.allSatisfy({ $0 == 0 }) { address = "::" } else if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { address = "::1" }
+            loopback = address == "::1"
+        }
+    }
 }

@@ -21,7 +21,8 @@ struct DoctorCommand: ParsableCommand {
         let report: DoctorReport
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            report = try Doctor(root: rootOptions.hostRoot, inputs: loaded).run()
+            // The one check that spawns (nft list table) runs on the live root only.
+            report = try Doctor(root: rootOptions.hostRoot, inputs: loaded, runner: rootOptions.hostRoot.isSystem ? ProcessRunner() : nil).run()
         } catch {
             throw reportedExit(error)
         }

@@ -11,7 +11,8 @@ struct OffboardCommand: ParsableCommand {
         abstract: "Offboard a user who left the roster, one stage at a time: cut (reversible), revoke, archive (irreversible).",
         discussion: """
             Stages run in order; each is journaled and recorded in state. cut: stop and disable the per-user units, \
-            lock the password and expire the account. revoke: delete the per-user secret files workstation wrote and \
+            lock the password and expire the account, disable linger, end every process of the account (their user \
+            manager included; on the live root only, never under --root). revoke: delete the per-user secret files workstation wrote and \
             print the cluster steps for an admin. archive: tar the home, verify it, userdel --remove, retire the uid \
             (needs --confirm USER; refused while any process of the user runs). Undo cut/revoke: put the entry back \
             in the roster and run apply.
@@ -68,6 +69,7 @@ struct LifecycleOptions: ParsableArguments {
 func report(_ outcome: LifecycleOutcome, json: Bool, extra: [String: any Sendable]) throws {
     if json {
         var e = extra
+        for (k, v) in outcome.extra { e[k] = v }
         e["dry_run"] = outcome.dryRun
         e["messages"] = outcome.messages
         e["applied"] = outcome.report?.applied.map(\.id) ?? []

@@ -225,6 +225,28 @@ final class LifecycleHost {
         #expect(h.line("/etc/shadow", "alice") == shadow.joined(separator: ":"))
     }
 
+    @Test func cutUnderARootDisablesLingerAndLeavesEveryProcessAlone() throws {
+        let h = try LifecycleHost()
+        try h.setRoster(without: "alice")
+        #expect(try h.run(["apply"]).status == 0)
+        let uid = try #require(h.uid("alice"))
+        try h.root.write("/var/lib/systemd/linger/alice", "")
+        try h.process(pid: 4242, uid: uid, name: "sleep")
+        let dry = try h.run(["offboard", "alice", "--stage", "cut", "--dry-run"])
+        #expect(dry.stdout.contains("disable linger for alice"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("processes of alice are not ended under --root"), "\(dry.stdout)")
+
+        let cut = try h.run(["offboard", "alice", "--stage", "cut", "--json"])
+        #expect(cut.status == 0, "\(cut.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(cut.stdout.utf8)) as? [String: Any])
+        #expect((json["applied"] as? [String])?.sorted() == ["linger:alice", "login:alice", "unit:t3-serve@alice.service"])
+        #expect((json["changes"] as? [[String: Any]])?.contains { $0["id"] as? String == "processes:alice" } == false)
+        #expect((json["ended_processes"] as? [Any])?.isEmpty == true)
+        #expect(!h.root.exists("/var/lib/systemd/linger/alice"))
+        // The synthetic process of the root is a file there, nothing more: left as it was.
+        #expect(h.root.read("/proc/4242/status")?.contains("Name:\tsleep") == true)
+    }
+
     @Test func reinstatingAfterCutRestoresExactlyWhatCutRecorded() throws {
         let h = try LifecycleHost()
         try h.setPassword("alice")

@@ -121,6 +121,7 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
     @Test func runningUnitsPassWhereSystemdRuns() throws {
         let s = try healthySandbox()
         try s.systemdRunning(populated: [("t3-serve@alice.service", s.uid("alice")), ("t3-serve@bob-dev.service", s.uid("bob-dev"))])
+        try s.frontDoor()  // where systemd runs, the front door is checked too (FrontDoorDoctorTests)
         let report = try Doctor(root: s.root, inputs: try s.inputs()).run()
         #expect(report.findings.filter { $0.check == "unit-active" }.map(\.severity) == [.ok, .ok])
         #expect(report.healthy)

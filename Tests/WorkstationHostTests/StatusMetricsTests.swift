@@ -19,6 +19,7 @@ import WorkstationCore
         try s.process(1, uid: 0, name: "systemd", rssKiB: 12_000, session: 1, tty: 0)
         try s.process(2, uid: 0, name: "kthreadd", rssKiB: nil, session: 0, tty: 0)
         try s.systemdRunning(populated: [("t3-serve@alice.service", alice)])
+        try s.frontDoor()  // the dispatcher's socket and the firewall as shipped (doctor checks them where systemd runs)
         return s
     }
 
