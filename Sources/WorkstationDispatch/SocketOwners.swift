@@ -17,16 +17,29 @@ enum SocketOwners {
         return result
     }
 
-    /// The uid that owns the socket which accepted a loopback TCP connection, read from `/proc/net/tcp` and
-    /// `/proc/net/tcp6` (proc(5): the `uid` column; an accepted socket, and a connection still in the accept queue,
-    /// carry the uid of the listening socket's owner).
+    /// The uid that owns the socket which accepted a loopback TCP connection: the listener's owner while the
+    /// connection waits in the accept queue, then the owner of the process that accepted it (socket(7) ownership as
+    /// `sock_i_uid` reports it). Asked of the kernel with one `SOCK_DIAG_BY_FAMILY` request for exactly that
+    /// connection (sock_diag(7), `inet_diag_req_v2` without `NLM_F_DUMP`), IPv4 first, then the IPv4-mapped IPv6 form a
+    /// dual-stack listener accepts it as; where netlink is not available, from `procNet`'s `tcp` and `tcp6` tables
+    /// (proc(5), the `uid` column).
     ///
     /// - Parameters:
     ///   - serverPort: the port the dispatcher connected to (on 127.0.0.1).
     ///   - clientPort: the dispatcher's own local port of that connection.
-    ///   - procNet: the directory holding `tcp` and `tcp6` (`/proc/net`).
-    /// - Returns: the owner's uid, or nil when no such connection is listed (not yet, or it closed).
+    ///   - procNet: the directory holding `tcp` and `tcp6`, for the fallback.
+    /// - Returns: the owner's uid; nil when no such connection is listed yet (still being set up, or it closed).
     static func acceptorUID(serverPort: Int, clientPort: Int, procNet: String = "/proc/self/net") -> uid_t? {
+        switch SockDiag.lookup(serverPort: serverPort, clientPort: clientPort) {
+        case .found(let uid): return uid
+        case .notYet: return nil
+        case .unavailable: return acceptorUIDFromTables(serverPort: serverPort, clientPort: clientPort, procNet: procNet)
+        }
+    }
+
+    /// `acceptorUID` from the text tables `procNet/tcp` and `procNet/tcp6` (proc(5)). Costs a read of every socket
+    /// on the host: the netlink lookup is the one used when it works.
+    static func acceptorUIDFromTables(serverPort: Int, clientPort: Int, procNet: String) -> uid_t? {
         // Local address 127.0.0.1:serverPort, remote 127.0.0.1:clientPort, as the kernel prints them (address in
         // network byte order as a host-endian hex word, port in hex).
         let v4 = hex4(serverPort, "0100007F") + " " + hex4(clientPort, "0100007F")
@@ -87,6 +100,86 @@ enum SocketOwners {
             }
             return nil
         }
+    }
+}
+
+/// One exact-socket query to the kernel's socket diagnostics (sock_diag(7), netlink family `NETLINK_SOCK_DIAG`).
+enum SockDiag {
+    enum Answer: Equatable {
+        case found(uid_t)
+        /// No such socket, or one still in `SYN_RECV` (a request socket reports uid 0): look again shortly.
+        case notYet
+        /// Netlink refused (no `AF_NETLINK` in the sandbox, no inet_diag): use the text tables.
+        case unavailable
+    }
+
+    static let netlinkSockDiag: Int32 = 4  // NETLINK_SOCK_DIAG
+    static let byFamily: UInt16 = 20  // SOCK_DIAG_BY_FAMILY
+    static let nlmsgError: UInt16 = 2  // NLMSG_ERROR
+    static let synRecv: UInt8 = 3  // TCP_SYN_RECV
+    static let tcpListen: UInt8 = 10  // TCP_LISTEN
+
+    /// The connection whose local end is 127.0.0.1:`serverPort` and remote end 127.0.0.1:`clientPort`.
+    static func lookup(serverPort: Int, clientPort: Int) -> Answer {
+        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkSockDiag)
+        guard fd >= 0 else { return .unavailable }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let loopback4: [UInt8] = [127, 0, 0, 1] + [UInt8](repeating: 0, count: 12)
+        let mapped: [UInt8] = [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 127, 0, 0, 1]
+        var sawAnswer = false
+        for (family, address) in [(UInt8(AF_INET), loopback4), (UInt8(AF_INET6), mapped)] {
+            switch query(fd, family: family, address: address, serverPort: serverPort, clientPort: clientPort) {
+            case .found(let uid): return .found(uid)
+            case .notYet: sawAnswer = true
+            case .unavailable: continue
+            }
+        }
+        return sawAnswer ? .notYet : .unavailable
+    }
+
+    /// Sends one `inet_diag_req_v2` (72 bytes with its `nlmsghdr`) and reads the `inet_diag_msg` or the error.
+    private static func query(_ fd: Int32, family: UInt8, address: [UInt8], serverPort: Int, clientPort: Int) -> Answer {
+        var req = [UInt8](repeating: 0, count: 72)
+        func put32(_ v: UInt32, at i: Int) { withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } } }
+        func put16(_ v: UInt16, at i: Int) { withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } } }
+        put32(72, at: 0)  // nlmsg_len
+        put16(byFamily, at: 4)  // nlmsg_type
+        put16(1, at: 6)  // nlmsg_flags: NLM_F_REQUEST (one socket, not a dump)
+        put32(1, at: 8)  // nlmsg_seq
+        req[16] = family  // sdiag_family
+        req[17] = UInt8(IPPROTO_TCP)  // sdiag_protocol
+        put32(0xFFFF_FFFF, at: 20)  // idiag_states: any
+        put16(UInt16(serverPort).bigEndian, at: 24)  // id.idiag_sport: the accepting side's local port
+        put16(UInt16(clientPort).bigEndian, at: 26)  // id.idiag_dport
+        for k in 0..<16 { req[28 + k] = address[k]; req[44 + k] = address[k] }  // idiag_src, idiag_dst
+        put32(0xFFFF_FFFF, at: 64)  // idiag_cookie: INET_DIAG_NOCOOKIE
+        put32(0xFFFF_FFFF, at: 68)
+        // struct sockaddr_nl: nl_family, nl_pad, nl_pid 0 (the kernel), nl_groups 0.
+        var kernel = [UInt8](repeating: 0, count: 12)
+        withUnsafeBytes(of: UInt16(AF_NETLINK)) { for (k, b) in $0.enumerated() { kernel[k] = b } }
+        let sent = kernel.withUnsafeBytes { a in
+            req.withUnsafeBytes {
+                sendto(fd, $0.baseAddress, $0.count, 0, a.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(a.count))
+            }
+        }
+        guard sent == req.count else { return .unavailable }
+        var reply = [UInt8](repeating: 0, count: 512)
+        let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n >= 20 else { return .unavailable }
+        func get32(_ i: Int) -> UInt32 { reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: UInt32.self) } }
+        let type = reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt16.self) }
+        if type == nlmsgError {
+            let code = Int32(bitPattern: get32(16))
+            return code == -ENOENT ? .notYet : .unavailable
+        }
+        guard type == byFamily, n >= 16 + 72 else { return .unavailable }
+        // The kernel falls back to the listener when the connection is not (or no longer) in its table: only the
+        // connection itself, fully set up, answers the question.
+        let peerPort = reply.withUnsafeBytes { UInt16(bigEndian: $0.loadUnaligned(fromByteOffset: 22, as: UInt16.self)) }
+        if peerPort != UInt16(clientPort) || reply[17] == synRecv || reply[17] == tcpListen { return .notYet }
+        return .found(get32(16 + 64))  // inet_diag_msg.idiag_uid
     }
 }
 

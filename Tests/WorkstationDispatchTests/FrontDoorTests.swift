@@ -174,9 +174,42 @@ final class ByteSink: Sendable {
         try (header
             + "   0: 0000000000000000FFFF00000100007F:4957 0000000000000000FFFF00000100007F:9D73 01 00000000:00000000 00:00000000 00000000  1002        0 4 1 0 20 0 0 10 -1\n")
             .write(toFile: dir + "/tcp6", atomically: true, encoding: .utf8)
-        #expect(SocketOwners.acceptorUID(serverPort: 18774, clientPort: 40306, procNet: dir) == 1001)
-        #expect(SocketOwners.acceptorUID(serverPort: 18775, clientPort: 40307, procNet: dir) == 1002, "a dual-stack listener")
-        #expect(SocketOwners.acceptorUID(serverPort: 18774, clientPort: 40307, procNet: dir) == nil)
+        #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18774, clientPort: 40306, procNet: dir) == 1001)
+        #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18775, clientPort: 40307, procNet: dir) == 1002, "a dual-stack listener")
+        #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18774, clientPort: 40307, procNet: dir) == nil)
+    }
+
+    @Test func theKernelNamesTheAcceptorOfARealConnection() throws {
+        // A listener of nobody's, IPv4 and dual-stack IPv6, and this process (root) connecting to each.
+        for (bind, family) in [("127.0.0.1", "AF_INET"), ("::", "AF_INET6")] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            let script = "import socket,sys,time\ns=socket.socket(socket.\(family));s.bind(('\(bind)',0));s.listen(8)\n"
+                + "print(s.getsockname()[1],flush=True)\nc=s.accept()\ntime.sleep(30)"
+            p.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+            var line = Data()
+            while !line.contains(0x0A) { line += out.fileHandleForReading.availableData }
+            let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))!
+            let fd = try connectLoopback(port: port)
+            defer { close(fd) }
+            var local = sockaddr_in()
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            let clientPort = Int(UInt16(bigEndian: local.sin_port))
+            var answer = SockDiag.lookup(serverPort: port, clientPort: clientPort)
+            for _ in 0..<100 where answer == .notYet {
+                usleep(1000)
+                answer = SockDiag.lookup(serverPort: port, clientPort: clientPort)
+            }
+            #expect(answer == .found(65534), "\(bind): \(answer)")
+            #expect(SocketOwners.acceptorUID(serverPort: port, clientPort: clientPort) == 65534)
+            #expect(SockDiag.lookup(serverPort: port, clientPort: clientPort == 65535 ? 1 : clientPort + 1) == .notYet,
+                    "another connection is not this one")
+        }
     }
 }
 
