@@ -54,15 +54,20 @@ public func isValidGroupName(_ name: String) -> Bool {
 /// `X-authentik-username` values), or nil.
 ///
 /// The ttyd map is `key=value` per line, so `=`, line breaks, whitespace and control characters would let one
-/// entry forge another. ttyd passes at most 29 characters of the header on (`TTYD_USER`), so longer names could
-/// never match exactly.
-public func identityProblem(_ name: String, maxLength: Int = 29) -> String? {
+/// entry forge another. ttyd passes at most 29 characters of the header on (`TTYD_USER`), cutting longer values
+/// short: so a name is at most 28 characters, and a 29-character `TTYD_USER` (possibly a longer name cut short,
+/// whose first 29 characters could equal someone's name) is never a name.
+public func identityProblem(_ name: String, maxLength: Int = 28) -> String? {
     // The common case, checked on bytes: ASCII letters, digits and . _ - @ + only (none of the characters below).
     if !name.isEmpty, name.utf8.count <= maxLength, name.utf8.allSatisfy({ isPlainIdentityByte($0) }), !looksLikeMissingValue(name) {
         return nil
     }
     if name.isEmpty { return "is empty" }
-    if name.count > maxLength { return "is \(name.count) characters; ttyd passes on at most \(maxLength)" }
+    if name.count > maxLength {
+        return maxLength == 28
+            ? "is \(name.count) characters; at most 28 (ttyd cuts its header at 29, so a longer name could pass for another)"
+            : "is \(name.count) characters; at most \(maxLength)"
+    }
     if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
     if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
         return "contains a control character"

@@ -370,12 +370,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: from the upstream
 
     /// A 1xx response before the final one: passed on to an HTTP/1.1 client (an HTTP/1.0 client does not know them).
-    func upstreamInterim(_ head: UpstreamResponseHead) {
-        guard let context, case .proxying(let ex) = state, !ex.dechunk else { return }
-        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 16)
-        head.write(to: &out, minorVersion: 1, keepUpgrade: false, dropTransferEncoding: false, extra: [])
-        context.write(wrapOutboundOut(out), promise: nil)
-    }
+    /// An interim (1xx) response other than a WebSocket's 101 is dropped, never passed on. Front proxies that do not
+    /// support 1xx from an upstream (nginx 1.22 takes a `100 Continue` as the final response) would otherwise
+    /// disagree with the dispatcher about where a response ends on a kept-alive connection, which is how one
+    /// person's response could be queued behind another's request. The front proxy answers `Expect: 100-continue`
+    /// itself; RFC 9110 section 15.2 lets an intermediary drop 1xx it does not need to forward (a client that sent
+    /// `Expect` then sends its body after its own timeout).
+    func upstreamInterim(_ head: UpstreamResponseHead) {}
 
     func upstreamHead(_ head: UpstreamResponseHead) {
         guard let context, case .proxying(let ex) = state else { return }

@@ -69,7 +69,7 @@ public struct TtydLogin: Sendable {
     /// The argv to exec for `ttydUser`: `[runuser, "-l", os_user]`.
     ///
     /// - Parameter today: days since 1970-01-01 (UTC), compared with the shadow expire field.
-    /// - Throws: `TtydLoginError` when the name is empty, over 29 characters or malformed; not in the map; mapped
+    /// - Throws: `TtydLoginError` when the name is empty, 29 characters or more (perhaps cut short by ttyd) or malformed; not in the map; mapped
     ///   to a malformed name, a missing account, uid 0, an account without a shadow entry, locked (`!` password
     ///   field) or expired (expire field <= today).
     public func resolve(ttydUser: String?, today: Int) throws(TtydLoginError) -> [String] {

@@ -201,7 +201,7 @@ public struct ProcessReaper: Sendable {
             if left.isEmpty { return signalled }
             for p in left {
                 guard let now = readPseudoFile(procs.root.path("/proc/\(p.pid)/status")).flatMap({ OwnedProcess.parse(pid: p.pid, status: $0) }),
-                    now.matches(uid), !now.isZombie
+                    now.matches(uid), !procs.isDead(now)
                 else { continue }
                 if kill(pid_t(p.pid), SIGKILL) == 0, !signalled.contains(where: { $0.pid == p.pid }) { signalled.append(p) }
             }

@@ -37,19 +37,34 @@ public struct ProcReader: Sendable {
     }
 
     /// The processes whose real, effective or saved uid is `uid` (the `Uid:` line of `/proc/<pid>/status`,
-    /// `proc(5)`), sorted by pid. Zombies and dead tasks (`State: Z`/`X`) are left out: they run nothing and go
-    /// when their parent reaps them. A process that exits while being read is skipped.
+    /// `proc(5)`), sorted by pid. A zombie (`State: Z`/`X`) is left out only when every thread of it is dead too
+    /// (`/proc/<pid>/task/*/status`): a process whose first thread exited reads as a zombie while its other threads
+    /// run on. A process that exits while being read is skipped.
     public func processes(ownedBy uid: Int) -> [OwnedProcess] {
         let dir = root.path("/proc")
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
         var out: [OwnedProcess] = []
         for name in names {
             guard let pid = Int(name), pid > 0, let status = readPseudoFile("\(dir)/\(name)/status"),
-                let p = OwnedProcess.parse(pid: pid, status: status), p.matches(uid), !p.isZombie
+                let p = OwnedProcess.parse(pid: pid, status: status), p.matches(uid), !isDead(p)
             else { continue }
             out.append(p)
         }
         return out.sorted { $0.pid < $1.pid }
+    }
+
+    /// True when `p` runs nothing: it is a zombie and so is every thread of it (`/proc/<pid>/task/<tid>/status`).
+    public func isDead(_ p: OwnedProcess) -> Bool {
+        guard p.isZombie else { return false }
+        let tasks = root.path("/proc/\(p.pid)/task")
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return true }
+        for tid in tids {
+            guard let status = readPseudoFile("\(tasks)/\(tid)/status"),
+                let t = OwnedProcess.parse(pid: p.pid, status: status)
+            else { continue }
+            if !t.isZombie { return false }
+        }
+        return true
     }
 
     /// The listening TCP sockets of `/proc/net/tcp` and `/proc/net/tcp6` (`proc(5)`: state `0A` is LISTEN, the

@@ -65,7 +65,7 @@ let idpNameCases: [HostileCase] = [
     .init("newline in authentik_user", HostileCase.entry("dave", ak: "\"dave\\nroot=root\""), "control character"),
     .init("comment-looking authentik_user", HostileCase.entry("dave", ak: "\"#dave\""), "starts with '#'"),
     .init("| in authentik_user", HostileCase.entry("dave", ak: "\"dave|admins\""), "'|'"),
-    .init("authentik_user longer than ttyd passes on", HostileCase.entry("dave", ak: String(repeating: "d", count: 30)), "at most 29"),
+    .init("authentik_user longer than ttyd passes on", HostileCase.entry("dave", ak: String(repeating: "d", count: 29)), "at most 28"),
     .init("empty k8s_user", HostileCase.entry("dave", k8s: "\"\""), "is empty"),
 ]
 

@@ -50,7 +50,7 @@ import Testing
         Case(name: "docker for a non-admin", yaml: entry("alice", "authentik_user: a, k8s_user: a, tier: namespace-owner, namespaces: [x], groups: [docker]"), line: 2, fragment: "may not be in group 'docker'"),
         Case(name: "null authentik_user", yaml: entry("alice", "authentik_user: ~, k8s_user: a, tier: power-user"), line: 2, fragment: "authentik_user in entry 'alice' has no value"),
         Case(name: "empty quoted authentik_user", yaml: entry("alice", "authentik_user: '', k8s_user: a, tier: power-user"), line: 2, fragment: "authentik_user '' of 'alice' is empty"),
-        Case(name: "authentik_user longer than ttyd passes on", yaml: entry("alice", "authentik_user: \(String(repeating: "x", count: 30)), k8s_user: a, tier: power-user"), line: 2, fragment: "ttyd passes on at most 29"),
+        Case(name: "authentik_user longer than ttyd passes on", yaml: entry("alice", "authentik_user: \(String(repeating: "x", count: 29)), k8s_user: a, tier: power-user"), line: 2, fragment: "29 characters; at most 28"),
         Case(name: "list where a string belongs", yaml: entry("alice", "authentik_user: [a], k8s_user: a, tier: power-user"), line: 2, fragment: "authentik_user must be a single value"),
         Case(name: "byte-order mark", yaml: "\u{FEFF}users: {}\n", line: 1, fragment: "byte-order mark"),
         Case(name: "syntax error", yaml: "users:\n  alice: { authentik_user: a\n", line: 3, fragment: "invalid YAML"),

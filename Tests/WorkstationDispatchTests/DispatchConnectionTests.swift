@@ -176,11 +176,14 @@ import WorkstationCore
         #expect(text.hasSuffix("\r\n\r\nuntil the end"))
     }
 
-    @Test func interimResponsesArePassedOn() async throws {
+    @Test(arguments: ["HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"])
+    func interimResponsesAreDropped(_ interim: String) async throws {
+        // A front proxy that takes a 1xx for the final answer would otherwise read the 200 as the next response.
         let text = try await through(
-            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            interim + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n")
-        #expect(text.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"))
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(text)")
+        #expect(!text.contains(" 100 ") && !text.contains(" 103 "))
         #expect(text.hasSuffix("\r\n\r\nok"))
     }
 

@@ -26,14 +26,21 @@ import WorkstationCore
         #expect(!p.isZombie)
     }
 
-    @Test func zombiesAreLeftOutOfAFakeProcTree() throws {
+    @Test func zombiesAreLeftOutOfAFakeProcTreeUnlessAThreadRunsOn() throws {
         let s = try CapacitySandbox()
         for (pid, uids, state) in [(10, "1001\t1001\t1001\t1001", "S (sleeping)"), (11, "1001\t1001\t1001\t1001", "Z (zombie)"),
                                    (12, "0\t1001\t1001\t1001", "R (running)"), (13, "1002\t1002\t1002\t1002", "S (sleeping)")] {
             try s.write("/proc/\(pid)/status", String(decoding: status(uids, state: state), as: UTF8.self))
         }
+        // 14: its first thread exited (the process reads as a zombie) while thread 15 runs on; 16: a real zombie.
+        let uids = "1001\t1001\t1001\t1001"
+        for (path, state) in [("/proc/14/status", "Z (zombie)"), ("/proc/14/task/14/status", "Z (zombie)"),
+                              ("/proc/14/task/15/status", "S (sleeping)"), ("/proc/16/status", "Z (zombie)"),
+                              ("/proc/16/task/16/status", "Z (zombie)")] {
+            try s.write(path, String(decoding: status(uids, state: state), as: UTF8.self))
+        }
         try s.write("/proc/meminfo", "MemTotal: 1 kB\n")
-        #expect(ProcReader(root: s.root).processes(ownedBy: 1001).map(\.pid) == [10, 12])
+        #expect(ProcReader(root: s.root).processes(ownedBy: 1001).map(\.pid) == [10, 12, 14])
     }
 }
 
