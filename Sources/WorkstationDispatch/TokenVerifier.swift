@@ -107,8 +107,12 @@ final class TokenVerifier: Sendable {
         let changed = keys.withLockedValue { $0.stamp != stamp || ($0.collection == nil && $0.error == nil) }
         guard changed else { return }
         guard let data = FileManager.default.contents(atPath: path), let json = String(data: data, encoding: .utf8) else {
-            keys.withLockedValue { $0 = Keys(collection: $0.collection, stamp: stamp, error: "cannot read \(path)") }
-            logger.error("jwks unreadable; the keys read last stay in force", metadata: ["file": .string(path)])
+            let had = keys.withLockedValue { k -> Bool in
+                k = Keys(collection: k.collection, stamp: stamp, error: "cannot read \(path)")
+                return k.collection != nil
+            }
+            logger.error(had ? "jwks unreadable; the keys read last stay in force" : "jwks unreadable; no keys yet, every token is refused",
+                         metadata: ["file": .string(path)])
             return
         }
         let collection = JWTKeyCollection()

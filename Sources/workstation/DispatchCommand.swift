@@ -21,8 +21,8 @@ struct DispatchCommand: AsyncParsableCommand {
             docs/dispatch.md.
             """)
 
-    @Option(name: .long, help: "Settings file (its dispatch: section is read).")
-    var settings = "/etc/workstation/workstation.yaml"
+    @Option(name: .long, help: "Settings file (its dispatch: section is read; default /etc/workstation/workstation.yaml, which may be absent).")
+    var settings: String?
 
     @Option(name: .long, help: "Proxy listen address: HOST:PORT or unix:/PATH.")
     var listen: String?
@@ -50,6 +50,13 @@ struct DispatchCommand: AsyncParsableCommand {
 
     func run() async throws {
         var config: DispatchConfig
+        // Only the default path may be absent (every key has a default): a named file that is not there is a typo,
+        // and starting with defaults would change the deployment silently.
+        if let settings, !FileManager.default.fileExists(atPath: settings) {
+            FileHandle.standardError.write(Data("error: the settings file \(settings) does not exist; check --settings\n".utf8))
+            throw ExitCode(1)
+        }
+        let settings = self.settings ?? "/etc/workstation/workstation.yaml"
         do {
             config = try DispatchConfig.load(path: settings)
         } catch let failure as ValidationFailure {
