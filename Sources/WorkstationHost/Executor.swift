@@ -27,6 +27,18 @@ public final class Executor {
     private let homes: HomeWriter
     private let accounts: AccountLookup
     private var unitFilesDirty = false
+
+    /// `systemctl VERB NAME` on a running systemd (systemctl(1)), after one `daemon-reload` when unit files were
+    /// written since the last; a no-op where systemd does not run (a sandbox root).
+    private func runningUnit(_ verb: String, _ name: String) throws {
+        guard systemdRunning else { return }
+        if unitFilesDirty {
+            try runner.check(["systemctl", "daemon-reload"])
+            unitFilesDirty = false
+        }
+        try runner.check(["systemctl", verb, name])
+    }
+
     public internal(set) var state: WorkstationState
     /// Authentik and Vault clients for the integration actions.
     public let clients: IntegrationClients
@@ -197,28 +209,10 @@ public final class Executor {
             try homes.tightenFile(home: home, relative: rel, owner: try owner(user), mode: mode_t(mode))
         case .installPackages(let names):
             try PackageAdapter(root: root, runner: runner).install(names)
-        case .restartUnit(let name):
-            // Nothing runs under a sandbox root, so there is nothing to restart there.
-            guard systemdRunning else { return }
-            if unitFilesDirty {
-                try runner.check(["systemctl", "daemon-reload"])
-                unitFilesDirty = false
-            }
-            try runner.check(["systemctl", "try-restart", name])
-        case .startUnit(let name):
-            guard systemdRunning else { return }
-            if unitFilesDirty {
-                try runner.check(["systemctl", "daemon-reload"])
-                unitFilesDirty = false
-            }
-            try runner.check(["systemctl", "start", name])
-        case .reloadUnit(let name):
-            guard systemdRunning else { return }
-            if unitFilesDirty {
-                try runner.check(["systemctl", "daemon-reload"])
-                unitFilesDirty = false
-            }
-            try runner.check(["systemctl", "try-reload-or-restart", name])
+        // Nothing runs under a sandbox root, so there is nothing to restart, start or reload there.
+        case .restartUnit(let name): try runningUnit("try-restart", name)
+        case .startUnit(let name): try runningUnit("start", name)
+        case .reloadUnit(let name): try runningUnit("try-reload-or-restart", name)
         case .createSystemAccounts(let config):
             try runner.check(["systemd-sysusers"] + (root.isSystem ? [] : ["--root=\(root.directory)"]) + [config])
         case .disableUnit(let name): try lifecycle.disableUnit(name)
