@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import WorkstationCore
 
 /// Who is at the other end of a socket, as the kernel says: the two checks that replace trust in addresses and
 /// headers on a shared host (docs/dispatch.md, "Threat model").
@@ -40,13 +41,20 @@ enum SocketOwners {
     /// `acceptorUID` from the text tables `procNet/tcp` and `procNet/tcp6` (proc(5)). Costs a read of every socket
     /// on the host: the netlink lookup is the one used when it works.
     static func acceptorUIDFromTables(serverPort: Int, clientPort: Int, procNet: String) -> uid_t? {
-        // Local address 127.0.0.1:serverPort, remote 127.0.0.1:clientPort, as the kernel prints them (address in
-        // network byte order as a host-endian hex word, port in hex).
-        let v4 = hex4(serverPort, "0100007F") + " " + hex4(clientPort, "0100007F")
-        if let uid = scan(procNet + "/tcp", key: v4) { return uid }
-        // A listener on [::] (dual stack) accepts the IPv4 connection as ::ffff:127.0.0.1.
-        let mapped = "0000000000000000FFFF00000100007F"
-        return scan(procNet + "/tcp6", key: hex4(serverPort, mapped) + " " + hex4(clientPort, mapped))
+        // A listener on [::] (dual stack) accepts the IPv4 connection as ::ffff:127.0.0.1, listed in tcp6.
+        let tables: [(name: String, v6: Bool, address: [UInt8])] = [
+            ("tcp", false, ProcNetTCPRow.loopback4), ("tcp6", true, ProcNetTCPRow.loopbackMapped),
+        ]
+        for table in tables {
+            guard let data = readAll(procNet + "/" + table.name) else { continue }
+            for row in ProcNetTCPRow.parse(data, v6: table.v6)
+            where row.localPort == serverPort && row.remotePort == clientPort
+                && row.localAddress == table.address && row.remoteAddress == table.address
+            {
+                return uid_t(row.uid)
+            }
+        }
+        return nil
     }
 
     /// Reads a proc file to its end. proc files report size 0 and hand out a page or so per read(2), so the file
@@ -56,7 +64,6 @@ enum SocketOwners {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
-        out.reserveCapacity(64 << 10)
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -65,41 +72,6 @@ enum SocketOwners {
             out.append(contentsOf: chunk[0..<n])
         }
         return out
-    }
-
-    private static func hex4(_ port: Int, _ address: String) -> String {
-        let h = String(port, radix: 16, uppercase: true)
-        return address + ":" + String(repeating: "0", count: max(0, 4 - h.count)) + h
-    }
-
-    /// Finds the line whose local and remote address columns are `key` and returns its uid column (the 8th).
-    private static func scan(_ path: String, key: String) -> uid_t? {
-        guard let data = readAll(path) else { return nil }
-        let keyBytes = Array(key.utf8)
-        return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> uid_t? in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            var lineStart = 0
-            while lineStart < bytes.count {
-                var lineEnd = lineStart
-                while lineEnd < bytes.count, bytes[lineEnd] != 0x0A { lineEnd += 1 }
-                // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid ..."
-                var i = lineStart
-                while i < lineEnd, bytes[i] == 0x20 { i += 1 }
-                while i < lineEnd, bytes[i] != 0x20 { i += 1 }  // "N:"
-                i += 1
-                if i + keyBytes.count <= lineEnd,
-                    keyBytes.withUnsafeBufferPointer({ k in memcmp(k.baseAddress!, bytes.baseAddress! + i, k.count) == 0 })
-                {
-                    let fields = String(decoding: UnsafeBufferPointer(rebasing: bytes[i..<lineEnd]), as: UTF8.self)
-                        .split(separator: " ", omittingEmptySubsequences: true)
-                    // local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
-                    if fields.count > 6, let uid = uid_t(fields[6]) { return uid }
-                    return nil
-                }
-                lineStart = lineEnd + 1
-            }
-            return nil
-        }
     }
 }
 
@@ -126,8 +98,9 @@ enum SockDiag {
         defer { close(fd) }
         var tv = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let loopback4: [UInt8] = [127, 0, 0, 1] + [UInt8](repeating: 0, count: 12)
-        let mapped: [UInt8] = [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 127, 0, 0, 1]
+        // inet_diag_sockid addresses are 16 bytes; an IPv4 one fills the first four.
+        let loopback4 = ProcNetTCPRow.loopback4 + [UInt8](repeating: 0, count: 12)
+        let mapped = ProcNetTCPRow.loopbackMapped
         var sawAnswer = false
         for (family, address) in [(UInt8(AF_INET), loopback4), (UInt8(AF_INET6), mapped)] {
             switch query(fd, family: family, address: address, serverPort: serverPort, clientPort: clientPort) {

@@ -196,27 +196,11 @@ public struct TCPListener: Sendable, Hashable {
         self.loopback = loopback
     }
 
-    /// Parses the table: after the header, per line `sl local_address rem_address st ... uid ...`; the address is
-    /// hex, each 32-bit word in host byte order (little-endian here), the port hex in network order. Lines not in
-    /// state `0A` (LISTEN) and malformed lines are skipped.
+    /// The listening sockets (state `0A`) of one table (`ProcNetTCPRow.parse`); malformed lines are skipped.
     public static func parse(_ data: Data, v6: Bool) -> [TCPListener] {
-        var out: [TCPListener] = []
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count > 7, f[3] == "0A", let uid = Int(f[7]) else { continue }
-            let local = f[1].split(separator: ":")
-            guard local.count == 2, let port = Int(local[1], radix: 16), local[0].count == (v6 ? 32 : 8) else { continue }
-            var bytes: [UInt8] = []
-            var words = Substring(local[0])
-            while !words.isEmpty {
-                guard let w = UInt32(words.prefix(8), radix: 16) else { bytes = []; break }
-                bytes += [UInt8(w & 0xff), UInt8((w >> 8) & 0xff), UInt8((w >> 16) & 0xff), UInt8(w >> 24)]
-                words = words.dropFirst(8)
-            }
-            guard bytes.count == (v6 ? 16 : 4) else { continue }
-            out.append(Self(bytes: bytes, port: port, uid: uid))
+        ProcNetTCPRow.parse(data, v6: v6).filter { $0.state == 0x0A }.map {
+            Self(bytes: $0.localAddress, port: $0.localPort, uid: $0.uid)
         }
-        return out
     }
 
     init(bytes b: [UInt8], port: Int, uid: Int) {
