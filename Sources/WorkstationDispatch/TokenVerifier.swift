@@ -70,7 +70,8 @@ struct AuthentikClaims: JWTPayload {
 final class TokenVerifier: Sendable {
     private struct Keys {
         var collection: JWTKeyCollection?
-        var stamp: [Int] = []
+        /// The file as last read (nil: missing); a change of inode, size or times means read it again.
+        var stamp: FileStamp?
         var error: String?
     }
     private let settings: JWTSettings
@@ -101,9 +102,8 @@ final class TokenVerifier: Sendable {
 
     /// Re-reads the JWKS file when it changed (or was never read). Called on every cache miss and by the reload timer.
     func refresh() async {
-        var st = stat()
         let path = settings.jwksFile
-        let stamp: [Int] = stat(path, &st) == 0 ? [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec] : []
+        let stamp = FileStamp.of(path)
         let changed = keys.withLockedValue { $0.stamp != stamp || ($0.collection == nil && $0.error == nil) }
         guard changed else { return }
         guard let data = FileManager.default.contents(atPath: path), let json = String(data: data, encoding: .utf8) else {
