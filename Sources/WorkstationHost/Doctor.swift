@@ -300,7 +300,7 @@ public struct Doctor: Sendable {
                 let deployed = s.required || snap.enabledUnits.contains(s.unit) || lstatKind(s.dir) != nil
                 guard deployed else { continue }
                 units.append(s.unit)
-                out += socketChecks(dir: s.dir, socket: s.socket, unit: s.unit)
+                out += socketChecks(dir: s.dir, socket: s.socket, unit: s.unit, groups: snap.groups)
             }
             for unit in units.sorted() {
                 if lstatKind("/run/systemd/units/invocation:\(unit)") != nil {
@@ -334,7 +334,7 @@ public struct Doctor: Sendable {
     /// A socket in a directory: the directory root-owned and writable by root alone (nobody else can put a socket
     /// there or rename one away), the socket root-owned with no bits for others (`unix(7)`: connecting needs write
     /// permission on the socket).
-    func socketChecks(dir: String, socket: String, unit: String) -> [Finding] {
+    func socketChecks(dir: String, socket: String, unit: String, groups: [GroupEntry]) -> [Finding] {
         let path = joinPath(dir, socket)
         var st = stat()
         guard lstat(root.path(dir), &st) == 0 else {
@@ -358,7 +358,7 @@ public struct Doctor: Sendable {
             return [Finding("front-socket", .fail, "\(path) is owned by uid \(st.st_uid) with mode \(octal(UInt32(st.st_mode) & 0o7777)): \(st.st_uid != 0 ? "its owner" : "every account") can connect",
                             fix: "set SocketUser=root and SocketMode=0660 (or ttyd's socket owner and mode) as shipped, then systemctl restart \(unit)")]
         }
-        let group = AccountDatabase.group(root.read("/etc/group") ?? Data()).first { $0.gid == Int(st.st_gid) }?.name ?? String(st.st_gid)
+        let group = groups.first { $0.gid == Int(st.st_gid) }?.name ?? String(st.st_gid)
         return [Finding("front-socket", .ok, "\(path) is root:\(group) \(octal(UInt32(st.st_mode) & 0o7777)) in a root-owned directory")]
     }
 
