@@ -3,7 +3,8 @@ import Foundation
 /// Renders a plan for people (grouped per user, one line per change) or as JSON.
 public enum PlanRenderer {
     /// Human text: a block per user (host-wide changes under "host"), each change as
-    /// `SYMBOL summary [class]`, its fields as `field: before -> after`, then a summary line.
+    /// `SYMBOL summary [class]`, its fields as `field: before -> after`, then a summary line. Refusals are not part
+    /// of it: commands print them on standard error (one stream for every refusal).
     /// - Parameter commandOptions: appended to every suggested `workstation ...` command (e.g. ` --root DIR`), so a
     ///   command copied from a sandbox plan acts on that sandbox, not on the machine.
     /// - Parameter verdict: the closing "No changes" line, which speaks of apply; lifecycle commands leave it out.
@@ -44,7 +45,6 @@ public enum PlanRenderer {
         }
         for n in plan.notes { out += "note: \(n)\n" }
         for e in plan.errors { out += "error: \(e)\n" }
-        for r in plan.refusals { out += "refused by \(r.gate): \(r.message)\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
         if verdict && plan.isEmpty && plan.refusals.isEmpty {
@@ -54,9 +54,19 @@ public enum PlanRenderer {
         return out
     }
 
-    /// JSON for machines: `{"changes": [...], "summary": {...}, "notes": [...], "refusals": [...], ...extra}`.
-    /// Change fields are as in `Change`; `action` is omitted (it may carry file bytes).
+    /// JSON for machines: `{"changes": [...], "summary": {...}, "notes": [...], "errors": [...], "refusals": [...],
+    /// ...extra}` (`jsonObject` serialized with sorted keys).
     public static func json(_ plan: Plan, extra: [String: any Sendable] = [:]) -> String {
+        var obj = jsonObject(plan)
+        for (k, v) in extra { obj[k] = v }
+        return jsonText(obj)
+    }
+
+    /// The plan's JSON fields (docs/json.md): `changes` (each with `id`, `kind`, `symbol`, `safety`, `summary`,
+    /// `actionable`, `user` or null, `fields` [{`field`, `before`, `after`}], and `reason`, `command` when set; the
+    /// change's action is left out, it may carry file bytes), `summary` {`create`, `update`, `pending`, `conflict`,
+    /// `actionable`}, `notes`, `errors`, `refusals` [{`gate`, `message`}].
+    public static func jsonObject(_ plan: Plan) -> [String: Any] {
         var obj: [String: Any] = [:]
         obj["changes"] = plan.changes.map { c -> [String: Any] in
             var d: [String: Any] = ["id": c.id, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
@@ -73,8 +83,7 @@ public enum PlanRenderer {
         obj["notes"] = plan.notes
         obj["errors"] = plan.errors
         obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
-        for (k, v) in extra { obj[k] = v }
-        return jsonText(obj)
+        return obj
     }
 }
 

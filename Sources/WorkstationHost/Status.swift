@@ -84,13 +84,16 @@ public struct StatusReader: Sendable {
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
     /// "resident_bytes", "budget_bytes", "budget_share", "clone"}]}`.
-    public static func json(_ rows: [StatusRow]) -> String {
+    public static func json(_ rows: [StatusRow]) -> String { jsonText(jsonObject(rows)) }
+
+    /// `json`'s object, for a caller that adds fields (the CLI's JSON envelope, docs/json.md).
+    public static func jsonObject(_ rows: [StatusRow]) -> [String: Any] {
         let users: [[String: Any]] = rows.map { r in
             ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
              "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
              "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
              "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull()]
         }
-        return jsonText(["users": users])
+        return ["users": users]
     }
 }

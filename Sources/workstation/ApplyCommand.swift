@@ -17,29 +17,29 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "Onboard new people even when the capacity gate refuses (budgets or headcount over the limit); journaled.")
     var allowOvercommit = false
 
-    @Flag(help: "Print the outcome as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     func run() throws {
         let root = rootOptions.hostRoot
+        let reporter = output.reporter("apply")
         let outcome: ApplyOutcome
         do {
             if initRoot {
                 guard !root.isSystem else {
-                    printError("error: --init-root seeds a sandbox root and refuses /; pass --root DIR")
-                    throw ExitCode(1)
+                    throw ValidationError("--init-root seeds a sandbox root and refuses /; pass --root DIR")
                 }
                 let settings = try Engine.loadSettings(inputs.paths, root: root).settings
                 if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
             }
             outcome = try Engine.apply(inputs.paths, root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit, progress: { printError($0) })
-        } catch let e as ExitCode {
+        } catch let e as ValidationError {
             throw e
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        if json {
-            print(outcomeJSON(outcome))
+        let code = outcome.succeeded ? ExitStatus.ok : ExitStatus.error
+        if reporter.json {
+            reporter.emit(outcomeFields(outcome).merging(reporter.timingFields) { $1 }, exitCode: code)
         } else {
             print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
             if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {
@@ -54,6 +54,6 @@ struct ApplyCommand: ParsableCommand {
             printError("error: \(ApplyError.notConverged(outcome.verification.actionable))")
         }
         // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.
-        withExtendedLifetime(outcome) { exitNow(outcome.succeeded ? 0 : 1) }
+        withExtendedLifetime(outcome) { exitNow(code) }
     }
 }

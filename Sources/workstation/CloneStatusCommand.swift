@@ -11,22 +11,22 @@ struct CloneStatusCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    @Flag(help: "Print the states as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     func run() throws {
+        let reporter = output.reporter("clone-status")
         let states: [CloneStatus]
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             states = try CloneInspector(root: rootOptions.hostRoot, settings: loaded.settings).states(roster: loaded.roster)
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        if json {
+        if reporter.json {
             let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             enc.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try enc.encode(states), as: UTF8.self))
+            let clones = try JSONSerialization.jsonObject(with: try enc.encode(states))
+            reporter.emit(["clones": clones], exitCode: ExitStatus.ok)
         } else {
             for s in states { print(s.line) }
         }

@@ -23,7 +23,7 @@ struct CutoverCommand: ParsableCommand {
     @OptionGroup var options: LifecycleOptions
 
     func run() throws {
-        try options.run(extra: ["command": "cutover", "user": user]) { loaded, root, dryRun in
+        try options.run(command: "cutover", extra: ["user": user]) { loaded, root, dryRun in
             try Cutover.cutover(user: user, inputs: loaded, root: root, runner: ProcessRunner(), force: force, dryRun: dryRun,
                                 progress: { printError($0) })
         }
@@ -41,7 +41,7 @@ struct RollbackCommand: ParsableCommand {
     @OptionGroup var options: LifecycleOptions
 
     func run() throws {
-        try options.run(extra: ["command": "rollback", "user": user]) { loaded, root, dryRun in
+        try options.run(command: "rollback", extra: ["user": user]) { loaded, root, dryRun in
             try Cutover.rollback(user: user, inputs: loaded, root: root, runner: ProcessRunner(), dryRun: dryRun, progress: { printError($0) })
         }
     }

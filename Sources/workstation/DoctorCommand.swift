@@ -11,27 +11,29 @@ struct DoctorCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    @Flag(help: "Print every finding as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     @Flag(help: "Also list the checks that passed.")
     var verbose = false
 
     func run() throws {
+        let reporter = output.reporter("doctor")
         let report: DoctorReport
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             // The one check that spawns (nft list table) runs on the live root only.
             report = try Doctor(root: rootOptions.hostRoot, inputs: loaded, runner: rootOptions.hostRoot.isSystem ? ProcessRunner() : nil).run()
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        if json {
+        let code = report.healthy ? ExitStatus.ok : ExitStatus.error
+        if reporter.json {
             let findings: [[String: Any]] = report.findings.map { f in
                 ["check": f.check, "user": f.user ?? NSNull(), "severity": f.severity.rawValue, "message": f.message, "fix": f.fix ?? NSNull()]
             }
-            print(jsonText(["findings": findings, "failures": report.failures, "warnings": report.warnings,
-                            "ok": report.findings.count - report.failures - report.warnings]))
+            reporter.emit(["findings": findings, "failures": report.failures, "warnings": report.warnings,
+                           "ok": report.findings.count - report.failures - report.warnings, "healthy": report.healthy],
+                          exitCode: code)
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "
@@ -41,6 +43,6 @@ struct DoctorCommand: ParsableCommand {
             let ok = report.findings.count - report.failures - report.warnings
             print("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")
         }
-        if !report.healthy { throw ExitCode(1) }
+        if code != ExitStatus.ok { throw ExitCode(code) }
     }
 }

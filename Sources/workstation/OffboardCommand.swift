@@ -33,7 +33,7 @@ struct OffboardCommand: ParsableCommand {
     @OptionGroup var options: LifecycleOptions
 
     func run() throws {
-        try options.run(extra: ["stage": stage.rawValue, "user": user]) { loaded, root, dryRun in
+        try options.run(command: "offboard", extra: ["stage": stage.rawValue, "user": user]) { loaded, root, dryRun in
             try Offboarding.run(stage: stage, user: user, inputs: loaded, root: root, runner: ProcessRunner(),
                                 dryRun: dryRun, confirm: confirm, force: force,
                                 idp: AuthentikGateHook.live(settings: loaded.settings, root: root, environment: ProcessInfo.processInfo.environment),
@@ -47,37 +47,38 @@ struct LifecycleOptions: ParsableArguments {
     @Flag(help: "Print the changes and change nothing.")
     var dryRun = false
 
-    @Flag(help: "Print the outcome as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
     /// Loads the inputs, runs `body` (with the dry-run flag), then reports; errors map to the exit-code contract.
-    func run(extra: [String: any Sendable], _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome) throws {
+    func run(command: String, extra: [String: any Sendable], _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome) throws {
+        let reporter = output.reporter(command)
         let outcome: LifecycleOutcome
         do {
             outcome = try body(try Engine.load(inputs.paths, root: rootOptions.hostRoot), rootOptions.hostRoot, dryRun)
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        try report(outcome, json: json, extra: extra)
+        try report(outcome, reporter: reporter, extra: extra, commandOptions: commandOptions(inputs, rootOptions))
     }
 }
 
 /// Prints a lifecycle outcome (human or JSON) and maps failures to exit 1.
-func report(_ outcome: LifecycleOutcome, json: Bool, extra: [String: any Sendable]) throws {
-    if json {
-        var e = extra
+func report(_ outcome: LifecycleOutcome, reporter: Reporter, extra: [String: any Sendable], commandOptions: String) throws {
+    if reporter.json {
+        var e = PlanRenderer.jsonObject(outcome.plan)
+        for (k, v) in extra { e[k] = v }
         for (k, v) in outcome.extra { e[k] = v }
         e["dry_run"] = outcome.dryRun
         e["messages"] = outcome.messages
         e["applied"] = outcome.report?.applied.map(\.id) ?? []
         e["failed"] = outcome.report?.failed.map { ["change": $0.change.id, "error": $0.error] } ?? []
         e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
-        print(PlanRenderer.json(outcome.plan, extra: e))
+        reporter.emit(e, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
     } else {
-        print(PlanRenderer.human(outcome.plan, color: useColor, verdict: false), terminator: "")
+        print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false), terminator: "")
         for m in outcome.messages { print(m) }
         if outcome.dryRun { print("dry run: nothing was changed") }
         if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }

@@ -11,13 +11,16 @@ struct PlanCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    @Flag(help: "Print the plan as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     @Flag(help: "Exit 2 when apply would change something, 0 when not.")
     var detailedExitcode = false
 
+    @Flag(help: "Add 4 to the exit code when revoke/destroy or conflicting items wait for an operator (offboard, cutover), e.g. for CI.")
+    var pendingExitcode = false
+
     func run() throws {
+        let reporter = output.reporter("plan")
         let plan: Plan
         let observed: (DesiredState, HostSnapshot)
         do {
@@ -26,15 +29,30 @@ struct PlanCommand: ParsableCommand {
             (plan, desired, snapshot) = try Engine.plan(loaded, root: rootOptions.hostRoot, base: base)
             observed = (desired, snapshot)
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        if json {
-            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess, "cpu_ms": cpuMilliseconds()]))
+        let code = Self.exitCode(plan, detailed: detailedExitcode, pending: pendingExitcode)
+        if reporter.json {
+            var fields = PlanRenderer.jsonObject(plan)
+            fields["processes_spawned"] = ProcessRunner.spawnedByThisProcess
+            fields.merge(reporter.timingFields) { $1 }
+            reporter.emit(fields, exitCode: code)
         } else {
             print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+            reporter.refusals(plan)
         }
-        let code: Int32 = !plan.refusals.isEmpty ? 3 : !plan.errors.isEmpty ? 1 : detailedExitcode && !plan.isEmpty ? 2 : 0
         // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.
         withExtendedLifetime(observed) { exitNow(code) }
+    }
+
+    /// 3 when a gate refuses, 1 on errors; else 0, plus 2 (`detailed`) when apply would change something and 4
+    /// (`pending`) when revoke/destroy or conflicting items wait for an operator.
+    static func exitCode(_ plan: Plan, detailed: Bool, pending: Bool) -> Int32 {
+        if !plan.refusals.isEmpty { return ExitStatus.refused }
+        if !plan.errors.isEmpty { return ExitStatus.error }
+        var code = ExitStatus.ok
+        if detailed && !plan.isEmpty { code += ExitStatus.changesPending }
+        if pending && plan.summary.pending + plan.summary.conflict > 0 { code += ExitStatus.operatorPending }
+        return code
     }
 }

@@ -9,8 +9,8 @@ struct SetupHostCommand: ParsableCommand {
         abstract: "Converge the machine-wide layers: managed Claude Code settings, skel links, profile.d, tool manifest, reconcile timer.",
         discussion: """
             Also checks, for every child in the roster, that the config base is reachable through every directory \
-            (offering an additive ACL fix), and tightens secret files in managed homes. Refuses (exit 1) any \
-            machine-wide content that carries a secret. Runs additive, derived and tighten changes only.
+            (offering an additive ACL fix), and tightens secret files in managed homes. Stops at any \
+            machine-wide content that carries a secret (located errors, exit 1, nothing changed). Runs additive, derived and tighten changes only.
             """)
 
     @OptionGroup var inputs: InputOptions
@@ -25,11 +25,11 @@ struct SetupHostCommand: ParsableCommand {
     @Flag(help: "With --plan: exit 2 when setup-host would change something, 0 when not.")
     var detailedExitcode = false
 
-    @Flag(help: "Print the plan (and outcome) as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     func run() throws {
         let root = rootOptions.hostRoot
+        let reporter = output.reporter("setup-host")
         let options = SetupHostOptions(installPackages: installPackages)
         if planOnly {
             let plan: Plan
@@ -37,11 +37,19 @@ struct SetupHostCommand: ParsableCommand {
                 let loaded = try Engine.load(inputs.paths, root: root)
                 (plan, _) = try SetupHostEngine.plan(loaded, root: root, options: options)
             } catch {
-                throw reportedExit(error)
+                throw reporter.failure(error)
             }
-            print(json ? PlanRenderer.json(plan, extra: ["processes_spawned": 0]) : PlanRenderer.human(plan, color: useColor), terminator: json ? "\n" : "")
-            if !plan.refusals.isEmpty { throw ExitCode(3) }
-            if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
+            let code = PlanCommand.exitCode(plan, detailed: detailedExitcode, pending: false)
+            if reporter.json {
+                var fields = PlanRenderer.jsonObject(plan)
+                fields["processes_spawned"] = 0
+                fields["plan_only"] = true
+                reporter.emit(fields, exitCode: code)
+            } else {
+                print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+                reporter.refusals(plan)
+            }
+            if code != ExitStatus.ok { throw ExitCode(code) }
             return
         }
         let outcome: ApplyOutcome
@@ -49,12 +57,14 @@ struct SetupHostCommand: ParsableCommand {
             let loaded = try Engine.load(inputs.paths, root: root)
             outcome = try SetupHostEngine.apply(loaded, root: root, runner: ProcessRunner(), options: options, progress: { printError($0) })
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        if json {
-            print(outcomeJSON(outcome))
+        if reporter.json {
+            var fields = outcomeFields(outcome).merging(reporter.timingFields) { $1 }
+            fields["plan_only"] = false
+            reporter.emit(fields, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
         } else {
-            print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")
+            print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
             print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
         for n in outcome.report.notes { printError("note: \(n)") }

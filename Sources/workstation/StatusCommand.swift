@@ -11,17 +11,21 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    @Flag(help: "Print the rows as JSON.")
-    var json = false
+    @OptionGroup var output: JSONOptions
 
     func run() throws {
+        let reporter = output.reporter("status")
         let rows: [StatusRow]
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             rows = try StatusReader(root: rootOptions.hostRoot, inputs: loaded).rows()
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
-        print(json ? StatusReader.json(rows) : StatusReader.table(rows), terminator: json ? "\n" : "")
+        if reporter.json {
+            reporter.emit(StatusReader.jsonObject(rows), exitCode: ExitStatus.ok)
+        } else {
+            print(StatusReader.table(rows), terminator: "")
+        }
     }
 }

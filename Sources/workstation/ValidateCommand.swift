@@ -11,8 +11,10 @@ struct ValidateCommand: ParsableCommand {
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
+    @OptionGroup var output: JSONOptions
 
     func run() throws {
+        let reporter = output.reporter("validate")
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             if let settingsPath = loaded.settingsPath { _ = try DispatchConfig.load(path: settingsPath) }
@@ -21,9 +23,14 @@ struct ValidateCommand: ParsableCommand {
                 _ = try Engine.plan(loaded, root: rootOptions.hostRoot)
             }
             let people = loaded.roster.entries.count
-            print("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
+            if reporter.json {
+                reporter.emit(["roster": loaded.rosterPath, "settings": loaded.settingsPath ?? NSNull(), "people": people,
+                               "diagnostics": [Any]()], exitCode: ExitStatus.ok)
+            } else {
+                print("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
+            }
         } catch {
-            throw reportedExit(error)
+            throw reporter.failure(error)
         }
     }
 }

@@ -9,8 +9,11 @@ struct Workstation: AsyncParsableCommand {
         commandName: "workstation",
         abstract: "Turn one shared Linux host into a multi-user workstation, driven by a roster.",
         discussion: """
-            Exit codes: 0 ok or nothing to do; 1 error; 2 changes pending (plan --detailed-exitcode); \
-            3 refused by a safety gate (lockout guard, capacity, idle gate).
+            Exit codes: 0 ok or nothing to do; 1 error (invalid input changes nothing); 2 apply would change \
+            something (plan --detailed-exitcode); 4, added to 2, revoke/destroy or conflicts wait for an operator \
+            (plan --pending-exitcode); 3 refused by a safety gate (lockout guard, capacity, idle gate), nothing \
+            changed; 64 usage error. With --json every exit path prints one JSON object (docs/json.md). \
+            Results go to standard output; errors, refusals and progress to standard error.
             """,
         subcommands: [
             ValidateCommand.self,
@@ -28,6 +31,44 @@ struct Workstation: AsyncParsableCommand {
             CutoverCommand.self,
             RollbackCommand.self,
         ])
+
+    /// Parses, then runs; with `--json` a usage error is reported as one JSON object too (exit 64).
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            let code = exitCode(for: error)
+            if arguments.contains("--json"), code != .success {
+                let name = arguments.first { !$0.hasPrefix("-") } ?? "workstation"
+                print(JSONContract.object(command: name, exitCode: code.rawValue, [
+                    "error": ["kind": "usage", "message": fullMessage(for: error)],
+                ]))
+                Foundation.exit(code.rawValue)
+            }
+            exit(withError: error)
+        }
+        do {
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if arguments.contains("--json") {
+                let name = type(of: command).configuration.commandName ?? "workstation"
+                print(JSONContract.object(command: name, exitCode: code.rawValue, [
+                    "error": ["kind": code.rawValue == ExitStatus.usage ? "usage" : "failed", "message": fullMessage(for: error)],
+                ]))
+                Foundation.exit(code.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// --roster and --settings, shared by every command that reads the inputs.
@@ -60,16 +101,16 @@ func commandOptions(_ inputs: InputOptions, _ root: RootOptions) -> String {
     return s
 }
 
-/// An apply-style outcome as JSON: the plan, plus what was applied, failed, skipped and not converged.
-func outcomeJSON(_ outcome: ApplyOutcome) -> String {
-    PlanRenderer.json(outcome.plan, extra: [
-        "applied": outcome.report.applied.map(\.id),
-        "failed": outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] },
-        "skipped": outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] },
-        "not_converged": outcome.verification.actionable.map(\.id),
-        "processes_spawned": ProcessRunner.spawnedByThisProcess,
-        "cpu_ms": cpuMilliseconds(),
-    ])
+/// An apply-style outcome's JSON fields: the plan's (`PlanRenderer.jsonObject`), plus `applied`, `failed`
+/// [{`change`, `error`}], `skipped` [{`change`, `reason`}], `not_converged` and `processes_spawned`.
+func outcomeFields(_ outcome: ApplyOutcome) -> [String: Any] {
+    var obj = PlanRenderer.jsonObject(outcome.plan)
+    obj["applied"] = outcome.report.applied.map(\.id)
+    obj["failed"] = outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] }
+    obj["skipped"] = outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] }
+    obj["not_converged"] = outcome.verification.actionable.map(\.id)
+    obj["processes_spawned"] = ProcessRunner.spawnedByThisProcess
+    return obj
 }
 
 /// CPU time used so far, user plus system, in milliseconds: `workstation` by this process (all its threads),
@@ -99,20 +140,4 @@ func printError(_ s: String) {
 /// True when stdout is a terminal and NO_COLOR is unset.
 var useColor: Bool {
     isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-}
-
-/// Maps the library's errors to the exit-code contract; prints them to stderr.
-func reportedExit(_ error: Error) -> ExitCode {
-    switch error {
-    case let e as ValidationFailure:
-        printError(e.description)
-        printError("nothing was changed")
-        return ExitCode(1)
-    case let e as RefusedError:
-        printError(e.description)
-        return ExitCode(3)
-    default:
-        printError("error: \(error)")
-        return ExitCode(1)
-    }
 }

@@ -65,7 +65,7 @@ import Testing
         // plan shows the same refusal and exits 3.
         let plan = try CLI.run(args("plan", root))
         #expect(plan.status == 3)
-        #expect(plan.stdout.contains("refused by capacity"))
+        #expect(plan.stderr.contains("refused by capacity") && !plan.stdout.contains("refused by"), "refusals go to standard error only")
     }
 
     @Test func badCapacitySettingsAreLocatedAndChangeNothing() throws {

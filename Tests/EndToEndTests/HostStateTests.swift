@@ -194,7 +194,7 @@ import WorkstationHost
         let root = try TempRoot(), inputs = try TempRoot()
         try Fixture.seed(root)
         try inputs.write("/r.yaml", Fixture.roster(count: 12))
-        let args = ["--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path, "--json"]
+        let args = ["--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path, "--json", "--timings"]
         let first = try CLI.run(["apply"] + args)
         try #require(first.status == 0, "\(first.stderr)")
         let firstJSON = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
