@@ -39,12 +39,12 @@ public enum PlanRenderer {
                         out += "      \(f.field): \(f.before ?? "(none)") -> \(f.after ?? "(none)")\n"
                     }
                 }
-                if let r = c.reason { out += "      \(r)\n" }
+                if let r = c.reason { out += "      \(SuggestedCommand.carrying(commandOptions, in: r))\n" }
                 if let cmd = c.command { out += "      run: \(cmd)\(cmd.hasPrefix("workstation ") ? commandOptions : "")\n" }
             }
         }
-        for n in plan.notes { out += "note: \(n)\n" }
-        for e in plan.errors { out += "error: \(e)\n" }
+        for n in plan.notes { out += "note: \(SuggestedCommand.carrying(commandOptions, in: n))\n" }
+        for e in plan.errors { out += "error: \(SuggestedCommand.carrying(commandOptions, in: e))\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
         if verdict && plan.isEmpty && plan.refusals.isEmpty {
@@ -93,4 +93,39 @@ public func jsonText(_ obj: Any) -> String {
         return "{}"
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// Suggested `workstation ...` commands in messages, made to act on the same inputs and root as the run that prints
+/// them.
+public enum SuggestedCommand {
+    /// The subcommands a message may suggest.
+    static let subcommands: Set<Substring> = [
+        "validate", "plan", "apply", "setup-host", "offboard", "cutover", "rollback", "doctor", "status", "metrics",
+        "clone-status", "render",
+    ]
+
+    /// `text` with `options` (e.g. ` --roster R --root DIR`, leading space) inserted right after the subcommand of
+    /// every `workstation SUBCOMMAND` it contains (options may precede the arguments: `workstation offboard --root
+    /// DIR bob --stage cut`). A word that is part of a path or name (`/etc/workstation apply`, `workstation-dispatch`)
+    /// is left alone, and so is a command that already carries `options`. Returns `text` when `options` is empty.
+    public static func carrying(_ options: String, in text: String) -> String {
+        guard !options.isEmpty, text.contains("workstation ") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let hit = rest.range(of: "workstation ") {
+            let before = rest[..<hit.lowerBound]
+            out += before
+            out += rest[hit]
+            rest = rest[hit.upperBound...]
+            let previous = out.dropLast("workstation ".count).last
+            let startsWord = previous.map { $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == "(" || $0 == "\n" } ?? true
+            let word = rest.prefix { $0.isLetter || $0 == "-" }
+            let after = rest.dropFirst(word.count).first
+            let endsWord = after.map { $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == ")" || $0 == "," || $0 == ";" || $0 == "." || $0 == ":" || $0 == "\n" } ?? true
+            guard startsWord, endsWord, subcommands.contains(word), !rest.dropFirst(word.count).hasPrefix(options) else { continue }
+            out += word + options
+            rest = rest.dropFirst(word.count)
+        }
+        return out + rest
+    }
 }

@@ -21,7 +21,7 @@ struct ApplyCommand: ParsableCommand {
 
     func run() throws {
         let root = rootOptions.hostRoot
-        let reporter = output.reporter("apply")
+        let reporter = output.reporter("apply", options: commandOptions(inputs, rootOptions))
         let outcome: ApplyOutcome
         do {
             if initRoot {
@@ -47,11 +47,11 @@ struct ApplyCommand: ParsableCommand {
             }
             print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
-        for n in outcome.report.notes { printError("note: \(n)") }
-        for f in outcome.report.failed { printError("error: \(f.error)") }
-        for s in outcome.report.skipped { printError("skipped: \(s.change.summary): \(s.reason)") }
+        for n in outcome.report.notes { reporter.say("note: \(n)") }
+        for f in outcome.report.failed { reporter.say("error: \(f.error)") }
+        for s in outcome.report.skipped { reporter.say("skipped: \(s.change.summary): \(s.reason)") }
         if !outcome.converged {
-            printError("error: \(ApplyError.notConverged(outcome.verification.actionable))")
+            reporter.say("error: \(ApplyError.notConverged(outcome.verification.actionable))")
         }
         // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.
         withExtendedLifetime(outcome) { exitNow(code) }

@@ -14,7 +14,7 @@ struct CloneStatusCommand: ParsableCommand {
     @OptionGroup var output: JSONOptions
 
     func run() throws {
-        let reporter = output.reporter("clone-status")
+        let reporter = output.reporter("clone-status", options: commandOptions(inputs, rootOptions))
         let states: [CloneStatus]
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)

@@ -17,7 +17,7 @@ struct DoctorCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
-        let reporter = output.reporter("doctor")
+        let reporter = output.reporter("doctor", options: commandOptions(inputs, rootOptions))
         let report: DoctorReport
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
@@ -37,8 +37,8 @@ struct DoctorCommand: ParsableCommand {
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "
-                print("\(tag) \(f.check)\(f.user.map { " \($0)" } ?? ""): \(f.message)")
-                if let fix = f.fix, f.severity != .ok { print("     fix: \(fix)") }
+                print(reporter.text("\(tag) \(f.check)\(f.user.map { " \($0)" } ?? ""): \(f.message)"))
+                if let fix = f.fix, f.severity != .ok { print(reporter.text("     fix: \(fix)")) }
             }
             let ok = report.findings.count - report.failures - report.warnings
             print("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")

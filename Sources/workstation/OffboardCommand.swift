@@ -54,7 +54,7 @@ struct LifecycleOptions: ParsableArguments {
 
     /// Loads the inputs, runs `body` (with the dry-run flag), then reports; errors map to the exit-code contract.
     func run(command: String, extra: [String: any Sendable], _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome) throws {
-        let reporter = output.reporter(command)
+        let reporter = output.reporter(command, options: commandOptions(inputs, rootOptions))
         let outcome: LifecycleOutcome
         do {
             outcome = try body(try Engine.load(inputs.paths, root: rootOptions.hostRoot), rootOptions.hostRoot, dryRun)
@@ -79,11 +79,11 @@ func report(_ outcome: LifecycleOutcome, reporter: Reporter, extra: [String: any
         reporter.emit(e, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
     } else {
         print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false), terminator: "")
-        for m in outcome.messages { print(m) }
+        for m in outcome.messages { print(reporter.text(m)) }
         if outcome.dryRun { print("dry run: nothing was changed") }
         if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
     }
-    for f in outcome.report?.failed ?? [] { printError("error: \(f.error)") }
-    for s in outcome.report?.skipped ?? [] { printError("skipped: \(s.change.summary): \(s.reason)") }
+    for f in outcome.report?.failed ?? [] { reporter.say("error: \(f.error)") }
+    for s in outcome.report?.skipped ?? [] { reporter.say("skipped: \(s.change.summary): \(s.reason)") }
     if !outcome.succeeded { throw ExitCode(1) }
 }

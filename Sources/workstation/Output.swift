@@ -30,6 +30,16 @@ struct Reporter {
     let command: String
     let json: Bool
     var timings = false
+    /// This run's `--roster`/`--settings`/`--root` (`commandOptions`), carried by every command a message suggests.
+    var options = ""
+
+    /// Prints `line` on standard error, its suggested commands carrying this run's options.
+    func say(_ line: String) {
+        printError(SuggestedCommand.carrying(options, in: line))
+    }
+
+    /// `line` with its suggested commands carrying this run's options (for standard output).
+    func text(_ line: String) -> String { SuggestedCommand.carrying(options, in: line) }
 
     /// Prints one JSON object: the contract's envelope around `fields`.
     func emit(_ fields: [String: Any], exitCode: Int32) {
@@ -46,7 +56,7 @@ struct Reporter {
         if json {
             emit(fields, exitCode: code)
         } else {
-            printError(text)
+            say(text)
         }
         return ExitCode(code)
     }
@@ -54,7 +64,7 @@ struct Reporter {
     /// Prints each refusal on standard error (text mode; JSON carries them in `refusals`).
     func refusals(_ plan: Plan) {
         guard !json else { return }
-        for r in plan.refusals { printError("refused by \(r.gate): \(r.message)") }
+        for r in plan.refusals { say("refused by \(r.gate): \(r.message)") }
     }
 
     /// Exit code, JSON fields and text for `error`.
@@ -102,7 +112,10 @@ struct JSONOptions: ParsableArguments {
     @Flag(help: "With --json: add cpu_ms, this run's CPU time (not deterministic, hence opt-in).")
     var timings = false
 
-    func reporter(_ command: String) -> Reporter { Reporter(command: command, json: json, timings: timings) }
+    /// - Parameter options: `commandOptions(inputs, rootOptions)` of the run.
+    func reporter(_ command: String, options: String = "") -> Reporter {
+        Reporter(command: command, json: json, timings: timings, options: options)
+    }
 }
 
 /// Maps the library's errors to the exit-code contract; prints them to stderr (text mode).

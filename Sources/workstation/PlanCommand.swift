@@ -20,7 +20,7 @@ struct PlanCommand: ParsableCommand {
     var pendingExitcode = false
 
     func run() throws {
-        let reporter = output.reporter("plan")
+        let reporter = output.reporter("plan", options: commandOptions(inputs, rootOptions))
         let plan: Plan
         let observed: (DesiredState, HostSnapshot)
         do {

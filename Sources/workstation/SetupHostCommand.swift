@@ -29,7 +29,7 @@ struct SetupHostCommand: ParsableCommand {
 
     func run() throws {
         let root = rootOptions.hostRoot
-        let reporter = output.reporter("setup-host")
+        let reporter = output.reporter("setup-host", options: commandOptions(inputs, rootOptions))
         let options = SetupHostOptions(installPackages: installPackages)
         if planOnly {
             let plan: Plan
@@ -67,10 +67,10 @@ struct SetupHostCommand: ParsableCommand {
             print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
             print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
-        for n in outcome.report.notes { printError("note: \(n)") }
-        for f in outcome.report.failed { printError("error: \(f.error)") }
-        for s in outcome.report.skipped { printError("skipped: \(s.change.summary): \(s.reason)") }
-        if !outcome.converged { printError("error: \(ApplyError.notConverged(outcome.verification.actionable))") }
+        for n in outcome.report.notes { reporter.say("note: \(n)") }
+        for f in outcome.report.failed { reporter.say("error: \(f.error)") }
+        for s in outcome.report.skipped { reporter.say("skipped: \(s.change.summary): \(s.reason)") }
+        if !outcome.converged { reporter.say("error: \(ApplyError.notConverged(outcome.verification.actionable))") }
         if !outcome.succeeded { throw ExitCode(1) }
     }
 }

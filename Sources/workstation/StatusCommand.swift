@@ -14,7 +14,7 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var output: JSONOptions
 
     func run() throws {
-        let reporter = output.reporter("status")
+        let reporter = output.reporter("status", options: commandOptions(inputs, rootOptions))
         let rows: [StatusRow]
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)

@@ -14,7 +14,7 @@ struct ValidateCommand: ParsableCommand {
     @OptionGroup var output: JSONOptions
 
     func run() throws {
-        let reporter = output.reporter("validate")
+        let reporter = output.reporter("validate", options: commandOptions(inputs, rootOptions))
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             if let settingsPath = loaded.settingsPath { _ = try DispatchConfig.load(path: settingsPath) }

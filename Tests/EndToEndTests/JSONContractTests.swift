@@ -148,4 +148,19 @@ import Testing
         let clean = try converged()
         #expect(try CLI.run(["plan", "--detailed-exitcode", "--pending-exitcode"] + inputs(clean)).status == 0)
     }
+
+    @Test func aRefusalSuggestsCommandsForTheSameRunAndGoesToStandardError() throws {
+        let root = try converged()
+        let without = root.file("/without-bob.yaml")
+        try String(contentsOfFile: Inputs.roster, encoding: .utf8).split(separator: "\n").filter { !$0.contains("bob-dev:") }
+            .joined(separator: "\n").write(toFile: without, atomically: true, encoding: .utf8)
+        let before = root.snapshot()
+        let r = try CLI.run(["offboard", "bob-dev", "--stage", "cut"] + inputs(root, roster: without))
+        #expect(r.status == 3)
+        #expect(r.stdout.isEmpty, "a refusal prints nothing on standard output: \(r.stdout)")
+        #expect(r.stderr.contains("refused by derived files"))
+        #expect(r.stderr.contains("run workstation apply --roster \(without) --settings \(Inputs.settings) --root \(root.path) to regenerate"),
+                "\(r.stderr)")
+        #expect(root.snapshot() == before)
+    }
 }
