@@ -86,6 +86,8 @@ public struct ProcessSample: Sendable, Hashable, Codable {
     public var session: Int?
     /// Controlling terminal (field 7 of `stat`, `tty_nr`); 0 when the process has none.
     public var tty: Int
+    /// `Threads:`, the process's tasks as the pids controller and `TasksMax=` count them; 1 when absent.
+    public var threads: Int = 1
 
     public init(pid: Int, name: String, uid: Int, residentBytes: UInt64, session: Int? = nil, tty: Int = 0) {
         self.pid = pid
@@ -101,6 +103,7 @@ public struct ProcessSample: Sendable, Hashable, Codable {
         var name = ""
         var uid: Int?
         var rss: UInt64 = 0
+        var threads = 1
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let key = line[..<colon]
@@ -108,6 +111,7 @@ public struct ProcessSample: Sendable, Hashable, Codable {
             switch key {
             case "Name": name = rest.trimmingCharacters(in: .whitespaces)
             case "Uid": uid = rest.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+            case "Threads": threads = Int(rest.trimmingCharacters(in: .whitespaces)).map { max($0, 1) } ?? 1
             case "VmRSS":
                 let f = rest.split(whereSeparator: { $0 == " " || $0 == "\t" })
                 if let n = f.first.flatMap({ UInt64($0) }) { rss = n * (f.count > 1 && f[1].lowercased() == "kb" ? 1024 : 1) }
@@ -116,6 +120,7 @@ public struct ProcessSample: Sendable, Hashable, Codable {
         }
         guard let uid else { return nil }
         var sample = ProcessSample(pid: pid, name: name, uid: uid, residentBytes: rss)
+        sample.threads = threads
         // `pid (comm) state ppid pgrp session tty_nr ...`: comm may hold spaces and parentheses, so fields are
         // counted after the last ')'.
         if let stat, let text = String(data: stat, encoding: .utf8), let close = text.lastIndex(of: ")") {

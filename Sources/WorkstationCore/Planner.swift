@@ -58,7 +58,9 @@ public struct Planner: Sendable {
         "/etc/systemd/system/\(unit.instance(user)).d/50-workstation.conf"
     }
 
-    /// The instance drop-in: the port in the environment and the user's slice, so one budget covers it.
+    /// The instance drop-in: the port in the environment and the user's slice, so one budget covers it; for a
+    /// provisioned person also `TasksMax=` of their tier, so that systemd's smaller per-service default
+    /// (`DefaultTasksMax=`) does not bind before the slice's limit does.
     public func dropInContent(_ unit: PerUserUnit, _ u: DesiredUser) -> Data {
         let port = u.ports[unit.template] ?? 0
         return Data("""
@@ -66,7 +68,7 @@ public struct Planner: Sendable {
             [Service]
             Slice=user-\(u.uid).slice
             Environment=\(unit.portEnvironment)=\(port)
-
+            \(tasksMax(for: u.entry).map { "TasksMax=\($0)\n" } ?? "")
             """.utf8)
     }
 

@@ -12,6 +12,9 @@ import Foundation
 ///   budgets:
 ///     power-user:      {high: 3G, max: 4G, swap_max: 2G}
 ///     namespace-owner: {high: 2G, max: 3G, swap_max: 1G}
+///   tasks_max:              # processes + threads per person (TasksMax=, systemd.resource-control(5))
+///     power-user: 8192
+///     namespace-owner: 4096
 /// ```
 public struct CapacitySettings: Sendable, Hashable, Codable {
     /// Default budget of each provisioned tier; a roster entry's `memory` overrides it.
@@ -25,10 +28,16 @@ public struct CapacitySettings: Sendable, Hashable, Codable {
     public var minSwap: UInt64 = 4 << 30
     /// Most non-admin people the roster may hold when a new person is onboarded.
     public var maxActiveUsers: Int = 5
+    /// `TasksMax=` of each provisioned tier's slice and instance: processes plus threads the person may run at once.
+    /// Agents run many tool processes and threads each; a slice at its task limit fails every `fork(2)` and
+    /// `clone(2)` ("cannot fork", "Resource temporarily unavailable") while memory looks fine. systemd's own default
+    /// for a service is `DefaultTasksMax=` (15% of the kernel's pid/thread limit), which on a host with
+    /// `kernel.pid_max` 32768 is 4915 for the whole instance.
+    public var tasksMax: [Tier: Int] = [.powerUser: 8192, .namespaceOwner: 4096]
 
     public init() {}
 
-    static let keys = ["budgets", "reserve", "min_swap", "max_active_users"]
+    static let keys = ["budgets", "reserve", "min_swap", "max_active_users", "tasks_max"]
 
     /// Reads the `capacity:` mapping; every key is optional and keeps its default when absent.
     static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> CapacitySettings {
@@ -51,6 +60,16 @@ public struct CapacitySettings: Sendable, Hashable, Codable {
             for tier in [Tier.powerUser, .namespaceOwner] {
                 if let tv = br[tier.rawValue], let b = parseMemoryBudget(tv, what: "capacity.budgets.\(tier.rawValue)", diags) {
                     c.budgets[tier] = b
+                }
+            }
+        }
+        if let v = r["tasks_max"],
+            let tr = KeyedReader(v, what: "capacity.tasks_max", known: [Tier.powerUser.rawValue, Tier.namespaceOwner.rawValue], diags)
+        {
+            for tier in [Tier.powerUser, .namespaceOwner] {
+                // Below 64 a login shell and an agent cannot start; 4194304 is the kernel's PID_MAX_LIMIT.
+                if let tv = tr[tier.rawValue], let n = tv.integer("capacity.tasks_max.\(tier.rawValue)", diags, range: 64...4_194_304) {
+                    c.tasksMax[tier] = n
                 }
             }
         }

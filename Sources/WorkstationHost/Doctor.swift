@@ -164,10 +164,11 @@ public struct Doctor: Sendable {
             let st = snap.path(path)
             if st.kind == .absent {
                 out.append(Finding("budget", user: name, .fail, "no memory budget: \(path) is missing", fix: "workstation apply"))
-            } else if st.content != planner.sliceDropInContent(b) {
+            } else if st.content != planner.sliceDropInContent(b, tasksMax: planner.tasksMax(for: u.entry)) {
                 out.append(Finding("budget", user: name, .fail, "\(path) differs from the budget in the roster and settings", fix: "workstation apply"))
             } else {
-                out.append(Finding("budget", user: name, .ok, "MemoryHigh \(humanBytes(b.high)), MemoryMax \(humanBytes(b.max)), MemorySwapMax \(humanBytes(b.swapMax))"))
+                out.append(Finding("budget", user: name, .ok, "MemoryHigh \(humanBytes(b.high)), MemoryMax \(humanBytes(b.max)), MemorySwapMax \(humanBytes(b.swapMax))"
+                    + (planner.tasksMax(for: u.entry).map { ", TasksMax \($0)" } ?? "")))
             }
         }
 

@@ -100,6 +100,7 @@ public struct MetricsCollector: Sendable {
         let usage = UserUsage.byUid(procs.processes())
         var rss: [ExpositionWriter.Sample] = [], sessions: [ExpositionWriter.Sample] = [], processes: [ExpositionWriter.Sample] = []
         var high: [ExpositionWriter.Sample] = [], hard: [ExpositionWriter.Sample] = [], swap: [ExpositionWriter.Sample] = []
+        var tasks: [ExpositionWriter.Sample] = [], tasksMax: [ExpositionWriter.Sample] = []
         for e in inputs.roster.entries {
             let labels = [("user", e.osUser), ("tier", e.tier.rawValue)]
             if let acct = snap.account(e.osUser) {
@@ -107,12 +108,14 @@ public struct MetricsCollector: Sendable {
                 rss.append(.init(labels, u.residentBytes))
                 sessions.append(.init(labels, u.sessions))
                 processes.append(.init(labels, u.processes))
+                tasks.append(.init(labels, u.tasks))
             }
             if !e.isAdopted, let b = planner.budget(for: e) {
                 high.append(.init(labels, b.high))
                 hard.append(.init(labels, b.max))
                 swap.append(.init(labels, b.swapMax))
             }
+            if let n = planner.tasksMax(for: e) { tasksMax.append(.init(labels, n)) }
         }
         w.family("workstation_user_resident_memory_bytes", "gauge", "Sum of VmRSS over the person's processes.", rss)
         w.family("workstation_user_sessions", "gauge", "Terminal sessions of the person (distinct session ids with a controlling terminal).", sessions)
@@ -120,6 +123,8 @@ public struct MetricsCollector: Sendable {
         w.family("workstation_user_memory_high_bytes", "gauge", "MemoryHigh of the person's slice budget (throttling starts).", high)
         w.family("workstation_user_memory_max_bytes", "gauge", "MemoryMax of the person's slice budget (hard limit).", hard)
         w.family("workstation_user_swap_max_bytes", "gauge", "MemorySwapMax of the person's slice budget.", swap)
+        w.family("workstation_user_tasks", "gauge", "Processes plus threads running as the person (what TasksMax counts).", tasks)
+        w.family("workstation_user_tasks_max", "gauge", "TasksMax of the person's slice and instance (capacity.tasks_max).", tasksMax)
 
         w.family("workstation_last_successful_reconcile_timestamp_seconds", "gauge",
                  "When the last apply finished and verified clean (seconds since 1970); 0 when none has.",

@@ -102,6 +102,8 @@ public struct UserUsage: Sendable, Hashable, Codable {
     /// Sum of `VmRSS` over the user's processes, bytes. Shared pages are counted once per process (an upper bound).
     public var residentBytes: UInt64 = 0
     public var processes = 0
+    /// Tasks (processes and their threads, `Threads:`), what `TasksMax=` limits.
+    public var tasks = 0
     /// Distinct sessions (`setsid(2)`) among the user's processes that have a controlling terminal: one per
     /// terminal, tmux pane or ssh login. The t3 daemon, which has no terminal, is not a session.
     public var sessions = 0
@@ -115,6 +117,7 @@ public struct UserUsage: Sendable, Hashable, Codable {
         for p in samples {
             out[p.uid, default: UserUsage()].residentBytes += p.residentBytes
             out[p.uid, default: UserUsage()].processes += 1
+            out[p.uid, default: UserUsage()].tasks += p.threads
             if p.tty != 0, let s = p.session { sessions[p.uid, default: []].insert(s) }
         }
         for (uid, set) in sessions { out[uid, default: UserUsage()].sessions = set.count }

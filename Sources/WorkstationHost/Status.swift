@@ -15,6 +15,10 @@ public struct StatusRow: Sendable, Hashable, Codable {
     public var port: Int?
     public var sessions: Int
     public var processes: Int
+    /// Processes plus threads running as the person (what `TasksMax=` counts).
+    public var tasks: Int = 0
+    /// `TasksMax=` of their slice (`capacity.tasks_max`); nil for admins.
+    public var tasksMax: Int?
     /// Sum of `VmRSS` over the person's processes, bytes.
     public var residentBytes: UInt64
     /// `MemoryMax` of their budget, bytes; nil for admins (not budgeted).
@@ -55,23 +59,27 @@ public struct StatusReader: Sendable {
                 let active = acct.flatMap { procs.unitActive(instance, uid: $0.uid) }
                 units[instance] = active == true ? "active" : !snap.enabledUnits.contains(instance) ? "disabled" : active == false ? "inactive" : "enabled"
             }
-            return StatusRow(
+            var row = StatusRow(
                 osUser: e.osUser, tier: e.tier, uid: acct?.uid ?? du?.uid, account: AccountState.of(e.osUser, snap, today: today),
                 units: units, unit: units[primary.instance(e.osUser)] ?? "disabled",
                 port: desired.identities.first { $0.osUser == e.osUser }?.ports[primary.template],
                 sessions: use.sessions, processes: use.processes, residentBytes: use.residentBytes, budgetBytes: budget,
                 budgetShare: budget.map { $0 == 0 ? 0 : Double(use.residentBytes) / Double($0) },
                 clone: acct.map { CloneState.observe(home: $0.home, root: root).0 })
+            row.tasks = use.tasks
+            row.tasksMax = planner.tasksMax(for: e)
+            return row
         }
     }
 
     /// The table: a header and one aligned line per row.
     public static func table(_ rows: [StatusRow]) -> String {
-        let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "CLONE"]
+        let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "TASKS", "CLONE"]
         let lines = rows.map { r in
             [r.osUser, r.tier.rawValue, r.account.rawValue, r.unit, r.port.map(String.init) ?? "-", String(r.sessions),
              humanBytes(r.residentBytes), r.budgetBytes.map(humanBytes) ?? "-",
-             r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-", r.clone?.rawValue ?? "-"]
+             r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-",
+             "\(r.tasks)/\(r.tasksMax.map(String.init) ?? "-")", r.clone?.rawValue ?? "-"]
         }
         var widths = header.map(\.count)
         for l in lines { for (i, c) in l.enumerated() { widths[i] = max(widths[i], c.count) } }
@@ -83,7 +91,7 @@ public struct StatusReader: Sendable {
     }
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
-    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}]}`.
+    /// "resident_bytes", "budget_bytes", "budget_share", "tasks", "tasks_max", "clone"}]}`.
     public static func json(_ rows: [StatusRow]) -> String { jsonText(jsonObject(rows)) }
 
     /// `json`'s object, for a caller that adds fields (the CLI's JSON envelope, docs/json.md).
@@ -92,7 +100,8 @@ public struct StatusReader: Sendable {
             ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
              "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
              "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
-             "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull()]
+             "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull(),
+             "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull()]
         }
         return ["users": users]
     }

@@ -135,7 +135,8 @@ extension TempRoot {
         let plan = try CLI.run(args("setup-host", root, "--plan"))
         #expect(plan.status == 0)
         #expect(plan.stdout.contains("missing packages from the tool manifest: git-crypt kubectl"))
-        #expect(plan.stdout.contains("run workstation setup-host --install-packages"))
+        #expect(plan.stdout.contains("run workstation setup-host --roster \(roster) --settings \(settings) --root \(root.path) --install-packages"),
+                "the suggested command acts on the same root: \(plan.stdout)")
         let install = try CLI.run(args("setup-host", root, "--plan", "--install-packages"))
         #expect(install.stdout.contains("apt-get cannot install into a --root prefix"))
     }

@@ -30,6 +30,11 @@ import Testing
         ("capacity:\n  max_active_user: 3\n", "workstation.yaml:2:3: error: unknown key 'max_active_user' in capacity; did you mean 'max_active_users'?"),
         ("capacity:\n  budgets:\n    admin: {high: 1G, max: 2G, swap_max: 0}\n", "workstation.yaml:3:5: error: unknown key 'admin' in capacity.budgets"),
         ("capacity:\n  budgets:\n    power-user: {high: 3G, max: 2G, swap_max: 0}\n", "high (3221225472 bytes) must not exceed max"),
+        ("capacity:\n  tasks_max:\n    power-user: 10\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
+        ("capacity:\n  tasks_max:\n    power-user: 5000000\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
+        ("capacity:\n  tasks_max:\n    power-user: lots\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
+        ("capacity:\n  tasks_max:\n    admin: 100\n", "workstation.yaml:3:5: error: unknown key 'admin' in capacity.tasks_max"),
+        ("capacity:\n  tasks_max: 100\n", "workstation.yaml:2:14: error: capacity.tasks_max"),
     ])
     func badCapacityIsLocated(_ yaml: String, _ expected: String) {
         #expect {
@@ -183,5 +188,61 @@ import Testing
         #expect(!planner.plan(desired: desired, observed: snap).changes.contains { $0.id == "file:\(path)" })
         snap.paths[path] = PathState(kind: .file, mode: 0o644, content: Data("[Slice]\nMemoryMax=infinity\n".utf8))
         #expect(planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }?.kind == .update)
+    }
+}
+
+/// `TasksMax=` per tier: parsed from settings, written into the slice and the instance drop-ins of provisioned
+/// people only, counted from `Threads:`.
+@Suite struct TasksMaxTests {
+    @Test(arguments: [
+        ("", 8192, 4096),
+        ("capacity:\n  tasks_max:\n    power-user: 16384\n", 16384, 4096),
+        ("capacity:\n  tasks_max: {power-user: 64, namespace-owner: 4194304}\n", 64, 4_194_304),
+    ])
+    func perTierFromSettings(_ yaml: String, _ power: Int, _ owner: Int) throws {
+        let s = try Settings.parse(Data(yaml.utf8), file: "workstation.yaml")
+        #expect(s.capacity.tasksMax[.powerUser] == power && s.capacity.tasksMax[.namespaceOwner] == owner)
+    }
+
+    @Test func dropInsCarryTheTierLimitAndAdminsHaveNone() throws {
+        var settings = Settings()
+        settings.capacity.tasksMax[.namespaceOwner] = 1234
+        let roster = Roster(entries: [
+            RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+            RosterEntry(osUser: "bob", authentikUser: "bob", k8sUser: "bob", tier: .namespaceOwner),
+            RosterEntry(osUser: "carol", authentikUser: "carol", k8sUser: "carol", tier: .admin),
+        ])
+        var snap = HostSnapshot()
+        snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash"),
+                       PasswdEntry(name: "bob", uid: 1002, gid: 1002, home: "/home/bob", shell: "/bin/bash"),
+                       PasswdEntry(name: "carol", uid: 1003, gid: 1003, home: "/home/carol", shell: "/bin/bash")]
+        let planner = Planner(settings: settings)
+        let desired = desire(roster: roster, settings: settings, snapshot: snap)
+        let plan = planner.plan(desired: desired, observed: snap)
+        func written(_ path: String) -> String? {
+            guard case .writeFile(_, let content, _) = plan.changes.first(where: { $0.id == "file:\(path)" })?.action else { return nil }
+            return String(decoding: content, as: UTF8.self)
+        }
+        let cases: [(String, String?)] = [
+            ("/etc/systemd/system/user-1001.slice.d/50-workstation.conf", "TasksMax=8192\n"),
+            ("/etc/systemd/system/user-1002.slice.d/50-workstation.conf", "TasksMax=1234\n"),
+            ("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "TasksMax=8192\n"),
+            ("/etc/systemd/system/t3-serve@bob.service.d/50-workstation.conf", "TasksMax=1234\n"),
+        ]
+        for (path, line) in cases {
+            let text = try #require(written(path), "\(path) is written")
+            #expect(line.map { text.contains($0) } == true, "\(path): \(text)")
+        }
+        #expect(planner.tasksMax(for: roster.entries[2]) == nil)
+        if let carol = written("/etc/systemd/system/t3-serve@carol.service.d/50-workstation.conf") {
+            #expect(!carol.contains("TasksMax"), "an admin's instance keeps systemd's default: \(carol)")
+        }
+    }
+
+    @Test(arguments: [("Threads:\t37\n", 37), ("Threads:\t0\n", 1), ("", 1), ("Threads: x\n", 1)])
+    func threadsAreTasks(_ line: String, _ expected: Int) throws {
+        let status = Data("Name:\tnode\nUid:\t1001\t1001\t1001\t1001\n\(line)VmRSS:\t  100 kB\n".utf8)
+        let sample = try #require(ProcessSample.parse(pid: 7, status: status, stat: nil))
+        #expect(sample.threads == expected)
     }
 }

@@ -50,8 +50,8 @@ import Testing
                 s.paths["\(u.home)/.claude/\(item)"] = PathState(kind: .symlink, linkTarget: "\(settings.configBase)/\(item)")
             }
             let planner = Planner(settings: settings)
-            if let budget = planner.budget(for: u.entry) {
-                s.paths[planner.sliceDropInPath(uid: u.uid)] = PathState(kind: .file, mode: 0o644, content: planner.sliceDropInContent(budget))
+            if let content = planner.sliceDropInContent(for: u.entry) {
+                s.paths[planner.sliceDropInPath(uid: u.uid)] = PathState(kind: .file, mode: 0o644, content: content)
             }
             for unit in settings.units {
                 s.paths[planner.dropInPath(unit, u.osUser)] = PathState(kind: .file, mode: 0o644, content: planner.dropInContent(unit, u))
