@@ -106,7 +106,8 @@ func reportedExit(_ error: Error) -> ExitCode {
     switch error {
     case let e as ValidationFailure:
         printError(e.description)
-        printError("nothing was changed")
+        for line in e.revoked { printError(line) }
+        printError(e.revoked.isEmpty ? "nothing was changed" : "nothing else was changed")
         return ExitCode(1)
     case let e as RefusedError:
         printError(e.description)
