@@ -23,7 +23,8 @@ let package = Package(
         // Pure: roster and settings loading, validation, desired state, planner, renderers.
         .target(name: "WorkstationCore", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Effects: host root, snapshot readers, adapters, executor, lock, journal, state.
-        .target(name: "WorkstationHost", dependencies: ["WorkstationCore", "WorkstationIntegrations"]),
+        .target(name: "WorkstationHost", dependencies: ["WorkstationCore", "WorkstationIntegrations",
+                                                       .product(name: "Crypto", package: "swift-crypto")]),
         // Network clients (Authentik, Vault, Kubernetes), each behind a protocol.
         .target(
             name: "WorkstationIntegrations",

@@ -35,6 +35,9 @@ public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
 /// Every problem found in the inputs, reported at once. Nothing has been changed when this is thrown.
 public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
     public var diagnostics: [Diagnostic]
+    /// What apply ran although the inputs failed a host check: only the revocation of people who left the roster
+    /// (`Engine`); empty for every other failure.
+    public var revoked: [String] = []
 
     public init(_ diagnostics: [Diagnostic]) {
         self.diagnostics = diagnostics.sorted {

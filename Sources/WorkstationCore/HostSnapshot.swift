@@ -264,6 +264,11 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var cutovers: [String: CutoverRecord] = [:]
     /// os_user -> host paths of per-user secret files workstation wrote (deleted by `offboard --stage revoke`).
     public var secretFilesWritten: [String: [String]] = [:]
+    /// os_user -> host path -> `sha256:<hex>` of the bytes workstation wrote there (secret files). The revoke stage
+    /// deletes a file only while it still holds exactly those bytes; a changed one is kept for the archive.
+    public var writtenDigests: [String: [String: String]] = [:]
+    /// os_user -> host paths of secret files whose Vault read failed: retried on every run until written.
+    public var secretFilesPending: [String: [String]] = [:]
     /// os_user -> identities of the roster entry at the last apply (offboarding needs them after the entry is gone).
     public var identities: [String: RecordedIdentity] = [:]
 
@@ -282,6 +287,8 @@ public struct WorkstationState: Sendable, Hashable, Codable {
         offboarding = try c.decodeIfPresent([String: OffboardingRecord].self, forKey: .offboarding) ?? [:]
         cutovers = try c.decodeIfPresent([String: CutoverRecord].self, forKey: .cutovers) ?? [:]
         secretFilesWritten = try c.decodeIfPresent([String: [String]].self, forKey: .secretFilesWritten) ?? [:]
+        writtenDigests = try c.decodeIfPresent([String: [String: String]].self, forKey: .writtenDigests) ?? [:]
+        secretFilesPending = try c.decodeIfPresent([String: [String]].self, forKey: .secretFilesPending) ?? [:]
         identities = try c.decodeIfPresent([String: RecordedIdentity].self, forKey: .identities) ?? [:]
         homeFiles = try c.decodeIfPresent([String: [String]].self, forKey: .homeFiles)
         ownedFiles = try c.decodeIfPresent([String].self, forKey: .ownedFiles)

@@ -74,11 +74,15 @@ public struct OffboardingRecord: Sendable, Hashable, Codable {
         public var absentFiles: [String]
         /// Cluster steps printed for an admin to apply.
         public var adminSteps: [String]
-        public init(time: Double, deletedFiles: [String], absentFiles: [String], adminSteps: [String]) {
+        /// Recorded secret files kept because they changed since workstation wrote them (host path -> why); they
+        /// stay in the home, so the archive stage keeps them. Absent in records made before it existed.
+        public var keptFiles: [String: String]?
+        public init(time: Double, deletedFiles: [String], absentFiles: [String], adminSteps: [String], keptFiles: [String: String]? = nil) {
             self.time = time
             self.deletedFiles = deletedFiles
             self.absentFiles = absentFiles
             self.adminSteps = adminSteps
+            self.keptFiles = keptFiles
         }
     }
     public struct Archive: Sendable, Hashable, Codable {
@@ -122,6 +126,27 @@ public struct OffboardingRecord: Sendable, Hashable, Codable {
 
     /// The first stage not yet recorded; nil when archived.
     public var nextStage: OffboardStage? { OffboardStage.allCases.first { !done($0) } }
+}
+
+extension OffboardingRecord.Archive {
+    /// The archive's file name for `user` (uid `uid`) at `stamp` (ISO 8601 basic, UTC, e.g. `20250102T030405Z`):
+    /// `alice-1001-20250102T030405Z.tar.gz`. The uid in the name is the second record of the retirement: it
+    /// outlives `state.json` (see `retiredUid(fromFileName:)`).
+    public static func fileName(user: String, uid: Int, stamp: String) -> String { "\(user)-\(uid)-\(stamp).tar.gz" }
+
+    /// The uid in an archive's file name (`fileName(user:uid:stamp:)`, also its `.sha256` and an unfinished
+    /// `.partial`), or nil for any other name. os_users may hold `-`, so the name is read from its end.
+    public static func retiredUid(fromFileName name: String) -> Int? {
+        var base = Substring(name)
+        for suffix in [".sha256", ".partial"] where base.hasSuffix(suffix) { base = base.dropLast(suffix.count) }
+        guard base.hasSuffix(".tar.gz") else { return nil }
+        let parts = base.dropLast(".tar.gz".count).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 3, !parts[0].isEmpty, let stamp = parts.last, stamp.count == 16, stamp.hasSuffix("Z"),
+              stamp.dropLast().allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "T") }),
+              let digits = parts.dropLast().last, !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let uid = Int(digits), uid > 0 else { return nil }
+        return uid
+    }
 }
 
 /// What `workstation cutover` changed for one user, so `workstation rollback` can restore it exactly.

@@ -14,8 +14,32 @@ extension Planner {
         for f in v.secretFiles where f.applies(to: u.entry) {
             out.append(WatchedPath(joinPath(u.home, f.target)))
             if let top = f.target.split(separator: "/").first, f.target.contains("/") { out.append(WatchedPath(joinPath(u.home, String(top)))) }
+            out += Self.enclosingDirectories(f.target).map { WatchedPath(joinPath(u.home, $0, ".git")) }
         }
         return out
+    }
+
+    /// The directories that enclose a home-relative target, the home itself (`""`) first: `a/b/c` -> `""`, `a`,
+    /// `a/b`. A `.git` in any of them makes the target part of a git working tree.
+    static func enclosingDirectories(_ target: String) -> [String] {
+        let parts = target.split(separator: "/").dropLast()
+        return [""] + parts.indices.map { parts[...$0].joined(separator: "/") }
+    }
+
+    /// Why a secret file must not be written at `target` under `u`'s home because git would take it in, or nil:
+    /// the target lies in the infra clone (`infra_repo.directory`, present or to come) or in any directory holding a
+    /// `.git` (the home included). There `git add -A` commits it and a push publishes it; workstation refuses rather
+    /// than rely on each repository's ignore rules.
+    func gitWorkingTreeProblem(_ u: DesiredUser, target: String, _ o: HostSnapshot) -> String? {
+        let infra = settings.infraRepo
+        let top = String(target.split(separator: "/").first ?? "")
+        if target.contains("/"), top == infra.directory, infra.source(for: u.entry) != nil {
+            return "\(joinPath(u.home, top)) is the infra clone, a git working tree: git add -A would commit the secret; choose a target outside any repository (e.g. .config/<tool>/...)"
+        }
+        for dir in Self.enclosingDirectories(target) where o.path(joinPath(u.home, dir, ".git")).kind != .absent {
+            return "\(dir.isEmpty ? u.home : joinPath(u.home, dir)) is a git working tree (it holds .git): git add -A would commit the secret; choose a target outside any repository (e.g. .config/<tool>/...)"
+        }
+        return nil
     }
 
     /// Adds the integration changes to a plan: gate-group membership first (each user's host changes depend on
@@ -113,6 +137,10 @@ extension Planner {
                 func list(_ a: [String]) -> String { "[\(a.sorted().joined(separator: ", "))]" }
                 out.append(Diagnostic(k.location, "\(e.osUser): the roster says namespaces \(list(e.namespaces)) (\(e.location)) but k8s_users says \(list(k.namespaces)) for '\(e.k8sUser)'; make them agree"))
             }
+            // The cluster binds the OIDC email k8s_users names: a roster email that differs would be someone else.
+            if let kEmail = k.email, kEmail != e.email {
+                out.append(Diagnostic(k.location, "\(e.osUser): the roster says email \(e.email.map { "'\(printable($0))'" } ?? "(none)") (\(e.location)) but k8s_users says '\(printable(kEmail))' for '\(e.k8sUser)'; the binding subject is that email: make them agree"))
+            }
         }
         return out
     }
@@ -127,6 +155,18 @@ extension Planner {
             return []
         }
         var out: [Change] = []
+        // People who left the roster (their identities are on record) but whom k8s_users still grants access.
+        let kept = Set(d.identities.map(\.osUser))
+        let wanted = Set(d.users.map(\.entry.k8sUser))
+        for (os, id) in o.state.identities.sorted(by: { $0.key < $1.key }) where !kept.contains(os) && !wanted.contains(id.k8sUser) {
+            guard let entry = obs.entries[id.k8sUser] else { continue }
+            out.append(Change(
+                id: "k8s-users-left:\(os)", user: os, kind: .pending, safety: .revoke,
+                summary: "\(os) left the roster, but k8s_users still grants '\(id.k8sUser)' (role \(entry.role)): their cluster access remains",
+                fields: [FieldChange("k8s_users", id.k8sUser, nil)],
+                reason: "workstation never edits k8s_users; remove the entry '\(id.k8sUser)' (\(entry.location)) and apply the infrastructure",
+                command: KubernetesManifests.revocationCommand(osUser: os)))
+        }
         for u in d.users where obs.entries[u.entry.k8sUser] == nil {
             let entry = KubernetesManifests.k8sUserEntry(u.entry)
             out.append(Change(
@@ -178,6 +218,10 @@ extension Planner {
                 let recorded = o.state.secretFilesWritten[u.osUser]?.contains(joinPath(u.home, f.target)) == true
                 let top = String(f.target.split(separator: "/").first ?? "")
                 var blocker: String?
+                if o.path(path).kind == .absent, let problem = gitWorkingTreeProblem(u, target: f.target, o) {
+                    out.append((u, f, path, problem, false))
+                    continue
+                }
                 if o.path(path).kind != .absent {
                     blocker = recorded ? nil : "\(path) exists; kept, never written into"
                     out.append((u, f, path, blocker, true))
@@ -185,7 +229,10 @@ extension Planner {
                 }
                 if f.target.contains("/") {
                     let topState = o.path(joinPath(u.home, top))
-                    if top == ".claude" && topState.kind != .absent {
+                    // A file whose Vault read failed while ~/.claude was still absent is written into the ~/.claude
+                    // that run created (it is a directory: the home-writer never follows a link on the way).
+                    let pending = o.state.secretFilesPending[u.osUser]?.contains(path) == true && topState.kind == .directory
+                    if top == ".claude" && topState.kind != .absent && !pending {
                         blocker = "\(joinPath(u.home, ".claude")) exists; workstation never writes into an existing ~/.claude"
                     } else if !top.hasPrefix(".") && topState.kind == .absent {
                         blocker = "\(joinPath(u.home, top)) does not exist yet; the file is written on a later run once it does"
@@ -195,6 +242,18 @@ extension Planner {
                 }
                 out.append((u, f, path, blocker, false))
             }
+        }
+        return out
+    }
+
+    /// The secret files that should be written now but whose Vault read failed (os_user -> host paths): apply
+    /// records them in `state.secret_files_pending`, so a later run still writes them once Vault answers, even
+    /// where this run creates their directory (`~/.claude`); plan reports each as an error meanwhile.
+    public func unreadSecretFiles(_ d: DesiredState, _ o: HostSnapshot) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for p in secretFilePlans(d, o) where !p.written && p.blocker == nil {
+            if case .value? = o.remote.vault?.secrets[p.spec.name] { continue }
+            out[p.user.osUser, default: []].append(p.path)
         }
         return out
     }
@@ -245,9 +304,9 @@ extension Planner {
                              FieldChange("mode", nil, "0600")],
                     action: .createSecretFile(user: u.osUser, path: p.path, content: content, mode: 0o600), dependsOn: deps))
             case .failed(let why)?:
-                errors.append("\(u.osUser): vault: cannot read \(p.spec.reference) for \(p.path): \(why)")
+                errors.append("\(u.osUser): vault: cannot read \(p.spec.reference) for \(p.path): \(why); not written yet, retried on every run until it is")
             case nil:
-                errors.append("\(u.osUser): vault: \(p.spec.reference) was not read; \(p.path) not written")
+                errors.append("\(u.osUser): vault: \(p.spec.reference) was not read; \(p.path) not written yet, retried on every run until it is")
             }
         }
         return out

@@ -62,19 +62,38 @@ extension Planner {
         return out
     }
 
-    /// Stage revoke: delete the per-user secret files workstation recorded writing (only those).
-    public func revokeChanges(user: String, observed o: HostSnapshot) -> [Change] {
+    /// Stage revoke: delete the per-user secret files workstation recorded writing (only those), and only while
+    /// each holds exactly the bytes written (`state.written_digests`): a file in `kept` (host path -> why: changed
+    /// since written, no digest recorded, not a regular file) is kept in the home, so the archive stage keeps it,
+    /// and reported as a conflict.
+    public func revokeChanges(user: String, observed o: HostSnapshot, kept: [String: String] = [:]) -> [Change] {
         (o.state.secretFilesWritten[user] ?? []).map { path in
-            Change(id: "secret:\(path)", user: user, kind: .pending, safety: .revoke, summary: "delete secret file \(path)",
-                   fields: [FieldChange("file", path, nil)], action: .removeHomeEntry(user: user, path: path, onlySymlink: false))
+            if let why = kept[path] {
+                return Change(id: "secret:\(path)", user: user, kind: .conflict, safety: .revoke,
+                              summary: "kept secret file \(path): \(why)", fields: [FieldChange("file", path, path)],
+                              reason: "only a file unchanged since workstation wrote it is deleted; this one stays in the home and goes into the archive (delete it by hand if it holds nothing worth keeping)")
+            }
+            return Change(id: "secret:\(path)", user: user, kind: .pending, safety: .revoke, summary: "delete secret file \(path) (unchanged since written)",
+                          fields: [FieldChange("file", path, nil)], action: .removeHomeEntry(user: user, path: path, onlySymlink: false))
         }
     }
 
-    /// The cluster side of stage revoke, for an admin to apply (the cluster is admin-applied): the `k8s_users` entry to
-    /// remove and the RBAC objects that removal deletes, by tier (REFERENCE "Kubernetes: kubelogin and RBAC").
-    public func clusterRevocationSteps(user: String, identity: RecordedIdentity?) -> [String] {
+    /// The cluster side of stage revoke, for an admin to apply (the cluster is admin-applied), by the owner of the
+    /// person's RBAC objects: the infrastructure when `k8s_users` holds them (the entry to remove, and what that
+    /// removal deletes, by tier; REFERENCE "Kubernetes: kubelogin and RBAC"), and `render rbac` otherwise (the exact
+    /// `kubectl delete` by label selector). Both when the k8s_users map was not read (`inK8sUsers` nil).
+    public func clusterRevocationSteps(user: String, identity: RecordedIdentity?, inK8sUsers: Bool? = nil) -> [String] {
         let k8s = identity?.k8sUser ?? user
-        var steps = ["remove the k8s_users entry '\(k8s)' and apply the cluster configuration (an admin runs the apply)"]
+        var steps: [String] = []
+        if inK8sUsers != true {
+            steps.append("delete the bindings workstation render rbac made for \(user): \(KubernetesManifests.revocationCommand(osUser: user))")
+        }
+        if inK8sUsers == false {
+            steps.append("check: kubectl get rolebindings,clusterrolebindings -A -o wide | grep -w \(k8s)  (no lines expected; bindings rendered before they were labelled show here)")
+            steps.append("revoke any shared token or memory credential issued to '\(user)' at the issuer")
+            return steps
+        }
+        steps.append("remove the k8s_users entry '\(k8s)' and apply the cluster configuration (an admin runs the apply)")
         switch identity?.tier {
         case Tier.powerUser.rawValue?:
             steps.append("that deletes the ClusterRoleBinding of '\(k8s)' to the power-user read-only ClusterRole")
@@ -89,9 +108,17 @@ extension Planner {
         return steps
     }
 
-    /// Stage archive: archive the home, delete the account, remove its unit drop-ins. Destroy class; each step
+    /// The system files apply writes for one person: each per-user unit's drop-in and the memory-budget drop-in of
+    /// their slice (`user-<uid>.slice.d`). The archive stage removes every one of them present (and each
+    /// drop-in directory left empty).
+    public func personSystemFiles(user: String, uid: Int) -> [String] {
+        settings.units.map { dropInPath($0, user) } + [sliceDropInPath(uid: uid)]
+    }
+
+    /// Stage archive: archive the home, delete the account, remove every system file apply wrote for them
+    /// (`personSystemFiles`: unit and slice drop-ins, with their directories once empty). Destroy class; each step
     /// depends on the previous one, so a failed archive deletes nothing.
-    public func archiveChanges(user: String, home: String, archive: String, observed o: HostSnapshot) -> [Change] {
+    public func archiveChanges(user: String, uid: Int, home: String, archive: String, observed o: HostSnapshot) -> [Change] {
         var out = [
             Change(id: "archive:\(user)", user: user, kind: .pending, safety: .destroy, summary: "archive \(home) to \(archive) and verify it",
                    fields: [FieldChange("archive", nil, archive)], action: .archiveHome(user: user, home: home, archive: archive)),
@@ -99,10 +126,10 @@ extension Planner {
                    fields: [FieldChange("account", user, nil), FieldChange("home", home, nil)], action: .deleteAccount(user: user),
                    dependsOn: ["archive:\(user)"]),
         ]
-        for unit in settings.units {
-            let dropIn = dropInPath(unit, user)
+        for dropIn in personSystemFiles(user: user, uid: uid) {
             guard o.path(dropIn).kind != .absent else { continue }
-            out.append(Change(id: "file:\(dropIn)", user: user, kind: .pending, safety: .destroy, summary: "remove drop-in \(dropIn)",
+            out.append(Change(id: "file:\(dropIn)", user: user, kind: .pending, safety: .destroy,
+                              summary: "remove drop-in \(dropIn) (and \((dropIn as NSString).deletingLastPathComponent) once empty)",
                               fields: [FieldChange("file", dropIn, nil)], action: .removeSystemFile(path: dropIn), dependsOn: ["account:\(user)"]))
         }
         return out
@@ -138,6 +165,48 @@ extension Planner {
                               fields: [FieldChange("enabled", "no", "yes")], reason: "recorded before offboarding", action: .enableUnit(name: instance)))
         }
         return out
+    }
+}
+
+extension Planner {
+    /// Revocation that no gate holds back: the derived files as they are now, minus every entry whose
+    /// (authentik_user, os_user) pair the roster no longer routes. Nothing is added or re-pointed, so a run refused
+    /// by a gate (capacity, an idle gate, a `k8s_users` cross-check about someone else) still ends the web and
+    /// terminal access of the people who left. Entries of accounts with admin rights are kept (the lockout guard).
+    /// - Returns: the changes (at most one per derived file) and the os_users dropped, sorted.
+    public func revocationOnlyChanges(_ d: DesiredState, _ o: HostSnapshot) -> (changes: [Change], dropped: [String]) {
+        let routed = Set(d.identities.map { "\($0.authentikUser)\u{0}\($0.osUser)" })
+        let adminGroup = o.group(settings.accounts.adminGroup)
+        let admins = Set(adminGroup?.members ?? []).union(o.passwd.filter { $0.gid == adminGroup?.gid }.map(\.name))
+        func keep(_ ak: String, _ os: String) -> Bool { routed.contains("\(ak)\u{0}\(os)") || admins.contains(os) }
+        var changes: [Change] = []
+        var dropped: Set<String> = []
+        let ttyd = o.path(settings.derived.ttydUserMap)
+        if ttyd.kind == .file, let data = ttyd.content {
+            let map = DerivedFileRenderer.parseTtydUserMap(data)
+            let left = map.filter { keep($0.key, $0.value) }
+            if left.count != map.count {
+                for (ak, os) in map where left[ak] == nil { dropped.insert(os) }
+                let content = DerivedFileRenderer.ttydUserMap(left.map { RoutedIdentity(authentikUser: $0.key, osUser: $0.value, ports: [:], adopted: false) })
+                changes.append(Change(id: "file:\(settings.derived.ttydUserMap)", user: nil, kind: .update, safety: .derived,
+                                      summary: "drop the people who left the roster from \(settings.derived.ttydUserMap) (revocation only)",
+                                      fields: lineDiff(String(decoding: data, as: UTF8.self), String(decoding: content, as: UTF8.self)),
+                                      action: .writeFile(path: settings.derived.ttydUserMap, content: content, mode: 0o644)))
+            }
+        }
+        let dispatch = o.path(settings.derived.dispatch)
+        if dispatch.kind == .file, let data = dispatch.content, let map = try? DispatchMap.decode(data) {
+            let left = map.users.filter { keep($0.key, $0.value.osUser) }
+            if left.count != map.users.count {
+                for (ak, u) in map.users where left[ak] == nil { dropped.insert(u.osUser) }
+                let content = DispatchMap(version: map.version, users: left).encoded()
+                changes.append(Change(id: "file:\(settings.derived.dispatch)", user: nil, kind: .update, safety: .derived,
+                                      summary: "drop the people who left the roster from \(settings.derived.dispatch) (revocation only)",
+                                      fields: lineDiff(String(decoding: data, as: UTF8.self), String(decoding: content, as: UTF8.self)),
+                                      action: .writeFile(path: settings.derived.dispatch, content: content, mode: 0o644)))
+            }
+        }
+        return (changes, dropped.sorted())
     }
 }
 

@@ -17,6 +17,8 @@ public struct StateDelta: Sendable, Hashable, Codable {
         public var offboarding: OffboardingRecord?
         public var cutover: CutoverRecord?
         public var secretFilesWritten: [String]?
+        public var writtenDigests: [String: String]?
+        public var secretFilesPending: [String]?
         public var identity: RecordedIdentity?
     }
 
@@ -43,7 +45,8 @@ public struct StateDelta: Sendable, Hashable, Codable {
             for (template, byUser) in state.ports { if let p = byUser[u] { ports[template] = p } }
             people[u] = Person(account: state.accounts[u], ports: ports, addedMemberships: state.addedMemberships[u],
                                homeFiles: state.homeFiles?[u], offboarding: state.offboarding[u], cutover: state.cutovers[u],
-                               secretFilesWritten: state.secretFilesWritten[u], identity: state.identities[u])
+                               secretFilesWritten: state.secretFilesWritten[u], writtenDigests: state.writtenDigests[u],
+                               secretFilesPending: state.secretFilesPending[u], identity: state.identities[u])
         }
         self.users = people
         version = state.version
@@ -79,6 +82,8 @@ extension WorkstationState {
             offboarding[u] = p.offboarding
             cutovers[u] = p.cutover
             secretFilesWritten[u] = p.secretFilesWritten
+            writtenDigests[u] = p.writtenDigests
+            secretFilesPending[u] = p.secretFilesPending
             identities[u] = p.identity
         }
     }

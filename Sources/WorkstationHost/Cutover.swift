@@ -50,10 +50,11 @@ public enum Cutover {
         links.sort { $0.relative < $1.relative }
         let groups = snap.groupsOf(user)
 
-        // (b) The idle gate.
+        // (b) The idle gate; a dry run reports it and still prints the steps.
         let idle = IdleGate(root: root, settings: settings).check(user: user, uid: account.uid, state: state)
-        if !idle.isIdle && !force {
-            throw RefusedError(plan: Plan(refusals: [Refusal(gate: "idle gate", message: "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait until they are idle, or pass --force")]))
+        let busy = idle.isIdle ? nil : "\(user) is busy: " + idle.busyLines.joined(separator: "; ")
+        if let busy, !force, !dryRun {
+            throw RefusedError(plan: Plan(refusals: [Refusal(gate: "idle gate", message: busy + "; wait until they are idle, or pass --force")]))
         }
 
         // (c) The changes.
@@ -86,6 +87,9 @@ public enum Cutover {
                                        action: .removeMembership(user: user, group: c.sharedCodeGroup)))
         }
         plan.notes.append("then apply runs for \(user) (it provisions what is now missing, e.g. the clone at ~/code)")
+        if let busy {
+            plan.notes.append(force ? "idle gate overridden (--force): \(busy)" : "idle gate: \(busy); without --force the cutover is refused (exit 3)")
+        }
         if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
 
         // Record before changing anything: in state and as files under the state directory.

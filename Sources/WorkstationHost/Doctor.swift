@@ -14,7 +14,7 @@ public struct Finding: Sendable, Hashable, Codable {
         }
     }
     /// The check's name: `swap`, `memory-headroom`, `memory-now`, `headcount`, `account`, `budget`, `config-base`, `secret-file`,
-    /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`.
+    /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`, `k8s-users` (a person who left the roster still in k8s_users).
     public var check: String
     /// The os_user it concerns; nil for host-wide checks.
     public var user: String?
@@ -439,7 +439,11 @@ public struct Doctor: Sendable {
         for c in plan.changes where c.kind == .conflict {
             out.append(Finding("drift", user: c.user, .warn, "conflict left alone: \(c.summary)", fix: c.reason))
         }
-        for c in plan.changes where c.kind == .pending && !c.id.hasPrefix("violation:") {
+        // Cluster access of people who left the roster: a failure of its own, not drift.
+        for c in plan.changes where c.id.hasPrefix("k8s-users-left:") {
+            out.append(Finding("k8s-users", user: c.user, .fail, c.summary, fix: [c.reason, c.command].compactMap { $0 }.joined(separator: "; and delete what render rbac made: ")))
+        }
+        for c in plan.changes where c.kind == .pending && !c.id.hasPrefix("violation:") && !c.id.hasPrefix("k8s-users-left:") {
             out.append(Finding("drift", user: c.user, .warn, c.summary, fix: c.command))
         }
         return out

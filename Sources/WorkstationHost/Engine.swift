@@ -93,6 +93,16 @@ public enum Engine {
     ///   roster tier or namespace list that disagrees with `k8s_users` (fail loud, before anything changes).
     /// - Parameter base: `observeBase` already taken for these settings (`loadObserving`); nil: taken here.
     public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil, base: HostSnapshot? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
+        let (plan, desired, snapshot, mismatches) = try observeAndPlan(inputs, root: root, clients: clients, base: base)
+        if !mismatches.isEmpty { throw ValidationFailure(mismatches) }
+        return (plan, desired, snapshot)
+    }
+
+    /// `plan`, returning the `k8s_users` cross-check's problems instead of throwing them (apply still revokes the
+    /// access of people who left the roster before it stops; see `revokeHeldBack`).
+    /// - Throws: as `plan`, except the cross-check.
+    static func observeAndPlan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients?, base: HostSnapshot?) throws
+        -> (Plan, DesiredState, HostSnapshot, [Diagnostic]) {
         guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else {
             throw InputError.notAHost(root.directory)
         }
@@ -103,9 +113,24 @@ public enum Engine {
         snapshot.remote = RemoteObserver(root: root, settings: inputs.settings, clients: clients).observe(desired: desired, snapshot: snapshot)
         let planner = Planner(settings: inputs.settings)
         let mismatches = planner.kubernetesCrossCheck(inputs.roster, snapshot)
-        if !mismatches.isEmpty { throw ValidationFailure(mismatches) }
+        if !mismatches.isEmpty { return (Plan(), desired, snapshot, mismatches) }
         let plan = planner.plan(desired: desired, observed: snapshot)
-        return (plan, desired, snapshot)
+        return (plan, desired, snapshot, [])
+    }
+
+    /// When a gate stops the run (a refusal, a cross-check problem), the part that only revokes still runs: the
+    /// derived files lose the entries of people who left the roster (`Planner.revocationOnlyChanges`), journaled.
+    /// - Returns: lines saying who was dropped from which file (empty: nothing to revoke).
+    static func revokeHeldBack(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, desired: DesiredState, snapshot: HostSnapshot) throws -> [String] {
+        let (changes, dropped) = Planner(settings: inputs.settings).revocationOnlyChanges(desired, snapshot)
+        guard !changes.isEmpty else { return [] }
+        let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
+        let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
+                                systemdRunning: snapshot.systemdRunning, state: snapshot.state)
+        let report = executor.runExplicit(changes)
+        var lines = report.applied.map { "revoked anyway: \($0.summary) (\(dropped.joined(separator: ", ")))" }
+        lines += report.failed.map { "revocation failed: \($0.1)" }
+        return lines
     }
 
     /// Applies under the run lock, journals every change, records state, then verifies by planning again.
@@ -147,10 +172,21 @@ public enum Engine {
                                         allowOvercommit: Bool = false, only user: String? = nil, base: HostSnapshot? = nil,
                                         progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
         let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        var (plan, desired, snapshot) = try Engine.plan(inputs, root: root, clients: clients, base: base)
+        var (plan, desired, snapshot, mismatches) = try Engine.observeAndPlan(inputs, root: root, clients: clients, base: base)
+        if !mismatches.isEmpty {
+            var failure = ValidationFailure(mismatches)
+            failure.revoked = try revokeHeldBack(inputs, root: root, runner: runner, desired: desired, snapshot: snapshot)
+            throw failure
+        }
         let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
         plan.refusals.removeAll { overridden.contains($0) }
-        if !plan.refusals.isEmpty { throw RefusedError(plan: plan) }
+        if !plan.refusals.isEmpty {
+            // The lockout guard protects admins, whom the revocation keeps anyway; any other gate holds back what
+            // the run adds, never the revocation of people who left.
+            var refused = RefusedError(plan: plan)
+            refused.revoked = try revokeHeldBack(inputs, root: root, runner: runner, desired: desired, snapshot: snapshot)
+            throw refused
+        }
         if let user {
             let needed = Set(plan.changes.filter { $0.user == user }.flatMap(\.dependsOn))
             plan.changes = plan.changes.filter { $0.user == user || needed.contains($0.id) }
@@ -159,6 +195,10 @@ public enum Engine {
         var state = snapshot.state
         // A run killed while a tool ran: record what the tool did as workstation's before anything else.
         state.settleIntents(passwd: snapshot.passwd, groups: snapshot.groups)
+        // Secret files whose Vault read failed stay on record until written (the write clears them).
+        for (user, paths) in Planner(settings: inputs.settings).unreadSecretFiles(desired, snapshot).sorted(by: { $0.key < $1.key }) {
+            for p in paths where state.secretFilesPending[user]?.contains(p) != true { state.secretFilesPending[user, default: []].append(p) }
+        }
         let journal = overridden.isEmpty && plan.isEmpty
             ? nil : try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
         for r in overridden {
@@ -211,7 +251,13 @@ public enum Engine {
 /// A safety gate refused the run (exit 3); nothing was changed.
 public struct RefusedError: Error, CustomStringConvertible {
     public var plan: Plan
-    public var description: String { plan.refusals.map(\.description).joined(separator: "\n") + "\nnothing was changed" }
+    /// What ran although the gate refused: the revocation of people who left the roster (empty: nothing changed).
+    public var revoked: [String] = []
+    public init(plan: Plan) { self.plan = plan }
+    public var description: String {
+        plan.refusals.map(\.description).joined(separator: "\n")
+            + (revoked.isEmpty ? "\nnothing was changed" : "\n" + revoked.joined(separator: "\n") + "\nnothing else was changed")
+    }
 }
 
 public enum InputError: Error, CustomStringConvertible {

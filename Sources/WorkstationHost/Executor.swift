@@ -234,6 +234,13 @@ public final class Executor {
         case .removeSystemFile(let path):
             if unlink(root.path(path)) != 0 && errno != ENOENT { throw FileWriteError(path: root.path(path), operation: "unlink", errno: errno) }
             if path.hasPrefix("/etc/systemd/") { unitFilesDirty = true }
+            // A unit's drop-in directory (`NAME.d`) that held only this file goes too; rmdir(2) leaves one that
+            // holds anything else (ENOTEMPTY), and never follows a link.
+            let dir = (path as NSString).deletingLastPathComponent
+            if dir.hasPrefix("/etc/systemd/system/") && dir.hasSuffix(".d") && rmdir(root.path(dir)) != 0
+                && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT {
+                throw FileWriteError(path: root.path(dir), operation: "rmdir", errno: errno)
+            }
         }
     }
 

@@ -219,6 +219,16 @@ final class ProgressFilter: Sendable {
 
 /// Why a clone did not happen. Every URL in here is redacted.
 public enum InfraCloneError: Error, CustomStringConvertible {
+    /// What git said went wrong: its `fatal:` and `error:` lines (the reason; git's generic follow-ups such as
+    /// "Could not read from remote repository" come after it), else its last four lines; at most eight, joined.
+    static func gitReason(_ stderr: String) -> String {
+        let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("Cloning into") }
+        let reasons = lines.filter { $0.hasPrefix("fatal:") || $0.hasPrefix("error:") }
+        let shown = reasons.isEmpty ? Array(lines.suffix(4)) : Array(reasons.prefix(8))
+        return shown.isEmpty ? "(git printed nothing)" : shown.map(printable).joined(separator: " | ")
+    }
+
     case noAccount(String)
     case refusedRoot(String)
     case gitFailed(user: String, url: String, status: Int32, stderr: String)
@@ -230,7 +240,7 @@ public enum InfraCloneError: Error, CustomStringConvertible {
         case .noAccount(let u): "cannot clone for \(u): the account does not exist (its creation failed or was skipped)"
         case .refusedRoot(let u): "refused to clone for \(u): the account has uid or gid 0, and git never runs as root in a home"
         case .gitFailed(let u, let url, let status, let stderr):
-            "git clone of \(url) for \(u) exited \(status): \(stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("Cloning into") }.suffix(4).joined(separator: " | ")); nothing was left behind, fix the source (url, branch, access) and run apply again"
+            "git clone of \(url) for \(u) exited \(status): \(Self.gitReason(stderr)); nothing was left behind, fix the source (url, branch, access) and run apply again"
         case .cleanupFailed(let u, let path, let stderr):
             "cannot remove the partial clone \(path) of \(u): \(stderr); remove it by hand, then run apply again"
         case .unexpected(let u, let what): "clone for \(u) stopped: \(what); run apply again"

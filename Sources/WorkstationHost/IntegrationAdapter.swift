@@ -1,6 +1,12 @@
 import Foundation
 import WorkstationCore
 import WorkstationIntegrations
+import Crypto
+
+/// `sha256:<hex>` of `data` (FIPS 180-4, swift-crypto): what `state.written_digests` records for a file written.
+public func contentDigest(_ data: Data) -> String {
+    "sha256:" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
 
 /// Applies the identity and secrets actions: Authentik gate membership (additive), and files written once under a
 /// home (kubeconfig, Vault helper, secret files) through the safe home-writer, recorded in state.
@@ -22,6 +28,9 @@ extension Executor {
             _ = try createOnce(user, path, content.bytes, mode)
             touchedUsers.insert(user)
             if state.secretFilesWritten[user]?.contains(path) != true { state.secretFilesWritten[user, default: []].append(path) }
+            state.writtenDigests[user, default: [:]][path] = contentDigest(content.bytes)
+            state.secretFilesPending[user]?.removeAll { $0 == path }
+            if state.secretFilesPending[user]?.isEmpty == true { state.secretFilesPending[user] = nil }
         default:
             break
         }

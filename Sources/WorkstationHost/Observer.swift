@@ -24,6 +24,13 @@ public struct Observer: Sendable {
         return s
     }
 
+    /// The uids named by the offboarding archives in `offboard.backup_directory`
+    /// (`OffboardingRecord.Archive.retiredUid(fromFileName:)`), sorted; empty when the directory is absent.
+    public func retiredUidsFromArchives() -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path(settings.offboard.backupDirectory))) ?? []
+        return Set(names.compactMap(OffboardingRecord.Archive.retiredUid(fromFileName:))).sorted()
+    }
+
     /// `observeBase` without dispatch.json.
     func observeAccountsAndState() throws -> HostSnapshot {
         var s = HostSnapshot()
@@ -32,6 +39,8 @@ public struct Observer: Sendable {
         s.shadow = AccountDatabase.shadow(root.read("/etc/shadow") ?? Data())
         s.uidRange = AccountDatabase.uidRange(loginDefs: root.read("/etc/login.defs"))
         s.state = try StateStore(root: root, settings: settings).load()
+        // The retirement outlives state.json: every archive's name carries its uid.
+        for uid in retiredUidsFromArchives() where !s.state.retiredUids.contains(uid) { s.state.retiredUids.append(uid) }
         s.enabledUnits = enabledUnits()
         s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
         s.memory = ProcReader(root: root).memory()

@@ -153,8 +153,9 @@ public enum Offboarding {
             return outcome
 
         case .revoke:
-            plan.changes = planner.revokeChanges(user: user, observed: snap)
-            let steps = planner.clusterRevocationSteps(user: user, identity: identity)
+            let kept = changedSecretFiles(user: user, account: account, state: state, root: root)
+            plan.changes = planner.revokeChanges(user: user, observed: snap, kept: kept)
+            let steps = planner.clusterRevocationSteps(user: user, identity: identity, inK8sUsers: k8sUsersHolds(identity?.k8sUser ?? user, settings: settings, root: root))
             messages = steps.map { "admin: \($0)" }
             if plan.changes.isEmpty { plan.notes.append("no per-user secret files are recorded for \(user)") }
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }
@@ -168,10 +169,16 @@ public enum Offboarding {
                 if case .removeHomeEntry(_, let p, _)? = c.action, present.contains(p) { return p }
                 return nil
             }
+            for (path, why) in kept.sorted(by: { $0.key < $1.key }) {
+                messages.append("kept \(path): \(why); it stays in the home and goes into the archive")
+            }
             if report.failed.isEmpty {
                 record!.revoke = .init(time: Date().timeIntervalSince1970.rounded(), deletedFiles: deleted,
-                                       absentFiles: paths.filter { !present.contains($0) }, adminSteps: steps)
+                                       absentFiles: paths.filter { !present.contains($0) }, adminSteps: steps,
+                                       keptFiles: kept.isEmpty ? nil : kept)
                 state.secretFilesWritten[user] = nil
+                state.writtenDigests[user] = nil
+                state.secretFilesPending[user] = nil
                 state.offboarding[user] = record
             }
             try StateStore(root: root, settings: settings).save(state)
@@ -182,17 +189,20 @@ public enum Offboarding {
             guard confirm == user else { throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description) }
             let gate = IdleGate(root: root, settings: settings)
             let idle = gate.check(user: user, uid: account.uid, state: state)
+            if !idle.unreadable.isEmpty {
+                throw refuse("running processes", "cannot tell whether \(user) still runs processes: " + idle.busyLines.joined(separator: "; ") + "; fix the read, then archive (--force does not skip this)")
+            }
             if !idle.processes.isEmpty {
                 throw refuse("running processes", "\(user) still runs \(idle.processes.count) process(es): "
-                    + idle.processes.map { "\($0.pid) (\($0.name))" }.joined(separator: ", ") + "; end them (the cut stopped the units), then archive")
+                    + idle.processes.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ") + "; end them (the cut stopped the units), then archive")
             }
             if !idle.isIdle && !force {
                 throw refuse("idle gate", "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force")
             }
             let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
-            let archive = joinPath(settings.offboard.backupDirectory, "\(user)-\(account.uid)-\(stamp).tar.gz")
-            observer.observePaths(settings.units.map { WatchedPath(planner.dropInPath($0, user)) }, into: &snap)
-            plan.changes = planner.archiveChanges(user: user, home: account.home, archive: archive, observed: snap)
+            let archive = joinPath(settings.offboard.backupDirectory, OffboardingRecord.Archive.fileName(user: user, uid: account.uid, stamp: stamp))
+            observer.observePaths(planner.personSystemFiles(user: user, uid: account.uid).map { WatchedPath($0) }, into: &snap)
+            plan.changes = planner.archiveChanges(user: user, uid: account.uid, home: account.home, archive: archive, observed: snap)
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
             let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
             let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
@@ -211,6 +221,54 @@ public enum Offboarding {
             try StateStore(root: root, settings: settings).save(state)
             return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
         }
+    }
+}
+
+extension Offboarding {
+    /// Whether the `k8s_users` file (`kubernetes.k8s_users_file`) has an entry `k8sUser`; nil when it is not
+    /// configured or cannot be read and parsed (then both owners' revocation steps are printed).
+    static func k8sUsersHolds(_ k8sUser: String, settings: Settings, root: HostRoot) -> Bool? {
+        guard let file = settings.kubernetes?.k8sUsersFile, let data = root.read(file) else { return nil }
+        let obs = K8sUsersObservation.parse(data, file: root.path(file))
+        return obs.problems.isEmpty ? obs.entries[k8sUser] != nil : nil
+    }
+
+    /// The recorded secret files of `user` that the revoke stage must keep (host path -> why): each is read
+    /// through the home-writer (never following a link) and kept unless it holds exactly the bytes workstation
+    /// wrote (`state.written_digests`). Absent files are not listed.
+    static func changedSecretFiles(user: String, account: PasswdEntry, state: WorkstationState, root: HostRoot) -> [String: String] {
+        let homes = HomeWriter(root: root)
+        let owner = HomeWriter.Owner(uid: account.uid, gid: account.gid)
+        let prefix = account.home.hasSuffix("/") ? account.home : account.home + "/"
+        var kept: [String: String] = [:]
+        for path in state.secretFilesWritten[user] ?? [] {
+            guard path.hasPrefix(prefix) else {
+                kept[path] = "it is not under the home \(account.home)"
+                continue
+            }
+            let st: PathState
+            do {
+                st = try homes.inspect(home: account.home, relative: String(path.dropFirst(prefix.count)), owner: owner, maxBytes: 16 << 20)
+            } catch {
+                kept[path] = "it cannot be read safely (\(error))"
+                continue
+            }
+            switch st.kind {
+            case .absent: continue
+            case .file:
+                guard let want = state.writtenDigests[user]?[path] else {
+                    kept[path] = "no digest of what workstation wrote is recorded (written before digests were kept)"
+                    continue
+                }
+                guard let content = st.content, contentDigest(content) == want else {
+                    kept[path] = "changed since workstation wrote it"
+                    continue
+                }
+            default:
+                kept[path] = "it is a \(st.kind.rawValue) now, not the file workstation wrote"
+            }
+        }
+        return kept
     }
 }
 

@@ -20,7 +20,21 @@ struct RenderRBAC: ParsableCommand {
     @OptionGroup var rootOptions: RootOptions
 
     func run() throws {
-        try printRendered(inputs, rootOptions) { try KubernetesManifests.rbac(roster: $0.roster, settings: $0.settings.kubernetes ?? KubernetesSettings()) }
+        let root = rootOptions.hostRoot
+        try printRendered(inputs, rootOptions) { loaded in
+            let k = loaded.settings.kubernetes ?? KubernetesSettings()
+            // People the infrastructure's k8s_users already binds get no second binding (one owner per object).
+            var provisioned: Set<String> = []
+            if let file = k.k8sUsersFile {
+                guard let data = root.read(file) else {
+                    throw RenderError(["cannot read the k8s_users file \(root.path(file)); write it (terraform output -json k8s_users > \(file)) or unset kubernetes.k8s_users_file"])
+                }
+                let obs = K8sUsersObservation.parse(data, file: root.path(file))
+                if !obs.problems.isEmpty { throw ValidationFailure(obs.problems) }
+                provisioned = Set(obs.entries.keys)
+            }
+            return try KubernetesManifests.rbac(roster: loaded.roster, settings: k, provisioned: provisioned)
+        }
     }
 }
 

@@ -275,43 +275,74 @@ final class LifecycleHost {
         #expect(try h.run(["plan", "--detailed-exitcode"]).status == 0)
     }
 
-    @Test func revokeDeletesOnlyTheRecordedSecretFilesAndNeverFollowsLinks() throws {
+    /// Each recorded secret file as it is at revoke time: deleted only while it holds exactly the bytes written
+    /// (the digest in state); changed, unrecorded digest, or a link now: kept in the home (for the archive), reported.
+    @Test func revokeDeletesOnlyRecordedSecretFilesUnchangedSinceWrittenAndNeverFollowsLinks() throws {
         let h = try LifecycleHost()
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
         let uid = try #require(h.uid("alice"))
-        try h.root.write("/home/alice/.vault-token", "s.secret\n")
-        try h.root.write("/home/alice/.kube/config", "apiVersion: v1\n")
-        try h.root.write("/home/alice/.claude.json", "{}\n")  // not recorded: stays
-        try h.root.write("/srv/precious", "keep me\n")
-        symlink(h.root.file("/srv/precious"), h.root.file("/home/alice/.memory-key"))
-        for p in ["/home/alice/.vault-token", "/home/alice/.kube", "/home/alice/.kube/config", "/home/alice/.claude.json"] {
-            chown(h.root.file(p), uid_t(uid), gid_t(uid))
+        func digest(_ text: String) throws -> String {
+            try h.root.write("/tmp/digest", text)
+            return "sha256:" + String(try CLI.runTool("/usr/bin/sha256sum", [h.root.file("/tmp/digest")]).stdout.prefix(64))
         }
-        lchown(h.root.file("/home/alice/.memory-key"), uid_t(uid), gid_t(uid))
+        // (path, bytes written, bytes now (nil: a link to /srv/precious), digest recorded, deleted)
+        let table: [(String, String, String?, Bool, Bool)] = [
+            ("/home/alice/.vault-token", "s.secret\n", "s.secret\n", true, true),
+            ("/home/alice/.kube/config", "apiVersion: v1\n", "apiVersion: v1\n", true, true),
+            ("/home/alice/.claude.json", "{}\n", "{\"mcpServers\": {\"mine\": {}}}\n", true, false),  // the agent changed it
+            ("/home/alice/.config/tool/token", "t\n", "t\n", false, false),                            // no digest on record
+            ("/home/alice/.memory-key", "k\n", nil, true, false),                                        // a link now
+        ]
+        try h.root.write("/srv/precious", "keep me\n")
+        var digests: [String: String] = [:]
+        for (path, written, now, recorded, _) in table {
+            if recorded { digests[path] = try digest(written) }
+            if let now {
+                try h.root.write(path, now)
+                var dir = (path as NSString).deletingLastPathComponent
+                while dir != "/home/alice" { chown(h.root.file(dir), uid_t(uid), gid_t(uid)); dir = (dir as NSString).deletingLastPathComponent }
+                chown(h.root.file(path), uid_t(uid), gid_t(uid))
+            } else {
+                symlink(h.root.file("/srv/precious"), h.root.file(path))
+                lchown(h.root.file(path), uid_t(uid), gid_t(uid))
+            }
+        }
         try h.editState { s in
-            s["secret_files_written"] = ["alice": ["/home/alice/.vault-token", "/home/alice/.kube/config", "/home/alice/.memory-key", "/home/alice/.gone"]]
+            s["secret_files_written"] = ["alice": table.map(\.0) + ["/home/alice/.gone"]]
+            s["written_digests"] = ["alice": digests]
         }
         #expect(try h.run(["offboard", "alice", "--stage", "cut"]).status == 0)
         let dry = try h.run(["offboard", "alice", "--stage", "revoke", "--dry-run"])
-        #expect(dry.status == 0 && dry.stdout.contains("delete secret file /home/alice/.vault-token"))
+        #expect(dry.status == 0 && dry.stdout.contains("delete secret file /home/alice/.vault-token"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("kept secret file /home/alice/.claude.json: changed since workstation wrote it"), "\(dry.stdout)")
         #expect(h.root.read("/home/alice/.vault-token") != nil)
         let r = try h.run(["offboard", "alice", "--stage", "revoke"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("remove the k8s_users entry 'alice'") && r.stdout.contains("ClusterRoleBinding"), "\(r.stdout)")
-        #expect(!FileManager.default.fileExists(atPath: h.root.file("/home/alice/.vault-token")))
-        #expect(!FileManager.default.fileExists(atPath: h.root.file("/home/alice/.kube/config")))
-        var st = stat()
-        #expect(lstat(h.root.file("/home/alice/.memory-key"), &st) != 0)
+        #expect(r.stdout.contains("kubectl delete rolebindings,clusterrolebindings --all-namespaces -l app.kubernetes.io/managed-by=workstation,workstation/os-user=alice"), "\(r.stdout)")
+        for (path, _, now, _, deleted) in table {
+            var st = stat()
+            #expect((lstat(h.root.file(path), &st) == 0) == !deleted, "\(path)")
+            if let now, !deleted { #expect(h.root.read(path) == now, "\(path) kept as it was") }
+            if !deleted { #expect(r.stdout.contains("kept \(path): "), "\(path) reported: \(r.stdout)") }
+        }
         #expect(h.root.read("/srv/precious") == "keep me\n")
-        #expect(h.root.read("/home/alice/.claude.json") == "{}\n")
         let s = try h.state()
         #expect((s["secret_files_written"] as? [String: Any])?["alice"] == nil)
+        #expect((s["written_digests"] as? [String: Any])?["alice"] == nil)
         let rev = try #require(((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["revoke"] as? [String: Any])
-        #expect((rev["deleted_files"] as? [String])?.sorted() == ["/home/alice/.kube/config", "/home/alice/.memory-key", "/home/alice/.vault-token"])
+        #expect((rev["deleted_files"] as? [String])?.sorted() == table.filter(\.4).map(\.0).sorted())
+        #expect((rev["kept_files"] as? [String: String]).map { Set($0.keys) } == Set(table.filter { !$0.4 }.map(\.0)))
         #expect(rev["absent_files"] as? [String] == ["/home/alice/.gone"])
         #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"secret:/home/alice/.vault-token\"") == true)
         #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"offboard:alice:revoke\"") == true)
+        // The kept files go into the archive with the rest of the home.
+        let arch = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
+        #expect(arch.status == 0, "\(arch.stderr)")
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: h.root.file("/var/backups/workstation")).first { $0.hasSuffix(".tar.gz") })
+        let listing = try CLI.runTool("/usr/bin/tar", ["-tzf", h.root.file("/var/backups/workstation/" + file)]).stdout
+        #expect(listing.contains("alice/.claude.json") && listing.contains("alice/.config/tool/token") && !listing.contains("alice/.vault-token"), "\(listing)")
     }
 
     /// A host where alice is cut and revoked, ready for archive.
