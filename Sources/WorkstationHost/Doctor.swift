@@ -44,9 +44,10 @@ public struct DoctorReport: Sendable {
     public var healthy: Bool { failures == 0 }
 }
 
-/// `workstation doctor`: every health check of the host against the roster. Reads only: account databases,
-/// `lstat(2)` of paths, ACLs (`getxattr(2)`), `/proc` (`net/tcp{,6}` too) and the unit cgroups under
-/// `/sys/fs/cgroup`, `/run/systemd/units`. It spawns one command, on the live root only, when given a runner:
+/// `workstation doctor`: every health check of the host against the roster and of the machine-wide layers
+/// (`setup-host --plan`, the reconcile timer, kubelogin, budget enforcement, token files; `Doctor+Host.swift`).
+/// Reads only: account databases, `lstat(2)` of paths, ACLs (`getxattr(2)`), `/proc` (`net/tcp{,6}` too), the
+/// cgroup tree under `/sys/fs/cgroup`, `/run/systemd/units`. It spawns one command, on the live root only, when given a runner:
 /// `nft list table inet workstation`.
 public struct Doctor: Sendable {
     public let root: HostRoot
@@ -84,6 +85,11 @@ public struct Doctor: Sendable {
                             systemdRuns: systemdRuns)
         }
         f += derivedFileChecks(desired, snap)
+        f += enforcementChecks(desired, snap, planner: planner, systemdRuns: systemdRuns)
+        f += setupHostChecks()
+        f += reconcileTimerChecks(snap, systemdRuns: systemdRuns)
+        f += kubeloginChecks()
+        f += tokenFileChecks()
         f += frontDoorChecks(snap, systemdRuns: systemdRuns, procs: procs)
         f += driftChecks(plan)
         return DoctorReport(findings: f, plan: plan, ledger: ledger)

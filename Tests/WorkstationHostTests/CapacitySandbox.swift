@@ -71,17 +71,39 @@ final class CapacitySandbox {
         try write("/proc/\(pid)/stat", "\(pid) (\(name)) S 1 \(pid) \(session) \(tty) \(pid) 4194560 0 0 0 0\n")
     }
 
-    /// Makes the root look like a host where systemd runs with cgroup v2, with the given unit cgroups populated.
+    /// Makes the root look like a host where systemd runs with cgroup v2, with the given unit cgroups populated,
+    /// each person's slice enforcing the limits of their drop-in as systemd would set them, and the units setup-host
+    /// starts (the reconcile timer) active.
     func systemdRunning(populated: [(instance: String, uid: Int)]) throws {
         try FileManager.default.createDirectory(atPath: path("/run/systemd/system"), withIntermediateDirectories: true)
         try write("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n")
+        try write("/sys/fs/cgroup/user.slice/cgroup.subtree_control", "memory pids\n")
+        try write("/run/systemd/units/invocation:\(ReconcileUnits.timerName)", "0\n")
+        let inputs = try inputs()
+        let planner = Planner(settings: inputs.settings)
         for p in populated {
             try write("/sys/fs/cgroup/user.slice/user-\(p.uid).slice/\(p.instance)/cgroup.events", "populated 1\nfrozen 0\n")
+            let accounts = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
+            guard let name = accounts.first(where: { $0.uid == p.uid })?.name, let entry = inputs.roster.entries.first(where: { $0.osUser == name }),
+                let b = planner.budget(for: entry) else { continue }
+            try enforce(uid: p.uid, ["memory.high": String(b.high), "memory.max": String(b.max), "memory.swap.max": String(b.swapMax),
+                                     "pids.max": planner.tasksMax(for: entry).map(String.init) ?? "max"])
         }
     }
 
-    /// Completes a converged root so every doctor check passes: a clone and a private kubeconfig per person.
+    /// Writes the limit files of `user-<uid>.slice` (what the kernel enforces now).
+    func enforce(uid: Int, _ files: [String: String]) throws {
+        for (file, value) in files { try write("/sys/fs/cgroup/user.slice/user-\(uid).slice/\(file)", value + "\n") }
+    }
+
+    /// Completes a converged root so every doctor check passes: the tool manifest's packages installed, setup-host
+    /// applied (managed layers, reconcile timer), a clone and a private kubeconfig per person.
     func makeHealthy() throws {
+        let inputs = try inputs()
+        try write("/var/lib/dpkg/status", inputs.settings.setupHost.packages.map { "Package: \($0)\nStatus: install ok installed\nArchitecture: amd64\n" }
+            .joined(separator: "\n"))
+        let setup = try SetupHostEngine.apply(inputs, root: root, runner: ProcessRunner(), options: SetupHostOptions())
+        precondition(setup.succeeded, "setup-host in the sandbox: \(setup.report.failed.map(\.error))")
         for user in ["alice", "bob-dev"] {
             let u = uid(user)
             for d in ["/home/\(user)/code", "/home/\(user)/code/.git", "/home/\(user)/.kube"] {

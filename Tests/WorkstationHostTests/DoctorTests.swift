@@ -7,7 +7,7 @@ import WorkstationCore
 enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case noSwap, smallSwap, overcommitted, headcount, accountMissing, budgetMissing, budgetEdited, baseUnreachable
     case secretMode, secretOwner, secretSymlink, forbiddenGroup, unitDisabled, unitNotRunning, derivedEdited, drift
-    case cloneMissing
+    case cloneMissing, setupHostDrift, timerDisabled, notEnforced, controllerMissing
 
     var testDescription: String { rawValue }
 
@@ -27,6 +27,9 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .derivedEdited: ("derived-file", nil)
         case .drift: ("drift", nil)
         case .cloneMissing: ("clone", "alice")
+        case .setupHostDrift: ("setup-host", nil)
+        case .timerDisabled: ("reconcile-timer", nil)
+        case .notEnforced, .controllerMissing: ("enforcement", "alice")
         }
     }
 
@@ -57,6 +60,14 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
             // Only a host with an infra repository configured owes anyone a clone.
             try s.write("/etc/workstation/workstation.yaml", "config_base: /srv/workstation/config-base\ninfra_repo: {url: 'https://git.example.org/infra.git'}\n")
             try s.remove("/home/alice/code")
+        case .setupHostDrift: try s.remove("/etc/systemd/system/\(ReconcileUnits.timerName)")
+        case .timerDisabled: try s.remove("/etc/systemd/system/timers.target.wants/\(ReconcileUnits.timerName)")
+        case .notEnforced:
+            try s.systemdRunning(populated: [("t3-serve@alice.service", alice), ("t3-serve@bob-dev.service", s.uid("bob-dev"))])
+            try s.enforce(uid: alice, ["memory.max": "max"])  // a drop-in systemd never loaded
+        case .controllerMissing:
+            try s.systemdRunning(populated: [("t3-serve@alice.service", alice), ("t3-serve@bob-dev.service", s.uid("bob-dev"))])
+            try s.enforce(uid: alice, ["pids.max": "max"])
         }
     }
 }
@@ -188,5 +199,91 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(acl.entries.count == 3)
         #expect(acl.entries[1] == PosixACL.Entry(tag: .group, perm: 1, id: 500))
         #expect(PosixACL.parse([1, 0, 0, 0]) == nil)
+    }
+}
+
+/// The machine-wide checks that do not fit a healthy sandbox's breakage table: the cgroup layout, kubelogin and the
+/// integrations' token files (read from settings only; doctor's own run would talk to the services).
+@Suite(.serialized) struct DoctorHostTests {
+    func sandbox(settings: String = "config_base: /srv/workstation/config-base\n") throws -> CapacitySandbox {
+        let s = try CapacitySandbox(settings: settings)
+        #expect(try s.apply().succeeded)
+        return s
+    }
+
+    @Test(arguments: [
+        // (files under /sys/fs/cgroup, expected severity, words in the message)
+        ([String: String](), Finding.Severity?.none, ""),
+        (["memory/tasks": "", "pids/tasks": ""], .warn, "cgroup v1 (hybrid): MemoryHigh and MemorySwapMax are not enforced"),
+        (["memory/tasks": ""], .warn, "TasksMax not at all"),
+        (["cgroup.controllers": "cpu io pids\n"], .fail, "memory controller is not available"),
+        (["cgroup.controllers": "cpu io memory\n"], .fail, "pids controller is not available"),
+        (["cgroup.controllers": "memory pids\n"], .ok, "is not running"),
+    ])
+    func cgroupLayouts(_ files: [String: String], _ severity: Finding.Severity?, _ words: String) throws {
+        let s = try sandbox()
+        for (file, text) in files { try s.write("/sys/fs/cgroup/\(file)", text) }
+        let inputs = try s.inputs()
+        let doctor = Doctor(root: s.root, inputs: inputs)
+        let (_, desired, snap) = try Engine.plan(inputs, root: s.root)
+        let found = doctor.enforcementChecks(desired, snap, planner: Planner(settings: inputs.settings), systemdRuns: false)
+        if let severity {
+            #expect(found.contains { $0.severity == severity && $0.message.contains(words) }, "\(found)")
+        } else {
+            #expect(found.isEmpty, "a sandbox without a cgroup tree says nothing: \(found)")
+        }
+    }
+
+    @Test func enforcementComparesEveryLimit() throws {
+        let s = try sandbox()
+        let alice = s.uid("alice")
+        try s.systemdRunning(populated: [("t3-serve@alice.service", alice)])
+        let inputs = try s.inputs()
+        func aliceFinding() throws -> Finding? {
+            let (_, desired, snap) = try Engine.plan(inputs, root: s.root)
+            return Doctor(root: s.root, inputs: inputs).enforcementChecks(desired, snap, planner: Planner(settings: inputs.settings), systemdRuns: true)
+                .first { $0.user == "alice" }
+        }
+        #expect(try aliceFinding()?.severity == .ok)
+        for (file, value) in [("memory.high", "max"), ("memory.max", "1073741824"), ("memory.swap.max", "0"), ("pids.max", "4915")] {
+            let saved = s.root.read("/sys/fs/cgroup/user.slice/user-\(alice).slice/\(file)")
+            try s.enforce(uid: alice, [file: value])
+            let f = try aliceFinding()
+            #expect(f?.severity == .fail && f?.message.contains("\(file) is \(value)") == true, "\(file): \(String(describing: f))")
+            try s.write("/sys/fs/cgroup/user.slice/user-\(alice).slice/\(file)", String(decoding: saved ?? Data(), as: UTF8.self))
+        }
+        #expect(try aliceFinding()?.severity == .ok)
+    }
+
+    @Test func kubeloginIsCheckedOnlyWhereKubeconfigsAreMade() throws {
+        let plain = try sandbox()
+        #expect(Doctor(root: plain.root, inputs: try plain.inputs()).kubeloginChecks().isEmpty)
+        let s = try sandbox(settings: """
+            config_base: /srv/workstation/config-base
+            kubernetes: {server: 'https://k8s.example.org:6443', oidc_issuer_url: 'https://auth.example.org/application/o/k8s/', oidc_client_id: k8s}
+
+            """)
+        let doctor = Doctor(root: s.root, inputs: try s.inputs())
+        #expect(doctor.kubeloginChecks().map(\.severity) == [.fail])
+        try s.write("/usr/local/bin/kubectl-oidc_login", "#!/bin/sh\n", mode: 0o755)
+        #expect(doctor.kubeloginChecks().map(\.severity) == [.ok])
+        chmod(s.path("/usr/local/bin/kubectl-oidc_login"), 0o644)
+        #expect(doctor.kubeloginChecks().map(\.severity) == [.fail], "a file kubectl cannot run is not a plugin")
+    }
+
+    @Test(arguments: [
+        (0o600, 0, Finding.Severity.ok), (0o400, 0, .ok), (0o640, 0, .fail), (0o604, 0, .fail), (0o600, 1000, .fail),
+    ])
+    func tokenFilesAreRootsAlone(_ mode: Int, _ owner: Int, _ severity: Finding.Severity) throws {
+        let s = try sandbox(settings: """
+            config_base: /srv/workstation/config-base
+            vault: {url: 'https://vault.example.org', token_file: /etc/workstation/vault.token}
+
+            """)
+        try s.write("/etc/workstation/vault.token", "hvs.test\n", mode: mode, uid: owner)
+        if owner == 0 { chown(s.path("/etc/workstation/vault.token"), 0, 0) }
+        let found = Doctor(root: s.root, inputs: try s.inputs()).tokenFileChecks()
+        #expect(found.map(\.severity) == [severity], "\(found)")
+        #expect(!found.contains { $0.message.contains("hvs.test") }, "a token never reaches the output")
     }
 }
