@@ -26,9 +26,9 @@ struct CloneStatusCommand: ParsableCommand {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             enc.keyEncodingStrategy = .convertToSnakeCase
-            print(String(decoding: try enc.encode(states), as: UTF8.self))
+            sayJSON(String(decoding: try enc.encode(states), as: UTF8.self))
         } else {
-            for s in states { print(s.line) }
+            for s in states { say(s.line) }
         }
     }
 }

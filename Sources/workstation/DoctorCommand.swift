@@ -30,16 +30,16 @@ struct DoctorCommand: ParsableCommand {
             let findings: [[String: Any]] = report.findings.map { f in
                 ["check": f.check, "user": f.user ?? NSNull(), "severity": f.severity.rawValue, "message": f.message, "fix": f.fix ?? NSNull()]
             }
-            print(jsonText(["findings": findings, "failures": report.failures, "warnings": report.warnings,
-                            "ok": report.findings.count - report.failures - report.warnings]))
+            sayJSON(jsonText(["findings": findings, "failures": report.failures, "warnings": report.warnings,
+                               "ok": report.findings.count - report.failures - report.warnings]))
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "
-                print("\(tag) \(f.check)\(f.user.map { " \($0)" } ?? ""): \(f.message)")
-                if let fix = f.fix, f.severity != .ok { print("     fix: \(fix)") }
+                say("\(tag) \(f.check)\(f.user.map { " \(printable($0))" } ?? ""): \(printable(f.message))")
+                if let fix = f.fix, f.severity != .ok { say("     fix: \(printable(fix))") }
             }
             let ok = report.findings.count - report.failures - report.warnings
-            print("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")
+            say("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")
         }
         if !report.healthy { throw ExitCode(1) }
     }

@@ -75,12 +75,12 @@ func report(_ outcome: LifecycleOutcome, json: Bool, extra: [String: any Sendabl
         e["applied"] = outcome.report?.applied.map(\.id) ?? []
         e["failed"] = outcome.report?.failed.map { ["change": $0.change.id, "error": $0.error] } ?? []
         e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
-        print(PlanRenderer.json(outcome.plan, extra: e))
+        sayJSON(PlanRenderer.json(outcome.plan, extra: e))
     } else {
-        print(PlanRenderer.human(outcome.plan, color: useColor, verdict: false), terminator: "")
-        for m in outcome.messages { print(m) }
-        if outcome.dryRun { print("dry run: nothing was changed") }
-        if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
+        say(PlanRenderer.humanText(outcome.plan, color: useColor, verdict: false))
+        for m in outcome.messages { say(m) }
+        if outcome.dryRun { say("dry run: nothing was changed") }
+        if let r = outcome.report { say("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
     }
     for f in outcome.report?.failed ?? [] { printError("error: \(f.error)") }
     for s in outcome.report?.skipped ?? [] { printError("skipped: \(s.change.summary): \(s.reason)") }

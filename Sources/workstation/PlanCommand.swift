@@ -29,9 +29,9 @@ struct PlanCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess, "cpu_ms": cpuMilliseconds()]))
+            sayJSON(PlanRenderer.json(plan, extra: ["processes_spawned": ProcessRunner.spawnedByThisProcess, "cpu_ms": cpuMilliseconds()]))
         } else {
-            print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+            say(PlanRenderer.humanText(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
         }
         let code: Int32 = !plan.refusals.isEmpty ? 3 : !plan.errors.isEmpty ? 1 : detailedExitcode && !plan.isEmpty ? 2 : 0
         // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.

@@ -39,7 +39,7 @@ struct SetupHostCommand: ParsableCommand {
             } catch {
                 throw reportedExit(error)
             }
-            print(json ? PlanRenderer.json(plan, extra: ["processes_spawned": 0]) : PlanRenderer.human(plan, color: useColor), terminator: json ? "\n" : "")
+            if json { sayJSON(PlanRenderer.json(plan, extra: ["processes_spawned": 0])) } else { say(PlanRenderer.humanText(plan, color: useColor)) }
             if !plan.refusals.isEmpty { throw ExitCode(3) }
             if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
             return
@@ -52,10 +52,10 @@ struct SetupHostCommand: ParsableCommand {
             throw reportedExit(error)
         }
         if json {
-            print(outcomeJSON(outcome))
+            sayJSON(outcomeJSON(outcome))
         } else {
-            print(PlanRenderer.human(outcome.plan, color: useColor), terminator: "")
-            print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
+            say(PlanRenderer.humanText(outcome.plan, color: useColor))
+            say("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
         for n in outcome.report.notes { printError("note: \(n)") }
         for f in outcome.report.failed { printError("error: \(f.error)") }

@@ -22,6 +22,6 @@ struct StatusCommand: ParsableCommand {
         } catch {
             throw reportedExit(error)
         }
-        print(json ? StatusReader.json(rows) : StatusReader.table(rows), terminator: json ? "\n" : "")
+        if json { sayJSON(StatusReader.json(rows)) } else { say(StatusReader.table(rows), terminator: "") }
     }
 }

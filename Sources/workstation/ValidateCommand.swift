@@ -21,7 +21,7 @@ struct ValidateCommand: ParsableCommand {
                 _ = try Engine.plan(loaded, root: rootOptions.hostRoot)
             }
             let people = loaded.roster.entries.count
-            print("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
+            say("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
         } catch {
             throw reportedExit(error)
         }
