@@ -54,6 +54,9 @@ struct RosterValidator {
             }
             for (unit, port) in e.ports.map({ ($0.key, $0.value) }) + (e.port.map { [("", $0)] } ?? []) {
                 let label = unit.isEmpty ? "port" : "ports.\(unit)"
+                if let service = settings.reservedPorts[port] {
+                    diags.error(e.location(of: unit.isEmpty ? "port" : "ports"), "\(label) \(port) of '\(e.osUser)' is where \(service) listens; pin a free port of the unit's port_range")
+                }
                 if let other = ports[port] {
                     diags.error(e.location, "\(label) \(port) of '\(e.osUser)' is already pinned for \(other)")
                 } else {
