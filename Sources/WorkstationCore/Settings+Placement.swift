@@ -176,7 +176,7 @@ extension Settings {
         let others = otherServicePorts(doc)
         reservedPorts = others
         for (i, unit) in units.enumerated() {
-            let at = location(of: "units")
+            let at = locations["units[\(i)].port_range"] ?? locations["units[\(i)]"] ?? location(of: "units")
             for (port, holder) in others.sorted(by: { $0.key < $1.key }) where unit.portRange.contains(port) {
                 diags.error(at, "port_range \(unit.portRange.lowerBound)-\(unit.portRange.upperBound) of \(unit.template) holds port \(port), where \(holder) listens; move the range (or that listener) so they do not overlap")
             }
@@ -187,11 +187,21 @@ extension Settings {
     }
 }
 
-/// The location of every key of the settings file to three levels, by dotted path; `""` is the document.
+/// The location of every key of the settings file to three levels, by dotted path (`units[0].port_range` for
+/// list items); `""` is the document.
 func keyLocations(_ doc: YAMLValue) -> [String: SourceLocation] {
     var out: [String: SourceLocation] = ["": doc.location]
     func walk(_ v: YAMLValue, _ prefix: String, _ depth: Int) {
-        guard depth < 3, case .mapping(let m) = v.node else { return }
+        guard depth < 3 else { return }
+        if case .sequence(let seq) = v.node {
+            for (i, item) in seq.enumerated() {
+                let iv = YAMLValue(node: item, file: v.file)
+                out["\(prefix)[\(i)]"] = iv.location
+                walk(iv, "\(prefix)[\(i)]", depth + 1)
+            }
+            return
+        }
+        guard case .mapping(let m) = v.node else { return }
         for i in m.startIndex..<m.endIndex {
             let (k, value) = m[i]
             guard let key = k.string else { continue }
