@@ -43,6 +43,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     let state = snapshot.state
     let rosterNames = Set(roster.entries.map(\.osUser))
 
+    // Settings that would widen access on this host (system groups, a config base in a person's home).
+    out.diagnostics += settings.hostDiagnostics(roster: roster, snapshot: snapshot)
+
     // Host-aware checks, located at the roster entry.
     for e in roster.entries {
         if let pinned = e.uid, let holder = snapshot.passwd.first(where: { $0.uid == pinned && $0.name != e.osUser }) {

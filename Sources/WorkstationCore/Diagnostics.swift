@@ -29,7 +29,8 @@ public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "\(location): error: \(message)" }
+    /// One line: the location and message with every control, format and separator character escaped (`printable`).
+    public var description: String { "\(printable(location.description)): error: \(printable(message))" }
 }
 
 /// Every problem found in the inputs, reported at once. Nothing has been changed when this is thrown.

@@ -201,6 +201,8 @@ public struct HostSnapshot: Sendable, Hashable {
     public var systemdRunning = false
     /// `UID_MIN` and `UID_MAX` from `login.defs(5)`.
     public var uidRange: ClosedRange<Int> = 1000...60000
+    /// `SYS_GID_MIN` and `SYS_GID_MAX` from `login.defs(5)`: system groups' gids.
+    public var systemGidRange: ClosedRange<Int> = 100...999
     /// workstation's own record (state.json).
     public var state = WorkstationState()
     /// Authentik, the k8s_users map and Vault, read before planning (empty when not configured).

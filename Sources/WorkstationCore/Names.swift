@@ -80,6 +80,9 @@ public func identityProblem(_ name: String, maxLength: Int = 28) -> String? {
     if name.contains(":") { return "contains ':' (the passwd and group field separator)" }
     if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
     if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
+    if let (a, b) = mixedScripts(name) {
+        return "mixes \(a.rawValue) and \(b.rawValue) letters, which is how a name is made to pass for another (UTS #39); write it in one script"
+    }
     return nil
 }
 
@@ -108,10 +111,8 @@ func isPlausibleEmail(_ s: String) -> Bool {
     return parts.count == 2 && !parts[0].isEmpty && parts[1].utf8.contains(UInt8(ascii: ".")) && identityProblem(s, maxLength: 254) == nil
 }
 
-/// Shows a name safely in a message: control characters escaped.
+/// Shows a name safely in a message, on one line: control, format (bidi) and separator characters escaped as
+/// `\u{hex}` (`terminalSafe(_:keepingNewlines:)` with newlines escaped too).
 public func printable(_ s: String) -> String {
-    s.unicodeScalars.map {
-        // C0 controls, DEL and the C1 controls (U+0080-U+009F: CSI, OSC... which terminals also act on).
-        $0.value < 0x20 || ($0.value >= 0x7F && $0.value < 0xA0) ? "\\u{\(String($0.value, radix: 16))}" : String($0)
-    }.joined()
+    terminalSafe(s, keepingNewlines: false)
 }

@@ -9,7 +9,14 @@ public enum PlanRenderer {
     ///   command copied from a sandbox plan acts on that sandbox, not on the machine.
     /// - Parameter verdict: the closing "No changes" line, which speaks of apply; lifecycle commands leave it out.
     public static func human(_ plan: Plan, color: Bool = false, commandOptions: String = "", verdict: Bool = true) -> String {
-        var out = ""
+        humanText(plan, color: color, commandOptions: commandOptions, verdict: verdict).rendered
+    }
+
+    /// `human(_:color:commandOptions:verdict:)` as terminal text: every value from the plan (names, link targets,
+    /// file names, messages from services) is escaped and kept on its line (`printable`), and the only escape
+    /// sequences are the symbols' colours.
+    public static func humanText(_ plan: Plan, color: Bool = false, commandOptions: String = "", verdict: Bool = true) -> TerminalText {
+        var out = TerminalText()
         var order: [String] = []
         var byUser: [String: [Change]] = [:]
         for c in plan.changes {
@@ -17,34 +24,36 @@ public enum PlanRenderer {
             if byUser[key] == nil { order.append(key) }
             byUser[key, default: []].append(c)
         }
-        func paint(_ s: String, _ kind: ChangeKind) -> String {
-            guard color else { return s }
-            let code = switch kind {
+        func sgr(_ kind: ChangeKind) -> String? {
+            guard color else { return nil }
+            return switch kind {
             case .create: "32"
             case .update: "33"
             case .pending: "31"
             case .conflict: "35"
             }
-            return "\u{1B}[\(code)m\(s)\u{1B}[0m"
         }
+        let p = printable
         for key in order {
-            out += key.isEmpty ? "host\n" : "\(key)\n"
+            out += key.isEmpty ? "host\n" : "\(p(key))\n"
             for c in byUser[key]! {
-                out += "  \(paint(c.kind.symbol, c.kind)) \(c.summary) [\(c.safety.rawValue)]\n"
+                out += "  "
+                out.append(c.kind.symbol, sgr: sgr(c.kind))
+                out += " \(p(c.summary)) [\(c.safety.rawValue)]\n"
                 for f in c.fields {
                     if f.field == "line" {
-                        if let b = f.before { out += "      - \(b)\n" }
-                        if let a = f.after { out += "      + \(a)\n" }
+                        if let b = f.before { out += "      - \(p(b))\n" }
+                        if let a = f.after { out += "      + \(p(a))\n" }
                     } else {
-                        out += "      \(f.field): \(f.before ?? "(none)") -> \(f.after ?? "(none)")\n"
+                        out += "      \(p(f.field)): \(f.before.map(p) ?? "(none)") -> \(f.after.map(p) ?? "(none)")\n"
                     }
                 }
-                if let r = c.reason { out += "      \(SuggestedCommand.carrying(commandOptions, in: r))\n" }
-                if let cmd = c.command { out += "      run: \(cmd)\(cmd.hasPrefix("workstation ") ? commandOptions : "")\n" }
+                if let r = c.reason { out += "      \(p(SuggestedCommand.carrying(commandOptions, in: r)))\n" }
+                if let cmd = c.command { out += "      run: \(p(cmd))\(cmd.hasPrefix("workstation ") ? p(commandOptions) : "")\n" }
             }
         }
-        for n in plan.notes { out += "note: \(SuggestedCommand.carrying(commandOptions, in: n))\n" }
-        for e in plan.errors { out += "error: \(SuggestedCommand.carrying(commandOptions, in: e))\n" }
+        for n in plan.notes { out += "note: \(p(SuggestedCommand.carrying(commandOptions, in: n)))\n" }
+        for e in plan.errors { out += "error: \(p(SuggestedCommand.carrying(commandOptions, in: e)))\n" }
         let s = plan.summary
         out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
         if verdict && plan.isEmpty && plan.refusals.isEmpty {
@@ -87,12 +96,14 @@ public enum PlanRenderer {
     }
 }
 
-/// Serializes a JSON object with sorted keys.
+/// Serializes a JSON object with sorted keys; besides the escapes JSON requires, every character a terminal
+/// would act on is written as a `\uXXXX` escape (`escapingInvisibles`), so the text is safe to print.
 public func jsonText(_ obj: Any) -> String {
     guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) else {
         return "{}"
     }
-    return String(decoding: data, as: UTF8.self)
+    // The characters a terminal acts on that JSON may carry raw (DEL, C1, bidi overrides...) as \u escapes.
+    return escapingInvisibles(json: String(decoding: data, as: UTF8.self))
 }
 
 /// Suggested `workstation ...` commands in messages, made to act on the same inputs and root as the run that prints

@@ -18,6 +18,8 @@ public struct SetupHostObservation: Sendable, Hashable {
     public var canInstallPackages = false
     /// Where each located file is, for messages (host path -> path as the operator sees it, under the root).
     public var displayPaths: [String: String] = [:]
+    /// The home the config base lies in (an admin's), whose credential files are in `files`; nil: none.
+    public var baseHome: String?
 
     public init() {}
 
@@ -310,6 +312,24 @@ extension Planner {
             }
         }
         guard !fixOrder.isEmpty else { return out }
+        // A grant inside the home that holds the config base opens that home to every managed account: refused
+        // while a credential file there is readable by others (they could then read it by name).
+        if let home = host.baseHome {
+            let exposed = (settings.setupHost.secretFiles + wellKnownSecretFiles).map { joinPath(home, $0) }
+                .filter { let st = host.file($0); return st.kind == .file && st.mode & 0o004 != 0 }
+            let opening = fixOrder.filter { $0 == home || $0.hasPrefix(home + "/") }
+            if !exposed.isEmpty && !opening.isEmpty {
+                for path in opening {
+                    out.append(Change(
+                        id: "acl:\(path)", user: nil, kind: .conflict, safety: .additive,
+                        summary: "refused: granting group \(group) \(permsText(fixes[path]!.perms)) on \(path) would let every managed account read \(exposed.joined(separator: ", ")) (readable by others)",
+                        fields: exposed.map { FieldChange("exposed", "\($0) mode \(octal(host.file($0).mode & 0o7777))", "needs go-rwx") },
+                        reason: "chmod go-rwx \(exposed.joined(separator: " ")), then run setup-host again; or move the config base out of \(home)"))
+                }
+                fixOrder.removeAll { opening.contains($0) }
+                if fixOrder.isEmpty { return out }
+            }
+        }
         var deps: [String] = []
         if groupGid == nil {
             out.append(Change(id: "group:\(group)", user: nil, kind: .create, safety: .additive, summary: "create group \(group) (the config-base ACLs name it)",

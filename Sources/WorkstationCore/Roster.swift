@@ -63,6 +63,12 @@ public struct RosterEntry: Sendable, Hashable, Codable {
     public var memory: MemoryBudget?
     /// Where the entry starts in the roster file.
     public var location: SourceLocation
+    /// Where each written field's value is (`authentik_user`, `k8s_user`, `email`...), for errors about one field;
+    /// a field not in it is reported at `location`.
+    public var fieldLocations: [String: SourceLocation] = [:]
+
+    /// Where `field`'s value is written, else where the entry starts.
+    public func location(of field: String) -> SourceLocation { fieldLocations[field] ?? location }
 
     /// True for an adopted entry: in every derived file, never provisioned.
     public var isAdopted: Bool { tier == .admin }
@@ -123,7 +129,7 @@ public struct Roster: Sendable, Hashable, Codable {
                                                 "the roster is empty; write `users: {}` if you really mean nobody")])
         }
         var entries: [RosterEntry] = []
-        if let top = KeyedReader(doc, what: "the roster", known: ["users"], diags), let users = top["users"] {
+        if let top = KeyedReader(doc, what: "the roster", known: ["users"], diags), let users = usersValue(top, diags) {
             for pair in users.mapping("users", diags) ?? [] {
                 if let type = pair.keyValue.implicitType {
                     diags.error(pair.keyValue.location, "os_user '\(printable(pair.key))' is written bare, which YAML 1.1 readers take as \(type); quote it (\"\(printable(pair.key))\") if you mean the name")
@@ -140,6 +146,20 @@ public struct Roster: Sendable, Hashable, Codable {
         RosterValidator(settings: settings).check(roster, diags)
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return roster
+    }
+
+    /// The `users` mapping. A missing key, or one with no value (`users:` whose entries are all commented out,
+    /// `users: ~`), is refused: read as "nobody", the next apply would drop everyone's access. An empty roster is
+    /// written `users: {}`.
+    private static func usersValue(_ top: KeyedReader, _ diags: DiagnosticCollector) -> YAMLValue? {
+        if let v = top["users"] { return v }
+        if top.has("users") {
+            diags.error(top.location(of: "users") ?? top.location,
+                        "users has no value (empty, null or every entry commented out), which would remove everyone; list the people, or write `users: {}` if you really mean nobody")
+        } else {
+            diags.error(top.location, "the roster has no users key; list the people under `users:`, or write `users: {}` if you really mean nobody")
+        }
+        return nil
     }
 
     private static func parseEntry(osUser: String, keyLocation: SourceLocation, _ v: YAMLValue, _ diags: DiagnosticCollector) -> RosterEntry? {
@@ -196,11 +216,21 @@ public struct Roster: Sendable, Hashable, Codable {
         for (g, loc) in groups where !isValidGroupName(g) {
             diags.error(loc, "group '\(printable(g))' is not a valid group name")
         }
+        var seenNamespaces: [String: SourceLocation] = [:]
+        for (ns, loc) in namespaces {
+            if let first = seenNamespaces[ns] {
+                diags.error(loc, "namespace '\(printable(ns))' is listed twice for '\(osUser)' (first at line \(first.line)); remove the repeat")
+            } else {
+                seenNamespaces[ns] = loc
+            }
+        }
         guard let authentik, let k8s, let tier else { return nil }
-        return RosterEntry(
+        var entry = RosterEntry(
             osUser: osUser, authentikUser: authentik, k8sUser: k8s, tier: tier, namespaces: namespaces.map(\.0),
             email: email, uid: uid, port: port, ports: ports, groups: groups.map(\.0), flags: flags.map(\.0), repo: repo,
             memory: memory, location: keyLocation)
+        for key in entryKeys { if let v = r[key] { entry.fieldLocations[key] = v.location } }
+        return entry
     }
 }
 

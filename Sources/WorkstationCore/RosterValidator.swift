@@ -1,11 +1,25 @@
-/// Cross-entry checks of a parsed roster: names, case-folded uniqueness, pinned uids and ports, forbidden groups.
-/// Pure; reports into a collector so every problem is listed at once.
+/// Cross-entry checks of a parsed roster: names, look-alike uniqueness (`lookAlikeSkeleton`: case, width,
+/// compatibility forms and letters of other scripts folded together) of os_user, authentik_user, k8s_user and
+/// email, pinned uids and ports, forbidden groups. Pure; reports into a collector so every problem is listed at once.
 struct RosterValidator {
     var settings: Settings
 
     func check(_ roster: Roster, _ diags: DiagnosticCollector) {
         var osUsers: [String: RosterEntry] = [:]
         var authentik: [String: RosterEntry] = [:]
+        var k8sUsers: [String: RosterEntry] = [:]
+        var emails: [String: RosterEntry] = [:]
+        /// Records `value` of `e` under its skeleton; a second person with the same skeleton is reported at the field.
+        func unique(_ e: RosterEntry, _ field: String, _ value: String, in seen: inout [String: RosterEntry], _ fix: String) {
+            let key = lookAlikeSkeleton(value)
+            guard let other = seen[key] else {
+                seen[key] = e
+                return
+            }
+            let theirs = field == "authentik_user" ? other.authentikUser : field == "k8s_user" ? other.k8sUser : other.email ?? ""
+            let alike = theirs == value ? "" : " (it passes for their '\(printable(theirs))' once case, width and look-alike letters are folded)"
+            diags.error(e.location(of: field), "\(field) '\(printable(value))' is mapped to both '\(other.osUser)' (line \(other.location.line)) and '\(e.osUser)'\(alike); \(fix)")
+        }
         var uids: [Int: RosterEntry] = [:]
         var ports: [Int: String] = [:]
         let reservedGroups = Set(settings.accounts.allManagedGroups)
@@ -16,22 +30,20 @@ struct RosterValidator {
                 diags.error(e.location, "os_user '\(e.osUser)' is the name of a group workstation manages; pick another name")
             }
             if let p = identityProblem(e.authentikUser) {
-                diags.error(e.location, "authentik_user '\(printable(e.authentikUser))' of '\(e.osUser)' \(p)")
+                diags.error(e.location(of: "authentik_user"), "authentik_user '\(printable(e.authentikUser))' of '\(e.osUser)' \(p)")
             }
             if let p = identityProblem(e.k8sUser, maxLength: 253) {
-                diags.error(e.location, "k8s_user '\(printable(e.k8sUser))' of '\(e.osUser)' \(p)")
+                diags.error(e.location(of: "k8s_user"), "k8s_user '\(printable(e.k8sUser))' of '\(e.osUser)' \(p)")
             }
-            let folded = e.osUser.lowercased()
-            if let other = osUsers[folded] {
-                diags.error(e.location, "os_user '\(e.osUser)' duplicates '\(other.osUser)' (line \(other.location.line)) when case is ignored")
+            if let other = osUsers[lookAlikeSkeleton(e.osUser)] {
+                diags.error(e.location, "os_user '\(e.osUser)' duplicates '\(other.osUser)' (line \(other.location.line)) when case is ignored and look-alike characters are folded; two accounts must not pass for each other, rename one")
             } else {
-                osUsers[folded] = e
+                osUsers[lookAlikeSkeleton(e.osUser)] = e
             }
-            let fa = e.authentikUser.lowercased()
-            if let other = authentik[fa] {
-                diags.error(e.location, "authentik_user '\(e.authentikUser)' is mapped to both '\(other.osUser)' (line \(other.location.line)) and '\(e.osUser)'; one IdP user maps to one os_user")
-            } else {
-                authentik[fa] = e
+            unique(e, "authentik_user", e.authentikUser, in: &authentik, "one IdP user maps to one os_user; fix one of them")
+            unique(e, "k8s_user", e.k8sUser, in: &k8sUsers, "one cluster identity belongs to one person; give each their own k8s_user")
+            if let email = e.email {
+                unique(e, "email", email, in: &emails, "the cluster binds roles to the email, so the two would share access; fix one of them")
             }
             if let uid = e.uid {
                 if let other = uids[uid] {
@@ -42,6 +54,9 @@ struct RosterValidator {
             }
             for (unit, port) in e.ports.map({ ($0.key, $0.value) }) + (e.port.map { [("", $0)] } ?? []) {
                 let label = unit.isEmpty ? "port" : "ports.\(unit)"
+                if let service = settings.reservedPorts[port] {
+                    diags.error(e.location(of: unit.isEmpty ? "port" : "ports"), "\(label) \(port) of '\(e.osUser)' is where \(service) listens; pin a free port of the unit's port_range")
+                }
                 if let other = ports[port] {
                     diags.error(e.location, "\(label) \(port) of '\(e.osUser)' is already pinned for \(other)")
                 } else {
@@ -61,8 +76,8 @@ struct RosterValidator {
             if let e = roster[admin.osUser], !e.isAdopted {
                 diags.error(e.location, "'\(e.osUser)' is declared as an admin in settings but has tier \(e.tier.rawValue) here; keep one declaration")
             }
-            if let other = authentik[admin.authentikUser.lowercased()], other.osUser != admin.osUser {
-                diags.error(other.location, "authentik_user '\(other.authentikUser)' is also the settings admin '\(admin.osUser)'")
+            if let other = authentik[lookAlikeSkeleton(admin.authentikUser)], other.osUser != admin.osUser {
+                diags.error(other.location(of: "authentik_user"), "authentik_user '\(printable(other.authentikUser))' is also the settings admin '\(admin.osUser)' (authentik_user '\(printable(admin.authentikUser))'); one IdP user maps to one os_user, fix one of them")
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Where a service's API token comes from: an environment variable (wins when set and non-empty), else a file.
-/// Tokens never come from the roster and are never printed.
+/// Where a service's API token comes from: an environment variable (wins when set and non-empty), else a file
+/// owned by root with no group or other permission bits. Tokens never come from the roster and are never printed.
 public struct TokenSource: Sendable, Hashable, Codable {
     /// Environment variable name, e.g. `AUTHENTIK_TOKEN`, `VAULT_TOKEN`.
     public var environment: String?
@@ -32,9 +32,12 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
     public var jwksURL: String?
     /// Where `apply` writes the JWKS (root-owned, 0644): the dispatcher's `dispatch.jwt.jwks_file`.
     public var jwksFile: String = "/var/lib/workstation/authentik-jwks.json"
+    /// Host path of a PEM file of CA certificates trusted for `url` and `jwks_url` besides the system's (a
+    /// private CA); nil: the system's store, or `SSL_CERT_FILE` when set.
+    public var caFile: String?
     public init(url: String) { self.url = url }
 
-    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size", "jwks_url", "jwks_file"]
+    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size", "jwks_url", "jwks_file", "ca_file"]
 
     /// Reads the `authentik:` mapping; every key but `url` has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> AuthentikSettings? {
@@ -53,9 +56,8 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
         if let v = r["timeout"], let n = v.integer("authentik.timeout", diags, range: 1...300) { s.timeout = n }
         if let v = r["page_size"], let n = v.integer("authentik.page_size", diags, range: 1...1000) { s.pageSize = n }
         if let v = r["jwks_url"] { s.jwksURL = httpURL(v, "authentik.jwks_url", diags, keepTrailingSlash: true) }
-        if let v = r["jwks_file"], let p = v.string("authentik.jwks_file", diags) {
-            if p.hasPrefix("/") { s.jwksFile = p } else { diags.error(v.location, "authentik.jwks_file must be an absolute path, got '\(printable(p))'") }
-        }
+        if let v = r["jwks_file"], let p = absolutePath(v, "authentik.jwks_file", diags) { s.jwksFile = p }
+        if let v = r["ca_file"] { s.caFile = absolutePath(v, "authentik.ca_file", diags) }
         return s
     }
 }
@@ -236,12 +238,16 @@ public struct VaultSettings: Sendable, Hashable, Codable {
     public var secretFiles: [SecretFileSpec] = []
     /// Per-request deadline, seconds.
     public var timeout: Int = 10
+    /// Host path of a PEM file of CA certificates trusted for `url` besides the system's (a private CA); nil: the
+    /// system's store, or `SSL_CERT_FILE` when set.
+    public var caFile: String?
     public init(url: String) { self.url = url }
 
     /// The role a tier logs in with.
     public func oidcRole(_ t: Tier) -> String { oidcRoles[t] ?? t.rawValue }
 
-    static let keys = ["url", "namespace", "token_file", "token_env", "oidc_roles", "helper_file", "profile_snippet", "secret_files", "timeout"]
+    static let keys = ["url", "namespace", "token_file", "token_env", "oidc_roles", "helper_file", "profile_snippet", "secret_files", "timeout",
+                       "ca_file"]
 
     /// Reads the `vault:` mapping; every key but `url` has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> VaultSettings? {
@@ -251,6 +257,7 @@ public struct VaultSettings: Sendable, Hashable, Codable {
         s.token = parseToken(r, what: "vault", defaultEnv: "VAULT_TOKEN", diags)
         if let v = r["namespace"] { s.namespace = plainWord(v, "vault.namespace", diags, allowSlash: true) }
         if let v = r["timeout"], let n = v.integer("vault.timeout", diags, range: 1...300) { s.timeout = n }
+        if let v = r["ca_file"] { s.caFile = absolutePath(v, "vault.ca_file", diags) }
         if let v = r["helper_file"], let p = homeRelativePath(v, "vault.helper_file", diags) { s.helperFile = p }
         if let v = r["profile_snippet"], let p = absolutePath(v, "vault.profile_snippet", diags) { s.profileSnippet = p }
         if let v = r["oidc_roles"], let rr = KeyedReader(v, what: "vault.oidc_roles", known: Tier.allCases.map(\.rawValue), diags) {

@@ -90,8 +90,19 @@ public struct Settings: Sendable, Hashable, Codable {
     public var offboard = OffboardSettings()
     public var cutover = CutoverSettings()
     public var idle = IdleSettings()
+    /// Where each key is written in the settings file, by dotted path (`accounts.group`, `offboard.backup_directory`),
+    /// for errors the host shows later (Settings+Placement.swift); empty for defaults.
+    public var locations: [String: SourceLocation] = [:]
+    /// Ports other services on this host listen on (`otherServicePorts`): port -> what listens there. No person's
+    /// unit may take one.
+    public var reservedPorts: [Int: String] = [9464: "dispatch.metrics_listen (default 127.0.0.1:9464)"]
 
     public init() {}
+
+    /// Where `key` (a dotted path) is written, else the file's start; `file` names the settings file in messages.
+    public func location(of key: String) -> SourceLocation {
+        locations[key] ?? locations[""] ?? SourceLocation(file: "workstation.yaml", line: 0, column: 0)
+    }
 
     /// The primary per-user unit (the t3 instance), whose port the dispatcher routes to.
     public var primaryUnit: PerUserUnit { units[0] }
@@ -151,7 +162,10 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
         if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
         if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
+        s.locations = keyLocations(doc)
         s.checkPlacement(r, diags)
+        s.checkGroups(diags)
+        s.checkPorts(doc, diags)
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }
@@ -230,44 +244,3 @@ public struct Settings: Sendable, Hashable, Codable {
     }
 }
 
-/// Directories that can never be the parent of homes.
-let systemDirectories: Set<String> = ["/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
-                                      "/run", "/root", "/var", "/tmp", "/opt", "/srv", "/usr/local"]
-/// Files root's own identity depends on; no derived file may be one of them.
-let protectedFiles: Set<String> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/login.defs",
-                                   "/etc/subuid", "/etc/subgid", "/etc/pam.conf", "/etc/fstab", "/etc/hosts", "/etc/crontab"]
-
-extension Settings {
-    /// Refuses placements that would let a user's symlink or a typo redirect root's writes: derived files and the
-    /// state directory under `home_root`, a derived file that is an account database, a system directory as
-    /// `home_root`.
-    func checkPlacement(_ r: KeyedReader, _ diags: DiagnosticCollector) {
-        let at = { (key: String) in r[key]?.location ?? r.location }
-        let home = accounts.homeRoot.hasSuffix("/") ? String(accounts.homeRoot.dropLast()) : accounts.homeRoot
-        if systemDirectories.contains(home) {
-            diags.error(at("accounts"), "accounts.home_root \(home) is a system directory; homes live in a directory of their own such as /home")
-        }
-        func insideHomes(_ p: String) -> Bool { p == home || p.hasPrefix(home + "/") }
-        for (key, path) in [("derived", derived.ttydUserMap), ("derived", derived.dispatch)] {
-            if insideHomes(path) { diags.error(at(key), "derived file \(path) is under home_root \(home), where users control the path; put it under /etc") }
-            if protectedFiles.contains(path) || path.hasPrefix("/etc/sudoers.d/") || path.hasPrefix("/etc/pam.d/") {
-                diags.error(at(key), "derived file \(path) would overwrite a system file; pick a path of its own such as /etc/ttyd-user-map")
-            }
-        }
-        if derived.ttydUserMap == derived.dispatch { diags.error(at("derived"), "derived.ttyd_user_map and derived.dispatch are the same file") }
-        if insideHomes(stateDirectory) {
-            diags.error(at("state_directory"), "state_directory \(stateDirectory) is under home_root \(home); root's state must live outside homes, e.g. /var/lib/workstation")
-        }
-    }
-}
-
-/// An absolute, normalized path (no `..`, no empty components).
-func absolutePath(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector) -> String? {
-    guard let p = v.string(what, diags) else { return nil }
-    let parts = p.split(separator: "/", omittingEmptySubsequences: false)
-    if !p.hasPrefix("/") || parts.dropFirst().contains(where: { $0 == ".." || $0 == "." }) || p.contains("\n") {
-        diags.error(v.location, "\(what) must be an absolute path without '..', got '\(printable(p))'")
-        return nil
-    }
-    return p
-}

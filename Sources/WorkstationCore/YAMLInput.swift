@@ -388,6 +388,9 @@ public struct KeyedReader {
 
     /// True when the key is written, even with a null value.
     public func has(_ key: String) -> Bool { values[key] != nil }
+
+    /// Where the key's value is written (also for a null value); nil when the key is absent.
+    public func location(of key: String) -> SourceLocation? { values[key]?.location }
 }
 
 /// The known word with the smallest edit distance, if it is close enough to be a typo.

@@ -36,14 +36,24 @@ public enum AccountDatabase {
 
     /// `UID_MIN` and `UID_MAX` from `login.defs(5)`; Debian's defaults 1000 and 60000 when absent.
     public static func uidRange(loginDefs data: Data?) -> ClosedRange<Int> {
-        var lo = 1000, hi = 60000
+        range(loginDefs: data, "UID_MIN", "UID_MAX", default: 1000...60000)
+    }
+
+    /// `SYS_GID_MIN` and `SYS_GID_MAX` from `login.defs(5)`: the gids `groupadd -r` gives system groups; Debian's
+    /// defaults 100 and 999 when absent.
+    public static func systemGidRange(loginDefs data: Data?) -> ClosedRange<Int> {
+        range(loginDefs: data, "SYS_GID_MIN", "SYS_GID_MAX", default: 100...999)
+    }
+
+    static func range(loginDefs data: Data?, _ minKey: Substring, _ maxKey: Substring, default d: ClosedRange<Int>) -> ClosedRange<Int> {
+        var lo = d.lowerBound, hi = d.upperBound
         for line in String(decoding: data ?? Data(), as: UTF8.self).split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard parts.count >= 2, let n = Int(parts[1]) else { continue }
-            if parts[0] == "UID_MIN" { lo = n }
-            if parts[0] == "UID_MAX" { hi = n }
+            if parts[0] == minKey { lo = n }
+            if parts[0] == maxKey { hi = n }
         }
-        return lo <= hi ? lo...hi : 1000...60000
+        return lo <= hi ? lo...hi : d
     }
 
     /// The fields of each line that is neither empty nor a comment, split on `:` (empty fields kept). Lines and

@@ -28,11 +28,13 @@ public struct CloneStatus: Sendable, Hashable, Codable {
     public var detail: String
 
     /// `alice: /home/alice/code present, locked state verified`.
+    /// One line for people: each value escaped and kept on the line (`printable`: a link target or a git message may
+    /// hold control characters or a newline).
     public var line: String {
-        let head = "\(user): \(path) \(state.rawValue)"
+        let head = "\(printable(user)): \(printable(path)) \(state.rawValue)"
         switch state {
-        case .present: return head + (lockedVerified ? ", locked state verified" : ", NOT verified locked: \(detail)")
-        default: return head + " (\(detail))"
+        case .present: return head + (lockedVerified ? ", locked state verified" : ", NOT verified locked: \(printable(detail))")
+        default: return head + " (\(printable(detail)))"
         }
     }
 }

@@ -21,13 +21,17 @@ public enum JWKSRefresh {
     /// Fetches and, when different, writes the key set.
     /// - Parameters:
     ///   - settings: the `authentik:` settings (`jwks_url`, `jwks_file`, `timeout`).
-    ///   - root: the host root the file is written under.
+    ///   - root: the host root the file is written under (and `ca_file` read from).
+    ///   - environment: for `SSL_CERT_FILE`.
     /// - Returns: what happened; never throws (a failure is an outcome to report).
-    public static func refresh(_ settings: AuthentikSettings?, root: HostRoot) -> Outcome {
+    public static func refresh(_ settings: AuthentikSettings?, root: HostRoot,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) -> Outcome {
         guard let settings, let url = settings.jwksURL else { return .notConfigured }
         let response: HTTPTransport.Response
+        let trust = TLSTrust.from(caFile: settings.caFile.map(root.path), environment: environment)
+        if let problem = trust.problem { return .failed("authentik: \(problem)") }
         do {
-            response = try HTTPTransport(timeout: settings.timeout).send(.GET, url, headers: [("Accept", "application/json")])
+            response = try HTTPTransport(timeout: settings.timeout, trust: trust).send(.GET, url, headers: [("Accept", "application/json")])
         } catch {
             return .failed("\(error)")
         }

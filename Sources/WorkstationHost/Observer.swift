@@ -37,7 +37,9 @@ public struct Observer: Sendable {
         s.passwd = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
         s.groups = AccountDatabase.group(root.read("/etc/group") ?? Data())
         s.shadow = AccountDatabase.shadow(root.read("/etc/shadow") ?? Data())
-        s.uidRange = AccountDatabase.uidRange(loginDefs: root.read("/etc/login.defs"))
+        let loginDefs = root.read("/etc/login.defs")
+        s.uidRange = AccountDatabase.uidRange(loginDefs: loginDefs)
+        s.systemGidRange = AccountDatabase.systemGidRange(loginDefs: loginDefs)
         s.state = try StateStore(root: root, settings: settings).load()
         // The retirement outlives state.json: every archive's name carries its uid.
         for uid in retiredUidsFromArchives() where !s.state.retiredUids.contains(uid) { s.state.retiredUids.append(uid) }
@@ -228,7 +230,8 @@ public struct Observer: Sendable {
     /// - Parameter base: `observeBase()` taken earlier for the same settings; nil: taken now.
     public func observe(roster: Roster, base: HostSnapshot? = nil) throws -> (HostSnapshot, DesiredState) {
         var snap = try base ?? observeBase()
-        let desired = desire(roster: roster, settings: settings, snapshot: snap)
+        var desired = desire(roster: roster, settings: settings, snapshot: snap)
+        desired.diagnostics += settingsPathDiagnostics()
         observeWatched(desired, into: &snap)
         return (snap, desired)
     }

@@ -16,7 +16,8 @@ public enum SetupHostEngine {
         let settings = inputs.settings
         let observer = Observer(root: root, settings: settings)
         var snap = try observer.observeBase()
-        let desired = desire(roster: inputs.roster, settings: settings, snapshot: snap)
+        var desired = desire(roster: inputs.roster, settings: settings, snapshot: snap)
+        desired.diagnostics += observer.settingsPathDiagnostics()
         let planner = Planner(settings: settings)
         observer.observePaths(desired.users.flatMap { [WatchedPath($0.home)] + planner.secretFileWatchedPaths($0) }, into: &snap)
 
@@ -39,6 +40,13 @@ public enum SetupHostEngine {
         var items = settings.inheritedItems.map { joinPath(settings.configBase, $0) }
         if host.guidance != nil { items.append(guidancePath) }
         host.chains = items.map { ReachResolver(root: root).chain($0) }
+        // A config base in an admin's home: the credential files of that home, which a grant opening it could expose.
+        if let owner = settings.homeOwner(of: settings.configBase, in: snap) {
+            host.baseHome = owner.home
+            for rel in settings.setupHost.secretFiles + wellKnownSecretFiles {
+                host.files[joinPath(owner.home, rel)] = observer.pathState(joinPath(owner.home, rel))
+            }
+        }
         host.canInstallPackages = root.isSystem
         return (snap, desired, host)
     }

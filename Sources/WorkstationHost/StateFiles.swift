@@ -357,8 +357,12 @@ public final class RunLock: @unchecked Sendable {
     private let fd: Int32
 
     /// Waits up to `timeout` seconds for the lock.
-    /// - Throws: `LockError.busy` when another run holds it after the wait.
+    /// - Throws: `ValidationFailure` when a path of the settings is unsafe on this host (`settingsPathDiagnostics`:
+    ///   the state directory through a link...), before anything is created; `LockError.busy` when another run
+    ///   holds it after the wait.
     public init(root: HostRoot, settings: Settings, timeout: Double) throws {
+        let unsafe = Observer(root: root, settings: settings).settingsPathDiagnostics()
+        if !unsafe.isEmpty { throw ValidationFailure(unsafe) }
         let dir = root.path(settings.stateDirectory)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = dir + "/lock"

@@ -72,14 +72,14 @@ public struct StatusReader: Sendable {
         }
     }
 
-    /// The table: a header and one aligned line per row.
+    /// The table: a header and one aligned line per row; every cell escaped and kept on its line (`printable`).
     public static func table(_ rows: [StatusRow]) -> String {
         let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "TASKS", "CLONE"]
         let lines = rows.map { r in
             [r.osUser, r.tier.rawValue, r.account.rawValue, r.unit, r.port.map(String.init) ?? "-", String(r.sessions),
              humanBytes(r.residentBytes), r.budgetBytes.map(humanBytes) ?? "-",
              r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-",
-             "\(r.tasks)/\(r.tasksMax.map(String.init) ?? "-")", r.clone?.rawValue ?? "-"]
+             "\(r.tasks)/\(r.tasksMax.map(String.init) ?? "-")", r.clone?.rawValue ?? "-"].map { printable($0) }
         }
         var widths = header.map(\.count)
         for l in lines { for (i, c) in l.enumerated() { widths[i] = max(widths[i], c.count) } }

@@ -59,12 +59,13 @@ public struct LiveAuthentikClient: AuthentikClient {
     /// Stops a server whose `next` never reaches 0.
     static let maxPages = 10_000
 
-    /// - Parameters: base URL without trailing slash, the API token, `page_size` and the per-request deadline in seconds.
-    public init(baseURL: String, token: String, pageSize: Int = 100, timeout: Int = 10) {
+    /// - Parameters: base URL without trailing slash, the API token, `page_size`, the per-request deadline in
+    ///   seconds, and the CAs trusted for https (`authentik.ca_file`, `SSL_CERT_FILE`).
+    public init(baseURL: String, token: String, pageSize: Int = 100, timeout: Int = 10, trust: TLSTrust = TLSTrust()) {
         self.base = baseURL
         self.token = Redacted(Data(token.utf8))
         self.pageSize = pageSize
-        self.http = HTTPTransport(timeout: timeout)
+        self.http = HTTPTransport(timeout: timeout, trust: trust, secrets: [self.token])
     }
 
     var headers: [(String, String)] {
@@ -85,7 +86,7 @@ public struct LiveAuthentikClient: AuthentikClient {
         var out: [[String: Any]] = []
         for _ in 0..<Self.maxPages {
             let r = try http.send(.GET, url(path, query + [("page", String(page)), ("page_size", String(pageSize))]), headers: headers)
-            guard r.status == 200 else { throw AuthentikError.status(operation: operation, code: r.status, detail: errorDetail(r.body)) }
+            guard r.status == 200 else { throw AuthentikError.status(operation: operation, code: r.status, detail: http.detail(r.body)) }
             guard let obj = try? JSONSerialization.jsonObject(with: r.body) as? [String: Any],
                 let results = obj["results"] as? [[String: Any]] else {
                 throw AuthentikError.badResponse(operation: operation, reason: "no results list")
@@ -136,6 +137,6 @@ public struct LiveAuthentikClient: AuthentikClient {
             throw AuthentikError.badResponse(operation: op, reason: "group pk is not a UUID")
         }
         let r = try http.send(.POST, url("/api/v3/core/groups/\(groupPK)/\(verb)/"), headers: headers, body: Data("{\"pk\":\(userPK)}".utf8))
-        guard r.status == 204 || r.status == 200 else { throw AuthentikError.status(operation: op, code: r.status, detail: errorDetail(r.body)) }
+        guard r.status == 204 || r.status == 200 else { throw AuthentikError.status(operation: op, code: r.status, detail: http.detail(r.body)) }
     }
 }

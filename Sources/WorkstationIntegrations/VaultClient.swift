@@ -24,7 +24,9 @@ extension VaultClient {
     /// - Throws: `VaultError.missingKey` naming the keys present (never their values), or what `readKV` throws.
     public func readSecret(mount: String, path: String, key: String) throws -> Redacted {
         let s = try readKV(mount: mount, path: path)
-        guard let v = s.data[key] else { throw VaultError.missingKey(ref: "\(mount)/\(path)", key: key, present: s.data.keys.sorted()) }
+        guard let v = s.data[key] else {
+            throw VaultError.missingKey(ref: "\(mount)/\(path)", key: key, present: s.data.keys.sorted().map { printable($0) })
+        }
         return v
     }
 }
@@ -61,11 +63,13 @@ public struct LiveVaultClient: VaultClient {
     let namespace: String?
     let http: HTTPTransport
 
-    public init(baseURL: String, token: String, namespace: String?, timeout: Int = 10) {
+    /// - Parameters: `VAULT_ADDR` without trailing slash, the token, `X-Vault-Namespace`, the per-request deadline
+    ///   in seconds, and the CAs trusted for https (`vault.ca_file`, `SSL_CERT_FILE`).
+    public init(baseURL: String, token: String, namespace: String?, timeout: Int = 10, trust: TLSTrust = TLSTrust()) {
         self.base = baseURL
         self.token = Redacted(Data(token.utf8))
         self.namespace = namespace
-        self.http = HTTPTransport(timeout: timeout)
+        self.http = HTTPTransport(timeout: timeout, trust: trust, secrets: [self.token])
     }
 
     public func readKV(mount: String, path: String) throws -> KVSecret {
@@ -80,7 +84,8 @@ public struct LiveVaultClient: VaultClient {
         let data = obj?["data"] as? [String: Any]
         let meta = data?["metadata"] as? [String: Any]
         let version = (meta?["version"] as? NSNumber)?.intValue ?? 0
-        let deletion = meta?["deletion_time"] as? String ?? ""
+        // Text from the server reaches messages: redacted like every error detail.
+        let deletion = http.redact(meta?["deletion_time"] as? String ?? "")
         let destroyed = (meta?["destroyed"] as? Bool) ?? false
         switch r.status {
         case 200:
@@ -101,9 +106,9 @@ public struct LiveVaultClient: VaultClient {
             if !deletion.isEmpty { throw VaultError.deleted(ref: ref, version: version, at: deletion) }
             throw VaultError.notFound(ref: ref)
         case 401, 403:
-            throw VaultError.permissionDenied(ref: ref, detail: errorDetail(r.body))
+            throw VaultError.permissionDenied(ref: ref, detail: http.detail(r.body))
         default:
-            throw VaultError.status(ref: ref, code: r.status, detail: errorDetail(r.body))
+            throw VaultError.status(ref: ref, code: r.status, detail: http.detail(r.body))
         }
     }
 }

@@ -41,11 +41,11 @@ struct ApplyCommand: ParsableCommand {
         if reporter.json {
             reporter.emit(outcomeFields(outcome).merging(reporter.timingFields) { $1 }, exitCode: code)
         } else {
-            print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+            say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
             if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {
-                print("units were enabled only: under --root no systemd runs, so nothing was started")
+                say("units were enabled only: under --root no systemd runs, so nothing was started")
             }
-            print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
+            say("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
         for n in outcome.report.notes { reporter.say("note: \(n)") }
         for f in outcome.report.failed { reporter.say("error: \(f.error)") }

@@ -28,7 +28,7 @@ struct CloneStatusCommand: ParsableCommand {
             let clones = try JSONSerialization.jsonObject(with: try enc.encode(states))
             reporter.emit(["clones": clones], exitCode: ExitStatus.ok)
         } else {
-            for s in states { print(s.line) }
+            for s in states { say(s.line) }
         }
     }
 }

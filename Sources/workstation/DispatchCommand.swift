@@ -53,17 +53,17 @@ struct DispatchCommand: AsyncParsableCommand {
         // Only the default path may be absent (every key has a default): a named file that is not there is a typo,
         // and starting with defaults would change the deployment silently.
         if let settings, !FileManager.default.fileExists(atPath: settings) {
-            FileHandle.standardError.write(Data("error: the settings file \(settings) does not exist; check --settings\n".utf8))
+            printError("error: the settings file \(settings) does not exist; check --settings")
             throw ExitCode(1)
         }
         let settings = self.settings ?? "/etc/workstation/workstation.yaml"
         do {
             config = try DispatchConfig.load(path: settings)
         } catch let failure as ValidationFailure {
-            FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+            printError(failure.description)
             throw ExitCode(1)
         } catch {
-            FileHandle.standardError.write(Data("error: cannot read \(settings): \(error)\n".utf8))
+            printError("error: cannot read \(settings): \(error)")
             throw ExitCode(1)
         }
         func address(_ text: String, _ flag: String) throws -> ListenAddress {

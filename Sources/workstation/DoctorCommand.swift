@@ -37,11 +37,11 @@ struct DoctorCommand: ParsableCommand {
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "
-                print(reporter.text("\(tag) \(f.check)\(f.user.map { " \($0)" } ?? ""): \(f.message)"))
-                if let fix = f.fix, f.severity != .ok { print(reporter.text("     fix: \(fix)")) }
+                say(reporter.text("\(tag) \(f.check)\(f.user.map { " \($0)" } ?? ""): \(f.message)"))
+                if let fix = f.fix, f.severity != .ok { say(reporter.text("     fix: \(fix)")) }
             }
             let ok = report.findings.count - report.failures - report.warnings
-            print("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")
+            say("Doctor: \(report.failures) failed, \(report.warnings) warnings, \(ok) passed.")
         }
         if code != ExitStatus.ok { throw ExitCode(code) }
     }

@@ -22,7 +22,7 @@ struct MetricsCommand: ParsableCommand {
                 let path = output.hasPrefix("/") ? output : FileManager.default.currentDirectoryPath + "/" + output
                 try writeFileAtomically(Data(text.utf8), to: path, mode: 0o644)
             } else {
-                print(text, terminator: "")
+                say(text, terminator: "")
             }
         } catch {
             throw reportedExit(error)

@@ -78,10 +78,10 @@ func report(_ outcome: LifecycleOutcome, reporter: Reporter, extra: [String: any
         e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
         reporter.emit(e, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
     } else {
-        print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false), terminator: "")
-        for m in outcome.messages { print(reporter.text(m)) }
-        if outcome.dryRun { print("dry run: nothing was changed") }
-        if let r = outcome.report { print("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
+        say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false))
+        for m in outcome.messages { say(reporter.text(m)) }
+        if outcome.dryRun { say("dry run: nothing was changed") }
+        if let r = outcome.report { say("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
     }
     for f in outcome.report?.failed ?? [] { reporter.say("error: \(f.error)") }
     for s in outcome.report?.skipped ?? [] { reporter.say("skipped: \(s.change.summary): \(s.reason)") }

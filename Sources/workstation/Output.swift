@@ -43,7 +43,7 @@ struct Reporter {
 
     /// Prints one JSON object: the contract's envelope around `fields`.
     func emit(_ fields: [String: Any], exitCode: Int32) {
-        print(JSONContract.object(command: command, exitCode: exitCode, fields))
+        sayJSON(JSONContract.object(command: command, exitCode: exitCode, fields))
     }
 
     /// The fields a run adds when `--timings` is set: `cpu_ms` (`cpuMilliseconds()`).

@@ -38,7 +38,7 @@ struct PlanCommand: ParsableCommand {
             fields.merge(reporter.timingFields) { $1 }
             reporter.emit(fields, exitCode: code)
         } else {
-            print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+            say(PlanRenderer.humanText(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
             reporter.refusals(plan)
         }
         // The snapshot of a large host is tens of thousands of values: the process ends without freeing them.

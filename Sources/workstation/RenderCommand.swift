@@ -72,7 +72,7 @@ struct RenderAuthentikPolicy: ParsableCommand {
 /// command's do, an `ExitCode` thrown by `render` as it is.
 private func printRendered(_ inputs: InputOptions, _ rootOptions: RootOptions, _ render: (Inputs) throws -> String) throws {
     do {
-        print(try render(Engine.load(inputs.paths, root: rootOptions.hostRoot)), terminator: "")
+        say(try render(Engine.load(inputs.paths, root: rootOptions.hostRoot)), terminator: "")
     } catch let e as ExitCode {
         throw e
     } catch {

@@ -46,7 +46,7 @@ struct SetupHostCommand: ParsableCommand {
                 fields["plan_only"] = true
                 reporter.emit(fields, exitCode: code)
             } else {
-                print(PlanRenderer.human(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
+                say(PlanRenderer.humanText(plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
                 reporter.refusals(plan)
             }
             if code != ExitStatus.ok { throw ExitCode(code) }
@@ -64,8 +64,8 @@ struct SetupHostCommand: ParsableCommand {
             fields["plan_only"] = false
             reporter.emit(fields, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
         } else {
-            print(PlanRenderer.human(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)), terminator: "")
-            print("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
+            say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
+            say("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
         for n in outcome.report.notes { reporter.say("note: \(n)") }
         for f in outcome.report.failed { reporter.say("error: \(f.error)") }

@@ -25,7 +25,7 @@ struct StatusCommand: ParsableCommand {
         if reporter.json {
             reporter.emit(StatusReader.jsonObject(rows), exitCode: ExitStatus.ok)
         } else {
-            print(StatusReader.table(rows), terminator: "")
+            say(StatusReader.table(rows), terminator: "")
         }
     }
 }

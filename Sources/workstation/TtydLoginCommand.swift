@@ -1,4 +1,5 @@
 import ArgumentParser
+import WorkstationCore
 import Foundation
 import WorkstationDispatch
 
@@ -30,15 +31,15 @@ struct TtydLoginCommand: ParsableCommand {
         do {
             argv = try login.resolve(ttydUser: user, today: TtydLogin.today())
         } catch {
-            FileHandle.standardError.write(Data("workstation ttyd-login: error: \(error.description)\n".utf8))
+            printError("workstation ttyd-login: error: \(error.description)")
             throw ExitCode(1)
         }
         if dryRun {
-            print(argv.joined(separator: " "))
+            say(argv.map { printable($0) }.joined(separator: " "))
             return
         }
         let failure = TtydLogin.exec(argv)
-        FileHandle.standardError.write(Data("workstation ttyd-login: error: \(failure)\n".utf8))
+        printError("workstation ttyd-login: error: \(failure)")
         throw ExitCode(1)
     }
 }

@@ -27,7 +27,7 @@ struct ValidateCommand: ParsableCommand {
                 reporter.emit(["roster": loaded.rosterPath, "settings": loaded.settingsPath ?? NSNull(), "people": people,
                                "diagnostics": [Any]()], exitCode: ExitStatus.ok)
             } else {
-                print("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
+                say("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
             }
         } catch {
             throw reporter.failure(error)

@@ -42,7 +42,7 @@ struct Workstation: AsyncParsableCommand {
             let code = exitCode(for: error)
             if arguments.contains("--json"), code != .success {
                 let name = arguments.first { !$0.hasPrefix("-") } ?? "workstation"
-                print(JSONContract.object(command: name, exitCode: code.rawValue, [
+                sayJSON(JSONContract.object(command: name, exitCode: code.rawValue, [
                     "error": ["kind": "usage", "message": fullMessage(for: error)],
                 ]))
                 Foundation.exit(code.rawValue)
@@ -61,7 +61,7 @@ struct Workstation: AsyncParsableCommand {
             let code = exitCode(for: error)
             if arguments.contains("--json") {
                 let name = type(of: command).configuration.commandName ?? "workstation"
-                print(JSONContract.object(command: name, exitCode: code.rawValue, [
+                sayJSON(JSONContract.object(command: name, exitCode: code.rawValue, [
                     "error": ["kind": code.rawValue == ExitStatus.usage ? "usage" : "failed", "message": fullMessage(for: error)],
                 ]))
                 Foundation.exit(code.rawValue)
@@ -132,9 +132,29 @@ func exitNow(_ code: Int32) -> Never {
     exit(code)
 }
 
-/// Prints to standard error.
+// Every human output goes through `say` or `printError`, which escape what a terminal would act on
+// (`terminalSafe`: control characters, bidi overrides...), so no file, link, process or IdP name reaches root's
+// terminal raw. JSON goes through `sayJSON` (`jsonText` escapes the same characters as `\uXXXX`).
+
+/// Writes human text to standard output, escaped (newlines kept).
+func say(_ s: String, terminator: String = "\n") {
+    FileHandle.standardOutput.write(Data((terminalSafe(s) + terminator).utf8))
+}
+
+/// Writes rendered text (already escaped, with its own colours) to standard output.
+func say(_ t: TerminalText) {
+    FileHandle.standardOutput.write(Data(t.rendered.utf8))
+}
+
+/// Writes a JSON document (from `jsonText` or an encoder) and a newline to standard output.
+func sayJSON(_ json: String) {
+    FileHandle.standardOutput.write(Data((json + "\n").utf8))
+}
+
+/// Writes human text to standard error, escaped (newlines kept), ending in a newline.
 func printError(_ s: String) {
-    FileHandle.standardError.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))
+    let safe = terminalSafe(s)
+    FileHandle.standardError.write(Data((safe.hasSuffix("\n") ? safe : safe + "\n").utf8))
 }
 
 /// True when stdout is a terminal and NO_COLOR is unset.

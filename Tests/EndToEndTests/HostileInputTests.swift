@@ -84,8 +84,33 @@ let identityClashCases: [HostileCase] = [
     .init("a pinned port twice", HostileCase.entry("dave", more: "port: 3800") + "\n" + HostileCase.entry("frank", ak: "frank", k8s: "frank", more: "port: 3800"),
           line: 6, "already pinned"),
     // 3 people in the base + 98 = 101 for the 100 ports of the example port_range: the 101st must not share a port.
-    .init("more people than ports", (0..<98).map { HostileCase.entry(String(format: "f%03d", $0), ak: String(format: "f%03d", $0), k8s: "f") }.joined(separator: "\n"),
+    .init("more people than ports", (0..<98).map { HostileCase.entry(String(format: "f%03d", $0), ak: String(format: "f%03d", $0), k8s: String(format: "f%03d", $0)) }.joined(separator: "\n"),
           line: 102, "no free port left for 'f097'"),
+]
+
+/// Names that pass for another person's once case, width, compatibility forms and look-alike letters are folded
+/// (UTS #39), one cluster identity or email for two people, a namespace listed twice, and rosters that would read as
+/// "nobody" without saying so.
+let lookAlikeCases: [HostileCase] = [
+    .init("IdP user differing only in case", HostileCase.entry("dave", ak: "Bob"), "mapped to both 'bob'"),
+    .init("IdP user in full-width letters", HostileCase.entry("dave", ak: "\u{FF42}\u{FF4F}\u{FF42}"), "mapped to both 'bob'"),
+    .init("IdP user with a digit for a letter", HostileCase.entry("dave", ak: "a1ice.smith"), "mapped to both 'alice'"),
+    .init("IdP user with sharp s against ss", HostileCase.entry("dave", ak: "stra\u{DF}e") + "\n" + HostileCase.entry("frank", ak: "strasse", k8s: "frank"),
+          line: 6, "mapped to both 'dave'"),
+    .init("IdP user with a Cyrillic letter", HostileCase.entry("dave", ak: "\u{0430}lice.smith"), "mixes Latin and Cyrillic"),
+    .init("IdP user with a Greek letter", HostileCase.entry("dave", ak: "b\u{03BF}b"), "mixes Latin and Greek"),
+    .init("cluster identity all in Cyrillic look-alikes", HostileCase.entry("dave", k8s: "\u{044C}\u{043E}\u{044C}"), "mapped to both 'bob'"),
+    .init("one k8s_user for two people", HostileCase.entry("dave", k8s: "alice"), "k8s_user 'alice' is mapped to both 'alice'"),
+    .init("one email for two people, in other case", HostileCase.entry("dave", more: "email: ALICE@example.org"), "email 'ALICE@example.org' is mapped to both 'alice'"),
+    .init("os_user with a zero for an o", HostileCase.entry("b0b", ak: "dave"), "duplicates 'bob'"),
+    .init("os_user with rn for m", HostileCase.entry("carnol", ak: "dave") + "\n" + HostileCase.entry("camol", ak: "frank", k8s: "frank"), line: 6, "duplicates 'carnol'"),
+    .init("a namespace listed twice", "  dave: { authentik_user: dave, k8s_user: dave, tier: namespace-owner, namespaces: [team-a, team-b, team-a] }",
+          "namespace 'team-a' is listed twice"),
+    .init("users with no value", data: Data("users:\n".utf8), lines: nil, "users has no value"),
+    .init("users entirely commented out", data: Data("users:\n#  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n".utf8), lines: nil, "users has no value"),
+    .init("users: null", data: Data("users: null\n".utf8), lines: nil, "write `users: {}` if you really mean nobody"),
+    .init("users: ~", data: Data("users: ~\n".utf8), lines: nil, "users has no value"),
+    .init("no users key", data: Data("{}\n".utf8), lines: [1], "the roster has no users key"),
 ]
 
 /// YAML 1.1 implicit typing, null look-alikes, duplicates, size, depth and encoding.
@@ -225,6 +250,7 @@ let hostStateCases: [HostileCase] = [
 
     @Test(arguments: idpNameCases) func idpStyleNames(_ c: HostileCase) throws { try check(c) }
     @Test(arguments: identityClashCases) func identityClashes(_ c: HostileCase) throws { try check(c) }
+    @Test(arguments: lookAlikeCases) func lookAlikeNamesSharedIdentitiesAndEmptyRosters(_ c: HostileCase) throws { try check(c) }
     @Test(arguments: yamlCases) func yamlTypingDuplicatesAndEncoding(_ c: HostileCase) throws { try check(c) }
     @Test(arguments: hostStateCases) func collisionsWithHostState(_ c: HostileCase) throws { try check(c) }
 

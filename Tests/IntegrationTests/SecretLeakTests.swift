@@ -53,4 +53,32 @@ import WorkstationCore
         // The secrets did reach their files (the grep above is not vacuous).
         #expect(String(decoding: s.root.read("/home/alice/.claude.json") ?? Data(), as: UTF8.self).contains(Secrets.haToken))
     }
+
+    /// Servers that echo the presented token in their refusals, and tokens with a line break in them: nothing the
+    /// binary prints carries either token.
+    @Test func aTokenEchoedByTheServerOrBrokenByANewlineNeverReachesTheOutput() throws {
+        let s = try Sandbox()
+        try s.prepare()
+        s.authentik.echoPresentedToken = true
+        s.vault.echoPresentedToken = true
+        let base = ["--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir]
+        let wrongAK = "ak-WRONG-echoed-token-0123456789"
+        let wrongVault = "hvs.WRONG-echoed-token-abcdef"
+        s.vault.secrets["secret/beads"] = [FakeVault.Version(data: ["password": Secrets.beads])]
+        for (name, env) in [("echoing servers", ["AUTHENTIK_TOKEN": wrongAK, "VAULT_TOKEN": wrongVault]),
+                            ("newline tokens", ["AUTHENTIK_TOKEN": "ak-WRONG\nechoed-token-0123456789", "VAULT_TOKEN": "hvs.WRONG\r\necho"])] {
+            for command in [["plan"], ["plan", "--json"], ["apply"], ["doctor"]] {
+                let r = try runProgram([workstationBinary] + command + base, env: env)
+                for (channel, text) in [("stdout", r.stdout), ("stderr", r.stderr)] {
+                    #expect(!text.contains("WRONG") && !text.contains("echoed-token"), "\(name): \(command) \(channel) shows a token:\n\(text.prefix(1500))")
+                }
+                if name == "echoing servers" && command == ["plan"] {
+                    #expect(r.stdout.contains("<redacted>"), "the echo reached the plan, redacted: \(r.stdout.prefix(1500))")
+                }
+                if name == "newline tokens" && command == ["plan"] {
+                    #expect(r.stdout.contains("holds a line break"), "\(r.stdout.prefix(1500))")
+                }
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One request as the test server received it.
 struct RecordedRequest: Sendable {
@@ -22,12 +23,20 @@ final class TestHTTPServer: @unchecked Sendable {
     private let respond: @Sendable (RecordedRequest) -> (Int, Data)
     private(set) var port = 0
 
-    init(_ respond: @escaping @Sendable (RecordedRequest) -> (Int, Data)) throws {
+    /// True when the server speaks TLS (`https://`).
+    let isTLS: Bool
+
+    /// - Parameter tls: serve `https://` with this context (a certificate made by the test); nil: plain HTTP.
+    init(tls: NIOSSLContext? = nil, _ respond: @escaping @Sendable (RecordedRequest) -> (Int, Data)) throws {
         self.respond = respond
+        self.isTLS = tls != nil
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [unowned self] ch in
-                ch.pipeline.configureHTTPServerPipeline().flatMap { ch.pipeline.addHandler(Handler(server: self)) }
+                let secured: EventLoopFuture<Void> = tls.map { ctx in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ctx)) }
+                } ?? ch.eventLoop.makeSucceededVoidFuture()
+                return secured.flatMap { ch.pipeline.configureHTTPServerPipeline() }.flatMap { ch.pipeline.addHandler(Handler(server: self)) }
             }
         channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
         port = channel.localAddress!.port!
@@ -38,7 +47,7 @@ final class TestHTTPServer: @unchecked Sendable {
         try? group.syncShutdownGracefully()
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "\(isTLS ? "https" : "http")://127.0.0.1:\(port)" }
     var requests: [RecordedRequest] { lock.withLock { recorded } }
     /// Requests that could change something on the server (anything but GET).
     var mutating: [RecordedRequest] { requests.filter { $0.method != "GET" } }
@@ -104,12 +113,15 @@ final class FakeAuthentik: @unchecked Sendable {
     var failEverything: Int?
     private(set) var server: TestHTTPServer!
 
-    init(users: [String], group: String = "T3 Users", members: [String] = []) throws {
+    /// Echo the presented Authorization header in a refusal's detail, as a careless server might.
+    var echoPresentedToken = false
+
+    init(users: [String], group: String = "T3 Users", members: [String] = [], tls: NIOSSLContext? = nil) throws {
         for (i, u) in users.enumerated() { self.users[100 + i] = u }
         let pks = Set(members.compactMap { m in self.users.first { $0.value == m }?.key })
         groups = [Group(pk: "5f8e7c1a-0000-4000-8000-000000000001", name: "Other", members: []),
                   Group(pk: "5f8e7c1a-0000-4000-8000-00000000000a", name: group, members: pks)]
-        server = try TestHTTPServer { [unowned self] r in self.lock.withLock { self.answer(r) } }
+        server = try TestHTTPServer(tls: tls) { [unowned self] r in self.lock.withLock { self.answer(r) } }
     }
 
     var url: String { server.url }
@@ -132,6 +144,10 @@ final class FakeAuthentik: @unchecked Sendable {
     private func answer(_ r: RecordedRequest) -> (Int, Data) {
         if let f = failEverything { return (f, json(["detail": "server error"])) }
         guard r.headers["authorization"] == "Bearer \(token)" else {
+            if echoPresentedToken {
+                let padding = String(repeating: "x", count: 250)
+                return (403, json(["detail": "\(padding) header '\(r.headers["authorization"] ?? "")' is invalid/expired", "code": "authentication_failed"]))
+            }
             return (403, json(["detail": "Token invalid/expired", "code": "authentication_failed"]))
         }
         let parts = r.path.split(separator: "/").map(String.init)
@@ -175,11 +191,17 @@ final class FakeVault: @unchecked Sendable {
     var namespace: String?
     private(set) var server: TestHTTPServer!
 
-    init() throws { server = try TestHTTPServer { [unowned self] r in self.lock.withLock { self.answer(r) } } }
+    /// Echo the presented token in a refusal's errors and in a deletion time, as a careless server might.
+    var echoPresentedToken = false
+
+    init(tls: NIOSSLContext? = nil) throws { server = try TestHTTPServer(tls: tls) { [unowned self] r in self.lock.withLock { self.answer(r) } } }
     var url: String { server.url }
 
     private func answer(_ r: RecordedRequest) -> (Int, Data) {
-        guard r.headers["x-vault-token"] == token else { return (403, json(["errors": ["permission denied"]])) }
+        guard r.headers["x-vault-token"] == token else {
+            if echoPresentedToken { return (403, json(["errors": ["permission denied for token \(r.headers["x-vault-token"] ?? "")"]])) }
+            return (403, json(["errors": ["permission denied"]]))
+        }
         if let ns = namespace, r.headers["x-vault-namespace"] != ns { return (403, json(["errors": ["permission denied"]])) }
         let parts = r.path.split(separator: "/").map(String.init)
         guard r.method == "GET", parts.count >= 4, parts[0] == "v1", parts[2] == "data" else { return (404, json(["errors": []])) }

@@ -57,6 +57,14 @@ import Testing
         Case(name: "port out of range", yaml: entry("alice", "authentik_user: a, k8s_user: a, tier: power-user, port: 80"), line: 2, fragment: "port must be between 1024 and 65535"),
         Case(name: "bad email", yaml: entry("alice", "authentik_user: a, k8s_user: a, tier: power-user, email: alice"), line: 2, fragment: "is not an address"),
         Case(name: "users not a mapping", yaml: "users: [alice]\n", line: 1, fragment: "users must be a mapping"),
+        Case(name: "users with no value", yaml: "users:\n", line: 1, fragment: "users has no value"),
+        Case(name: "users entirely commented out", yaml: "# the team\nusers:\n  # alice: { authentik_user: a, k8s_user: a, tier: power-user }\n", line: 2, fragment: "users has no value"),
+        Case(name: "users: null", yaml: "users: null\n", line: 1, fragment: "write `users: {}` if you really mean nobody"),
+        Case(name: "no users key", yaml: "{}\n", line: 1, fragment: "the roster has no users key"),
+        Case(name: "k8s_user shared, block style", yaml: "users:\n  alice: { authentik_user: a, k8s_user: kim, tier: power-user }\n  bob:\n    authentik_user: b\n    k8s_user: KIM\n    tier: power-user\n", line: 5, fragment: "k8s_user 'KIM' is mapped to both 'alice' (line 2) and 'bob'"),
+        Case(name: "email shared", yaml: "users:\n  alice: { authentik_user: a, k8s_user: a, tier: power-user, email: x@example.org }\n  bob: { authentik_user: b, k8s_user: b, tier: power-user, email: X@Example.org }\n", line: 3, fragment: "email 'X@Example.org' is mapped to both 'alice'"),
+        Case(name: "authentik_user in full width", yaml: "users:\n  alice: { authentik_user: kim, k8s_user: a, tier: power-user }\n  bob: { authentik_user: \"\\uFF4Bim\", k8s_user: b, tier: power-user }\n", line: 3, fragment: "passes for their 'kim'"),
+        Case(name: "namespace repeated", yaml: entry("alice", "authentik_user: a, k8s_user: a, tier: namespace-owner, namespaces: [x, y, x]"), line: 2, fragment: "namespace 'x' is listed twice for 'alice'"),
     ]
 
     @Test(arguments: cases)
