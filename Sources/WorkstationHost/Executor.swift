@@ -82,9 +82,21 @@ public final class Executor {
         execute(changes.filter { $0.action != nil }, progress: progress)
     }
 
+    /// Units enabled in one `systemctl` call at most (systemctl(1) takes many unit names; the batch stays well
+    /// under the kernel's argument limit and bounds how much one failure makes the executor retry one by one).
+    static let enableBatchSize = 128
+
+    /// Runs `todo` in order, journaling each change. Enabling a unit that no later change depends on is held back
+    /// and done at the end for all such units together: every unit file and drop-in is written first, systemd
+    /// reloads once, and `systemctl enable --now` (or `--root=DIR enable`) takes the units in batches
+    /// (`enableBatchSize`). A batch that fails is retried one unit at a time, so a failure still names its person
+    /// and unit and the others in the batch still converge. A run killed before the batch leaves the units
+    /// disabled, which the next apply plans again.
     private func execute(_ todo: [Change], progress: (String) -> Void) -> ApplyReport {
         var report = ApplyReport()
         var notDone = Set<String>()
+        let dependedOn = Set(todo.flatMap(\.dependsOn))
+        var heldBack: [(index: Int, change: Change, name: String)] = []
         for (i, change) in todo.enumerated() {
             if let dep = change.dependsOn.first(where: { notDone.contains($0) }) {
                 notDone.insert(change.id)
@@ -92,28 +104,82 @@ public final class Executor {
                 journal?.record(change, result: "skipped", error: "\(dep) did not complete")
                 continue
             }
-            progress("[\(i + 1)/\(todo.count)] \(change.summary)")
-            let before = state
-            touchedUsers = change.user.map { [$0] } ?? []
-            intentRecorded = false
-            do {
-                try run(change, progress: progress)
-                report.applied.append(change)
-                journal?.record(change, result: "ok")
-            } catch {
-                let message = "\(change.user.map { "\($0): " } ?? "")\(change.summary): \(error)"
-                notDone.insert(change.id)
-                report.failed.append((change, message))
-                journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
+            if case .enableUnit(let name) = change.action, !dependedOn.contains(change.id) {
+                heldBack.append((i, change, name))
+                continue
             }
-            if state != before || intentRecorded, let persist {
-                do { try persist(state, touchedUsers) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
-            }
+            runOne(change, index: i, of: todo.count, report: &report, notDone: &notDone, progress: progress)
         }
+        if !heldBack.isEmpty { enableTogether(heldBack, of: todo.count, report: &report, notDone: &notDone, progress: progress) }
         if unitFilesDirty && systemdRunning {
             do { try runner.check(["systemctl", "daemon-reload"]) } catch { report.notes.append("systemctl daemon-reload failed: \(error)") }
         }
         return report
+    }
+
+    /// Runs one change: journal, report, state record.
+    private func runOne(_ change: Change, index i: Int, of count: Int, report: inout ApplyReport, notDone: inout Set<String>,
+                        progress: (String) -> Void) {
+        progress("[\(i + 1)/\(count)] \(change.summary)")
+        let before = state
+        touchedUsers = change.user.map { [$0] } ?? []
+        intentRecorded = false
+        do {
+            try run(change, progress: progress)
+            report.applied.append(change)
+            journal?.record(change, result: "ok")
+        } catch {
+            fail(change, error, report: &report, notDone: &notDone)
+        }
+        if state != before || intentRecorded, let persist {
+            do { try persist(state, touchedUsers) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
+        }
+    }
+
+    private func fail(_ change: Change, _ error: Error, report: inout ApplyReport, notDone: inout Set<String>) {
+        let message = "\(change.user.map { "\($0): " } ?? "")\(change.summary): \(error)"
+        notDone.insert(change.id)
+        report.failed.append((change, message))
+        journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
+    }
+
+    /// Enables the held-back units: one `daemon-reload` when unit files were written, then batches of
+    /// `enableBatchSize`; a failed batch is retried unit by unit.
+    private func enableTogether(_ units: [(index: Int, change: Change, name: String)], of count: Int, report: inout ApplyReport,
+                                notDone: inout Set<String>, progress: (String) -> Void) {
+        if systemdRunning && unitFilesDirty {
+            do {
+                try runner.check(["systemctl", "daemon-reload"])
+                unitFilesDirty = false
+            } catch {
+                for u in units { fail(u.change, error, report: &report, notDone: &notDone) }
+                return
+            }
+        }
+        let verb = systemdRunning ? ["systemctl", "enable", "--now"] : ["systemctl", "--root=\(root.directory)", "enable"]
+        var start = 0
+        while start < units.count {
+            let batch = Array(units[start..<min(start + Self.enableBatchSize, units.count)])
+            start += batch.count
+            progress("[\(batch[0].index + 1)-\(batch[batch.count - 1].index + 1)/\(count)] enable \(batch.count) unit\(batch.count == 1 ? "" : "s")")
+            if batch.count > 1, (try? runner.check(verb + batch.map(\.name))) != nil {
+                for u in batch {
+                    report.applied.append(u.change)
+                    journal?.record(u.change, result: "ok")
+                }
+                continue
+            }
+            // One unit, or a batch that failed: each on its own, so the failure names its person and unit.
+            for u in batch {
+                do {
+                    try runner.check(verb + [u.name])
+                    report.applied.append(u.change)
+                    journal?.record(u.change, result: "ok")
+                } catch {
+                    fail(u.change, error, report: &report, notDone: &notDone)
+                }
+            }
+        }
     }
 
     private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
