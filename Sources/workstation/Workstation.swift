@@ -12,6 +12,7 @@ struct Workstation: AsyncParsableCommand {
             Exit codes: 0 ok or nothing to do; 1 error; 2 changes pending (plan --detailed-exitcode); \
             3 refused by a safety gate (lockout guard, capacity, idle gate).
             """,
+        version: workstationVersion,
         subcommands: [
             ValidateCommand.self,
             PlanCommand.self,
@@ -29,6 +30,11 @@ struct Workstation: AsyncParsableCommand {
             RollbackCommand.self,
         ])
 }
+
+/// The release version: `Sources/workstation/VERSION` (one line, e.g. `0.1.0`), compiled into the binary by SwiftPM
+/// (`resources: [.embedInCode("VERSION")]` in Package.swift), so `workstation --version`, the `workstation_build_info`
+/// metric and the Debian package (scripts/package) always agree.
+let workstationVersion = String(decoding: PackageResources.VERSION, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 
 /// --roster and --settings, shared by every command that reads the inputs.
 struct InputOptions: ParsableArguments {
