@@ -65,6 +65,13 @@ public struct StatusReader: Sendable {
         }
     }
 
+    /// Everyone mid-offboarding (`OffboardingRow.pending`): left the roster, account still recorded, not archived.
+    /// - Throws: `ObserveError` for an unreadable state file.
+    public func offboarding() throws -> [OffboardingRow] {
+        let snap = try Observer(root: root, settings: inputs.settings).observeBase()
+        return OffboardingRow.pending(roster: inputs.roster, snapshot: snap, usage: UserUsage.byUid(ProcReader(root: root).processes()), today: today)
+    }
+
     /// The table: a header and one aligned line per row.
     public static func table(_ rows: [StatusRow]) -> String {
         let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "CLONE"]
@@ -83,14 +90,15 @@ public struct StatusReader: Sendable {
     }
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
-    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}]}`.
-    public static func json(_ rows: [StatusRow]) -> String {
+    /// "resident_bytes", "budget_bytes", "budget_share", "clone"}], "offboarding": [OffboardingRow.jsonObject]}`;
+    /// `options` (this run's `--roster`/`--settings`/`--root`) is appended to each offboarding `command`.
+    public static func json(_ rows: [StatusRow], offboarding: [OffboardingRow] = [], options: String = "") -> String {
         let users: [[String: Any]] = rows.map { r in
             ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
              "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
              "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
              "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull()]
         }
-        return jsonText(["users": users])
+        return jsonText(["users": users, "offboarding": offboarding.map { $0.jsonObject(options: options) }])
     }
 }
