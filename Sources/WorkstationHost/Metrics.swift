@@ -44,7 +44,7 @@ public struct ExpositionWriter: Sendable {
 }
 
 /// `workstation metrics`: the build, the admission gate's figures, per-user resident memory, sessions and budgets,
-/// people mid-offboarding, the front-door and reconcile units, the last successful reconcile, pending changes and
+/// people mid-offboarding, the front-door units, the last successful reconcile, pending changes and
 /// doctor's counts, for node_exporter's textfile collector. Reads only; spawns nothing.
 ///
 /// Host memory, swap and pressure stall figures are what node_exporter's `meminfo` and `pressure` collectors export
@@ -65,13 +65,17 @@ public struct MetricsCollector: Sendable {
         self.hostMetrics = hostMetrics
     }
 
-    /// Units whose running state is exported (`workstation_unit_active`) where systemd runs: the firewall and the
-    /// reconcile timer (setup-host enables both), and the dispatcher's socket and service and ttyd where deployed
-    /// (enabled, or their runtime directory exists, as doctor decides).
-    static let exportedUnits: [(unit: String, runtimeDirectory: String?)] = [
-        (FrontDoor.firewallUnit, nil), (ReconcileUnits.timerName, nil),
-        ("workstation-dispatch.socket", "/run/workstation-dispatch"), ("workstation-dispatch.service", "/run/workstation-dispatch"),
-        ("workstation-ttyd.service", "/run/workstation-ttyd"),
+    /// Units whose running state is exported (`workstation_unit_active`) where systemd runs: the firewall (setup-host
+    /// enables it), and the dispatcher's socket and service and ttyd where deployed (enabled, or their runtime
+    /// directory exists, as doctor decides). A service is active when systemd's `/run/systemd/units/invocation:UNIT`
+    /// exists; systemd writes none for socket units, so the socket is active when its path is listening
+    /// (`ProcReader.unixSocketListening`). Timers leave no trace outside systemd's memory: the reconcile timer is
+    /// watched through `workstation_last_successful_reconcile_timestamp_seconds` instead.
+    static let exportedUnits: [(unit: String, runtimeDirectory: String?, listening: String?)] = [
+        (FrontDoor.firewallUnit, nil, nil),
+        ("workstation-dispatch.socket", "/run/workstation-dispatch", "/run/workstation-dispatch/dispatch.sock"),
+        ("workstation-dispatch.service", "/run/workstation-dispatch", nil),
+        ("workstation-ttyd.service", "/run/workstation-ttyd", nil),
     ]
 
     /// The exposition text.
@@ -148,8 +152,11 @@ public struct MetricsCollector: Sendable {
                 u.runtimeDirectory == nil || snap.enabledUnits.contains(u.unit) || exists(u.runtimeDirectory!)
             }
             w.family("workstation_unit_active", "gauge",
-                     "1 when the unit is active (systemd's /run/systemd/units/invocation:UNIT exists), 0 when not; only units deployed here.",
-                     deployed.map { .init([("unit", $0.unit)], exists("/run/systemd/units/invocation:\($0.unit)") ? 1 : 0) })
+                     "1 when the unit is active (a service: systemd's /run/systemd/units/invocation:UNIT exists; a socket: its path listens), 0 when not; only units deployed here.",
+                     deployed.map { u in
+                         let active = u.listening.map { procs.unixSocketListening($0) == true } ?? exists("/run/systemd/units/invocation:\(u.unit)")
+                         return .init([("unit", u.unit)], active ? 1 : 0)
+                     })
         }
 
         w.family("workstation_last_successful_reconcile_timestamp_seconds", "gauge",
