@@ -50,12 +50,15 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
+        // VERSION (one line, the release version) is compiled in: `workstation --version`, the build_info metric,
+        // and the Debian package's version (scripts/package) all read it.
         .executableTarget(
             name: "workstation",
             dependencies: [
                 "WorkstationCore", "WorkstationHost", "WorkstationIntegrations", "WorkstationDispatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            resources: [.embedInCode("VERSION")]),
         .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
         .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
         // Authentik, Kubernetes and Vault against real HTTP servers on 127.0.0.1 started by the tests.

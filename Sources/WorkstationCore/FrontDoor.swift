@@ -12,6 +12,8 @@ public enum FrontDoor {
     public static let dispatchAccount = "workstation-dispatch"
     /// The sysusers.d(5) file `setup-host` writes; the same line ships as `deploy/workstation.sysusers`.
     public static let sysusersPath = "/etc/sysusers.d/workstation.conf"
+    /// Where the Debian package ships the same file (`sysusers.d(5)`: /etc overrides it by name).
+    public static let vendorSysusersPath = "/usr/lib/sysusers.d/workstation.conf"
     /// The ruleset `setup-host` writes and `workstation-firewall.service` loads.
     public static let rulesetPath = "/etc/workstation/firewall.nft"
     /// The unit that loads the ruleset at boot (before the per-user units) and on `setup-host`.

@@ -44,10 +44,26 @@ extension Planner {
                      WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.serviceName), readContent: true),
                      WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true),
                      WatchedPath(FrontDoor.sysusersPath, readContent: true), WatchedPath(FrontDoor.rulesetPath, readContent: true),
-                     WatchedPath(joinPath(unitSearchPath[0], FrontDoor.firewallUnit), readContent: true)]
+                     WatchedPath(joinPath(unitSearchPath[0], FrontDoor.firewallUnit), readContent: true),
+                     WatchedPath(SetupHostSettings.packagedBinary)]
+        // The copies the Debian package ships: an identical one makes a copy in /etc unnecessary.
+        for name in [ReconcileUnits.serviceName, ReconcileUnits.timerName, FrontDoor.firewallUnit] {
+            paths.append(WatchedPath(joinPath(Self.vendorUnitDirectory, name), readContent: true))
+        }
+        paths.append(WatchedPath(FrontDoor.vendorSysusersPath, readContent: true))
         for item in settings.inheritedItems { paths.append(WatchedPath(joinPath(h.skel, ".claude", item))) }
         for unit in settings.units { paths += unitSearchPath.map { WatchedPath(joinPath($0, unit.templateUnit)) } }
         return paths
+    }
+
+    /// Where the Debian package installs its units (`systemd.unit(5)`: the vendor directory, below /etc in precedence).
+    public static let vendorUnitDirectory = "/usr/lib/systemd/system"
+
+    /// The binary the reconcile service runs: `setup_host.binary`, else the packaged binary where it is installed
+    /// under the root, else `/usr/local/bin/workstation`.
+    public func reconcileBinary(_ host: SetupHostObservation) -> String {
+        settings.setupHost.binary
+            ?? (host.file(SetupHostSettings.packagedBinary).kind == .absent ? SetupHostSettings.localBinary : SetupHostSettings.packagedBinary)
     }
 
     /// The managed settings workstation writes: `claudeMd` (the org guidance) plus `setup_host.managed_settings`,
@@ -119,9 +135,10 @@ extension Planner {
 
         // Reconcile service and timer.
         var unitDeps: [String] = []
-        for (name, text) in [(ReconcileUnits.serviceName, ReconcileUnits.service(binary: h.binary)),
+        for (name, text) in [(ReconcileUnits.serviceName, ReconcileUnits.service(binary: reconcileBinary(host))),
                              (ReconcileUnits.timerName, ReconcileUnits.timer(interval: h.reconcileInterval))] {
-            let c = systemFile(joinPath(unitSearchPath[0], name), Data(text.utf8), host, "the reconcile \(name.hasSuffix(".timer") ? "timer" : "service")")
+            let c = systemFile(joinPath(unitSearchPath[0], name), Data(text.utf8), host, "the reconcile \(name.hasSuffix(".timer") ? "timer" : "service")",
+                               vendorCopy: joinPath(Self.vendorUnitDirectory, name))
             unitDeps += c.map(\.id)
             plan.changes += c
         }
@@ -150,7 +167,8 @@ extension Planner {
     /// (`ExecReload` replaces the table in one transaction); an enabled firewall that is not running is started.
     func frontDoorChanges(_ o: HostSnapshot, _ host: SetupHostObservation) -> [Change] {
         var out: [Change] = []
-        let sysusers = systemFile(FrontDoor.sysusersPath, Data(FrontDoor.sysusers.utf8), host, "the dispatcher's system account (sysusers.d)")
+        let sysusers = systemFile(FrontDoor.sysusersPath, Data(FrontDoor.sysusers.utf8), host, "the dispatcher's system account (sysusers.d)",
+                                  vendorCopy: FrontDoor.vendorSysusersPath)
         out += sysusers
         if o.account(FrontDoor.dispatchAccount) == nil {
             out.append(Change(id: "account:\(FrontDoor.dispatchAccount)", user: nil, kind: .create, safety: .additive,
@@ -162,7 +180,8 @@ extension Planner {
         let unitPath = joinPath(unitSearchPath[0], FrontDoor.firewallUnit)
         let files = systemFile(FrontDoor.rulesetPath, Data(FrontDoor.ruleset(units: settings.units).utf8), host,
                                "the firewall of the instance ports (\(FrontDoor.portRanges(settings.units).map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")))")
-            + systemFile(unitPath, Data(FrontDoor.firewallService().utf8), host, "the unit that loads the firewall")
+            + systemFile(unitPath, Data(FrontDoor.firewallService().utf8), host, "the unit that loads the firewall",
+                         vendorCopy: joinPath(Self.vendorUnitDirectory, FrontDoor.firewallUnit))
         out += files
         let deps = out.map(\.id)
         if !o.enabledUnits.contains(FrontDoor.firewallUnit) {
@@ -183,8 +202,12 @@ extension Planner {
     }
 
     /// A root-owned file wholly owned by workstation: written when absent, regenerated when its bytes or mode differ.
-    func systemFile(_ path: String, _ content: Data, _ host: SetupHostObservation, _ what: String, mode: UInt32 = 0o644) -> [Change] {
+    /// With `vendorCopy` (the path where the Debian package ships the same file): nothing to write while `path` is
+    /// absent and the vendor copy holds exactly `content`, since systemd reads it there.
+    func systemFile(_ path: String, _ content: Data, _ host: SetupHostObservation, _ what: String, mode: UInt32 = 0o644,
+                    vendorCopy: String? = nil) -> [Change] {
         let st = host.file(path)
+        if st.kind == .absent, let vendorCopy, host.file(vendorCopy).kind == .file, host.file(vendorCopy).content == content { return [] }
         if st.kind == .file && st.content == content && st.mode & 0o7777 == mode { return [] }
         if st.kind != .file && st.kind != .absent {
             return [Change(id: "file:\(path)", user: nil, kind: .conflict, safety: .derived,

@@ -42,10 +42,11 @@ extension Settings {
             SettingsPath(key: "setup_host.skel", path: setupHost.skel, isDirectory: true),
             SettingsPath(key: "setup_host.managed_directory", path: setupHost.managedDirectory, isDirectory: true),
             SettingsPath(key: "setup_host.profile_script", path: setupHost.profileScript, isDirectory: false),
-            SettingsPath(key: "setup_host.binary", path: setupHost.binary, isDirectory: false),
             SettingsPath(key: "derived.ttyd_user_map", path: derived.ttydUserMap, isDirectory: false),
             SettingsPath(key: "derived.dispatch", path: derived.dispatch, isDirectory: false),
         ]
+        // Unset, the binary is the package's or the local install's, both fixed system paths.
+        if let binary = setupHost.binary { out.append(SettingsPath(key: "setup_host.binary", path: binary, isDirectory: false)) }
         if let a = authentik {
             out.append(SettingsPath(key: "authentik.jwks_file", path: a.jwksFile, isDirectory: false))
             if let f = a.token.file { out.append(SettingsPath(key: "authentik.token_file", path: f, isDirectory: false)) }
@@ -111,7 +112,7 @@ extension Settings {
         case "setup_host.skel": return d.setupHost.skel
         case "setup_host.managed_directory": return d.setupHost.managedDirectory
         case "setup_host.profile_script": return d.setupHost.profileScript
-        case "setup_host.binary": return d.setupHost.binary
+        case "setup_host.binary": return d.setupHost.binary ?? SetupHostSettings.localBinary
         case "derived.ttyd_user_map": return d.derived.ttydUserMap
         case "derived.dispatch": return d.derived.dispatch
         case "authentik.jwks_file": return AuthentikSettings(url: "").jwksFile

@@ -78,8 +78,13 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
     public var packages: [String] = ["acl", "git", "git-crypt", "kubectl"]
     /// How often the reconcile timer runs after boot (a `systemd.time(7)` span such as `15min`).
     public var reconcileInterval: String = "15min"
-    /// Where the workstation binary is installed; the reconcile service runs `<binary> apply`.
-    public var binary: String = "/usr/local/bin/workstation"
+    /// Where the workstation binary is installed; the reconcile service runs `<binary> apply`. nil (the default):
+    /// `packagedBinary` where it exists under the root (the Debian package installs it), else `localBinary`.
+    public var binary: String?
+    /// Where the Debian package (scripts/package) installs the binary.
+    public static let packagedBinary = "/usr/bin/workstation"
+    /// Where a binary built from source is installed (README, "On a real host").
+    public static let localBinary = "/usr/local/bin/workstation"
     /// Files under each managed home that hold credentials: owned by the user, no group or other bits.
     public var secretFiles: [String] = [".claude/settings.json", ".claude.json", ".claude/.credentials.json", ".vault-token", ".kube/config"]
 

@@ -46,7 +46,7 @@ extension Doctor {
                             fix: "workstation setup-host (installs and enables it)")]
         }
         guard systemdRuns else { return [Finding("reconcile-timer", .ok, "\(timer) is enabled")] }
-        if exists("/run/systemd/units/invocation:\(timer)") {
+        if unitActive(timer, procs: ProcReader(root: root)) {
             return [Finding("reconcile-timer", .ok, "\(timer) is enabled and active")]
         }
         return [Finding("reconcile-timer", .fail, "\(timer) is enabled but not active", fix: "systemctl start \(timer)")]

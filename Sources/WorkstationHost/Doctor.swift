@@ -47,8 +47,9 @@ public struct DoctorReport: Sendable {
 /// `workstation doctor`: every health check of the host against the roster and of the machine-wide layers
 /// (`setup-host --plan`, the reconcile timer, kubelogin, budget enforcement, token files; `Doctor+Host.swift`).
 /// Reads only: account databases, `lstat(2)` of paths, ACLs (`getxattr(2)`), `/proc` (`net/tcp{,6}` too), the
-/// cgroup tree under `/sys/fs/cgroup`, `/run/systemd/units`. It spawns one command, on the live root only, when given a runner:
-/// `nft list table inet workstation`.
+/// cgroup tree under `/sys/fs/cgroup`, `/run/systemd/units`. On the live root only, when given a runner, it spawns
+/// `nft list table inet workstation` and `systemctl is-active --quiet UNIT` for the front door's units and the
+/// reconcile timer (systemd records no invocation for socket and timer units).
 public struct Doctor: Sendable {
     public let root: HostRoot
     public let inputs: Inputs
@@ -310,7 +311,7 @@ public struct Doctor: Sendable {
                 out += socketChecks(dir: s.dir, socket: s.socket, unit: s.unit, groups: snap.groups)
             }
             for unit in units.sorted() {
-                if lstatKind("/run/systemd/units/invocation:\(unit)") != nil {
+                if unitActive(unit, procs: procs) {
                     out.append(Finding("front-unit", .ok, "\(unit) is active"))
                 } else {
                     out.append(Finding("front-unit", .fail, "\(unit) is not active", fix: unit == FrontDoor.firewallUnit
@@ -331,6 +332,18 @@ public struct Doctor: Sendable {
         }
         out += portChecks(snap, procs: procs)
         return out
+    }
+
+    /// Whether `unit` is active: `systemctl is-active` on the live root (the runner given); else a service's
+    /// invocation record (`/run/systemd/units/invocation:UNIT`, which systemd writes for services but not for
+    /// sockets or timers), and for a socket unit of the front door, its socket listening (`/proc/net/unix`).
+    func unitActive(_ unit: String, procs: ProcReader) -> Bool {
+        if let runner, root.isSystem, let r = try? runner.run(["systemctl", "is-active", "--quiet", unit]) { return r.status == 0 }
+        if lstatKind("/run/systemd/units/invocation:\(unit)") != nil { return true }
+        if let s = Self.frontSockets.first(where: { $0.unit == unit && unit.hasSuffix(".socket") }) {
+            return procs.unixSocketListening(joinPath(s.dir, s.socket)) == true
+        }
+        return false
     }
 
     private func lstatKind(_ hostPath: String) -> mode_t? {

@@ -76,6 +76,19 @@ public struct ProcReader: Sendable {
         return (v4.map { TCPListener.parse($0, v6: false) } ?? []) + (v6.map { TCPListener.parse($0, v6: true) } ?? [])
     }
 
+    /// Whether a listening unix stream socket is bound at `path` now: a `/proc/net/unix` line (`proc(5)`) with that
+    /// path and `__SO_ACCEPTCON` (0x10000) in its flags. A socket file left on disk by a stopped socket unit
+    /// (`RemoveOnStop=no`) has no such line. nil when `/proc/net/unix` is unreadable under the root.
+    public func unixSocketListening(_ path: String) -> Bool? {
+        guard let data = readPseudoFile(root.path("/proc/net/unix"), limit: 64 << 20) else { return nil }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 8, f[7] == path, let flags = UInt32(f[3], radix: 16) else { continue }
+            if flags & 0x10000 != 0 { return true }
+        }
+        return false
+    }
+
     /// Whether a unit instance is running: its cgroup (in `user-<uid>.slice`, where workstation's drop-in puts it,
     /// or in `system.slice`) reports `populated 1` in `cgroup.events`. The cgroup v2 tree is looked for at
     /// `/sys/fs/cgroup` (unified) and `/sys/fs/cgroup/unified` (hybrid). nil when neither is mounted under the root

@@ -72,6 +72,13 @@ public struct StatusReader: Sendable {
         }
     }
 
+    /// Everyone mid-offboarding (`OffboardingRow.pending`): left the roster, account still recorded, not archived.
+    /// - Throws: `ObserveError` for an unreadable state file.
+    public func offboarding() throws -> [OffboardingRow] {
+        let snap = try Observer(root: root, settings: inputs.settings).observeBase()
+        return OffboardingRow.pending(roster: inputs.roster, snapshot: snap, usage: UserUsage.byUid(ProcReader(root: root).processes()), today: today)
+    }
+
     /// The table: a header and one aligned line per row; every cell escaped and kept on its line (`printable`).
     public static func table(_ rows: [StatusRow]) -> String {
         let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "TASKS", "CLONE"]
@@ -91,11 +98,15 @@ public struct StatusReader: Sendable {
     }
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
-    /// "resident_bytes", "budget_bytes", "budget_share", "tasks", "tasks_max", "clone"}]}`.
-    public static func json(_ rows: [StatusRow]) -> String { jsonText(jsonObject(rows)) }
+    /// "resident_bytes", "budget_bytes", "budget_share", "tasks", "tasks_max", "clone"}], "offboarding":
+    /// [OffboardingRow.jsonObject]}`; `options` (this run's `--roster`/`--settings`/`--root`) is appended to each
+    /// offboarding `command`.
+    public static func json(_ rows: [StatusRow], offboarding: [OffboardingRow] = [], options: String = "") -> String {
+        jsonText(jsonObject(rows, offboarding: offboarding, options: options))
+    }
 
     /// `json`'s object, for a caller that adds fields (the CLI's JSON envelope, docs/json.md).
-    public static func jsonObject(_ rows: [StatusRow]) -> [String: Any] {
+    public static func jsonObject(_ rows: [StatusRow], offboarding: [OffboardingRow] = [], options: String = "") -> [String: Any] {
         let users: [[String: Any]] = rows.map { r in
             ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
              "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
@@ -103,6 +114,6 @@ public struct StatusReader: Sendable {
              "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull(),
              "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull()]
         }
-        return ["users": users]
+        return ["users": users, "offboarding": offboarding.map { $0.jsonObject(options: options) }]
     }
 }

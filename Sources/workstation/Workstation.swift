@@ -15,6 +15,7 @@ struct Workstation: AsyncParsableCommand {
             changed; 64 usage error. With --json every exit path prints one JSON object (docs/json.md). \
             Results go to standard output; errors, refusals and progress to standard error.
             """,
+        version: workstationVersion,
         subcommands: [
             ValidateCommand.self,
             PlanCommand.self,
@@ -70,6 +71,11 @@ struct Workstation: AsyncParsableCommand {
         }
     }
 }
+
+/// The release version: `Sources/workstation/VERSION` (one line, e.g. `0.1.0`), compiled into the binary by SwiftPM
+/// (`resources: [.embedInCode("VERSION")]` in Package.swift), so `workstation --version`, the `workstation_build_info`
+/// metric and the Debian package (scripts/package) always agree.
+let workstationVersion = String(decoding: PackageResources.VERSION, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 
 /// --roster and --settings, shared by every command that reads the inputs.
 struct InputOptions: ParsableArguments {

@@ -216,7 +216,7 @@ import Testing
     @Test func deployUnitsMatchWhatSetupHostWrites() throws {
         let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy").standardized
         let s = SetupHostSettings()
-        #expect(try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.service"), encoding: .utf8) == ReconcileUnits.service(binary: s.binary))
+        #expect(try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.service"), encoding: .utf8) == ReconcileUnits.service(binary: SetupHostSettings.localBinary))
         #expect(try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.timer"), encoding: .utf8) == ReconcileUnits.timer(interval: s.reconcileInterval))
     }
 }

@@ -139,7 +139,7 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
         case .socketOpenToOthers: chmod(s.path(sock), 0o666)
         case .socketOwnedByAnother: chown(s.path(sock), uid_t(bob), 0)
         case .socketMissing: try s.remove(sock)
-        case .dispatchSocketInactive: try s.remove("/run/systemd/units/invocation:workstation-dispatch.socket")
+        case .dispatchSocketInactive: try s.unixSockets([])  // the socket file is there, nobody listens on it
         case .firewallInactive: try s.remove("/run/systemd/units/invocation:workstation-firewall.service")
         case .tableNotLoaded: nftStatus = 1
         case .portHeldByAnother: try s.listeners(v4: [(ProcNet.loopback4, alicePort, bob)], v6: [])
@@ -173,13 +173,20 @@ extension CapacitySandbox {
         chown(sock, 0, gid_t(gid))
     }
 
-    /// The dispatcher's socket as its socket unit makes it, and the firewall and socket units active.
+    /// The dispatcher's socket as its socket unit makes it, and the firewall and socket units active: the service
+    /// with the invocation record systemd writes for services, the socket unit (which gets none) by its socket
+    /// listening in `/proc/net/unix`.
     func frontDoor() throws {
         try frontSocket(dir: "/run/workstation-dispatch", socket: "dispatch.sock")
         try FileManager.default.createDirectory(atPath: path("/run/systemd/units"), withIntermediateDirectories: true)
-        for unit in ["workstation-dispatch.socket", "workstation-firewall.service"] {
-            symlink("0123456789abcdef0123456789abcdef", path("/run/systemd/units/invocation:\(unit)"))
-        }
+        symlink("0123456789abcdef0123456789abcdef", path("/run/systemd/units/invocation:workstation-firewall.service"))
+        try unixSockets(["/run/workstation-dispatch/dispatch.sock"])
+    }
+
+    /// `/proc/net/unix` with these paths listening (`__SO_ACCEPTCON`, flags 00010000).
+    func unixSockets(_ listening: [String]) throws {
+        try write("/proc/net/unix", "Num       RefCount Protocol Flags    Type St Inode Path\n"
+            + listening.enumerated().map { "000000000000\($0.offset + 1000): 00000002 00000000 00010000 0001 01 \(4000 + $0.offset) \($0.element)\n" }.joined())
     }
 
     /// `/proc/net/tcp` and `tcp6` with these listeners (address, port, owner).

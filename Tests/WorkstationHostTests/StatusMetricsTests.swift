@@ -97,7 +97,7 @@ import WorkstationCore
         let s = try StatusTests().populated()
         try s.write("/proc/pressure/memory", "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500000\nfull avg10=0.20 avg60=0.00 avg300=0.00 total=500000\n")
         try s.write("/proc/pressure/io", "some avg10=0.00 avg60=0.00 avg300=0.00 total=7000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-        let text = try MetricsCollector(root: s.root, inputs: try s.inputs()).render()
+        let text = try MetricsCollector(root: s.root, inputs: try s.inputs(), hostMetrics: true).render()
         #expect(sample(text, "workstation_memory_total_bytes") == String(UInt64(32) << 30))
         #expect(sample(text, "workstation_swap_total_bytes") == String(UInt64(8) << 30))
         #expect(sample(text, "workstation_user_resident_memory_bytes", "user=\"alice\",tier=\"power-user\"") == String((4_000 + 400_000 + 600_000 + 430_000) * 1024))
@@ -129,7 +129,7 @@ import WorkstationCore
         try s.remove("/proc/meminfo")
         // Two more doctor failures after bob-dev's stopped unit: alice's unit disabled, and the drift that leaves.
         try s.remove("/etc/systemd/system/multi-user.target.wants/t3-serve@alice.service")
-        let text = try MetricsCollector(root: s.root, inputs: try s.inputs()).render()
+        let text = try MetricsCollector(root: s.root, inputs: try s.inputs(), hostMetrics: true).render()
         #expect(sample(text, "workstation_pressure_supported", "resource=\"memory\"") == "0")
         #expect(!text.contains("workstation_pressure_stall_ratio"))
         #expect(!text.contains("workstation_memory_total_bytes"))
