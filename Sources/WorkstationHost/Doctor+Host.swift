@@ -22,15 +22,8 @@ extension Doctor {
         } catch {
             return [Finding("setup-host", .fail, "setup-host cannot plan: \(error)", fix: "workstation setup-host --plan shows the error")]
         }
-        var out: [Finding] = []
-        let todo = plan.actionable
-        if todo.isEmpty {
-            out.append(Finding("setup-host", .ok, "the machine-wide layers match setup-host's plan"))
-        } else {
-            let shown = todo.prefix(5).map(\.summary).joined(separator: "; ")
-            out.append(Finding("setup-host", .fail, "\(todo.count) machine-wide change\(todo.count == 1 ? "" : "s") pending: \(shown)\(todo.count > 5 ? "; ..." : "")",
-                               fix: "workstation setup-host (workstation setup-host --plan shows each)"))
-        }
+        var out = [Self.pending("setup-host", plan.actionable, what: "machine-wide change", converged: "the machine-wide layers match setup-host's plan",
+                                fix: "workstation setup-host (workstation setup-host --plan shows each)")]
         for c in plan.changes where !c.kind.isActionable || !c.safety.runsInApply {
             out.append(Finding("setup-host", user: c.user, .warn, c.summary, fix: c.command ?? c.reason))
         }

@@ -442,16 +442,17 @@ public struct Doctor: Sendable {
         }
     }
 
+    /// One finding for a plan's actionable changes: `converged` when there are none, else a failure naming the
+    /// first five.
+    static func pending(_ check: String, _ todo: [Change], what: String, converged: String, fix: String) -> Finding {
+        guard !todo.isEmpty else { return Finding(check, .ok, converged) }
+        let shown = todo.prefix(5).map(\.summary).joined(separator: "; ")
+        return Finding(check, .fail, "\(todo.count) \(what)\(todo.count == 1 ? "" : "s") pending: \(shown)\(todo.count > 5 ? "; ..." : "")", fix: fix)
+    }
+
     func driftChecks(_ plan: Plan) -> [Finding] {
-        var out: [Finding] = []
-        let todo = plan.actionable
-        if todo.isEmpty {
-            out.append(Finding("drift", .ok, "the plan is empty: the host matches the roster"))
-        } else {
-            let shown = todo.prefix(5).map(\.summary).joined(separator: "; ")
-            out.append(Finding("drift", .fail, "\(todo.count) change\(todo.count == 1 ? "" : "s") pending: \(shown)\(todo.count > 5 ? "; ..." : "")",
-                               fix: "workstation plan, then workstation apply"))
-        }
+        var out = [Self.pending("drift", plan.actionable, what: "change", converged: "the plan is empty: the host matches the roster",
+                                fix: "workstation plan, then workstation apply")]
         for r in plan.refusals {
             out.append(Finding("drift", .fail, "apply would be refused by \(r.gate): \(r.message)", fix: "see the refusal; workstation plan shows it"))
         }
