@@ -205,7 +205,7 @@ public struct Doctor: Sendable {
             }
         }
         var secretsOK = true
-        for rel in inputs.settings.setupHost.secretFiles {
+        for rel in inputs.settings.homeSecretFiles {
             let path = joinPath(acct.home, rel)
             if rel.hasPrefix(".claude/") && obs.pathState(joinPath(acct.home, ".claude")).kind == .symlink { continue }
             if rel.hasPrefix(".kube/") && obs.pathState(joinPath(acct.home, ".kube")).kind == .symlink { continue }
