@@ -255,7 +255,8 @@ import WorkstationIntegrations
         if added {
             let obj = try #require(try JSONSerialization.jsonObject(with: after) as? [String: Any])
             let before = try #require(try JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any])
-            #expect(NSDictionary(dictionary: obj.filter { $0.key != "mcpServers" }).isEqual(to: before))
+            #expect(try JSONSerialization.data(withJSONObject: obj.filter { $0.key != "mcpServers" }, options: .sortedKeys)
+                == JSONSerialization.data(withJSONObject: before, options: .sortedKeys))
             #expect((obj["mcpServers"] as? [String: Any])?.keys.sorted() == ["playwright"])
             #expect(s.stat("/home/bob-dev/.claude.json")?.mode == 0o600)
         } else {
