@@ -134,7 +134,7 @@ extension TempRoot {
         try root.seedHost(packages: ["acl", "git"])
         let plan = try CLI.run(args("setup-host", root, "--plan"))
         #expect(plan.status == 0)
-        #expect(plan.stdout.contains("missing packages from the tool manifest: git-crypt\n"), "\(plan.stdout)")
+        #expect(plan.stdout.contains("missing packages from the tool manifest: git-crypt [additive]\n"), "\(plan.stdout)")
         #expect(plan.stdout.contains("run workstation setup-host --roster \(roster) --settings \(settings) --root \(root.path) --install-packages"),
                 "the suggested command acts on the same root: \(plan.stdout)")
         let install = try CLI.run(args("setup-host", root, "--plan", "--install-packages"))
