@@ -150,6 +150,10 @@ import WorkstationIntegrations
             #expect(s.stat("/home/\(u)/.config/beads/credential-key")?.uid == s.uid(u))
         }
         #expect(s.root.read("/home/carol/.config/beads/credential-key") == nil, "admins are adopted, never written into")
+        // The bytes are in the two files only; the base64 text nowhere (journal, state, plan).
+        #expect(filesHolding(s, Self.binaryCredential) == ["home/alice/.config/beads/credential-key", "home/bob-dev/.config/beads/credential-key"])
+        #expect(filesHolding(s, Data(Self.binaryCredential.base64EncodedString().utf8)).isEmpty)
+        #expect(String(decoding: try JSONEncoder().encode(out.plan), as: UTF8.self).contains(Self.binaryCredential.base64EncodedString()) == false)
         let second = try s.apply()
         #expect(second.plan.actionable.isEmpty)
     }
@@ -262,6 +266,27 @@ import WorkstationIntegrations
         } else {
             #expect(after == Data(content.utf8), "byte-identical")
         }
+    }
+
+    /// Something that is not a regular file at `~/.claude.json` is never opened for writing, followed or replaced.
+    @Test(arguments: ["symlink", "fifo", "directory"])
+    func claudeJSONThatIsNotAFileIsLeftAlone(_ kind: String) throws {
+        let s = try sandbox(auth: "")
+        #expect(try s.apply().succeeded)
+        let path = s.root.path("/home/bob-dev/.claude.json")
+        let target = s.root.path("/etc/workstation/not-bobs.json")
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: target))
+        switch kind {
+        case "symlink": try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
+        case "fifo": #expect(mkfifo(path, 0o600) == 0)
+        default: try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        }
+        s.extraSettings = "auth:\n  playwright: {}\n"
+        let before = s.fingerprint()
+        let out = try s.apply()
+        #expect(out.plan.changes.contains { $0.kind == .conflict && $0.user == "bob-dev" && $0.summary.contains("not a file") })
+        #expect(s.root.read("/etc/workstation/not-bobs.json") == Data("{}\n".utf8))
+        #expect(s.fingerprint().filter { $0.key.hasPrefix("home/bob-dev") } == before.filter { $0.key.hasPrefix("home/bob-dev") })
     }
 
     /// With a per-user playwright unit in `units:`, the entry is the loopback URL on the person's own port.
