@@ -108,6 +108,19 @@ import WorkstationIntegrations
         #expect(String(decoding: asBob.out, as: UTF8.self) == "none", "another account pointing HOME at alice's home gets nothing")
     }
 
+    /// doctor warns where the shared token would override a login the person made after it was written.
+    @Test func doctorWarnsWhereTheSharedTokenOverridesALogin() throws {
+        let s = try sandbox(auth: Self.claudeAuth)
+        #expect(try s.apply().succeeded)
+        func warning() throws -> Finding? {
+            try Doctor(root: s.root, inputs: s.inputs()).run().findings.first { $0.check == "claude-login" && $0.user == "alice" }
+        }
+        #expect(try warning() == nil)
+        try s.write("/home/alice/.claude/.credentials.json", "{}")
+        let w = try #require(try warning())
+        #expect(w.severity == .warn && w.fix?.contains("claude.env") == true)
+    }
+
     /// A person who already logged in keeps their login: nothing is written and the token is not even read.
     @Test func aWorkingLoginIsNeverClobbered() throws {
         let s = try sandbox(auth: "")
