@@ -121,7 +121,7 @@ public struct AuthSettings: Sendable, Hashable, Codable {
 
     static let keys = ["claude", "beads", "playwright", "profile_snippet"]
 
-    /// True when something is configured.
+    /// True when nothing is configured.
     public var isEmpty: Bool { claude == nil && beads == nil && playwright == nil }
 
     /// Home-relative env files the profile snippet sources, in order.

@@ -126,7 +126,15 @@ import Testing
         }
         let admin = "users:\n  carol: {authentik_user: c, k8s_user: c, tier: admin, claude_login: shared}\n"
         #expect(throws: ValidationFailure.self) { try Roster.parse(Data(admin.utf8), file: "r.yaml") }
-        let ok = try Roster.parse(Data("users:\n  alice: {authentik_user: a, k8s_user: a, tier: power-user, claude_login: shared}\n".utf8), file: "r.yaml")
+        let shared = "users:\n  alice: {authentik_user: a, k8s_user: a, tier: power-user, claude_login: shared}\n"
+        do {
+            _ = try Roster.parse(Data(shared.utf8), file: "r.yaml")
+            Issue.record("shared without a token in the settings must be refused")
+        } catch {
+            #expect("\(error)".contains("r.yaml:2:75: error: claude_login: shared for 'alice' needs the org's token"), "\(error)")
+        }
+        let settings = try Settings.parse(Data("vault: {url: 'https://v.example.org'}\nauth:\n  claude: {token: {path: c, key: k}}\n".utf8), file: "w.yaml")
+        let ok = try Roster.parse(Data(shared.utf8), file: "r.yaml", settings: settings)
         #expect(ok.entries.first?.claudeLogin == .shared)
     }
 
