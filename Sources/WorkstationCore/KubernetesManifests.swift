@@ -161,13 +161,40 @@ public enum KubernetesManifests {
 
     /// The per-user kubeconfig: one cluster, one context, and an `exec` user running kubelogin
     /// (`kubectl oidc-login get-token`) with a grant that opens no local port, `interactiveMode: IfAvailable`
-    /// (required in v1). It carries no token.
-    public static func kubeconfig(_ e: RosterEntry, settings k: KubernetesSettings, ca: Data?) -> Data {
+    /// (required in v1). It carries no token. With `kubernetes.auth: service-account-token` the user is instead
+    /// `tokenFile: <home>/<token_file>` (client-go reads the file on each request; the kubeconfig holds no token).
+    /// - Parameter home: the person's home (absolute; the token file's path is written absolute), default `/home/<os_user>`.
+    public static func kubeconfig(_ e: RosterEntry, settings k: KubernetesSettings, ca: Data?, home: String? = nil) -> Data {
+        let home = home ?? "/home/\(e.osUser)"
         let cluster = k.clusterName
         let context = "\(e.osUser)@\(cluster)"
         var caLine = ""
         if let ca { caLine = "    certificate-authority-data: \(quote(ca.base64EncodedString()))\n" } else if let d = k.caData { caLine = "    certificate-authority-data: \(quote(d))\n" }
         let ns = e.tier == .namespaceOwner ? e.namespaces.first.map { "    namespace: \(quote($0))\n" } ?? "" : ""
+        if k.auth == .serviceAccountToken {
+            return Data("""
+                # written once by workstation; yours to edit (it is never overwritten)
+                # auth: a service-account token in \(joinPath(home, k.tokenFile)) (yours, mode 0600), read on every request
+                apiVersion: v1
+                kind: Config
+                clusters:
+                - name: \(quote(cluster))
+                  cluster:
+                    server: \(quote(k.server ?? ""))
+                \(caLine)contexts:
+                - name: \(quote(context))
+                  context:
+                    cluster: \(quote(cluster))
+                    user: "service-account"
+                \(ns)current-context: \(quote(context))
+                preferences: {}
+                users:
+                - name: "service-account"
+                  user:
+                    tokenFile: \(quote(joinPath(home, k.tokenFile)))
+
+                """.utf8)
+        }
         return Data("""
             # written once by workstation; yours to edit (it is never overwritten)
             apiVersion: v1

@@ -75,6 +75,10 @@ public enum Action: Sendable, Hashable, Codable {
     case createHomeFile(user: String, path: String, content: Data, mode: UInt32)
     /// As `createHomeFile`, for a secret: recorded in state so offboarding can delete exactly it.
     case createSecretFile(user: String, path: String, content: Redacted, mode: UInt32)
+    /// Add `mcpServers.<name>` (`entry`, JSON text) to the user's `~/.claude.json` where absent, changing nothing
+    /// else in it (`ClaudeJSON.addMCPServer`); creates the file (0600) when absent; a file that is not a JSON
+    /// object is left alone (an error).
+    case addMCPServer(user: String, path: String, name: String, entry: String)
     /// Create a root-owned system directory if absent (`mkdir(2)`, parents 0755).
     case createSystemDirectory(path: String, mode: UInt32)
     /// Create a root-owned symlink if nothing is at the path (`symlink(2)` never replaces).

@@ -11,8 +11,12 @@ extension Planner {
         if let k = settings.kubernetes, k.kubeconfigConfigured { out.append(WatchedPath(joinPath(u.home, k.kubeconfigPath))) }
         guard let v = settings.vault else { return out }
         out.append(WatchedPath(joinPath(u.home, v.helperFile)))
-        for f in v.secretFiles where f.applies(to: u.entry) {
+        if let p = settings.auth.playwright, p.tiers.isEmpty || p.tiers.contains(u.entry.tier) {
+            out.append(WatchedPath(joinPath(u.home, ".claude.json"), readContent: true))
+        }
+        for f in secretFileSpecs(for: u) {
             out.append(WatchedPath(joinPath(u.home, f.target)))
+            out += f.unlessPresent.map { WatchedPath(joinPath(u.home, $0)) }
             if let top = f.target.split(separator: "/").first, f.target.contains("/") { out.append(WatchedPath(joinPath(u.home, String(top)))) }
             out += Self.enclosingDirectories(f.target).map { WatchedPath(joinPath(u.home, $0, ".git")) }
         }
@@ -55,6 +59,7 @@ extension Planner {
             plan.changes += kubeconfigChanges(u, o, &plan)
             let files = vaultChanges(u, o, plan, &plan.errors)
             plan.changes += files
+            plan.changes += playwrightChanges(u, o, after: files)
         }
         let adding = Set(idp.compactMap(\.user))
         for i in plan.changes.indices {
@@ -64,8 +69,12 @@ extension Planner {
         plan.changes.insert(contentsOf: idp, at: 0)
         plan.changes += k8sUsersReport(d, o, &plan)
         plan.changes += vaultProfileChanges(o)
+        plan.changes += authProfileChanges(o)
         if let k = settings.kubernetes, !k.kubeconfigConfigured {
             plan.notes.append("kubernetes server, oidc_issuer_url and oidc_client_id are not set: kubeconfigs skipped")
+        }
+        if let k = settings.kubernetes, k.auth == .serviceAccountToken, k.kubeconfigConfigured, k.serviceAccountToken == nil {
+            plan.notes.append("kubernetes.auth is service-account-token without service_account_token: each person's ~/\(k.tokenFile) is put there by hand (0600, theirs); doctor checks it")
         }
         if settings.vault == nil {
             plan.notes.append("vault is not configured: Vault helper and secret files skipped (add vault: to workstation.yaml)")
@@ -187,7 +196,7 @@ extension Planner {
         }
         let path = joinPath(u.home, k.kubeconfigPath)
         return homeFileChange(u, o, id: "kubeconfig:\(u.osUser)", path: path, relative: k.kubeconfigPath, what: "kubeconfig",
-                              content: KubernetesManifests.kubeconfig(u.entry, settings: k, ca: o.remote.kubernetesCA))
+                              content: KubernetesManifests.kubeconfig(u.entry, settings: k, ca: o.remote.kubernetesCA, home: u.home))
     }
 
     /// A non-secret file written once under the home: created when absent; an existing one workstation did not
@@ -210,11 +219,16 @@ extension Planner {
 
     /// The secret files each user should get, with what stops them (nil: write it).
     public func secretFilePlans(_ d: DesiredState, _ o: HostSnapshot) -> [(user: DesiredUser, spec: SecretFileSpec, path: String, blocker: String?, written: Bool)] {
-        guard let v = settings.vault else { return [] }
+        guard settings.vault != nil else { return [] }
         var out: [(DesiredUser, SecretFileSpec, String, String?, Bool)] = []
         for u in d.users {
-            for f in v.secretFiles where f.applies(to: u.entry) {
+            for f in secretFileSpecs(for: u) {
                 let path = joinPath(u.home, f.target)
+                // The person set it up themselves (e.g. logged in to Claude): kept, nothing written.
+                if f.unlessPresent.contains(where: { o.path(joinPath(u.home, $0)).kind != .absent }) && o.path(path).kind == .absent {
+                    out.append((u, f, path, nil, true))
+                    continue
+                }
                 let recorded = o.state.secretFilesWritten[u.osUser]?.contains(joinPath(u.home, f.target)) == true
                 let top = String(f.target.split(separator: "/").first ?? "")
                 var blocker: String?
@@ -252,7 +266,7 @@ extension Planner {
     public func unreadSecretFiles(_ d: DesiredState, _ o: HostSnapshot) -> [String: [String]] {
         var out: [String: [String]] = [:]
         for p in secretFilePlans(d, o) where !p.written && p.blocker == nil {
-            if case .value? = o.remote.vault?.secrets[p.spec.name] { continue }
+            if case .value? = o.remote.vault?.secrets[Planner.observationKey(p.spec)] { continue }
             out[p.user.osUser, default: []].append(p.path)
         }
         return out
@@ -263,16 +277,6 @@ extension Planner {
         var out: [SecretFileSpec] = []
         for p in secretFilePlans(d, o) where !p.written && p.blocker == nil && !out.contains(p.spec) { out.append(p.spec) }
         return out
-    }
-
-    /// Renders the file content of a secret: the value itself, or the template with it in place.
-    public static func secretContent(_ spec: SecretFileSpec, _ value: Redacted) -> Redacted {
-        guard let t = spec.template else { return value }
-        let s = String(decoding: value.bytes, as: UTF8.self)
-        var out = t.replacingOccurrences(of: "{{value_json}}", with: KubernetesManifests.quote(s))
-        out = out.replacingOccurrences(of: "{{value}}", with: s)
-        if !out.hasSuffix("\n") { out += "\n" }
-        return Redacted(Data(out.utf8))
     }
 
     func vaultChanges(_ u: DesiredUser, _ o: HostSnapshot, _ plan: Plan, _ errors: inout [String]) -> [Change] {
@@ -292,9 +296,15 @@ extension Planner {
                 continue
             }
             if p.written { continue }
-            switch o.remote.vault?.secrets[p.spec.name] {
+            switch o.remote.vault?.secrets[Planner.observationKey(p.spec)] {
             case .value(let value)?:
-                let content = Planner.secretContent(p.spec, value)
+                let content: Redacted
+                switch Planner.secretContent(p.spec, value) {
+                case .success(let c): content = c
+                case .failure(let why):
+                    errors.append("\(u.osUser): vault: \(p.spec.reference) for \(p.path): \(why); not written")
+                    continue
+                }
                 var deps = u.accountExists ? [] : ["account:\(u.osUser)"]
                 if p.spec.target.hasPrefix(".claude/") && plan.changes.contains(where: { $0.id == claudeDir }) { deps.append(claudeDir) }
                 out.append(Change(

@@ -338,7 +338,7 @@ extension Planner {
         // A grant inside the home that holds the config base opens that home to every managed account: refused
         // while a credential file there is readable by others (they could then read it by name).
         if let home = host.baseHome {
-            let exposed = (settings.setupHost.secretFiles + wellKnownSecretFiles).map { joinPath(home, $0) }
+            let exposed = (settings.homeSecretFiles + wellKnownSecretFiles).map { joinPath(home, $0) }
                 .filter { let st = host.file($0); return st.kind == .file && st.mode & 0o004 != 0 }
             let opening = fixOrder.filter { $0 == home || $0.hasPrefix(home + "/") }
             if !exposed.isEmpty && !opening.isEmpty {

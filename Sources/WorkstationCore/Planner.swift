@@ -3,14 +3,14 @@ import Foundation
 /// Turns (desired, observed) into the plan. Pure. Each resource family has its own function; the order of
 /// changes is the execution order (groups, accounts, memberships, homes, links, derived files, units).
 public struct Planner: Sendable {
-    public var settings: Settings { didSet { secretFileLayout = Self.layout(settings.setupHost.secretFiles) } }
+    public var settings: Settings { didSet { secretFileLayout = Self.layout(settings.homeSecretFiles) } }
     /// Each of `setup_host.secret_files` with its components' running joins (`a/b/c` -> `a`, `a/b`, `a/b/c`),
     /// split once here rather than for every person.
     private(set) var secretFileLayout: [(rel: String, prefixes: [String])]
 
     public init(settings: Settings) {
         self.settings = settings
-        secretFileLayout = Self.layout(settings.setupHost.secretFiles)
+        secretFileLayout = Self.layout(settings.homeSecretFiles)
     }
 
     private static func layout(_ files: [String]) -> [(rel: String, prefixes: [String])] {
@@ -21,7 +21,8 @@ public struct Planner: Sendable {
     }
 
     /// Paths observe must `lstat` for this desired state (homes, `~/.claude` links, derived files, unit files).
-    /// Content is read only for root-owned system files (`WatchedPath.readContent`), never under a home.
+    /// Content is read for root-owned system files (`WatchedPath.readContent`) and, under a home, only for
+    /// `~/.claude.json` when the playwright entry is configured (read without following links or blocking).
     public func watchedPaths(_ desired: DesiredState) -> [WatchedPath] {
         sharedWatchedPaths(desired) + desired.users.flatMap { userWatchedPaths($0) }
     }
@@ -33,6 +34,7 @@ public struct Planner: Sendable {
             for dir in unitSearchPath { paths.append(WatchedPath(joinPath(dir, unit.templateUnit))) }
         }
         if let v = settings.vault { paths.append(WatchedPath(v.profileSnippet, readContent: true)) }
+        if settings.vault != nil, !settings.auth.envFiles.isEmpty { paths.append(WatchedPath(settings.auth.profileSnippet, readContent: true)) }
         return paths
     }
 

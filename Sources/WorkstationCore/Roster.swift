@@ -61,6 +61,8 @@ public struct RosterEntry: Sendable, Hashable, Codable {
     public var repo: RepoSource?
     /// Memory budget override.
     public var memory: MemoryBudget?
+    /// `claude_login:`: own-login or shared, overriding the tier's choice (`auth.claude`); nil: the tier's.
+    public var claudeLogin: ClaudeLogin?
     /// Where the entry starts in the roster file.
     public var location: SourceLocation
     /// Where each written field's value is (`authentik_user`, `k8s_user`, `email`...), for errors about one field;
@@ -112,6 +114,7 @@ public struct Roster: Sendable, Hashable, Codable {
     static let entryKeys = [
         "authentik_user", "k8s_user", "tier", "namespaces", "email", "uid", "port", "ports", "groups", "flags", "repo",
         "memory",
+        "claude_login",
     ]
 
     /// Parses and validates a roster file. Pure: reads only `data`.
@@ -224,11 +227,16 @@ public struct Roster: Sendable, Hashable, Codable {
                 seenNamespaces[ns] = loc
             }
         }
+        let claudeLogin = r["claude_login"].flatMap { AuthSettings.login($0, "claude_login", diags) }
+        if claudeLogin != nil, tier == .admin, let v = r["claude_login"] {
+            diags.error(v.location, "claude_login is not used for an admin (adopted: workstation writes nothing into their home); remove it")
+        }
         guard let authentik, let k8s, let tier else { return nil }
         var entry = RosterEntry(
             osUser: osUser, authentikUser: authentik, k8sUser: k8s, tier: tier, namespaces: namespaces.map(\.0),
             email: email, uid: uid, port: port, ports: ports, groups: groups.map(\.0), flags: flags.map(\.0), repo: repo,
             memory: memory, location: keyLocation)
+        entry.claudeLogin = claudeLogin
         for key in entryKeys { if let v = r[key] { entry.fieldLocations[key] = v.location } }
         return entry
     }

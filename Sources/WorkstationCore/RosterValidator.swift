@@ -29,6 +29,9 @@ struct RosterValidator {
             } else if reservedGroups.contains(e.osUser) {
                 diags.error(e.location, "os_user '\(e.osUser)' is the name of a group workstation manages; pick another name")
             }
+            if e.claudeLogin == .shared, settings.auth.claude?.token == nil {
+                diags.error(e.location(of: "claude_login"), "claude_login: shared for '\(e.osUser)' needs the org's token in Vault: set auth.claude.token {path, key} in the settings (docs/auth.md), or use own-login")
+            }
             if let p = identityProblem(e.authentikUser) {
                 diags.error(e.location(of: "authentik_user"), "authentik_user '\(printable(e.authentikUser))' of '\(e.osUser)' \(p)")
             }

@@ -92,13 +92,23 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
     /// which the person then types in. The default is the out-of-band URI kubelogin documents; it must be
     /// registered as a redirect URI of the OIDC client.
     public var redirectURL: String = KubeloginGrant.outOfBand
+    /// `oidc` (kubelogin, the default) or `service-account-token` (the fallback: `tokenFile` in the kubeconfig).
+    public var auth: KubernetesAuth = .oidc
+    /// For `service-account-token`: the token file, relative to the home (the person owns it, 0600).
+    public var tokenFile: String = ".kube/token"
+    /// For `service-account-token`: where each person's token is in Vault (`path` may hold `{os_user}`); nil: the
+    /// token file is put there by the operator or the person, and `doctor` checks it.
+    public var serviceAccountToken: VaultValueRef?
     public init() {}
 
-    /// True when a kubeconfig can be written (server, issuer and client id are set).
-    public var kubeconfigConfigured: Bool { server != nil && oidcIssuerURL != nil && oidcClientID != nil }
+    /// True when a kubeconfig can be written: the server, and for OIDC the issuer and client id.
+    public var kubeconfigConfigured: Bool {
+        server != nil && (auth == .serviceAccountToken || (oidcIssuerURL != nil && oidcClientID != nil))
+    }
 
     static let keys = ["k8s_users_file", "server", "cluster_name", "oidc_issuer_url", "oidc_client_id", "ca_file", "ca_data",
-                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role", "grant_type", "redirect_url"]
+                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role", "grant_type", "redirect_url",
+                       "auth", "token_file", "service_account_token"]
 
     /// Reads the `kubernetes:` mapping; every key has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> KubernetesSettings? {
@@ -135,8 +145,22 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
                 s.redirectURL = u
             }
         }
+        if let v = r["auth"], let a = v.string("kubernetes.auth", diags) {
+            if let auth = KubernetesAuth(rawValue: a) { s.auth = auth } else { diags.error(v.location, "kubernetes.auth must be oidc (kubelogin, the default) or service-account-token, got '\(printable(a))'") }
+        }
+        if let v = r["token_file"], let p = homeRelativePath(v, "kubernetes.token_file", diags) { s.tokenFile = p }
+        if let v = r["service_account_token"], let tr = KeyedReader(v, what: "kubernetes.service_account_token", known: ["mount", "path", "key"], diags) {
+            s.serviceAccountToken = VaultValueRef.parse(tr, what: "kubernetes.service_account_token", diags, allowUserPlaceholder: true)
+        }
+        if s.auth == .oidc, let v = r["service_account_token"] ?? r["token_file"] {
+            diags.error(v.location, "kubernetes.token_file and service_account_token are used with auth: service-account-token only; set it or remove them")
+        }
+        if s.auth == .serviceAccountToken {
+            if s.server == nil { diags.error(r.location, "kubernetes: auth service-account-token needs server (the API server URL)") }
+            if s.tokenFile == s.kubeconfigPath { diags.error(r["token_file"]?.location ?? r.location, "kubernetes.token_file must differ from kubeconfig_path") }
+        }
         let kc = [s.server, s.oidcIssuerURL, s.oidcClientID].compactMap { $0 }.count
-        if kc != 0 && kc != 3 {
+        if s.auth == .oidc && kc != 0 && kc != 3 {
             diags.error(r.location, "kubernetes: a kubeconfig needs server, oidc_issuer_url and oidc_client_id together; set all three or none")
         }
         return s
@@ -203,8 +227,14 @@ public struct SecretFileSpec: Sendable, Hashable, Codable {
     public var tiers: [Tier] = []
     /// Roster flags; when non-empty, only users holding at least one of them get it.
     public var flags: [String] = []
-    /// File content with `{{value}}` (raw) or `{{value_json}}` (a JSON string literal) replaced; nil: the value itself.
+    /// File content with `{{value}}` (raw), `{{value_json}}` (a JSON string literal) or `{{value_shell}}` (a POSIX
+    /// shell single-quoted word) replaced; nil: the value itself.
     public var template: String?
+    /// How the Vault value becomes bytes (`base64`: decoded, exact bytes) before the template.
+    public var encoding: SecretEncoding = .none
+    /// Home-relative paths whose presence means the person set this up themselves: the file is then not written
+    /// (e.g. `.claude/.credentials.json`, an interactive Claude login, for the shared token).
+    public var unlessPresent: [String] = []
     public init(name: String, path: String, key: String, target: String) {
         self.name = name
         self.path = path
@@ -281,7 +311,7 @@ public struct VaultSettings: Sendable, Hashable, Codable {
     }
 
     static func parseSecretFile(_ v: YAMLValue, _ diags: DiagnosticCollector) -> SecretFileSpec? {
-        let keys = ["name", "mount", "path", "key", "target", "tiers", "flags", "template"]
+        let keys = ["name", "mount", "path", "key", "target", "tiers", "flags", "template", "encoding"]
         guard let r = KeyedReader(v, what: "a secret file", known: keys, diags),
             let name = r.required("name", diags).flatMap({ plainWord($0, "secret file name", diags) }),
             let path = r.required("path", diags).flatMap({ plainWord($0, "secret file path", diags, allowSlash: true) }),
@@ -297,9 +327,12 @@ public struct VaultSettings: Sendable, Hashable, Codable {
         }
         if let fv = r["flags"], let list = fv.stringList("secret file flags", diags) { f.flags = list.map(\.0) }
         if let tv = r["template"], let t = tv.string("secret file template", diags) {
-            if !t.contains("{{value}}") && !t.contains("{{value_json}}") {
-                diags.error(tv.location, "secret file template must contain {{value}} or {{value_json}} where the secret goes")
+            if !t.contains("{{value}}") && !t.contains("{{value_json}}") && !t.contains("{{value_shell}}") {
+                diags.error(tv.location, "secret file template must contain {{value}}, {{value_json}} or {{value_shell}} where the secret goes")
             } else { f.template = t }
+        }
+        if let ev = r["encoding"], let e = ev.string("secret file encoding", diags) {
+            if let enc = SecretEncoding(rawValue: e) { f.encoding = enc } else { diags.error(ev.location, "secret file encoding must be none or base64, got '\(printable(e))'") }
         }
         return f
     }

@@ -75,7 +75,11 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
     /// The skeleton directory `useradd -m` copies; `.claude/<item>` links go in it.
     public var skel: String = "/etc/skel"
     /// Debian packages every workstation needs (the tool manifest), checked in `/var/lib/dpkg/status`.
-    public var packages: [String] = ["acl", "git", "git-crypt", "kubectl"]
+    ///
+    /// Every default is in Debian 12's main archive. kubectl is not (Debian 12 has only `kubernetes-client` 1.20,
+    /// which conflicts with the `kubectl` package): it comes from the Kubernetes apt repository `pkgs.k8s.io`
+    /// (an operator step, docs/auth.md); add `kubectl` here once that repository is configured. `doctor` checks it.
+    public var packages: [String] = ["acl", "git", "git-crypt"]
     /// How often the reconcile timer runs after boot (a `systemd.time(7)` span such as `15min`).
     public var reconcileInterval: String = "15min"
     /// Where the workstation binary is installed; the reconcile service runs `<binary> apply`. nil (the default):

@@ -83,6 +83,8 @@ public struct Settings: Sendable, Hashable, Codable {
     public var authentik: AuthentikSettings?
     public var kubernetes: KubernetesSettings?
     public var vault: VaultSettings?
+    /// The per-user auth items of spec section 7 (`auth:`, Settings+Auth.swift).
+    public var auth = AuthSettings()
     /// Memory budgets and the admission gate (`capacity:`).
     public var capacity = CapacitySettings()
     /// What `setup-host` converges machine-wide (`setup_host:`).
@@ -123,6 +125,7 @@ public struct Settings: Sendable, Hashable, Codable {
         "authentik",
         "kubernetes",
         "vault",
+        "auth",
         "capacity",
         "setup_host",
         "offboard",
@@ -161,11 +164,13 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["authentik"] { s.authentik = AuthentikSettings.parse(v, diags) }
         if let v = r["kubernetes"] { s.kubernetes = KubernetesSettings.parse(v, diags) }
         if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
+        if let v = r["auth"] { s.auth = AuthSettings.parse(v, diags) }
         if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
         s.locations = keyLocations(doc)
         s.checkPlacement(r, diags)
         s.checkGroups(diags)
         s.checkPorts(doc, diags)
+        s.checkAuth(r, diags)
         if !diags.isEmpty { throw ValidationFailure(diags.diagnostics) }
         return s
     }

@@ -47,14 +47,25 @@ extension Doctor {
 
     /// kubelogin, which every generated kubeconfig runs (`kubectl oidc-login`), where kubectl finds plugins: an
     /// executable `kubectl-oidc_login` in a directory of the default `PATH`. Only when kubeconfigs are generated.
+    ///
+    /// Also kubectl itself (not in Debian 12's main archive: the Kubernetes apt repository `pkgs.k8s.io`,
+    /// docs/auth.md); kubelogin is not needed with `kubernetes.auth: service-account-token`.
     func kubeloginChecks() -> [Finding] {
-        guard inputs.settings.kubernetes?.kubeconfigConfigured == true else { return [] }
+        guard let k = inputs.settings.kubernetes, k.kubeconfigConfigured else { return [] }
         let dirs = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        if let found = dirs.map({ "\($0)/kubectl-oidc_login" }).first(where: { access(root.path($0), X_OK) == 0 }) {
-            return [Finding("kubelogin", .ok, "\(found) is installed: kubeconfigs can log in")]
+        var out: [Finding] = []
+        if let found = dirs.map({ "\($0)/kubectl" }).first(where: { access(root.path($0), X_OK) == 0 }) {
+            out.append(Finding("kubectl", .ok, "\(found) is installed"))
+        } else {
+            out.append(Finding("kubectl", .fail, "kubectl is not installed in \(dirs.joined(separator: ", ")): the generated kubeconfigs have no client",
+                               fix: "add the Kubernetes apt repository pkgs.k8s.io (docs/auth.md), then add kubectl to setup_host.packages and run workstation setup-host --install-packages"))
         }
-        return [Finding("kubelogin", .fail, "kubectl-oidc_login (kubelogin) is not installed in \(dirs.joined(separator: ", ")): every generated kubeconfig fails to log in",
-                        fix: "add kubelogin to the tool manifest and run workstation setup-host --install-packages, or install it from its release (docs/kubernetes.md)")]
+        if k.auth == .serviceAccountToken { return out }
+        if let found = dirs.map({ "\($0)/kubectl-oidc_login" }).first(where: { access(root.path($0), X_OK) == 0 }) {
+            return out + [Finding("kubelogin", .ok, "\(found) is installed: kubeconfigs can log in")]
+        }
+        return out + [Finding("kubelogin", .fail, "kubectl-oidc_login (kubelogin) is not installed in \(dirs.joined(separator: ", ")): every generated kubeconfig fails to log in",
+                        fix: "install kubelogin from its release as /usr/local/bin/kubectl-oidc_login (it is not packaged for Debian 12; docs/auth.md), or set kubernetes.auth: service-account-token")]
     }
 
     /// Whether the kernel enforces each budget: the cgroup v2 memory and pids controllers on the person's slice,

@@ -14,7 +14,7 @@ public struct Finding: Sendable, Hashable, Codable {
         }
     }
     /// The check's name: `swap`, `memory-headroom`, `memory-now`, `headcount`, `account`, `budget`, `config-base`, `secret-file`,
-    /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`, `k8s-users` (a person who left the roster still in k8s_users).
+    /// `forbidden-group`, `unit-enabled`, `unit-active`, `derived-file`, `drift`, `clone`, `kubeconfig`, `k8s-users` (a person who left the roster still in k8s_users), `kubectl`, `kubelogin`, `claude-login` (the shared Claude token overriding a login the person made; docs/auth.md).
     public var check: String
     /// The os_user it concerns; nil for host-wide checks.
     public var user: String?
@@ -206,7 +206,7 @@ public struct Doctor: Sendable {
             }
         }
         var secretsOK = true
-        for rel in inputs.settings.setupHost.secretFiles {
+        for rel in inputs.settings.homeSecretFiles {
             let path = joinPath(acct.home, rel)
             if rel.hasPrefix(".claude/") && obs.pathState(joinPath(acct.home, ".claude")).kind == .symlink { continue }
             if rel.hasPrefix(".kube/") && obs.pathState(joinPath(acct.home, ".kube")).kind == .symlink { continue }
@@ -232,6 +232,14 @@ public struct Doctor: Sendable {
             }
         }
         if secretsOK { out.append(Finding("secret-file", user: name, .ok, "secret files are private to \(name)")) }
+
+        // Both the shared Claude token and an own login: the variable wins over the login (docs/auth.md).
+        if let c = inputs.settings.auth.claude, c.token != nil,
+            obs.pathState(joinPath(acct.home, c.envFile)).kind == .file, obs.pathState(joinPath(acct.home, ".claude/.credentials.json")).kind == .file {
+            out.append(Finding("claude-login", user: name, .warn,
+                               "\(name) has logged in to Claude (~/.claude/.credentials.json) but ~/\(c.envFile) still sets the shared CLAUDE_CODE_OAUTH_TOKEN, which overrides that login",
+                               fix: "\(name) removes ~/\(c.envFile) to use their own login (and claude_login: own-login in the roster keeps it from being written again)"))
+        }
 
         // Admin rights.
         var forbidden = false

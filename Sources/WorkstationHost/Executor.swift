@@ -262,7 +262,7 @@ public final class Executor {
                 _ = try InfraCloner(root: root, runner: runner).clone(spec) { sink($0) }
             }
             recordAccount(spec.user)
-        case .addIdPGroupMember, .createHomeFile, .createSecretFile:
+        case .addIdPGroupMember, .createHomeFile, .createSecretFile, .addMCPServer:
             try runIntegration(action)
         case .createSystemDirectory(let path, let mode):
             try SystemFiles.createDirectory(root.path(path), mode: mode_t(mode))

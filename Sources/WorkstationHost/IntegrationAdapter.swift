@@ -31,8 +31,45 @@ extension Executor {
             state.writtenDigests[user, default: [:]][path] = contentDigest(content.bytes)
             state.secretFilesPending[user]?.removeAll { $0 == path }
             if state.secretFilesPending[user]?.isEmpty == true { state.secretFilesPending[user] = nil }
+        case .addMCPServer(let user, let path, let name, let entry):
+            try addMCPServer(user, path, name, entry)
+            touchedUsers.insert(user)
+            var files = state.homeFiles ?? [:]
+            let marker = ".claude.json#mcpServers.\(name)"
+            if files[user]?.contains(marker) != true { files[user, default: []].append(marker) }
+            state.homeFiles = files
         default:
             break
+        }
+    }
+
+    /// Reads `~/.claude.json` afresh (never following a link), adds the entry where absent and replaces the file
+    /// (temp file + `renameat(2)`, owner and mode kept); re-reads just before the rename and gives up when the
+    /// file changed meanwhile (Claude Code rewrites it while sessions run): the next run tries again.
+    /// - Throws: `HomeWriteError.refused` for a file that is not a JSON object, or that changed while edited.
+    private func addMCPServer(_ user: String, _ path: String, _ name: String, _ entry: String) throws {
+        let (home, rel) = try split(user, path)
+        let who = try owner(user)
+        let writer = HomeWriter(root: root)
+        let limit = 64 << 20
+        let before = try writer.inspect(home: home, relative: rel, owner: who, maxBytes: limit)
+        if before.kind == .absent {
+            guard case .write(let fresh) = ClaudeJSON.addMCPServer(nil, name: name, entry: entry) else { return }
+            try writer.createFile(home: home, relative: rel, content: fresh, owner: who, mode: 0o600, createParents: false)
+            return
+        }
+        guard before.kind == .file, let content = before.content else {
+            throw HomeWriteError.refused(root.path(path), "it is not a regular file of at most \(limit >> 20) MiB; left alone")
+        }
+        switch ClaudeJSON.addMCPServer(content, name: name, entry: entry) {
+        case .present: return
+        case .refused(let why): throw HomeWriteError.refused(root.path(path), "\(why); left alone, mcpServers.\(name) not added")
+        case .write(let edited):
+            let again = try writer.inspect(home: home, relative: rel, owner: who, maxBytes: limit)
+            guard again.content == content else {
+                throw HomeWriteError.refused(root.path(path), "it changed while being edited; left alone, the next run adds mcpServers.\(name)")
+            }
+            try writer.replaceFile(home: home, relative: rel, content: edited, owner: who)
         }
     }
 

@@ -99,7 +99,7 @@ public struct Observer: Sendable {
                 let item = items[i]
                 if let home = item.home {
                     var walk = HomeWalk(directory: root.path(home))
-                    for w in item.paths { found.append((w.path, walk.state(relative: String(pathRest(w.path, after: home + "/") ?? "")))) }
+                    for w in item.paths { found.append((w.path, walk.state(relative: String(pathRest(w.path, after: home + "/") ?? ""), readContent: w.readContent))) }
                     walk.closeAll()
                 } else {
                     var dirs = GrandparentDirectories(observer: self)
@@ -145,7 +145,7 @@ public struct Observer: Sendable {
                 var walk = ownHome ? HomeWalk(directory: root.path(home)) : nil
                 for w in planner.userWatchedPaths(u) {
                     if ownHome, let relative = pathRest(w.path, after: prefix) {
-                        add(w.path, walk!.state(relative: String(relative)))
+                        add(w.path, walk!.state(relative: String(relative), readContent: w.readContent))
                     } else if ownHome, w.path == home, !nestedHomes.contains(home), let st = walk!.homeState() {
                         add(w.path, st)
                     } else if homeRoots.contains(Self.firstComponent(w.path)), let other = Self.enclosingHome(of: w.path, in: homes) {
@@ -440,15 +440,18 @@ struct HomeWalk {
     private var seen: [PathKey: PathState] = [:]
 
     /// The state of `relative` (no `.` or `..` components; those read as absent).
-    mutating func state(relative: String) -> PathState {
+    /// With `readContent`, a regular file's bytes (at most 4 MiB) are read too, through `openat(2)` with
+    /// `O_NOFOLLOW | O_NONBLOCK` from the parent directory the walk opened (never a link, never blocking on a FIFO),
+    /// and `fstat` on what was opened must be that same regular file.
+    mutating func state(relative: String, readContent: Bool = false) -> PathState {
         let key = PathKey(relative)
-        if let known = seen[key] { return known }
-        let found = lookUp(relative: relative)
+        if let known = seen[key], !readContent || known.kind != .file || known.content != nil { return known }
+        let found = lookUp(relative: relative, readContent: readContent)
         seen[key] = found
         return found
     }
 
-    private mutating func lookUp(relative: String) -> PathState {
+    private mutating func lookUp(relative: String, readContent: Bool) -> PathState {
         guard let (parent, last) = Self.split(Substring(relative)) else { return .absent }
         switch dir(parent) {
         case .absent: return .absent
@@ -464,6 +467,16 @@ struct HomeWalk {
             result.linkCount = Int(st.st_nlink)
             if result.kind == .symlink {
                 result.linkTarget = Observer.linkTarget(fd, name)
+            }
+            if readContent && result.kind == .file && st.st_size <= 4 << 20 {
+                let file = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                if file >= 0 {
+                    defer { close(file) }
+                    var opened = stat()
+                    if fstat(file, &opened) == 0, opened.st_ino == st.st_ino, opened.st_dev == st.st_dev, opened.st_mode & S_IFMT == S_IFREG {
+                        result.content = Observer.readToEnd(fd: file, size: Int(opened.st_size))
+                    }
+                }
             }
             return result
         }

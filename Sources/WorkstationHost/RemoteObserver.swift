@@ -158,13 +158,13 @@ public struct RemoteObserver: Sendable {
             var v = VaultObservation()
             for spec in Planner(settings: settings).secretsToRead(desired, snapshot) {
                 guard let client = clients.vault else {
-                    v.secrets[spec.name] = .failed(clients.problems["vault"] ?? "vault has no client")
+                    v.secrets[Planner.observationKey(spec)] = .failed(clients.problems["vault"] ?? "vault has no client")
                     continue
                 }
                 do {
-                    v.secrets[spec.name] = .value(try client.readSecret(mount: spec.mount, path: spec.path, key: spec.key))
+                    v.secrets[Planner.observationKey(spec)] = .value(try client.readSecret(mount: spec.mount, path: spec.path, key: spec.key))
                 } catch {
-                    v.secrets[spec.name] = .failed("\(error)")
+                    v.secrets[Planner.observationKey(spec)] = .failed("\(error)")
                 }
             }
             r.vault = v

@@ -43,7 +43,7 @@ public enum SetupHostEngine {
         // A config base in an admin's home: the credential files of that home, which a grant opening it could expose.
         if let owner = settings.homeOwner(of: settings.configBase, in: snap) {
             host.baseHome = owner.home
-            for rel in settings.setupHost.secretFiles + wellKnownSecretFiles {
+            for rel in settings.homeSecretFiles + wellKnownSecretFiles {
                 host.files[joinPath(owner.home, rel)] = observer.pathState(joinPath(owner.home, rel))
             }
         }

@@ -264,11 +264,32 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
             """)
         let doctor = Doctor(root: s.root, inputs: try s.inputs())
-        #expect(doctor.kubeloginChecks().map(\.severity) == [.fail])
+        func kubelogin() -> [Finding.Severity] { doctor.kubeloginChecks().filter { $0.check == "kubelogin" }.map(\.severity) }
+        #expect(kubelogin() == [.fail])
         try s.write("/usr/local/bin/kubectl-oidc_login", "#!/bin/sh\n", mode: 0o755)
-        #expect(doctor.kubeloginChecks().map(\.severity) == [.ok])
+        #expect(kubelogin() == [.ok])
         chmod(s.path("/usr/local/bin/kubectl-oidc_login"), 0o644)
-        #expect(doctor.kubeloginChecks().map(\.severity) == [.fail], "a file kubectl cannot run is not a plugin")
+        #expect(kubelogin() == [.fail], "a file kubectl cannot run is not a plugin")
+    }
+
+    /// kubectl is not in Debian 12's main archive, so it is checked rather than assumed; with a service-account
+    /// token kubelogin is not needed, kubectl still is.
+    @Test(arguments: [
+        ("oidc_issuer_url: 'https://auth.example.org/o/k8s/', oidc_client_id: k8s", false, ["kubectl": Finding.Severity.fail, "kubelogin": .fail]),
+        ("oidc_issuer_url: 'https://auth.example.org/o/k8s/', oidc_client_id: k8s", true, ["kubectl": .ok, "kubelogin": .fail]),
+        ("auth: service-account-token", false, ["kubectl": .fail]),
+        ("auth: service-account-token", true, ["kubectl": .ok]),
+    ])
+    func kubectlIsCheckedAndKubeloginOnlyForOIDC(_ extra: String, _ kubectl: Bool, _ expected: [String: Finding.Severity]) throws {
+        let s = try sandbox(settings: """
+            config_base: /srv/workstation/config-base
+            kubernetes: {server: 'https://k8s.example.org:6443', \(extra)}
+
+            """)
+        if kubectl { try s.write("/usr/bin/kubectl", "#!/bin/sh\n", mode: 0o755) }
+        let found = Doctor(root: s.root, inputs: try s.inputs()).kubeloginChecks()
+        #expect(Dictionary(uniqueKeysWithValues: found.map { ($0.check, $0.severity) }) == expected)
+        if !kubectl { #expect(found.first { $0.check == "kubectl" }?.fix?.contains("pkgs.k8s.io") == true) }
     }
 
     @Test(arguments: [
