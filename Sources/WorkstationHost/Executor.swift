@@ -88,7 +88,7 @@ public final class Executor {
 
     /// Runs `todo` in order, journaling each change. Enabling a unit that no later change depends on is held back
     /// and done at the end for all such units together: every unit file and drop-in is written first, systemd
-    /// reloads once, and `systemctl enable --now` (or `--root=DIR enable`) takes the units in batches
+    /// reloads once, and `systemctl enable --now --no-reload` (or `--root=DIR enable`) takes the units in batches
     /// (`enableBatchSize`). A batch that fails is retried one unit at a time, so a failure still names its person
     /// and unit and the others in the batch still converge. A run killed before the batch leaves the units
     /// disabled, which the next apply plans again.
@@ -156,7 +156,9 @@ public final class Executor {
                 return
             }
         }
-        let verb = systemdRunning ? ["systemctl", "enable", "--now"] : ["systemctl", "--root=\(root.directory)", "enable"]
+        // `--no-reload`: the manager was reloaded above, after the last unit file; without it systemctl reloads the
+        // whole manager again after each batch's `.wants/` links (systemctl(1)), seconds each with a thousand units.
+        let verb = systemdRunning ? ["systemctl", "enable", "--now", "--no-reload"] : ["systemctl", "--root=\(root.directory)", "enable"]
         var start = 0
         while start < units.count {
             let batch = Array(units[start..<min(start + Self.enableBatchSize, units.count)])

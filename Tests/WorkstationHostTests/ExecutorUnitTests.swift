@@ -107,9 +107,10 @@ final class FailingUnitRunner: CommandRunner {
         #expect(report.failed.isEmpty && report.applied.count == 2 * n)
         let reloads = runner.commands.filter { $0 == ["systemctl", "daemon-reload"] }.count
         #expect(reloads == 1, "one reload for \(n) people, not one each: \(runner.commands.prefix(4))")
-        let enables = runner.commands.filter { $0.starts(with: ["systemctl", "enable", "--now"]) }
+        let enables = runner.commands.filter { $0.starts(with: ["systemctl", "enable", "--now", "--no-reload"]) }
         #expect(enables.count == (n + Executor.enableBatchSize - 1) / Executor.enableBatchSize)
-        #expect(enables.flatMap { $0.dropFirst(3) } == (0..<n).map { "t3-serve@u\($0).service" }, "every unit once, in roster order")
+        #expect(enables.flatMap { $0.dropFirst(4) } == (0..<n).map { "t3-serve@u\($0).service" }, "every unit once, in roster order")
+        #expect(runner.commands.filter { $0.contains("enable") }.count == enables.count, "no enable without --no-reload")
         #expect(runner.commands.first == ["systemctl", "daemon-reload"], "the reload comes after every drop-in and before any enable")
         for i in 0..<n { #expect(FileManager.default.fileExists(atPath: dir + "/etc/systemd/system/t3-serve@u\(i).service.d/50-workstation.conf")) }
     }
@@ -132,7 +133,7 @@ final class FailingUnitRunner: CommandRunner {
         #expect(report.failed.first?.error.hasPrefix("u1: enable t3-serve@u1.service:") == true, "\(report.failed.map(\.error))")
         #expect(Set(report.applied.map(\.id)).isSuperset(of: ["unit:t3-serve@u0.service", "unit:t3-serve@u2.service", "unit:t3-serve@u3.service"]))
         // The batch, then each unit alone.
-        #expect(runner.commands.filter { $0.contains("enable") }.map { $0.count - 3 } == [4, 1, 1, 1, 1])
+        #expect(runner.commands.filter { $0.contains("enable") }.map { $0.count - 4 } == [4, 1, 1, 1, 1])
     }
 
     @Test func anEnableAnotherChangeWaitsForRunsInItsPlace() throws {
@@ -145,9 +146,9 @@ final class FailingUnitRunner: CommandRunner {
         let report = executor.apply(p)
         #expect(report.failed.isEmpty)
         let order = runner.commands.map { $0.joined(separator: " ") }
-        let single = try #require(order.firstIndex(of: "systemctl enable --now t3-serve@u0.service"), "\(order)")
+        let single = try #require(order.firstIndex(of: "systemctl enable --now t3-serve@u0.service"), "an enable another change waits for runs in place: \(order)")
         let restart = try #require(order.firstIndex(of: "systemctl try-restart t3-serve@u0.service"))
         #expect(single < restart)
-        #expect(order.contains("systemctl enable --now t3-serve@u1.service"), "the other unit is still enabled at the end: \(order)")
+        #expect(order.contains("systemctl enable --now --no-reload t3-serve@u1.service"), "the other unit is still enabled at the end: \(order)")
     }
 }
