@@ -171,33 +171,39 @@ public enum KubernetesManifests {
         var caLine = ""
         if let ca { caLine = "    certificate-authority-data: \(quote(ca.base64EncodedString()))\n" } else if let d = k.caData { caLine = "    certificate-authority-data: \(quote(d))\n" }
         let ns = e.tier == .namespaceOwner ? e.namespaces.first.map { "    namespace: \(quote($0))\n" } ?? "" : ""
+        let header: String
+        let user: String
         if k.auth == .serviceAccountToken {
-            return Data("""
-                # written once by workstation; yours to edit (it is never overwritten)
-                # auth: a service-account token in \(joinPath(home, k.tokenFile)) (yours, mode 0600), read on every request
-                apiVersion: v1
-                kind: Config
-                clusters:
-                - name: \(quote(cluster))
-                  cluster:
-                    server: \(quote(k.server ?? ""))
-                \(caLine)contexts:
-                - name: \(quote(context))
-                  context:
-                    cluster: \(quote(cluster))
-                    user: "service-account"
-                \(ns)current-context: \(quote(context))
-                preferences: {}
-                users:
+            header = "# auth: a service-account token in \(joinPath(home, k.tokenFile)) (yours, mode 0600), read on every request\n"
+            user = """
                 - name: "service-account"
                   user:
                     tokenFile: \(quote(joinPath(home, k.tokenFile)))
 
-                """.utf8)
+                """
+        } else {
+            header = ""
+            user = """
+                - name: "oidc"
+                  user:
+                    exec:
+                      apiVersion: client.authentication.k8s.io/v1
+                      command: kubectl
+                      args:
+                      - oidc-login
+                      - get-token
+                      - \(quote("--oidc-issuer-url=\(k.oidcIssuerURL ?? "")"))
+                      - \(quote("--oidc-client-id=\(k.oidcClientID ?? "")"))
+                      - --oidc-extra-scope=email
+                \(grantArgs(k))      interactiveMode: IfAvailable
+                      provideClusterInfo: false
+
+                """
         }
+        let userName = k.auth == .serviceAccountToken ? "service-account" : "oidc"
         return Data("""
             # written once by workstation; yours to edit (it is never overwritten)
-            apiVersion: v1
+            \(header)apiVersion: v1
             kind: Config
             clusters:
             - name: \(quote(cluster))
@@ -207,24 +213,11 @@ public enum KubernetesManifests {
             - name: \(quote(context))
               context:
                 cluster: \(quote(cluster))
-                user: "oidc"
+                user: "\(userName)"
             \(ns)current-context: \(quote(context))
             preferences: {}
             users:
-            - name: "oidc"
-              user:
-                exec:
-                  apiVersion: client.authentication.k8s.io/v1
-                  command: kubectl
-                  args:
-                  - oidc-login
-                  - get-token
-                  - \(quote("--oidc-issuer-url=\(k.oidcIssuerURL ?? "")"))
-                  - \(quote("--oidc-client-id=\(k.oidcClientID ?? "")"))
-                  - --oidc-extra-scope=email
-            \(grantArgs(k))      interactiveMode: IfAvailable
-                  provideClusterInfo: false
-
+            \(user)
             """.utf8)
     }
 
