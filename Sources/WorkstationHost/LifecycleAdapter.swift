@@ -42,11 +42,12 @@ final class LifecycleAdapter {
         return (a.home, String(path.dropFirst(pre.count)), HomeWriter.Owner(uid: a.uid, gid: a.gid))
     }
 
-    /// `systemctl disable --now UNIT` where systemd runs, else `systemctl --root=DIR disable UNIT` (unit files only).
-    /// Idempotent: disabling a disabled unit succeeds.
+    /// `systemctl disable --now --no-reload UNIT` where systemd runs, else `systemctl --root=DIR disable UNIT` (unit
+    /// files only). Idempotent: disabling a disabled unit succeeds. `--no-reload` (systemctl(1)): removing the
+    /// `.wants/` link needs no reload of the manager, which costs seconds on a host with a thousand units loaded.
     func disableUnit(_ name: String) throws {
         if systemdRunning {
-            try runner.check(["systemctl", "disable", "--now", name])
+            try runner.check(["systemctl", "disable", "--now", "--no-reload", name])
         } else {
             try runner.check(["systemctl", "--root=\(root.directory)", "disable", name])
         }

@@ -152,3 +152,18 @@ final class FailingUnitRunner: CommandRunner {
         #expect(order.contains("systemctl enable --now --no-reload t3-serve@u1.service"), "the other unit is still enabled at the end: \(order)")
     }
 }
+
+/// Disabling a unit (offboard cut, cutover) touches only its `.wants/` link: no reload of the whole manager.
+@Suite struct DisableUnitTests {
+    @Test(arguments: [true, false])
+    func disableReloadsNothing(_ systemdRunning: Bool) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-disable-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let runner = RecordingRunner()
+        let adapter = LifecycleAdapter(root: HostRoot(dir), runner: runner, systemdRunning: systemdRunning, accounts: AccountLookup(root: HostRoot(dir)))
+        try adapter.disableUnit("t3-serve@bob.service")
+        #expect(runner.commands == [systemdRunning ? ["systemctl", "disable", "--now", "--no-reload", "t3-serve@bob.service"]
+                                                   : ["systemctl", "--root=\(dir)", "disable", "t3-serve@bob.service"]])
+    }
+}
