@@ -69,13 +69,7 @@ extension Planner {
     func authProfileChanges(_ o: HostSnapshot) -> [Change] {
         let a = settings.auth
         guard settings.vault != nil, !a.envFiles.isEmpty else { return [] }
-        let content = authProfileSnippet(a)
-        let st = o.path(a.profileSnippet)
-        if st.kind == .file && st.content == content && st.mode & 0o7777 == 0o644 { return [] }
-        return [Change(id: "file:\(a.profileSnippet)", user: nil, kind: st.kind == .absent ? .create : .update, safety: .derived,
-                       summary: "\(st.kind == .absent ? "write" : "regenerate") \(a.profileSnippet) (loads each person's own auth env files at login)",
-                       fields: lineDiff(st.content.map { String(decoding: $0, as: UTF8.self) }, String(decoding: content, as: UTF8.self)),
-                       action: .writeFile(path: a.profileSnippet, content: content, mode: 0o644))]
+        return profileSnippetChanges(a.profileSnippet, authProfileSnippet(a), o, what: "loads each person's own auth env files at login")
     }
 
     // MARK: playwright MCP entry

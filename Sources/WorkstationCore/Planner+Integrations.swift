@@ -349,13 +349,18 @@ extension Planner {
 
     func vaultProfileChanges(_ o: HostSnapshot) -> [Change] {
         guard let v = settings.vault else { return [] }
-        let content = vaultProfileSnippet(v)
-        let st = o.path(v.profileSnippet)
+        return profileSnippetChanges(v.profileSnippet, vaultProfileSnippet(v), o, what: "loads the Vault helper at login")
+    }
+
+    /// A root-owned `/etc/profile.d` snippet (mode 0644, derived): written when absent, regenerated when its bytes or
+    /// mode differ.
+    func profileSnippetChanges(_ path: String, _ content: Data, _ o: HostSnapshot, what: String) -> [Change] {
+        let st = o.path(path)
         if st.kind == .file && st.content == content && st.mode & 0o7777 == 0o644 { return [] }
-        return [Change(id: "file:\(v.profileSnippet)", user: nil, kind: st.kind == .absent ? .create : .update, safety: .derived,
-                       summary: "\(st.kind == .absent ? "write" : "regenerate") \(v.profileSnippet) (loads the Vault helper at login)",
+        return [Change(id: "file:\(path)", user: nil, kind: st.kind == .absent ? .create : .update, safety: .derived,
+                       summary: "\(st.kind == .absent ? "write" : "regenerate") \(path) (\(what))",
                        fields: lineDiff(st.content.map { String(decoding: $0, as: UTF8.self) }, String(decoding: content, as: UTF8.self)),
-                       action: .writeFile(path: v.profileSnippet, content: content, mode: 0o644))]
+                       action: .writeFile(path: path, content: content, mode: 0o644))]
     }
 }
 
