@@ -24,8 +24,13 @@ let package = Package(
         // Pure: roster and settings loading, validation, desired state, planner, renderers.
         .target(name: "WorkstationCore", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Effects: host root, snapshot readers, adapters, executor, lock, journal, state.
-        .target(name: "WorkstationHost", dependencies: ["WorkstationCore", "WorkstationIntegrations",
-                                                       .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "WorkstationHost",
+            dependencies: [
+                "WorkstationCore", "WorkstationIntegrations",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // Network clients (Authentik, Vault, Kubernetes), each behind a protocol.
         .target(
             name: "WorkstationIntegrations",
@@ -35,7 +40,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]),
+            ]
+        ),
         // Data plane: per-user reverse proxy and the ttyd login shim.
         .target(
             name: "WorkstationDispatch",
@@ -49,7 +55,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]),
+            ]
+        ),
         // VERSION (one line, the release version) is compiled in: `workstation --version`, the build_info metric,
         // and the Debian package's version (scripts/package) all read it.
         .executableTarget(
@@ -58,7 +65,8 @@ let package = Package(
                 "WorkstationCore", "WorkstationHost", "WorkstationIntegrations", "WorkstationDispatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            resources: [.embedInCode("VERSION")]),
+            resources: [.embedInCode("VERSION")]
+        ),
         .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
         .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
         // Authentik, Kubernetes and Vault against real HTTP servers on 127.0.0.1 started by the tests.
@@ -71,7 +79,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Yams", package: "Yams"),
-            ]),
+            ]
+        ),
         .testTarget(
             name: "WorkstationDispatchTests",
             dependencies: [
@@ -85,9 +94,12 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
-            ]),
+            ]
+        ),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["WorkstationCore", "WorkstationHost"],
-            resources: []),
+            name: "EndToEndTests",
+            dependencies: ["WorkstationCore", "WorkstationHost"],
+            resources: []
+        ),
     ]
 )

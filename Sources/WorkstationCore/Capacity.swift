@@ -33,8 +33,12 @@ public struct MemoryInfo: Sendable, Hashable, Codable {
             if !overflow { values[key] = v }
         }
         guard let total = values["MemTotal"] else { return nil }
-        return MemoryInfo(total: total, available: values["MemAvailable"], swapTotal: values["SwapTotal"] ?? 0,
-                          swapFree: values["SwapFree"] ?? 0)
+        return MemoryInfo(
+            total: total,
+            available: values["MemAvailable"],
+            swapTotal: values["SwapTotal"] ?? 0,
+            swapFree: values["SwapFree"] ?? 0
+        )
     }
 }
 
@@ -65,8 +69,15 @@ public struct PressureStall: Sendable, Hashable, Codable {
                 let pair = p.split(separator: "=", maxSplits: 1)
                 if pair.count == 2, let n = Double(pair[1]) { kv[String(pair[0])] = n }
             }
-            guard let a10 = kv["avg10"], let a60 = kv["avg60"], let a300 = kv["avg300"], let total = kv["total"] else { continue }
-            let l = PressureLine(avg10: a10 / 100, avg60: a60 / 100, avg300: a300 / 100, totalSeconds: total / 1_000_000)
+            guard let a10 = kv["avg10"], let a60 = kv["avg60"], let a300 = kv["avg300"], let total = kv["total"] else {
+                continue
+            }
+            let l = PressureLine(
+                avg10: a10 / 100,
+                avg60: a60 / 100,
+                avg300: a300 / 100,
+                totalSeconds: total / 1_000_000
+            )
             if kind == "some" { out.some = l } else if kind == "full" { out.full = l }
         }
         return out.some == nil && out.full == nil ? nil : out
@@ -114,7 +125,9 @@ public struct ProcessSample: Sendable, Hashable, Codable {
             case "Threads": threads = Int(rest.trimmingCharacters(in: .whitespaces)).map { max($0, 1) } ?? 1
             case "VmRSS":
                 let f = rest.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                if let n = f.first.flatMap({ UInt64($0) }) { rss = n * (f.count > 1 && f[1].lowercased() == "kb" ? 1024 : 1) }
+                if let n = f.first.flatMap({ UInt64($0) }) {
+                    rss = n * (f.count > 1 && f[1].lowercased() == "kb" ? 1024 : 1)
+                }
             default: break
             }
         }
@@ -189,10 +202,13 @@ public struct CapacityLedger: Sendable, Hashable {
     /// The arithmetic in one line: `alice 4G + bob 3G = 7G (7516192768 bytes) against memory 24G + swap 8G - reserve 12G = 20G (...)`.
     public var arithmetic: String {
         let terms = abbreviatedList(
-            lines.map { "\($0.osUser) \(humanBytes($0.budget.max))\($0.isNew ? " (new)" : "")" }, separator: " + ")
+            lines.map { "\($0.osUser) \(humanBytes($0.budget.max))\($0.isNew ? " (new)" : "")" },
+            separator: " + "
+        )
         var s = "MemoryMax budgets \(terms.isEmpty ? "(none)" : terms) = \(humanBytes(committed)) (\(committed) bytes)"
         if let m = memory, let limit {
-            s += "; limit = memory \(humanBytes(m.total)) + swap \(humanBytes(m.swapTotal)) - reserve \(humanBytes(settings.reserve))"
+            s +=
+                "; limit = memory \(humanBytes(m.total)) + swap \(humanBytes(m.swapTotal)) - reserve \(humanBytes(settings.reserve))"
             s += " = \(humanBytes(limit)) (\(limit) bytes)"
         } else {
             s += "; limit unknown (no /proc/meminfo)"
@@ -207,18 +223,28 @@ public struct CapacityLedger: Sendable, Hashable {
         let who = abbreviatedList(new, separator: ", ")
         var out: [Refusal] = []
         if !fits, let limit {
-            out.append(Refusal(gate: "capacity", message: """
-                onboarding \(who) would commit \(humanBytes(committed)) of memory budgets, \(committed - limit) bytes over \
-                the limit: \(arithmetic); add swap or memory, lower budgets (capacity.budgets in workstation.yaml, or \
-                memory in the roster), or pass --allow-overcommit to onboard anyway
-                """))
+            out.append(
+                Refusal(
+                    gate: "capacity",
+                    message: """
+                        onboarding \(who) would commit \(humanBytes(committed)) of memory budgets, \(committed - limit) bytes over \
+                        the limit: \(arithmetic); add swap or memory, lower budgets (capacity.budgets in workstation.yaml, or \
+                        memory in the roster), or pass --allow-overcommit to onboard anyway
+                        """
+                )
+            )
         }
         if !withinHeadcount {
-            out.append(Refusal(gate: "capacity", message: """
-                onboarding \(who) would make \(lines.count) non-admin people, over max_active_users \
-                \(settings.maxActiveUsers); raise capacity.max_active_users in workstation.yaml once the host can carry \
-                them, offboard someone, or pass --allow-overcommit to onboard anyway
-                """))
+            out.append(
+                Refusal(
+                    gate: "capacity",
+                    message: """
+                        onboarding \(who) would make \(lines.count) non-admin people, over max_active_users \
+                        \(settings.maxActiveUsers); raise capacity.max_active_users in workstation.yaml once the host can carry \
+                        them, offboard someone, or pass --allow-overcommit to onboard anyway
+                        """
+                )
+            )
         }
         return out
     }
@@ -233,7 +259,9 @@ func abbreviatedList(_ items: [String], separator: String, limit: Int = 12) -> S
 
 /// `4294967296` -> `4G`, `1536 MiB` -> `1.5G`: binary units, at most one decimal, for messages (not for systemd).
 public func humanBytes(_ n: UInt64) -> String {
-    for (suffix, mult) in [("T", UInt64(1) << 40), ("G", UInt64(1) << 30), ("M", UInt64(1) << 20), ("K", UInt64(1) << 10)] where n >= mult {
+    for (suffix, mult) in [
+        ("T", UInt64(1) << 40), ("G", UInt64(1) << 30), ("M", UInt64(1) << 20), ("K", UInt64(1) << 10),
+    ] where n >= mult {
         if n % mult == 0 { return "\(n / mult)\(suffix)" }
         let tenths = (Double(n) / Double(mult) * 10).rounded() / 10
         return tenths == tenths.rounded() ? "\(Int(tenths))\(suffix)" : "\(tenths)\(suffix)"

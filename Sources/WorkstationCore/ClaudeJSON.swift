@@ -37,21 +37,28 @@ public enum ClaudeJSON {
         switch found {
         case .duplicate: return .refused("it names mcpServers twice")
         case .servers(let open, let empty):
-            out = Array(bytes[...open]) + Array("\n    \(key): \(entry)\(empty ? "\n  " : ",")".utf8) + Array(bytes[(open + 1)...])
+            out =
+                Array(bytes[...open]) + Array("\n    \(key): \(entry)\(empty ? "\n  " : ",")".utf8)
+                + Array(bytes[(open + 1)...])
         case .noServers(let open, let empty):
             let insert = "\n  \"mcpServers\": {\n    \(key): \(entry)\n  }\(empty ? "\n" : ",")"
             out = Array(bytes[...open]) + Array(insert.utf8) + Array(bytes[(open + 1)...])
         }
         // The edit must parse and hold the entry; anything else is a bug: leave the file alone.
         guard let check = try? JSONSerialization.jsonObject(with: Data(out)) as? [String: Any],
-            (check["mcpServers"] as? [String: Any])?[name] != nil, check.count == top.count + (top["mcpServers"] == nil ? 1 : 0)
+            (check["mcpServers"] as? [String: Any])?[name] != nil,
+            check.count == top.count + (top["mcpServers"] == nil ? 1 : 0)
         else { return .refused("the entry could not be added without changing the rest") }
         return .write(Data(out))
     }
 
     /// Finds the byte offsets the edit needs in a document already known to be a JSON object.
     struct Scanner {
-        enum Found { case servers(open: Int, empty: Bool), noServers(open: Int, empty: Bool), duplicate }
+        enum Found {
+            case servers(open: Int, empty: Bool)
+            case noServers(open: Int, empty: Bool)
+            case duplicate
+        }
         let bytes: [UInt8]
         var i = 0
         init(bytes: [UInt8]) { self.bytes = bytes }
@@ -64,8 +71,14 @@ public enum ClaudeJSON {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
             i += 1
             while i < bytes.count {
-                if bytes[i] == UInt8(ascii: "\\") { i += 2; continue }
-                if bytes[i] == UInt8(ascii: "\"") { i += 1; return Array(bytes[start..<i]) }
+                if bytes[i] == UInt8(ascii: "\\") {
+                    i += 2
+                    continue
+                }
+                if bytes[i] == UInt8(ascii: "\"") {
+                    i += 1
+                    return Array(bytes[start..<i])
+                }
                 i += 1
             }
             return nil
@@ -81,18 +94,27 @@ public enum ClaudeJSON {
                 var depth = 0
                 while i < bytes.count {
                     switch bytes[i] {
-                    case UInt8(ascii: "\""): guard string() != nil else { return false }; continue
+                    case UInt8(ascii: "\""):
+                        guard string() != nil else { return false }
+                        continue
                     case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
                     case UInt8(ascii: "}"), UInt8(ascii: "]"):
                         depth -= 1
-                        if depth == 0 { i += 1; return true }
+                        if depth == 0 {
+                            i += 1
+                            return true
+                        }
                     default: break
                     }
                     i += 1
                 }
                 return false
             default:
-                while i < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
+                while i < bytes.count,
+                    ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D].contains(
+                        bytes[i]
+                    )
+                { i += 1 }
                 return true
             }
         }
@@ -125,7 +147,10 @@ public enum ClaudeJSON {
                 guard value() else { return nil }
                 ws()
                 guard i < bytes.count else { return nil }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
                 if bytes[i] == UInt8(ascii: "}") { break }
                 return nil
             }

@@ -115,7 +115,9 @@ public struct DispatchMap: Sendable, Hashable, Codable {
     public static func decode(_ data: Data) throws -> DispatchMap {
         let m = try JSONDecoder().decode(DispatchMap.self, from: data)
         guard m.version == 1 else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unsupported dispatch.json version \(m.version)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "unsupported dispatch.json version \(m.version)")
+            )
         }
         return m
     }

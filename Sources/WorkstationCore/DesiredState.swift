@@ -49,28 +49,64 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     // Host-aware checks, located at the roster entry.
     for e in roster.entries {
         if let pinned = e.uid, let holder = snapshot.passwd.first(where: { $0.uid == pinned && $0.name != e.osUser }) {
-            out.diagnostics.append(Diagnostic(e.location, "uid \(pinned) of '\(e.osUser)' is already used by account '\(holder.name)'; pick a free uid or remove the pin"))
+            out.diagnostics.append(
+                Diagnostic(
+                    e.location,
+                    "uid \(pinned) of '\(e.osUser)' is already used by account '\(holder.name)'; pick a free uid or remove the pin"
+                )
+            )
         }
         if let pinned = e.uid, state.retiredUids.contains(pinned), snapshot.account(e.osUser) == nil {
-            out.diagnostics.append(Diagnostic(e.location, "uid \(pinned) of '\(e.osUser)' belonged to an archived account and is retired; pick another"))
+            out.diagnostics.append(
+                Diagnostic(
+                    e.location,
+                    "uid \(pinned) of '\(e.osUser)' belonged to an archived account and is retired; pick another"
+                )
+            )
         }
         if !e.isAdopted, let acct = snapshot.account(e.osUser), acct.uid < snapshot.uidRange.lowerBound {
-            out.diagnostics.append(Diagnostic(e.location, "os_user '\(e.osUser)' is a system account (uid \(acct.uid)); pick another name"))
+            out.diagnostics.append(
+                Diagnostic(e.location, "os_user '\(e.osUser)' is a system account (uid \(acct.uid)); pick another name")
+            )
         }
-        if !e.isAdopted, let acct = snapshot.account(e.osUser), !isDirectChild(acct.home, of: settings.accounts.homeRoot) {
-            out.diagnostics.append(Diagnostic(e.location, "'\(e.osUser)' exists with home \(acct.home), which is not a directory directly under accounts.home_root (\(settings.accounts.homeRoot)); workstation writes only into such homes, so fix the account's home (usermod -d) or home_root"))
+        if !e.isAdopted, let acct = snapshot.account(e.osUser),
+            !isDirectChild(acct.home, of: settings.accounts.homeRoot)
+        {
+            out.diagnostics.append(
+                Diagnostic(
+                    e.location,
+                    "'\(e.osUser)' exists with home \(acct.home), which is not a directory directly under accounts.home_root (\(settings.accounts.homeRoot)); workstation writes only into such homes, so fix the account's home (usermod -d) or home_root"
+                )
+            )
         }
         if !e.isAdopted {
             for g in e.groups {
-                if let host = snapshot.group(g), host.gid < snapshot.uidRange.lowerBound, !state.createdGroups.contains(g) {
-                    out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is a system group (gid \(host.gid)); extra groups must be ordinary groups (gid \(snapshot.uidRange.lowerBound) or above)"))
+                if let host = snapshot.group(g), host.gid < snapshot.uidRange.lowerBound,
+                    !state.createdGroups.contains(g)
+                {
+                    out.diagnostics.append(
+                        Diagnostic(
+                            e.location,
+                            "group '\(g)' of '\(e.osUser)' is a system group (gid \(host.gid)); extra groups must be ordinary groups (gid \(snapshot.uidRange.lowerBound) or above)"
+                        )
+                    )
                 } else if g != e.osUser, snapshot.account(g) != nil || roster[g] != nil {
-                    out.diagnostics.append(Diagnostic(e.location, "group '\(g)' of '\(e.osUser)' is the private group of account '\(g)'; membership would give access to their files"))
+                    out.diagnostics.append(
+                        Diagnostic(
+                            e.location,
+                            "group '\(g)' of '\(e.osUser)' is the private group of account '\(g)'; membership would give access to their files"
+                        )
+                    )
                 }
             }
         }
         if !e.isAdopted, let pinned = e.uid, let acct = snapshot.account(e.osUser), acct.uid != pinned {
-            out.diagnostics.append(Diagnostic(e.location, "'\(e.osUser)' exists with uid \(acct.uid), but the roster pins \(pinned); workstation never renumbers an account, fix the pin"))
+            out.diagnostics.append(
+                Diagnostic(
+                    e.location,
+                    "'\(e.osUser)' exists with uid \(acct.uid), but the roster pins \(pinned); workstation never renumbers an account, fix the pin"
+                )
+            )
         }
     }
 
@@ -96,7 +132,12 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         var candidate = nextUid
         while takenUids.contains(candidate) && candidate < snapshot.uidRange.upperBound { candidate += 1 }
         if takenUids.contains(candidate) {
-            out.diagnostics.append(Diagnostic(e.location, "no free uid left for '\(e.osUser)' in UID_MIN-UID_MAX (\(snapshot.uidRange.lowerBound)-\(snapshot.uidRange.upperBound), login.defs); pin a uid or widen the range"))
+            out.diagnostics.append(
+                Diagnostic(
+                    e.location,
+                    "no free uid left for '\(e.osUser)' in UID_MIN-UID_MAX (\(snapshot.uidRange.lowerBound)-\(snapshot.uidRange.upperBound), login.defs); pin a uid or widen the range"
+                )
+            )
         }
         uids[e.osUser] = candidate
         takenUids.insert(candidate)
@@ -104,14 +145,26 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
 
     // Identities for the derived files: roster entries, then admins declared in settings.
-    struct Person { var os: String; var ak: String; var pinned: [String: Int]; var adopted: Bool }
+    struct Person {
+        var os: String
+        var ak: String
+        var pinned: [String: Int]
+        var adopted: Bool
+    }
     var people: [Person] = roster.entries.map { e in
         var pinned = e.ports
         if let p = e.port { pinned[settings.primaryUnit.template] = p }
         return Person(os: e.osUser, ak: e.authentikUser, pinned: pinned, adopted: e.isAdopted)
     }
     for a in settings.admins where roster[a.osUser] == nil {
-        people.append(Person(os: a.osUser, ak: a.authentikUser, pinned: a.port.map { [settings.primaryUnit.template: $0] } ?? [:], adopted: true))
+        people.append(
+            Person(
+                os: a.osUser,
+                ak: a.authentikUser,
+                pinned: a.port.map { [settings.primaryUnit.template: $0] } ?? [:],
+                adopted: true
+            )
+        )
     }
 
     // Ports: admins take only the primary unit (their other units are their own business).
@@ -134,10 +187,16 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }()
     for p in people where !p.pinned.isEmpty {
         for (template, port) in p.pinned.sorted(by: { $0.key < $1.key }) {
-            let holder = holders[port].flatMap { $0 == p.os ? nil : $0 }
+            let holder =
+                holders[port].flatMap { $0 == p.os ? nil : $0 }
                 ?? liveHolders[port]?.first { $0 != p.ak && $0 != p.os }
             if let holder, let e = roster[p.os] {
-                out.diagnostics.append(Diagnostic(e.location, "port \(port) pinned for \(template)\(p.os) is already held by \(holder); pick a free port (workstation never moves a working person's port)"))
+                out.diagnostics.append(
+                    Diagnostic(
+                        e.location,
+                        "port \(port) pinned for \(template)\(p.os) is already held by \(holder); pick a free port (workstation never moves a working person's port)"
+                    )
+                )
             }
         }
     }
@@ -155,7 +214,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                 port = pin
             } else if let rec = state.ports[unit.template]?[p.os], (1024...65535).contains(rec), free(rec) {
                 port = rec
-            } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os], unit.portRange.contains(found), free(found) {
+            } else if unit == settings.primaryUnit, let found = existingDispatch[p.ak] ?? existingDispatch[p.os],
+                unit.portRange.contains(found), free(found)
+            {
                 port = found
             } else {
                 func taken(_ port: Int) -> Bool { !free(port) || claimed[port] != nil || inLiveDispatch.contains(port) }
@@ -165,7 +226,12 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                 if taken(port) {
                     // Every port of the range is in use: handing out the last one again would route two people to one port.
                     let at = roster[p.os]?.location ?? SourceLocation(file: "workstation.yaml", line: 0, column: 0)
-                    out.diagnostics.append(Diagnostic(at, "no free port left for '\(p.os)' in the port_range of \(unit.template) (\(unit.portRange.lowerBound)-\(unit.portRange.upperBound), \(unit.portRange.count) ports); widen port_range in workstation.yaml"))
+                    out.diagnostics.append(
+                        Diagnostic(
+                            at,
+                            "no free port left for '\(p.os)' in the port_range of \(unit.template) (\(unit.portRange.lowerBound)-\(unit.portRange.upperBound), \(unit.portRange.count) ports); widen port_range in workstation.yaml"
+                        )
+                    )
                 }
             }
             chosen.insert(port)
@@ -174,21 +240,29 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
     // Keep ports of departed users reserved until they are archived.
     for (template, byUser) in state.ports {
-        for (os, port) in byUser where !rosterNames.contains(os) && !settings.admins.contains(where: { $0.osUser == os }) {
+        for (os, port) in byUser
+        where !rosterNames.contains(os) && !settings.admins.contains(where: { $0.osUser == os }) {
             if state.accounts[os] != nil { ports[template, default: [:]][os] = port }
         }
     }
     out.ports = ports
 
     out.identities = people.map { p in
-        RoutedIdentity(authentikUser: p.ak, osUser: p.os,
-                       ports: settings.units.reduce(into: [:]) { acc, u in if let port = ports[u.template]?[p.os] { acc[u.template] = port } },
-                       adopted: p.adopted)
+        RoutedIdentity(
+            authentikUser: p.ak,
+            osUser: p.os,
+            ports: settings.units.reduce(into: [:]) { acc, u in
+                if let port = ports[u.template]?[p.os] { acc[u.template] = port }
+            },
+            adopted: p.adopted
+        )
     }
     // The derived files render on another thread while the users are built (for a large roster, dispatch.json is a
     // few hundred kilobytes).
     final class Rendered: @unchecked Sendable { var ttydUserMap = Data(), dispatch = Data() }
-    let rendered = Rendered(), identities = out.identities, primary = settings.primaryUnit.template
+    let rendered = Rendered()
+    let identities = out.identities
+    let primary = settings.primaryUnit.template
     let rendering = DispatchGroup()
     DispatchQueue.global().async(group: rendering) {
         rendered.ttydUserMap = DerivedFileRenderer.ttydUserMap(identities)
@@ -200,10 +274,19 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         var groups = [settings.accounts.group]
         if let tg = settings.accounts.tierGroups[e.tier] { groups.append(tg) }
         for g in e.groups where !groups.contains(g) { groups.append(g) }
-        let userPorts = settings.units.reduce(into: [String: Int]()) { acc, u in if let p = ports[u.template]?[e.osUser] { acc[u.template] = p } }
-        out.users.append(DesiredUser(
-            entry: e, uid: uids[e.osUser]!, home: acct?.home ?? joinPath(settings.accounts.homeRoot, e.osUser),
-            groups: groups, ports: userPorts, accountExists: acct != nil))
+        let userPorts = settings.units.reduce(into: [String: Int]()) { acc, u in
+            if let p = ports[u.template]?[e.osUser] { acc[u.template] = p }
+        }
+        out.users.append(
+            DesiredUser(
+                entry: e,
+                uid: uids[e.osUser]!,
+                home: acct?.home ?? joinPath(settings.accounts.homeRoot, e.osUser),
+                groups: groups,
+                ports: userPorts,
+                accountExists: acct != nil
+            )
+        )
     }
     out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
     rendering.wait()
@@ -264,9 +347,11 @@ public func pathRest(_ path: String, after prefix: String) -> Substring? {
     let n = prefix.utf8.count
     guard path.utf8.count >= n else { return nil }
     // Native strings hold their bytes contiguously: one memcmp instead of a walk with two iterators.
-    let same = path.utf8.withContiguousStorageIfAvailable { a in
-        prefix.utf8.withContiguousStorageIfAvailable { b in n == 0 || memcmp(a.baseAddress!, b.baseAddress!, n) == 0 }
-    } ?? nil
+    let same =
+        path.utf8.withContiguousStorageIfAvailable { a in
+            prefix.utf8.withContiguousStorageIfAvailable { b in n == 0 || memcmp(a.baseAddress!, b.baseAddress!, n) == 0
+            }
+        } ?? nil
     guard same ?? path.utf8.starts(with: prefix.utf8) else { return nil }
     return path[path.utf8.index(path.utf8.startIndex, offsetBy: n)...]
 }

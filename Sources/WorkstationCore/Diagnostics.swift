@@ -42,7 +42,9 @@ public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
 
     public init(_ diagnostics: [Diagnostic]) {
         self.diagnostics = diagnostics.sorted {
-            ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column)
+            ($0.location.file, $0.location.line, $0.location.column) < (
+                $1.location.file, $1.location.line, $1.location.column
+            )
         }
     }
 

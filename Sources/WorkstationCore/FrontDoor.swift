@@ -59,8 +59,10 @@ public enum FrontDoor {
     /// fail (no rules, the unit failed: `doctor` reports it); the sysusers file and the unit's
     /// `After=systemd-sysusers.service` make sure it exists first.
     public static func ruleset(units: [PerUserUnit]) -> String {
-        let ports = portRanges(units).map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
-            .joined(separator: ", ")
+        let ports = portRanges(units).map {
+            $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)"
+        }
+        .joined(separator: ", ")
         let templates = units.map(\.templateUnit).joined(separator: ", ")
         return """
             #!\(nft) -f

@@ -66,7 +66,14 @@ public struct PathState: Sendable, Hashable, Codable {
     /// (kind `.other`): workstation never follows it, so anything planned there is a conflict.
     public var blocked: Bool = false
 
-    public init(kind: Kind, mode: UInt32 = 0, uid: Int = 0, gid: Int = 0, linkTarget: String? = nil, content: Data? = nil) {
+    public init(
+        kind: Kind,
+        mode: UInt32 = 0,
+        uid: Int = 0,
+        gid: Int = 0,
+        linkTarget: String? = nil,
+        content: Data? = nil
+    ) {
         self.kind = kind
         self.mode = mode
         self.uid = uid
@@ -95,8 +102,14 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     public static func shard(of path: String) -> Int { PathKey(path).shard }
 
     public subscript(path: String) -> PathState? {
-        get { let key = PathKey(path); return shards[key.shard][key] }
-        set { let key = PathKey(path); shards[key.shard][key] = newValue }
+        get {
+            let key = PathKey(path)
+            return shards[key.shard][key]
+        }
+        set {
+            let key = PathKey(path)
+            shards[key.shard][key] = newValue
+        }
     }
 
     public var count: Int { shards.reduce(0) { $0 + $1.count } }
@@ -107,7 +120,10 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     }
 
     /// Adds `entries`; a path already present keeps what `combine(old, new)` returns.
-    public mutating func merge(_ entries: [(String, PathState)], uniquingKeysWith combine: (PathState, PathState) -> PathState) {
+    public mutating func merge(
+        _ entries: [(String, PathState)],
+        uniquingKeysWith combine: (PathState, PathState) -> PathState
+    ) {
         for (k, v) in entries {
             let key = PathKey(k)
             shards[key.shard].merge(CollectionOfOne((key, v)), uniquingKeysWith: combine)
@@ -116,9 +132,15 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
 
     /// Adds entries already sorted by shard (`parts[worker][shard]`, each entry's shard as `shard(of:)` gives it),
     /// one thread per shard; a path present twice keeps what `combine(old, new)` returns, in the order of `parts`.
-    public mutating func fill(_ parts: [[[(String, PathState)]]], uniquingKeysWith combine: @escaping @Sendable (PathState, PathState) -> PathState) {
+    public mutating func fill(
+        _ parts: [[[(String, PathState)]]],
+        uniquingKeysWith combine: @escaping @Sendable (PathState, PathState) -> PathState
+    ) {
         // Each shard moves into a box of its own (no other reference, so it grows in place), is filled, moves back.
-        final class Box: @unchecked Sendable { var shard: [PathKey: PathState]; init(_ s: [PathKey: PathState]) { shard = s } }
+        final class Box: @unchecked Sendable {
+            var shard: [PathKey: PathState]
+            init(_ s: [PathKey: PathState]) { shard = s }
+        }
         var boxes: [Box] = []
         for i in shards.indices {
             boxes.append(Box(shards[i]))
@@ -129,11 +151,14 @@ public struct PathTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
             let box = filled[i]
             box.shard.reserveCapacity(box.shard.count + parts.reduce(0) { $0 + $1[i].count })
             for part in parts {
-                box.shard.merge(part[i].lazy.map { entry in
-                    let key = PathKey(entry.0)
-                    assert(key.shard == i, "\(entry.0) handed to shard \(i), belongs in \(key.shard)")
-                    return (key, entry.1)
-                }, uniquingKeysWith: combine)
+                box.shard.merge(
+                    part[i].lazy.map { entry in
+                        let key = PathKey(entry.0)
+                        assert(key.shard == i, "\(entry.0) handed to shard \(i), belongs in \(key.shard)")
+                        return (key, entry.1)
+                    },
+                    uniquingKeysWith: combine
+                )
             }
         }
         for i in shards.indices { shards[i] = boxes[i].shard }
@@ -167,9 +192,10 @@ public struct PathKey: Hashable, Sendable {
     }
 
     public static func == (a: PathKey, b: PathKey) -> Bool {
-        a.fnv == b.fnv && a.path.utf8.count == b.path.utf8.count && withBytes(of: a.path) { x in
-            withBytes(of: b.path) { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
-        }
+        a.fnv == b.fnv && a.path.utf8.count == b.path.utf8.count
+            && withBytes(of: a.path) { x in
+                withBytes(of: b.path) { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+            }
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(fnv) }

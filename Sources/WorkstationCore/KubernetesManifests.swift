@@ -19,25 +19,43 @@ public enum KubernetesManifests {
     /// never `*`, never `pods/exec` (or attach, portforward, proxy), since RBAC has no deny and `list` on secrets
     /// returns their values.
     public static let readonlyRules: [PolicyRule] = [
-        PolicyRule(apiGroups: [""], resources: [
-            "pods", "pods/log", "pods/status", "services", "endpoints", "configmaps", "persistentvolumeclaims",
-            "persistentvolumes", "nodes", "namespaces", "events", "replicationcontrollers", "serviceaccounts",
-            "resourcequotas", "limitranges",
-        ], verbs: readVerbs),
-        PolicyRule(apiGroups: ["apps"], resources: ["deployments", "replicasets", "statefulsets", "daemonsets"], verbs: readVerbs),
+        PolicyRule(
+            apiGroups: [""],
+            resources: [
+                "pods", "pods/log", "pods/status", "services", "endpoints", "configmaps", "persistentvolumeclaims",
+                "persistentvolumes", "nodes", "namespaces", "events", "replicationcontrollers", "serviceaccounts",
+                "resourcequotas", "limitranges",
+            ],
+            verbs: readVerbs
+        ),
+        PolicyRule(
+            apiGroups: ["apps"],
+            resources: ["deployments", "replicasets", "statefulsets", "daemonsets"],
+            verbs: readVerbs
+        ),
         PolicyRule(apiGroups: ["batch"], resources: ["jobs", "cronjobs"], verbs: readVerbs),
         PolicyRule(apiGroups: ["autoscaling"], resources: ["horizontalpodautoscalers"], verbs: readVerbs),
         PolicyRule(apiGroups: ["policy"], resources: ["poddisruptionbudgets"], verbs: readVerbs),
-        PolicyRule(apiGroups: ["networking.k8s.io"], resources: ["ingresses", "ingressclasses", "networkpolicies"], verbs: readVerbs),
+        PolicyRule(
+            apiGroups: ["networking.k8s.io"],
+            resources: ["ingresses", "ingressclasses", "networkpolicies"],
+            verbs: readVerbs
+        ),
         PolicyRule(apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: readVerbs),
         PolicyRule(apiGroups: ["events.k8s.io"], resources: ["events"], verbs: readVerbs),
-        PolicyRule(apiGroups: ["storage.k8s.io"], resources: ["storageclasses", "volumeattachments", "csidrivers", "csinodes"], verbs: readVerbs),
+        PolicyRule(
+            apiGroups: ["storage.k8s.io"],
+            resources: ["storageclasses", "volumeattachments", "csidrivers", "csinodes"],
+            verbs: readVerbs
+        ),
         PolicyRule(apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: readVerbs),
         PolicyRule(apiGroups: ["metrics.k8s.io"], resources: ["pods", "nodes"], verbs: readVerbs),
     ]
 
     /// Namespace-owners may list namespaces and nodes cluster-wide, nothing more.
-    public static let namespaceListRules: [PolicyRule] = [PolicyRule(apiGroups: [""], resources: ["namespaces", "nodes"], verbs: readVerbs)]
+    public static let namespaceListRules: [PolicyRule] = [
+        PolicyRule(apiGroups: [""], resources: ["namespaces", "nodes"], verbs: readVerbs)
+    ]
 
     /// A JSON string literal, which is also a valid YAML double-quoted scalar.
     public static func quote(_ s: String) -> String {
@@ -51,7 +69,9 @@ public enum KubernetesManifests {
 
     /// Why `render rbac` cannot bind a roster user (no email), or nil.
     static func emailProblem(_ e: RosterEntry) -> String? {
-        e.email == nil ? "\(e.osUser) (\(e.tier.rawValue)) has no email in the roster; the binding subject is the OIDC email: add email: \(e.osUser)@example.org" : nil
+        e.email == nil
+            ? "\(e.osUser) (\(e.tier.rawValue)) has no email in the roster; the binding subject is the OIDC email: add email: \(e.osUser)@example.org"
+            : nil
     }
 
     /// The label every RBAC object `render rbac` makes carries, and the one naming its person (`<os_user>` with `_`
@@ -78,7 +98,11 @@ public enum KubernetesManifests {
     /// One owner per binding: a person whose `k8s_user` is in `provisioned` (the live `k8s_users` map, whose
     /// infrastructure binds them) gets no binding here, only a comment line saying so.
     /// - Throws: `RenderError` naming every roster user without an email (among those bound here).
-    public static func rbac(roster: Roster, settings: KubernetesSettings, provisioned: Set<String> = []) throws -> String {
+    public static func rbac(
+        roster: Roster,
+        settings: KubernetesSettings,
+        provisioned: Set<String> = []
+    ) throws -> String {
         let skipped = roster.entries.filter { !$0.isAdopted && provisioned.contains($0.k8sUser) }
         let people = roster.entries.filter { !$0.isAdopted && !provisioned.contains($0.k8sUser) }
         let problems = people.compactMap(emailProblem)
@@ -97,8 +121,11 @@ public enum KubernetesManifests {
             "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: \(kind)\n  name: \(quote(name))\n"
         }
         var docs: [String] = []
-        let owned = skipped.map { "# not bound here: \($0.osUser) (k8s_user \($0.k8sUser)) is in k8s_users, whose infrastructure binds them\n" }.joined()
-        docs.append("""
+        let owned = skipped.map {
+            "# not bound here: \($0.osUser) (k8s_user \($0.k8sUser)) is in k8s_users, whose infrastructure binds them\n"
+        }.joined()
+        docs.append(
+            """
             \(owned)# generated by workstation render rbac: read-only without Secrets (never the existing oidc-power-user role)
             apiVersion: rbac.authorization.k8s.io/v1
             kind: ClusterRole
@@ -106,41 +133,50 @@ public enum KubernetesManifests {
               name: \(quote(settings.readonlyRole))
             \(label)rules:
             \(rules(readonlyRules))
-            """)
-        docs.append("""
+            """
+        )
+        docs.append(
+            """
             apiVersion: rbac.authorization.k8s.io/v1
             kind: ClusterRole
             metadata:
               name: \(quote(settings.namespaceListRole))
             \(label)rules:
             \(rules(namespaceListRules))
-            """)
+            """
+        )
         for e in people where e.tier == .powerUser {
-            docs.append("""
+            docs.append(
+                """
                 apiVersion: rbac.authorization.k8s.io/v1
                 kind: ClusterRoleBinding
                 metadata:
                   name: \(quote("\(settings.readonlyRole)-\(objectName(e.osUser))"))
                 \(personLabels(e))\(roleRef("ClusterRole", settings.readonlyRole))\(subject(e))
-                """)
+                """
+            )
         }
         for e in people where e.tier == .namespaceOwner {
-            docs.append("""
+            docs.append(
+                """
                 apiVersion: rbac.authorization.k8s.io/v1
                 kind: ClusterRoleBinding
                 metadata:
                   name: \(quote("\(settings.namespaceListRole)-\(objectName(e.osUser))"))
                 \(personLabels(e))\(roleRef("ClusterRole", settings.namespaceListRole))\(subject(e))
-                """)
+                """
+            )
             for ns in e.namespaces {
-                docs.append("""
+                docs.append(
+                    """
                     apiVersion: rbac.authorization.k8s.io/v1
                     kind: RoleBinding
                     metadata:
                       name: \(quote("workstation-admin-\(objectName(e.osUser))"))
                       namespace: \(quote(ns))
                     \(personLabels(e))\(roleRef("ClusterRole", "admin"))\(subject(e))
-                    """)
+                    """
+                )
             }
         }
         return docs.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined(separator: "---\n")
@@ -148,7 +184,9 @@ public enum KubernetesManifests {
 
     /// One `k8s_users` entry in Terraform (HCL) syntax, e.g. `alice = { role = "power-user", namespaces = [], email = "..." }`.
     public static func k8sUserEntry(_ e: RosterEntry) -> String {
-        var parts = ["role = \(quote(e.tier.rawValue))", "namespaces = [\(e.namespaces.map(quote).joined(separator: ", "))]"]
+        var parts = [
+            "role = \(quote(e.tier.rawValue))", "namespaces = [\(e.namespaces.map(quote).joined(separator: ", "))]",
+        ]
         if let m = e.email { parts.append("email = \(quote(m))") }
         return "\(quote(e.k8sUser)) = { \(parts.joined(separator: ", ")) }"
     }
@@ -164,17 +202,27 @@ public enum KubernetesManifests {
     /// (required in v1). It carries no token. With `kubernetes.auth: service-account-token` the user is instead
     /// `tokenFile: <home>/<token_file>` (client-go reads the file on each request; the kubeconfig holds no token).
     /// - Parameter home: the person's home (absolute; the token file's path is written absolute), default `/home/<os_user>`.
-    public static func kubeconfig(_ e: RosterEntry, settings k: KubernetesSettings, ca: Data?, home: String? = nil) -> Data {
+    public static func kubeconfig(
+        _ e: RosterEntry,
+        settings k: KubernetesSettings,
+        ca: Data?,
+        home: String? = nil
+    ) -> Data {
         let home = home ?? "/home/\(e.osUser)"
         let cluster = k.clusterName
         let context = "\(e.osUser)@\(cluster)"
         var caLine = ""
-        if let ca { caLine = "    certificate-authority-data: \(quote(ca.base64EncodedString()))\n" } else if let d = k.caData { caLine = "    certificate-authority-data: \(quote(d))\n" }
+        if let ca {
+            caLine = "    certificate-authority-data: \(quote(ca.base64EncodedString()))\n"
+        } else if let d = k.caData {
+            caLine = "    certificate-authority-data: \(quote(d))\n"
+        }
         let ns = e.tier == .namespaceOwner ? e.namespaces.first.map { "    namespace: \(quote($0))\n" } ?? "" : ""
         let header: String
         let user: String
         if k.auth == .serviceAccountToken {
-            header = "# auth: a service-account token in \(joinPath(home, k.tokenFile)) (yours, mode 0600), read on every request\n"
+            header =
+                "# auth: a service-account token in \(joinPath(home, k.tokenFile)) (yours, mode 0600), read on every request\n"
             user = """
                 - name: "service-account"
                   user:
@@ -201,7 +249,8 @@ public enum KubernetesManifests {
                 """
         }
         let userName = k.auth == .serviceAccountToken ? "service-account" : "oidc"
-        return Data("""
+        return Data(
+            """
             # written once by workstation; yours to edit (it is never overwritten)
             \(header)apiVersion: v1
             kind: Config
@@ -218,7 +267,8 @@ public enum KubernetesManifests {
             preferences: {}
             users:
             \(user)
-            """.utf8)
+            """.utf8
+        )
     }
 
     /// The kubelogin arguments of the grant (`KubernetesSettings.grantType`), each a line of the `args:` list:

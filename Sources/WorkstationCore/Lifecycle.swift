@@ -42,7 +42,14 @@ public struct AccountBeforeState: Sendable, Hashable, Codable {
     /// The IdP gate-group membership as the hook reported it, or `not configured`.
     public var idpMembership: String
 
-    public init(groups: [String], shell: String, passwordLocked: Bool, expireDays: Int?, units: [String: Bool], idpMembership: String) {
+    public init(
+        groups: [String],
+        shell: String,
+        passwordLocked: Bool,
+        expireDays: Int?,
+        units: [String: Bool],
+        idpMembership: String
+    ) {
         self.groups = groups
         self.shell = shell
         self.passwordLocked = passwordLocked
@@ -77,7 +84,13 @@ public struct OffboardingRecord: Sendable, Hashable, Codable {
         /// Recorded secret files kept because they changed since workstation wrote them (host path -> why); they
         /// stay in the home, so the archive stage keeps them. Absent in records made before it existed.
         public var keptFiles: [String: String]?
-        public init(time: Double, deletedFiles: [String], absentFiles: [String], adminSteps: [String], keptFiles: [String: String]? = nil) {
+        public init(
+            time: Double,
+            deletedFiles: [String],
+            absentFiles: [String],
+            adminSteps: [String],
+            keptFiles: [String: String]? = nil
+        ) {
             self.time = time
             self.deletedFiles = deletedFiles
             self.absentFiles = absentFiles
@@ -142,9 +155,10 @@ extension OffboardingRecord.Archive {
         guard base.hasSuffix(".tar.gz") else { return nil }
         let parts = base.dropLast(".tar.gz".count).split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count >= 3, !parts[0].isEmpty, let stamp = parts.last, stamp.count == 16, stamp.hasSuffix("Z"),
-              stamp.dropLast().allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "T") }),
-              let digits = parts.dropLast().last, !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let uid = Int(digits), uid > 0 else { return nil }
+            stamp.dropLast().allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "T") }),
+            let digits = parts.dropLast().last, !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+            let uid = Int(digits), uid > 0
+        else { return nil }
         return uid
     }
 }
@@ -164,7 +178,15 @@ public struct CutoverRecord: Sendable, Hashable, Codable {
         public var mode: UInt32
         public var linkTarget: String?
         public var content: Data?
-        public init(relative: String, kind: String, uid: Int = 0, gid: Int = 0, mode: UInt32 = 0, linkTarget: String? = nil, content: Data? = nil) {
+        public init(
+            relative: String,
+            kind: String,
+            uid: Int = 0,
+            gid: Int = 0,
+            mode: UInt32 = 0,
+            linkTarget: String? = nil,
+            content: Data? = nil
+        ) {
             self.relative = relative
             self.kind = kind
             self.uid = uid

@@ -20,7 +20,9 @@ public func lookAlikeSkeleton(_ name: String) -> String {
     if name.utf8.allSatisfy({ $0 < 0x80 }) {
         folded = name.lowercased()
     } else {
-        folded = name.precomposedStringWithCompatibilityMapping.uppercased().lowercased().precomposedStringWithCompatibilityMapping
+        folded =
+            name.precomposedStringWithCompatibilityMapping.uppercased().lowercased()
+            .precomposedStringWithCompatibilityMapping
     }
     var out = String.UnicodeScalarView()
     for scalar in folded.unicodeScalars {
@@ -75,9 +77,20 @@ private let latinLookAlikes: [Unicode.Scalar: Unicode.Scalar] = {
 
 /// The writing system of a letter, as far as look-alike names are concerned (Unicode `Scripts.txt`, by block).
 enum LetterScript: String, CaseIterable {
-    case latin = "Latin", greek = "Greek", cyrillic = "Cyrillic", armenian = "Armenian", hebrew = "Hebrew",
-        arabic = "Arabic", cherokee = "Cherokee", georgian = "Georgian", han = "Han", kana = "Japanese kana",
-        hangul = "Hangul", other = "another script"
+    case latin = "Latin"
+    case greek = "Greek"
+    case cyrillic = "Cyrillic"
+    case armenian = "Armenian"
+    case hebrew = "Hebrew"
+    case
+        arabic = "Arabic"
+    case cherokee = "Cherokee"
+    case georgian = "Georgian"
+    case han = "Han"
+    case kana = "Japanese kana"
+    case
+        hangul = "Hangul"
+    case other = "another script"
 
     /// The script of a letter; nil for everything that is not a letter (digits, punctuation, combining marks
     /// inherit the script of the letter they follow, as TR39 treats Common and Inherited).
@@ -102,8 +115,8 @@ enum LetterScript: String, CaseIterable {
     }
 }
 
-private extension Unicode.GeneralCategory {
-    var isMark: Bool { self == .nonspacingMark || self == .spacingMark || self == .enclosingMark }
+extension Unicode.GeneralCategory {
+    fileprivate var isMark: Bool { self == .nonspacingMark || self == .spacingMark || self == .enclosingMark }
 }
 
 /// The first two scripts (Latin first) a name mixes, when its letters come from more than one writing system and the mix is not one

@@ -33,7 +33,9 @@ public func accountNameProblem(_ name: String) -> String? {
     if name.contains(where: \.isWhitespace) { return "contains whitespace" }
     if name.utf8.contains(UInt8(ascii: "@")) { return "contains '@' (an IdP login is authentik_user, not os_user)" }
     if name.utf8.contains(UInt8(ascii: "\\")) { return "contains '\\' (a DOMAIN\\user name); use the plain user name" }
-    if name.contains(where: { $0.isUppercase }) { return "contains upper-case letters; useradd refuses them, use '\(name.lowercased())'" }
+    if name.contains(where: { $0.isUppercase }) {
+        return "contains upper-case letters; useradd refuses them, use '\(name.lowercased())'"
+    }
     if let first = name.first, first.isNumber { return "starts with a digit; systemd may run such a unit as root" }
     if name.first == "-" { return "starts with '-'" }
     let allowed = name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
@@ -44,7 +46,8 @@ public func accountNameProblem(_ name: String) -> String? {
 
 /// A group name as `groupadd(8)` accepts it by default on Debian.
 public func isValidGroupName(_ name: String) -> Bool {
-    guard !name.isEmpty, name.count <= 32, let first = name.first, first.isASCII, first.isLowercase || first == "_" else {
+    guard !name.isEmpty, name.count <= 32, let first = name.first, first.isASCII, first.isLowercase || first == "_"
+    else {
         return false
     }
     return name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
@@ -59,7 +62,9 @@ public func isValidGroupName(_ name: String) -> Bool {
 /// whose first 29 characters could equal someone's name) is never a name.
 public func identityProblem(_ name: String, maxLength: Int = 28) -> String? {
     // The common case, checked on bytes: ASCII letters, digits and . _ - @ + only (none of the characters below).
-    if !name.isEmpty, name.utf8.count <= maxLength, name.utf8.allSatisfy({ isPlainIdentityByte($0) }), !looksLikeMissingValue(name) {
+    if !name.isEmpty, name.utf8.count <= maxLength, name.utf8.allSatisfy({ isPlainIdentityByte($0) }),
+        !looksLikeMissingValue(name)
+    {
         return nil
     }
     if name.isEmpty { return "is empty" }
@@ -69,19 +74,22 @@ public func identityProblem(_ name: String, maxLength: Int = 28) -> String? {
             : "is \(name.count) characters; at most \(maxLength)"
     }
     if looksLikeMissingValue(name) { return "looks like a missing value, not a name; write the real name" }
-    if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
+    if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) })
+    {
         return "contains a control character"
     }
     if name.contains(where: \.isWhitespace) || name.contains(where: \.isNewline) { return "contains whitespace" }
     if let c = name.unicodeScalars.first(where: { $0.properties.generalCategory == .format }) {
-        return "contains an invisible formatting character (U+\(String(c.value, radix: 16, uppercase: true))) that makes look-alike names"
+        return
+            "contains an invisible formatting character (U+\(String(c.value, radix: 16, uppercase: true))) that makes look-alike names"
     }
     if name.contains("=") { return "contains '=' (the ttyd map separator)" }
     if name.contains(":") { return "contains ':' (the passwd and group field separator)" }
     if name.contains("|") { return "contains '|' (the group separator of X-authentik-groups)" }
     if name.contains("#") && name.first == "#" { return "starts with '#' (a comment in the ttyd map)" }
     if let (a, b) = mixedScripts(name) {
-        return "mixes \(a.rawValue) and \(b.rawValue) letters, which is how a name is made to pass for another (UTS #39); write it in one script"
+        return
+            "mixes \(a.rawValue) and \(b.rawValue) letters, which is how a name is made to pass for another (UTS #39); write it in one script"
     }
     return nil
 }
@@ -108,7 +116,8 @@ public func isDNSLabel(_ s: String) -> Bool {
 
 func isPlausibleEmail(_ s: String) -> Bool {
     let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-    return parts.count == 2 && !parts[0].isEmpty && parts[1].utf8.contains(UInt8(ascii: ".")) && identityProblem(s, maxLength: 254) == nil
+    return parts.count == 2 && !parts[0].isEmpty && parts[1].utf8.contains(UInt8(ascii: "."))
+        && identityProblem(s, maxLength: 254) == nil
 }
 
 /// Shows a name safely in a message, on one line: control, format (bidi) and separator characters escaped as

@@ -174,8 +174,16 @@ public struct Change: Sendable, Hashable, Codable {
     public var dependsOn: [String]
 
     public init(
-        id: String, user: String?, kind: ChangeKind, safety: SafetyClass, summary: String, fields: [FieldChange] = [],
-        reason: String? = nil, command: String? = nil, action: Action? = nil, dependsOn: [String] = []
+        id: String,
+        user: String?,
+        kind: ChangeKind,
+        safety: SafetyClass,
+        summary: String,
+        fields: [FieldChange] = [],
+        reason: String? = nil,
+        command: String? = nil,
+        action: Action? = nil,
+        dependsOn: [String] = []
     ) {
         self.id = id
         self.user = user

@@ -8,14 +8,24 @@ public enum PlanRenderer {
     /// - Parameter commandOptions: appended to every suggested `workstation ...` command (e.g. ` --root DIR`), so a
     ///   command copied from a sandbox plan acts on that sandbox, not on the machine.
     /// - Parameter verdict: the closing "No changes" line, which speaks of apply; lifecycle commands leave it out.
-    public static func human(_ plan: Plan, color: Bool = false, commandOptions: String = "", verdict: Bool = true) -> String {
+    public static func human(
+        _ plan: Plan,
+        color: Bool = false,
+        commandOptions: String = "",
+        verdict: Bool = true
+    ) -> String {
         humanText(plan, color: color, commandOptions: commandOptions, verdict: verdict).rendered
     }
 
     /// `human(_:color:commandOptions:verdict:)` as terminal text: every value from the plan (names, link targets,
     /// file names, messages from services) is escaped and kept on its line (`printable`), and the only escape
     /// sequences are the symbols' colours.
-    public static func humanText(_ plan: Plan, color: Bool = false, commandOptions: String = "", verdict: Bool = true) -> TerminalText {
+    public static func humanText(
+        _ plan: Plan,
+        color: Bool = false,
+        commandOptions: String = "",
+        verdict: Bool = true
+    ) -> TerminalText {
         var out = TerminalText()
         var order: [String] = []
         var byUser: [String: [Change]] = [:]
@@ -49,15 +59,20 @@ public enum PlanRenderer {
                     }
                 }
                 if let r = c.reason { out += "      \(p(SuggestedCommand.carrying(commandOptions, in: r)))\n" }
-                if let cmd = c.command { out += "      run: \(p(cmd))\(cmd.hasPrefix("workstation ") ? p(commandOptions) : "")\n" }
+                if let cmd = c.command {
+                    out += "      run: \(p(cmd))\(cmd.hasPrefix("workstation ") ? p(commandOptions) : "")\n"
+                }
             }
         }
         for n in plan.notes { out += "note: \(p(SuggestedCommand.carrying(commandOptions, in: n)))\n" }
         for e in plan.errors { out += "error: \(p(SuggestedCommand.carrying(commandOptions, in: e)))\n" }
         let s = plan.summary
-        out += "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
+        out +=
+            "Plan: \(s.create) to create, \(s.update) to update, \(s.pending) pending revoke/destroy, \(s.conflict) conflicts.\n"
         if verdict && plan.isEmpty && plan.refusals.isEmpty {
-            out += s.pending + s.conflict == 0 ? "No changes: the host matches the roster.\n"
+            out +=
+                s.pending + s.conflict == 0
+                ? "No changes: the host matches the roster.\n"
                 : "Nothing for apply to do; the pending and conflicting items above need an operator.\n"
         }
         return out
@@ -78,17 +93,23 @@ public enum PlanRenderer {
     public static func jsonObject(_ plan: Plan) -> [String: Any] {
         var obj: [String: Any] = [:]
         obj["changes"] = plan.changes.map { c -> [String: Any] in
-            var d: [String: Any] = ["id": c.id, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
-                                    "summary": c.summary, "actionable": c.kind.isActionable && c.safety.runsInApply]
+            var d: [String: Any] = [
+                "id": c.id, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
+                "summary": c.summary, "actionable": c.kind.isActionable && c.safety.runsInApply,
+            ]
             d["user"] = c.user ?? NSNull()
-            d["fields"] = c.fields.map { ["field": $0.field, "before": $0.before ?? NSNull(), "after": $0.after ?? NSNull()] as [String: Any] }
+            d["fields"] = c.fields.map {
+                ["field": $0.field, "before": $0.before ?? NSNull(), "after": $0.after ?? NSNull()] as [String: Any]
+            }
             if let r = c.reason { d["reason"] = r }
             if let cmd = c.command { d["command"] = cmd }
             return d
         }
         let s = plan.summary
-        obj["summary"] = ["create": s.create, "update": s.update, "pending": s.pending, "conflict": s.conflict,
-                          "actionable": plan.actionable.count]
+        obj["summary"] = [
+            "create": s.create, "update": s.update, "pending": s.pending, "conflict": s.conflict,
+            "actionable": plan.actionable.count,
+        ]
         obj["notes"] = plan.notes
         obj["errors"] = plan.errors
         obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
@@ -99,7 +120,12 @@ public enum PlanRenderer {
 /// Serializes a JSON object with sorted keys; besides the escapes JSON requires, every character a terminal
 /// would act on is written as a `\uXXXX` escape (`escapingInvisibles`), so the text is safe to print.
 public func jsonText(_ obj: Any) -> String {
-    guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) else {
+    guard
+        let data = try? JSONSerialization.data(
+            withJSONObject: obj,
+            options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        )
+    else {
         return "{}"
     }
     // The characters a terminal acts on that JSON may carry raw (DEL, C1, bidi overrides...) as \u escapes.
@@ -129,11 +155,17 @@ public enum SuggestedCommand {
             out += rest[hit]
             rest = rest[hit.upperBound...]
             let previous = out.dropLast("workstation ".count).last
-            let startsWord = previous.map { $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == "(" || $0 == "\n" } ?? true
+            let startsWord =
+                previous.map { $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == "(" || $0 == "\n" } ?? true
             let word = rest.prefix { $0.isLetter || $0 == "-" }
             let after = rest.dropFirst(word.count).first
-            let endsWord = after.map { $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == ")" || $0 == "," || $0 == ";" || $0 == "." || $0 == ":" || $0 == "\n" } ?? true
-            guard startsWord, endsWord, subcommands.contains(word), !rest.dropFirst(word.count).hasPrefix(options) else { continue }
+            let endsWord =
+                after.map {
+                    $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == ")" || $0 == "," || $0 == ";"
+                        || $0 == "." || $0 == ":" || $0 == "\n"
+                } ?? true
+            guard startsWord, endsWord, subcommands.contains(word), !rest.dropFirst(word.count).hasPrefix(options)
+            else { continue }
             out += word + options
             rest = rest.dropFirst(word.count)
         }

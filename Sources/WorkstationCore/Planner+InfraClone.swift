@@ -35,10 +35,15 @@ extension Planner {
     func infraWatchedPaths(_ u: DesiredUser) -> [WatchedPath] {
         let infra = settings.infraRepo
         guard infra.source(for: u.entry) != nil else { return [] }
-        var paths = [WatchedPath(joinPath(u.home, infra.directory)), WatchedPath(joinPath(u.home, infra.partialDirectory))]
+        var paths = [
+            WatchedPath(joinPath(u.home, infra.directory)), WatchedPath(joinPath(u.home, infra.partialDirectory)),
+        ]
         if !infra.launcherPath.isEmpty { paths.append(WatchedPath(joinPath(u.home, infra.launcherPath))) }
         if let local = infra.source(for: u.entry).flatMap({ Self.localRepositoryPath($0.url) }) {
-            paths += [WatchedPath(local), WatchedPath(joinPath(local, ".git")), WatchedPath(Self.systemGitConfig, readContent: true)]
+            paths += [
+                WatchedPath(local), WatchedPath(joinPath(local, ".git")),
+                WatchedPath(Self.systemGitConfig, readContent: true),
+            ]
         }
         return paths
     }
@@ -51,7 +56,13 @@ extension Planner {
     /// nil for a network URL. A trailing `/` is dropped.
     public static func localRepositoryPath(_ url: String) -> String? {
         var path: Substring
-        if url.hasPrefix("/") { path = Substring(url) } else if url.lowercased().hasPrefix("file://") { path = url.dropFirst(7) } else { return nil }
+        if url.hasPrefix("/") {
+            path = Substring(url)
+        } else if url.lowercased().hasPrefix("file://") {
+            path = url.dropFirst(7)
+        } else {
+            return nil
+        }
         while path.count > 1 && path.hasSuffix("/") { path = path.dropLast() }
         return path.hasPrefix("/") ? String(path) : nil
     }
@@ -63,22 +74,31 @@ extension Planner {
     func localSourceProblem(_ path: String, _ u: DesiredUser, _ o: HostSnapshot) -> String? {
         let top = o.path(path)
         guard top.kind == .directory else {
-            return top.kind == .absent ? "\(path) does not exist on this host" : "\(path) is a \(top.kind.rawValue), not a repository directory"
+            return top.kind == .absent
+                ? "\(path) does not exist on this host"
+                : "\(path) is a \(top.kind.rawValue), not a repository directory"
         }
         let gitDir = o.path(joinPath(path, ".git"))
         let dirs = gitDir.kind == .directory ? [(path, top), (joinPath(path, ".git"), gitDir)] : [(path, top)]
-        let gids = Set([u.uid] + o.groups.filter { $0.members.contains(u.osUser) }.map(\.gid) + u.groups.compactMap { o.group($0)?.gid })
+        let gids = Set(
+            [u.uid] + o.groups.filter { $0.members.contains(u.osUser) }.map(\.gid)
+                + u.groups.compactMap { o.group($0)?.gid }
+        )
         for (dir, st) in dirs {
             let bits = st.uid == u.uid ? (st.mode >> 6) & 7 : gids.contains(st.gid) ? (st.mode >> 3) & 7 : st.mode & 7
             if bits & 5 != 5 {
-                return "\(dir) (owner uid \(st.uid), mode \(octal(st.mode))) cannot be read by \(u.osUser); git clones as the person, never as root"
+                return
+                    "\(dir) (owner uid \(st.uid), mode \(octal(st.mode))) cannot be read by \(u.osUser); git clones as the person, never as root"
             }
         }
         let owner = (gitDir.kind == .directory ? gitDir : top).uid
         if owner != u.uid {
             let safe = Self.safeDirectories(o.path(Self.systemGitConfig).content)
-            if !safe.contains("*") && !safe.contains(path) && !safe.contains(joinPath(path, ".git")) && !safe.contains(path + "/") {
-                return "\(path) is owned by uid \(owner), and git refuses a repository another account owns (detected dubious ownership); serve it over https://, ssh:// or git://, or trust it for every account: git config --system --add safe.directory \(path)"
+            if !safe.contains("*") && !safe.contains(path) && !safe.contains(joinPath(path, ".git"))
+                && !safe.contains(path + "/")
+            {
+                return
+                    "\(path) is owned by uid \(owner), and git refuses a repository another account owns (detected dubious ownership); serve it over https://, ssh:// or git://, or trust it for every account: git config --system --add safe.directory \(path)"
             }
         }
         return nil
@@ -96,10 +116,16 @@ extension Planner {
                 inSafe = line.lowercased().hasPrefix("[safe]")
                 continue
             }
-            guard inSafe, let eq = line.firstIndex(of: "="), line[..<eq].trimmingCharacters(in: .whitespaces).lowercased() == "directory" else { continue }
+            guard inSafe, let eq = line.firstIndex(of: "="),
+                line[..<eq].trimmingCharacters(in: .whitespaces).lowercased() == "directory"
+            else { continue }
             var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            if let c = value.firstIndex(where: { $0 == "#" || $0 == ";" }), !value.hasPrefix("\"") { value = String(value[..<c]).trimmingCharacters(in: .whitespaces) }
-            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            if let c = value.firstIndex(where: { $0 == "#" || $0 == ";" }), !value.hasPrefix("\"") {
+                value = String(value[..<c]).trimmingCharacters(in: .whitespaces)
+            }
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
             out.insert(value)
         }
         return out
@@ -111,36 +137,68 @@ extension Planner {
     func infraCloneChanges(_ u: DesiredUser, _ o: HostSnapshot, into plan: inout Plan) {
         let infra = settings.infraRepo
         guard let source = infra.source(for: u.entry) else {
-            let note = "infra clones are off: set infra_repo.url in workstation.yaml (or repo: for a person in the roster) to give non-admins a keyless clone at ~/\(infra.directory)"
+            let note =
+                "infra clones are off: set infra_repo.url in workstation.yaml (or repo: for a person in the roster) to give non-admins a keyless clone at ~/\(infra.directory)"
             if !plan.notes.contains(note) { plan.notes.append(note) }
             return
         }
         // A missing or foreign home is reported by homeChanges; nothing is cloned into it.
         if u.accountExists && o.path(u.home).kind != .directory { return }
         let accountDep = u.accountExists ? [] : ["account:\(u.osUser)"]
-        let spec = InfraCloneSpec(user: u.osUser, home: u.home, directory: infra.directory, partialDirectory: infra.partialDirectory,
-                                  url: source.url, branch: source.branch)
+        let spec = InfraCloneSpec(
+            user: u.osUser,
+            home: u.home,
+            directory: infra.directory,
+            partialDirectory: infra.partialDirectory,
+            url: source.url,
+            branch: source.branch
+        )
         let st = o.path(spec.target)
         var cloning = false
         switch st.kind {
         case .absent:
             if let local = Self.localRepositoryPath(source.url), let problem = localSourceProblem(local, u, o) {
-                plan.changes.append(Change(
-                    id: "clone:\(spec.target)", user: u.osUser, kind: .conflict, safety: .additive,
-                    summary: "cannot clone \(spec.displayURL) into \(spec.target) as \(u.osUser): \(problem)",
-                    reason: "no clone and no launcher until the source is readable by the person; plan shows this before apply tries"))
+                plan.changes.append(
+                    Change(
+                        id: "clone:\(spec.target)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .additive,
+                        summary: "cannot clone \(spec.displayURL) into \(spec.target) as \(u.osUser): \(problem)",
+                        reason:
+                            "no clone and no launcher until the source is readable by the person; plan shows this before apply tries"
+                    )
+                )
                 return
             }
             cloning = true
-            var fields = [FieldChange("url", nil, spec.displayURL), FieldChange("branch", nil, source.branch ?? "(the remote's default)")]
+            var fields = [
+                FieldChange("url", nil, spec.displayURL),
+                FieldChange("branch", nil, source.branch ?? "(the remote's default)"),
+            ]
             let partial = o.path(joinPath(u.home, infra.partialDirectory))
             if partial.kind != .absent {
-                fields.append(FieldChange("leftover", "\(joinPath(u.home, infra.partialDirectory)) (an interrupted clone)", "removed as \(u.osUser)"))
+                fields.append(
+                    FieldChange(
+                        "leftover",
+                        "\(joinPath(u.home, infra.partialDirectory)) (an interrupted clone)",
+                        "removed as \(u.osUser)"
+                    )
+                )
             }
-            plan.changes.append(Change(
-                id: "clone:\(spec.target)", user: u.osUser, kind: .create, safety: .additive,
-                summary: "clone \(spec.displayURL) into \(spec.target) as \(u.osUser) (keyless: git-crypt files stay encrypted)",
-                fields: fields, action: .cloneInfraRepo(spec), dependsOn: accountDep))
+            plan.changes.append(
+                Change(
+                    id: "clone:\(spec.target)",
+                    user: u.osUser,
+                    kind: .create,
+                    safety: .additive,
+                    summary:
+                        "clone \(spec.displayURL) into \(spec.target) as \(u.osUser) (keyless: git-crypt files stay encrypted)",
+                    fields: fields,
+                    action: .cloneInfraRepo(spec),
+                    dependsOn: accountDep
+                )
+            )
         case .symlink:
             plan.notes.append("\(u.osUser): \(spec.target) is a symlink to \(st.linkTarget ?? "?"); kept, not cloned")
         case .directory:
@@ -156,11 +214,17 @@ extension Planner {
         let launcher = joinPath(u.home, infra.launcherPath)
         guard o.path(launcher).kind == .absent else { return }
         let content = Data(infra.launcher(user: u.osUser, codePath: spec.target).utf8)
-        plan.changes.append(Change(
-            id: "file:\(launcher)", user: u.osUser, kind: .create, safety: .additive,
-            summary: "write launcher \(launcher) (starts the agent in \(spec.target))",
-            fields: [FieldChange("mode", nil, "0755")],
-            action: .createHomeFile(user: u.osUser, path: launcher, content: content, mode: 0o755),
-            dependsOn: accountDep + (cloning ? ["clone:\(spec.target)"] : [])))
+        plan.changes.append(
+            Change(
+                id: "file:\(launcher)",
+                user: u.osUser,
+                kind: .create,
+                safety: .additive,
+                summary: "write launcher \(launcher) (starts the agent in \(spec.target))",
+                fields: [FieldChange("mode", nil, "0755")],
+                action: .createHomeFile(user: u.osUser, path: launcher, content: content, mode: 0o755),
+                dependsOn: accountDep + (cloning ? ["clone:\(spec.target)"] : [])
+            )
+        )
     }
 }

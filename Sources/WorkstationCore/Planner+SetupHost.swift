@@ -38,14 +38,17 @@ extension Planner {
     /// Host paths `setup-host` observes with `lstat` (content for root-owned files).
     public func setupHostWatchedPaths() -> [WatchedPath] {
         let h = settings.setupHost
-        var paths = [WatchedPath(h.managedSettingsPath, readContent: true), WatchedPath(h.managedDropInPath, readContent: true),
-                     WatchedPath(h.managedGuidancePath, readContent: true), WatchedPath(h.profileScript, readContent: true),
-                     WatchedPath(joinPath(h.skel, ".claude")),
-                     WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.serviceName), readContent: true),
-                     WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true),
-                     WatchedPath(FrontDoor.sysusersPath, readContent: true), WatchedPath(FrontDoor.rulesetPath, readContent: true),
-                     WatchedPath(joinPath(unitSearchPath[0], FrontDoor.firewallUnit), readContent: true),
-                     WatchedPath(SetupHostSettings.packagedBinary)]
+        var paths = [
+            WatchedPath(h.managedSettingsPath, readContent: true), WatchedPath(h.managedDropInPath, readContent: true),
+            WatchedPath(h.managedGuidancePath, readContent: true), WatchedPath(h.profileScript, readContent: true),
+            WatchedPath(joinPath(h.skel, ".claude")),
+            WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.serviceName), readContent: true),
+            WatchedPath(joinPath(unitSearchPath[0], ReconcileUnits.timerName), readContent: true),
+            WatchedPath(FrontDoor.sysusersPath, readContent: true),
+            WatchedPath(FrontDoor.rulesetPath, readContent: true),
+            WatchedPath(joinPath(unitSearchPath[0], FrontDoor.firewallUnit), readContent: true),
+            WatchedPath(SetupHostSettings.packagedBinary),
+        ]
         // The copies the Debian package ships: an identical one makes a copy in /etc unnecessary.
         for name in [ReconcileUnits.serviceName, ReconcileUnits.timerName, FrontDoor.firewallUnit] {
             paths.append(WatchedPath(joinPath(Self.vendorUnitDirectory, name), readContent: true))
@@ -63,7 +66,8 @@ extension Planner {
     /// under the root, else `/usr/local/bin/workstation`.
     public func reconcileBinary(_ host: SetupHostObservation) -> String {
         settings.setupHost.binary
-            ?? (host.file(SetupHostSettings.packagedBinary).kind == .absent ? SetupHostSettings.localBinary : SetupHostSettings.packagedBinary)
+            ?? (host.file(SetupHostSettings.packagedBinary).kind == .absent
+                ? SetupHostSettings.localBinary : SetupHostSettings.packagedBinary)
     }
 
     /// The managed settings workstation writes: `claudeMd` (the org guidance) plus `setup_host.managed_settings`,
@@ -89,8 +93,12 @@ extension Planner {
     ///
     /// - Returns: the plan, and the secret-guard findings (machine-wide content that carries a secret) as located
     ///   diagnostics; when there are any, nothing may be applied (exit 1).
-    public func setupHostPlan(desired: DesiredState, observed o: HostSnapshot, host: SetupHostObservation,
-                              options: SetupHostOptions = SetupHostOptions()) -> (Plan, [Diagnostic]) {
+    public func setupHostPlan(
+        desired: DesiredState,
+        observed o: HostSnapshot,
+        host: SetupHostObservation,
+        options: SetupHostOptions = SetupHostOptions()
+    ) -> (Plan, [Diagnostic]) {
         var plan = Plan()
         let h = settings.setupHost
         let guidancePath = joinPath(settings.configBase, h.guidanceFile)
@@ -98,20 +106,45 @@ extension Planner {
 
         // Managed layer: CLAUDE.md links to the base (live); the claudeMd key is a copy (refreshed by every run).
         if host.guidance != nil {
-            plan.changes += systemLink(h.managedGuidancePath, target: guidancePath, host, "the org guidance, live from the config base")
+            plan.changes += systemLink(
+                h.managedGuidancePath,
+                target: guidancePath,
+                host,
+                "the org guidance, live from the config base"
+            )
         } else {
-            plan.changes.append(Change(id: "file:\(h.managedGuidancePath)", user: nil, kind: .conflict, safety: .derived,
-                                       summary: "no org guidance: \(guidancePath) is missing",
-                                       reason: "write the org guidance there (it goes into \(h.managedGuidancePath) and the claudeMd managed setting), or set setup_host.guidance_file"))
+            plan.changes.append(
+                Change(
+                    id: "file:\(h.managedGuidancePath)",
+                    user: nil,
+                    kind: .conflict,
+                    safety: .derived,
+                    summary: "no org guidance: \(guidancePath) is missing",
+                    reason:
+                        "write the org guidance there (it goes into \(h.managedGuidancePath) and the claudeMd managed setting), or set setup_host.guidance_file"
+                )
+            )
         }
         if let content = managedSettingsContent(guidance: host.guidance) {
             let main = host.file(h.managedSettingsPath)
             let ours = (o.state.ownedFiles ?? []).contains(h.managedSettingsPath) || main.content == content
             if main.kind == .absent || (ours && main.kind == .file) {
-                plan.changes += systemFile(h.managedSettingsPath, content, host, "managed settings (claudeMd and setup_host.managed_settings)")
+                plan.changes += systemFile(
+                    h.managedSettingsPath,
+                    content,
+                    host,
+                    "managed settings (claudeMd and setup_host.managed_settings)"
+                )
             } else {
-                plan.notes.append("\(h.managedSettingsPath) was not written by workstation and is kept; workstation's managed settings go in \(h.managedDropInPath)")
-                plan.changes += systemFile(h.managedDropInPath, content, host, "managed settings drop-in (claudeMd and setup_host.managed_settings)")
+                plan.notes.append(
+                    "\(h.managedSettingsPath) was not written by workstation and is kept; workstation's managed settings go in \(h.managedDropInPath)"
+                )
+                plan.changes += systemFile(
+                    h.managedDropInPath,
+                    content,
+                    host,
+                    "managed settings drop-in (claudeMd and setup_host.managed_settings)"
+                )
             }
         }
 
@@ -121,31 +154,59 @@ extension Planner {
         // Shared shell environment.
         let profile = host.file(h.profileScript)
         if !h.profileEnvironment.isEmpty || profile.kind != .absent {
-            plan.changes += systemFile(h.profileScript, profileContent(), host, "the shared shell environment (setup_host.profile_env)")
+            plan.changes += systemFile(
+                h.profileScript,
+                profileContent(),
+                host,
+                "the shared shell environment (setup_host.profile_env)"
+            )
         }
 
         // Tool manifest.
         plan.changes += packageChanges(host, options)
 
         // Per-user template units, only where none is installed anywhere on the search path.
-        for unit in settings.units where unitSearchPath.allSatisfy({ host.file(joinPath($0, unit.templateUnit)).kind == .absent }) {
-            plan.changes += systemFile(joinPath(unitSearchPath[0], unit.templateUnit), Data(ReconcileUnits.perUserTemplate(unit).utf8), host,
-                                       "the per-user template unit (replace it with your own at will; it is never overwritten)")
+        for unit in settings.units
+        where unitSearchPath.allSatisfy({ host.file(joinPath($0, unit.templateUnit)).kind == .absent }) {
+            plan.changes += systemFile(
+                joinPath(unitSearchPath[0], unit.templateUnit),
+                Data(ReconcileUnits.perUserTemplate(unit).utf8),
+                host,
+                "the per-user template unit (replace it with your own at will; it is never overwritten)"
+            )
         }
 
         // Reconcile service and timer.
         var unitDeps: [String] = []
-        for (name, text) in [(ReconcileUnits.serviceName, ReconcileUnits.service(binary: reconcileBinary(host))),
-                             (ReconcileUnits.timerName, ReconcileUnits.timer(interval: h.reconcileInterval))] {
-            let c = systemFile(joinPath(unitSearchPath[0], name), Data(text.utf8), host, "the reconcile \(name.hasSuffix(".timer") ? "timer" : "service")",
-                               vendorCopy: joinPath(Self.vendorUnitDirectory, name))
+        for (name, text) in [
+            (ReconcileUnits.serviceName, ReconcileUnits.service(binary: reconcileBinary(host))),
+            (ReconcileUnits.timerName, ReconcileUnits.timer(interval: h.reconcileInterval)),
+        ] {
+            let c = systemFile(
+                joinPath(unitSearchPath[0], name),
+                Data(text.utf8),
+                host,
+                "the reconcile \(name.hasSuffix(".timer") ? "timer" : "service")",
+                vendorCopy: joinPath(Self.vendorUnitDirectory, name)
+            )
             unitDeps += c.map(\.id)
             plan.changes += c
         }
         if !o.enabledUnits.contains(ReconcileUnits.timerName) {
-            plan.changes.append(Change(id: "unit:\(ReconcileUnits.timerName)", user: nil, kind: .create, safety: .additive,
-                                       summary: o.systemdRunning ? "enable and start \(ReconcileUnits.timerName)" : "enable \(ReconcileUnits.timerName) (not started: no running systemd under this root)",
-                                       fields: [FieldChange("enabled", "no", "yes")], action: .enableUnit(name: ReconcileUnits.timerName), dependsOn: unitDeps))
+            plan.changes.append(
+                Change(
+                    id: "unit:\(ReconcileUnits.timerName)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: o.systemdRunning
+                        ? "enable and start \(ReconcileUnits.timerName)"
+                        : "enable \(ReconcileUnits.timerName) (not started: no running systemd under this root)",
+                    fields: [FieldChange("enabled", "no", "yes")],
+                    action: .enableUnit(name: ReconcileUnits.timerName),
+                    dependsOn: unitDeps
+                )
+            )
         }
 
         // The front door: the dispatcher's account and the firewall of the instance ports.
@@ -167,36 +228,88 @@ extension Planner {
     /// (`ExecReload` replaces the table in one transaction); an enabled firewall that is not running is started.
     func frontDoorChanges(_ o: HostSnapshot, _ host: SetupHostObservation) -> [Change] {
         var out: [Change] = []
-        let sysusers = systemFile(FrontDoor.sysusersPath, Data(FrontDoor.sysusers.utf8), host, "the dispatcher's system account (sysusers.d)",
-                                  vendorCopy: FrontDoor.vendorSysusersPath)
+        let sysusers = systemFile(
+            FrontDoor.sysusersPath,
+            Data(FrontDoor.sysusers.utf8),
+            host,
+            "the dispatcher's system account (sysusers.d)",
+            vendorCopy: FrontDoor.vendorSysusersPath
+        )
         out += sysusers
         if o.account(FrontDoor.dispatchAccount) == nil {
-            out.append(Change(id: "account:\(FrontDoor.dispatchAccount)", user: nil, kind: .create, safety: .additive,
-                              summary: "create system account \(FrontDoor.dispatchAccount) (systemd-sysusers; the firewall names it)",
-                              fields: [FieldChange("account", nil, FrontDoor.dispatchAccount)],
-                              action: .createSystemAccounts(config: (FrontDoor.sysusersPath as NSString).lastPathComponent),
-                              dependsOn: sysusers.map(\.id)))
+            out.append(
+                Change(
+                    id: "account:\(FrontDoor.dispatchAccount)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary:
+                        "create system account \(FrontDoor.dispatchAccount) (systemd-sysusers; the firewall names it)",
+                    fields: [FieldChange("account", nil, FrontDoor.dispatchAccount)],
+                    action: .createSystemAccounts(config: (FrontDoor.sysusersPath as NSString).lastPathComponent),
+                    dependsOn: sysusers.map(\.id)
+                )
+            )
         }
         let unitPath = joinPath(unitSearchPath[0], FrontDoor.firewallUnit)
-        let files = systemFile(FrontDoor.rulesetPath, Data(FrontDoor.ruleset(units: settings.units).utf8), host,
-                               "the firewall of the instance ports (\(FrontDoor.portRanges(settings.units).map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")))")
-            + systemFile(unitPath, Data(FrontDoor.firewallService().utf8), host, "the unit that loads the firewall",
-                         vendorCopy: joinPath(Self.vendorUnitDirectory, FrontDoor.firewallUnit))
+        let files =
+            systemFile(
+                FrontDoor.rulesetPath,
+                Data(FrontDoor.ruleset(units: settings.units).utf8),
+                host,
+                "the firewall of the instance ports (\(FrontDoor.portRanges(settings.units).map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")))"
+            )
+            + systemFile(
+                unitPath,
+                Data(FrontDoor.firewallService().utf8),
+                host,
+                "the unit that loads the firewall",
+                vendorCopy: joinPath(Self.vendorUnitDirectory, FrontDoor.firewallUnit)
+            )
         out += files
         let deps = out.map(\.id)
         if !o.enabledUnits.contains(FrontDoor.firewallUnit) {
-            out.append(Change(id: "unit:\(FrontDoor.firewallUnit)", user: nil, kind: .create, safety: .additive,
-                              summary: o.systemdRunning ? "enable and start \(FrontDoor.firewallUnit)" : "enable \(FrontDoor.firewallUnit) (not started: no running systemd under this root)",
-                              fields: [FieldChange("enabled", "no", "yes")], action: .enableUnit(name: FrontDoor.firewallUnit), dependsOn: deps))
+            out.append(
+                Change(
+                    id: "unit:\(FrontDoor.firewallUnit)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: o.systemdRunning
+                        ? "enable and start \(FrontDoor.firewallUnit)"
+                        : "enable \(FrontDoor.firewallUnit) (not started: no running systemd under this root)",
+                    fields: [FieldChange("enabled", "no", "yes")],
+                    action: .enableUnit(name: FrontDoor.firewallUnit),
+                    dependsOn: deps
+                )
+            )
         } else if o.systemdRunning && !o.activeUnits.contains(FrontDoor.firewallUnit) {
-            out.append(Change(id: "unit:\(FrontDoor.firewallUnit)", user: nil, kind: .update, safety: .additive,
-                              summary: "start \(FrontDoor.firewallUnit) (enabled, but not running: the instance ports are open to every account)",
-                              fields: [FieldChange("active", "no", "yes")], action: .startUnit(name: FrontDoor.firewallUnit), dependsOn: deps))
+            out.append(
+                Change(
+                    id: "unit:\(FrontDoor.firewallUnit)",
+                    user: nil,
+                    kind: .update,
+                    safety: .additive,
+                    summary:
+                        "start \(FrontDoor.firewallUnit) (enabled, but not running: the instance ports are open to every account)",
+                    fields: [FieldChange("active", "no", "yes")],
+                    action: .startUnit(name: FrontDoor.firewallUnit),
+                    dependsOn: deps
+                )
+            )
         } else if o.systemdRunning && !files.isEmpty {
-            out.append(Change(id: "reload:\(FrontDoor.firewallUnit)", user: nil, kind: .update, safety: .derived,
-                              summary: "reload \(FrontDoor.firewallUnit), so the regenerated ruleset applies",
-                              fields: [FieldChange("reload", nil, "try-reload-or-restart")], action: .reloadUnit(name: FrontDoor.firewallUnit),
-                              dependsOn: deps))
+            out.append(
+                Change(
+                    id: "reload:\(FrontDoor.firewallUnit)",
+                    user: nil,
+                    kind: .update,
+                    safety: .derived,
+                    summary: "reload \(FrontDoor.firewallUnit), so the regenerated ruleset applies",
+                    fields: [FieldChange("reload", nil, "try-reload-or-restart")],
+                    action: .reloadUnit(name: FrontDoor.firewallUnit),
+                    dependsOn: deps
+                )
+            )
         }
         return out
     }
@@ -204,21 +317,51 @@ extension Planner {
     /// A root-owned file wholly owned by workstation: written when absent, regenerated when its bytes or mode differ.
     /// With `vendorCopy` (the path where the Debian package ships the same file): nothing to write while `path` is
     /// absent and the vendor copy holds exactly `content`, since systemd reads it there.
-    func systemFile(_ path: String, _ content: Data, _ host: SetupHostObservation, _ what: String, mode: UInt32 = 0o644,
-                    vendorCopy: String? = nil) -> [Change] {
+    func systemFile(
+        _ path: String,
+        _ content: Data,
+        _ host: SetupHostObservation,
+        _ what: String,
+        mode: UInt32 = 0o644,
+        vendorCopy: String? = nil
+    ) -> [Change] {
         let st = host.file(path)
-        if st.kind == .absent, let vendorCopy, host.file(vendorCopy).kind == .file, host.file(vendorCopy).content == content { return [] }
+        if st.kind == .absent, let vendorCopy, host.file(vendorCopy).kind == .file,
+            host.file(vendorCopy).content == content
+        {
+            return []
+        }
         if st.kind == .file && st.content == content && st.mode & 0o7777 == mode { return [] }
         if st.kind != .file && st.kind != .absent {
-            return [Change(id: "file:\(path)", user: nil, kind: .conflict, safety: .derived,
-                           summary: "\(path) is a \(st.kind.rawValue), not a file; \(what) not written",
-                           reason: "workstation never replaces a link or directory it did not make; remove it by hand")]
+            return [
+                Change(
+                    id: "file:\(path)",
+                    user: nil,
+                    kind: .conflict,
+                    safety: .derived,
+                    summary: "\(path) is a \(st.kind.rawValue), not a file; \(what) not written",
+                    reason: "workstation never replaces a link or directory it did not make; remove it by hand"
+                )
+            ]
         }
-        var fields = lineDiff(st.content.map { String(decoding: $0, as: UTF8.self) }, String(decoding: content, as: UTF8.self))
-        if st.kind == .file && st.mode & 0o7777 != mode { fields.append(FieldChange("mode", octal(st.mode & 0o7777), octal(mode))) }
-        return [Change(id: "file:\(path)", user: nil, kind: st.kind == .absent ? .create : .update, safety: .derived,
-                       summary: "\(st.kind == .absent ? "write" : "regenerate") \(path): \(what)", fields: fields,
-                       action: .writeFile(path: path, content: content, mode: mode))]
+        var fields = lineDiff(
+            st.content.map { String(decoding: $0, as: UTF8.self) },
+            String(decoding: content, as: UTF8.self)
+        )
+        if st.kind == .file && st.mode & 0o7777 != mode {
+            fields.append(FieldChange("mode", octal(st.mode & 0o7777), octal(mode)))
+        }
+        return [
+            Change(
+                id: "file:\(path)",
+                user: nil,
+                kind: st.kind == .absent ? .create : .update,
+                safety: .derived,
+                summary: "\(st.kind == .absent ? "write" : "regenerate") \(path): \(what)",
+                fields: fields,
+                action: .writeFile(path: path, content: content, mode: mode)
+            )
+        ]
     }
 
     /// A root-owned symlink, made only when nothing is at the path; anything else there is kept and reported.
@@ -226,14 +369,31 @@ extension Planner {
         let st = host.file(path)
         switch st.kind {
         case .absent:
-            return [Change(id: "link:\(path)", user: nil, kind: .create, safety: .additive, summary: "link \(path) -> \(target): \(what)",
-                           fields: [FieldChange("target", nil, target)], action: .createSystemLink(path: path, target: target))]
+            return [
+                Change(
+                    id: "link:\(path)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "link \(path) -> \(target): \(what)",
+                    fields: [FieldChange("target", nil, target)],
+                    action: .createSystemLink(path: path, target: target)
+                )
+            ]
         case .symlink where st.linkTarget == target:
             return []
         default:
-            return [Change(id: "link:\(path)", user: nil, kind: .conflict, safety: .additive,
-                           summary: "\(path) is a \(st.kind == .symlink ? "link to \(st.linkTarget ?? "?")" : st.kind.rawValue) workstation did not make; kept",
-                           reason: "remove it so \(what.split(separator: ",").first ?? "") comes from \(target)")]
+            return [
+                Change(
+                    id: "link:\(path)",
+                    user: nil,
+                    kind: .conflict,
+                    safety: .additive,
+                    summary:
+                        "\(path) is a \(st.kind == .symlink ? "link to \(st.linkTarget ?? "?")" : st.kind.rawValue) workstation did not make; kept",
+                    reason: "remove it so \(what.split(separator: ",").first ?? "") comes from \(target)"
+                )
+            ]
         }
     }
 
@@ -242,13 +402,29 @@ extension Planner {
         var out: [Change] = []
         switch host.file(dir).kind {
         case .absent:
-            out.append(Change(id: "dir:\(dir)", user: nil, kind: .create, safety: .additive, summary: "create \(dir) (copied into new homes as ~/.claude)",
-                              fields: [FieldChange("mode", nil, "0700")], action: .createSystemDirectory(path: dir, mode: 0o700)))
+            out.append(
+                Change(
+                    id: "dir:\(dir)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "create \(dir) (copied into new homes as ~/.claude)",
+                    fields: [FieldChange("mode", nil, "0700")],
+                    action: .createSystemDirectory(path: dir, mode: 0o700)
+                )
+            )
         case .directory: break
         default:
-            return [Change(id: "dir:\(dir)", user: nil, kind: .conflict, safety: .additive,
-                           summary: "\(dir) is a \(host.file(dir).kind.rawValue), not a directory; skel links not made",
-                           reason: "remove it by hand so new homes get ~/.claude links")]
+            return [
+                Change(
+                    id: "dir:\(dir)",
+                    user: nil,
+                    kind: .conflict,
+                    safety: .additive,
+                    summary: "\(dir) is a \(host.file(dir).kind.rawValue), not a directory; skel links not made",
+                    reason: "remove it by hand so new homes get ~/.claude links"
+                )
+            ]
         }
         for item in settings.inheritedItems {
             let path = joinPath(dir, item)
@@ -256,14 +432,31 @@ extension Planner {
             let st = host.file(path)
             switch st.kind {
             case .absent:
-                out.append(Change(id: "link:\(path)", user: nil, kind: .create, safety: .additive, summary: "link \(path) -> \(target)",
-                                  fields: [FieldChange("target", nil, target)], action: .createSystemLink(path: path, target: target),
-                                  dependsOn: host.file(dir).kind == .absent ? ["dir:\(dir)"] : []))
+                out.append(
+                    Change(
+                        id: "link:\(path)",
+                        user: nil,
+                        kind: .create,
+                        safety: .additive,
+                        summary: "link \(path) -> \(target)",
+                        fields: [FieldChange("target", nil, target)],
+                        action: .createSystemLink(path: path, target: target),
+                        dependsOn: host.file(dir).kind == .absent ? ["dir:\(dir)"] : []
+                    )
+                )
             case .symlink where st.linkTarget == target: break
             default:
-                out.append(Change(id: "link:\(path)", user: nil, kind: .conflict, safety: .additive,
-                                  summary: "\(path) is a \(st.kind == .symlink ? "link to \(st.linkTarget ?? "?")" : st.kind.rawValue), not a link to \(target)",
-                                  reason: "kept; remove it so new homes inherit \(item) live"))
+                out.append(
+                    Change(
+                        id: "link:\(path)",
+                        user: nil,
+                        kind: .conflict,
+                        safety: .additive,
+                        summary:
+                            "\(path) is a \(st.kind == .symlink ? "link to \(st.linkTarget ?? "?")" : st.kind.rawValue), not a link to \(target)",
+                        reason: "kept; remove it so new homes inherit \(item) live"
+                    )
+                )
             }
         }
         return out
@@ -276,15 +469,31 @@ extension Planner {
         let list = missing.joined(separator: " ")
         let why = host.installedPackages == nil ? " (no dpkg database at /var/lib/dpkg/status under the root)" : ""
         if options.installPackages && host.canInstallPackages {
-            return [Change(id: "packages", user: nil, kind: .create, safety: .additive, summary: "install missing packages: \(list)",
-                           fields: missing.map { FieldChange("package", nil, $0) }, action: .installPackages(names: missing))]
+            return [
+                Change(
+                    id: "packages",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "install missing packages: \(list)",
+                    fields: missing.map { FieldChange("package", nil, $0) },
+                    action: .installPackages(names: missing)
+                )
+            ]
         }
-        return [Change(id: "packages", user: nil, kind: .conflict, safety: .additive,
-                       summary: "missing packages from the tool manifest: \(list)\(why)",
-                       fields: missing.map { FieldChange("package", nil, $0) },
-                       reason: options.installPackages
-                           ? "apt-get cannot install into a --root prefix; run setup-host --install-packages on the host itself"
-                           : "run workstation setup-host --install-packages, or apt-get install \(list)")]
+        return [
+            Change(
+                id: "packages",
+                user: nil,
+                kind: .conflict,
+                safety: .additive,
+                summary: "missing packages from the tool manifest: \(list)\(why)",
+                fields: missing.map { FieldChange("package", nil, $0) },
+                reason: options.installPackages
+                    ? "apt-get cannot install into a --root prefix; run setup-host --install-packages on the host itself"
+                    : "run workstation setup-host --install-packages, or apt-get install \(list)"
+            )
+        ]
     }
 
     // MARK: reachability
@@ -308,9 +517,16 @@ extension Planner {
         var fixOrder: [String] = []
         for chain in host.chains {
             guard let problem = chain.problem else { continue }
-            out.append(Change(id: "reach:\(chain.item)", user: nil, kind: .conflict, safety: .additive,
-                              summary: "config base item \(chain.item) \(problem)",
-                              reason: "children's links to it dangle; create it in the config base"))
+            out.append(
+                Change(
+                    id: "reach:\(chain.item)",
+                    user: nil,
+                    kind: .conflict,
+                    safety: .additive,
+                    summary: "config base item \(chain.item) \(problem)",
+                    reason: "children's links to it dangle; create it in the config base"
+                )
+            )
         }
         for u in d.users {
             let gids = groupIds(u, o)
@@ -318,17 +534,32 @@ extension Planner {
                 let blocked = chain.blocking(uid: u.uid, gids: gids)
                 guard let first = blocked.first else { continue }
                 let fixable = blocked.allSatisfy { e in
-                    e.uid != u.uid && e.granting(group: groupGid ?? -2, perms: e.need).allows(uid: u.uid, gids: gids.union([groupGid ?? -2]))
+                    e.uid != u.uid
+                        && e.granting(group: groupGid ?? -2, perms: e.need).allows(
+                            uid: u.uid,
+                            gids: gids.union([groupGid ?? -2])
+                        )
                 }
-                out.append(Change(
-                    id: "reach:\(u.osUser):\(chain.item)", user: u.osUser, kind: .conflict, safety: .additive,
-                    summary: "\(u.osUser) cannot read \(chain.item): blocked at \(first.path) (mode \(octal(first.mode)), owner uid \(first.uid), group gid \(first.gid)\(first.acl.isEmpty ? "" : ", with an ACL"))",
-                    fields: blocked.map { FieldChange("blocked at", $0.path, "needs \(permsText($0.need))") },
-                    reason: fixable ? "fix: the ACL change\(blocked.count == 1 ? "" : "s") on \(blocked.map(\.path).joined(separator: ", ")) in this plan (setup-host applies it)"
-                        : "an ACL for group \(group) would not help here (the user owns it or has a named ACL entry); fix the modes by hand"))
+                out.append(
+                    Change(
+                        id: "reach:\(u.osUser):\(chain.item)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .additive,
+                        summary:
+                            "\(u.osUser) cannot read \(chain.item): blocked at \(first.path) (mode \(octal(first.mode)), owner uid \(first.uid), group gid \(first.gid)\(first.acl.isEmpty ? "" : ", with an ACL"))",
+                        fields: blocked.map { FieldChange("blocked at", $0.path, "needs \(permsText($0.need))") },
+                        reason: fixable
+                            ? "fix: the ACL change\(blocked.count == 1 ? "" : "s") on \(blocked.map(\.path).joined(separator: ", ")) in this plan (setup-host applies it)"
+                            : "an ACL for group \(group) would not help here (the user owns it or has a named ACL entry); fix the modes by hand"
+                    )
+                )
                 guard fixable else { continue }
                 for e in blocked {
-                    if fixes[e.path] == nil { fixOrder.append(e.path); fixes[e.path] = (e.need, e, []) }
+                    if fixes[e.path] == nil {
+                        fixOrder.append(e.path)
+                        fixes[e.path] = (e.need, e, [])
+                    }
                     fixes[e.path]!.perms |= e.need
                     if !fixes[e.path]!.users.contains(u.osUser) { fixes[e.path]!.users.append(u.osUser) }
                 }
@@ -339,15 +570,32 @@ extension Planner {
         // while a credential file there is readable by others (they could then read it by name).
         if let home = host.baseHome {
             let exposed = (settings.homeSecretFiles + wellKnownSecretFiles).map { joinPath(home, $0) }
-                .filter { let st = host.file($0); return st.kind == .file && st.mode & 0o004 != 0 }
+                .filter {
+                    let st = host.file($0)
+                    return st.kind == .file && st.mode & 0o004 != 0
+                }
             let opening = fixOrder.filter { $0 == home || $0.hasPrefix(home + "/") }
             if !exposed.isEmpty && !opening.isEmpty {
                 for path in opening {
-                    out.append(Change(
-                        id: "acl:\(path)", user: nil, kind: .conflict, safety: .additive,
-                        summary: "refused: granting group \(group) \(permsText(fixes[path]!.perms)) on \(path) would let every managed account read \(exposed.joined(separator: ", ")) (readable by others)",
-                        fields: exposed.map { FieldChange("exposed", "\($0) mode \(octal(host.file($0).mode & 0o7777))", "needs go-rwx") },
-                        reason: "chmod go-rwx \(exposed.joined(separator: " ")), then run setup-host again; or move the config base out of \(home)"))
+                    out.append(
+                        Change(
+                            id: "acl:\(path)",
+                            user: nil,
+                            kind: .conflict,
+                            safety: .additive,
+                            summary:
+                                "refused: granting group \(group) \(permsText(fixes[path]!.perms)) on \(path) would let every managed account read \(exposed.joined(separator: ", ")) (readable by others)",
+                            fields: exposed.map {
+                                FieldChange(
+                                    "exposed",
+                                    "\($0) mode \(octal(host.file($0).mode & 0o7777))",
+                                    "needs go-rwx"
+                                )
+                            },
+                            reason:
+                                "chmod go-rwx \(exposed.joined(separator: " ")), then run setup-host again; or move the config base out of \(home)"
+                        )
+                    )
                 }
                 fixOrder.removeAll { opening.contains($0) }
                 if fixOrder.isEmpty { return out }
@@ -355,18 +603,35 @@ extension Planner {
         }
         var deps: [String] = []
         if groupGid == nil {
-            out.append(Change(id: "group:\(group)", user: nil, kind: .create, safety: .additive, summary: "create group \(group) (the config-base ACLs name it)",
-                              fields: [FieldChange("group", nil, group)], action: .createGroup(name: group)))
+            out.append(
+                Change(
+                    id: "group:\(group)",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "create group \(group) (the config-base ACLs name it)",
+                    fields: [FieldChange("group", nil, group)],
+                    action: .createGroup(name: group)
+                )
+            )
             deps = ["group:\(group)"]
         }
         for path in fixOrder {
             let f = fixes[path]!
-            out.append(Change(
-                id: "acl:\(path)", user: nil, kind: .update, safety: .additive,
-                summary: "grant group \(group) \(permsText(f.perms)) on \(path) so \(f.users.joined(separator: ", ")) can reach the config base",
-                fields: [FieldChange("acl", nil, "group:\(group):\(permsText(f.perms))")],
-                reason: "additive: one ACL entry, every other entry and the mode bits stay as they are",
-                action: .grantGroupACL(path: path, group: group, perms: permsText(f.perms)), dependsOn: deps))
+            out.append(
+                Change(
+                    id: "acl:\(path)",
+                    user: nil,
+                    kind: .update,
+                    safety: .additive,
+                    summary:
+                        "grant group \(group) \(permsText(f.perms)) on \(path) so \(f.users.joined(separator: ", ")) can reach the config base",
+                    fields: [FieldChange("acl", nil, "group:\(group):\(permsText(f.perms))")],
+                    reason: "additive: one ACL entry, every other entry and the mode bits stay as they are",
+                    action: .grantGroupACL(path: path, group: group, perms: permsText(f.perms)),
+                    dependsOn: deps
+                )
+            )
         }
         return out
     }
@@ -376,8 +641,12 @@ extension Planner {
     func secretGuard(_ host: SetupHostObservation, guidancePath: String, owned: [String]) -> [Diagnostic] {
         var out: [Diagnostic] = []
         func report(_ path: String, _ f: SecretGuard.Finding, _ what: String) {
-            out.append(Diagnostic(SourceLocation(file: host.display(path), line: f.line, column: f.line > 0 ? 1 : 0),
-                                  "\(what) \(f.message); \(SecretGuard.advice)"))
+            out.append(
+                Diagnostic(
+                    SourceLocation(file: host.display(path), line: f.line, column: f.line > 0 ? 1 : 0),
+                    "\(what) \(f.message); \(SecretGuard.advice)"
+                )
+            )
         }
         if let g = host.guidance {
             for f in SecretGuard.scanText(String(decoding: g, as: UTF8.self)) {
@@ -388,7 +657,9 @@ extension Planner {
         let main = settings.setupHost.managedSettingsPath
         if !owned.contains(main), let data = host.file(main).content { jsonFiles[main] = data }
         for (path, data) in jsonFiles.sorted(by: { $0.key < $1.key }) {
-            guard let obj = try? JSONSerialization.jsonObject(with: data), let v = ManagedValue(json: obj) else { continue }
+            guard let obj = try? JSONSerialization.jsonObject(with: data), let v = ManagedValue(json: obj) else {
+                continue
+            }
             for f in SecretGuard.scan(v) {
                 let line = lineOf(key: f.key, in: data)
                 report(path, SecretGuard.Finding(key: f.key, why: f.why, line: line), "managed setting")
@@ -396,8 +667,12 @@ extension Planner {
         }
         for (path, data) in host.skelFiles.sorted(by: { $0.key < $1.key }) {
             let findings: [SecretGuard.Finding]
-            if path.hasSuffix(".json"), let obj = try? JSONSerialization.jsonObject(with: data), let v = ManagedValue(json: obj) {
-                findings = SecretGuard.scan(v).map { SecretGuard.Finding(key: $0.key, why: $0.why, line: lineOf(key: $0.key, in: data)) }
+            if path.hasSuffix(".json"), let obj = try? JSONSerialization.jsonObject(with: data),
+                let v = ManagedValue(json: obj)
+            {
+                findings = SecretGuard.scan(v).map {
+                    SecretGuard.Finding(key: $0.key, why: $0.why, line: lineOf(key: $0.key, in: data))
+                }
             } else {
                 findings = SecretGuard.scanShell(String(decoding: data, as: UTF8.self))
             }
@@ -409,7 +684,8 @@ extension Planner {
     /// 1-based line where the last component of a dotted key first appears quoted; 0 when not found.
     func lineOf(key: String, in data: Data) -> Int {
         let last = key.split(separator: ".").last.map { String($0.split(separator: "[").first ?? "") } ?? key
-        for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .enumerated()
         where line.contains("\"\(last)\"") {
             return i + 1
         }
@@ -443,9 +719,18 @@ extension Planner {
                 if st.kind == .absent { continue files }
                 if st.kind == .directory { continue }
                 if reported.insert(dir).inserted {
-                    out.append(Change(id: "secret:\(dir)", user: u.osUser, kind: .conflict, safety: .tighten,
-                                      summary: "refused: \(dir) is a \(st.kind == .symlink ? "symlink to \(st.linkTarget ?? "?")" : st.kind.rawValue); secret files under it are not checked",
-                                      reason: "workstation never follows a link inside a home; make \(dir) a real directory owned by \(u.osUser)"))
+                    out.append(
+                        Change(
+                            id: "secret:\(dir)",
+                            user: u.osUser,
+                            kind: .conflict,
+                            safety: .tighten,
+                            summary:
+                                "refused: \(dir) is a \(st.kind == .symlink ? "symlink to \(st.linkTarget ?? "?")" : st.kind.rawValue); secret files under it are not checked",
+                            reason:
+                                "workstation never follows a link inside a home; make \(dir) a real directory owned by \(u.osUser)"
+                        )
+                    )
                 }
                 continue files
             }
@@ -456,35 +741,74 @@ extension Planner {
             case .absent: continue
             case .file: break
             case .symlink:
-                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
-                                  summary: "refused: \(path) is a symlink to \(st.linkTarget ?? "?"); not followed, not tightened",
-                                  reason: "a secret file must be a regular file owned by \(u.osUser); replace the link with the file itself"))
+                out.append(
+                    Change(
+                        id: "secret:\(path)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .tighten,
+                        summary:
+                            "refused: \(path) is a symlink to \(st.linkTarget ?? "?"); not followed, not tightened",
+                        reason:
+                            "a secret file must be a regular file owned by \(u.osUser); replace the link with the file itself"
+                    )
+                )
                 continue
             default:
-                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
-                                  summary: "refused: \(path) is a \(st.kind.rawValue), not a regular file", reason: "fix it by hand"))
+                out.append(
+                    Change(
+                        id: "secret:\(path)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .tighten,
+                        summary: "refused: \(path) is a \(st.kind.rawValue), not a regular file",
+                        reason: "fix it by hand"
+                    )
+                )
                 continue
             }
             if st.linkCount > 1 {
-                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
-                                  summary: "refused: \(path) has \(st.linkCount) hard links; not tightened",
-                                  reason: "a hard link may be another file's name; replace it with a copy owned by \(u.osUser)"))
+                out.append(
+                    Change(
+                        id: "secret:\(path)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .tighten,
+                        summary: "refused: \(path) has \(st.linkCount) hard links; not tightened",
+                        reason: "a hard link may be another file's name; replace it with a copy owned by \(u.osUser)"
+                    )
+                )
                 continue
             }
             if st.uid != u.uid {
-                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .conflict, safety: .tighten,
-                                  summary: "\(path) is owned by uid \(st.uid), not \(u.osUser) (uid \(u.uid))",
-                                  fields: [FieldChange("owner", "uid \(st.uid)", u.osUser)],
-                                  reason: "workstation never chowns a secret file: check who wrote it, then chown \(u.osUser) \(path) and chmod 600"))
+                out.append(
+                    Change(
+                        id: "secret:\(path)",
+                        user: u.osUser,
+                        kind: .conflict,
+                        safety: .tighten,
+                        summary: "\(path) is owned by uid \(st.uid), not \(u.osUser) (uid \(u.uid))",
+                        fields: [FieldChange("owner", "uid \(st.uid)", u.osUser)],
+                        reason:
+                            "workstation never chowns a secret file: check who wrote it, then chown \(u.osUser) \(path) and chmod 600"
+                    )
+                )
                 continue
             }
             let mode = st.mode & 0o7777
             let tight = mode & 0o700
             if tight != mode {
-                out.append(Change(id: "secret:\(path)", user: u.osUser, kind: .update, safety: .tighten,
-                                  summary: "tighten \(path) to \(octal(tight)): it holds credentials",
-                                  fields: [FieldChange("mode", octal(mode), octal(tight))],
-                                  action: .tightenHomeFile(user: u.osUser, path: path, mode: 0o700)))
+                out.append(
+                    Change(
+                        id: "secret:\(path)",
+                        user: u.osUser,
+                        kind: .update,
+                        safety: .tighten,
+                        summary: "tighten \(path) to \(octal(tight)): it holds credentials",
+                        fields: [FieldChange("mode", octal(mode), octal(tight))],
+                        action: .tightenHomeFile(user: u.osUser, path: path, mode: 0o700)
+                    )
+                )
             }
         }
         return out

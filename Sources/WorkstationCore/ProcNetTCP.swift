@@ -28,8 +28,16 @@ public struct ProcNetTCPRow: Sendable, Hashable {
             guard f.count > 7, let state = UInt8(f[3], radix: 16), let uid = Int(f[7]),
                 let (local, localPort) = endpoint(f[1], v6: v6), let (remote, remotePort) = endpoint(f[2], v6: v6)
             else { continue }
-            out.append(ProcNetTCPRow(localAddress: local, localPort: localPort, remoteAddress: remote,
-                                     remotePort: remotePort, state: state, uid: uid))
+            out.append(
+                ProcNetTCPRow(
+                    localAddress: local,
+                    localPort: localPort,
+                    remoteAddress: remote,
+                    remotePort: remotePort,
+                    state: state,
+                    uid: uid
+                )
+            )
         }
         return out
     }

@@ -3,7 +3,12 @@ import Foundation
 /// One entry of a POSIX access ACL (`acl(5)`), as stored in the `system.posix_acl_access` attribute.
 public struct ACLEntry: Sendable, Hashable, Codable {
     public enum Tag: UInt16, Sendable, Hashable, Codable {
-        case userObj = 0x01, user = 0x02, groupObj = 0x04, group = 0x08, mask = 0x10, other = 0x20
+        case userObj = 0x01
+        case user = 0x02
+        case groupObj = 0x04
+        case group = 0x08
+        case mask = 0x10
+        case other = 0x20
     }
     public var tag: Tag
     /// uid for `user`, gid for `group`; nil for the others.
@@ -22,7 +27,9 @@ public struct ACLEntry: Sendable, Hashable, Codable {
         let b = [UInt8](data)
         guard b.count >= 4, (b.count - 4) % 8 == 0 else { return nil }
         func u16(_ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i + 1]) << 8 }
-        func u32(_ i: Int) -> UInt32 { UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24 }
+        func u32(_ i: Int) -> UInt32 {
+            UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+        }
         guard u32(0) == 2 else { return nil }
         var out: [ACLEntry] = []
         var i = 4
@@ -50,7 +57,8 @@ public struct TraversedEntry: Sendable, Hashable, Codable {
     /// `r` (4) on a final file.
     public var need: UInt8
 
-    public init(path: String, kind: PathState.Kind, mode: UInt32, uid: Int, gid: Int, acl: [ACLEntry] = [], need: UInt8) {
+    public init(path: String, kind: PathState.Kind, mode: UInt32, uid: Int, gid: Int, acl: [ACLEntry] = [], need: UInt8)
+    {
         self.path = path
         self.kind = kind
         self.mode = mode
@@ -65,7 +73,9 @@ public struct TraversedEntry: Sendable, Hashable, Codable {
     public func allows(uid u: Int, gids: Set<Int>, need: UInt8? = nil) -> Bool {
         let want = need ?? self.need
         if u == 0 { return true }
-        let ownerBits = UInt8((mode >> 6) & 7), groupBits = UInt8((mode >> 3) & 7), otherBits = UInt8(mode & 7)
+        let ownerBits = UInt8((mode >> 6) & 7)
+        let groupBits = UInt8((mode >> 3) & 7)
+        let otherBits = UInt8(mode & 7)
         if u == uid { return ownerBits & want == want }
         let mask = acl.first { $0.tag == .mask }?.perms ?? 7
         if let named = acl.first(where: { $0.tag == .user && $0.id == u }) { return named.perms & mask & want == want }
@@ -88,10 +98,15 @@ public struct TraversedEntry: Sendable, Hashable, Codable {
         var e = self
         var acl = self.acl
         if acl.isEmpty {
-            acl = [ACLEntry(tag: .userObj, perms: UInt8((mode >> 6) & 7)), ACLEntry(tag: .groupObj, perms: UInt8((mode >> 3) & 7)),
-                   ACLEntry(tag: .other, perms: UInt8(mode & 7)), ACLEntry(tag: .mask, perms: UInt8((mode >> 3) & 7))]
+            acl = [
+                ACLEntry(tag: .userObj, perms: UInt8((mode >> 6) & 7)),
+                ACLEntry(tag: .groupObj, perms: UInt8((mode >> 3) & 7)),
+                ACLEntry(tag: .other, perms: UInt8(mode & 7)), ACLEntry(tag: .mask, perms: UInt8((mode >> 3) & 7)),
+            ]
         }
-        if let i = acl.firstIndex(where: { $0.tag == .group && $0.id == gidValue }) { acl[i].perms |= perms } else {
+        if let i = acl.firstIndex(where: { $0.tag == .group && $0.id == gidValue }) {
+            acl[i].perms |= perms
+        } else {
             acl.append(ACLEntry(tag: .group, id: gidValue, perms: perms))
         }
         if let i = acl.firstIndex(where: { $0.tag == .mask }) { acl[i].perms |= perms }

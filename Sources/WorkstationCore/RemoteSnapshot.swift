@@ -3,7 +3,9 @@ import Foundation
 /// Bytes that must never be shown: every textual, reflective and encoded form is `<redacted, N bytes>`.
 /// Encoding writes only that marker, so decoding gives back an empty value: a plan that went through JSON
 /// can never carry a secret.
-public struct Redacted: Sendable, Hashable, Codable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public struct Redacted: Sendable, Hashable, Codable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// The secret itself; read it only to write it where it belongs.
     public let bytes: Data
     public init(_ bytes: Data) { self.bytes = bytes }
@@ -76,11 +78,19 @@ public struct K8sUsersObservation: Sendable, Hashable {
         let diags = DiagnosticCollector()
         do {
             guard var doc = try loadYAML(data, file: file) else {
-                out.problems = [Diagnostic(SourceLocation(file: file, line: 0, column: 0), "the k8s_users file is empty; write the map (terraform output -json k8s_users)")]
+                out.problems = [
+                    Diagnostic(
+                        SourceLocation(file: file, line: 0, column: 0),
+                        "the k8s_users file is empty; write the map (terraform output -json k8s_users)"
+                    )
+                ]
                 return out
             }
-            if let pairs = doc.mapping("k8s_users", DiagnosticCollector()), pairs.contains(where: { $0.key == "value" }),
-                pairs.contains(where: { $0.key == "type" || $0.key == "sensitive" }), let v = pairs.first(where: { $0.key == "value" }) {
+            if let pairs = doc.mapping("k8s_users", DiagnosticCollector()),
+                pairs.contains(where: { $0.key == "value" }),
+                pairs.contains(where: { $0.key == "type" || $0.key == "sensitive" }),
+                let v = pairs.first(where: { $0.key == "value" })
+            {
                 doc = v.value
             }
             for p in doc.mapping("k8s_users", diags) ?? [] {
@@ -92,7 +102,8 @@ public struct K8sUsersObservation: Sendable, Hashable {
                 for q in pairs {
                     switch q.key {
                     case "role": role = q.value.string("role of '\(p.key)'", diags)
-                    case "namespaces": namespaces = q.value.stringList("namespaces of '\(p.key)'", diags)?.map(\.0) ?? []
+                    case "namespaces":
+                        namespaces = q.value.stringList("namespaces of '\(p.key)'", diags)?.map(\.0) ?? []
                     case "email": email = q.value.isNull ? nil : q.value.string("email of '\(p.key)'", diags)
                     default: break
                     }
@@ -101,11 +112,18 @@ public struct K8sUsersObservation: Sendable, Hashable {
                     diags.error(p.keyValue.location, "k8s_users entry '\(p.key)' has no role")
                     continue
                 }
-                out.entries[p.key] = K8sUserEntry(role: role, namespaces: namespaces, email: email, location: p.keyValue.location)
+                out.entries[p.key] = K8sUserEntry(
+                    role: role,
+                    namespaces: namespaces,
+                    email: email,
+                    location: p.keyValue.location
+                )
             }
         } catch let f as ValidationFailure {
-            diags.error(f.diagnostics.first?.location ?? SourceLocation(file: file, line: 0, column: 0),
-                        f.diagnostics.first?.message ?? "cannot parse")
+            diags.error(
+                f.diagnostics.first?.location ?? SourceLocation(file: file, line: 0, column: 0),
+                f.diagnostics.first?.message ?? "cannot parse"
+            )
         } catch {
             diags.error(SourceLocation(file: file, line: 0, column: 0), "cannot parse: \(error)")
         }

@@ -76,9 +76,19 @@ public struct RosterEntry: Sendable, Hashable, Codable {
     public var isAdopted: Bool { tier == .admin }
 
     public init(
-        osUser: String, authentikUser: String, k8sUser: String, tier: Tier, namespaces: [String] = [],
-        email: String? = nil, uid: Int? = nil, port: Int? = nil, ports: [String: Int] = [:], groups: [String] = [],
-        flags: [String] = [], repo: RepoSource? = nil, memory: MemoryBudget? = nil,
+        osUser: String,
+        authentikUser: String,
+        k8sUser: String,
+        tier: Tier,
+        namespaces: [String] = [],
+        email: String? = nil,
+        uid: Int? = nil,
+        port: Int? = nil,
+        ports: [String: Int] = [:],
+        groups: [String] = [],
+        flags: [String] = [],
+        repo: RepoSource? = nil,
+        memory: MemoryBudget? = nil,
         location: SourceLocation = SourceLocation(file: "roster.yaml", line: 0, column: 0)
     ) {
         self.osUser = osUser
@@ -128,14 +138,21 @@ public struct Roster: Sendable, Hashable, Codable {
         let diags = DiagnosticCollector()
         guard let doc = try loadYAML(data, file: file) else {
             // A truncated or blank file must never read as "nobody": the next apply would cut everyone.
-            throw ValidationFailure([Diagnostic(SourceLocation(file: file, line: 1, column: 1),
-                                                "the roster is empty; write `users: {}` if you really mean nobody")])
+            throw ValidationFailure([
+                Diagnostic(
+                    SourceLocation(file: file, line: 1, column: 1),
+                    "the roster is empty; write `users: {}` if you really mean nobody"
+                )
+            ])
         }
         var entries: [RosterEntry] = []
         if let top = KeyedReader(doc, what: "the roster", known: ["users"], diags), let users = usersValue(top, diags) {
             for pair in users.mapping("users", diags) ?? [] {
                 if let type = pair.keyValue.implicitType {
-                    diags.error(pair.keyValue.location, "os_user '\(printable(pair.key))' is written bare, which YAML 1.1 readers take as \(type); quote it (\"\(printable(pair.key))\") if you mean the name")
+                    diags.error(
+                        pair.keyValue.location,
+                        "os_user '\(printable(pair.key))' is written bare, which YAML 1.1 readers take as \(type); quote it (\"\(printable(pair.key))\") if you mean the name"
+                    )
                 }
                 if let e = parseEntry(osUser: pair.key, keyLocation: pair.keyValue.location, pair.value, diags) {
                     entries.append(e)
@@ -157,15 +174,25 @@ public struct Roster: Sendable, Hashable, Codable {
     private static func usersValue(_ top: KeyedReader, _ diags: DiagnosticCollector) -> YAMLValue? {
         if let v = top["users"] { return v }
         if top.has("users") {
-            diags.error(top.location(of: "users") ?? top.location,
-                        "users has no value (empty, null or every entry commented out), which would remove everyone; list the people, or write `users: {}` if you really mean nobody")
+            diags.error(
+                top.location(of: "users") ?? top.location,
+                "users has no value (empty, null or every entry commented out), which would remove everyone; list the people, or write `users: {}` if you really mean nobody"
+            )
         } else {
-            diags.error(top.location, "the roster has no users key; list the people under `users:`, or write `users: {}` if you really mean nobody")
+            diags.error(
+                top.location,
+                "the roster has no users key; list the people under `users:`, or write `users: {}` if you really mean nobody"
+            )
         }
         return nil
     }
 
-    private static func parseEntry(osUser: String, keyLocation: SourceLocation, _ v: YAMLValue, _ diags: DiagnosticCollector) -> RosterEntry? {
+    private static func parseEntry(
+        osUser: String,
+        keyLocation: SourceLocation,
+        _ v: YAMLValue,
+        _ diags: DiagnosticCollector
+    ) -> RosterEntry? {
         let what = "entry '\(osUser)'"
         guard let r = KeyedReader(v, what: what, known: entryKeys, diags) else { return nil }
         let authentik = r.required("authentik_user", diags)?.name("authentik_user", diags)
@@ -180,16 +207,23 @@ public struct Roster: Sendable, Hashable, Codable {
         let namespaces = r["namespaces"]?.nameList("namespaces", diags) ?? []
         if let tier {
             if tier == .namespaceOwner && namespaces.isEmpty {
-                diags.error(r["namespaces"]?.location ?? keyLocation,
-                            "\(what): a namespace-owner needs a non-empty namespaces list, e.g. namespaces: [team-a]")
+                diags.error(
+                    r["namespaces"]?.location ?? keyLocation,
+                    "\(what): a namespace-owner needs a non-empty namespaces list, e.g. namespaces: [team-a]"
+                )
             }
             if tier != .namespaceOwner && r.has("namespaces") {
-                diags.error(r["namespaces"]?.location ?? keyLocation,
-                            "\(what): only a namespace-owner owns namespaces; remove namespaces or change the tier")
+                diags.error(
+                    r["namespaces"]?.location ?? keyLocation,
+                    "\(what): only a namespace-owner owns namespaces; remove namespaces or change the tier"
+                )
             }
         }
         for (ns, loc) in namespaces where !isDNSLabel(ns) {
-            diags.error(loc, "namespace '\(ns)' is not a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)")
+            diags.error(
+                loc,
+                "namespace '\(ns)' is not a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)"
+            )
         }
         let email = r["email"]?.name("email", diags)
         if let email, let ev = r["email"], !isPlausibleEmail(email) {
@@ -222,20 +256,38 @@ public struct Roster: Sendable, Hashable, Codable {
         var seenNamespaces: [String: SourceLocation] = [:]
         for (ns, loc) in namespaces {
             if let first = seenNamespaces[ns] {
-                diags.error(loc, "namespace '\(printable(ns))' is listed twice for '\(osUser)' (first at line \(first.line)); remove the repeat")
+                diags.error(
+                    loc,
+                    "namespace '\(printable(ns))' is listed twice for '\(osUser)' (first at line \(first.line)); remove the repeat"
+                )
             } else {
                 seenNamespaces[ns] = loc
             }
         }
         let claudeLogin = r["claude_login"].flatMap { AuthSettings.login($0, "claude_login", diags) }
         if claudeLogin != nil, tier == .admin, let v = r["claude_login"] {
-            diags.error(v.location, "claude_login is not used for an admin (adopted: workstation writes nothing into their home); remove it")
+            diags.error(
+                v.location,
+                "claude_login is not used for an admin (adopted: workstation writes nothing into their home); remove it"
+            )
         }
         guard let authentik, let k8s, let tier else { return nil }
         var entry = RosterEntry(
-            osUser: osUser, authentikUser: authentik, k8sUser: k8s, tier: tier, namespaces: namespaces.map(\.0),
-            email: email, uid: uid, port: port, ports: ports, groups: groups.map(\.0), flags: flags.map(\.0), repo: repo,
-            memory: memory, location: keyLocation)
+            osUser: osUser,
+            authentikUser: authentik,
+            k8sUser: k8s,
+            tier: tier,
+            namespaces: namespaces.map(\.0),
+            email: email,
+            uid: uid,
+            port: port,
+            ports: ports,
+            groups: groups.map(\.0),
+            flags: flags.map(\.0),
+            repo: repo,
+            memory: memory,
+            location: keyLocation
+        )
         entry.claudeLogin = claudeLogin
         for key in entryKeys { if let v = r[key] { entry.fieldLocations[key] = v.location } }
         return entry
@@ -263,7 +315,9 @@ public func parseByteSize(_ s: String) -> UInt64? {
     let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
     guard let last = s.last else { return nil }
     if let mult = units[Character(last.uppercased())] {
-        guard let n = UInt64(s.dropLast()), n.multipliedReportingOverflow(by: mult).overflow == false else { return nil }
+        guard let n = UInt64(s.dropLast()), n.multipliedReportingOverflow(by: mult).overflow == false else {
+            return nil
+        }
         return n * mult
     }
     return UInt64(s)
@@ -271,7 +325,8 @@ public func parseByteSize(_ s: String) -> UInt64? {
 
 /// Formats bytes the way systemd accepts them back (`4G`, `512M`, or plain bytes).
 public func formatByteSize(_ n: UInt64) -> String {
-    for (suffix, mult) in [("T", UInt64(1) << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] where n >= mult && n % mult == 0 {
+    for (suffix, mult) in [("T", UInt64(1) << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)]
+    where n >= mult && n % mult == 0 {
         return "\(n / mult)\(suffix)"
     }
     return "\(n)"

@@ -37,19 +37,26 @@ public enum SecretGuard {
 
     static let prefixes: [(String, Int, String)] = [
         ("sk-ant-", 20, "an Anthropic API key (sk-ant-...)"), ("sk-", 20, "an API key (sk-...)"),
-        ("ghp_", 20, "a GitHub token (ghp_...)"), ("gho_", 20, "a GitHub token (gho_...)"), ("ghs_", 20, "a GitHub token (ghs_...)"),
+        ("ghp_", 20, "a GitHub token (ghp_...)"), ("gho_", 20, "a GitHub token (gho_...)"),
+        ("ghs_", 20, "a GitHub token (ghs_...)"),
         ("ghu_", 20, "a GitHub token (ghu_...)"), ("github_pat_", 20, "a GitHub token (github_pat_...)"),
-        ("glpat-", 20, "a GitLab token (glpat-...)"), ("xoxb-", 20, "a Slack token (xoxb-...)"), ("xoxp-", 20, "a Slack token (xoxp-...)"),
-        ("xoxa-", 20, "a Slack token (xoxa-...)"), ("hvs.", 20, "a Vault token (hvs....)"), ("hvb.", 20, "a Vault token (hvb....)"),
+        ("glpat-", 20, "a GitLab token (glpat-...)"), ("xoxb-", 20, "a Slack token (xoxb-...)"),
+        ("xoxp-", 20, "a Slack token (xoxp-...)"),
+        ("xoxa-", 20, "a Slack token (xoxa-...)"), ("hvs.", 20, "a Vault token (hvs....)"),
+        ("hvb.", 20, "a Vault token (hvb....)"),
     ]
 
     static func knownToken(_ w: String) -> String? {
         for (p, minLength, why) in prefixes where w.hasPrefix(p) && w.count >= minLength { return why }
-        if w.count == 20, w.hasPrefix("AKIA") || w.hasPrefix("ASIA"), w.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) }) {
+        if w.count == 20, w.hasPrefix("AKIA") || w.hasPrefix("ASIA"),
+            w.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) })
+        {
             return "an AWS access key id (AKIA...)"
         }
         let parts = w.split(separator: ".", omittingEmptySubsequences: false)
-        if w.hasPrefix("eyJ"), parts.count == 3, parts.allSatisfy({ $0.count >= 8 }) { return "a JSON web token (eyJ...)" }
+        if w.hasPrefix("eyJ"), parts.count == 3, parts.allSatisfy({ $0.count >= 8 }) {
+            return "a JSON web token (eyJ...)"
+        }
         return nil
     }
 
@@ -60,11 +67,18 @@ public enum SecretGuard {
             guard let schemeEnd = w.range(of: "://") else { continue }
             let rest = w[schemeEnd.upperBound...]
             let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-            if let at = authority.lastIndex(of: "@"), authority[..<at].contains(":") { return "a URL with a password in it" }
+            if let at = authority.lastIndex(of: "@"), authority[..<at].contains(":") {
+                return "a URL with a password in it"
+            }
             if let q = rest.firstIndex(of: "?") {
                 for pair in rest[rest.index(after: q)...].split(separator: "&") {
                     let kv = pair.split(separator: "=", maxSplits: 1)
-                    if kv.count == 2, !kv[1].isEmpty, secretName(String(kv[0])) != nil || ["key", "token", "apikey", "api_key", "access_token", "secret"].contains(kv[0].lowercased()) {
+                    if kv.count == 2, !kv[1].isEmpty,
+                        secretName(String(kv[0])) != nil
+                            || ["key", "token", "apikey", "api_key", "access_token", "secret"].contains(
+                                kv[0].lowercased()
+                            )
+                    {
                         return "a URL with a credential parameter (\(kv[0])=...)"
                     }
                 }
@@ -75,17 +89,24 @@ public enum SecretGuard {
 
     /// Words of a value: runs of characters that occur in tokens.
     static func words(_ s: String) -> [String] {
-        s.split(whereSeparator: { !($0.isASCII && ($0.isLetter || $0.isNumber || "-_.+/=~".contains($0))) }).map(String.init)
+        s.split(whereSeparator: { !($0.isASCII && ($0.isLetter || $0.isNumber || "-_.+/=~".contains($0))) }).map(
+            String.init
+        )
     }
 
     /// At least 32 characters, upper and lower case letters and digits, and more than 4 bits of entropy per character.
     static func isHighEntropy(_ w: String) -> Bool {
         guard w.count >= 32 else { return false }
-        guard w.contains(where: \.isUppercase), w.contains(where: \.isLowercase), w.contains(where: \.isNumber) else { return false }
+        guard w.contains(where: \.isUppercase), w.contains(where: \.isLowercase), w.contains(where: \.isNumber) else {
+            return false
+        }
         var counts: [Character: Int] = [:]
         for c in w { counts[c, default: 0] += 1 }
         let n = Double(w.count)
-        let entropy = counts.values.reduce(0.0) { acc, k in let p = Double(k) / n; return acc - p * log2(p) }
+        let entropy = counts.values.reduce(0.0) { acc, k in
+            let p = Double(k) / n
+            return acc - p * log2(p)
+        }
         return entropy > 4.0
     }
 
@@ -135,7 +156,9 @@ public enum SecretGuard {
         case .array(let items):
             for (i, item) in items.enumerated() { out += scan(item, path: "\(path)[\(i)]") }
         case .string(let s):
-            if let why = tokenShaped(s) { out.append(Finding(key: path.isEmpty ? "value" : path, why: "has a value that looks like \(why)")) }
+            if let why = tokenShaped(s) {
+                out.append(Finding(key: path.isEmpty ? "value" : path, why: "has a value that looks like \(why)"))
+            }
         case .bool, .integer, .number, .null:
             break
         }
@@ -151,8 +174,10 @@ public enum SecretGuard {
             for kw in ["export ", "declare -x ", "readonly ", "local "] where line.hasPrefix(kw) {
                 line = String(line.dropFirst(kw.count)).trimmingCharacters(in: .whitespaces)
             }
-            if !line.hasPrefix("#"), let eq = line.firstIndex(of: "="), line[..<eq].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
-               !line[..<eq].isEmpty {
+            if !line.hasPrefix("#"), let eq = line.firstIndex(of: "="),
+                line[..<eq].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
+                !line[..<eq].isEmpty
+            {
                 let name = String(line[..<eq])
                 let value = line[line.index(after: eq)...].trimmingCharacters(in: CharacterSet(charactersIn: "\"' ;"))
                 if let pattern = secretName(name), !value.isEmpty, !value.hasPrefix("$") {
@@ -160,7 +185,9 @@ public enum SecretGuard {
                     continue
                 }
             }
-            if let why = tokenShaped(String(raw)) { out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1)) }
+            if let why = tokenShaped(String(raw)) {
+                out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1))
+            }
         }
         return out
     }
@@ -169,11 +196,14 @@ public enum SecretGuard {
     public static func scanText(_ text: String) -> [Finding] {
         var out: [Finding] = []
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            if let why = tokenShaped(String(line)) { out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1)) }
+            if let why = tokenShaped(String(line)) {
+                out.append(Finding(key: "", why: "holds what looks like \(why)", line: i + 1))
+            }
         }
         return out
     }
 
     /// The advice every refusal ends with.
-    public static let advice = "machine-wide files are readable by every user; keep secrets in each user's own 0600 files (~/.claude/settings.json, ~/.claude.json) and remove it here"
+    public static let advice =
+        "machine-wide files are readable by every user; keep secrets in each user's own 0600 files (~/.claude/settings.json, ~/.claude.json) and remove it here"
 }

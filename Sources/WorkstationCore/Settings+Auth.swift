@@ -28,15 +28,24 @@ public struct VaultValueRef: Sendable, Hashable, Codable {
         self.key = key
     }
 
-    static func parse(_ r: KeyedReader, what: String, _ diags: DiagnosticCollector, allowUserPlaceholder: Bool = false) -> VaultValueRef? {
+    static func parse(
+        _ r: KeyedReader,
+        what: String,
+        _ diags: DiagnosticCollector,
+        allowUserPlaceholder: Bool = false
+    ) -> VaultValueRef? {
         guard let pv = r.required("path", diags), let kv = r.required("key", diags),
             let path = pv.string("\(what).path", diags), let key = kv.string("\(what).key", diags)
         else { return nil }
         let probe = allowUserPlaceholder ? path.replacingOccurrences(of: "{os_user}", with: "u") : path
-        let ok = !probe.isEmpty && !probe.hasPrefix("/") && !probe.split(separator: "/").contains("..")
+        let ok =
+            !probe.isEmpty && !probe.hasPrefix("/") && !probe.split(separator: "/").contains("..")
             && probe.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./".contains($0)) }
         if !ok {
-            diags.error(pv.location, "\(what).path '\(printable(path))' may contain only letters, digits, '-', '_', '.', '/'\(allowUserPlaceholder ? " and {os_user}" : "")")
+            diags.error(
+                pv.location,
+                "\(what).path '\(printable(path))' may contain only letters, digits, '-', '_', '.', '/'\(allowUserPlaceholder ? " and {os_user}" : "")"
+            )
             return nil
         }
         if key.isEmpty { diags.error(kv.location, "\(what).key must name a key of the secret's data") }
@@ -137,7 +146,11 @@ public struct AuthSettings: Sendable, Hashable, Codable {
         var s = AuthSettings()
         guard let r = KeyedReader(v, what: "auth", known: keys, diags) else { return s }
         if let v = r["profile_snippet"], let p = absolutePath(v, "auth.profile_snippet", diags) {
-            if !p.hasSuffix(".sh") { diags.error(v.location, "auth.profile_snippet must end in .sh, or login shells will not source it") } else { s.profileSnippet = p }
+            if !p.hasSuffix(".sh") {
+                diags.error(v.location, "auth.profile_snippet must end in .sh, or login shells will not source it")
+            } else {
+                s.profileSnippet = p
+            }
         }
         if let v = r["claude"] { s.claude = parseClaude(v, diags) }
         if let v = r["beads"] { s.beads = parseBeads(v, diags) }
@@ -155,65 +168,130 @@ public struct AuthSettings: Sendable, Hashable, Codable {
     static func tierList(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector) -> [Tier] {
         var out: [Tier] = []
         for (t, loc) in v.stringList(what, diags) ?? [] {
-            if let tier = Tier(rawValue: t), tier != .admin { out.append(tier) } else { diags.error(loc, "\(what) '\(printable(t))' must be power-user or namespace-owner") }
+            if let tier = Tier(rawValue: t), tier != .admin {
+                out.append(tier)
+            } else {
+                diags.error(loc, "\(what) '\(printable(t))' must be power-user or namespace-owner")
+            }
         }
         return out
     }
 
     static func parseClaude(_ v: YAMLValue, _ diags: DiagnosticCollector) -> ClaudeAuthSettings? {
-        guard let r = KeyedReader(v, what: "auth.claude", known: ["default", "tiers", "token", "env_file"], diags) else { return nil }
+        guard let r = KeyedReader(v, what: "auth.claude", known: ["default", "tiers", "token", "env_file"], diags)
+        else { return nil }
         var c = ClaudeAuthSettings()
         if let v = r["default"], let l = login(v, "auth.claude.default", diags) { c.defaultLogin = l }
-        if let v = r["tiers"], let tr = KeyedReader(v, what: "auth.claude.tiers", known: ["power-user", "namespace-owner"], diags) {
-            for t in [Tier.powerUser, .namespaceOwner] { if let lv = tr[t.rawValue], let l = login(lv, "auth.claude.tiers.\(t.rawValue)", diags) { c.tiers[t] = l } }
+        if let v = r["tiers"],
+            let tr = KeyedReader(v, what: "auth.claude.tiers", known: ["power-user", "namespace-owner"], diags)
+        {
+            for t in [Tier.powerUser, .namespaceOwner] {
+                if let lv = tr[t.rawValue], let l = login(lv, "auth.claude.tiers.\(t.rawValue)", diags) {
+                    c.tiers[t] = l
+                }
+            }
         }
-        if let v = r["token"], let tr = KeyedReader(v, what: "auth.claude.token", known: ["mount", "path", "key"], diags) {
+        if let v = r["token"],
+            let tr = KeyedReader(v, what: "auth.claude.token", known: ["mount", "path", "key"], diags)
+        {
             c.token = VaultValueRef.parse(tr, what: "auth.claude.token", diags)
         }
         if let v = r["env_file"], let p = homeRelativePath(v, "auth.claude.env_file", diags) {
-            if p.hasPrefix(".claude/") || p == ".claude.json" { diags.error(v.location, "auth.claude.env_file must be outside ~/.claude and ~/.claude.json (Claude Code owns them), e.g. .config/workstation/claude.env") } else { c.envFile = p }
+            if p.hasPrefix(".claude/") || p == ".claude.json" {
+                diags.error(
+                    v.location,
+                    "auth.claude.env_file must be outside ~/.claude and ~/.claude.json (Claude Code owns them), e.g. .config/workstation/claude.env"
+                )
+            } else {
+                c.envFile = p
+            }
         }
         // The located error where `shared` is asked for but no Vault reference says where the token is.
         if c.token == nil && (c.defaultLogin == .shared || c.tiers.values.contains(.shared)) {
-            diags.error(r.location, "auth.claude: shared login needs token: {path, key} (where the org's token is in Vault); add it, or use own-login")
+            diags.error(
+                r.location,
+                "auth.claude: shared login needs token: {path, key} (where the org's token is in Vault); add it, or use own-login"
+            )
         }
         return c
     }
 
     static func parseBeads(_ v: YAMLValue, _ diags: DiagnosticCollector) -> BeadsAuthSettings? {
         let keys = ["mount", "path", "key", "encoding", "delivery", "env_file", "variable", "target", "tiers"]
-        guard let r = KeyedReader(v, what: "auth.beads", known: keys, diags), let ref = VaultValueRef.parse(r, what: "auth.beads", diags) else { return nil }
+        guard let r = KeyedReader(v, what: "auth.beads", known: keys, diags),
+            let ref = VaultValueRef.parse(r, what: "auth.beads", diags)
+        else { return nil }
         var b = BeadsAuthSettings(source: ref)
         if let v = r["encoding"], let e = v.string("auth.beads.encoding", diags) {
-            if let enc = SecretEncoding(rawValue: e) { b.encoding = enc } else { diags.error(v.location, "auth.beads.encoding must be base64 or none, got '\(printable(e))'") }
+            if let enc = SecretEncoding(rawValue: e) {
+                b.encoding = enc
+            } else {
+                diags.error(v.location, "auth.beads.encoding must be base64 or none, got '\(printable(e))'")
+            }
         }
         if let v = r["delivery"], let d = v.string("auth.beads.delivery", diags) {
-            if let del = BeadsAuthSettings.Delivery(rawValue: d) { b.delivery = del } else { diags.error(v.location, "auth.beads.delivery must be env (DOLT_REMOTE_PASSWORD in an env file) or file (the exact bytes at target), got '\(printable(d))'") }
+            if let del = BeadsAuthSettings.Delivery(rawValue: d) {
+                b.delivery = del
+            } else {
+                diags.error(
+                    v.location,
+                    "auth.beads.delivery must be env (DOLT_REMOTE_PASSWORD in an env file) or file (the exact bytes at target), got '\(printable(d))'"
+                )
+            }
         }
         if let v = r["env_file"], let p = homeRelativePath(v, "auth.beads.env_file", diags) { b.envFile = p }
         if let v = r["target"], let p = homeRelativePath(v, "auth.beads.target", diags) { b.target = p }
         if let v = r["variable"], let n = v.string("auth.beads.variable", diags) {
-            if n.isEmpty || n.first!.isNumber || !n.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) {
-                diags.error(v.location, "auth.beads.variable must be an environment variable name like DOLT_REMOTE_PASSWORD")
-            } else { b.variable = n }
+            if n.isEmpty || n.first!.isNumber
+                || !n.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") })
+            {
+                diags.error(
+                    v.location,
+                    "auth.beads.variable must be an environment variable name like DOLT_REMOTE_PASSWORD"
+                )
+            } else {
+                b.variable = n
+            }
         }
         if let v = r["tiers"] { b.tiers = tierList(v, "auth.beads.tiers", diags) }
         return b
     }
 
     static func parsePlaywright(_ v: YAMLValue, _ diags: DiagnosticCollector) -> PlaywrightMCPSettings? {
-        guard let r = KeyedReader(v, what: "auth.playwright", known: ["name", "command", "args", "unit", "url_path", "tiers"], diags) else { return nil }
+        guard
+            let r = KeyedReader(
+                v,
+                what: "auth.playwright",
+                known: ["name", "command", "args", "unit", "url_path", "tiers"],
+                diags
+            )
+        else { return nil }
         var p = PlaywrightMCPSettings()
         if let v = r["name"], let n = plainWord(v, "auth.playwright.name", diags) { p.name = n }
         if let v = r["command"], let c = v.string("auth.playwright.command", diags) {
-            if c.isEmpty || c.contains("\n") { diags.error(v.location, "auth.playwright.command must be a command on one line, e.g. npx") } else { p.command = c }
+            if c.isEmpty || c.contains("\n") {
+                diags.error(v.location, "auth.playwright.command must be a command on one line, e.g. npx")
+            } else {
+                p.command = c
+            }
         }
         if let v = r["args"], let list = v.stringList("auth.playwright.args", diags) { p.args = list.map(\.0) }
         if let v = r["unit"], let u = v.string("auth.playwright.unit", diags) {
-            if !u.hasSuffix("@") { diags.error(v.location, "auth.playwright.unit must be a template name ending in @ listed in units:, e.g. playwright-mcp@") } else { p.unit = u }
+            if !u.hasSuffix("@") {
+                diags.error(
+                    v.location,
+                    "auth.playwright.unit must be a template name ending in @ listed in units:, e.g. playwright-mcp@"
+                )
+            } else {
+                p.unit = u
+            }
         }
         if let v = r["url_path"], let u = v.string("auth.playwright.url_path", diags) {
-            if !u.hasPrefix("/") || u.contains(where: { $0.isWhitespace || $0 == "\"" }) { diags.error(v.location, "auth.playwright.url_path must be a URL path like /mcp") } else { p.urlPath = u }
+            if !u.hasPrefix("/") || u.contains(where: { $0.isWhitespace || $0 == "\"" }) {
+                diags.error(v.location, "auth.playwright.url_path must be a URL path like /mcp")
+            } else {
+                p.urlPath = u
+            }
         }
         if let v = r["tiers"] { p.tiers = tierList(v, "auth.playwright.tiers", diags) }
         return p
@@ -238,22 +316,44 @@ extension Settings {
         let loc = r["auth"]?.location ?? location(of: "auth")
         let needsVault = auth.claude?.token != nil || auth.beads != nil || kubernetes?.serviceAccountToken != nil
         if needsVault && vault == nil {
-            diags.error(loc, "auth secrets (claude token, beads credential, kubernetes service-account token) are read from Vault; add vault: {url: ...} to the settings")
+            diags.error(
+                loc,
+                "auth secrets (claude token, beads credential, kubernetes service-account token) are read from Vault; add vault: {url: ...} to the settings"
+            )
         }
         if let v = vault {
             var authTargets: [String] = []
             if let c = auth.claude, c.token != nil { authTargets.append(c.envFile) }
             if let b = auth.beads { authTargets.append(b.delivery == .env ? b.envFile : b.target) }
-            if let k = kubernetes, k.auth == .serviceAccountToken, k.serviceAccountToken != nil { authTargets.append(k.tokenFile) }
-            if Set(authTargets).count != authTargets.count { diags.error(loc, "auth: two auth items write the same file (~/\(authTargets.joined(separator: ", ~/"))); give each its own") }
-            for f in v.secretFiles {
-                if Planner.authSecretNames.contains(f.name) { diags.error(loc, "vault.secret_files name '\(f.name)' is reserved for auth:; rename it") }
-                if authTargets.contains(f.target) || f.target == v.helperFile { diags.error(loc, "vault.secret_files '\(f.name)' writes ~/\(f.target), which an auth item or the Vault helper writes too; choose another target") }
+            if let k = kubernetes, k.auth == .serviceAccountToken, k.serviceAccountToken != nil {
+                authTargets.append(k.tokenFile)
             }
-            if authTargets.contains(v.helperFile) { diags.error(loc, "auth: an env file is the Vault helper file ~/\(v.helperFile); choose another") }
+            if Set(authTargets).count != authTargets.count {
+                diags.error(
+                    loc,
+                    "auth: two auth items write the same file (~/\(authTargets.joined(separator: ", ~/"))); give each its own"
+                )
+            }
+            for f in v.secretFiles {
+                if Planner.authSecretNames.contains(f.name) {
+                    diags.error(loc, "vault.secret_files name '\(f.name)' is reserved for auth:; rename it")
+                }
+                if authTargets.contains(f.target) || f.target == v.helperFile {
+                    diags.error(
+                        loc,
+                        "vault.secret_files '\(f.name)' writes ~/\(f.target), which an auth item or the Vault helper writes too; choose another target"
+                    )
+                }
+            }
+            if authTargets.contains(v.helperFile) {
+                diags.error(loc, "auth: an env file is the Vault helper file ~/\(v.helperFile); choose another")
+            }
         }
         if let u = auth.playwright?.unit, !units.contains(where: { $0.template == u }) {
-            diags.error(r["auth"]?.location ?? loc, "auth.playwright.unit '\(printable(u))' is not among units: (\(units.map(\.template).joined(separator: ", "))); add it there with its port range, or remove unit to use the stdio command")
+            diags.error(
+                r["auth"]?.location ?? loc,
+                "auth.playwright.unit '\(printable(u))' is not among units: (\(units.map(\.template).joined(separator: ", "))); add it there with its port range, or remove unit to use the stdio command"
+            )
         }
     }
 }

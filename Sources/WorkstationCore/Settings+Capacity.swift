@@ -53,22 +53,38 @@ public struct CapacitySettings: Sendable, Hashable, Codable {
         }
         if let n = size("reserve") { c.reserve = n }
         if let n = size("min_swap") { c.minSwap = n }
-        if let v = r["max_active_users"], let n = v.integer("capacity.max_active_users", diags, range: 0...10000) { c.maxActiveUsers = n }
+        if let v = r["max_active_users"], let n = v.integer("capacity.max_active_users", diags, range: 0...10000) {
+            c.maxActiveUsers = n
+        }
         if let v = r["budgets"],
-            let br = KeyedReader(v, what: "capacity.budgets", known: [Tier.powerUser.rawValue, Tier.namespaceOwner.rawValue], diags)
+            let br = KeyedReader(
+                v,
+                what: "capacity.budgets",
+                known: [Tier.powerUser.rawValue, Tier.namespaceOwner.rawValue],
+                diags
+            )
         {
             for tier in [Tier.powerUser, .namespaceOwner] {
-                if let tv = br[tier.rawValue], let b = parseMemoryBudget(tv, what: "capacity.budgets.\(tier.rawValue)", diags) {
+                if let tv = br[tier.rawValue],
+                    let b = parseMemoryBudget(tv, what: "capacity.budgets.\(tier.rawValue)", diags)
+                {
                     c.budgets[tier] = b
                 }
             }
         }
         if let v = r["tasks_max"],
-            let tr = KeyedReader(v, what: "capacity.tasks_max", known: [Tier.powerUser.rawValue, Tier.namespaceOwner.rawValue], diags)
+            let tr = KeyedReader(
+                v,
+                what: "capacity.tasks_max",
+                known: [Tier.powerUser.rawValue, Tier.namespaceOwner.rawValue],
+                diags
+            )
         {
             for tier in [Tier.powerUser, .namespaceOwner] {
                 // Below 64 a login shell and an agent cannot start; 4194304 is the kernel's PID_MAX_LIMIT.
-                if let tv = tr[tier.rawValue], let n = tv.integer("capacity.tasks_max.\(tier.rawValue)", diags, range: 64...4_194_304) {
+                if let tv = tr[tier.rawValue],
+                    let n = tv.integer("capacity.tasks_max.\(tier.rawValue)", diags, range: 64...4_194_304)
+                {
                     c.tasksMax[tier] = n
                 }
             }

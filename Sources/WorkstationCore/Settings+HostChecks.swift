@@ -4,16 +4,18 @@ import Foundation
 extension Settings {
     /// The managed group and the tier groups, each with its settings key.
     var managedGroupKeys: [(key: String, group: String)] {
-        [("accounts.group", accounts.group)] + [Tier.powerUser, .namespaceOwner].compactMap { t in
-            accounts.tierGroups[t].map { ("accounts.tier_groups.\(t.rawValue)", $0) }
-        }
+        [("accounts.group", accounts.group)]
+            + [Tier.powerUser, .namespaceOwner].compactMap { t in
+                accounts.tierGroups[t].map { ("accounts.tier_groups.\(t.rawValue)", $0) }
+            }
     }
 
     /// The account whose home holds `path` (the deepest such home among regular accounts, uid in `UID_MIN...` or
     /// root; a system directory such as `/srv` as a home is a service account's, not taken as owning it), or nil.
     public func homeOwner(of path: String, in snapshot: HostSnapshot) -> PasswdEntry? {
         snapshot.passwd.filter { p in
-            (p.uid == 0 || snapshot.uidRange.contains(p.uid)) && p.home.hasPrefix("/") && !systemDirectories.contains(p.home)
+            (p.uid == 0 || snapshot.uidRange.contains(p.uid)) && p.home.hasPrefix("/")
+                && !systemDirectories.contains(p.home)
                 && (path == p.home || path.hasPrefix(p.home.hasSuffix("/") ? p.home : p.home + "/"))
         }.max { $0.home.count < $1.home.count }
     }
@@ -39,20 +41,40 @@ extension Settings {
             let ownName = g == "workstation" || g.hasPrefix("workstation-")
             if ownName && !snapshot.passwd.contains(where: { $0.gid == grp.gid }) { continue }
             if grp.gid < snapshot.uidRange.lowerBound || snapshot.systemGidRange.contains(grp.gid) {
-                out.append(Diagnostic(location(of: key), "\(key) '\(g)' is a system group on this host (gid \(grp.gid), below UID_MIN \(snapshot.uidRange.lowerBound) or in SYS_GID_MIN-SYS_GID_MAX \(snapshot.systemGidRange.lowerBound)-\(snapshot.systemGidRange.upperBound), login.defs); every managed account would join it, so name a group of its own (workstation creates it)"))
+                out.append(
+                    Diagnostic(
+                        location(of: key),
+                        "\(key) '\(g)' is a system group on this host (gid \(grp.gid), below UID_MIN \(snapshot.uidRange.lowerBound) or in SYS_GID_MIN-SYS_GID_MAX \(snapshot.systemGidRange.lowerBound)-\(snapshot.systemGidRange.upperBound), login.defs); every managed account would join it, so name a group of its own (workstation creates it)"
+                    )
+                )
             } else if let owner = snapshot.passwd.first(where: { $0.name == g || $0.gid == grp.gid }) {
-                out.append(Diagnostic(location(of: key), "\(key) '\(g)' is the private group of account '\(owner.name)'; every managed account would join it and reach their files, so name a group of its own"))
+                out.append(
+                    Diagnostic(
+                        location(of: key),
+                        "\(key) '\(g)' is the private group of account '\(owner.name)'; every managed account would join it and reach their files, so name a group of its own"
+                    )
+                )
             }
         }
         let home = accounts.homeRoot
         if let owner = homeOwner(of: configBase, in: snapshot) {
             if !isAdmin(owner.name, roster) {
-                out.append(Diagnostic(location(of: "config_base"), "config_base \(configBase) is inside the home of '\(owner.name)' (\(owner.home)), who is not an admin: the ACLs that let every person reach the base would open that home; move the base out (e.g. /srv/workstation/config-base) or declare '\(owner.name)' an admin (tier: admin, or admins: in settings)"))
+                out.append(
+                    Diagnostic(
+                        location(of: "config_base"),
+                        "config_base \(configBase) is inside the home of '\(owner.name)' (\(owner.home)), who is not an admin: the ACLs that let every person reach the base would open that home; move the base out (e.g. /srv/workstation/config-base) or declare '\(owner.name)' an admin (tier: admin, or admins: in settings)"
+                    )
+                )
             }
         } else if configBase.hasPrefix(home + "/") {
             let name = String(configBase.dropFirst(home.count + 1).prefix { $0 != "/" })
             if !isAdmin(name, roster) {
-                out.append(Diagnostic(location(of: "config_base"), "config_base \(configBase) is under home_root \(home) in no admin's home: the account '\(name)' could be made later and own it; move the base out (e.g. /srv/workstation/config-base)"))
+                out.append(
+                    Diagnostic(
+                        location(of: "config_base"),
+                        "config_base \(configBase) is under home_root \(home) in no admin's home: the account '\(name)' could be made later and own it; move the base out (e.g. /srv/workstation/config-base)"
+                    )
+                )
             }
         }
         return out
@@ -61,5 +83,7 @@ extension Settings {
 
 /// Names under a home that hold credentials besides `setup_host.secret_files`: SSH keys, `.netrc` (curl, git),
 /// git's credential store, the Docker, AWS and GitHub CLI configurations, libpq's password file.
-public let wellKnownSecretFiles: [String] = [".ssh/id_rsa", ".ssh/id_ecdsa", ".ssh/id_ed25519", ".netrc", ".git-credentials",
-                                             ".docker/config.json", ".aws/credentials", ".config/gh/hosts.yml", ".pgpass"]
+public let wellKnownSecretFiles: [String] = [
+    ".ssh/id_rsa", ".ssh/id_ecdsa", ".ssh/id_ed25519", ".netrc", ".git-credentials",
+    ".docker/config.json", ".aws/credentials", ".config/gh/hosts.yml", ".pgpass",
+]

@@ -48,7 +48,11 @@ public struct InfraRepoSettings: Sendable, Hashable, Codable {
             if let p = branchNameProblem(b) { diags.error(bv.location, "infra_repo.branch \(p)") } else { s.branch = b }
         }
         if let dv = r["directory"], let d = dv.string("infra_repo.directory", diags) {
-            if let p = homeRelativeProblem(d, allowNested: false) { diags.error(dv.location, "infra_repo.directory \(p)") } else { s.directory = d }
+            if let p = homeRelativeProblem(d, allowNested: false) {
+                diags.error(dv.location, "infra_repo.directory \(p)")
+            } else {
+                s.directory = d
+            }
         }
         if let lv = r["launcher_path"], let l = lv.string("infra_repo.launcher_path", diags) {
             if l.isEmpty {
@@ -60,10 +64,17 @@ public struct InfraRepoSettings: Sendable, Hashable, Codable {
             }
         }
         if let tv = r["launcher_template"], let t = tv.string("infra_repo.launcher_template", diags) {
-            if t.utf8.count > 64 << 10 { diags.error(tv.location, "infra_repo.launcher_template is over 64 KiB; keep the launcher short") } else { s.launcherTemplate = t }
+            if t.utf8.count > 64 << 10 {
+                diags.error(tv.location, "infra_repo.launcher_template is over 64 KiB; keep the launcher short")
+            } else {
+                s.launcherTemplate = t
+            }
         }
         if s.launcherPath == s.directory || s.launcherPath.hasPrefix(s.directory + "/") {
-            diags.error(r.location, "infra_repo.launcher_path '\(printable(s.launcherPath))' is inside the clone directory '\(s.directory)'; put the launcher beside it, e.g. start-agent.sh")
+            diags.error(
+                r.location,
+                "infra_repo.launcher_path '\(printable(s.launcherPath))' is inside the clone directory '\(s.directory)'; put the launcher beside it, e.g. start-agent.sh"
+            )
         }
         return s
     }
@@ -79,7 +90,10 @@ public struct InfraRepoSettings: Sendable, Hashable, Codable {
 
     /// The launcher text for one person.
     public func launcher(user: String, codePath: String) -> String {
-        launcherTemplate.replacingOccurrences(of: "{code}", with: shellQuoted(codePath)).replacingOccurrences(of: "{user}", with: user)
+        launcherTemplate.replacingOccurrences(of: "{code}", with: shellQuoted(codePath)).replacingOccurrences(
+            of: "{user}",
+            with: user
+        )
     }
 }
 
@@ -95,25 +109,33 @@ public func repoURLProblem(_ url: String) -> String? {
     if url.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
         return "'\(printable(redactCredentials(url)))' contains whitespace or control characters"
     }
-    if url.hasPrefix("-") { return "'\(printable(redactCredentials(url)))' starts with '-'; write a URL or an absolute path" }
+    if url.hasPrefix("-") {
+        return "'\(printable(redactCredentials(url)))' starts with '-'; write a URL or an absolute path"
+    }
     let lower = url.lowercased()
     for scheme in ["https://", "http://", "ssh://", "git://", "file://"] where lower.hasPrefix(scheme) {
         return url.count > scheme.count ? nil : "'\(url)' has no host or path"
     }
     if url.hasPrefix("/") { return nil }
     if url.contains("::") || url.contains("://") {
-        return "'\(printable(redactCredentials(url)))' uses a transport workstation does not run; use https://, ssh://, git://, file:// or a path"
+        return
+            "'\(printable(redactCredentials(url)))' uses a transport workstation does not run; use https://, ssh://, git://, file:// or a path"
     }
     // scp-like syntax: [user@]host:path, with no slash before the first colon.
-    if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/"), colon != url.startIndex, url.index(after: colon) != url.endIndex {
+    if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/"), colon != url.startIndex,
+        url.index(after: colon) != url.endIndex
+    {
         return nil
     }
-    return "'\(printable(redactCredentials(url)))' is not a clone URL; use https://host/path, ssh://host/path, user@host:path or an absolute path"
+    return
+        "'\(printable(redactCredentials(url)))' is not a clone URL; use https://host/path, ssh://host/path, user@host:path or an absolute path"
 }
 
 /// Why a branch name is refused, or nil (a subset of `git-check-ref-format(1)`, plus no leading `-`).
 public func branchNameProblem(_ b: String) -> String? {
-    let bad = b.isEmpty || b.hasPrefix("-") || b.hasPrefix("/") || b.hasSuffix("/") || b.hasSuffix(".lock") || b.hasSuffix(".")
+    let bad =
+        b.isEmpty || b.hasPrefix("-") || b.hasPrefix("/") || b.hasSuffix("/") || b.hasSuffix(".lock")
+        || b.hasSuffix(".")
         || b.contains("..") || b.contains("//") || b.contains("@{")
         || b.unicodeScalars.contains { $0.value <= 0x20 || $0.value == 0x7F || "~^:?*[\\".unicodeScalars.contains($0) }
     return bad ? "'\(printable(b))' is not a valid branch name (see git-check-ref-format(1))" : nil
@@ -122,7 +144,9 @@ public func branchNameProblem(_ b: String) -> String? {
 /// Why a path relative to a home is refused, or nil.
 func homeRelativeProblem(_ p: String, allowNested: Bool) -> String? {
     let parts = p.split(separator: "/", omittingEmptySubsequences: false)
-    if p.isEmpty || p.hasPrefix("/") || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || p.contains("\n") {
+    if p.isEmpty || p.hasPrefix("/") || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+        || p.contains("\n")
+    {
         return "must be a relative path under the home without '..', got '\(printable(p))'"
     }
     if !allowNested && parts.count > 1 { return "must be a plain name under the home, got '\(printable(p))'" }
@@ -143,7 +167,10 @@ public func redactCredentials(_ text: String, replacement: String = "***@") -> S
         out += rest[..<range.upperBound]
         rest = rest[range.upperBound...]
         // The authority ends at the first '/', '?', '#', whitespace or quote.
-        let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" || $0.isWhitespace || $0 == "'" || $0 == "\"" || $0 == ">" })
+        let end =
+            rest.firstIndex(where: {
+                $0 == "/" || $0 == "?" || $0 == "#" || $0.isWhitespace || $0 == "'" || $0 == "\"" || $0 == ">"
+            })
             ?? rest.endIndex
         let authority = rest[..<end]
         if let at = authority.lastIndex(of: "@") {
@@ -158,5 +185,7 @@ public func redactCredentials(_ text: String, replacement: String = "***@") -> S
 /// Checks a roster entry's `repo: {url, branch}` override, located at each value.
 func validateRepoSource(_ repo: RepoSource, _ r: KeyedReader, _ diags: DiagnosticCollector) {
     if let p = repoURLProblem(repo.url), let v = r["url"] { diags.error(v.location, "repo.url \(p)") }
-    if let b = repo.branch, let p = branchNameProblem(b), let v = r["branch"] { diags.error(v.location, "repo.branch \(p)") }
+    if let b = repo.branch, let p = branchNameProblem(b), let v = r["branch"] {
+        diags.error(v.location, "repo.branch \(p)")
+    }
 }

@@ -37,7 +37,10 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
     public var caFile: String?
     public init(url: String) { self.url = url }
 
-    static let keys = ["url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size", "jwks_url", "jwks_file", "ca_file"]
+    static let keys = [
+        "url", "token_file", "token_env", "gate_group", "gate_host", "timeout", "page_size", "jwks_url", "jwks_file",
+        "ca_file",
+    ]
 
     /// Reads the `authentik:` mapping; every key but `url` has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> AuthentikSettings? {
@@ -46,12 +49,20 @@ public struct AuthentikSettings: Sendable, Hashable, Codable {
         var s = AuthentikSettings(url: url)
         s.token = parseToken(r, what: "authentik", defaultEnv: "AUTHENTIK_TOKEN", diags)
         if let v = r["gate_group"], let g = v.string("authentik.gate_group", diags) {
-            if g.isEmpty || g.contains("\n") || g.contains("\"") { diags.error(v.location, "authentik.gate_group must be a group name on one line without quotes") } else { s.gateGroup = g }
+            if g.isEmpty || g.contains("\n") || g.contains("\"") {
+                diags.error(v.location, "authentik.gate_group must be a group name on one line without quotes")
+            } else {
+                s.gateGroup = g
+            }
         }
         if let v = r["gate_host"], let h = v.string("authentik.gate_host", diags) {
-            if h.isEmpty || !h.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }) {
+            if h.isEmpty
+                || !h.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") })
+            {
                 diags.error(v.location, "authentik.gate_host must be a host name like t3.example.org")
-            } else { s.gateHost = h }
+            } else {
+                s.gateHost = h
+            }
         }
         if let v = r["timeout"], let n = v.integer("authentik.timeout", diags, range: 1...300) { s.timeout = n }
         if let v = r["page_size"], let n = v.integer("authentik.page_size", diags, range: 1...1000) { s.pageSize = n }
@@ -106,9 +117,11 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
         server != nil && (auth == .serviceAccountToken || (oidcIssuerURL != nil && oidcClientID != nil))
     }
 
-    static let keys = ["k8s_users_file", "server", "cluster_name", "oidc_issuer_url", "oidc_client_id", "ca_file", "ca_data",
-                       "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role", "grant_type", "redirect_url",
-                       "auth", "token_file", "service_account_token"]
+    static let keys = [
+        "k8s_users_file", "server", "cluster_name", "oidc_issuer_url", "oidc_client_id", "ca_file", "ca_data",
+        "username_prefix", "kubeconfig_path", "readonly_role", "namespace_list_role", "grant_type", "redirect_url",
+        "auth", "token_file", "service_account_token",
+    ]
 
     /// Reads the `kubernetes:` mapping; every key has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> KubernetesSettings? {
@@ -116,19 +129,36 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
         var s = KubernetesSettings()
         if let v = r["k8s_users_file"] { s.k8sUsersFile = absolutePath(v, "kubernetes.k8s_users_file", diags) }
         if let v = r["server"] { s.server = httpURL(v, "kubernetes.server", diags) }
-        if let v = r["oidc_issuer_url"] { s.oidcIssuerURL = httpURL(v, "kubernetes.oidc_issuer_url", diags, keepTrailingSlash: true) }
+        if let v = r["oidc_issuer_url"] {
+            s.oidcIssuerURL = httpURL(v, "kubernetes.oidc_issuer_url", diags, keepTrailingSlash: true)
+        }
         if let v = r["oidc_client_id"] { s.oidcClientID = plainWord(v, "kubernetes.oidc_client_id", diags) }
         if let v = r["cluster_name"], let n = plainWord(v, "kubernetes.cluster_name", diags) { s.clusterName = n }
         if let v = r["ca_file"] { s.caFile = absolutePath(v, "kubernetes.ca_file", diags) }
         if let v = r["ca_data"], let d = v.string("kubernetes.ca_data", diags) {
-            if Data(base64Encoded: d) == nil { diags.error(v.location, "kubernetes.ca_data must be base64 (the PEM certificate, base64-encoded)") } else { s.caData = d }
+            if Data(base64Encoded: d) == nil {
+                diags.error(v.location, "kubernetes.ca_data must be base64 (the PEM certificate, base64-encoded)")
+            } else {
+                s.caData = d
+            }
         }
         if let v = r["username_prefix"], let p = v.string("kubernetes.username_prefix", diags) { s.usernamePrefix = p }
-        if let v = r["kubeconfig_path"], let p = homeRelativePath(v, "kubernetes.kubeconfig_path", diags) { s.kubeconfigPath = p }
-        if let v = r["readonly_role"], let n = plainWord(v, "kubernetes.readonly_role", diags) {
-            if n == "oidc-power-user" { diags.error(v.location, "kubernetes.readonly_role must not be oidc-power-user: that role grants write and Secrets; use a new name") } else { s.readonlyRole = n }
+        if let v = r["kubeconfig_path"], let p = homeRelativePath(v, "kubernetes.kubeconfig_path", diags) {
+            s.kubeconfigPath = p
         }
-        if let v = r["namespace_list_role"], let n = plainWord(v, "kubernetes.namespace_list_role", diags) { s.namespaceListRole = n }
+        if let v = r["readonly_role"], let n = plainWord(v, "kubernetes.readonly_role", diags) {
+            if n == "oidc-power-user" {
+                diags.error(
+                    v.location,
+                    "kubernetes.readonly_role must not be oidc-power-user: that role grants write and Secrets; use a new name"
+                )
+            } else {
+                s.readonlyRole = n
+            }
+        }
+        if let v = r["namespace_list_role"], let n = plainWord(v, "kubernetes.namespace_list_role", diags) {
+            s.namespaceListRole = n
+        }
         if let v = r["grant_type"], let g = v.string("kubernetes.grant_type", diags) {
             if let grant = KubeloginGrant(rawValue: g) {
                 s.grantType = grant
@@ -140,28 +170,58 @@ public struct KubernetesSettings: Sendable, Hashable, Codable {
             if let why = KubeloginGrant.redirectProblem(u) {
                 diags.error(v.location, "kubernetes.redirect_url '\(printable(u))' \(why)")
             } else if s.grantType != .authcodeKeyboard {
-                diags.error(v.location, "kubernetes.redirect_url is used by grant_type authcode-keyboard only; remove it (grant_type is \(s.grantType.rawValue))")
+                diags.error(
+                    v.location,
+                    "kubernetes.redirect_url is used by grant_type authcode-keyboard only; remove it (grant_type is \(s.grantType.rawValue))"
+                )
             } else {
                 s.redirectURL = u
             }
         }
         if let v = r["auth"], let a = v.string("kubernetes.auth", diags) {
-            if let auth = KubernetesAuth(rawValue: a) { s.auth = auth } else { diags.error(v.location, "kubernetes.auth must be oidc (kubelogin, the default) or service-account-token, got '\(printable(a))'") }
+            if let auth = KubernetesAuth(rawValue: a) {
+                s.auth = auth
+            } else {
+                diags.error(
+                    v.location,
+                    "kubernetes.auth must be oidc (kubelogin, the default) or service-account-token, got '\(printable(a))'"
+                )
+            }
         }
         if let v = r["token_file"], let p = homeRelativePath(v, "kubernetes.token_file", diags) { s.tokenFile = p }
-        if let v = r["service_account_token"], let tr = KeyedReader(v, what: "kubernetes.service_account_token", known: ["mount", "path", "key"], diags) {
-            s.serviceAccountToken = VaultValueRef.parse(tr, what: "kubernetes.service_account_token", diags, allowUserPlaceholder: true)
+        if let v = r["service_account_token"],
+            let tr = KeyedReader(v, what: "kubernetes.service_account_token", known: ["mount", "path", "key"], diags)
+        {
+            s.serviceAccountToken = VaultValueRef.parse(
+                tr,
+                what: "kubernetes.service_account_token",
+                diags,
+                allowUserPlaceholder: true
+            )
         }
         if s.auth == .oidc, let v = r["service_account_token"] ?? r["token_file"] {
-            diags.error(v.location, "kubernetes.token_file and service_account_token are used with auth: service-account-token only; set it or remove them")
+            diags.error(
+                v.location,
+                "kubernetes.token_file and service_account_token are used with auth: service-account-token only; set it or remove them"
+            )
         }
         if s.auth == .serviceAccountToken {
-            if s.server == nil { diags.error(r.location, "kubernetes: auth service-account-token needs server (the API server URL)") }
-            if s.tokenFile == s.kubeconfigPath { diags.error(r["token_file"]?.location ?? r.location, "kubernetes.token_file must differ from kubeconfig_path") }
+            if s.server == nil {
+                diags.error(r.location, "kubernetes: auth service-account-token needs server (the API server URL)")
+            }
+            if s.tokenFile == s.kubeconfigPath {
+                diags.error(
+                    r["token_file"]?.location ?? r.location,
+                    "kubernetes.token_file must differ from kubeconfig_path"
+                )
+            }
         }
         let kc = [s.server, s.oidcIssuerURL, s.oidcClientID].compactMap { $0 }.count
         if s.auth == .oidc && kc != 0 && kc != 3 {
-            diags.error(r.location, "kubernetes: a kubeconfig needs server, oidc_issuer_url and oidc_client_id together; set all three or none")
+            diags.error(
+                r.location,
+                "kubernetes: a kubeconfig needs server, oidc_issuer_url and oidc_client_id together; set all three or none"
+            )
         }
         return s
     }
@@ -201,8 +261,11 @@ public enum KubeloginGrant: String, Sendable, Hashable, Codable, CaseIterable {
         }
         if scheme == "http" || scheme == "https" {
             let host = (url.host ?? "").lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            if host.isEmpty || host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("127.") || host == "::1" || host == "0.0.0.0" || host == "::" {
-                return "is a loopback address: a browser on this host would hand the authorization code to whichever account holds that port; use \(outOfBand) (the default) or an https page of the IdP that shows the code"
+            if host.isEmpty || host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("127.")
+                || host == "::1" || host == "0.0.0.0" || host == "::"
+            {
+                return
+                    "is a loopback address: a browser on this host would hand the authorization code to whichever account holds that port; use \(outOfBand) (the default) or an https page of the IdP that shows the code"
             }
             if scheme == "http" { return "must use https (the authorization code travels in it)" }
             return nil
@@ -276,8 +339,11 @@ public struct VaultSettings: Sendable, Hashable, Codable {
     /// The role a tier logs in with.
     public func oidcRole(_ t: Tier) -> String { oidcRoles[t] ?? t.rawValue }
 
-    static let keys = ["url", "namespace", "token_file", "token_env", "oidc_roles", "helper_file", "profile_snippet", "secret_files", "timeout",
-                       "ca_file"]
+    static let keys = [
+        "url", "namespace", "token_file", "token_env", "oidc_roles", "helper_file", "profile_snippet", "secret_files",
+        "timeout",
+        "ca_file",
+    ]
 
     /// Reads the `vault:` mapping; every key but `url` has a default.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> VaultSettings? {
@@ -289,9 +355,17 @@ public struct VaultSettings: Sendable, Hashable, Codable {
         if let v = r["timeout"], let n = v.integer("vault.timeout", diags, range: 1...300) { s.timeout = n }
         if let v = r["ca_file"] { s.caFile = absolutePath(v, "vault.ca_file", diags) }
         if let v = r["helper_file"], let p = homeRelativePath(v, "vault.helper_file", diags) { s.helperFile = p }
-        if let v = r["profile_snippet"], let p = absolutePath(v, "vault.profile_snippet", diags) { s.profileSnippet = p }
-        if let v = r["oidc_roles"], let rr = KeyedReader(v, what: "vault.oidc_roles", known: Tier.allCases.map(\.rawValue), diags) {
-            for t in Tier.allCases { if let rv = rr[t.rawValue], let n = plainWord(rv, "vault.oidc_roles.\(t.rawValue)", diags) { s.oidcRoles[t] = n } }
+        if let v = r["profile_snippet"], let p = absolutePath(v, "vault.profile_snippet", diags) {
+            s.profileSnippet = p
+        }
+        if let v = r["oidc_roles"],
+            let rr = KeyedReader(v, what: "vault.oidc_roles", known: Tier.allCases.map(\.rawValue), diags)
+        {
+            for t in Tier.allCases {
+                if let rv = rr[t.rawValue], let n = plainWord(rv, "vault.oidc_roles.\(t.rawValue)", diags) {
+                    s.oidcRoles[t] = n
+                }
+            }
         }
         if let v = r["secret_files"] {
             guard let seq = v.node.sequence else {
@@ -301,8 +375,12 @@ public struct VaultSettings: Sendable, Hashable, Codable {
             for item in seq {
                 let iv = YAMLValue(node: item, file: v.file)
                 if let f = parseSecretFile(iv, diags) {
-                    if s.secretFiles.contains(where: { $0.name == f.name }) { diags.error(iv.location, "secret file name '\(f.name)' is used twice") }
-                    if s.secretFiles.contains(where: { $0.target == f.target }) { diags.error(iv.location, "two secret files write ~/\(f.target)") }
+                    if s.secretFiles.contains(where: { $0.name == f.name }) {
+                        diags.error(iv.location, "secret file name '\(f.name)' is used twice")
+                    }
+                    if s.secretFiles.contains(where: { $0.target == f.target }) {
+                        diags.error(iv.location, "two secret files write ~/\(f.target)")
+                    }
                     s.secretFiles.append(f)
                 }
             }
@@ -314,7 +392,8 @@ public struct VaultSettings: Sendable, Hashable, Codable {
         let keys = ["name", "mount", "path", "key", "target", "tiers", "flags", "template", "encoding"]
         guard let r = KeyedReader(v, what: "a secret file", known: keys, diags),
             let name = r.required("name", diags).flatMap({ plainWord($0, "secret file name", diags) }),
-            let path = r.required("path", diags).flatMap({ plainWord($0, "secret file path", diags, allowSlash: true) }),
+            let path = r.required("path", diags).flatMap({ plainWord($0, "secret file path", diags, allowSlash: true) }
+            ),
             let key = r.required("key", diags).flatMap({ $0.string("secret file key", diags) }),
             let target = r.required("target", diags).flatMap({ homeRelativePath($0, "secret file target", diags) })
         else { return nil }
@@ -322,17 +401,30 @@ public struct VaultSettings: Sendable, Hashable, Codable {
         if let mv = r["mount"], let m = plainWord(mv, "secret file mount", diags, allowSlash: true) { f.mount = m }
         if let tv = r["tiers"], let list = tv.stringList("secret file tiers", diags) {
             for (t, loc) in list {
-                if let tier = Tier(rawValue: t), tier != .admin { f.tiers.append(tier) } else { diags.error(loc, "secret file tier '\(printable(t))' must be power-user or namespace-owner") }
+                if let tier = Tier(rawValue: t), tier != .admin {
+                    f.tiers.append(tier)
+                } else {
+                    diags.error(loc, "secret file tier '\(printable(t))' must be power-user or namespace-owner")
+                }
             }
         }
         if let fv = r["flags"], let list = fv.stringList("secret file flags", diags) { f.flags = list.map(\.0) }
         if let tv = r["template"], let t = tv.string("secret file template", diags) {
             if !t.contains("{{value}}") && !t.contains("{{value_json}}") && !t.contains("{{value_shell}}") {
-                diags.error(tv.location, "secret file template must contain {{value}}, {{value_json}} or {{value_shell}} where the secret goes")
-            } else { f.template = t }
+                diags.error(
+                    tv.location,
+                    "secret file template must contain {{value}}, {{value_json}} or {{value_shell}} where the secret goes"
+                )
+            } else {
+                f.template = t
+            }
         }
         if let ev = r["encoding"], let e = ev.string("secret file encoding", diags) {
-            if let enc = SecretEncoding(rawValue: e) { f.encoding = enc } else { diags.error(ev.location, "secret file encoding must be none or base64, got '\(printable(e))'") }
+            if let enc = SecretEncoding(rawValue: e) {
+                f.encoding = enc
+            } else {
+                diags.error(ev.location, "secret file encoding must be none or base64, got '\(printable(e))'")
+            }
         }
         return f
     }
@@ -340,12 +432,15 @@ public struct VaultSettings: Sendable, Hashable, Codable {
 
 // MARK: shared readers
 
-private func parseToken(_ r: KeyedReader, what: String, defaultEnv: String, _ diags: DiagnosticCollector) -> TokenSource {
+private func parseToken(_ r: KeyedReader, what: String, defaultEnv: String, _ diags: DiagnosticCollector) -> TokenSource
+{
     var t = TokenSource(environment: defaultEnv, file: nil)
     if let v = r["token_env"], let e = v.string("\(what).token_env", diags) {
         if e.isEmpty || !e.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) {
             diags.error(v.location, "\(what).token_env must be an environment variable name like \(defaultEnv)")
-        } else { t.environment = e }
+        } else {
+            t.environment = e
+        }
     }
     if let v = r["token_file"] { t.file = absolutePath(v, "\(what).token_file", diags) }
     return t
@@ -354,8 +449,13 @@ private func parseToken(_ r: KeyedReader, what: String, defaultEnv: String, _ di
 /// An `http://` or `https://` URL, without a trailing slash unless kept (an OIDC issuer must match exactly).
 func httpURL(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, keepTrailingSlash: Bool = false) -> String? {
     guard var s = v.string(what, diags) else { return nil }
-    guard let u = URL(string: s), let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil, !s.contains(where: \.isWhitespace) else {
-        diags.error(v.location, "\(what) must be an http(s) URL like https://service.example.org, got '\(printable(s))'")
+    guard let u = URL(string: s), let scheme = u.scheme, ["http", "https"].contains(scheme), u.host != nil,
+        !s.contains(where: \.isWhitespace)
+    else {
+        diags.error(
+            v.location,
+            "\(what) must be an http(s) URL like https://service.example.org, got '\(printable(s))'"
+        )
         return nil
     }
     while !keepTrailingSlash && s.hasSuffix("/") { s.removeLast() }
@@ -365,9 +465,18 @@ func httpURL(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, keepT
 /// A name of letters, digits, `-`, `_`, `.` (and `/` when allowed).
 func plainWord(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, allowSlash: Bool = false) -> String? {
     guard let s = v.string(what, diags) else { return nil }
-    let ok = !s.isEmpty && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0) || (allowSlash && $0 == "/")) }
+    let ok =
+        !s.isEmpty
+        && s.allSatisfy {
+            $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0) || (allowSlash && $0 == "/"))
+        }
         && !s.hasPrefix("/") && !s.split(separator: "/").contains("..")
-    if !ok { diags.error(v.location, "\(what) '\(printable(s))' may contain only letters, digits, '-', '_', '.'\(allowSlash ? " and '/'" : "")") }
+    if !ok {
+        diags.error(
+            v.location,
+            "\(what) '\(printable(s))' may contain only letters, digits, '-', '_', '.'\(allowSlash ? " and '/'" : "")"
+        )
+    }
     return ok ? s : nil
 }
 
@@ -375,7 +484,9 @@ func plainWord(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector, all
 func homeRelativePath(_ v: YAMLValue, _ what: String, _ diags: DiagnosticCollector) -> String? {
     guard let s = v.string(what, diags) else { return nil }
     let parts = s.split(separator: "/", omittingEmptySubsequences: false)
-    if s.isEmpty || s.hasPrefix("/") || s.hasPrefix("~") || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || s.contains("\n") {
+    if s.isEmpty || s.hasPrefix("/") || s.hasPrefix("~")
+        || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || s.contains("\n")
+    {
         diags.error(v.location, "\(what) must be a path relative to the home like .kube/config, got '\(printable(s))'")
         return nil
     }

@@ -10,7 +10,9 @@ public struct OffboardSettings: Sendable, Hashable, Codable {
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> OffboardSettings {
         var s = OffboardSettings()
         guard let r = KeyedReader(v, what: "offboard", known: ["backup_directory"], diags) else { return s }
-        if let p = r["backup_directory"].flatMap({ absolutePath($0, "offboard.backup_directory", diags) }) { s.backupDirectory = p }
+        if let p = r["backup_directory"].flatMap({ absolutePath($0, "offboard.backup_directory", diags) }) {
+            s.backupDirectory = p
+        }
         return s
     }
 }
@@ -38,8 +40,13 @@ public struct CutoverSettings: Sendable, Hashable, Codable {
         if let v = r["launchers"], let list = v.stringList("cutover.launchers", diags) {
             for (item, loc) in list {
                 let parts = item.split(separator: "/", omittingEmptySubsequences: false)
-                if item.isEmpty || item.hasPrefix("/") || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
-                    diags.error(loc, "launcher '\(printable(item))' must be a path relative to the home without '..', e.g. start-claude.sh")
+                if item.isEmpty || item.hasPrefix("/")
+                    || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+                {
+                    diags.error(
+                        loc,
+                        "launcher '\(printable(item))' must be a path relative to the home without '..', e.g. start-claude.sh"
+                    )
                 }
             }
             s.launchers = list.map(\.0)
@@ -47,7 +54,11 @@ public struct CutoverSettings: Sendable, Hashable, Codable {
         if let p = r["lead_home"].flatMap({ absolutePath($0, "cutover.lead_home", diags) }) { s.leadHome = p }
         if let p = r["lead_tree"].flatMap({ absolutePath($0, "cutover.lead_tree", diags) }) { s.leadTree = p }
         if let v = r["shared_code_group"], let g = v.string("cutover.shared_code_group", diags) {
-            if isValidGroupName(g) { s.sharedCodeGroup = g } else { diags.error(v.location, "cutover.shared_code_group '\(printable(g))' is not a valid group name") }
+            if isValidGroupName(g) {
+                s.sharedCodeGroup = g
+            } else {
+                diags.error(v.location, "cutover.shared_code_group '\(printable(g))' is not a valid group name")
+            }
         }
         return s
     }
@@ -65,7 +76,10 @@ public struct IdleSettings: Sendable, Hashable, Codable {
         guard let r = KeyedReader(v, what: "idle", known: ["process_names"], diags) else { return s }
         if let v = r["process_names"], let list = v.stringList("idle.process_names", diags) {
             for (name, loc) in list where name.isEmpty || name.contains("/") || name.utf8.count > 15 {
-                diags.error(loc, "process name '\(printable(name))' must be a command name of 1 to 15 bytes without '/', as in /proc/PID/comm")
+                diags.error(
+                    loc,
+                    "process name '\(printable(name))' must be a command name of 1 to 15 bytes without '/', as in /proc/PID/comm"
+                )
             }
             s.processNames = list.map(\.0)
         }

@@ -7,20 +7,28 @@ import Yams
 /// path) are `Settings.hostDiagnostics` and the host's `Observer.settingsPathDiagnostics`.
 
 /// Directories that can never be the parent of homes, nor a directory workstation writes into as a whole.
-let systemDirectories: Set<String> = ["/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
-                                      "/run", "/root", "/var", "/tmp", "/opt", "/srv", "/usr/local", "/var/lib", "/home"]
+let systemDirectories: Set<String> = [
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
+    "/run", "/root", "/var", "/tmp", "/opt", "/srv", "/usr/local", "/var/lib", "/home",
+]
 /// Files root's own identity depends on; no derived file may be one of them.
-let protectedFiles: Set<String> = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/login.defs",
-                                   "/etc/subuid", "/etc/subgid", "/etc/pam.conf", "/etc/fstab", "/etc/hosts", "/etc/crontab"]
+let protectedFiles: Set<String> = [
+    "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/login.defs",
+    "/etc/subuid", "/etc/subgid", "/etc/pam.conf", "/etc/fstab", "/etc/hosts", "/etc/crontab",
+]
 /// Directories every account may write into (sticky or not): a path below one can be created or swapped by anyone
 /// first (`/tmp` races, CWE-377), and pseudo file systems that are not storage.
-let sharedWritableDirectories: [String] = ["/tmp", "/var/tmp", "/dev/shm", "/run/shm", "/run/lock", "/var/lock", "/run/user",
-                                           "/var/crash", "/var/mail", "/var/spool/mail", "/proc", "/sys", "/dev"]
+let sharedWritableDirectories: [String] = [
+    "/tmp", "/var/tmp", "/dev/shm", "/run/shm", "/run/lock", "/var/lock", "/run/user",
+    "/var/crash", "/var/mail", "/var/spool/mail", "/proc", "/sys", "/dev",
+]
 /// Groups whose members hold rights over the whole host (sudo(8), polkit, the container and VM daemons, the
 /// journal and the raw disks): never a group workstation puts every managed account in.
-public let adminGroupNames: Set<String> = ["root", "sudo", "wheel", "adm", "admin", "staff", "shadow", "disk", "kmem", "sys",
-                                           "docker", "lxd", "incus-admin", "libvirt", "kvm", "systemd-journal", "lpadmin", "sudoers",
-                                           "netdev", "plugdev", "tty", "utmp", "dialout", "operator"]
+public let adminGroupNames: Set<String> = [
+    "root", "sudo", "wheel", "adm", "admin", "staff", "shadow", "disk", "kmem", "sys",
+    "docker", "lxd", "incus-admin", "libvirt", "kvm", "systemd-journal", "lpadmin", "sudoers",
+    "netdev", "plugdev", "tty", "utmp", "dialout", "operator",
+]
 
 /// One path from settings that root writes to, or reads as trusted input.
 public struct SettingsPath: Sendable, Hashable {
@@ -46,10 +54,14 @@ extension Settings {
             SettingsPath(key: "derived.dispatch", path: derived.dispatch, isDirectory: false),
         ]
         // Unset, the binary is the package's or the local install's, both fixed system paths.
-        if let binary = setupHost.binary { out.append(SettingsPath(key: "setup_host.binary", path: binary, isDirectory: false)) }
+        if let binary = setupHost.binary {
+            out.append(SettingsPath(key: "setup_host.binary", path: binary, isDirectory: false))
+        }
         if let a = authentik {
             out.append(SettingsPath(key: "authentik.jwks_file", path: a.jwksFile, isDirectory: false))
-            if let f = a.token.file { out.append(SettingsPath(key: "authentik.token_file", path: f, isDirectory: false)) }
+            if let f = a.token.file {
+                out.append(SettingsPath(key: "authentik.token_file", path: f, isDirectory: false))
+            }
             if let f = a.caFile { out.append(SettingsPath(key: "authentik.ca_file", path: f, isDirectory: false)) }
         }
         if let v = vault {
@@ -58,7 +70,9 @@ extension Settings {
             if let f = v.caFile { out.append(SettingsPath(key: "vault.ca_file", path: f, isDirectory: false)) }
         }
         if let k = kubernetes {
-            if let f = k.k8sUsersFile { out.append(SettingsPath(key: "kubernetes.k8s_users_file", path: f, isDirectory: false)) }
+            if let f = k.k8sUsersFile {
+                out.append(SettingsPath(key: "kubernetes.k8s_users_file", path: f, isDirectory: false))
+            }
             if let f = k.caFile { out.append(SettingsPath(key: "kubernetes.ca_file", path: f, isDirectory: false)) }
         }
         return out
@@ -72,34 +86,57 @@ extension Settings {
     func checkPlacement(_ r: KeyedReader, _ diags: DiagnosticCollector) {
         let home = accounts.homeRoot
         if systemDirectories.contains(home) && home != "/home" || home == "/" {
-            diags.error(location(of: "accounts.home_root"), "accounts.home_root \(home) is a system directory; homes live in a directory of their own such as /home")
+            diags.error(
+                location(of: "accounts.home_root"),
+                "accounts.home_root \(home) is a system directory; homes live in a directory of their own such as /home"
+            )
         }
         func inside(_ p: String, _ dir: String) -> Bool { p == dir || p.hasPrefix(dir == "/" ? "/" : dir + "/") }
         for rp in rootPaths {
             let at = location(of: rp.key)
             if inside(rp.path, home) {
-                diags.error(at, rp.key.hasPrefix("derived.")
-                    ? "derived file \(rp.path) is under home_root \(home), where users control the path; put it under /etc"
-                    : "\(rp.key) \(rp.path) is under home_root \(home), where users control the path; root's own files live outside homes, e.g. \(Settings.defaultPath(rp.key))")
+                diags.error(
+                    at,
+                    rp.key.hasPrefix("derived.")
+                        ? "derived file \(rp.path) is under home_root \(home), where users control the path; put it under /etc"
+                        : "\(rp.key) \(rp.path) is under home_root \(home), where users control the path; root's own files live outside homes, e.g. \(Settings.defaultPath(rp.key))"
+                )
             }
             if let shared = sharedWritableDirectories.first(where: { inside(rp.path, $0) }) {
-                diags.error(at, "\(rp.key) \(rp.path) is under \(shared), where any account can create or swap it first; use a root-owned place such as \(Settings.defaultPath(rp.key))")
+                diags.error(
+                    at,
+                    "\(rp.key) \(rp.path) is under \(shared), where any account can create or swap it first; use a root-owned place such as \(Settings.defaultPath(rp.key))"
+                )
             }
             if rp.isDirectory && systemDirectories.contains(rp.path) {
-                diags.error(at, "\(rp.key) \(rp.path) is a system directory; give it a directory of its own such as \(Settings.defaultPath(rp.key))")
+                diags.error(
+                    at,
+                    "\(rp.key) \(rp.path) is a system directory; give it a directory of its own such as \(Settings.defaultPath(rp.key))"
+                )
             }
         }
         for (key, path) in [("derived.ttyd_user_map", derived.ttydUserMap), ("derived.dispatch", derived.dispatch)] {
             if protectedFiles.contains(path) || path.hasPrefix("/etc/sudoers.d/") || path.hasPrefix("/etc/pam.d/") {
-                diags.error(location(of: key), "derived file \(path) would overwrite a system file; pick a path of its own such as /etc/ttyd-user-map")
+                diags.error(
+                    location(of: key),
+                    "derived file \(path) would overwrite a system file; pick a path of its own such as /etc/ttyd-user-map"
+                )
             }
         }
-        if derived.ttydUserMap == derived.dispatch { diags.error(location(of: "derived"), "derived.ttyd_user_map and derived.dispatch are the same file") }
+        if derived.ttydUserMap == derived.dispatch {
+            diags.error(location(of: "derived"), "derived.ttyd_user_map and derived.dispatch are the same file")
+        }
         if let shared = sharedWritableDirectories.first(where: { inside(configBase, $0) }) {
-            diags.error(location(of: "config_base"), "config_base \(configBase) is under \(shared), where any account can replace what every person inherits; keep it in a root- or admin-owned directory such as /srv/workstation/config-base")
+            diags.error(
+                location(of: "config_base"),
+                "config_base \(configBase) is under \(shared), where any account can replace what every person inherits; keep it in a root- or admin-owned directory such as /srv/workstation/config-base"
+            )
         }
         if systemDirectories.contains(configBase) {
-            diags.error(location(of: "config_base"), "config_base \(configBase) is a system directory; the config base is a checkout of its own, e.g. /srv/workstation/config-base")
+            diags.error(
+                location(of: "config_base"),
+                "config_base \(configBase) is a system directory; the config base is a checkout of its own, e.g. /srv/workstation/config-base"
+            )
         }
     }
 
@@ -132,13 +169,20 @@ extension Settings {
         }
         for (key, g) in named {
             let why: String? =
-                adminGroupNames.contains(g) || g == accounts.adminGroup ? "is an admin group: its members hold rights over the host"
-                : accounts.forbiddenGroups.contains(g) ? "is in accounts.forbidden_groups, which a non-admin must never hold"
-                : g == cutover.sharedCodeGroup ? "is cutover.shared_code_group, which people leave at cutover"
-                : reservedAccountNames.contains(g) && g != "workstation" ? "is a system group's name"
-                : nil
+                adminGroupNames.contains(g) || g == accounts.adminGroup
+                ? "is an admin group: its members hold rights over the host"
+                : accounts.forbiddenGroups.contains(g)
+                    ? "is in accounts.forbidden_groups, which a non-admin must never hold"
+                    : g == cutover.sharedCodeGroup
+                        ? "is cutover.shared_code_group, which people leave at cutover"
+                        : reservedAccountNames.contains(g) && g != "workstation"
+                            ? "is a system group's name"
+                            : nil
             if let why {
-                diags.error(location(of: key), "\(key) '\(g)' \(why); every managed account is put in it, so name a group of its own such as \(key == "accounts.group" ? "workstation" : "workstation-\(key.split(separator: ".").last ?? "")")")
+                diags.error(
+                    location(of: key),
+                    "\(key) '\(g)' \(why); every managed account is put in it, so name a group of its own such as \(key == "accounts.group" ? "workstation" : "workstation-\(key.split(separator: ".").last ?? "")")"
+                )
             }
         }
     }
@@ -154,14 +198,18 @@ extension Settings {
             for key in ["listen", "metrics_listen"] {
                 guard let text = dm[key]?.string else { continue }
                 if key == "metrics_listen" { metricsSet = true }
-                if !text.hasPrefix("unix:"), let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) {
+                if !text.hasPrefix("unix:"), let colon = text.lastIndex(of: ":"),
+                    let port = Int(text[text.index(after: colon)...])
+                {
                     out[port] = "dispatch.\(key) (\(text))"
                 }
             }
             if !metricsSet { out[9464] = "dispatch.metrics_listen (default 127.0.0.1:9464)" }
         }
-        let urls: [(String, String?)] = [("authentik.url", authentik?.url), ("authentik.jwks_url", authentik?.jwksURL), ("vault.url", vault?.url),
-                                         ("kubernetes.server", kubernetes?.server), ("kubernetes.oidc_issuer_url", kubernetes?.oidcIssuerURL)]
+        let urls: [(String, String?)] = [
+            ("authentik.url", authentik?.url), ("authentik.jwks_url", authentik?.jwksURL), ("vault.url", vault?.url),
+            ("kubernetes.server", kubernetes?.server), ("kubernetes.oidc_issuer_url", kubernetes?.oidcIssuerURL),
+        ]
         for (key, u) in urls {
             guard let u, let url = URL(string: u), let host = url.host?.lowercased() else { continue }
             let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
@@ -179,10 +227,16 @@ extension Settings {
         for (i, unit) in units.enumerated() {
             let at = locations["units[\(i)].port_range"] ?? locations["units[\(i)]"] ?? location(of: "units")
             for (port, holder) in others.sorted(by: { $0.key < $1.key }) where unit.portRange.contains(port) {
-                diags.error(at, "port_range \(unit.portRange.lowerBound)-\(unit.portRange.upperBound) of \(unit.template) holds port \(port), where \(holder) listens; move the range (or that listener) so they do not overlap")
+                diags.error(
+                    at,
+                    "port_range \(unit.portRange.lowerBound)-\(unit.portRange.upperBound) of \(unit.template) holds port \(port), where \(holder) listens; move the range (or that listener) so they do not overlap"
+                )
             }
             for other in units[..<i] where other.portRange.overlaps(unit.portRange) {
-                diags.error(at, "port_range \(unit.portRange.lowerBound)-\(unit.portRange.upperBound) of \(unit.template) overlaps \(other.portRange.lowerBound)-\(other.portRange.upperBound) of \(other.template); two people's instances could get one port, give each unit a range of its own")
+                diags.error(
+                    at,
+                    "port_range \(unit.portRange.lowerBound)-\(unit.portRange.upperBound) of \(unit.template) overlaps \(other.portRange.lowerBound)-\(other.portRange.upperBound) of \(other.template); two people's instances could get one port, give each unit a range of its own"
+                )
             }
         }
     }

@@ -30,9 +30,13 @@ public indirect enum ManagedValue: Sendable, Hashable, Codable {
         switch json {
         case let s as String: self = .string(s)
         case let n as NSNumber:
-            if String(cString: n.objCType) == "c" { self = .bool(n.boolValue) }
-            else if n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) < 1e15 { self = .integer(n.intValue) }
-            else { self = .number(n.doubleValue) }
+            if String(cString: n.objCType) == "c" {
+                self = .bool(n.boolValue)
+            } else if n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) < 1e15 {
+                self = .integer(n.intValue)
+            } else {
+                self = .number(n.doubleValue)
+            }
         case let a as [Any]: self = .array(a.compactMap(ManagedValue.init(json:)))
         case let o as [String: Any]: self = .object(o.compactMapValues(ManagedValue.init(json:)))
         case is NSNull: self = .null
@@ -90,7 +94,9 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
     /// Where a binary built from source is installed (README, "On a real host").
     public static let localBinary = "/usr/local/bin/workstation"
     /// Files under each managed home that hold credentials: owned by the user, no group or other bits.
-    public var secretFiles: [String] = [".claude/settings.json", ".claude.json", ".claude/.credentials.json", ".vault-token", ".kube/config"]
+    public var secretFiles: [String] = [
+        ".claude/settings.json", ".claude.json", ".claude/.credentials.json", ".vault-token", ".kube/config",
+    ]
 
     public init() {}
 
@@ -101,8 +107,10 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
     /// `<managed dir>/CLAUDE.md`.
     public var managedGuidancePath: String { joinPath(managedDirectory, "CLAUDE.md") }
 
-    static let keys = ["guidance_file", "managed_directory", "managed_settings", "profile_script", "profile_env", "skel", "packages",
-                       "reconcile_interval", "binary", "secret_files"]
+    static let keys = [
+        "guidance_file", "managed_directory", "managed_settings", "profile_script", "profile_env", "skel", "packages",
+        "reconcile_interval", "binary", "secret_files",
+    ]
 
     /// Parses `setup_host:`. Secret-looking managed settings and profile variables are errors located at the key.
     public static func parse(_ v: YAMLValue, _ diags: DiagnosticCollector) -> SetupHostSettings {
@@ -110,12 +118,21 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
         guard let r = KeyedReader(v, what: "setup_host", known: keys, diags) else { return s }
         if let v = r["guidance_file"], let f = v.string("setup_host.guidance_file", diags) {
             if f.isEmpty || f.hasPrefix("/") || f.split(separator: "/").contains("..") {
-                diags.error(v.location, "setup_host.guidance_file must be a path relative to config_base, e.g. CLAUDE.md")
-            } else { s.guidanceFile = f }
+                diags.error(
+                    v.location,
+                    "setup_host.guidance_file must be a path relative to config_base, e.g. CLAUDE.md"
+                )
+            } else {
+                s.guidanceFile = f
+            }
         }
-        if let v = r["managed_directory"], let p = absolutePath(v, "setup_host.managed_directory", diags) { s.managedDirectory = p }
+        if let v = r["managed_directory"], let p = absolutePath(v, "setup_host.managed_directory", diags) {
+            s.managedDirectory = p
+        }
         if let v = r["profile_script"], let p = absolutePath(v, "setup_host.profile_script", diags) {
-            if !p.hasSuffix(".sh") { diags.error(v.location, "setup_host.profile_script must end in .sh, or login shells will not source it") }
+            if !p.hasSuffix(".sh") {
+                diags.error(v.location, "setup_host.profile_script must end in .sh, or login shells will not source it")
+            }
             s.profileScript = p
         }
         if let v = r["skel"], let p = absolutePath(v, "setup_host.skel", diags) { s.skel = p }
@@ -124,7 +141,9 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
             let unit = t.drop { $0.isNumber }
             if t.first?.isNumber != true || !["s", "min", "h"].contains(String(unit)) || t.hasPrefix("0") {
                 diags.error(v.location, "setup_host.reconcile_interval must be a span like 15min, 1h or 90s")
-            } else { s.reconcileInterval = t }
+            } else {
+                s.reconcileInterval = t
+            }
         }
         if let v = r["packages"], let list = v.stringList("setup_host.packages", diags) {
             for (name, loc) in list where !isDebianPackageName(name) {
@@ -133,22 +152,36 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
             s.packages = list.map(\.0)
         }
         if let v = r["secret_files"], let list = v.stringList("setup_host.secret_files", diags) {
-            for (rel, loc) in list where rel.isEmpty || rel.hasPrefix("/") || rel.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) {
-                diags.error(loc, "secret file '\(printable(rel))' must be a path relative to the home, e.g. .kube/config")
+            for (rel, loc) in list
+            where rel.isEmpty || rel.hasPrefix("/")
+                || rel.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
+            {
+                diags.error(
+                    loc,
+                    "secret file '\(printable(rel))' must be a path relative to the home, e.g. .kube/config"
+                )
             }
             s.secretFiles = list.map(\.0)
         }
         if let v = r["profile_env"], let pairs = v.mapping("setup_host.profile_env", diags) {
             for p in pairs {
                 guard let value = p.value.string("setup_host.profile_env.\(p.key)", diags) else { continue }
-                if p.key.isEmpty || p.key.first!.isNumber || !p.key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+                if p.key.isEmpty || p.key.first!.isNumber
+                    || !p.key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+                {
                     diags.error(p.keyValue.location, "'\(printable(p.key))' is not a shell variable name")
                     continue
                 }
                 if let pattern = SecretGuard.secretName(p.key) {
-                    diags.error(p.keyValue.location, "profile_env key \(p.key) looks like a secret (name matches \(pattern)); /etc/profile.d is read by every user: \(SecretGuard.advice)")
+                    diags.error(
+                        p.keyValue.location,
+                        "profile_env key \(p.key) looks like a secret (name matches \(pattern)); /etc/profile.d is read by every user: \(SecretGuard.advice)"
+                    )
                 } else if let why = SecretGuard.tokenShaped(value) {
-                    diags.error(p.value.location, "profile_env key \(p.key) has a value that looks like \(why); /etc/profile.d is read by every user: \(SecretGuard.advice)")
+                    diags.error(
+                        p.value.location,
+                        "profile_env key \(p.key) has a value that looks like \(why); /etc/profile.d is read by every user: \(SecretGuard.advice)"
+                    )
                 }
                 s.profileEnvironment.append(EnvironmentVariable(name: p.key, value: value))
             }
@@ -156,13 +189,19 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
         if let v = r["managed_settings"], let pairs = v.mapping("setup_host.managed_settings", diags) {
             for p in pairs {
                 if p.key == "claudeMd" {
-                    diags.error(p.keyValue.location, "managed_settings must not set claudeMd: it is the config base's \(s.guidanceFile); edit that file instead")
+                    diags.error(
+                        p.keyValue.location,
+                        "managed_settings must not set claudeMd: it is the config base's \(s.guidanceFile); edit that file instead"
+                    )
                     continue
                 }
                 let value = managedValue(p.value)
                 for f in SecretGuard.scan(.object([p.key: value])) {
                     let at = locate(f.key, in: p.keyValue, p.value) ?? p.keyValue.location
-                    diags.error(at, "managed setting \(f.message); the managed settings are read by every user: \(SecretGuard.advice)")
+                    diags.error(
+                        at,
+                        "managed setting \(f.message); the managed settings are read by every user: \(SecretGuard.advice)"
+                    )
                 }
                 s.managedSettings[p.key] = value
             }
@@ -179,7 +218,8 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
         var loc = key.location
         for part in parts {
             guard case .mapping(let m) = node else { return loc }
-            guard let (k, v) = m.first(where: { $0.key.string == part.split(separator: "[").first.map(String.init) }) else { return loc }
+            guard let (k, v) = m.first(where: { $0.key.string == part.split(separator: "[").first.map(String.init) })
+            else { return loc }
             loc = YAMLValue(node: k, file: key.file).location
             node = v
         }
@@ -193,7 +233,11 @@ public struct SetupHostSettings: Sendable, Hashable, Codable {
             if s.style == .plain {
                 if s.string == "true" { return .bool(true) }
                 if s.string == "false" { return .bool(false) }
-                if let i = Int(s.string), s.string.allSatisfy({ $0.isNumber || $0 == "-" }), !(s.string.count > 1 && s.string.hasPrefix("0")) { return .integer(i) }
+                if let i = Int(s.string), s.string.allSatisfy({ $0.isNumber || $0 == "-" }),
+                    !(s.string.count > 1 && s.string.hasPrefix("0"))
+                {
+                    return .integer(i)
+                }
             }
             return .string(s.string)
         case .sequence(let seq):

@@ -39,7 +39,9 @@ public struct AccountPolicy: Sendable, Hashable, Codable {
     /// Every managed account is in this group; config-base traversal ACLs name it.
     public var group: String = "workstation"
     /// One group per provisioned tier.
-    public var tierGroups: [Tier: String] = [.powerUser: "workstation-power-user", .namespaceOwner: "workstation-namespace-owner"]
+    public var tierGroups: [Tier: String] = [
+        .powerUser: "workstation-power-user", .namespaceOwner: "workstation-namespace-owner",
+    ]
     /// Groups a non-admin must never hold; finding one is a violation, removing it is a revoke.
     public var forbiddenGroups: [String] = ["sudo", "docker", "code-shared"]
     /// Members of this group hold admin rights on the host (the lockout guard protects their access).
@@ -71,7 +73,9 @@ public struct Settings: Sendable, Hashable, Codable {
     public var inheritedItems: [String] = ["skills", "rules", "agents", "commands"]
     public var accounts = AccountPolicy()
     public var admins: [AdminDeclaration] = []
-    public var units: [PerUserUnit] = [PerUserUnit(template: "t3-serve@", portRange: 3774...3873, portEnvironment: "T3CODE_PORT")]
+    public var units: [PerUserUnit] = [
+        PerUserUnit(template: "t3-serve@", portRange: 3774...3873, portEnvironment: "T3CODE_PORT")
+    ]
     public var derived = DerivedFiles()
     /// Directory for state, journal and lock under the root.
     public var stateDirectory: String = "/var/lib/workstation"
@@ -139,7 +143,9 @@ public struct Settings: Sendable, Hashable, Codable {
         let diags = DiagnosticCollector()
         var s = Settings()
         guard let doc = try loadYAML(data, file: file) else { return s }
-        guard let r = KeyedReader(doc, what: "settings", known: topKeys, diags) else { throw ValidationFailure(diags.diagnostics) }
+        guard let r = KeyedReader(doc, what: "settings", known: topKeys, diags) else {
+            throw ValidationFailure(diags.diagnostics)
+        }
         if let v = r["config_base"], let p = absolutePath(v, "config_base", diags) { s.configBase = p }
         if let v = r["inherited_items"], let items = v.stringList("inherited_items", diags) {
             for (item, loc) in items where item.isEmpty || item.contains("/") || item.hasPrefix(".") {
@@ -148,7 +154,9 @@ public struct Settings: Sendable, Hashable, Codable {
             s.inheritedItems = items.map(\.0)
         }
         if let v = r["state_directory"], let p = absolutePath(v, "state_directory", diags) { s.stateDirectory = p }
-        if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) { s.lockTimeout = Double(n) }
+        if let v = r["lock_timeout"], let n = v.integer("lock_timeout", diags, range: 0...3600) {
+            s.lockTimeout = Double(n)
+        }
         if let v = r["accounts"] { parseAccounts(v, into: &s.accounts, diags) }
         if let v = r["setup_host"] { s.setupHost = SetupHostSettings.parse(v, diags) }
         if let v = r["admins"] { s.admins = parseAdmins(v, diags) }
@@ -158,7 +166,9 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["idle"] { s.idle = IdleSettings.parse(v, diags) }
         if let v = r["units"] { s.units = parseUnits(v, diags) ?? s.units }
         if let v = r["derived"], let d = KeyedReader(v, what: "derived", known: ["ttyd_user_map", "dispatch"], diags) {
-            if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) { s.derived.ttydUserMap = p }
+            if let p = d["ttyd_user_map"].flatMap({ absolutePath($0, "derived.ttyd_user_map", diags) }) {
+                s.derived.ttydUserMap = p
+            }
             if let p = d["dispatch"].flatMap({ absolutePath($0, "derived.dispatch", diags) }) { s.derived.dispatch = p }
         }
         if let v = r["authentik"] { s.authentik = AuthentikSettings.parse(v, diags) }
@@ -185,10 +195,16 @@ public struct Settings: Sendable, Hashable, Codable {
         }
         if let v = r["group"], let g = group(v, "accounts.group") { a.group = g }
         if let v = r["admin_group"], let g = group(v, "accounts.admin_group") { a.adminGroup = g }
-        if let v = r["forbidden_groups"], let list = v.stringList("accounts.forbidden_groups", diags) { a.forbiddenGroups = list.map(\.0) }
-        if let v = r["tier_groups"], let tr = KeyedReader(v, what: "accounts.tier_groups", known: ["power-user", "namespace-owner"], diags) {
+        if let v = r["forbidden_groups"], let list = v.stringList("accounts.forbidden_groups", diags) {
+            a.forbiddenGroups = list.map(\.0)
+        }
+        if let v = r["tier_groups"],
+            let tr = KeyedReader(v, what: "accounts.tier_groups", known: ["power-user", "namespace-owner"], diags)
+        {
             for tier in [Tier.powerUser, .namespaceOwner] {
-                if let gv = tr[tier.rawValue], let g = group(gv, "accounts.tier_groups.\(tier.rawValue)") { a.tierGroups[tier] = g }
+                if let gv = tr[tier.rawValue], let g = group(gv, "accounts.tier_groups.\(tier.rawValue)") {
+                    a.tierGroups[tier] = g
+                }
             }
         }
         if let v = r["shell"], let p = absolutePath(v, "accounts.shell", diags) { a.shell = p }
@@ -208,7 +224,9 @@ public struct Settings: Sendable, Hashable, Codable {
                 let ak = r.required("authentik_user", diags)?.string("authentik_user", diags)
             else { continue }
             let port = r["port"]?.integer("port", diags, range: 1024...65535)
-            if let p = accountNameProblem(os), p != "is a reserved system name" { diags.error(iv.location, "admin os_user '\(printable(os))' \(p)") }
+            if let p = accountNameProblem(os), p != "is a reserved system name" {
+                diags.error(iv.location, "admin os_user '\(printable(os))' \(p)")
+            }
             if let p = identityProblem(ak) { diags.error(iv.location, "admin authentik_user '\(printable(ak))' \(p)") }
             out.append(AdminDeclaration(osUser: os, authentikUser: ak, port: port))
         }
@@ -226,12 +244,17 @@ public struct Settings: Sendable, Hashable, Codable {
             guard let r = KeyedReader(iv, what: "a unit", known: ["template", "port_range", "port_env"], diags),
                 let t = r.required("template", diags)?.string("template", diags)
             else { continue }
-            if !t.hasSuffix("@") || t.count < 2 || t.dropLast().contains(where: { !($0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".")) }) {
+            if !t.hasSuffix("@") || t.count < 2
+                || t.dropLast().contains(where: {
+                    !($0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "."))
+                })
+            {
                 diags.error(iv.location, "template '\(printable(t))' must be a unit name ending in '@', e.g. t3-serve@")
             }
             var range = 3774...3873
             if let rv = r["port_range"], let list = rv.stringList("port_range", diags) {
-                if list.count == 2, let lo = Int(list[0].0), let hi = Int(list[1].0), 1024 <= lo, lo <= hi, hi <= 65535 {
+                if list.count == 2, let lo = Int(list[0].0), let hi = Int(list[1].0), 1024 <= lo, lo <= hi, hi <= 65535
+                {
                     range = lo...hi
                 } else {
                     diags.error(rv.location, "port_range must be [low, high] within 1024-65535")
@@ -239,7 +262,10 @@ public struct Settings: Sendable, Hashable, Codable {
             }
             let env = r["port_env"]?.string("port_env", diags) ?? "PORT"
             if env.isEmpty || !env.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) {
-                diags.error(iv.location, "port_env '\(printable(env))' must be an environment variable name like T3CODE_PORT")
+                diags.error(
+                    iv.location,
+                    "port_env '\(printable(env))' must be an environment variable name like T3CODE_PORT"
+                )
             }
             out.append(PerUserUnit(template: t, portRange: range, portEnvironment: env))
         }
@@ -248,4 +274,3 @@ public struct Settings: Sendable, Hashable, Codable {
         return out
     }
 }
-

@@ -43,10 +43,18 @@ public struct StateDelta: Sendable, Hashable, Codable {
         for u in users {
             var ports: [String: Int] = [:]
             for (template, byUser) in state.ports { if let p = byUser[u] { ports[template] = p } }
-            people[u] = Person(account: state.accounts[u], ports: ports, addedMemberships: state.addedMemberships[u],
-                               homeFiles: state.homeFiles?[u], offboarding: state.offboarding[u], cutover: state.cutovers[u],
-                               secretFilesWritten: state.secretFilesWritten[u], writtenDigests: state.writtenDigests[u],
-                               secretFilesPending: state.secretFilesPending[u], identity: state.identities[u])
+            people[u] = Person(
+                account: state.accounts[u],
+                ports: ports,
+                addedMemberships: state.addedMemberships[u],
+                homeFiles: state.homeFiles?[u],
+                offboarding: state.offboarding[u],
+                cutover: state.cutovers[u],
+                secretFilesWritten: state.secretFilesWritten[u],
+                writtenDigests: state.writtenDigests[u],
+                secretFilesPending: state.secretFilesPending[u],
+                identity: state.identities[u]
+            )
         }
         self.users = people
         version = state.version

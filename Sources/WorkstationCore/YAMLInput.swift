@@ -34,7 +34,13 @@ public final class DiagnosticCollector {
 ///   `maxBytes`, nesting deeper than `maxDepth` (flow, compact `- - -` or indented), more than `maxValues` values
 ///   once aliases are expanded (an alias "bomb"), a YAML syntax error, or a duplicated key at any level
 ///   (YAML 1.2 section 3.2.1.1: keys are unique).
-public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDepth: Int = 64, maxValues: Int = 500_000) throws -> YAMLValue? {
+public func loadYAML(
+    _ data: Data,
+    file: String,
+    maxBytes: Int = 4 << 20,
+    maxDepth: Int = 64,
+    maxValues: Int = 500_000
+) throws -> YAMLValue? {
     func fail(_ line: Int, _ column: Int, _ message: String) -> ValidationFailure {
         ValidationFailure([Diagnostic(SourceLocation(file: file, line: line, column: column), message)])
     }
@@ -78,8 +84,11 @@ public func loadYAML(_ data: Data, file: String, maxBytes: Int = 4 << 20, maxDep
         switch error {
         case .duplicatedKeysInMapping(let keys, let context):
             let key = keys.first ?? "?"
-            throw fail(context.mark.line, context.mark.column,
-                       "duplicate key '\(key)': each key may appear once in a mapping; merge or rename the entries")
+            throw fail(
+                context.mark.line,
+                context.mark.column,
+                "duplicate key '\(key)': each key may appear once in a mapping; merge or rename the entries"
+            )
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
             .composer(_, let problem, let mark, _):
             throw fail(mark.line, mark.column, "invalid YAML: \(problem)")
@@ -153,7 +162,10 @@ private func sizeProblem(_ root: Node, maxDepth: Int, maxValues: Int) -> (Mark?,
     while let (node, depth) = stack.popLast() {
         count += 1
         if count > maxValues {
-            return (node.mark, "the document holds more than \(maxValues) values once its aliases are expanded; write the roster out without alias chains")
+            return (
+                node.mark,
+                "the document holds more than \(maxValues) values once its aliases are expanded; write the roster out without alias chains"
+            )
         }
         if depth > maxDepth { return (node.mark, "nesting deeper than \(maxDepth) levels; simplify the document") }
         switch node {
@@ -209,7 +221,10 @@ private func flowNestingBeyond(_ limit: Int, in text: String) -> (Int, Int)? {
 
 extension YAMLValue {
     /// The pairs of a mapping, keys as written. Reports and returns nil for anything else.
-    public func mapping(_ what: String, _ diags: DiagnosticCollector) -> [(key: String, keyValue: YAMLValue, value: YAMLValue)]? {
+    public func mapping(
+        _ what: String,
+        _ diags: DiagnosticCollector
+    ) -> [(key: String, keyValue: YAMLValue, value: YAMLValue)]? {
         guard case .mapping(let m) = node else {
             diags.error(location, "\(what) must be a mapping (key: value)")
             return nil
@@ -241,7 +256,10 @@ extension YAMLValue {
             return nil
         }
         if !["", "!", Tag.Name.str.rawValue].contains(s.tag.rawValue) {
-            diags.error(location, "\(what) has an explicit YAML tag (\(s.tag.rawValue)); workstation reads values as written, remove the tag")
+            diags.error(
+                location,
+                "\(what) has an explicit YAML tag (\(s.tag.rawValue)); workstation reads values as written, remove the tag"
+            )
             return nil
         }
         return s.string
@@ -252,8 +270,11 @@ extension YAMLValue {
     /// the same roster (Terraform's yamldecode, PyYAML...) sees the same text. Quoting makes it a string everywhere.
     public func name(_ what: String, _ diags: DiagnosticCollector) -> String? {
         guard let text = string(what, diags) else { return nil }
-        if let type = implicitType { 
-            diags.error(location, "\(what) is written as a bare '\(printable(text))', which YAML 1.1 readers take as \(type); quote it (\"\(printable(text))\") if you mean the text")
+        if let type = implicitType {
+            diags.error(
+                location,
+                "\(what) is written as a bare '\(printable(text))', which YAML 1.1 readers take as \(type); quote it (\"\(printable(text))\") if you mean the text"
+            )
             return nil
         }
         return text
@@ -271,7 +292,11 @@ extension YAMLValue {
         guard case .scalar(let s) = node, s.style == .plain else { return nil }
         // Cheap first: names that start with a letter and are not yes/no/on/off/true/false/null words are strings.
         if Self.booleanWords.contains(s.string) { return "a boolean" }
-        if let f = s.string.unicodeScalars.first, f.properties.isAlphabetic, !["null", "Null", "NULL"].contains(s.string) { return nil }
+        if let f = s.string.unicodeScalars.first, f.properties.isAlphabetic,
+            !["null", "Null", "NULL"].contains(s.string)
+        {
+            return nil
+        }
         // A fresh node: the composed one's tag may already be resolved (Yams resolves key tags in place when it
         // hashes them for its duplicate check).
         switch Resolver.default.resolveTag(of: Node(s.string)) {
@@ -325,7 +350,11 @@ extension YAMLValue {
         list(what, diags) { $0.name("an item of \(what)", diags) }
     }
 
-    private func list(_ what: String, _ diags: DiagnosticCollector, _ item: (YAMLValue) -> String?) -> [(String, SourceLocation)]? {
+    private func list(
+        _ what: String,
+        _ diags: DiagnosticCollector,
+        _ item: (YAMLValue) -> String?
+    ) -> [(String, SourceLocation)]? {
         guard case .sequence(let seq) = node else {
             diags.error(location, "\(what) must be a list, e.g. [a, b]")
             return nil
@@ -339,7 +368,10 @@ extension YAMLValue {
     }
 
     /// A mapping of scalar to scalar, e.g. an environment.
-    public func stringMap(_ what: String, _ diags: DiagnosticCollector) -> [(key: String, value: String, location: SourceLocation)]? {
+    public func stringMap(
+        _ what: String,
+        _ diags: DiagnosticCollector
+    ) -> [(key: String, value: String, location: SourceLocation)]? {
         guard let pairs = mapping(what, diags) else { return nil }
         var out: [(String, String, SourceLocation)] = []
         for p in pairs {
@@ -363,7 +395,9 @@ public struct KeyedReader {
             if known.contains(p.key) {
                 values[p.key] = p.value
             } else {
-                let hint = closest(to: p.key, in: known).map { "; did you mean '\($0)'?" } ?? "; known keys: \(known.joined(separator: ", "))"
+                let hint =
+                    closest(to: p.key, in: known).map { "; did you mean '\($0)'?" }
+                    ?? "; known keys: \(known.joined(separator: ", "))"
                 diags.error(p.keyValue.location, "unknown key '\(p.key)' in \(what)\(hint)")
             }
         }

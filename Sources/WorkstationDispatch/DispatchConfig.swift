@@ -14,7 +14,14 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ text: String) -> Result<ListenAddress, ListenAddressError> {
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
-            guard path.hasPrefix("/") else { return .failure(.init(text: text, reason: "a unix socket path must be absolute, e.g. unix:/run/workstation-dispatch/dispatch.sock")) }
+            guard path.hasPrefix("/") else {
+                return .failure(
+                    .init(
+                        text: text,
+                        reason: "a unix socket path must be absolute, e.g. unix:/run/workstation-dispatch/dispatch.sock"
+                    )
+                )
+            }
             return .success(.unix(path: path))
         }
         var host: Substring
@@ -36,7 +43,9 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
             return .failure(.init(text: text, reason: "port must be a number from 0 to 65535"))
         }
         guard (try? SocketAddress(ipAddress: String(host), port: port)) != nil else {
-            return .failure(.init(text: text, reason: "'\(host)' is not an IP address; name the address, not a host name"))
+            return .failure(
+                .init(text: text, reason: "'\(host)' is not an IP address; name the address, not a host name")
+            )
         }
         return .success(.tcp(host: String(host), port: port))
     }
@@ -55,9 +64,11 @@ struct TrustedPeers: Sendable {
     private let ips: Set<String>
 
     init(_ config: DispatchConfig) {
-        ips = Set(config.trustedProxies.map { entry in
-            (try? SocketAddress(ipAddress: entry, port: 0))?.ipAddress ?? entry
-        })
+        ips = Set(
+            config.trustedProxies.map { entry in
+                (try? SocketAddress(ipAddress: entry, port: 0))?.ipAddress ?? entry
+            }
+        )
     }
 
     /// True when `address` may send requests: any address when the list is empty, else an exact match;
@@ -179,18 +190,35 @@ public struct DispatchConfig: Sendable, Hashable {
     /// - a `trusted_proxies` entry in `peer` mode, `unix`, a loopback address or one of this host's own addresses
     ///   (`localAddresses`, from getifaddrs(3)): every local account can send from those.
     /// - Returns: (key, message) pairs; the key is the settings key to point at.
-    public func securityProblems(localAddresses: Set<String> = DispatchConfig.hostAddresses()) -> [(key: String, message: String)] {
+    public func securityProblems(
+        localAddresses: Set<String> = DispatchConfig.hostAddresses()
+    ) -> [(key: String, message: String)] {
         var out: [(String, String)] = []
         switch identity {
         case .peer:
             if case .tcp = listen {
-                out.append(("listen", "dispatch.listen must be unix:/PATH with identity: peer (a loopback TCP port is shared by every local account, and a source address proves nothing); write listen: unix:/run/workstation-dispatch/dispatch.sock, or identity: jwt when the front proxy runs on another host"))
+                out.append(
+                    (
+                        "listen",
+                        "dispatch.listen must be unix:/PATH with identity: peer (a loopback TCP port is shared by every local account, and a source address proves nothing); write listen: unix:/run/workstation-dispatch/dispatch.sock, or identity: jwt when the front proxy runs on another host"
+                    )
+                )
             }
             if frontProxyUsers.isEmpty {
-                out.append(("front_proxy_users", "dispatch.front_proxy_users must name the front proxy's account (e.g. [www-data]) with identity: peer"))
+                out.append(
+                    (
+                        "front_proxy_users",
+                        "dispatch.front_proxy_users must name the front proxy's account (e.g. [www-data]) with identity: peer"
+                    )
+                )
             }
             if !trustedProxies.isEmpty {
-                out.append(("trusted_proxies", "dispatch.trusted_proxies applies to identity: jwt only; with identity: peer the kernel names the peer: list its account in front_proxy_users"))
+                out.append(
+                    (
+                        "trusted_proxies",
+                        "dispatch.trusted_proxies applies to identity: jwt only; with identity: peer the kernel names the peer: list its account in front_proxy_users"
+                    )
+                )
             }
         case .jwt:
             if jwt == nil {
@@ -198,16 +226,32 @@ public struct DispatchConfig: Sendable, Hashable {
             }
         }
         if let jwt {
-            if jwt.issuer.isEmpty { out.append(("jwt", "dispatch.jwt.issuer must be set (the provider's issuer URL, exactly as in its tokens)")) }
-            if jwt.audience.isEmpty { out.append(("jwt", "dispatch.jwt.audience must be set (the provider's client id)")) }
+            if jwt.issuer.isEmpty {
+                out.append(
+                    ("jwt", "dispatch.jwt.issuer must be set (the provider's issuer URL, exactly as in its tokens)")
+                )
+            }
+            if jwt.audience.isEmpty {
+                out.append(("jwt", "dispatch.jwt.audience must be set (the provider's client id)"))
+            }
         }
         for entry in trustedProxies {
             let ip = (try? SocketAddress(ipAddress: entry, port: 0))?.ipAddress ?? entry
             let plain = ip.hasPrefix("::ffff:") && ip.contains(".") ? String(ip.dropFirst(7)) : ip
             if entry == "unix" {
-                out.append(("trusted_proxies", "dispatch.trusted_proxies: 'unix' is no longer an address; with identity: peer list the front proxy's account in front_proxy_users"))
+                out.append(
+                    (
+                        "trusted_proxies",
+                        "dispatch.trusted_proxies: 'unix' is no longer an address; with identity: peer list the front proxy's account in front_proxy_users"
+                    )
+                )
             } else if Self.isLoopback(plain) || localAddresses.contains(plain) {
-                out.append(("trusted_proxies", "dispatch.trusted_proxies: '\(printable(entry))' is this host's own address: every local account can connect from it; list only the remote edge's addresses"))
+                out.append(
+                    (
+                        "trusted_proxies",
+                        "dispatch.trusted_proxies: '\(printable(entry))' is this host's own address: every local account can connect from it; list only the remote edge's addresses"
+                    )
+                )
             }
         }
         return out
@@ -250,7 +294,11 @@ public struct DispatchConfig: Sendable, Hashable {
     /// - Returns: defaults when the document or the section is absent.
     /// - Throws: `ValidationFailure` with every located problem (unknown key, bad address, a deployment in which a
     ///   local account could act as another person...).
-    public static func load(yaml data: Data, file: String, localAddresses: Set<String> = hostAddresses()) throws -> DispatchConfig {
+    public static func load(
+        yaml data: Data,
+        file: String,
+        localAddresses: Set<String> = hostAddresses()
+    ) throws -> DispatchConfig {
         var config = DispatchConfig()
         guard let root = try loadYAML(data, file: file) else { return config }
         let diags = DiagnosticCollector()
@@ -272,7 +320,10 @@ public struct DispatchConfig: Sendable, Hashable {
             if let mode = IdentityMode(rawValue: text) {
                 config.identity = mode
             } else {
-                diags.error(v.location, "dispatch.identity must be peer (front proxy on this host, unix socket) or jwt (front proxy on another host, signed X-authentik-jwt), got '\(printable(text))'")
+                diags.error(
+                    v.location,
+                    "dispatch.identity must be peer (front proxy on this host, unix socket) or jwt (front proxy on another host, signed X-authentik-jwt), got '\(printable(text))'"
+                )
             }
         }
         if let a = address("listen") { config.listen = a }
@@ -280,10 +331,16 @@ public struct DispatchConfig: Sendable, Hashable {
         if let v = reader["front_proxy_users"], let list = v.stringList("dispatch.front_proxy_users", diags) {
             var out: [String] = []
             for (name, location) in list {
-                if UInt32(name) != nil || (!name.isEmpty && name.utf8.count <= 32 && name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) })) {
+                if UInt32(name) != nil
+                    || (!name.isEmpty && name.utf8.count <= 32
+                        && name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }))
+                {
                     out.append(name)
                 } else {
-                    diags.error(location, "dispatch.front_proxy_users: '\(printable(name))' is not an account name or uid")
+                    diags.error(
+                        location,
+                        "dispatch.front_proxy_users: '\(printable(name))' is not an account name or uid"
+                    )
                 }
             }
             config.frontProxyUsers = out
@@ -291,12 +348,22 @@ public struct DispatchConfig: Sendable, Hashable {
         if let v = reader["jwt"], let jr = KeyedReader(v, what: "dispatch.jwt", known: JWTSettings.keys, diags) {
             var jwt = JWTSettings()
             if let f = jr["jwks_file"], let p = f.string("dispatch.jwt.jwks_file", diags) {
-                if p.hasPrefix("/") { jwt.jwksFile = p } else { diags.error(f.location, "dispatch.jwt.jwks_file must be an absolute path, got '\(printable(p))'") }
+                if p.hasPrefix("/") {
+                    jwt.jwksFile = p
+                } else {
+                    diags.error(f.location, "dispatch.jwt.jwks_file must be an absolute path, got '\(printable(p))'")
+                }
             }
             if let f = jr.required("issuer", diags), let t = f.string("dispatch.jwt.issuer", diags) { jwt.issuer = t }
-            if let f = jr.required("audience", diags), let t = f.string("dispatch.jwt.audience", diags) { jwt.audience = t }
-            if let f = jr["username_claim"], let t = f.string("dispatch.jwt.username_claim", diags), !t.isEmpty { jwt.usernameClaim = t }
-            if let f = jr["groups_claim"], let t = f.string("dispatch.jwt.groups_claim", diags), !t.isEmpty { jwt.groupsClaim = t }
+            if let f = jr.required("audience", diags), let t = f.string("dispatch.jwt.audience", diags) {
+                jwt.audience = t
+            }
+            if let f = jr["username_claim"], let t = f.string("dispatch.jwt.username_claim", diags), !t.isEmpty {
+                jwt.usernameClaim = t
+            }
+            if let f = jr["groups_claim"], let t = f.string("dispatch.jwt.groups_claim", diags), !t.isEmpty {
+                jwt.groupsClaim = t
+            }
             config.jwt = jwt
         }
         if let v = reader["trusted_proxies"], let list = v.stringList("dispatch.trusted_proxies", diags) {
@@ -305,27 +372,42 @@ public struct DispatchConfig: Sendable, Hashable {
                 if entry == "unix" || (try? SocketAddress(ipAddress: entry, port: 0)) != nil {
                     out.append(entry)
                 } else {
-                    diags.error(location, "dispatch.trusted_proxies: '\(printable(entry))' is not an IP address; list the remote edge's address exactly (no host names, no ranges)")
+                    diags.error(
+                        location,
+                        "dispatch.trusted_proxies: '\(printable(entry))' is not an IP address; list the remote edge's address exactly (no host names, no ranges)"
+                    )
                 }
             }
             config.trustedProxies = out
         }
         if let v = reader["gate_group"], let g = v.string("dispatch.gate_group", diags) {
             if g.isEmpty || g.contains("|") || g.unicodeScalars.contains(where: { $0.value < 0x20 }) {
-                diags.error(v.location, "dispatch.gate_group must be a non-empty group name without '|' or control characters")
+                diags.error(
+                    v.location,
+                    "dispatch.gate_group must be a non-empty group name without '|' or control characters"
+                )
             } else {
                 config.gateGroup = g
             }
         }
-        if let v = reader["max_active_users"], let n = v.integer("dispatch.max_active_users", diags, range: 1...10_000) {
+        if let v = reader["max_active_users"], let n = v.integer("dispatch.max_active_users", diags, range: 1...10_000)
+        {
             config.maxActiveUsers = n
         }
-        for (key, keyPath) in [("dispatch_file", \DispatchConfig.dispatchFile), ("ttyd_user_map", \DispatchConfig.ttydUserMap)] {
+        for (key, keyPath) in [
+            ("dispatch_file", \DispatchConfig.dispatchFile), ("ttyd_user_map", \DispatchConfig.ttydUserMap),
+        ] {
             if let v = reader[key], let p = v.string("dispatch.\(key)", diags) {
-                if p.hasPrefix("/") { config[keyPath: keyPath] = p } else { diags.error(v.location, "dispatch.\(key) must be an absolute path, got '\(printable(p))'") }
+                if p.hasPrefix("/") {
+                    config[keyPath: keyPath] = p
+                } else {
+                    diags.error(v.location, "dispatch.\(key) must be an absolute path, got '\(printable(p))'")
+                }
             }
         }
-        if let v = reader["reload_interval_seconds"], let n = v.integer("dispatch.reload_interval_seconds", diags, range: 1...3600) {
+        if let v = reader["reload_interval_seconds"],
+            let n = v.integer("dispatch.reload_interval_seconds", diags, range: 1...3600)
+        {
             config.reloadIntervalSeconds = n
         }
         if diags.isEmpty {

@@ -22,14 +22,31 @@ public final class DispatchMetrics: Sendable {
         self.registry = registry
         upstreamLatency = registry.makeDurationHistogram(
             name: "workstation_dispatch_upstream_latency_seconds",
-            buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
-                      .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-                      .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10)],
-            help: "Time from forwarding a request head to the upstream's response head.")
-        openWebSockets = registry.makeGauge(name: "workstation_dispatch_open_websockets", help: "WebSocket tunnels open now.")
-        activeUsers = registry.makeGauge(name: "workstation_dispatch_active_users", help: "Distinct users with a live connection now.")
-        reloadsOK = registry.makeCounter(name: "workstation_dispatch_reloads_total", labels: [("result", "ok")], help: "dispatch.json reloads.")
-        reloadsError = registry.makeCounter(name: "workstation_dispatch_reloads_total", labels: [("result", "error")], help: "dispatch.json reloads.")
+            buckets: [
+                .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+            ],
+            help: "Time from forwarding a request head to the upstream's response head."
+        )
+        openWebSockets = registry.makeGauge(
+            name: "workstation_dispatch_open_websockets",
+            help: "WebSocket tunnels open now."
+        )
+        activeUsers = registry.makeGauge(
+            name: "workstation_dispatch_active_users",
+            help: "Distinct users with a live connection now."
+        )
+        reloadsOK = registry.makeCounter(
+            name: "workstation_dispatch_reloads_total",
+            labels: [("result", "ok")],
+            help: "dispatch.json reloads."
+        )
+        reloadsError = registry.makeCounter(
+            name: "workstation_dispatch_reloads_total",
+            labels: [("result", "error")],
+            help: "dispatch.json reloads."
+        )
     }
 
     /// Counts one response with `status`.
@@ -37,7 +54,10 @@ public final class DispatchMetrics: Sendable {
         let counter = statusCounters.withLockedValue { c in
             if let existing = c[status] { return existing }
             let made = registry.makeCounter(
-                name: "workstation_dispatch_requests_total", labels: [("status", String(status))], help: "Responses sent, by status.")
+                name: "workstation_dispatch_requests_total",
+                labels: [("status", String(status))],
+                help: "Responses sent, by status."
+            )
             c[status] = made
             return made
         }

@@ -53,8 +53,15 @@ public final class DispatchServer: Sendable {
     private let reloadTask: RepeatedTask
 
     private init(
-        config: DispatchConfig, routes: RouteTable, metrics: DispatchMetrics, active: ActiveUsers, tunnels: TunnelRegistry,
-        pools: UpstreamPools, proxyChannel: Channel, metricsChannel: Channel?, reloadTask: RepeatedTask,
+        config: DispatchConfig,
+        routes: RouteTable,
+        metrics: DispatchMetrics,
+        active: ActiveUsers,
+        tunnels: TunnelRegistry,
+        pools: UpstreamPools,
+        proxyChannel: Channel,
+        metricsChannel: Channel?,
+        reloadTask: RepeatedTask,
         verifier: TokenVerifier?
     ) {
         self.pools = pools
@@ -80,8 +87,10 @@ public final class DispatchServer: Sendable {
     /// - Throws: `DispatchError.insecure` when the configuration lets a local account act as another person,
     ///   `.unknownAccount` for a front-proxy account that does not exist, `.bindFailed` when a listener cannot bind.
     public static func start(
-        config: DispatchConfig, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "workstation.dispatch"), inherited: [Int32] = []
+        config: DispatchConfig,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "workstation.dispatch"),
+        inherited: [Int32] = []
     ) async throws -> DispatchServer {
         let problems = config.securityProblems()
         if !problems.isEmpty { throw DispatchError.insecure(problems.map(\.message)) }
@@ -107,24 +116,39 @@ public final class DispatchServer: Sendable {
         let active = ActiveUsers(limit: config.maxActiveUsers)
         let pools = UpstreamPools(group: group)
         let shared = DispatchShared(
-            config: config, routes: routes, active: active, tunnels: tunnels, metrics: metrics, logger: logger, pools: pools,
-            frontProxyUIDs: frontProxyUIDs, verifier: verifier, accounts: accounts)
+            config: config,
+            routes: routes,
+            active: active,
+            tunnels: tunnels,
+            metrics: metrics,
+            logger: logger,
+            pools: pools,
+            frontProxyUIDs: frontProxyUIDs,
+            verifier: verifier,
+            accounts: accounts
+        )
 
         var proxyBootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.maxMessagesPerRead, value: 16)
         if case .tcp = config.listen, inherited.isEmpty {
             // TCP_NODELAY is a TCP-level option (tcp(7)); as a socket-level option it would be SO_DEBUG.
-            proxyBootstrap = proxyBootstrap
+            proxyBootstrap =
+                proxyBootstrap
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         }
-        proxyBootstrap = proxyBootstrap
+        proxyBootstrap =
+            proxyBootstrap
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Responses are written as bytes by ClientHandler (no response encoder).
                     let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-                    let handler = ClientHandler(shared: shared, decoder: decoder, pool: shared.pools.pool(for: channel.eventLoop))
+                    let handler = ClientHandler(
+                        shared: shared,
+                        decoder: decoder,
+                        pool: shared.pools.pool(for: channel.eventLoop)
+                    )
                     try channel.pipeline.syncOperations.addHandlers([decoder, handler])
                 }
             }
@@ -139,11 +163,16 @@ public final class DispatchServer: Sendable {
                 metricsFD = fd
             } else {
                 throw DispatchError.inheritedSocketMismatch(
-                    expected: "\(config.listen) or \(config.metricsListen)", got: bound.map { "\($0)" } ?? "an unknown socket")
+                    expected: "\(config.listen) or \(config.metricsListen)",
+                    got: bound.map { "\($0)" } ?? "an unknown socket"
+                )
             }
         }
         if !inherited.isEmpty, proxyFD == nil {
-            throw DispatchError.inheritedSocketMismatch(expected: "\(config.listen)", got: "no such socket among those passed")
+            throw DispatchError.inheritedSocketMismatch(
+                expected: "\(config.listen)",
+                got: "no such socket among those passed"
+            )
         }
         let proxyChannel: Channel
         if let fd = proxyFD {
@@ -176,9 +205,12 @@ public final class DispatchServer: Sendable {
                 metricsChannel = try await bind(metricsBootstrap, config.metricsListen)
             }
         } catch {
-            logger.error("metrics listener unavailable; serving without /metrics and /healthz", metadata: [
-                "listen": "\(config.metricsListen)", "error": .string("\(error)"),
-            ])
+            logger.error(
+                "metrics listener unavailable; serving without /metrics and /healthz",
+                metadata: [
+                    "listen": "\(config.metricsListen)", "error": .string("\(error)"),
+                ]
+            )
             metricsChannel = nil
         }
         let interval = TimeAmount.seconds(Int64(config.reloadIntervalSeconds))
@@ -192,14 +224,26 @@ public final class DispatchServer: Sendable {
                 Systemd.notify("WATCHDOG=1")
             }
         }
-        logger.info("dispatch listening", metadata: [
-            "listen": "\(config.listen)", "metrics": "\(config.metricsListen)", "map": .string(config.dispatchFile),
-            "identity": .string(config.identity.rawValue), "inherited": "\(!inherited.isEmpty)",
-            "max_active_users": "\(config.maxActiveUsers)",
-        ])
+        logger.info(
+            "dispatch listening",
+            metadata: [
+                "listen": "\(config.listen)", "metrics": "\(config.metricsListen)", "map": .string(config.dispatchFile),
+                "identity": .string(config.identity.rawValue), "inherited": "\(!inherited.isEmpty)",
+                "max_active_users": "\(config.maxActiveUsers)",
+            ]
+        )
         return DispatchServer(
-            config: config, routes: routes, metrics: metrics, active: active, tunnels: tunnels, pools: pools,
-            proxyChannel: proxyChannel, metricsChannel: metricsChannel, reloadTask: reloadTask, verifier: verifier)
+            config: config,
+            routes: routes,
+            metrics: metrics,
+            active: active,
+            tunnels: tunnels,
+            pools: pools,
+            proxyChannel: proxyChannel,
+            metricsChannel: metricsChannel,
+            reloadTask: reloadTask,
+            verifier: verifier
+        )
     }
 
     private static func bind(_ bootstrap: ServerBootstrap, _ address: ListenAddress) async throws -> Channel {
@@ -263,9 +307,15 @@ final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Content-Type", value: type)
             headers.add(name: "Content-Length", value: String(body.utf8.count))
             if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))),
+                promise: nil
+            )
             if h.method != .HEAD {
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+                context.write(
+                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+                    promise: nil
+                )
             }
             let keepAlive = h.isKeepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in

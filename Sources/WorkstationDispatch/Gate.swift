@@ -36,23 +36,38 @@ public enum Gate {
     /// - Parameters:
     ///   - lookup: the routing map lookup, exact key match.
     public static func decide(
-        headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, lookup: (String) -> DispatchMap.User?
+        headers: HTTPHeaders,
+        peerTrusted: Bool,
+        gateGroup: String,
+        lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         var checked: CheckedIdentity?
-        return decide(headers: headers, peerTrusted: peerTrusted, gateGroup: gateGroup, checked: &checked, lookup: lookup)
+        return decide(
+            headers: headers,
+            peerTrusted: peerTrusted,
+            gateGroup: gateGroup,
+            checked: &checked,
+            lookup: lookup
+        )
     }
 
     /// `decide`, remembering in `checked` the identity header values that passed the header checks, so that the
     /// next request on the same connection with the same two values skips re-validating them. The routing map is
     /// consulted on every request (a removed user is refused on the next one).
     static func decide(
-        headers: HTTPHeaders, peerTrusted: Bool, gateGroup: String, checked: inout CheckedIdentity?,
+        headers: HTTPHeaders,
+        peerTrusted: Bool,
+        gateGroup: String,
+        checked: inout CheckedIdentity?,
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
         let names = headers[usernameHeader]
         guard names.count == 1, let user = names.first else {
-            return .refuse(status: 403, reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated")
+            return .refuse(
+                status: 403,
+                reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated"
+            )
         }
         let groups = headers[groupsHeader]
         if let c = checked, c.user == user, groups.count == 1, c.groups == groups[0] {
@@ -63,9 +78,13 @@ public enum Gate {
                 return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
             }
             guard groups.count == 1, let groupList = groups.first else {
-                return .refuse(status: 403, reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated")
+                return .refuse(
+                    status: 403,
+                    reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated"
+                )
             }
-            guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup }) else {
+            guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup })
+            else {
                 return .refuse(status: 403, reason: "not in gate group")
             }
             checked = CheckedIdentity(user: user, groups: groupList)
@@ -79,7 +98,10 @@ public enum Gate {
     /// must say exactly what the token says (one value; groups joined by `|` in the token's order), else 403: a
     /// header that disagrees with the token is a forgery or a misconfigured proxy.
     static func decide(
-        headers: HTTPHeaders, token: TokenIdentity, gateGroup: String, lookup: (String) -> DispatchMap.User?
+        headers: HTTPHeaders,
+        token: TokenIdentity,
+        gateGroup: String,
+        lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         let names = headers[usernameHeader]
         if !names.isEmpty, names != [token.user] {
@@ -127,7 +149,12 @@ public enum Gate {
     /// The fields sent upstream, in order (one pass, comparing names as ASCII case-insensitively in place): those
     /// of `headers` that are neither `X-authentik-*` nor hop-by-hop nor named by `Connection`, then the checked
     /// `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and `Upgrade`.
-    private static func forEachUpstreamField(_ headers: HTTPHeaders, user: String, upgrade: Bool, _ body: (String, String) -> Void) {
+    private static func forEachUpstreamField(
+        _ headers: HTTPHeaders,
+        user: String,
+        upgrade: Bool,
+        _ body: (String, String) -> Void
+    ) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
         var named: [Substring] = []
         for (name, value) in headers where ascii(name, equals: "connection") {
@@ -184,7 +211,8 @@ public enum Gate {
     @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { c &- 65 < 26 ? c | 0x20 : c }
 
     /// `a` equals `b` ignoring ASCII case.
-    static func asciiEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool where A.Element == UInt8, B.Element == UInt8 {
+    static func asciiEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool
+    where A.Element == UInt8, B.Element == UInt8 {
         a.count == b.count && a.elementsEqual(b) { lower($0) == lower($1) }
     }
 

@@ -22,8 +22,15 @@ final class DispatchShared: Sendable {
     let accounts: AccountIDs
 
     init(
-        config: DispatchConfig, routes: RouteTable, active: ActiveUsers, tunnels: TunnelRegistry, metrics: DispatchMetrics,
-        logger: Logger, pools: UpstreamPools, frontProxyUIDs: Set<uid_t> = [], verifier: TokenVerifier? = nil,
+        config: DispatchConfig,
+        routes: RouteTable,
+        active: ActiveUsers,
+        tunnels: TunnelRegistry,
+        metrics: DispatchMetrics,
+        logger: Logger,
+        pools: UpstreamPools,
+        frontProxyUIDs: Set<uid_t> = [],
+        verifier: TokenVerifier? = nil,
         accounts: AccountIDs = AccountIDs()
     ) {
         self.frontProxyUIDs = frontProxyUIDs
@@ -268,7 +275,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         } else {
             decision = Gate.decide(
-                headers: head.headers, peerTrusted: true, gateGroup: shared.config.gateGroup, checked: &checked
+                headers: head.headers,
+                peerTrusted: true,
+                gateGroup: shared.config.gateGroup,
+                checked: &checked
             ) { shared.routes.lookup($0) }
         }
         switch decision {
@@ -277,7 +287,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             refuse(context: context, version: head.version, method: head.method, status: .init(statusCode: status))
         case .route(let user, let osUser, let port):
             guard shared.active.acquire(user) else {
-                shared.logger.notice("refused", metadata: ["status": "429", "user": .string(user), "reason": "active user ceiling reached"])
+                shared.logger.notice(
+                    "refused",
+                    metadata: ["status": "429", "user": .string(user), "reason": "active user ceiling reached"]
+                )
                 refuse(context: context, version: head.version, method: head.method, status: .tooManyRequests)
                 return
             }
@@ -286,7 +299,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let upgrade = webSocket || head.headers.contains(name: "upgrade")
             var outHead = context.channel.allocator.buffer(capacity: 512)
             Gate.writeUpstreamHead(head, user: user, upgrade: webSocket, into: &outHead)
-            let exchange = Exchange(user: user, port: port, head: head, upstreamHead: outHead, upgrade: upgrade, webSocket: webSocket)
+            let exchange = Exchange(
+                user: user,
+                port: port,
+                head: head,
+                upstreamHead: outHead,
+                upgrade: upgrade,
+                webSocket: webSocket
+            )
             state = .proxying(exchange)
             if let up = upstream, up.port == port, up.user == user, up.usable {
                 up.sendHead(outHead, exchange: exchange)
@@ -300,7 +320,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     upstream = up
                     up.sendHead(outHead, exchange: exchange)
                 } else {
-                    let up = UpstreamHandler(client: self, user: user, osUser: osUser, port: port, eventLoop: context.eventLoop)
+                    let up = UpstreamHandler(
+                        client: self,
+                        user: user,
+                        osUser: osUser,
+                        port: port,
+                        eventLoop: context.eventLoop
+                    )
                     upstream = up
                     up.sendHead(outHead, exchange: exchange)
                     up.connect(shared: shared)
@@ -311,7 +337,8 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Verifies a token not seen before off the event loop (jwt-kit's key collection is an actor); the request's
     /// parts wait in `queued` and reading pauses meanwhile. Then the request is gated as usual, or refused.
-    private func verify(_ token: String, head: HTTPRequestHead, verifier: TokenVerifier, context: ChannelHandlerContext) {
+    private func verify(_ token: String, head: HTTPRequestHead, verifier: TokenVerifier, context: ChannelHandlerContext)
+    {
         state = .verifying
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.makeFutureWithTask { await verifier.verify(token) }.assumeIsolated().whenComplete { result in
@@ -325,7 +352,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 me.shared.logger.notice("refused", metadata: ["status": "403", "reason": .string(refusal.reason)])
                 me.refuse(context: context, version: head.version, method: head.method, status: .forbidden)
             case .failure(let error):
-                me.shared.logger.notice("refused", metadata: ["status": "403", "reason": .string("token check failed: \(error)")])
+                me.shared.logger.notice(
+                    "refused",
+                    metadata: ["status": "403", "reason": .string("token check failed: \(error)")]
+                )
                 me.refuse(context: context, version: head.version, method: head.method, status: .forbidden)
             }
             me.drainQueued(context: context)
@@ -333,18 +363,25 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Answers `status` with a short page and closes the connection.
-    private func refuse(context: ChannelHandlerContext, version: HTTPVersion, method: HTTPMethod, status: HTTPResponseStatus) {
+    private func refuse(
+        context: ChannelHandlerContext,
+        version: HTTPVersion,
+        method: HTTPMethod,
+        status: HTTPResponseStatus
+    ) {
         state = .refusing
         let body: String
         let type: String
         var extra = ""
         switch status {
         case .tooManyRequests:
-            body = "<!doctype html><title>workstation is full</title><h1>All workstation seats are in use</h1><p>Too many people are working right now. Try again in a few minutes.</p>\n"
+            body =
+                "<!doctype html><title>workstation is full</title><h1>All workstation seats are in use</h1><p>Too many people are working right now. Try again in a few minutes.</p>\n"
             type = "text/html; charset=utf-8"
             extra = "Retry-After: 60\r\n"
         case .badGateway:
-            body = "<!doctype html><title>workstation unavailable</title><h1>Your workstation is not answering</h1><p>It may be starting; try again shortly.</p>\n"
+            body =
+                "<!doctype html><title>workstation unavailable</title><h1>Your workstation is not answering</h1><p>It may be starting; try again shortly.</p>\n"
             type = "text/html; charset=utf-8"
         case .badRequest:
             body = "bad request\n"
@@ -354,13 +391,16 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             type = "text/plain; charset=utf-8"
             extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
         default:
-            body = "<!doctype html><title>forbidden</title><h1>Forbidden</h1><p>You are not allowed to use this workstation. Ask an administrator to add you to the roster.</p>\n"
+            body =
+                "<!doctype html><title>forbidden</title><h1>Forbidden</h1><p>You are not allowed to use this workstation. Ask an administrator to add you to the roster.</p>\n"
             type = "text/html; charset=utf-8"
         }
         shared.metrics.countResponse(Int(status.code))
         var out = context.channel.allocator.buffer(capacity: 512)
         out.writeString("HTTP/1.\(version.minor == 0 ? 0 : 1) \(status.code) \(status.reasonPhrase)\r\n")
-        out.writeString("\(extra)Content-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
+        out.writeString(
+            "\(extra)Content-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
+        )
         if method != .HEAD { out.writeString(body) }
         context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
@@ -383,7 +423,9 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A switch nobody asked for (only WebSocket handshakes are passed upstream): the connection would carry
         // bytes we cannot frame. Checked before the response counts as started, so the client gets a 502.
         if head.status == 101 && !ex.webSocket {
-            upstreamBroken(UpstreamFramingError(description: "the upstream switched protocols without a WebSocket request"))
+            upstreamBroken(
+                UpstreamFramingError(description: "the upstream switched protocols without a WebSocket request")
+            )
             return
         }
         ex.responseStarted = true
@@ -400,14 +442,22 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // de-chunked body, is delimited by closing too.
         ex.closeAfter = !ex.keepAlive || ex.upgrade || head.framing == .untilClose || dechunk
         var extra: [String] = []
-        if ex.method == .HEAD && !head.has("content-length") && !head.has("transfer-encoding") { extra.append("Content-Length: 0") }
+        if ex.method == .HEAD && !head.has("content-length") && !head.has("transfer-encoding") {
+            extra.append("Content-Length: 0")
+        }
         if ex.closeAfter {
             extra.append("Connection: close")
         } else if ex.dechunk {
             extra.append("Connection: keep-alive")
         }
         var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 64)
-        head.write(to: &out, minorVersion: ex.dechunk ? 0 : 1, keepUpgrade: false, dropTransferEncoding: dechunk, extra: extra)
+        head.write(
+            to: &out,
+            minorVersion: ex.dechunk ? 0 : 1,
+            keepUpgrade: false,
+            dropTransferEncoding: dechunk,
+            extra: extra
+        )
         context.write(wrapOutboundOut(out), promise: nil)
     }
 
@@ -428,9 +478,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             release(up)
         }
         if ex.closeAfter {
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
+                .whenComplete { _ in
+                    context.close(promise: nil)
+                }
         } else {
             context.flush()
             if !queued.isEmpty { drainQueued(context: context) }
@@ -446,9 +497,12 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let up = upstream
         upstream = nil
         up?.closeQuietly()
-        shared.logger.warning("upstream response refused", metadata: [
-            "user": .string(ex.user), "port": "\(ex.port)", "error": .string(error.description),
-        ])
+        shared.logger.warning(
+            "upstream response refused",
+            metadata: [
+                "user": .string(ex.user), "port": "\(ex.port)", "error": .string(error.description),
+            ]
+        )
         if !ex.responseStarted {
             ex.status = 502
             finish(ex)
@@ -471,7 +525,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // A kept-alive connection the upstream closed as this request went out (its idle timeout): send the
             // request once more on a new connection, as RFC 9112 section 9.3.1 allows for idempotent requests.
             ex.retried = true
-            let fresh = UpstreamHandler(client: self, user: ex.user, osUser: up.osUser, port: ex.port, eventLoop: context.eventLoop)
+            let fresh = UpstreamHandler(
+                client: self,
+                user: ex.user,
+                osUser: up.osUser,
+                port: ex.port,
+                eventLoop: context.eventLoop
+            )
             upstream = fresh
             fresh.sendHead(ex.upstreamHead, exchange: ex)
             if ex.requestEnded { fresh.sendEnd(ex.endTrailers, chunked: ex.chunkedRequest) }
@@ -479,10 +539,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         if !ex.responseStarted {
-            shared.logger.warning("upstream unavailable", metadata: [
-                "user": .string(ex.user), "port": "\(ex.port)",
-                "error": .string(connectError.map { "\($0)" } ?? "closed before responding"),
-            ])
+            shared.logger.warning(
+                "upstream unavailable",
+                metadata: [
+                    "user": .string(ex.user), "port": "\(ex.port)",
+                    "error": .string(connectError.map { "\($0)" } ?? "closed before responding"),
+                ]
+            )
             finish(ex)
             refuse(context: context, version: ex.requestVersion, method: ex.method, status: .badGateway)
         } else {
@@ -568,7 +631,13 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         state = .upgraded
         shared.metrics.countResponse(101)
         var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 32)
-        head.write(to: &out, minorVersion: 1, keepUpgrade: true, dropTransferEncoding: false, extra: ["Connection: Upgrade"])
+        head.write(
+            to: &out,
+            minorVersion: 1,
+            keepUpgrade: true,
+            dropTransferEncoding: false,
+            extra: ["Connection: Upgrade"]
+        )
         context.write(wrapOutboundOut(out), promise: nil)
         // Bytes the upstream sent right after its 101 belong to the new protocol.
         if let early = up.takeUnread() { context.write(wrapOutboundOut(early), promise: nil) }
@@ -748,7 +817,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     return
                 }
                 if owner != expected {
-                    problem = "the listener on 127.0.0.1:\(port) belongs to " + (owner.map { "uid \($0)" } ?? "no account found")
+                    problem =
+                        "the listener on 127.0.0.1:\(port) belongs to "
+                        + (owner.map { "uid \($0)" } ?? "no account found")
                         + ", not to \(osUser) (uid \(expected))"
                 }
             } else {
@@ -757,7 +828,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         connecting = false
         if let problem {
-            shared.logger.error("upstream refused", metadata: ["user": .string(user), "port": "\(port)", "reason": .string(problem)])
+            shared.logger.error(
+                "upstream refused",
+                metadata: ["user": .string(user), "port": "\(port)", "reason": .string(problem)]
+            )
             closed = true
             reusable = false
             pending.removeAll()

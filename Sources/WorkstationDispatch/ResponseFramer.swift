@@ -42,7 +42,13 @@ struct UpstreamResponseHead {
     /// without the hop-by-hop ones (RFC 9110 section 7.6.1: `Connection` and the fields it names, `Keep-Alive`,
     /// `Proxy-Connection`, `TE`, `Upgrade` unless `keepUpgrade`, `Proxy-Authenticate`, `Proxy-Authorization`) and
     /// without `Transfer-Encoding` when `dropTransferEncoding`, then `extra` lines (each `Name: value`).
-    func write(to out: inout ByteBuffer, minorVersion clientMinor: Int, keepUpgrade: Bool, dropTransferEncoding: Bool, extra: [String]) {
+    func write(
+        to out: inout ByteBuffer,
+        minorVersion clientMinor: Int,
+        keepUpgrade: Bool,
+        dropTransferEncoding: Bool,
+        extra: [String]
+    ) {
         let view = bytes.readableBytesView
         let base = view.startIndex
         out.reserveCapacity(minimumWritableBytes: bytes.readableBytes + 64)
@@ -187,11 +193,15 @@ struct ResponseFramer {
             case .switched:
                 return nil
             case .idle:
-                throw UpstreamFramingError(description: "the upstream sent \(buf.readableBytes) bytes no request asked for")
+                throw UpstreamFramingError(
+                    description: "the upstream sent \(buf.readableBytes) bytes no request asked for"
+                )
             case .head:
                 guard let headLength = try findHeadEnd(buf) else {
                     if buf.readableBytes > Self.maxHeadBytes {
-                        throw UpstreamFramingError(description: "the upstream's response head is larger than \(Self.maxHeadBytes) bytes")
+                        throw UpstreamFramingError(
+                            description: "the upstream's response head is larger than \(Self.maxHeadBytes) bytes"
+                        )
                     }
                     return nil
                 }
@@ -298,7 +308,9 @@ struct ResponseFramer {
                 break loop
             }
         }
-        let raw = !dechunk && buf.readerIndex > rawStart ? before.getSlice(at: rawStart, length: buf.readerIndex - rawStart) : nil
+        let raw =
+            !dechunk && buf.readerIndex > rawStart
+            ? before.getSlice(at: rawStart, length: buf.readerIndex - rawStart) : nil
         if buf.readableBytes > 0 && !endDue && data == nil {
             // An incomplete line: keep it (copied, so the rest of the read buffer can be released).
             var copy = ByteBufferAllocator().buffer(capacity: buf.readableBytes)
@@ -337,7 +349,9 @@ struct ResponseFramer {
         }
         headScanFrom = count
         if let found, found > Self.maxHeadBytes {
-            throw UpstreamFramingError(description: "the upstream's response head is larger than \(Self.maxHeadBytes) bytes")
+            throw UpstreamFramingError(
+                description: "the upstream's response head is larger than \(Self.maxHeadBytes) bytes"
+            )
         }
         return found
     }
@@ -353,7 +367,9 @@ struct ResponseFramer {
     /// no control characters), with optional whitespace before the `;`. `line` ends before the LF; a bare LF
     /// shows as a missing CR here.
     static func parseChunkSize(_ line: ByteBufferView) throws -> Int {
-        guard line.last == 13 else { throw UpstreamFramingError(description: "the upstream's chunk-size line ends in a bare LF") }
+        guard line.last == 13 else {
+            throw UpstreamFramingError(description: "the upstream's chunk-size line ends in a bare LF")
+        }
         var size = 0
         var digits = 0
         var i = line.startIndex
@@ -367,7 +383,9 @@ struct ResponseFramer {
         guard digits > 0 else { throw UpstreamFramingError(description: "the upstream's chunk-size line has no size") }
         while i < end, line[i] == 0x20 || line[i] == 0x09 { i += 1 }
         if i < end {
-            guard line[i] == 0x3B else { throw UpstreamFramingError(description: "the upstream's chunk-size line has stray characters") }
+            guard line[i] == 0x3B else {
+                throw UpstreamFramingError(description: "the upstream's chunk-size line has stray characters")
+            }
             while i < end {
                 let c = line[i]
                 guard c == 0x09 || (c >= 0x20 && c != 0x7F) else {
@@ -405,8 +423,11 @@ struct ResponseFramer {
         var i = s
         while i < line.endIndex, isTokenChar(line[i]) { i += 1 }
         guard i > s else {
-            throw UpstreamFramingError(description: line.first == 0x20 || line.first == 0x09
-                ? "the upstream folded a header line (obsolete line folding)" : "the upstream sent a header line without a name")
+            throw UpstreamFramingError(
+                description: line.first == 0x20 || line.first == 0x09
+                    ? "the upstream folded a header line (obsolete line folding)"
+                    : "the upstream sent a header line without a name"
+            )
         }
         guard i < line.endIndex, line[i] == 0x3A else {
             throw UpstreamFramingError(description: "the upstream sent a header name with an invalid character")
@@ -453,18 +474,28 @@ struct ResponseFramer {
         let prefix: [UInt8] = Array("HTTP/1.".utf8)
         guard sl.count >= 12, sl.prefix(7).elementsEqual(prefix),
             sl[sl.startIndex + 7] == 0x30 || sl[sl.startIndex + 7] == 0x31, sl[sl.startIndex + 8] == 0x20
-        else { throw UpstreamFramingError(description: "the upstream did not answer with an HTTP/1.0 or HTTP/1.1 status line") }
+        else {
+            throw UpstreamFramingError(
+                description: "the upstream did not answer with an HTTP/1.0 or HTTP/1.1 status line"
+            )
+        }
         let minor = Int(sl[sl.startIndex + 7] - 0x30)
         var status = 0
         for k in 9..<12 {
             let c = sl[sl.startIndex + k]
-            guard c >= 0x30 && c <= 0x39 else { throw UpstreamFramingError(description: "the upstream's status code is not three digits") }
+            guard c >= 0x30 && c <= 0x39 else {
+                throw UpstreamFramingError(description: "the upstream's status code is not three digits")
+            }
             status = status * 10 + Int(c - 0x30)
         }
-        guard status >= 100 else { throw UpstreamFramingError(description: "the upstream's status code \(status) is out of range") }
+        guard status >= 100 else {
+            throw UpstreamFramingError(description: "the upstream's status code \(status) is out of range")
+        }
         var reason = (statusLine.lowerBound + 12)..<(statusLine.lowerBound + 12)
         if sl.count > 12 {
-            guard sl[sl.startIndex + 12] == 0x20 else { throw UpstreamFramingError(description: "the upstream's status code is not three digits") }
+            guard sl[sl.startIndex + 12] == 0x20 else {
+                throw UpstreamFramingError(description: "the upstream's status code is not three digits")
+            }
             reason = (statusLine.lowerBound + 13)..<statusLine.upperBound
             for c in sl.dropFirst(13) where !(c == 0x09 || (c >= 0x20 && c != 0x7F)) {
                 throw UpstreamFramingError(description: "the upstream's reason phrase has a control character")
@@ -474,10 +505,13 @@ struct ResponseFramer {
         fields.reserveCapacity(lines.count - 2)
         for line in lines.dropFirst().dropLast() {
             let (n, v) = try checkFieldLine(view[(base + line.lowerBound)..<(base + line.upperBound)])
-            fields.append(.init(
-                name: (line.lowerBound + n.lowerBound)..<(line.lowerBound + n.upperBound),
-                value: (line.lowerBound + v.lowerBound)..<(line.lowerBound + v.upperBound),
-                line: line.lowerBound..<(line.upperBound + 2)))
+            fields.append(
+                .init(
+                    name: (line.lowerBound + n.lowerBound)..<(line.lowerBound + n.upperBound),
+                    value: (line.lowerBound + v.lowerBound)..<(line.lowerBound + v.upperBound),
+                    line: line.lowerBound..<(line.upperBound + 2)
+                )
+            )
         }
 
         // Framing (RFC 9112 section 6.3) and persistence (section 9.3).
@@ -492,7 +526,8 @@ struct ResponseFramer {
                 forEachToken(view, f.value) { token in
                     sawToken = true
                     guard failure == nil else { return }
-                    guard token.count <= 15, token.allSatisfy({ view[base + $0] >= 0x30 && view[base + $0] <= 0x39 }) else {
+                    guard token.count <= 15, token.allSatisfy({ view[base + $0] >= 0x30 && view[base + $0] <= 0x39 })
+                    else {
                         failure = "the upstream's Content-Length is not a number"
                         return
                     }
@@ -501,10 +536,14 @@ struct ResponseFramer {
                     length = n
                 }
                 if let failure { throw UpstreamFramingError(description: failure) }
-                guard sawToken else { throw UpstreamFramingError(description: "the upstream's Content-Length is empty") }
+                guard sawToken else {
+                    throw UpstreamFramingError(description: "the upstream's Content-Length is empty")
+                }
             } else if equalsLowercase(bytes, f.name, "transfer-encoding") {
                 guard !chunked, equalsLowercase(bytes, f.value, "chunked") else {
-                    throw UpstreamFramingError(description: "the upstream used a transfer coding other than a single chunked")
+                    throw UpstreamFramingError(
+                        description: "the upstream used a transfer coding other than a single chunked"
+                    )
                 }
                 chunked = true
             } else if equalsLowercase(bytes, f.name, "connection") {
@@ -529,8 +568,14 @@ struct ResponseFramer {
         }
         let keepAlive = framing != .untilClose && !close && (minor == 1 || keepAliveToken)
         return UpstreamResponseHead(
-            bytes: bytes, minorVersion: minor, status: status, reason: reason, fields: fields, framing: framing,
-            keepAlive: keepAlive)
+            bytes: bytes,
+            minorVersion: minor,
+            status: status,
+            reason: reason,
+            fields: fields,
+            framing: framing,
+            keepAlive: keepAlive
+        )
     }
 
     // MARK: bytes
@@ -552,7 +597,9 @@ struct ResponseFramer {
         guard a.count == b.count else { return false }
         let view = buf.readableBytesView
         let base = view.startIndex
-        for k in 0..<a.count where lower(view[base + a.lowerBound + k]) != lower(view[base + b.lowerBound + k]) { return false }
+        for k in 0..<a.count where lower(view[base + a.lowerBound + k]) != lower(view[base + b.lowerBound + k]) {
+            return false
+        }
         return true
     }
 

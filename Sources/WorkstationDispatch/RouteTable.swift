@@ -40,14 +40,24 @@ struct FileStamp: Equatable, Sendable {
     private static func of(_ st: stat) -> FileStamp {
         #if canImport(Darwin)
         return FileStamp(
-            device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-            mtimeSeconds: st.st_mtimespec.tv_sec, mtimeNanoseconds: st.st_mtimespec.tv_nsec,
-            ctimeSeconds: st.st_ctimespec.tv_sec, ctimeNanoseconds: st.st_ctimespec.tv_nsec)
+            device: UInt64(st.st_dev),
+            inode: UInt64(st.st_ino),
+            size: Int64(st.st_size),
+            mtimeSeconds: st.st_mtimespec.tv_sec,
+            mtimeNanoseconds: st.st_mtimespec.tv_nsec,
+            ctimeSeconds: st.st_ctimespec.tv_sec,
+            ctimeNanoseconds: st.st_ctimespec.tv_nsec
+        )
         #else
         return FileStamp(
-            device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-            mtimeSeconds: st.st_mtim.tv_sec, mtimeNanoseconds: st.st_mtim.tv_nsec,
-            ctimeSeconds: st.st_ctim.tv_sec, ctimeNanoseconds: st.st_ctim.tv_nsec)
+            device: UInt64(st.st_dev),
+            inode: UInt64(st.st_ino),
+            size: Int64(st.st_size),
+            mtimeSeconds: st.st_mtim.tv_sec,
+            mtimeNanoseconds: st.st_mtim.tv_nsec,
+            ctimeSeconds: st.st_ctim.tv_sec,
+            ctimeNanoseconds: st.st_ctim.tv_nsec
+        )
         #endif
     }
 }
@@ -136,7 +146,10 @@ public final class RouteTable: Sendable {
                 s.stamp = nil
                 if s.openFile >= 0 { close(s.openFile) }
                 s.openFile = -1
-                return keep(&s, "cannot read \(path): \(String(cString: strerror(errno))); fix the file or run workstation apply")
+                return keep(
+                    &s,
+                    "cannot read \(path): \(String(cString: strerror(errno))); fix the file or run workstation apply"
+                )
             }
             s.stamp = stamp
             // Kept open for `lookup`'s fast path; it only counts while its stamp is the one in force.
@@ -148,8 +161,13 @@ public final class RouteTable: Sendable {
             if data == s.lastBytes { return .unchanged }
             do {
                 let map = try DispatchMap.decode(data)
-                if let bad = map.users.first(where: { identityProblem($0.key) != nil || !(1...65535).contains($0.value.port) }) {
-                    return keep(&s, "\(path): entry '\(printable(bad.key))' is invalid; regenerate the file with workstation apply")
+                if let bad = map.users.first(where: {
+                    identityProblem($0.key) != nil || !(1...65535).contains($0.value.port)
+                }) {
+                    return keep(
+                        &s,
+                        "\(path): entry '\(printable(bad.key))' is invalid; regenerate the file with workstation apply"
+                    )
                 }
                 let old = s.map
                 s.map = map
@@ -158,13 +176,19 @@ public final class RouteTable: Sendable {
                 let dropped = old.users.filter { map.users[$0.key]?.port != $0.value.port }.map(\.key).sorted()
                 return .loaded(users: map.users.count, dropped: dropped)
             } catch {
-                return keep(&s, "\(path) is not a valid version 1 dispatch.json (\(describe(error))); keeping the last good map")
+                return keep(
+                    &s,
+                    "\(path) is not a valid version 1 dispatch.json (\(describe(error))); keeping the last good map"
+                )
             }
         }
         switch outcome {
         case .unchanged: return outcome
         case .loaded(let n, let dropped):
-            logger.info("dispatch map loaded", metadata: ["users": "\(n)", "dropped": .array(dropped.map { .string($0) })])
+            logger.info(
+                "dispatch map loaded",
+                metadata: ["users": "\(n)", "dropped": .array(dropped.map { .string($0) })]
+            )
         case .kept(let reason):
             logger.error("dispatch map not reloaded", metadata: ["reason": .string(reason)])
         }
@@ -181,7 +205,9 @@ public final class RouteTable: Sendable {
     private func describe(_ error: Error) -> String {
         if case DecodingError.dataCorrupted(let c) = error { return c.debugDescription }
         if case DecodingError.keyNotFound(let k, _) = error { return "missing key '\(k.stringValue)'" }
-        if case DecodingError.typeMismatch(_, let c) = error { return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))" }
+        if case DecodingError.typeMismatch(_, let c) = error {
+            return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+        }
         return "\(error)"
     }
 }

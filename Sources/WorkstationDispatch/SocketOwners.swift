@@ -11,7 +11,9 @@ enum SocketOwners {
     static func peerUID(of channel: Channel) -> uid_t? {
         guard let provider = channel as? SocketOptionProvider else { return nil }
         let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            level: SocketOptionLevel(SOL_SOCKET),
+            name: SocketOptionName(SO_PEERCRED)
+        )
         // On the channel's own loop the option is read at once; the future is already complete.
         var result: uid_t?
         future.whenSuccess { result = $0.uid }
@@ -34,7 +36,8 @@ enum SocketOwners {
         switch SockDiag.lookup(serverPort: serverPort, clientPort: clientPort) {
         case .found(let uid): return uid
         case .notYet: return nil
-        case .unavailable: return acceptorUIDFromTables(serverPort: serverPort, clientPort: clientPort, procNet: procNet)
+        case .unavailable:
+            return acceptorUIDFromTables(serverPort: serverPort, clientPort: clientPort, procNet: procNet)
         }
     }
 
@@ -113,10 +116,15 @@ enum SockDiag {
     }
 
     /// Sends one `inet_diag_req_v2` (72 bytes with its `nlmsghdr`) and reads the `inet_diag_msg` or the error.
-    private static func query(_ fd: Int32, family: UInt8, address: [UInt8], serverPort: Int, clientPort: Int) -> Answer {
+    private static func query(_ fd: Int32, family: UInt8, address: [UInt8], serverPort: Int, clientPort: Int) -> Answer
+    {
         var req = [UInt8](repeating: 0, count: 72)
-        func put32(_ v: UInt32, at i: Int) { withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } } }
-        func put16(_ v: UInt16, at i: Int) { withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } } }
+        func put32(_ v: UInt32, at i: Int) {
+            withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } }
+        }
+        func put16(_ v: UInt16, at i: Int) {
+            withUnsafeBytes(of: v) { for (k, b) in $0.enumerated() { req[i + k] = b } }
+        }
         put32(72, at: 0)  // nlmsg_len
         put16(byFamily, at: 4)  // nlmsg_type
         put16(1, at: 6)  // nlmsg_flags: NLM_F_REQUEST (one socket, not a dump)
@@ -126,7 +134,10 @@ enum SockDiag {
         put32(0xFFFF_FFFF, at: 20)  // idiag_states: any
         put16(UInt16(serverPort).bigEndian, at: 24)  // id.idiag_sport: the accepting side's local port
         put16(UInt16(clientPort).bigEndian, at: 26)  // id.idiag_dport
-        for k in 0..<16 { req[28 + k] = address[k]; req[44 + k] = address[k] }  // idiag_src, idiag_dst
+        for k in 0..<16 {
+            req[28 + k] = address[k]
+            req[44 + k] = address[k]
+        }  // idiag_src, idiag_dst
         put32(0xFFFF_FFFF, at: 64)  // idiag_cookie: INET_DIAG_NOCOOKIE
         put32(0xFFFF_FFFF, at: 68)
         // struct sockaddr_nl: nl_family, nl_pad, nl_pid 0 (the kernel), nl_groups 0.
@@ -134,14 +145,23 @@ enum SockDiag {
         withUnsafeBytes(of: UInt16(AF_NETLINK)) { for (k, b) in $0.enumerated() { kernel[k] = b } }
         let sent = kernel.withUnsafeBytes { a in
             req.withUnsafeBytes {
-                sendto(fd, $0.baseAddress, $0.count, 0, a.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(a.count))
+                sendto(
+                    fd,
+                    $0.baseAddress,
+                    $0.count,
+                    0,
+                    a.baseAddress!.assumingMemoryBound(to: sockaddr.self),
+                    socklen_t(a.count)
+                )
             }
         }
         guard sent == req.count else { return .unavailable }
         var reply = [UInt8](repeating: 0, count: 512)
         let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         guard n >= 20 else { return .unavailable }
-        func get32(_ i: Int) -> UInt32 { reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: UInt32.self) } }
+        func get32(_ i: Int) -> UInt32 {
+            reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: UInt32.self) }
+        }
         let type = reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt16.self) }
         if type == nlmsgError {
             let code = Int32(bitPattern: get32(16))
@@ -150,7 +170,9 @@ enum SockDiag {
         guard type == byFamily, n >= 16 + 72 else { return .unavailable }
         // The kernel falls back to the listener when the connection is not (or no longer) in its table: only the
         // connection itself, fully set up, answers the question.
-        let peerPort = reply.withUnsafeBytes { UInt16(bigEndian: $0.loadUnaligned(fromByteOffset: 22, as: UInt16.self)) }
+        let peerPort = reply.withUnsafeBytes {
+            UInt16(bigEndian: $0.loadUnaligned(fromByteOffset: 22, as: UInt16.self))
+        }
         if peerPort != UInt16(clientPort) || reply[17] == synRecv || reply[17] == tcpListen { return .notYet }
         return .found(get32(16 + 64))  // inet_diag_msg.idiag_uid
     }

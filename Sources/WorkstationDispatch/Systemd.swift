@@ -37,7 +37,9 @@ public enum Systemd {
         switch Int32(storage.ss_family) {
         case AF_UNIX:
             let path = withUnsafeBytes(of: storage) { raw -> String in
-                let sunPath = raw.dropFirst(MemoryLayout<sa_family_t>.size).prefix(Int(len) - MemoryLayout<sa_family_t>.size)
+                let sunPath = raw.dropFirst(MemoryLayout<sa_family_t>.size).prefix(
+                    Int(len) - MemoryLayout<sa_family_t>.size
+                )
                 return String(decoding: sunPath.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             return .unix(path: path)

@@ -106,13 +106,18 @@ final class TokenVerifier: Sendable {
         let stamp = FileStamp.of(path)
         let changed = keys.withLockedValue { $0.stamp != stamp || ($0.collection == nil && $0.error == nil) }
         guard changed else { return }
-        guard let data = FileManager.default.contents(atPath: path), let json = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let json = String(data: data, encoding: .utf8)
+        else {
             let had = keys.withLockedValue { k -> Bool in
                 k = Keys(collection: k.collection, stamp: stamp, error: "cannot read \(path)")
                 return k.collection != nil
             }
-            logger.error(had ? "jwks unreadable; the keys read last stay in force" : "jwks unreadable; no keys yet, every token is refused",
-                         metadata: ["file": .string(path)])
+            logger.error(
+                had
+                    ? "jwks unreadable; the keys read last stay in force"
+                    : "jwks unreadable; no keys yet, every token is refused",
+                metadata: ["file": .string(path)]
+            )
             return
         }
         let collection = JWTKeyCollection()
@@ -120,7 +125,10 @@ final class TokenVerifier: Sendable {
         do { _ = try await collection.add(jwksJSON: json) } catch { failure = "\(error)" }
         if let error = failure {
             keys.withLockedValue { $0 = Keys(collection: $0.collection, stamp: stamp, error: error) }
-            logger.error("jwks invalid; the keys read last stay in force", metadata: ["file": .string(path), "error": .string(error)])
+            logger.error(
+                "jwks invalid; the keys read last stay in force",
+                metadata: ["file": .string(path), "error": .string(error)]
+            )
             return
         }
         keys.withLockedValue { $0 = Keys(collection: collection, stamp: stamp, error: nil) }
@@ -141,7 +149,9 @@ final class TokenVerifier: Sendable {
         } catch {
             return .failure(TokenRefusal("token not verified: \(Self.reason(error))"))
         }
-        guard claims.iss?.value == settings.issuer else { return .failure(TokenRefusal("token issuer is not \(settings.issuer)")) }
+        guard claims.iss?.value == settings.issuer else {
+            return .failure(TokenRefusal("token issuer is not \(settings.issuer)"))
+        }
         guard let aud = claims.aud, (try? aud.verifyIntendedAudience(includes: settings.audience)) != nil else {
             return .failure(TokenRefusal("token audience does not include \(settings.audience)"))
         }
@@ -149,7 +159,10 @@ final class TokenVerifier: Sendable {
             return .failure(TokenRefusal("token has no \(settings.usernameClaim) claim"))
         }
         let identity = TokenIdentity(
-            user: user, groups: claims.lists[settings.groupsClaim] ?? [], expires: claims.exp.value.timeIntervalSince1970)
+            user: user,
+            groups: claims.lists[settings.groupsClaim] ?? [],
+            expires: claims.exp.value.timeIntervalSince1970
+        )
         let digest = SHA256.hash(data: Data(token.utf8))
         cache.withLockedValue { c in
             if c.count >= Self.cacheLimit {

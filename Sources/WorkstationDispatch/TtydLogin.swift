@@ -85,7 +85,9 @@ public struct TtydLogin: Sendable {
         guard let entry = Self.fields(of: osUser, in: passwd), entry.count >= 7 else { throw .noAccount(osUser) }
         guard let uid = Int(entry[2]) else { throw .noAccount(osUser) }
         if uid == 0 { throw .rootAccount(osUser) }
-        guard let shadow = FileManager.default.contents(atPath: path("/etc/shadow")) else { throw .shadowUnreadable("/etc/shadow") }
+        guard let shadow = FileManager.default.contents(atPath: path("/etc/shadow")) else {
+            throw .shadowUnreadable("/etc/shadow")
+        }
         guard let sh = Self.fields(of: osUser, in: shadow), sh.count >= 2 else { throw .noShadowEntry(osUser) }
         // A locked password is `!` before a hash (`usermod -L`); a bare `!` or `*` is an account that never had a
         // password (what useradd leaves), which is not an offboarding: expiry is what the cut sets.

@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Parsers for the shadow-utils databases, read as files (observing never spawns a process).
@@ -28,8 +28,12 @@ public enum AccountDatabase {
         var out: [String: ShadowEntry] = [:]
         for f in lines(data) where f.count >= 8 {
             let hash = f[1].drop { $0 == "!" }
-            out[f[0]] = ShadowEntry(name: f[0], passwordLocked: f[1].hasPrefix("!"), expireDays: Int(f[7]),
-                                    hasPasswordHash: !hash.isEmpty && hash != "*")
+            out[f[0]] = ShadowEntry(
+                name: f[0],
+                passwordLocked: f[1].hasPrefix("!"),
+                expireDays: Int(f[7]),
+                hasPasswordHash: !hash.isEmpty && hash != "*"
+            )
         }
         return out
     }
@@ -45,8 +49,14 @@ public enum AccountDatabase {
         range(loginDefs: data, "SYS_GID_MIN", "SYS_GID_MAX", default: 100...999)
     }
 
-    static func range(loginDefs data: Data?, _ minKey: Substring, _ maxKey: Substring, default d: ClosedRange<Int>) -> ClosedRange<Int> {
-        var lo = d.lowerBound, hi = d.upperBound
+    static func range(
+        loginDefs data: Data?,
+        _ minKey: Substring,
+        _ maxKey: Substring,
+        default d: ClosedRange<Int>
+    ) -> ClosedRange<Int> {
+        var lo = d.lowerBound
+        var hi = d.upperBound
         for line in String(decoding: data ?? Data(), as: UTF8.self).split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard parts.count >= 2, let n = Int(parts[1]) else { continue }
@@ -104,9 +114,15 @@ final class AccountLookup {
     func entry(_ name: String) -> PasswdEntry? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
-        let sig = [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
+        let sig = [
+            Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
+            st.st_ctim.tv_nsec,
+        ]
         if sig != signature {
-            byName = Dictionary(AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            byName = Dictionary(
+                AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).map { ($0.name, $0) },
+                uniquingKeysWith: { first, _ in first }
+            )
             signature = sig
         }
         return byName[name]

@@ -16,7 +16,8 @@ public struct AuthentikGateHook: GateMembershipHook {
 
     /// The hook for what settings configure; nil when Authentik is not configured (the cut records that).
     public static func live(settings: Settings, root: HostRoot, environment: [String: String]) -> AuthentikGateHook? {
-        guard let a = settings.authentik, let client = IntegrationClients.live(settings: settings, root: root, environment: environment).authentik
+        guard let a = settings.authentik,
+            let client = IntegrationClients.live(settings: settings, root: root, environment: environment).authentik
         else { return nil }
         return AuthentikGateHook(client: client, gateGroup: a.gateGroup)
     }

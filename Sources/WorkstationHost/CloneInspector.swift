@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// One person's infra clone, as `status`, `doctor` and `clone-status` report it.
@@ -33,7 +33,8 @@ public struct CloneStatus: Sendable, Hashable, Codable {
     public var line: String {
         let head = "\(printable(user)): \(printable(path)) \(state.rawValue)"
         switch state {
-        case .present: return head + (lockedVerified ? ", locked state verified" : ", NOT verified locked: \(printable(detail))")
+        case .present:
+            return head + (lockedVerified ? ", locked state verified" : ", NOT verified locked: \(printable(detail))")
         default: return head + " (\(printable(detail)))"
         }
     }
@@ -59,8 +60,12 @@ public struct CloneInspector: Sendable {
     public func states(roster: Roster) throws -> [CloneStatus] {
         let (snapshot, desired) = try Observer(root: root, settings: settings).observe(roster: roster)
         return desired.users.map { u in
-            state(user: u.osUser, home: u.home, uid: snapshot.account(u.osUser)?.uid ?? u.uid,
-                  configured: settings.infraRepo.source(for: u.entry) != nil)
+            state(
+                user: u.osUser,
+                home: u.home,
+                uid: snapshot.account(u.osUser)?.uid ?? u.uid,
+                configured: settings.infraRepo.source(for: u.entry) != nil
+            )
         }
     }
 
@@ -72,7 +77,10 @@ public struct CloneInspector: Sendable {
         let homeFD = open(root.path(home), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard homeFD >= 0 else {
             status.detail = errno == ENOENT ? "no home yet; apply will clone" : "the home is not a plain directory"
-            if !configured { status.state = .off; status.detail = "no infra_repo.url or roster repo" }
+            if !configured {
+                status.state = .off
+                status.detail = "no infra_repo.url or roster repo"
+            }
             return status
         }
         defer { close(homeFD) }
@@ -84,8 +92,10 @@ public struct CloneInspector: Sendable {
             } else {
                 var pst = stat()
                 let leftover = fstatat(homeFD, settings.infraRepo.partialDirectory, &pst, AT_SYMLINK_NOFOLLOW) == 0
-                status.detail = leftover ? "an interrupted clone is left in \(settings.infraRepo.partialDirectory); apply removes it and clones"
-                                         : "apply will clone"
+                status.detail =
+                    leftover
+                    ? "an interrupted clone is left in \(settings.infraRepo.partialDirectory); apply removes it and clones"
+                    : "apply will clone"
             }
             return status
         }
@@ -94,7 +104,8 @@ public struct CloneInspector: Sendable {
         case S_IFLNK:
             var buf = [CChar](repeating: 0, count: 4096)
             let n = readlinkat(homeFD, directory, &buf, buf.count - 1)
-            status.detail = "a symlink to \(n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?")"
+            status.detail =
+                "a symlink to \(n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?")"
             return status
         case S_IFDIR: break
         default:
@@ -113,19 +124,30 @@ public struct CloneInspector: Sendable {
         status.state = .present
         var problems: [String] = []
         if st.st_uid != uid_t(uid) { problems.append("owned by uid \(st.st_uid), not \(uid)") }
-        if git.value("filter \"git-crypt\"", "smudge") != "cat" { problems.append("the git-crypt smudge filter is not the pass-through `cat`") }
-        if git.value("filter \"git-crypt\"", "required") == "true" { problems.append("the git-crypt filter is required") }
+        if git.value("filter \"git-crypt\"", "smudge") != "cat" {
+            problems.append("the git-crypt smudge filter is not the pass-through `cat`")
+        }
+        if git.value("filter \"git-crypt\"", "required") == "true" {
+            problems.append("the git-crypt filter is required")
+        }
         var kst = stat()
-        if walk(homeFD, [directory, ".git", "git-crypt", "keys"], &kst) { problems.append("a git-crypt key is present (.git/git-crypt/keys): unlocked") }
+        if walk(homeFD, [directory, ".git", "git-crypt", "keys"], &kst) {
+            problems.append("a git-crypt key is present (.git/git-crypt/keys): unlocked")
+        }
         var hst = stat()
         if !walk(homeFD, [directory, ".git", "hooks", "pre-commit"], &hst) {
             problems.append("the pre-commit guard hook is missing")
         } else if hst.st_mode & S_IFMT != S_IFREG || hst.st_mode & 0o111 == 0
-            || !(read(homeFD, [directory, ".git", "hooks", "pre-commit"]).map { String(decoding: $0, as: UTF8.self).contains(InfraCloner.hookMarker) } ?? false) {
+            || !(read(homeFD, [directory, ".git", "hooks", "pre-commit"]).map {
+                String(decoding: $0, as: UTF8.self).contains(InfraCloner.hookMarker)
+            } ?? false)
+        {
             problems.append("the pre-commit hook is not workstation's guard or not executable")
         }
         status.lockedVerified = problems.isEmpty
-        status.detail = problems.isEmpty ? "filter passes ciphertext through, no key, guard hook installed" : problems.joined(separator: "; ")
+        status.detail =
+            problems.isEmpty
+            ? "filter passes ciphertext through, no key, guard hook installed" : problems.joined(separator: "; ")
         return status
     }
 
@@ -191,7 +213,9 @@ struct GitConfig {
             let parts = line.split(separator: "=", maxSplits: 1)
             let key = parts[0].trimmingCharacters(in: .whitespaces).lowercased()
             var value = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "true"
-            if value.hasPrefix("\"") && value.hasSuffix("\"") && value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            if value.hasPrefix("\"") && value.hasSuffix("\"") && value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
             values["\(section).\(key)"] = value
         }
     }

@@ -23,13 +23,23 @@ public protocol CommandRunner: Sendable {
     /// `onStderr` as it arrives: pieces end at `\n` or `\r` (progress meters), terminator dropped. The whole
     /// stderr is still in the result. The default implementation delivers the pieces when the tool has exited.
     /// - Throws: as `run`.
-    func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult
+    func stream(
+        _ argv: [String],
+        environment: [String: String],
+        onStderr: @escaping @Sendable (String) -> Void
+    ) throws -> CommandResult
 }
 
 extension CommandRunner {
-    public func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult {
+    public func stream(
+        _ argv: [String],
+        environment: [String: String],
+        onStderr: @escaping @Sendable (String) -> Void
+    ) throws -> CommandResult {
         let r = try run(argv, environment: environment, stdin: nil)
-        for piece in r.stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) { onStderr(String(piece)) }
+        for piece in r.stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
+            onStderr(String(piece))
+        }
         return r
     }
 }
@@ -39,7 +49,8 @@ extension CommandRunner {
 
     /// Runs and throws `CommandError.failed` (with the command line and stderr) on a non-zero exit.
     @discardableResult
-    public func check(_ argv: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> CommandResult {
+    public func check(_ argv: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> CommandResult
+    {
         let r = try run(argv, environment: environment, stdin: stdin)
         guard r.status == 0 else { throw CommandError.failed(command: argv, status: r.status, stderr: r.stderr) }
         return r
@@ -78,11 +89,20 @@ public final class ProcessRunner: CommandRunner {
         try spawn(argv, environment: environment, stdin: stdin, onStderr: nil)
     }
 
-    public func stream(_ argv: [String], environment: [String: String], onStderr: @escaping @Sendable (String) -> Void) throws -> CommandResult {
+    public func stream(
+        _ argv: [String],
+        environment: [String: String],
+        onStderr: @escaping @Sendable (String) -> Void
+    ) throws -> CommandResult {
         try spawn(argv, environment: environment, stdin: nil, onStderr: onStderr)
     }
 
-    private func spawn(_ argv: [String], environment: [String: String], stdin: Data?, onStderr: (@Sendable (String) -> Void)?) throws -> CommandResult {
+    private func spawn(
+        _ argv: [String],
+        environment: [String: String],
+        stdin: Data?,
+        onStderr: (@Sendable (String) -> Void)?
+    ) throws -> CommandResult {
         guard let exe = Self.resolve(argv[0]) else { throw CommandError.notFound(argv[0]) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
@@ -90,7 +110,9 @@ public final class ProcessRunner: CommandRunner {
         var env = ["PATH": Self.path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"]
         for (k, v) in environment { env[k] = v }
         p.environment = env
-        let out = Pipe(), err = Pipe(), inp = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        let inp = Pipe()
         p.standardOutput = out
         p.standardError = err
         p.standardInput = stdin == nil ? FileHandle.nullDevice : inp
@@ -129,8 +151,11 @@ public final class ProcessRunner: CommandRunner {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         p.waitUntilExit()
-        return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        return CommandResult(
+            status: p.terminationStatus,
+            stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self)
+        )
     }
 
     static func resolve(_ name: String) -> String? {

@@ -34,7 +34,9 @@ public struct ApplyOutcome: Sendable {
     public var observed: (desired: DesiredState, snapshot: HostSnapshot)?
 
     public var converged: Bool { verification.isEmpty }
-    public var succeeded: Bool { report.failed.isEmpty && converged && plan.errors.isEmpty && verification.errors.isEmpty }
+    public var succeeded: Bool {
+        report.failed.isEmpty && converged && plan.errors.isEmpty && verification.errors.isEmpty
+    }
 }
 
 /// The pipeline: load -> validate -> observe -> desire -> plan -> apply -> verify.
@@ -44,7 +46,9 @@ public enum Engine {
     public static func load(_ paths: InputPaths, root: HostRoot) throws -> Inputs {
         let (settings, settingsPath) = try loadSettings(paths, root: root)
         let rosterPath = paths.roster ?? root.path(InputPaths.defaultRoster)
-        guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
+        guard let data = FileManager.default.contents(atPath: rosterPath) else {
+            throw InputError.missing(rosterPath, "roster")
+        }
         let roster = try Roster.parse(data, file: rosterPath, settings: settings)
         return Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath)
     }
@@ -61,13 +65,18 @@ public enum Engine {
         let isHost = FileManager.default.fileExists(atPath: root.path("/etc/passwd"))
         let observer = Observer(root: root, settings: settings)
         // Two independent reads: the host (accounts, state, dispatch.json), the roster.
-        let (base, roster) = try concurrently({ () throws -> HostSnapshot? in
-            guard isHost else { return nil }
-            return try observer.observeBase()
-        }) {
-            guard let data = FileManager.default.contents(atPath: rosterPath) else { throw InputError.missing(rosterPath, "roster") }
-            return try Roster.parse(data, file: rosterPath, settings: settings)
-        }
+        let (base, roster) = try concurrently(
+            { () throws -> HostSnapshot? in
+                guard isHost else { return nil }
+                return try observer.observeBase()
+            },
+            {
+                guard let data = FileManager.default.contents(atPath: rosterPath) else {
+                    throw InputError.missing(rosterPath, "roster")
+                }
+                return try Roster.parse(data, file: rosterPath, settings: settings)
+            }
+        )
         return (Inputs(roster: roster, settings: settings, rosterPath: rosterPath, settingsPath: settingsPath), base)
     }
 
@@ -77,7 +86,9 @@ public enum Engine {
         var settings = Settings()
         var settingsPath: String?
         if let explicit = paths.settings {
-            guard let data = FileManager.default.contents(atPath: explicit) else { throw InputError.missing(explicit, "settings") }
+            guard let data = FileManager.default.contents(atPath: explicit) else {
+                throw InputError.missing(explicit, "settings")
+            }
             settings = try Settings.parse(data, file: explicit)
             settingsPath = explicit
         } else if let data = root.read(InputPaths.defaultSettings) {
@@ -92,7 +103,12 @@ public enum Engine {
     /// - Throws: `ValidationFailure` for roster problems only the host shows (a pinned uid in use...) and for a
     ///   roster tier or namespace list that disagrees with `k8s_users` (fail loud, before anything changes).
     /// - Parameter base: `observeBase` already taken for these settings (`loadObserving`); nil: taken here.
-    public static func plan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients? = nil, base: HostSnapshot? = nil) throws -> (Plan, DesiredState, HostSnapshot) {
+    public static func plan(
+        _ inputs: Inputs,
+        root: HostRoot,
+        clients: IntegrationClients? = nil,
+        base: HostSnapshot? = nil
+    ) throws -> (Plan, DesiredState, HostSnapshot) {
         let (plan, desired, snapshot, mismatches) = try observeAndPlan(inputs, root: root, clients: clients, base: base)
         if !mismatches.isEmpty { throw ValidationFailure(mismatches) }
         return (plan, desired, snapshot)
@@ -101,16 +117,31 @@ public enum Engine {
     /// `plan`, returning the `k8s_users` cross-check's problems instead of throwing them (apply still revokes the
     /// access of people who left the roster before it stops; see `revokeHeldBack`).
     /// - Throws: as `plan`, except the cross-check.
-    static func observeAndPlan(_ inputs: Inputs, root: HostRoot, clients: IntegrationClients?, base: HostSnapshot?) throws
-        -> (Plan, DesiredState, HostSnapshot, [Diagnostic]) {
+    static func observeAndPlan(
+        _ inputs: Inputs,
+        root: HostRoot,
+        clients: IntegrationClients?,
+        base: HostSnapshot?
+    ) throws
+        -> (Plan, DesiredState, HostSnapshot, [Diagnostic])
+    {
         guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else {
             throw InputError.notAHost(root.directory)
         }
         let observer = Observer(root: root, settings: inputs.settings)
         var (snapshot, desired) = try observer.observe(roster: inputs.roster, base: base)
         if !desired.diagnostics.isEmpty { throw ValidationFailure(desired.diagnostics) }
-        let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        snapshot.remote = RemoteObserver(root: root, settings: inputs.settings, clients: clients).observe(desired: desired, snapshot: snapshot)
+        let clients =
+            clients
+            ?? IntegrationClients.live(
+                settings: inputs.settings,
+                root: root,
+                environment: ProcessInfo.processInfo.environment
+            )
+        snapshot.remote = RemoteObserver(root: root, settings: inputs.settings, clients: clients).observe(
+            desired: desired,
+            snapshot: snapshot
+        )
         let planner = Planner(settings: inputs.settings)
         let mismatches = planner.kubernetesCrossCheck(inputs.roster, snapshot)
         if !mismatches.isEmpty { return (Plan(), desired, snapshot, mismatches) }
@@ -121,12 +152,24 @@ public enum Engine {
     /// When a gate stops the run (a refusal, a cross-check problem), the part that only revokes still runs: the
     /// derived files lose the entries of people who left the roster (`Planner.revocationOnlyChanges`), journaled.
     /// - Returns: lines saying who was dropped from which file (empty: nothing to revoke).
-    static func revokeHeldBack(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, desired: DesiredState, snapshot: HostSnapshot) throws -> [String] {
+    static func revokeHeldBack(
+        _ inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        desired: DesiredState,
+        snapshot: HostSnapshot
+    ) throws -> [String] {
         let (changes, dropped) = Planner(settings: inputs.settings).revocationOnlyChanges(desired, snapshot)
         guard !changes.isEmpty else { return [] }
         let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
-        let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
-                                systemdRunning: snapshot.systemdRunning, state: snapshot.state)
+        let executor = Executor(
+            root: root,
+            settings: inputs.settings,
+            runner: runner,
+            journal: journal,
+            systemdRunning: snapshot.systemdRunning,
+            state: snapshot.state
+        )
         let report = executor.runExplicit(changes)
         var lines = report.applied.map { "revoked anyway: \($0.summary) (\(dropped.joined(separator: ", ")))" }
         lines += report.failed.map { "revocation failed: \($0.1)" }
@@ -138,44 +181,103 @@ public enum Engine {
     /// - Parameter allowOvercommit: lifts the capacity gate's refusals (`--allow-overcommit`); each lifted refusal
     ///   is journaled as change `capacity:overcommit` with result `overridden` and the arithmetic.
     /// - Throws: `LockError.busy`, `ValidationFailure`, `RefusedError` (exit 3), state I/O errors.
-    public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
-                             allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
-        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else { throw InputError.notAHost(root.directory) }
+    public static func apply(
+        _ inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        clients: IntegrationClients? = nil,
+        allowOvercommit: Bool = false,
+        progress: (String) -> Void = { _ in }
+    ) throws -> ApplyOutcome {
+        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")) else {
+            throw InputError.notAHost(root.directory)
+        }
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        return try applyHoldingLock(inputs, root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
-                                    progress: progress)
+        return try applyHoldingLock(
+            inputs,
+            root: root,
+            runner: runner,
+            clients: clients,
+            allowOvercommit: allowOvercommit,
+            progress: progress
+        )
     }
 
     /// `apply` from the input files: takes the run lock first, then loads the roster while it reads the host
     /// (`loadObserving`), so the snapshot is taken under the lock. On a host without a lock file yet (the first
     /// run), the roster is checked before the lock file is created: bad input never leaves a file behind.
     /// - Throws: as `load` and `apply`.
-    public static func apply(_ paths: InputPaths, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
-                             allowOvercommit: Bool = false, progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+    public static func apply(
+        _ paths: InputPaths,
+        root: HostRoot,
+        runner: any CommandRunner,
+        clients: IntegrationClients? = nil,
+        allowOvercommit: Bool = false,
+        progress: (String) -> Void = { _ in }
+    ) throws -> ApplyOutcome {
         let settings = try loadSettings(paths, root: root).settings
-        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")), RunLock.exists(root: root, settings: settings) else {
-            return try apply(load(paths, root: root), root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
-                             progress: progress)
+        guard FileManager.default.fileExists(atPath: root.path("/etc/passwd")),
+            RunLock.exists(root: root, settings: settings)
+        else {
+            return try apply(
+                load(paths, root: root),
+                root: root,
+                runner: runner,
+                clients: clients,
+                allowOvercommit: allowOvercommit,
+                progress: progress
+            )
         }
         let lock = try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let (inputs, base) = try loadObserving(paths, root: root)
-        return try applyHoldingLock(inputs, root: root, runner: runner, clients: clients, allowOvercommit: allowOvercommit,
-                                    base: base, progress: progress)
+        return try applyHoldingLock(
+            inputs,
+            root: root,
+            runner: runner,
+            clients: clients,
+            allowOvercommit: allowOvercommit,
+            base: base,
+            progress: progress
+        )
     }
 
     /// `apply` for a caller that already holds the `RunLock` (cutover runs apply for its user inside its own run).
     /// - Parameter user: when set, only that user's changes run, plus the host-wide changes they depend on (its groups).
     /// - Throws: as `apply`, except `LockError`.
-    public static func applyHoldingLock(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, clients: IntegrationClients? = nil,
-                                        allowOvercommit: Bool = false, only user: String? = nil, base: HostSnapshot? = nil,
-                                        progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
-        let clients = clients ?? IntegrationClients.live(settings: inputs.settings, root: root, environment: ProcessInfo.processInfo.environment)
-        var (plan, desired, snapshot, mismatches) = try Engine.observeAndPlan(inputs, root: root, clients: clients, base: base)
+    public static func applyHoldingLock(
+        _ inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        clients: IntegrationClients? = nil,
+        allowOvercommit: Bool = false,
+        only user: String? = nil,
+        base: HostSnapshot? = nil,
+        progress: (String) -> Void = { _ in }
+    ) throws -> ApplyOutcome {
+        let clients =
+            clients
+            ?? IntegrationClients.live(
+                settings: inputs.settings,
+                root: root,
+                environment: ProcessInfo.processInfo.environment
+            )
+        var (plan, desired, snapshot, mismatches) = try Engine.observeAndPlan(
+            inputs,
+            root: root,
+            clients: clients,
+            base: base
+        )
         if !mismatches.isEmpty {
             var failure = ValidationFailure(mismatches)
-            failure.revoked = try revokeHeldBack(inputs, root: root, runner: runner, desired: desired, snapshot: snapshot)
+            failure.revoked = try revokeHeldBack(
+                inputs,
+                root: root,
+                runner: runner,
+                desired: desired,
+                snapshot: snapshot
+            )
             throw failure
         }
         let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
@@ -184,7 +286,13 @@ public enum Engine {
             // The lockout guard protects admins, whom the revocation keeps anyway; any other gate holds back what
             // the run adds, never the revocation of people who left.
             var refused = RefusedError(plan: plan)
-            refused.revoked = try revokeHeldBack(inputs, root: root, runner: runner, desired: desired, snapshot: snapshot)
+            refused.revoked = try revokeHeldBack(
+                inputs,
+                root: root,
+                runner: runner,
+                desired: desired,
+                snapshot: snapshot
+            )
             throw refused
         }
         if let user {
@@ -196,22 +304,41 @@ public enum Engine {
         // A run killed while a tool ran: record what the tool did as workstation's before anything else.
         state.settleIntents(passwd: snapshot.passwd, groups: snapshot.groups)
         // Secret files whose Vault read failed stay on record until written (the write clears them).
-        for (user, paths) in Planner(settings: inputs.settings).unreadSecretFiles(desired, snapshot).sorted(by: { $0.key < $1.key }) {
-            for p in paths where state.secretFilesPending[user]?.contains(p) != true { state.secretFilesPending[user, default: []].append(p) }
+        for (user, paths) in Planner(settings: inputs.settings).unreadSecretFiles(desired, snapshot).sorted(by: {
+            $0.key < $1.key
+        }) {
+            for p in paths where state.secretFilesPending[user]?.contains(p) != true {
+                state.secretFilesPending[user, default: []].append(p)
+            }
         }
-        let journal = overridden.isEmpty && plan.isEmpty
+        let journal =
+            overridden.isEmpty && plan.isEmpty
             ? nil : try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
         for r in overridden {
-            journal?.record(Change(id: "capacity:overcommit", user: nil, kind: .update, safety: .additive,
-                                   summary: "admission gate overridden with --allow-overcommit",
-                                   fields: [FieldChange("refusal", nil, r.message)]),
-                            result: "overridden")
+            journal?.record(
+                Change(
+                    id: "capacity:overcommit",
+                    user: nil,
+                    kind: .update,
+                    safety: .additive,
+                    summary: "admission gate overridden with --allow-overcommit",
+                    fields: [FieldChange("refusal", nil, r.message)]
+                ),
+                result: "overridden"
+            )
             plan.notes.append("capacity gate overridden (--allow-overcommit, journaled): \(r.message)")
         }
         var log: StateLog?
         if !plan.isEmpty {
-            let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
-                                    systemdRunning: snapshot.systemdRunning, state: state, clients: clients)
+            let executor = Executor(
+                root: root,
+                settings: inputs.settings,
+                runner: runner,
+                journal: journal,
+                systemdRunning: snapshot.systemdRunning,
+                state: state,
+                clients: clients
+            )
             let stateLog = try StateLog(store: StateStore(root: root, settings: inputs.settings), state: state)
             executor.persist = { try stateLog.record($0, users: $1) }
             log = stateLog
@@ -224,15 +351,26 @@ public enum Engine {
         case .notConfigured, .unchanged: break
         case .written(let path):
             plan.notes.append("signing keys written to \(path) (authentik.jwks_url)")
-            journal?.record(Change(id: "jwks:\(path)", user: nil, kind: .update, safety: .derived,
-                                   summary: "identity provider signing keys refreshed", fields: []), result: "ok")
+            journal?.record(
+                Change(
+                    id: "jwks:\(path)",
+                    user: nil,
+                    kind: .update,
+                    safety: .derived,
+                    summary: "identity provider signing keys refreshed",
+                    fields: []
+                ),
+                result: "ok"
+            )
         case .failed(let why):
             plan.notes.append("signing keys not refreshed, the ones written last stay in force: \(why)")
         }
         // Verify by observing again, unless nothing ran: then, under the lock, the first plan is the verification.
         let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root, clients: clients).0
         LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
-        if report.failed.isEmpty && verification.isEmpty { state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded() }
+        if report.failed.isEmpty && verification.isEmpty {
+            state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded()
+        }
         if let log {
             try log.save(state)
         } else if state != snapshot.state {
@@ -241,10 +379,19 @@ public enum Engine {
             var before = state
             before.lastSuccessfulApply = snapshot.state.lastSuccessfulApply
             let store = StateStore(root: root, settings: inputs.settings)
-            if before == snapshot.state { try StateLog.recordHostWide(state, store: store) } else { try store.save(state) }
+            if before == snapshot.state {
+                try StateLog.recordHostWide(state, store: store)
+            } else {
+                try store.save(state)
+            }
         }
-        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned,
-                            observed: (desired, snapshot))
+        return ApplyOutcome(
+            plan: plan,
+            report: report,
+            verification: verification,
+            processesSpawned: runner.spawned,
+            observed: (desired, snapshot)
+        )
     }
 }
 
@@ -256,7 +403,8 @@ public struct RefusedError: Error, CustomStringConvertible {
     public init(plan: Plan) { self.plan = plan }
     public var description: String {
         plan.refusals.map(\.description).joined(separator: "\n")
-            + (revoked.isEmpty ? "\nnothing was changed" : "\n" + revoked.joined(separator: "\n") + "\nnothing else was changed")
+            + (revoked.isEmpty
+                ? "\nnothing was changed" : "\n" + revoked.joined(separator: "\n") + "\nnothing else was changed")
     }
 }
 
@@ -267,14 +415,16 @@ public enum InputError: Error, CustomStringConvertible {
         switch self {
         case .notAHost(let dir):
             "\(dir) has no etc/passwd, so it is not a host root; check --root, or pass --init-root to apply to seed a sandbox there"
-        case .missing(let path, let what): "cannot read the \(what) file \(path); check the path (--\(what == "roster" ? "roster" : "settings") PATH)"
+        case .missing(let path, let what):
+            "cannot read the \(what) file \(path); check the path (--\(what == "roster" ? "roster" : "settings") PATH)"
         }
     }
 }
 
 /// Runs `other` on a thread of its own while `here` runs on the calling thread; returns both results. When both
 /// throw, `here`'s error is the one thrown (callers put the input checks there: they are what a person must fix).
-func concurrently<A: Sendable, B>(_ other: @escaping @Sendable () throws -> A, _ here: () throws -> B) throws -> (A, B) {
+func concurrently<A: Sendable, B>(_ other: @escaping @Sendable () throws -> A, _ here: () throws -> B) throws -> (A, B)
+{
     let box = ThreadResult<A>()
     let thread = Thread { box.set(Result { try other() }) }
     thread.start()

@@ -3,7 +3,7 @@ import WorkstationCore
 import WorkstationIntegrations
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// What an apply did.
@@ -42,7 +42,12 @@ public final class Executor {
     public internal(set) var state: WorkstationState
     /// Authentik and Vault clients for the integration actions.
     public let clients: IntegrationClients
-    private lazy var lifecycle = LifecycleAdapter(root: root, runner: runner, systemdRunning: systemdRunning, accounts: accounts)
+    private lazy var lifecycle = LifecycleAdapter(
+        root: root,
+        runner: runner,
+        systemdRunning: systemdRunning,
+        accounts: accounts
+    )
     /// os_user -> the verified archive an `archiveHome` change wrote in this run.
     public var archives: [String: OffboardingRecord.Archive] { lifecycle.archives }
     /// os_user -> the processes an `endProcesses` change signalled.
@@ -57,8 +62,15 @@ public final class Executor {
     /// as it was (the intent must not outlive the change in the record).
     private var intentRecorded = false
 
-    public init(root: HostRoot, settings: Settings, runner: any CommandRunner, journal: Journal?, systemdRunning: Bool, state: WorkstationState,
-                clients: IntegrationClients = IntegrationClients()) {
+    public init(
+        root: HostRoot,
+        settings: Settings,
+        runner: any CommandRunner,
+        journal: Journal?,
+        systemdRunning: Bool,
+        state: WorkstationState,
+        clients: IntegrationClients = IntegrationClients()
+    ) {
         self.clients = clients
         self.root = root
         self.settings = settings
@@ -110,16 +122,26 @@ public final class Executor {
             }
             runOne(change, index: i, of: todo.count, report: &report, notDone: &notDone, progress: progress)
         }
-        if !heldBack.isEmpty { enableTogether(heldBack, of: todo.count, report: &report, notDone: &notDone, progress: progress) }
+        if !heldBack.isEmpty {
+            enableTogether(heldBack, of: todo.count, report: &report, notDone: &notDone, progress: progress)
+        }
         if unitFilesDirty && systemdRunning {
-            do { try runner.check(["systemctl", "daemon-reload"]) } catch { report.notes.append("systemctl daemon-reload failed: \(error)") }
+            do { try runner.check(["systemctl", "daemon-reload"]) } catch {
+                report.notes.append("systemctl daemon-reload failed: \(error)")
+            }
         }
         return report
     }
 
     /// Runs one change: journal, report, state record.
-    private func runOne(_ change: Change, index i: Int, of count: Int, report: inout ApplyReport, notDone: inout Set<String>,
-                        progress: (String) -> Void) {
+    private func runOne(
+        _ change: Change,
+        index i: Int,
+        of count: Int,
+        report: inout ApplyReport,
+        notDone: inout Set<String>,
+        progress: (String) -> Void
+    ) {
         progress("[\(i + 1)/\(count)] \(change.summary)")
         let before = state
         touchedUsers = change.user.map { [$0] } ?? []
@@ -132,7 +154,9 @@ public final class Executor {
             fail(change, error, report: &report, notDone: &notDone)
         }
         if state != before || intentRecorded, let persist {
-            do { try persist(state, touchedUsers) } catch { report.notes.append("cannot record state after \(change.id): \(error)") }
+            do { try persist(state, touchedUsers) } catch {
+                report.notes.append("cannot record state after \(change.id): \(error)")
+            }
         }
     }
 
@@ -145,8 +169,13 @@ public final class Executor {
 
     /// Enables the held-back units: one `daemon-reload` when unit files were written, then batches of
     /// `enableBatchSize`; a failed batch is retried unit by unit.
-    private func enableTogether(_ units: [(index: Int, change: Change, name: String)], of count: Int, report: inout ApplyReport,
-                                notDone: inout Set<String>, progress: (String) -> Void) {
+    private func enableTogether(
+        _ units: [(index: Int, change: Change, name: String)],
+        of count: Int,
+        report: inout ApplyReport,
+        notDone: inout Set<String>,
+        progress: (String) -> Void
+    ) {
         if systemdRunning && unitFilesDirty {
             do {
                 try runner.check(["systemctl", "daemon-reload"])
@@ -158,12 +187,16 @@ public final class Executor {
         }
         // `--no-reload`: the manager was reloaded above, after the last unit file; without it systemctl reloads the
         // whole manager again after each batch's `.wants/` links (systemctl(1)), seconds each with a thousand units.
-        let verb = systemdRunning ? ["systemctl", "enable", "--now", "--no-reload"] : ["systemctl", "--root=\(root.directory)", "enable"]
+        let verb =
+            systemdRunning
+            ? ["systemctl", "enable", "--now", "--no-reload"] : ["systemctl", "--root=\(root.directory)", "enable"]
         var start = 0
         while start < units.count {
             let batch = Array(units[start..<min(start + Self.enableBatchSize, units.count)])
             start += batch.count
-            progress("[\(batch[0].index + 1)-\(batch[batch.count - 1].index + 1)/\(count)] enable \(batch.count) unit\(batch.count == 1 ? "" : "s")")
+            progress(
+                "[\(batch[0].index + 1)-\(batch[batch.count - 1].index + 1)/\(count)] enable \(batch.count) unit\(batch.count == 1 ? "" : "s")"
+            )
             if batch.count > 1, (try? runner.check(verb + batch.map(\.name))) != nil {
                 for u in batch {
                     report.applied.append(u.change)
@@ -204,8 +237,11 @@ public final class Executor {
         case .createAccount(let spec):
             // useradd(8): -m copies the skeleton (its links stay links), -U makes the user private group.
             // With --prefix, useradd still reads the host's /etc/skel, so the root's skeleton is named with -k.
-            var argv = ["useradd"] + prefix + ["-m", "-U", "-u", String(spec.uid), "-d", spec.home, "-s", spec.shell, "-c", spec.comment,
-                                              "-K", "HOME_MODE=0700"]
+            var argv =
+                ["useradd"] + prefix + [
+                    "-m", "-U", "-u", String(spec.uid), "-d", spec.home, "-s", spec.shell, "-c", spec.comment,
+                    "-K", "HOME_MODE=0700",
+                ]
             if !root.isSystem { argv += ["-k", root.path("/etc/skel")] }
             if !spec.groups.isEmpty { argv += ["-G", spec.groups.joined(separator: ",")] }
             argv.append(spec.name)
@@ -287,26 +323,34 @@ public final class Executor {
         case .endProcesses(let user, let uid): try lifecycle.endProcesses(user, uid: uid)
         case .disableLinger(let user): try lifecycle.disableLinger(user)
         case .restrictLogin(let user, let lock): try lifecycle.restrictLogin(user, lock: lock)
-        case .restoreLogin(let user, let unlock, let days): try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
+        case .restoreLogin(let user, let unlock, let days):
+            try lifecycle.restoreLogin(user, unlock: unlock, expireDays: days)
         case .removeMembership(let user, let group):
             try lifecycle.removeMembership(user, group)
             touchedUsers.insert(user)
             state.addedMemberships[user]?.removeAll { $0 == group }
-        case .removeHomeEntry(let user, let path, let onlySymlink): try lifecycle.removeHomeEntry(user, path, onlySymlink: onlySymlink)
+        case .removeHomeEntry(let user, let path, let onlySymlink):
+            try lifecycle.removeHomeEntry(user, path, onlySymlink: onlySymlink)
         case .rewriteHomeFile(let user, let path, let content, let uid, let gid, let mode):
             try lifecycle.rewriteHomeFile(user, path, content, uid: uid, gid: gid, mode: mode)
-        case .placeHomeLink(let user, let path, let target, let uid, let gid): try lifecycle.placeHomeLink(user, path, target: target, uid: uid, gid: gid)
-        case .moveHomeEntryOut(let user, let path, let dir): try lifecycle.moveHomeEntryOut(user, path, toDirectory: dir)
-        case .archiveHome(let user, let home, let archive): try lifecycle.archiveHome(user, home: home, archive: archive)
+        case .placeHomeLink(let user, let path, let target, let uid, let gid):
+            try lifecycle.placeHomeLink(user, path, target: target, uid: uid, gid: gid)
+        case .moveHomeEntryOut(let user, let path, let dir):
+            try lifecycle.moveHomeEntryOut(user, path, toDirectory: dir)
+        case .archiveHome(let user, let home, let archive):
+            try lifecycle.archiveHome(user, home: home, archive: archive)
         case .deleteAccount(let user): try lifecycle.deleteAccount(user)
         case .removeSystemFile(let path):
-            if unlink(root.path(path)) != 0 && errno != ENOENT { throw FileWriteError(path: root.path(path), operation: "unlink", errno: errno) }
+            if unlink(root.path(path)) != 0 && errno != ENOENT {
+                throw FileWriteError(path: root.path(path), operation: "unlink", errno: errno)
+            }
             if path.hasPrefix("/etc/systemd/") { unitFilesDirty = true }
             // A unit's drop-in directory (`NAME.d`) that held only this file goes too; rmdir(2) leaves one that
             // holds anything else (ENOTEMPTY), and never follows a link.
             let dir = (path as NSString).deletingLastPathComponent
             if dir.hasPrefix("/etc/systemd/system/") && dir.hasSuffix(".d") && rmdir(root.path(dir)) != 0
-                && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT {
+                && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT
+            {
                 throw FileWriteError(path: root.path(dir), operation: "rmdir", errno: errno)
             }
         }
@@ -358,7 +402,8 @@ public enum ApplyError: Error, CustomStringConvertible {
         case .noAccount(let u): "account \(u) does not exist (its creation failed or was skipped)"
         case .outsideHome(let u, let p): "\(p) is not under the home of \(u)"
         case .notConverged(let changes):
-            "apply did not converge; still pending after apply:\n" + changes.map { "  \($0.kind.symbol) \($0.summary)" }.joined(separator: "\n")
+            "apply did not converge; still pending after apply:\n"
+                + changes.map { "  \($0.kind.symbol) \($0.summary)" }.joined(separator: "\n")
         }
     }
 }

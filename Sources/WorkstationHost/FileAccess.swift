@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Permission bits of one access request: 4 read, 2 write, 1 execute (search, for a directory).
@@ -17,7 +17,14 @@ public struct AccessBits: OptionSet, Sendable, Hashable {
 /// A POSIX access ACL as stored in the `system.posix_acl_access` extended attribute
 /// (`linux/posix_acl_xattr.h`: a little-endian u32 version 2, then entries of u16 tag, u16 perm, u32 id).
 public struct PosixACL: Sendable, Hashable {
-    public enum Tag: UInt16, Sendable { case userObj = 0x01, user = 0x02, groupObj = 0x04, group = 0x08, mask = 0x10, other = 0x20 }
+    public enum Tag: UInt16, Sendable {
+        case userObj = 0x01
+        case user = 0x02
+        case groupObj = 0x04
+        case group = 0x08
+        case mask = 0x10
+        case other = 0x20
+    }
     public struct Entry: Sendable, Hashable {
         public var tag: Tag
         public var perm: UInt16
@@ -72,7 +79,9 @@ public struct AccessCheck: Sendable {
             return UInt16(mode & 7) & w == w
         }
         let mask = acl.entries.first { $0.tag == .mask }?.perm ?? 7
-        if let named = acl.entries.first(where: { $0.tag == .user && Int($0.id) == uid }) { return named.perm & mask & w == w }
+        if let named = acl.entries.first(where: { $0.tag == .user && Int($0.id) == uid }) {
+            return named.perm & mask & w == w
+        }
         var matched = false
         for e in acl.entries {
             let applies = (e.tag == .groupObj && gids.contains(group)) || (e.tag == .group && gids.contains(Int(e.id)))
@@ -87,7 +96,11 @@ public struct AccessCheck: Sendable {
 
     /// Walks `hostPath` from `/`: every directory on the way needs search (x), the last needs `last`.
     /// - Returns: nil when reachable, else the first host path that blocks and what it lacks.
-    public func blocker(_ hostPath: String, root: HostRoot, last: AccessBits = [.read, .execute]) -> (path: String, lacks: String)? {
+    public func blocker(
+        _ hostPath: String,
+        root: HostRoot,
+        last: AccessBits = [.read, .execute]
+    ) -> (path: String, lacks: String)? {
         var parts = ["/"]
         var cur = ""
         for comp in hostPath.split(separator: "/") {
@@ -99,7 +112,13 @@ public struct AccessCheck: Sendable {
             var st = stat()
             guard stat(full, &st) == 0 else { return (p, "existence (it is missing)") }
             let want: AccessBits = i == parts.count - 1 ? last : .execute
-            if !allows(want, owner: Int(st.st_uid), group: Int(st.st_gid), mode: UInt32(st.st_mode) & 0o7777, acl: PosixACL.read(full)) {
+            if !allows(
+                want,
+                owner: Int(st.st_uid),
+                group: Int(st.st_gid),
+                mode: UInt32(st.st_mode) & 0o7777,
+                acl: PosixACL.read(full)
+            ) {
                 return (p, want == .execute ? "search (x)" : "read and search (r-x)")
             }
         }
@@ -110,4 +129,9 @@ public struct AccessCheck: Sendable {
 /// `getxattr(2)` from libc: `<sys/xattr.h>` is not part of Swift's Glibc module, so the symbol is bound directly.
 /// Returns the attribute's size, or -1 with `errno` set (`ENODATA` when the path has no such attribute).
 @_silgen_name("getxattr")
-private func sysGetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
+private func sysGetxattr(
+    _ path: UnsafePointer<CChar>,
+    _ name: UnsafePointer<CChar>,
+    _ value: UnsafeMutableRawPointer?,
+    _ size: Int
+) -> Int

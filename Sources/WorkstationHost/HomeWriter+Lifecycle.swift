@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Reading, replacing and removing entries under a home for cutover, rollback and the revoke stage, with the same
@@ -19,7 +19,12 @@ extension HomeWriter {
                 if errno == ENOENT { return .absent }
                 throw HomeWriteError.system(display, "stat", errno)
             }
-            var out = PathState(kind: .other, mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid), gid: Int(st.st_gid))
+            var out = PathState(
+                kind: .other,
+                mode: UInt32(st.st_mode) & 0o7777,
+                uid: Int(st.st_uid),
+                gid: Int(st.st_gid)
+            )
             switch st.st_mode & S_IFMT {
             case S_IFDIR: out.kind = .directory
             case S_IFLNK:
@@ -54,8 +59,15 @@ extension HomeWriter {
                 throw HomeWriteError.system(display, "stat", errno)
             }
             let fmt = st.st_mode & S_IFMT
-            if fmt == S_IFDIR { throw HomeWriteError.refused(display, "it is a directory; workstation only removes files and links it recorded") }
-            if onlySymlink && fmt != S_IFLNK { throw HomeWriteError.refused(display, "it is no longer a symlink; left as it is") }
+            if fmt == S_IFDIR {
+                throw HomeWriteError.refused(
+                    display,
+                    "it is a directory; workstation only removes files and links it recorded"
+                )
+            }
+            if onlySymlink && fmt != S_IFLNK {
+                throw HomeWriteError.refused(display, "it is no longer a symlink; left as it is")
+            }
             guard unlinkat(dirfd, name, 0) == 0 else { throw HomeWriteError.system(display, "unlink", errno) }
             return true
         }
@@ -64,13 +76,22 @@ extension HomeWriter {
     /// Replaces (or creates) the regular file at `relative` with `content`: a temp file in the same directory with the
     /// owner and mode of the file it replaces (or `fileOwner`/`mode` when given), `fsync`, then `renameat(2)` over it.
     /// - Throws: `.refused` when the entry is a link, a directory or another kind; `.exists` never.
-    public func replaceFile(home: String, relative: String, content: Data, owner: Owner, fileOwner: Owner? = nil, mode: mode_t? = nil) throws {
+    public func replaceFile(
+        home: String,
+        relative: String,
+        content: Data,
+        owner: Owner,
+        fileOwner: Owner? = nil,
+        mode: mode_t? = nil
+    ) throws {
         try withParent(home: home, relative: relative, owner: owner, createParents: false) { dirfd, name, display in
             var st = stat()
             var keepOwner = fileOwner ?? owner
             var keepMode = mode ?? 0o600
             if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-                guard st.st_mode & S_IFMT == S_IFREG else { throw HomeWriteError.refused(display, "it is not a regular file") }
+                guard st.st_mode & S_IFMT == S_IFREG else {
+                    throw HomeWriteError.refused(display, "it is not a regular file")
+                }
                 if fileOwner == nil { keepOwner = Owner(uid: Int(st.st_uid), gid: Int(st.st_gid)) }
                 if mode == nil { keepMode = st.st_mode & 0o7777 }
             } else if errno != ENOENT {
@@ -99,14 +120,21 @@ extension HomeWriter {
         try withParent(home: home, relative: relative, owner: owner, createParents: false) { dirfd, name, display in
             var st = stat()
             if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT != S_IFLNK {
-                throw HomeWriteError.refused(display, "a \(st.st_mode & S_IFMT == S_IFDIR ? "directory" : "file") is there now; move it aside first")
+                throw HomeWriteError.refused(
+                    display,
+                    "a \(st.st_mode & S_IFMT == S_IFDIR ? "directory" : "file") is there now; move it aside first"
+                )
             }
             try viaStaging(dirfd, display: display) { stagefd in
-                guard symlinkat(target, stagefd, "item") == 0 else { throw HomeWriteError.system(display, "symlink", errno) }
+                guard symlinkat(target, stagefd, "item") == 0 else {
+                    throw HomeWriteError.system(display, "symlink", errno)
+                }
                 guard fchownat(stagefd, "item", linkOwner.uid, linkOwner.gid, AT_SYMLINK_NOFOLLOW) == 0 else {
                     throw HomeWriteError.system(display, "chown", errno)
                 }
-                guard renameat(stagefd, "item", dirfd, name) == 0 else { throw HomeWriteError.system(display, "rename", errno) }
+                guard renameat(stagefd, "item", dirfd, name) == 0 else {
+                    throw HomeWriteError.system(display, "rename", errno)
+                }
             }
         }
     }
@@ -116,7 +144,8 @@ extension HomeWriter {
     /// - Returns: false when nothing was there.
     /// - Throws: `.system(..., EXDEV)` when the two are on different file systems.
     @discardableResult
-    public func moveOut(home: String, relative: String, owner: Owner, directory: String, newName: String) throws -> Bool {
+    public func moveOut(home: String, relative: String, owner: Owner, directory: String, newName: String) throws -> Bool
+    {
         try withParent(home: home, relative: relative, owner: owner, createParents: false) { dirfd, name, display in
             let tfd = open(root.path(directory), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard tfd >= 0 else { throw HomeWriteError.system(directory, "open", errno) }

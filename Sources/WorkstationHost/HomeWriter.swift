@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The one way workstation creates or changes anything under a user's home (DESIGN section 5).
@@ -44,7 +44,9 @@ public struct HomeWriter: Sendable {
                 return true
             } catch HomeWriteError.exists(let p) {
                 var st = stat()
-                guard fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw HomeWriteError.system(p, "stat", errno) }
+                guard fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                    throw HomeWriteError.system(p, "stat", errno)
+                }
                 if st.st_mode & S_IFMT == S_IFLNK { throw HomeWriteError.refused(p, "it is a symlink") }
                 guard st.st_mode & S_IFMT == S_IFDIR, st.st_uid == owner.uid else { throw HomeWriteError.exists(p) }
                 return false
@@ -64,7 +66,9 @@ public struct HomeWriter: Sendable {
                 return false
             }
             try viaStaging(dirfd, display: display) { stagefd in
-                guard symlinkat(target, stagefd, "item") == 0 else { throw HomeWriteError.system(display, "symlink", errno) }
+                guard symlinkat(target, stagefd, "item") == 0 else {
+                    throw HomeWriteError.system(display, "symlink", errno)
+                }
                 guard fchownat(stagefd, "item", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) == 0 else {
                     throw HomeWriteError.system(display, "chown", errno)
                 }
@@ -76,12 +80,24 @@ public struct HomeWriter: Sendable {
 
     /// Writes a file only if absent (`O_CREAT | O_EXCL | O_NOFOLLOW`), owned by the user with `mode`.
     /// - Throws: `HomeWriteError.exists` when anything is already there.
-    public func createFile(home: String, relative: String, content: Data, owner: Owner, mode: mode_t, createParents: Bool = false) throws {
-        try withParent(home: home, relative: relative, owner: owner, createParents: createParents) { dirfd, name, display in
+    public func createFile(
+        home: String,
+        relative: String,
+        content: Data,
+        owner: Owner,
+        mode: mode_t,
+        createParents: Bool = false
+    ) throws {
+        try withParent(home: home, relative: relative, owner: owner, createParents: createParents) {
+            dirfd,
+            name,
+            display in
             let fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 let e = errno
-                if e == EEXIST && readLink(dirfd, name) != nil { throw HomeWriteError.refused(display, "it is a symlink") }
+                if e == EEXIST && readLink(dirfd, name) != nil {
+                    throw HomeWriteError.refused(display, "it is a symlink")
+                }
                 throw e == EEXIST ? HomeWriteError.exists(display) : HomeWriteError.system(display, "create", e)
             }
             defer { close(fd) }
@@ -102,23 +118,41 @@ public struct HomeWriter: Sendable {
         try withParent(home: home, relative: relative, owner: owner, createParents: false) { dirfd, name, display in
             // Look before opening, so a planted FIFO or device is never opened.
             var pre = stat()
-            guard fstatat(dirfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0 else { throw HomeWriteError.system(display, "stat", errno) }
+            guard fstatat(dirfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0 else {
+                throw HomeWriteError.system(display, "stat", errno)
+            }
             if pre.st_mode & S_IFMT == S_IFLNK { throw HomeWriteError.refused(display, "it is a symlink") }
-            guard pre.st_mode & S_IFMT == S_IFREG else { throw HomeWriteError.refused(display, "it is not a regular file") }
+            guard pre.st_mode & S_IFMT == S_IFREG else {
+                throw HomeWriteError.refused(display, "it is not a regular file")
+            }
             let fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
             guard fd >= 0 else {
-                throw errno == ELOOP ? HomeWriteError.refused(display, "it is a symlink") : HomeWriteError.system(display, "open", errno)
+                throw errno == ELOOP
+                    ? HomeWriteError.refused(display, "it is a symlink") : HomeWriteError.system(display, "open", errno)
             }
             defer { close(fd) }
             var st = stat()
             guard fstat(fd, &st) == 0 else { throw HomeWriteError.system(display, "stat", errno) }
-            guard st.st_dev == pre.st_dev, st.st_ino == pre.st_ino else { throw HomeWriteError.refused(display, "it was swapped while being checked") }
-            guard st.st_mode & S_IFMT == S_IFREG else { throw HomeWriteError.refused(display, "it is not a regular file") }
-            guard st.st_nlink == 1 else { throw HomeWriteError.refused(display, "it has \(st.st_nlink) hard links, so it may be a file outside the home") }
-            guard st.st_uid == owner.uid else { throw HomeWriteError.refused(display, "it is owned by uid \(st.st_uid), not the user") }
+            guard st.st_dev == pre.st_dev, st.st_ino == pre.st_ino else {
+                throw HomeWriteError.refused(display, "it was swapped while being checked")
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw HomeWriteError.refused(display, "it is not a regular file")
+            }
+            guard st.st_nlink == 1 else {
+                throw HomeWriteError.refused(
+                    display,
+                    "it has \(st.st_nlink) hard links, so it may be a file outside the home"
+                )
+            }
+            guard st.st_uid == owner.uid else {
+                throw HomeWriteError.refused(display, "it is owned by uid \(st.st_uid), not the user")
+            }
             let before = st.st_mode & 0o7777
             let after = before & mode
-            if after != before { guard fchmod(fd, after) == 0 else { throw HomeWriteError.system(display, "chmod", errno) } }
+            if after != before {
+                guard fchmod(fd, after) == 0 else { throw HomeWriteError.system(display, "chmod", errno) }
+            }
             return before
         }
     }
@@ -134,7 +168,9 @@ public struct HomeWriter: Sendable {
         if st.st_uid != owner.uid && !(chown && st.st_uid == geteuid()) {
             throw HomeWriteError.refused(home, "the home is owned by uid \(st.st_uid), not the user")
         }
-        if chown && st.st_uid != owner.uid { guard fchown(fd, owner.uid, owner.gid) == 0 else { throw HomeWriteError.system(home, "chown", errno) } }
+        if chown && st.st_uid != owner.uid {
+            guard fchown(fd, owner.uid, owner.gid) == 0 else { throw HomeWriteError.system(home, "chown", errno) }
+        }
         guard fchmod(fd, mode) == 0 else { throw HomeWriteError.system(home, "chmod", errno) }
     }
 
@@ -156,12 +192,16 @@ public struct HomeWriter: Sendable {
         guard fstat(pfd, &pst) == 0 else { throw HomeWriteError.system(home, "stat parent", errno) }
         // Whoever can write the parent can swap the home itself: only a root-owned parent no one else writes is trusted.
         guard pst.st_uid == geteuid(), pst.st_mode & 0o022 == 0 else {
-            throw HomeWriteError.refused(home, "its parent directory is writable by others than root (mode \(String(pst.st_mode & 0o7777, radix: 8)), owner uid \(pst.st_uid))")
+            throw HomeWriteError.refused(
+                home,
+                "its parent directory is writable by others than root (mode \(String(pst.st_mode & 0o7777, radix: 8)), owner uid \(pst.st_uid))"
+            )
         }
         let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             throw errno == ELOOP || errno == ENOTDIR
-                ? HomeWriteError.refused(home, "the home is not a real directory") : HomeWriteError.system(home, "open", errno)
+                ? HomeWriteError.refused(home, "the home is not a real directory")
+                : HomeWriteError.system(home, "open", errno)
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -176,8 +216,13 @@ public struct HomeWriter: Sendable {
     }
 
     /// Walks to the parent of `relative` inside the home, component by component, and calls `body` with it.
-    func withParent<T>(home: String, relative: String, owner: Owner, createParents: Bool,
-                               _ body: (Int32, String, String) throws -> T) throws -> T {
+    func withParent<T>(
+        home: String,
+        relative: String,
+        owner: Owner,
+        createParents: Bool,
+        _ body: (Int32, String, String) throws -> T
+    ) throws -> T {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else {
             throw HomeWriteError.refused(joinDisplay(home, relative), "not a plain relative path")
@@ -217,11 +262,17 @@ public struct HomeWriter: Sendable {
             throw errno == EEXIST ? HomeWriteError.exists(display) : HomeWriteError.system(display, "mkdir", errno)
         }
         let fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HomeWriteError.refused(display, "the new directory was swapped before it could be secured") }
+        guard fd >= 0 else {
+            throw HomeWriteError.refused(display, "the new directory was swapped before it could be secured")
+        }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_uid == geteuid() else { throw HomeWriteError.refused(display, "the new directory was swapped before it could be secured") }
-        guard fchown(fd, owner.uid, owner.gid) == 0, fchmod(fd, mode) == 0 else { throw HomeWriteError.system(display, "set owner and mode", errno) }
+        guard fstat(fd, &st) == 0, st.st_uid == geteuid() else {
+            throw HomeWriteError.refused(display, "the new directory was swapped before it could be secured")
+        }
+        guard fchown(fd, owner.uid, owner.gid) == 0, fchmod(fd, mode) == 0 else {
+            throw HomeWriteError.system(display, "set owner and mode", errno)
+        }
     }
 
     /// Runs `body` with a fresh root-owned 0700 staging directory inside `dirfd` that the user cannot write into.
@@ -246,7 +297,9 @@ public struct HomeWriter: Sendable {
         // linkat(2) without AT_SYMLINK_FOLLOW links the entry itself and fails with EEXIST rather than replace;
         // the staged name is removed by the caller.
         let rc = linkat(fromfd, from, tofd, to, 0)
-        guard rc == 0 else { throw errno == EEXIST ? HomeWriteError.exists(display) : HomeWriteError.system(display, "link", errno) }
+        guard rc == 0 else {
+            throw errno == EEXIST ? HomeWriteError.exists(display) : HomeWriteError.system(display, "link", errno)
+        }
     }
 
     /// The target of a symlink at `name` in `dirfd`, or nil when there is none (`readlinkat(2)`).

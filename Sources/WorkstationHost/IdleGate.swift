@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// One process of a user, read from `/proc/<pid>/`.
@@ -88,7 +88,9 @@ public struct IdleGate: Sendable {
             guard let pid = Int(e) else { continue }
             guard let status = readPseudoFile(root.path("/proc/\(e)/status")) else {
                 let why = errno
-                if why != ENOENT && why != ESRCH { unreadable.append("\(root.path("/proc/\(e)/status")) (\(String(cString: strerror(why))))") }
+                if why != ENOENT && why != ESRCH {
+                    unreadable.append("\(root.path("/proc/\(e)/status")) (\(String(cString: strerror(why))))")
+                }
                 continue
             }
             let text = String(decoding: status, as: UTF8.self)
@@ -100,8 +102,17 @@ public struct IdleGate: Sendable {
             if name.isEmpty, let n = text.split(separator: "\n").first(where: { $0.hasPrefix("Name:") }) {
                 name = n.dropFirst(5).trimmingCharacters(in: .whitespaces)
             }
-            let unit = Self.unit(cgroup: readPseudoFile(root.path("/proc/\(e)/cgroup"))).flatMap { managedUnits.contains($0) ? $0 : nil }
-            out.append(UserProcess(pid: pid, name: name, interactive: unit == nil && settings.idle.processNames.contains(name), managedUnit: unit))
+            let unit = Self.unit(cgroup: readPseudoFile(root.path("/proc/\(e)/cgroup"))).flatMap {
+                managedUnits.contains($0) ? $0 : nil
+            }
+            out.append(
+                UserProcess(
+                    pid: pid,
+                    name: name,
+                    interactive: unit == nil && settings.idle.processNames.contains(name),
+                    managedUnit: unit
+                )
+            )
         }
         return out.sorted { $0.pid < $1.pid }
     }
@@ -118,7 +129,9 @@ public struct IdleGate: Sendable {
     static func unit(cgroup: Data?) -> String? {
         guard let cgroup else { return nil }
         for line in String(decoding: cgroup, as: UTF8.self).split(separator: "\n") where line.hasPrefix("0::") {
-            guard let last = line.dropFirst(3).split(separator: "/").last, last.hasSuffix(".service") else { return nil }
+            guard let last = line.dropFirst(3).split(separator: "/").last, last.hasSuffix(".service") else {
+                return nil
+            }
             return String(last)
         }
         return nil
@@ -138,13 +151,16 @@ public struct IdleGate: Sendable {
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let data = readPseudoFile(root.path(table), limit: 64 << 20) else {
                 let why = errno
-                if haveProc && (root.isSystem || why != ENOENT) && !(table.hasSuffix("6") && why == ENOENT) { unreadable.append("\(root.path(table)) (\(String(cString: strerror(why))))") }
+                if haveProc && (root.isSystem || why != ENOENT) && !(table.hasSuffix("6") && why == ENOENT) {
+                    unreadable.append("\(root.path(table)) (\(String(cString: strerror(why))))")
+                }
                 continue
             }
             for line in String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard f.count >= 4, f[3] == "01" else { continue }
-                guard let (laddr, lport) = Self.endpoint(f[1]), let (raddr, rport) = Self.endpoint(f[2]), lport == port else { continue }
+                guard let (laddr, lport) = Self.endpoint(f[1]), let (raddr, rport) = Self.endpoint(f[2]), lport == port
+                else { continue }
                 out.append(UserConnection(local: "\(laddr):\(lport)", remote: "\(raddr):\(rport)"))
             }
         }
@@ -162,7 +178,11 @@ public struct IdleGate: Sendable {
     public func check(user: String, uid: Int, state: WorkstationState) -> IdleReport {
         let port = state.ports[settings.primaryUnit.template]?[user]
         var unreadable: [String] = []
-        let procs = processes(uid: uid, managedUnits: Set(settings.units.map { $0.instance(user) }), unreadable: &unreadable)
+        let procs = processes(
+            uid: uid,
+            managedUnits: Set(settings.units.map { $0.instance(user) }),
+            unreadable: &unreadable
+        )
         let conns = port.map { connections(port: $0, unreadable: &unreadable) } ?? []
         var report = IdleReport(user: user, uid: uid, processes: procs, connections: conns, t3Port: port)
         report.unreadable = unreadable

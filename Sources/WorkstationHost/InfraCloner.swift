@@ -3,7 +3,7 @@ import Synchronization
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Makes a person's keyless, writable clone of the infra repository at `~/code` (spec section 5, ADR-0004).
@@ -50,20 +50,25 @@ public struct InfraCloner: Sendable {
     /// The account's uid, gid and supplementary gids, read from `passwd(5)` and `group(5)` under the root.
     /// - Throws: `InfraCloneError.noAccount`; `.refusedRoot` for uid or gid 0.
     public func identity(of user: String) throws -> Identity {
-        guard let p = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first(where: { $0.name == user }) else {
+        guard let p = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first(where: { $0.name == user })
+        else {
             throw InfraCloneError.noAccount(user)
         }
         guard p.uid != 0, p.gid != 0 else { throw InfraCloneError.refusedRoot(user) }
-        let groups = AccountDatabase.group(root.read("/etc/group") ?? Data()).filter { $0.members.contains(user) }.map(\.gid)
+        let groups = AccountDatabase.group(root.read("/etc/group") ?? Data()).filter { $0.members.contains(user) }.map(
+            \.gid
+        )
         return Identity(uid: p.uid, gid: p.gid, groups: groups.filter { $0 != 0 })
     }
 
     /// `setpriv --reuid=U --regid=G --groups=...|--clear-groups --no-new-privs --`: the argv prefix that runs a
     /// tool as the identity (`setpriv(1)`; needs no passwd entry on the real host).
     public static func dropPrivileges(_ id: Identity) -> [String] {
-        ["setpriv", "--reuid=\(id.uid)", "--regid=\(id.gid)",
-         id.groups.isEmpty ? "--clear-groups" : "--groups=\(id.groups.map(String.init).joined(separator: ","))",
-         "--no-new-privs", "--"]
+        [
+            "setpriv", "--reuid=\(id.uid)", "--regid=\(id.gid)",
+            id.groups.isEmpty ? "--clear-groups" : "--groups=\(id.groups.map(String.init).joined(separator: ","))",
+            "--no-new-privs", "--",
+        ]
     }
 
     /// Clones `spec` as its user. Idempotent: a present target is kept; a leftover partial clone is removed first.
@@ -72,7 +77,10 @@ public struct InfraCloner: Sendable {
     /// - Throws: `InfraCloneError` (git failed, with its redacted stderr; the partial clone is removed) or
     ///   `HomeWriteError` when the home is a link or not the user's.
     @discardableResult
-    public func clone(_ spec: InfraCloneSpec, progress: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outcome {
+    public func clone(
+        _ spec: InfraCloneSpec,
+        progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws -> Outcome {
         let id = try identity(of: spec.user)
         let owner = HomeWriter.Owner(uid: id.uid, gid: id.gid)
         let homes = HomeWriter(root: root)
@@ -82,18 +90,25 @@ public struct InfraCloner: Sendable {
         let realHome = root.path(spec.home)
         let partialPath = joinPath(realHome, spec.partialDirectory)
         if entryKind(homefd, spec.partialDirectory) != nil {
-            progress("\(spec.user): removing \(joinPath(spec.home, spec.partialDirectory)) left by an interrupted clone")
+            progress(
+                "\(spec.user): removing \(joinPath(spec.home, spec.partialDirectory)) left by an interrupted clone"
+            )
             try removeAsUser(partialPath, id, spec)
         }
 
-        progress("\(spec.user): cloning \(spec.displayURL)\(spec.branch.map { " (branch \($0))" } ?? "") into \(spec.target) as uid \(id.uid)")
+        progress(
+            "\(spec.user): cloning \(spec.displayURL)\(spec.branch.map { " (branch \($0))" } ?? "") into \(spec.target) as uid \(id.uid)"
+        )
         let bare = redactCredentials(spec.url, replacement: "")
-        var argv = Self.dropPrivileges(id) + ["git", "-C", realHome, "clone", "--progress", "--template=", "--no-hardlinks"]
+        var argv =
+            Self.dropPrivileges(id) + ["git", "-C", realHome, "clone", "--progress", "--template=", "--no-hardlinks"]
         for c in Self.keylessConfig { argv += ["--config", c] }
         if let b = spec.branch { argv += ["--branch", b] }
         argv += ["--", bare, spec.partialDirectory]
-        var env = ["HOME": realHome, "USER": spec.user, "LOGNAME": spec.user, "GIT_TERMINAL_PROMPT": "0",
-                   "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"]
+        var env = [
+            "HOME": realHome, "USER": spec.user, "LOGNAME": spec.user, "GIT_TERMINAL_PROMPT": "0",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+        ]
         if bare != spec.url {
             env["GIT_CONFIG_COUNT"] = "1"
             env["GIT_CONFIG_KEY_0"] = "url.\(spec.url).insteadOf"
@@ -106,26 +121,46 @@ public struct InfraCloner: Sendable {
         }
         guard result.status == 0 else {
             try? removeAsUser(partialPath, id, spec)
-            throw InfraCloneError.gitFailed(user: spec.user, url: spec.displayURL, status: result.status,
-                                            stderr: redactCredentials(result.stderr))
+            throw InfraCloneError.gitFailed(
+                user: spec.user,
+                url: spec.displayURL,
+                status: result.status,
+                stderr: redactCredentials(result.stderr)
+            )
         }
         do {
             // The clone is the user's; the hook goes in through the home-writer (O_NOFOLLOW walk, O_EXCL, fchown).
             guard entryKind(homefd, spec.partialDirectory, ownedBy: id.uid) == "directory" else {
-                throw InfraCloneError.unexpected(user: spec.user, "git left no directory owned by the user at \(partialPath)")
+                throw InfraCloneError.unexpected(
+                    user: spec.user,
+                    "git left no directory owned by the user at \(partialPath)"
+                )
             }
-            try homes.createFile(home: spec.home, relative: "\(spec.partialDirectory)/.git/hooks/pre-commit",
-                                 content: Data(Self.preCommitHook.utf8), owner: owner, mode: 0o755, createParents: true)
+            try homes.createFile(
+                home: spec.home,
+                relative: "\(spec.partialDirectory)/.git/hooks/pre-commit",
+                content: Data(Self.preCommitHook.utf8),
+                owner: owner,
+                mode: 0o755,
+                createParents: true
+            )
         } catch {
             try? removeAsUser(partialPath, id, spec)
             throw error
         }
-        let placed = try homes.renameNoReplace(home: spec.home, from: spec.partialDirectory, to: spec.directory, owner: owner)
+        let placed = try homes.renameNoReplace(
+            home: spec.home,
+            from: spec.partialDirectory,
+            to: spec.directory,
+            owner: owner
+        )
         if !placed {
             try? removeAsUser(partialPath, id, spec)
             return .kept("\(spec.target) appeared during the clone")
         }
-        progress("\(spec.user): cloned into \(spec.target); git-crypt files stay encrypted, the pre-commit hook guards them")
+        progress(
+            "\(spec.user): cloned into \(spec.target); git-crypt files stay encrypted, the pre-commit hook guards them"
+        )
         return .cloned
     }
 
@@ -178,9 +213,17 @@ public struct InfraCloner: Sendable {
 
     /// `rm -rf -- PATH` as the user: the user can only delete what is theirs, and root follows no link.
     private func removeAsUser(_ path: String, _ id: Identity, _ spec: InfraCloneSpec) throws {
-        let r = try runner.run(Self.dropPrivileges(id) + ["rm", "-rf", "--", path], environment: ["HOME": root.path(spec.home)], stdin: nil)
+        let r = try runner.run(
+            Self.dropPrivileges(id) + ["rm", "-rf", "--", path],
+            environment: ["HOME": root.path(spec.home)],
+            stdin: nil
+        )
         guard r.status == 0 else {
-            throw InfraCloneError.cleanupFailed(user: spec.user, path: path, stderr: r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))
+            throw InfraCloneError.cleanupFailed(
+                user: spec.user,
+                path: path,
+                stderr: r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            )
         }
     }
 
@@ -222,8 +265,10 @@ public enum InfraCloneError: Error, CustomStringConvertible {
     /// What git said went wrong: its `fatal:` and `error:` lines (the reason; git's generic follow-ups such as
     /// "Could not read from remote repository" come after it), else its last four lines; at most eight, joined.
     static func gitReason(_ stderr: String) -> String {
-        let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("Cloning into") }
+        let lines = stderr.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        .filter { !$0.isEmpty && !$0.hasPrefix("Cloning into") }
         let reasons = lines.filter { $0.hasPrefix("fatal:") || $0.hasPrefix("error:") }
         let shown = reasons.isEmpty ? Array(lines.suffix(4)) : Array(reasons.prefix(8))
         return shown.isEmpty ? "(git printed nothing)" : shown.map(printable).joined(separator: " | ")
@@ -238,7 +283,8 @@ public enum InfraCloneError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noAccount(let u): "cannot clone for \(u): the account does not exist (its creation failed or was skipped)"
-        case .refusedRoot(let u): "refused to clone for \(u): the account has uid or gid 0, and git never runs as root in a home"
+        case .refusedRoot(let u):
+            "refused to clone for \(u): the account has uid or gid 0, and git never runs as root in a home"
         case .gitFailed(let u, let url, let status, let stderr):
             "git clone of \(url) for \(u) exited \(status): \(Self.gitReason(stderr)); nothing was left behind, fix the source (url, branch, access) and run apply again"
         case .cleanupFailed(let u, let path, let stderr):
@@ -262,7 +308,8 @@ extension HomeWriter {
         guard let renameat2 = Self.renameat2 else {
             throw HomeWriteError.system(home + "/" + to, "renameat2 (not in this C library)", ENOSYS)
         }
-        if renameat2(fd, from, fd, to, 1 /* RENAME_NOREPLACE */) != 0 {
+        let renameNoReplace: UInt32 = 1  // RENAME_NOREPLACE
+        if renameat2(fd, from, fd, to, renameNoReplace) != 0 {
             if errno == EEXIST || errno == ENOTEMPTY { return false }
             throw HomeWriteError.system(home + "/" + to, "rename", errno)
         }
@@ -271,8 +318,12 @@ extension HomeWriter {
     }
 
     /// glibc's `renameat2` (2.28+); the Swift Glibc module does not export it, so it is looked up once.
-    private static let renameat2: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = {
-        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
-        return unsafeBitCast(sym, to: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32).self)
-    }()
+    private static let renameat2:
+        (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = {
+            guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
+            return unsafeBitCast(
+                sym,
+                to: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32).self
+            )
+        }()
 }

@@ -1,7 +1,7 @@
+import Crypto
 import Foundation
 import WorkstationCore
 import WorkstationIntegrations
-import Crypto
 
 /// `sha256:<hex>` of `data` (FIPS 180-4, swift-crypto): what `state.written_digests` records for a file written.
 public func contentDigest(_ data: Data) -> String {
@@ -27,7 +27,9 @@ extension Executor {
         case .createSecretFile(let user, let path, let content, let mode):
             _ = try createOnce(user, path, content.bytes, mode)
             touchedUsers.insert(user)
-            if state.secretFilesWritten[user]?.contains(path) != true { state.secretFilesWritten[user, default: []].append(path) }
+            if state.secretFilesWritten[user]?.contains(path) != true {
+                state.secretFilesWritten[user, default: []].append(path)
+            }
             state.writtenDigests[user, default: [:]][path] = contentDigest(content.bytes)
             state.secretFilesPending[user]?.removeAll { $0 == path }
             if state.secretFilesPending[user]?.isEmpty == true { state.secretFilesPending[user] = nil }
@@ -55,19 +57,33 @@ extension Executor {
         let before = try writer.inspect(home: home, relative: rel, owner: who, maxBytes: limit)
         if before.kind == .absent {
             guard case .write(let fresh) = ClaudeJSON.addMCPServer(nil, name: name, entry: entry) else { return }
-            try writer.createFile(home: home, relative: rel, content: fresh, owner: who, mode: 0o600, createParents: false)
+            try writer.createFile(
+                home: home,
+                relative: rel,
+                content: fresh,
+                owner: who,
+                mode: 0o600,
+                createParents: false
+            )
             return
         }
         guard before.kind == .file, let content = before.content else {
-            throw HomeWriteError.refused(root.path(path), "it is not a regular file of at most \(limit >> 20) MiB; left alone")
+            throw HomeWriteError.refused(
+                root.path(path),
+                "it is not a regular file of at most \(limit >> 20) MiB; left alone"
+            )
         }
         switch ClaudeJSON.addMCPServer(content, name: name, entry: entry) {
         case .present: return
-        case .refused(let why): throw HomeWriteError.refused(root.path(path), "\(why); left alone, mcpServers.\(name) not added")
+        case .refused(let why):
+            throw HomeWriteError.refused(root.path(path), "\(why); left alone, mcpServers.\(name) not added")
         case .write(let edited):
             let again = try writer.inspect(home: home, relative: rel, owner: who, maxBytes: limit)
             guard again.content == content else {
-                throw HomeWriteError.refused(root.path(path), "it changed while being edited; left alone, the next run adds mcpServers.\(name)")
+                throw HomeWriteError.refused(
+                    root.path(path),
+                    "it changed while being edited; left alone, the next run adds mcpServers.\(name)"
+                )
             }
             try writer.replaceFile(home: home, relative: rel, content: edited, owner: who)
         }
@@ -76,7 +92,14 @@ extension Executor {
     /// `O_EXCL` create under the home, parents created 0700 and owned by the user; returns the home-relative path.
     private func createOnce(_ user: String, _ path: String, _ content: Data, _ mode: UInt32) throws -> String {
         let (home, rel) = try split(user, path)
-        try HomeWriter(root: root).createFile(home: home, relative: rel, content: content, owner: try owner(user), mode: mode_t(mode), createParents: true)
+        try HomeWriter(root: root).createFile(
+            home: home,
+            relative: rel,
+            content: content,
+            owner: try owner(user),
+            mode: mode_t(mode),
+            createParents: true
+        )
         return rel
     }
 }
@@ -86,7 +109,8 @@ public enum IntegrationApplyError: Error, CustomStringConvertible {
     case noClient(String, String?, String)
     public var description: String {
         switch self {
-        case .noClient(let service, let why, let what): "\(service) is not usable (\(why ?? "not configured")); \(what) unchanged"
+        case .noClient(let service, let why, let what):
+            "\(service) is not usable (\(why ?? "not configured")); \(what) unchanged"
         }
     }
 }

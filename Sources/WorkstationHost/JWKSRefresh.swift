@@ -24,23 +24,35 @@ public enum JWKSRefresh {
     ///   - root: the host root the file is written under (and `ca_file` read from).
     ///   - environment: for `SSL_CERT_FILE`.
     /// - Returns: what happened; never throws (a failure is an outcome to report).
-    public static func refresh(_ settings: AuthentikSettings?, root: HostRoot,
-                               environment: [String: String] = ProcessInfo.processInfo.environment) -> Outcome {
+    public static func refresh(
+        _ settings: AuthentikSettings?,
+        root: HostRoot,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> Outcome {
         guard let settings, let url = settings.jwksURL else { return .notConfigured }
         let response: HTTPTransport.Response
         let trust = TLSTrust.from(caFile: settings.caFile.map(root.path), environment: environment)
         if let problem = trust.problem { return .failed("authentik: \(problem)") }
         do {
-            response = try HTTPTransport(timeout: settings.timeout, trust: trust).send(.GET, url, headers: [("Accept", "application/json")])
+            response = try HTTPTransport(timeout: settings.timeout, trust: trust).send(
+                .GET,
+                url,
+                headers: [("Accept", "application/json")]
+            )
         } catch {
             return .failed("\(error)")
         }
-        guard response.status == 200 else { return .failed("GET \(url) answered \(response.status); check authentik.jwks_url") }
+        guard response.status == 200 else {
+            return .failed("GET \(url) answered \(response.status); check authentik.jwks_url")
+        }
         if let problem = keySetProblem(response.body) { return .failed("\(url): \(problem)") }
         let path = root.path(settings.jwksFile)
         if FileManager.default.contents(atPath: path) == response.body { return .unchanged }
         do {
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try writeFileAtomically(response.body, to: path, mode: 0o644)
         } catch {
             return .failed("cannot write \(path): \(error)")
@@ -51,8 +63,12 @@ public enum JWKSRefresh {
     /// Why `data` is not a usable JWK Set (RFC 7517 section 5: an object with a non-empty `keys` array of objects,
     /// each with `kty`), or nil.
     static func keySetProblem(_ data: Data) -> String? {
-        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return "not a JSON object" }
-        guard let keys = obj["keys"] as? [[String: Any]], !keys.isEmpty else { return "no \"keys\" array with keys in it" }
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return "not a JSON object"
+        }
+        guard let keys = obj["keys"] as? [[String: Any]], !keys.isEmpty else {
+            return "no \"keys\" array with keys in it"
+        }
         guard keys.allSatisfy({ ($0["kty"] as? String)?.isEmpty == false }) else { return "a key without \"kty\"" }
         return nil
     }

@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The adapters behind the lifecycle actions (offboarding stages, cutover, rollback, reinstatement), each a thin
@@ -59,7 +59,11 @@ final class LifecycleAdapter {
         if systemdRunning {
             try runner.check(["loginctl", "disable-linger", user])
         } else if unlink(root.path(joinPath(Self.lingerDirectory, user))) != 0 && errno != ENOENT {
-            throw FileWriteError(path: root.path(joinPath(Self.lingerDirectory, user)), operation: "unlink", errno: errno)
+            throw FileWriteError(
+                path: root.path(joinPath(Self.lingerDirectory, user)),
+                operation: "unlink",
+                errno: errno
+            )
         }
     }
 
@@ -87,7 +91,9 @@ final class LifecycleAdapter {
 
     /// `usermod [-U] --expiredate DAYS|'' USER`: an empty date removes the expiry (`usermod(8)`).
     func restoreLogin(_ user: String, unlock: Bool, expireDays: Int?) throws {
-        try runner.check(["usermod"] + prefix + (unlock ? ["-U"] : []) + ["--expiredate", expireDays.map(String.init) ?? "", user])
+        try runner.check(
+            ["usermod"] + prefix + (unlock ? ["-U"] : []) + ["--expiredate", expireDays.map(String.init) ?? "", user]
+        )
     }
 
     /// `usermod -r -G GROUP USER` (shadow 4.13 `-r, --remove`): edits `group` and `gshadow` under the prefix.
@@ -103,21 +109,47 @@ final class LifecycleAdapter {
     func rewriteHomeFile(_ user: String, _ path: String, _ content: Data, uid: Int?, gid: Int?, mode: UInt32?) throws {
         let (home, rel, owner) = try locate(user, path)
         let fileOwner = uid.map { HomeWriter.Owner(uid: $0, gid: gid ?? $0) }
-        try homes.replaceFile(home: home, relative: rel, content: content, owner: owner, fileOwner: fileOwner, mode: mode.map { mode_t($0) })
+        try homes.replaceFile(
+            home: home,
+            relative: rel,
+            content: content,
+            owner: owner,
+            fileOwner: fileOwner,
+            mode: mode.map { mode_t($0) }
+        )
     }
 
     func placeHomeLink(_ user: String, _ path: String, target: String, uid: Int, gid: Int) throws {
         let (home, rel, owner) = try locate(user, path)
-        try homes.replaceSymlink(home: home, relative: rel, target: target, owner: owner, linkOwner: HomeWriter.Owner(uid: uid, gid: gid))
+        try homes.replaceSymlink(
+            home: home,
+            relative: rel,
+            target: target,
+            owner: owner,
+            linkOwner: HomeWriter.Owner(uid: uid, gid: gid)
+        )
     }
 
     func moveHomeEntryOut(_ user: String, _ path: String, toDirectory: String) throws {
         let (home, rel, owner) = try locate(user, path)
-        try FileManager.default.createDirectory(atPath: root.path(toDirectory), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: root.path(toDirectory),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         do {
-            try homes.moveOut(home: home, relative: rel, owner: owner, directory: toDirectory, newName: (rel as NSString).lastPathComponent)
+            try homes.moveOut(
+                home: home,
+                relative: rel,
+                owner: owner,
+                directory: toDirectory,
+                newName: (rel as NSString).lastPathComponent
+            )
         } catch HomeWriteError.system(_, _, EXDEV) {
-            throw HomeWriteError.refused(path, "it is on another file system than \(toDirectory); move it aside by hand, then run again")
+            throw HomeWriteError.refused(
+                path,
+                "it is on another file system than \(toDirectory); move it aside by hand, then run again"
+            )
         }
     }
 
@@ -127,30 +159,51 @@ final class LifecycleAdapter {
     /// - Throws: `LifecycleError.archiveUnverified` naming what did not match (the account is then not deleted).
     func archiveHome(_ user: String, home: String, archive: String) throws {
         let dir = (archive as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: root.path(dir), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: root.path(dir),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let full = root.path(archive)
         let partial = full + ".partial"
         let parent = root.path((home as NSString).deletingLastPathComponent)
         let name = (home as NSString).lastPathComponent
         defer { unlink(partial) }
         try runner.check(["tar", "--numeric-owner", "--acls", "--xattrs", "-cpzf", partial, "-C", parent, name])
-        guard chmod(partial, 0o600) == 0, rename(partial, full) == 0 else { throw FileWriteError(path: full, operation: "place archive", errno: errno) }
+        guard chmod(partial, 0o600) == 0, rename(partial, full) == 0 else {
+            throw FileWriteError(path: full, operation: "place archive", errno: errno)
+        }
         let listed = try runner.check(["tar", "--numeric-owner", "-tzf", full]).stdout.split(separator: "\n")
         let expected = countEntries(root.path(home)) + 1
         guard listed.count == expected, listed.first.map({ $0 == "\(name)/" }) == true else {
-            throw LifecycleError.archiveUnverified(archive: full, why: "it lists \(listed.count) entries, the home holds \(expected)")
+            throw LifecycleError.archiveUnverified(
+                archive: full,
+                why: "it lists \(listed.count) entries, the home holds \(expected)"
+            )
         }
         func sha() throws -> String { String(try runner.check(["sha256sum", "-b", full]).stdout.prefix(64)) }
         let size1 = fileSize(full)
         let first = try sha()
-        try writeFileAtomically(Data("\(first) *\((archive as NSString).lastPathComponent)\n".utf8), to: full + ".sha256", mode: 0o600)
+        try writeFileAtomically(
+            Data("\(first) *\((archive as NSString).lastPathComponent)\n".utf8),
+            to: full + ".sha256",
+            mode: 0o600
+        )
         let second = try sha()
         let size2 = fileSize(full)
         guard size1 > 0, size1 == size2, first.count == 64, first == second else {
-            throw LifecycleError.archiveUnverified(archive: full, why: "size \(size1) then \(size2), sha256 \(first) then \(second)")
+            throw LifecycleError.archiveUnverified(
+                archive: full,
+                why: "size \(size1) then \(size2), sha256 \(first) then \(second)"
+            )
         }
-        archives[user] = OffboardingRecord.Archive(time: Date().timeIntervalSince1970.rounded(), path: archive, bytes: size1,
-                                                   sha256: first, entries: listed.count)
+        archives[user] = OffboardingRecord.Archive(
+            time: Date().timeIntervalSince1970.rounded(),
+            path: archive,
+            bytes: size1,
+            sha256: first,
+            entries: listed.count
+        )
     }
 
     /// `userdel --remove USER` (`userdel(8)`): deletes the account, its private group, its home and mail spool.
@@ -201,10 +254,15 @@ public struct ProcessReaper: Sendable {
             let left = procs.processes(ownedBy: uid).filter { $0.pid != me }
             if left.isEmpty { return signalled }
             for p in left {
-                guard let now = readPseudoFile(procs.root.path("/proc/\(p.pid)/status")).flatMap({ OwnedProcess.parse(pid: p.pid, status: $0) }),
+                guard
+                    let now = readPseudoFile(procs.root.path("/proc/\(p.pid)/status")).flatMap({
+                        OwnedProcess.parse(pid: p.pid, status: $0)
+                    }),
                     now.matches(uid), !procs.isDead(now)
                 else { continue }
-                if kill(pid_t(p.pid), SIGKILL) == 0, !signalled.contains(where: { $0.pid == p.pid }) { signalled.append(p) }
+                if kill(pid_t(p.pid), SIGKILL) == 0, !signalled.contains(where: { $0.pid == p.pid }) {
+                    signalled.append(p)
+                }
             }
             usleep(pause)
         }
@@ -229,19 +287,25 @@ public enum LifecycleError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .archiveUnverified(let a, let why): "the archive \(a) did not verify (\(why)); the account was not deleted; check the disk and run the archive stage again"
-        case .notManaged(let u): "workstation does not manage an account '\(u)' (not in its state); only accounts it provisioned or adopted are offboarded"
+        case .archiveUnverified(let a, let why):
+            "the archive \(a) did not verify (\(why)); the account was not deleted; check the disk and run the archive stage again"
+        case .notManaged(let u):
+            "workstation does not manage an account '\(u)' (not in its state); only accounts it provisioned or adopted are offboarded"
         case .noAccount(let u): "account '\(u)' does not exist on this host"
-        case .stageOrder(let u, let s, let m): "stage \(s.rawValue) needs stage \(m.rawValue) first; run: workstation offboard \(u) --stage \(m.rawValue)"
-        case .confirm(let u, let g): g == nil
-            ? "the archive stage deletes \(u)'s account and home; add --confirm \(u) to go ahead"
-            : "--confirm '\(g!)' does not match the user '\(u)'; type the os_user exactly"
+        case .stageOrder(let u, let s, let m):
+            "stage \(s.rawValue) needs stage \(m.rawValue) first; run: workstation offboard \(u) --stage \(m.rawValue)"
+        case .confirm(let u, let g):
+            g == nil
+                ? "the archive stage deletes \(u)'s account and home; add --confirm \(u) to go ahead"
+                : "--confirm '\(g!)' does not match the user '\(u)'; type the os_user exactly"
         case .noCutover(let u): "no cutover of '\(u)' is recorded (or it was already rolled back); nothing to roll back"
-        case .notInRoster(let u): "'\(u)' is not a provisioned user in the roster; cutover moves an existing roster user onto the new model"
+        case .notInRoster(let u):
+            "'\(u)' is not a provisioned user in the roster; cutover moves an existing roster user onto the new model"
         case .notLiveRoot(let d): "processes are ended only on the live root /, never under the root \(d)"
         case .processesRemain(let uid, let left):
             "processes of uid \(uid) are still running after repeated SIGKILL: \(left.joined(separator: ", ")); check them (ps -o pid,stat,cmd -u \(uid)) and run the cut again"
-        case .stepsFailed(let lines): "some steps failed; what ran is in the journal:\n" + lines.map { "  \($0)" }.joined(separator: "\n")
+        case .stepsFailed(let lines):
+            "some steps failed; what ran is in the journal:\n" + lines.map { "  \($0)" }.joined(separator: "\n")
         }
     }
 }

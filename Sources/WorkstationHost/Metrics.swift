@@ -28,7 +28,8 @@ public struct ExpositionWriter: Sendable {
     /// Appends one family; a family without samples is left out entirely.
     public mutating func family(_ name: String, _ type: String, _ help: String, _ samples: [Sample]) {
         guard !samples.isEmpty else { return }
-        text += "# HELP \(name) \(help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n"))\n"
+        text +=
+            "# HELP \(name) \(help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n"))\n"
         text += "# TYPE \(name) \(type)\n"
         for s in samples {
             if s.labels.isEmpty {
@@ -88,29 +89,59 @@ public struct MetricsCollector: Sendable {
         var w = ExpositionWriter()
 
         if let version {
-            w.family("workstation_build_info", "gauge", "Always 1; the version label is the workstation release that wrote these metrics.",
-                     [.init([("version", version)], 1)])
+            w.family(
+                "workstation_build_info",
+                "gauge",
+                "Always 1; the version label is the workstation release that wrote these metrics.",
+                [.init([("version", version)], 1)]
+            )
         }
         if hostMetrics, let m = report.ledger.memory {
-            w.family("workstation_memory_total_bytes", "gauge", "Physical memory (MemTotal of /proc/meminfo).", [.init([], m.total)])
-            w.family("workstation_memory_available_bytes", "gauge", "Memory available without swapping (MemAvailable).",
-                     m.available.map { [.init([], $0)] } ?? [])
+            w.family(
+                "workstation_memory_total_bytes",
+                "gauge",
+                "Physical memory (MemTotal of /proc/meminfo).",
+                [.init([], m.total)]
+            )
+            w.family(
+                "workstation_memory_available_bytes",
+                "gauge",
+                "Memory available without swapping (MemAvailable).",
+                m.available.map { [.init([], $0)] } ?? []
+            )
             w.family("workstation_swap_total_bytes", "gauge", "Swap space (SwapTotal).", [.init([], m.swapTotal)])
             w.family("workstation_swap_free_bytes", "gauge", "Unused swap space (SwapFree).", [.init([], m.swapFree)])
         }
-        w.family("workstation_capacity_committed_bytes", "gauge", "Sum of the MemoryMax budgets of provisioned people.",
-                 [.init([], report.ledger.committed)])
-        w.family("workstation_capacity_limit_bytes", "gauge", "Memory plus swap minus the reserve: what the admission gate allows.",
-                 report.ledger.limit.map { [.init([], $0)] } ?? [])
-        w.family("workstation_capacity_max_active_users", "gauge", "Most non-admin people the admission gate allows.",
-                 [.init([], inputs.settings.capacity.maxActiveUsers)])
+        w.family(
+            "workstation_capacity_committed_bytes",
+            "gauge",
+            "Sum of the MemoryMax budgets of provisioned people.",
+            [.init([], report.ledger.committed)]
+        )
+        w.family(
+            "workstation_capacity_limit_bytes",
+            "gauge",
+            "Memory plus swap minus the reserve: what the admission gate allows.",
+            report.ledger.limit.map { [.init([], $0)] } ?? []
+        )
+        w.family(
+            "workstation_capacity_max_active_users",
+            "gauge",
+            "Most non-admin people the admission gate allows.",
+            [.init([], inputs.settings.capacity.maxActiveUsers)]
+        )
 
         if hostMetrics { pressureFamilies(procs, into: &w) }
 
         let usage = UserUsage.byUid(procs.processes())
-        var rss: [ExpositionWriter.Sample] = [], sessions: [ExpositionWriter.Sample] = [], processes: [ExpositionWriter.Sample] = []
-        var high: [ExpositionWriter.Sample] = [], hard: [ExpositionWriter.Sample] = [], swap: [ExpositionWriter.Sample] = []
-        var tasks: [ExpositionWriter.Sample] = [], tasksMax: [ExpositionWriter.Sample] = []
+        var rss: [ExpositionWriter.Sample] = []
+        var sessions: [ExpositionWriter.Sample] = []
+        var processes: [ExpositionWriter.Sample] = []
+        var high: [ExpositionWriter.Sample] = []
+        var hard: [ExpositionWriter.Sample] = []
+        var swap: [ExpositionWriter.Sample] = []
+        var tasks: [ExpositionWriter.Sample] = []
+        var tasksMax: [ExpositionWriter.Sample] = []
         for e in inputs.roster.entries {
             let labels = [("user", e.osUser), ("tier", e.tier.rawValue)]
             if let acct = snap.account(e.osUser) {
@@ -128,47 +159,104 @@ public struct MetricsCollector: Sendable {
             if let n = planner.tasksMax(for: e) { tasksMax.append(.init(labels, n)) }
         }
         w.family("workstation_user_resident_memory_bytes", "gauge", "Sum of VmRSS over the person's processes.", rss)
-        w.family("workstation_user_sessions", "gauge", "Terminal sessions of the person (distinct session ids with a controlling terminal).", sessions)
+        w.family(
+            "workstation_user_sessions",
+            "gauge",
+            "Terminal sessions of the person (distinct session ids with a controlling terminal).",
+            sessions
+        )
         w.family("workstation_user_processes", "gauge", "Processes running as the person.", processes)
-        w.family("workstation_user_memory_high_bytes", "gauge", "MemoryHigh of the person's slice budget (throttling starts).", high)
-        w.family("workstation_user_memory_max_bytes", "gauge", "MemoryMax of the person's slice budget (hard limit).", hard)
+        w.family(
+            "workstation_user_memory_high_bytes",
+            "gauge",
+            "MemoryHigh of the person's slice budget (throttling starts).",
+            high
+        )
+        w.family(
+            "workstation_user_memory_max_bytes",
+            "gauge",
+            "MemoryMax of the person's slice budget (hard limit).",
+            hard
+        )
         w.family("workstation_user_swap_max_bytes", "gauge", "MemorySwapMax of the person's slice budget.", swap)
-        w.family("workstation_user_tasks", "gauge", "Processes plus threads running as the person (what TasksMax counts).", tasks)
-        w.family("workstation_user_tasks_max", "gauge", "TasksMax of the person's slice and instance (capacity.tasks_max).", tasksMax)
+        w.family(
+            "workstation_user_tasks",
+            "gauge",
+            "Processes plus threads running as the person (what TasksMax counts).",
+            tasks
+        )
+        w.family(
+            "workstation_user_tasks_max",
+            "gauge",
+            "TasksMax of the person's slice and instance (capacity.tasks_max).",
+            tasksMax
+        )
 
-        let leaving = OffboardingRow.pending(roster: inputs.roster, snapshot: snap, usage: usage, today: AccountState.today)
-        w.family("workstation_offboarding_pending", "gauge",
-                 "People who left the roster and are not archived yet (their account, home and recorded secrets remain).",
-                 [.init([], leaving.count)])
-        w.family("workstation_offboarding_pending_user", "gauge",
-                 "1 per person mid-offboarding; next_stage is the stage to run next (cut, revoke, archive).",
-                 leaving.map { .init([("user", $0.osUser), ("next_stage", $0.nextStage.rawValue)], 1) })
-        w.family("workstation_offboarding_stage_timestamp_seconds", "gauge",
-                 "When a stage of a person mid-offboarding was recorded (seconds since 1970).",
-                 leaving.flatMap { r in
-                     [("cut", r.done.contains(.cut) ? r.cutTime : nil), ("revoke", r.revokeTime)].compactMap { stage, t in
-                         t.map { ExpositionWriter.Sample([("user", r.osUser), ("stage", stage)], $0) }
-                     }
-                 })
+        let leaving = OffboardingRow.pending(
+            roster: inputs.roster,
+            snapshot: snap,
+            usage: usage,
+            today: AccountState.today
+        )
+        w.family(
+            "workstation_offboarding_pending",
+            "gauge",
+            "People who left the roster and are not archived yet (their account, home and recorded secrets remain).",
+            [.init([], leaving.count)]
+        )
+        w.family(
+            "workstation_offboarding_pending_user",
+            "gauge",
+            "1 per person mid-offboarding; next_stage is the stage to run next (cut, revoke, archive).",
+            leaving.map { .init([("user", $0.osUser), ("next_stage", $0.nextStage.rawValue)], 1) }
+        )
+        w.family(
+            "workstation_offboarding_stage_timestamp_seconds",
+            "gauge",
+            "When a stage of a person mid-offboarding was recorded (seconds since 1970).",
+            leaving.flatMap { r in
+                [("cut", r.done.contains(.cut) ? r.cutTime : nil), ("revoke", r.revokeTime)].compactMap { stage, t in
+                    t.map { ExpositionWriter.Sample([("user", r.osUser), ("stage", stage)], $0) }
+                }
+            }
+        )
 
         // Where systemd runs under the root (as doctor decides: /run/systemd/system exists there).
         if exists("/run/systemd/system") {
             let deployed = Self.exportedUnits.filter { u in
                 u.runtimeDirectory == nil || snap.enabledUnits.contains(u.unit) || exists(u.runtimeDirectory!)
             }
-            w.family("workstation_unit_active", "gauge",
-                     "1 when the unit is active (a service: systemd's /run/systemd/units/invocation:UNIT exists; a socket: its path listens), 0 when not; only units deployed here.",
-                     deployed.map { u in
-                         let active = u.listening.map { procs.unixSocketListening($0) == true } ?? exists("/run/systemd/units/invocation:\(u.unit)")
-                         return .init([("unit", u.unit)], active ? 1 : 0)
-                     })
+            w.family(
+                "workstation_unit_active",
+                "gauge",
+                "1 when the unit is active (a service: systemd's /run/systemd/units/invocation:UNIT exists; a socket: its path listens), 0 when not; only units deployed here.",
+                deployed.map { u in
+                    let active =
+                        u.listening.map { procs.unixSocketListening($0) == true }
+                        ?? exists("/run/systemd/units/invocation:\(u.unit)")
+                    return .init([("unit", u.unit)], active ? 1 : 0)
+                }
+            )
         }
 
-        w.family("workstation_last_successful_reconcile_timestamp_seconds", "gauge",
-                 "When the last apply finished and verified clean (seconds since 1970); 0 when none has.",
-                 [.init([], snap.state.lastSuccessfulApply ?? 0)])
-        w.family("workstation_pending_changes", "gauge", "Changes apply would run now (0 on a converged host).", [.init([], report.plan.actionable.count)])
-        w.family("workstation_refusals", "gauge", "Safety gates that would refuse apply now.", [.init([], report.plan.refusals.count)])
+        w.family(
+            "workstation_last_successful_reconcile_timestamp_seconds",
+            "gauge",
+            "When the last apply finished and verified clean (seconds since 1970); 0 when none has.",
+            [.init([], snap.state.lastSuccessfulApply ?? 0)]
+        )
+        w.family(
+            "workstation_pending_changes",
+            "gauge",
+            "Changes apply would run now (0 on a converged host).",
+            [.init([], report.plan.actionable.count)]
+        )
+        w.family(
+            "workstation_refusals",
+            "gauge",
+            "Safety gates that would refuse apply now.",
+            [.init([], report.plan.refusals.count)]
+        )
         w.family("workstation_doctor_failures", "gauge", "Failed doctor checks.", [.init([], report.failures)])
         w.family("workstation_doctor_warnings", "gauge", "Doctor warnings.", [.init([], report.warnings)])
         return w.text
@@ -190,10 +278,24 @@ public struct MetricsCollector: Sendable {
                 }
             }
         }
-        w.family("workstation_pressure_supported", "gauge", "1 when the kernel reports pressure stall information for the resource.", supported)
-        w.family("workstation_pressure_stalled_seconds_total", "counter",
-                 "Time tasks stalled on the resource since boot (PSI total; some: at least one task, full: all non-idle tasks).", stalled)
-        w.family("workstation_pressure_stall_ratio", "gauge", "Share of wall time stalled over the window (PSI avg10/avg60/avg300).", ratio)
+        w.family(
+            "workstation_pressure_supported",
+            "gauge",
+            "1 when the kernel reports pressure stall information for the resource.",
+            supported
+        )
+        w.family(
+            "workstation_pressure_stalled_seconds_total",
+            "counter",
+            "Time tasks stalled on the resource since boot (PSI total; some: at least one task, full: all non-idle tasks).",
+            stalled
+        )
+        w.family(
+            "workstation_pressure_stall_ratio",
+            "gauge",
+            "Share of wall time stalled over the window (PSI avg10/avg60/avg300).",
+            ratio
+        )
     }
 
     private func exists(_ hostPath: String) -> Bool {

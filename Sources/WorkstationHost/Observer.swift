@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Reads the host into a `HostSnapshot`. Read-only, and spawns no process: everything comes from files
@@ -27,7 +27,8 @@ public struct Observer: Sendable {
     /// The uids named by the offboarding archives in `offboard.backup_directory`
     /// (`OffboardingRecord.Archive.retiredUid(fromFileName:)`), sorted; empty when the directory is absent.
     public func retiredUidsFromArchives() -> [Int] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path(settings.offboard.backupDirectory))) ?? []
+        let names =
+            (try? FileManager.default.contentsOfDirectory(atPath: root.path(settings.offboard.backupDirectory))) ?? []
         return Set(names.compactMap(OffboardingRecord.Archive.retiredUid(fromFileName:))).sorted()
     }
 
@@ -42,7 +43,9 @@ public struct Observer: Sendable {
         s.systemGidRange = AccountDatabase.systemGidRange(loginDefs: loginDefs)
         s.state = try StateStore(root: root, settings: settings).load()
         // The retirement outlives state.json: every archive's name carries its uid.
-        for uid in retiredUidsFromArchives() where !s.state.retiredUids.contains(uid) { s.state.retiredUids.append(uid) }
+        for uid in retiredUidsFromArchives() where !s.state.retiredUids.contains(uid) {
+            s.state.retiredUids.append(uid)
+        }
         s.enabledUnits = enabledUnits()
         s.systemdRunning = root.isSystem && FileManager.default.fileExists(atPath: "/run/systemd/system")
         s.memory = ProcReader(root: root).memory()
@@ -99,7 +102,17 @@ public struct Observer: Sendable {
                 let item = items[i]
                 if let home = item.home {
                     var walk = HomeWalk(directory: root.path(home))
-                    for w in item.paths { found.append((w.path, walk.state(relative: String(pathRest(w.path, after: home + "/") ?? ""), readContent: w.readContent))) }
+                    for w in item.paths {
+                        found.append(
+                            (
+                                w.path,
+                                walk.state(
+                                    relative: String(pathRest(w.path, after: home + "/") ?? ""),
+                                    readContent: w.readContent
+                                )
+                            )
+                        )
+                    }
                     walk.closeAll()
                 } else {
                     var dirs = GrandparentDirectories(observer: self)
@@ -123,7 +136,8 @@ public struct Observer: Sendable {
         let homes = Self.regularHomes(s)
         // A home below another home is looked up from that one (without following its owner's links).
         let nesting = homes.compactMap { h in Self.enclosingHome(of: h, in: homes).map { (outer: $0, inner: h) } }
-        let nestingHomes = Set(nesting.map(\.outer)), nestedHomes = Set(nesting.map(\.inner))
+        let nestingHomes = Set(nesting.map(\.outer))
+        let nestedHomes = Set(nesting.map(\.inner))
         // A path whose first component no home shares (`/etc/...` beside `/home/...`) lies in no home.
         let homeRoots = Set(homes.map(Self.firstComponent))
         let users = desired.users
@@ -132,7 +146,9 @@ public struct Observer: Sendable {
         let work = { @Sendable (worker: Int) in
             // Sorted by shard as the paths are read, so the shards fill in parallel afterwards (`PathTable.fill`).
             var found = Array(repeating: [(String, PathState)](), count: PathTable.shardCount)
-            for i in found.indices { found[i].reserveCapacity((users.count / workers + 1) * 16 / PathTable.shardCount + 8) }
+            for i in found.indices {
+                found[i].reserveCapacity((users.count / workers + 1) * 16 / PathTable.shardCount + 8)
+            }
             func add(_ path: String, _ st: PathState) { found[PathTable.shard(of: path)].append((path, st)) }
             var dirs = GrandparentDirectories(observer: self)
             defer { dirs.closeAll() }
@@ -148,8 +164,13 @@ public struct Observer: Sendable {
                         add(w.path, walk!.state(relative: String(relative), readContent: w.readContent))
                     } else if ownHome, w.path == home, !nestedHomes.contains(home), let st = walk!.homeState() {
                         add(w.path, st)
-                    } else if homeRoots.contains(Self.firstComponent(w.path)), let other = Self.enclosingHome(of: w.path, in: homes) {
-                        add(w.path, homePathState(home: other, relative: String(pathRest(w.path, after: other + "/") ?? "")))
+                    } else if homeRoots.contains(Self.firstComponent(w.path)),
+                        let other = Self.enclosingHome(of: w.path, in: homes)
+                    {
+                        add(
+                            w.path,
+                            homePathState(home: other, relative: String(pathRest(w.path, after: other + "/") ?? ""))
+                        )
                     } else {
                         add(w.path, dirs.state(w))
                     }
@@ -169,7 +190,11 @@ public struct Observer: Sendable {
     /// Homes of regular accounts (uid in `UID_MIN...UID_MAX`, not `/`), without a trailing slash: paths below
     /// them are looked up without following links.
     static func regularHomes(_ s: HostSnapshot) -> Set<String> {
-        Set(s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.utf8.count > 1 }.map { withoutTrailingSlash($0.home) })
+        Set(
+            s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.utf8.count > 1 }.map {
+                withoutTrailingSlash($0.home)
+            }
+        )
     }
 
     /// `/home/alice` -> `/home`; `/srv` -> `/srv`.
@@ -213,7 +238,8 @@ public struct Observer: Sendable {
         // A target is at most PATH_MAX bytes; the buffer lives on the stack (one per link read, thousands a run).
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(PATH_MAX)) { buf in
             let n = readlinkat(dir, name, buf.baseAddress!, buf.count)
-            return n >= 0 ? String(decoding: UnsafeRawBufferPointer(start: buf.baseAddress, count: n), as: UTF8.self) : nil
+            return n >= 0
+                ? String(decoding: UnsafeRawBufferPointer(start: buf.baseAddress, count: n), as: UTF8.self) : nil
         }
     }
 
@@ -268,7 +294,9 @@ public struct Observer: Sendable {
         // `/srv//f`: the slash found is the second of two; the relative part must not start with '/', or openat
         // would ignore the directory and read the host's own `/f`.
         var relative = path[at(parent + 1)...]
-        while relative.utf8.first == UInt8(ascii: "/") { relative = relative[relative.utf8.index(after: relative.startIndex)...] }
+        while relative.utf8.first == UInt8(ascii: "/") {
+            relative = relative[relative.utf8.index(after: relative.startIndex)...]
+        }
         return (parent == 0 ? "/" : String(path[..<at(parent)]), String(relative))
     }
 
@@ -285,7 +313,9 @@ public struct Observer: Sendable {
                 defer { close(fd) }
                 guard fstat(fd, &st) == 0 else { return .absent }
                 var result = Self.pathState(st)
-                if result.kind == .file && st.st_size <= 4 << 20 { result.content = Self.readToEnd(fd: fd, size: Int(st.st_size)) }
+                if result.kind == .file && st.st_size <= 4 << 20 {
+                    result.content = Self.readToEnd(fd: fd, size: Int(st.st_size))
+                }
                 return result
             }
             if errno == ENOENT || errno == ENOTDIR { return .absent }
@@ -312,7 +342,9 @@ public struct Observer: Sendable {
     /// `readRegularFile(_:expected:)` of a file already opened (not closed here).
     static func readRegularFile(fd: Int32, expected: stat) -> Data? {
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_dev == expected.st_dev, st.st_ino == expected.st_ino else { return nil }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_dev == expected.st_dev,
+            st.st_ino == expected.st_ino
+        else { return nil }
         return readToEnd(fd: fd, size: Int(st.st_size))
     }
 
@@ -473,7 +505,9 @@ struct HomeWalk {
                 if file >= 0 {
                     defer { close(file) }
                     var opened = stat()
-                    if fstat(file, &opened) == 0, opened.st_ino == st.st_ino, opened.st_dev == st.st_dev, opened.st_mode & S_IFMT == S_IFREG {
+                    if fstat(file, &opened) == 0, opened.st_ino == st.st_ino, opened.st_dev == st.st_dev,
+                        opened.st_mode & S_IFMT == S_IFREG
+                    {
                         result.content = Observer.readToEnd(fd: file, size: Int(opened.st_size))
                     }
                 }

@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The hook through which the cut stage drops a user from the IdP gate group (the Authentik `T3 Users` group).
@@ -49,13 +49,27 @@ public enum Offboarding {
     ///   - idp: the gate-group hook, when the IdP integration is configured.
     /// - Throws: `RefusedError` (exit 3: still in the roster, stage order, confirmation, running processes, busy),
     ///   `LifecycleError`, `LockError`, state I/O errors.
-    public static func run(stage: OffboardStage, user: String, inputs: Inputs, root: HostRoot, runner: any CommandRunner,
-                           dryRun: Bool = false, confirm: String? = nil, force: Bool = false, idp: (any GateMembershipHook)? = nil,
-                           progress: (String) -> Void = { _ in }) throws -> LifecycleOutcome {
+    public static func run(
+        stage: OffboardStage,
+        user: String,
+        inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        dryRun: Bool = false,
+        confirm: String? = nil,
+        force: Bool = false,
+        idp: (any GateMembershipHook)? = nil,
+        progress: (String) -> Void = { _ in }
+    ) throws -> LifecycleOutcome {
         let settings = inputs.settings
-        func refuse(_ gate: String, _ message: String) -> RefusedError { RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)])) }
+        func refuse(_ gate: String, _ message: String) -> RefusedError {
+            RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)]))
+        }
         if inputs.roster[user] != nil {
-            throw refuse("roster", "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding")
+            throw refuse(
+                "roster",
+                "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding"
+            )
         }
         let lock = dryRun ? nil : try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
@@ -68,17 +82,28 @@ public enum Offboarding {
             if let acct = snap.account(user), acct.uid != old.uid {
                 record = nil  // a new account of the same name: the archived one is history (journal, archive file)
             } else if stage == .archive {
-                return LifecycleOutcome(plan: Plan(notes: ["\(user) was archived already (\(archived.path)); nothing to do"]), report: nil, dryRun: dryRun)
+                return LifecycleOutcome(
+                    plan: Plan(notes: ["\(user) was archived already (\(archived.path)); nothing to do"]),
+                    report: nil,
+                    dryRun: dryRun
+                )
             }
         }
         guard let account = snap.account(user) else { throw LifecycleError.noAccount(user) }
         guard let managed = state.accounts[user] else { throw LifecycleError.notManaged(user) }
         if record == nil { record = OffboardingRecord(uid: managed.uid, home: account.home) }
         if let missing = OffboardStage.allCases.first(where: { $0 < stage && !record!.done($0) }) {
-            throw refuse("stage order", LifecycleError.stageOrder(user: user, stage: stage, missing: missing).description)
+            throw refuse(
+                "stage order",
+                LifecycleError.stageOrder(user: user, stage: stage, missing: missing).description
+            )
         }
         if record!.done(stage) {
-            return LifecycleOutcome(plan: Plan(notes: ["stage \(stage.rawValue) of \(user) is recorded already; nothing to do"]), report: nil, dryRun: dryRun)
+            return LifecycleOutcome(
+                plan: Plan(notes: ["stage \(stage.rawValue) of \(user) is recorded already; nothing to do"]),
+                report: nil,
+                dryRun: dryRun
+            )
         }
         let identity = state.identities[user]
         var plan = Plan()
@@ -88,14 +113,21 @@ public enum Offboarding {
         case .cut:
             // The derived files must already exclude them (apply regenerates them from the roster).
             var routed: [String] = []
-            if let data = root.read(settings.derived.ttydUserMap), DerivedFileRenderer.parseTtydUserMap(data).values.contains(user) {
+            if let data = root.read(settings.derived.ttydUserMap),
+                DerivedFileRenderer.parseTtydUserMap(data).values.contains(user)
+            {
                 routed.append(settings.derived.ttydUserMap)
             }
-            if let data = root.read(settings.derived.dispatch), let map = try? DispatchMap.decode(data), map.users.values.contains(where: { $0.osUser == user }) {
+            if let data = root.read(settings.derived.dispatch), let map = try? DispatchMap.decode(data),
+                map.users.values.contains(where: { $0.osUser == user })
+            {
                 routed.append(settings.derived.dispatch)
             }
             if !routed.isEmpty {
-                throw refuse("derived files", "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut")
+                throw refuse(
+                    "derived files",
+                    "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut"
+                )
             }
             let idpBefore = try idp?.membership(osUser: user, identity: identity) ?? "not configured"
             plan.changes = planner.cutChanges(user: user, observed: snap)
@@ -103,26 +135,55 @@ public enum Offboarding {
             // machine's, so only on the live root.
             var st = stat()
             let lingering = lstat(root.path(joinPath(LifecycleAdapter.lingerDirectory, user)), &st) == 0
-            let running = root.isSystem ? ProcReader(root: root).processes(ownedBy: account.uid).map { (pid: $0.pid, name: $0.name) } : nil
-            plan.changes += planner.cutSessionChanges(user: user, uid: account.uid, lingering: lingering, processes: running)
+            let running =
+                root.isSystem
+                ? ProcReader(root: root).processes(ownedBy: account.uid).map { (pid: $0.pid, name: $0.name) } : nil
+            plan.changes += planner.cutSessionChanges(
+                user: user,
+                uid: account.uid,
+                lingering: lingering,
+                processes: running
+            )
             if running == nil {
-                plan.notes.append("processes of \(user) are not ended under --root \(root.directory): only on the live root /")
+                plan.notes.append(
+                    "processes of \(user) are not ended under --root \(root.directory): only on the live root /"
+                )
             }
             if idp != nil {
-                plan.changes.append(Change(id: "idp:\(user)", user: user, kind: .pending, safety: .revoke, summary: "remove \(user) from the IdP gate group",
-                                           fields: [FieldChange("idp membership", idpBefore, "none")]))
+                plan.changes.append(
+                    Change(
+                        id: "idp:\(user)",
+                        user: user,
+                        kind: .pending,
+                        safety: .revoke,
+                        summary: "remove \(user) from the IdP gate group",
+                        fields: [FieldChange("idp membership", idpBefore, "none")]
+                    )
+                )
             } else {
-                plan.notes.append("idp membership: not configured (no IdP integration); remove \(user) from the gate group by hand if they are in it")
+                plan.notes.append(
+                    "idp membership: not configured (no IdP integration); remove \(user) from the gate group by hand if they are in it"
+                )
             }
-            plan.notes.append("derived files exclude \(user): \(settings.derived.ttydUserMap), \(settings.derived.dispatch)")
+            plan.notes.append(
+                "derived files exclude \(user): \(settings.derived.ttydUserMap), \(settings.derived.dispatch)"
+            )
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
             // Keep the first before-state if an earlier cut stopped half-way.
-            let before = record!.cut?.before ?? planner.beforeState(user: user, observed: snap, idpMembership: idpBefore)
+            let before =
+                record!.cut?.before ?? planner.beforeState(user: user, observed: snap, idpMembership: idpBefore)
             record!.cut = .init(time: Date().timeIntervalSince1970.rounded(), before: before, completed: false)
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
             let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            let executor = Executor(
+                root: root,
+                settings: settings,
+                runner: runner,
+                journal: journal,
+                systemdRunning: snap.systemdRunning,
+                state: state
+            )
             var report = executor.runExplicit(plan.changes, progress: progress)
             if let idp, let change = plan.changes.first(where: { $0.id == "idp:\(user)" }) {
                 do {
@@ -138,31 +199,56 @@ public enum Offboarding {
             record!.cut!.completed = report.failed.isEmpty && report.skipped.isEmpty
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
-            journal.recordStage("offboard:\(user):cut", user: user, safety: .revoke, summary: "offboard stage cut of \(user)", ok: record!.cut!.completed)
+            journal.recordStage(
+                "offboard:\(user):cut",
+                user: user,
+                safety: .revoke,
+                summary: "offboard stage cut of \(user)",
+                ok: record!.cut!.completed
+            )
             let ended = executor.endedProcesses[user] ?? []
             if plan.changes.contains(where: { $0.id == "processes:\(user)" }) {
-                messages.append(ended.isEmpty ? "ended no process of \(user): none was running"
-                    : "ended \(ended.count) process\(ended.count == 1 ? "" : "es") of \(user): " + ended.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", "))
+                messages.append(
+                    ended.isEmpty
+                        ? "ended no process of \(user): none was running"
+                        : "ended \(ended.count) process\(ended.count == 1 ? "" : "es") of \(user): "
+                            + ended.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ")
+                )
             }
             var outcome = LifecycleOutcome(plan: plan, report: report, messages: [], dryRun: false)
-            outcome.extra["ended_processes"] = ended.map { ["pid": $0.pid, "name": $0.name, "uids": $0.uids] as [String: any Sendable] }
-            messages.append(record!.cut!.completed
-                ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
-                : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)")
+            outcome.extra["ended_processes"] = ended.map {
+                ["pid": $0.pid, "name": $0.name, "uids": $0.uids] as [String: any Sendable]
+            }
+            messages.append(
+                record!.cut!.completed
+                    ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
+                    : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)"
+            )
             outcome.messages = messages
             return outcome
 
         case .revoke:
             let kept = changedSecretFiles(user: user, account: account, state: state, root: root)
             plan.changes = planner.revokeChanges(user: user, observed: snap, kept: kept)
-            let steps = planner.clusterRevocationSteps(user: user, identity: identity, inK8sUsers: k8sUsersHolds(identity?.k8sUser ?? user, settings: settings, root: root))
+            let steps = planner.clusterRevocationSteps(
+                user: user,
+                identity: identity,
+                inK8sUsers: k8sUsersHolds(identity?.k8sUser ?? user, settings: settings, root: root)
+            )
             messages = steps.map { "admin: \($0)" }
             if plan.changes.isEmpty { plan.notes.append("no per-user secret files are recorded for \(user)") }
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }
             let paths = state.secretFilesWritten[user] ?? []
             let present = paths.filter { observer.pathState($0).kind != .absent }
             let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            let executor = Executor(
+                root: root,
+                settings: settings,
+                runner: runner,
+                journal: journal,
+                systemdRunning: snap.systemdRunning,
+                state: state
+            )
             let report = executor.runExplicit(plan.changes, progress: progress)
             state = executor.state
             let deleted = report.applied.compactMap { c -> String? in
@@ -173,39 +259,85 @@ public enum Offboarding {
                 messages.append("kept \(path): \(why); it stays in the home and goes into the archive")
             }
             if report.failed.isEmpty {
-                record!.revoke = .init(time: Date().timeIntervalSince1970.rounded(), deletedFiles: deleted,
-                                       absentFiles: paths.filter { !present.contains($0) }, adminSteps: steps,
-                                       keptFiles: kept.isEmpty ? nil : kept)
+                record!.revoke = .init(
+                    time: Date().timeIntervalSince1970.rounded(),
+                    deletedFiles: deleted,
+                    absentFiles: paths.filter { !present.contains($0) },
+                    adminSteps: steps,
+                    keptFiles: kept.isEmpty ? nil : kept
+                )
                 state.secretFilesWritten[user] = nil
                 state.writtenDigests[user] = nil
                 state.secretFilesPending[user] = nil
                 state.offboarding[user] = record
             }
             try StateStore(root: root, settings: settings).save(state)
-            journal.recordStage("offboard:\(user):revoke", user: user, safety: .revoke, summary: "offboard stage revoke of \(user)", ok: record!.revoke != nil)
+            journal.recordStage(
+                "offboard:\(user):revoke",
+                user: user,
+                safety: .revoke,
+                summary: "offboard stage revoke of \(user)",
+                ok: record!.revoke != nil
+            )
             return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
 
         case .archive:
-            guard confirm == user else { throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description) }
+            guard confirm == user else {
+                throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description)
+            }
             let gate = IdleGate(root: root, settings: settings)
             let idle = gate.check(user: user, uid: account.uid, state: state)
             if !idle.unreadable.isEmpty {
-                throw refuse("running processes", "cannot tell whether \(user) still runs processes: " + idle.busyLines.joined(separator: "; ") + "; fix the read, then archive (--force does not skip this)")
+                throw refuse(
+                    "running processes",
+                    "cannot tell whether \(user) still runs processes: " + idle.busyLines.joined(separator: "; ")
+                        + "; fix the read, then archive (--force does not skip this)"
+                )
             }
             if !idle.processes.isEmpty {
-                throw refuse("running processes", "\(user) still runs \(idle.processes.count) process(es): "
-                    + idle.processes.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ") + "; end them (the cut stopped the units), then archive")
+                throw refuse(
+                    "running processes",
+                    "\(user) still runs \(idle.processes.count) process(es): "
+                        + idle.processes.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ")
+                        + "; end them (the cut stopped the units), then archive"
+                )
             }
             if !idle.isIdle && !force {
-                throw refuse("idle gate", "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force")
+                throw refuse(
+                    "idle gate",
+                    "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force"
+                )
             }
-            let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
-            let archive = joinPath(settings.offboard.backupDirectory, OffboardingRecord.Archive.fileName(user: user, uid: account.uid, stamp: stamp))
-            observer.observePaths(planner.personSystemFiles(user: user, uid: account.uid).map { WatchedPath($0) }, into: &snap)
-            plan.changes = planner.archiveChanges(user: user, uid: account.uid, home: account.home, archive: archive, observed: snap)
+            let stamp = ISO8601DateFormatter.string(
+                from: Date(),
+                timeZone: TimeZone(identifier: "UTC")!,
+                formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
+            )
+            let archive = joinPath(
+                settings.offboard.backupDirectory,
+                OffboardingRecord.Archive.fileName(user: user, uid: account.uid, stamp: stamp)
+            )
+            observer.observePaths(
+                planner.personSystemFiles(user: user, uid: account.uid).map { WatchedPath($0) },
+                into: &snap
+            )
+            plan.changes = planner.archiveChanges(
+                user: user,
+                uid: account.uid,
+                home: account.home,
+                archive: archive,
+                observed: snap
+            )
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
             let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(root: root, settings: settings, runner: runner, journal: journal, systemdRunning: snap.systemdRunning, state: state)
+            let executor = Executor(
+                root: root,
+                settings: settings,
+                runner: runner,
+                journal: journal,
+                systemdRunning: snap.systemdRunning,
+                state: state
+            )
             let report = executor.runExplicit(plan.changes, progress: progress)
             state = executor.state
             if let done = executor.archives[user], report.failed.isEmpty {
@@ -215,8 +347,16 @@ public enum Offboarding {
                 state.accounts[user] = nil
                 state.addedMemberships[user] = nil
                 for t in state.ports.keys { state.ports[t]?[user] = nil }
-                journal.recordStage("offboard:\(user):archive", user: user, safety: .destroy, summary: "offboard stage archive of \(user): uid \(account.uid) retired", ok: true)
-                messages.append("archived to \(done.path) (\(done.bytes) bytes, sha256 \(done.sha256), \(done.entries) entries); uid \(account.uid) is retired")
+                journal.recordStage(
+                    "offboard:\(user):archive",
+                    user: user,
+                    safety: .destroy,
+                    summary: "offboard stage archive of \(user): uid \(account.uid) retired",
+                    ok: true
+                )
+                messages.append(
+                    "archived to \(done.path) (\(done.bytes) bytes, sha256 \(done.sha256), \(done.entries) entries); uid \(account.uid) is retired"
+                )
             }
             try StateStore(root: root, settings: settings).save(state)
             return LifecycleOutcome(plan: plan, report: report, messages: messages, dryRun: false)
@@ -236,7 +376,12 @@ extension Offboarding {
     /// The recorded secret files of `user` that the revoke stage must keep (host path -> why): each is read
     /// through the home-writer (never following a link) and kept unless it holds exactly the bytes workstation
     /// wrote (`state.written_digests`). Absent files are not listed.
-    static func changedSecretFiles(user: String, account: PasswdEntry, state: WorkstationState, root: HostRoot) -> [String: String] {
+    static func changedSecretFiles(
+        user: String,
+        account: PasswdEntry,
+        state: WorkstationState,
+        root: HostRoot
+    ) -> [String: String] {
         let homes = HomeWriter(root: root)
         let owner = HomeWriter.Owner(uid: account.uid, gid: account.gid)
         let prefix = account.home.hasSuffix("/") ? account.home : account.home + "/"
@@ -248,7 +393,12 @@ extension Offboarding {
             }
             let st: PathState
             do {
-                st = try homes.inspect(home: account.home, relative: String(path.dropFirst(prefix.count)), owner: owner, maxBytes: 16 << 20)
+                st = try homes.inspect(
+                    home: account.home,
+                    relative: String(path.dropFirst(prefix.count)),
+                    owner: owner,
+                    maxBytes: 16 << 20
+                )
             } catch {
                 kept[path] = "it cannot be read safely (\(error))"
                 continue
@@ -275,7 +425,10 @@ extension Offboarding {
 extension Journal {
     /// One line marking a lifecycle stage or command as recorded (`ok`) or left incomplete (`failed`).
     func recordStage(_ id: String, user: String, safety: SafetyClass, summary: String, ok: Bool) {
-        record(Change(id: id, user: user, kind: .pending, safety: safety, summary: summary), result: ok ? "ok" : "failed",
-               error: ok ? nil : "incomplete; see the failed steps above")
+        record(
+            Change(id: id, user: user, kind: .pending, safety: safety, summary: summary),
+            result: ok ? "ok" : "failed",
+            error: ok ? nil : "incomplete; see the failed steps above"
+        )
     }
 }

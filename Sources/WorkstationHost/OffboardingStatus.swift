@@ -39,17 +39,27 @@ public struct OffboardingRow: Sendable, Hashable, Codable {
     /// - Parameters:
     ///   - usage: per-uid process figures (`UserUsage.byUid`).
     ///   - today: days since 1970-01-01, for the account's expiry.
-    public static func pending(roster: Roster, snapshot snap: HostSnapshot, usage: [Int: UserUsage], today: Int) -> [OffboardingRow] {
+    public static func pending(
+        roster: Roster,
+        snapshot snap: HostSnapshot,
+        usage: [Int: UserUsage],
+        today: Int
+    ) -> [OffboardingRow] {
         let inRoster = Set(roster.entries.map(\.osUser))
         return snap.state.accounts.keys.filter { !inRoster.contains($0) }.sorted().map { name in
             let record = snap.state.offboarding[name]
             let uid = snap.state.accounts[name]?.uid ?? snap.account(name)?.uid ?? -1
             return OffboardingRow(
-                osUser: name, uid: uid, account: AccountState.of(name, snap, today: today),
+                osUser: name,
+                uid: uid,
+                account: AccountState.of(name, snap, today: today),
                 done: OffboardStage.allCases.filter { record?.done($0) == true },
                 cutIncomplete: record?.cut.map { !$0.completed } ?? false,
-                nextStage: record?.nextStage ?? .cut, cutTime: record?.cut?.time, revokeTime: record?.revoke?.time,
-                processes: usage[uid]?.processes ?? 0)
+                nextStage: record?.nextStage ?? .cut,
+                cutTime: record?.cut?.time,
+                revokeTime: record?.revoke?.time,
+                processes: usage[uid]?.processes ?? 0
+            )
         }
     }
 
@@ -59,29 +69,41 @@ public struct OffboardingRow: Sendable, Hashable, Codable {
         guard !rows.isEmpty else { return "" }
         let header = ["USER", "UID", "ACCOUNT", "DONE", "SINCE", "PROCESSES", "NEXT"]
         let lines = rows.map { r in
-            [r.osUser, String(r.uid), r.account.rawValue, r.stageWords, (r.revokeTime ?? r.cutTime).map(utcDay) ?? "-",
-             String(r.processes), r.command + options]
+            [
+                r.osUser, String(r.uid), r.account.rawValue, r.stageWords,
+                (r.revokeTime ?? r.cutTime).map(utcDay) ?? "-",
+                String(r.processes), r.command + options,
+            ]
         }
         var widths = header.map(\.count)
         for l in lines { for (i, c) in l.enumerated() { widths[i] = max(widths[i], c.count) } }
         func fmt(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }
+            .joined(separator: "  ")
         }
-        return "\nMid-offboarding (left the roster, not archived; run NEXT):\n" + ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"
+        return "\nMid-offboarding (left the roster, not archived; run NEXT):\n"
+            + ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"
     }
 
     /// The row as JSON: `os_user`, `uid`, `account`, `done` (stage names), `cut_incomplete`, `next_stage`,
     /// `cut_time`/`revoke_time` (seconds since 1970 or null), `processes`, `command`.
     public func jsonObject(options: String = "") -> [String: Any] {
-        ["os_user": osUser, "uid": uid, "account": account.rawValue, "done": done.map(\.rawValue), "cut_incomplete": cutIncomplete,
-         "next_stage": nextStage.rawValue, "cut_time": cutTime ?? NSNull(), "revoke_time": revokeTime ?? NSNull(),
-         "processes": processes, "command": command + options]
+        [
+            "os_user": osUser, "uid": uid, "account": account.rawValue, "done": done.map(\.rawValue),
+            "cut_incomplete": cutIncomplete,
+            "next_stage": nextStage.rawValue, "cut_time": cutTime ?? NSNull(), "revoke_time": revokeTime ?? NSNull(),
+            "processes": processes, "command": command + options,
+        ]
     }
 
     /// `YYYY-MM-DD` (UTC) of a time in seconds since 1970.
     static func utcDay(_ t: Double) -> String {
-        ISO8601DateFormatter.string(from: Date(timeIntervalSince1970: t), timeZone: TimeZone(identifier: "UTC")!,
-                                    formatOptions: [.withFullDate])
+        ISO8601DateFormatter.string(
+            from: Date(timeIntervalSince1970: t),
+            timeZone: TimeZone(identifier: "UTC")!,
+            formatOptions: [.withFullDate]
+        )
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Reads the kernel's view of the host from files under the root: `/proc/meminfo`, `/proc/pressure/*`,
@@ -31,7 +31,9 @@ public struct ProcReader: Sendable {
         var out: [ProcessSample] = []
         for name in names {
             guard let pid = Int(name), pid > 0, let status = readPseudoFile("\(dir)/\(name)/status") else { continue }
-            if let s = ProcessSample.parse(pid: pid, status: status, stat: readPseudoFile("\(dir)/\(name)/stat")) { out.append(s) }
+            if let s = ProcessSample.parse(pid: pid, status: status, stat: readPseudoFile("\(dir)/\(name)/stat")) {
+                out.append(s)
+            }
         }
         return out.sorted { $0.pid < $1.pid }
     }
@@ -101,7 +103,9 @@ public struct ProcReader: Sendable {
         for tree in trees {
             for slice in ["user.slice/user-\(uid).slice", "system.slice"] {
                 let events = root.path("\(tree)/\(slice)/\(instance)/cgroup.events")
-                if let data = readPseudoFile(events), String(decoding: data, as: UTF8.self).split(separator: "\n").contains("populated 1") {
+                if let data = readPseudoFile(events),
+                    String(decoding: data, as: UTF8.self).split(separator: "\n").contains("populated 1")
+                {
                     return true
                 }
             }
@@ -230,9 +234,15 @@ public struct TCPListener: Sendable, Hashable {
             loopback = b[12] == 127
         } else {
             var text: [String] = []
-            for i in stride(from: 0, to: 16, by: 2) { text.append(String(UInt16(b[i]) << 8 | UInt16(b[i + 1]), radix: 16)) }
+            for i in stride(from: 0, to: 16, by: 2) {
+                text.append(String(UInt16(b[i]) << 8 | UInt16(b[i + 1]), radix: 16))
+            }
             address = text.joined(separator: ":")
-            if b.allSatisfy({ $0 == 0 }) { address = "::" } else if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { address = "::1" }
+            if b.allSatisfy({ $0 == 0 }) {
+                address = "::"
+            } else if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 {
+                address = "::1"
+            }
             loopback = address == "::1"
         }
     }

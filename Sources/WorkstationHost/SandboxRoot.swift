@@ -14,8 +14,16 @@ public enum SandboxRoot {
         let files: [(String, String, UInt32)] = [
             ("/etc/passwd", passwd, 0o644), ("/etc/group", group, 0o644), ("/etc/shadow", shadow, 0o640),
             ("/etc/gshadow", gshadow, 0o640), ("/etc/login.defs", loginDefs, 0o644),
-            ("/etc/skel/.bashrc", "# ~/.bashrc: executed by bash(1) for non-login shells.\n[ -z \"$PS1\" ] && return\nPS1='\\u@\\h:\\w\\$ '\n", 0o644),
-            ("/etc/skel/.profile", "# ~/.profile: executed by the command interpreter for login shells.\n[ -n \"$BASH_VERSION\" ] && [ -f \"$HOME/.bashrc\" ] && . \"$HOME/.bashrc\"\n", 0o644),
+            (
+                "/etc/skel/.bashrc",
+                "# ~/.bashrc: executed by bash(1) for non-login shells.\n[ -z \"$PS1\" ] && return\nPS1='\\u@\\h:\\w\\$ '\n",
+                0o644
+            ),
+            (
+                "/etc/skel/.profile",
+                "# ~/.profile: executed by the command interpreter for login shells.\n[ -n \"$BASH_VERSION\" ] && [ -f \"$HOME/.bashrc\" ] && . \"$HOME/.bashrc\"\n",
+                0o644
+            ),
             ("/etc/skel/.bash_logout", "# ~/.bash_logout: executed by bash(1) when login shell exits.\n", 0o644),
         ]
         for (path, content, mode) in files {
@@ -25,12 +33,21 @@ public enum SandboxRoot {
             try FileManager.default.createDirectory(atPath: root.path(dir), withIntermediateDirectories: true)
         }
         for unit in settings.units {
-            try writeFileAtomically(Data(ReconcileUnits.perUserTemplate(unit).utf8), to: root.path("/etc/systemd/system/\(unit.templateUnit)"))
+            try writeFileAtomically(
+                Data(ReconcileUnits.perUserTemplate(unit).utf8),
+                to: root.path("/etc/systemd/system/\(unit.templateUnit)")
+            )
         }
         let base = settings.configBase
         let sample: [(String, String)] = [
-            ("CLAUDE.md", "# Org guidance\n\nWork in ~/code. Never commit secrets. Ask before applying infrastructure changes.\n"),
-            ("skills/review/SKILL.md", "---\nname: review\ndescription: Review a change the way the team does.\n---\nRead the diff, then list risks first.\n"),
+            (
+                "CLAUDE.md",
+                "# Org guidance\n\nWork in ~/code. Never commit secrets. Ask before applying infrastructure changes.\n"
+            ),
+            (
+                "skills/review/SKILL.md",
+                "---\nname: review\ndescription: Review a change the way the team does.\n---\nRead the diff, then list risks first.\n"
+            ),
             ("rules/style.md", "Prefer small commits with messages that say why.\n"),
             ("agents/helper.md", "---\nname: helper\ndescription: A small helper agent.\n---\nBe brief.\n"),
             ("commands/status.md", "Summarize the state of ~/code.\n"),
@@ -65,14 +82,16 @@ public enum SandboxRoot {
 
     static let groupNames: [(String, Int)] = [
         ("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3), ("adm", 4), ("tty", 5), ("disk", 6), ("lp", 7), ("mail", 8),
-        ("news", 9), ("uucp", 10), ("man", 12), ("proxy", 13), ("kmem", 15), ("dialout", 20), ("fax", 21), ("voice", 22),
+        ("news", 9), ("uucp", 10), ("man", 12), ("proxy", 13), ("kmem", 15), ("dialout", 20), ("fax", 21),
+        ("voice", 22),
         ("cdrom", 24), ("floppy", 25), ("tape", 26), ("sudo", 27), ("audio", 29), ("dip", 30), ("www-data", 33),
         ("backup", 34), ("operator", 37), ("list", 38), ("irc", 39), ("src", 40), ("shadow", 42), ("utmp", 43),
         ("video", 44), ("sasl", 45), ("plugdev", 46), ("staff", 50), ("games", 60), ("users", 100), ("nogroup", 65534),
     ]
     static let group = groupNames.map { "\($0.0):x:\($0.1):\n" }.joined()
     static let gshadow = groupNames.map { "\($0.0):*::\n" }.joined()
-    static let shadow = passwd.split(separator: "\n").map { "\($0.split(separator: ":")[0]):*:20000:0:99999:7:::\n" }.joined()
+    static let shadow = passwd.split(separator: "\n").map { "\($0.split(separator: ":")[0]):*:20000:0:99999:7:::\n" }
+        .joined()
     static let loginDefs = """
         MAIL_DIR        /var/mail
         ENV_SUPATH      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

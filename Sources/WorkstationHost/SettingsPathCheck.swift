@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 extension Observer {
@@ -18,7 +18,9 @@ extension Observer {
     public func settingsPathDiagnostics() -> [Diagnostic] {
         var out: [Diagnostic] = []
         let me = geteuid()
-        var targets = settings.rootPaths.map { (key: $0.key, path: $0.path, includeSelf: $0.isDirectory, ownerMatters: true) }
+        var targets = settings.rootPaths.map {
+            (key: $0.key, path: $0.path, includeSelf: $0.isDirectory, ownerMatters: true)
+        }
         targets.append((key: "config_base", path: settings.configBase, includeSelf: true, ownerMatters: false))
         for t in targets {
             var components = t.path.split(separator: "/").map(String.init)
@@ -31,16 +33,31 @@ extension Observer {
                 let kind = st.st_mode & S_IFMT
                 let at = settings.location(of: t.key)
                 if kind == S_IFLNK {
-                    out.append(Diagnostic(at, "\(t.key) \(t.path): \(current) is a symlink; root never writes or trusts a path through a link, so name the real directory (readlink -f \(current))"))
+                    out.append(
+                        Diagnostic(
+                            at,
+                            "\(t.key) \(t.path): \(current) is a symlink; root never writes or trusts a path through a link, so name the real directory (readlink -f \(current))"
+                        )
+                    )
                     break
                 }
                 guard kind == S_IFDIR else { break }
                 if st.st_mode & 0o002 != 0 {
-                    out.append(Diagnostic(at, "\(t.key) \(t.path): \(current) is writable by every account (mode \(String(st.st_mode & 0o7777, radix: 8))), so anyone could create or swap what is below it; chmod o-w \(current), or move the setting to a root-owned directory"))
+                    out.append(
+                        Diagnostic(
+                            at,
+                            "\(t.key) \(t.path): \(current) is writable by every account (mode \(String(st.st_mode & 0o7777, radix: 8))), so anyone could create or swap what is below it; chmod o-w \(current), or move the setting to a root-owned directory"
+                        )
+                    )
                     break
                 }
                 if t.ownerMatters && st.st_uid != 0 && st.st_uid != me {
-                    out.append(Diagnostic(at, "\(t.key) \(t.path): \(current) is owned by uid \(st.st_uid), who could swap what is below it; chown root: \(current), or move the setting to a root-owned directory"))
+                    out.append(
+                        Diagnostic(
+                            at,
+                            "\(t.key) \(t.path): \(current) is owned by uid \(st.st_uid), who could swap what is below it; chown root: \(current), or move the setting to a root-owned directory"
+                        )
+                    )
                     break
                 }
             }

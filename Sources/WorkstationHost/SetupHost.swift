@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `workstation setup-host`: observe the machine-wide layers, plan, apply under the run lock, verify.
@@ -12,22 +12,31 @@ public enum SetupHostEngine {
     /// the managed files, skel, profile script, reconcile units, the dpkg database and how each inherited item
     /// of the config base is reached.
     /// - Throws: `ObserveError` when the state file does not parse.
-    public static func observe(_ inputs: Inputs, root: HostRoot) throws -> (HostSnapshot, DesiredState, SetupHostObservation) {
+    public static func observe(
+        _ inputs: Inputs,
+        root: HostRoot
+    ) throws -> (HostSnapshot, DesiredState, SetupHostObservation) {
         let settings = inputs.settings
         let observer = Observer(root: root, settings: settings)
         var snap = try observer.observeBase()
         var desired = desire(roster: inputs.roster, settings: settings, snapshot: snap)
         desired.diagnostics += observer.settingsPathDiagnostics()
         let planner = Planner(settings: settings)
-        observer.observePaths(desired.users.flatMap { [WatchedPath($0.home)] + planner.secretFileWatchedPaths($0) }, into: &snap)
+        observer.observePaths(
+            desired.users.flatMap { [WatchedPath($0.home)] + planner.secretFileWatchedPaths($0) },
+            into: &snap
+        )
 
         var host = SetupHostObservation()
-        for w in planner.setupHostWatchedPaths() { host.files[w.path] = observer.pathState(w.path, readContent: w.readContent) }
+        for w in planner.setupHostWatchedPaths() {
+            host.files[w.path] = observer.pathState(w.path, readContent: w.readContent)
+        }
         let guidancePath = joinPath(settings.configBase, settings.setupHost.guidanceFile)
         host.guidance = readRegularFile(root.path(guidancePath))
         host.displayPaths[guidancePath] = root.path(guidancePath)
         let dropInDir = (settings.setupHost.managedDropInPath as NSString).deletingLastPathComponent
-        for name in ((try? FileManager.default.contentsOfDirectory(atPath: root.path(dropInDir))) ?? []).sorted() where name.hasSuffix(".json") {
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: root.path(dropInDir))) ?? []).sorted()
+        where name.hasSuffix(".json") {
             let p = joinPath(dropInDir, name)
             guard p != settings.setupHost.managedDropInPath, let data = readRegularFile(root.path(p)) else { continue }
             host.otherDropIns[p] = data
@@ -35,7 +44,9 @@ public enum SetupHostEngine {
         }
         host.displayPaths[settings.setupHost.managedSettingsPath] = root.path(settings.setupHost.managedSettingsPath)
         collectSkel(root, settings.setupHost.skel, depth: 0, into: &host)
-        if let status = root.read("/var/lib/dpkg/status") { host.installedPackages = PackageAdapter.installed(status: status) }
+        if let status = root.read("/var/lib/dpkg/status") {
+            host.installedPackages = PackageAdapter.installed(status: status)
+        }
         // What children read: each inherited item, and the org guidance (the managed CLAUDE.md links to it).
         var items = settings.inheritedItems.map { joinPath(settings.configBase, $0) }
         if host.guidance != nil { items.append(guidancePath) }
@@ -54,10 +65,16 @@ public enum SetupHostEngine {
     /// Observes and plans. Reads only.
     /// - Throws: `ValidationFailure` for roster problems only the host shows and for secret-guard findings
     ///   (machine-wide content carrying a secret): nothing may change then.
-    public static func plan(_ inputs: Inputs, root: HostRoot, options: SetupHostOptions) throws -> (Plan, HostSnapshot) {
+    public static func plan(_ inputs: Inputs, root: HostRoot, options: SetupHostOptions) throws -> (Plan, HostSnapshot)
+    {
         let (snap, desired, host) = try observe(inputs, root: root)
         if !desired.diagnostics.isEmpty { throw ValidationFailure(desired.diagnostics) }
-        let (plan, guard_) = Planner(settings: inputs.settings).setupHostPlan(desired: desired, observed: snap, host: host, options: options)
+        let (plan, guard_) = Planner(settings: inputs.settings).setupHostPlan(
+            desired: desired,
+            observed: snap,
+            host: host,
+            options: options
+        )
         if !guard_.isEmpty { throw ValidationFailure(guard_) }
         return (plan, snap)
     }
@@ -66,8 +83,13 @@ public enum SetupHostEngine {
     /// machine-wide files it wrote in state (so they are regenerated, never mistaken for foreign ones), then plans
     /// again to verify.
     /// - Throws: `LockError.busy`, `ValidationFailure` (secret guard: nothing changed), state I/O errors.
-    public static func apply(_ inputs: Inputs, root: HostRoot, runner: any CommandRunner, options: SetupHostOptions,
-                             progress: (String) -> Void = { _ in }) throws -> ApplyOutcome {
+    public static func apply(
+        _ inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        options: SetupHostOptions,
+        progress: (String) -> Void = { _ in }
+    ) throws -> ApplyOutcome {
         // The secret guard runs before the lock is taken, so a refused run leaves not even a lock file behind.
         _ = try Self.plan(inputs, root: root, options: options)
         let lock = try RunLock(root: root, settings: inputs.settings, timeout: inputs.settings.lockTimeout)
@@ -78,8 +100,14 @@ public enum SetupHostEngine {
         var state = snapshot.state
         if !plan.isEmpty {
             let journal = try Journal(root: root, settings: inputs.settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(root: root, settings: inputs.settings, runner: runner, journal: journal,
-                                    systemdRunning: snapshot.systemdRunning, state: state)
+            let executor = Executor(
+                root: root,
+                settings: inputs.settings,
+                runner: runner,
+                journal: journal,
+                systemdRunning: snapshot.systemdRunning,
+                state: state
+            )
             report = executor.apply(plan, progress: progress)
             state = executor.state
             var owned = state.ownedFiles ?? []
@@ -92,7 +120,13 @@ public enum SetupHostEngine {
         if state != snapshot.state {
             try StateStore(root: root, settings: inputs.settings).save(state)
         }
-        return ApplyOutcome(plan: plan, report: report, verification: verification, processesSpawned: runner.spawned, observed: nil)
+        return ApplyOutcome(
+            plan: plan,
+            report: report,
+            verification: verification,
+            processesSpawned: runner.spawned,
+            observed: nil
+        )
     }
 
     /// A regular file's bytes (at most 1 MiB), opened without following a link in the last component.
@@ -138,8 +172,15 @@ public struct ReachResolver: Sendable {
             var st = stat()
             guard lstat(root.path(path), &st) == 0 else { return false }
             let acl = readACL(root.path(path))
-            let e = TraversedEntry(path: path, kind: Observer.kind(st.st_mode), mode: UInt32(st.st_mode) & 0o7777, uid: Int(st.st_uid),
-                                   gid: Int(st.st_gid), acl: acl, need: need)
+            let e = TraversedEntry(
+                path: path,
+                kind: Observer.kind(st.st_mode),
+                mode: UInt32(st.st_mode) & 0o7777,
+                uid: Int(st.st_uid),
+                gid: Int(st.st_gid),
+                acl: acl,
+                need: need
+            )
             if let i = entries.firstIndex(where: { $0.path == path }) {
                 entries[i].need |= need
             } else {
@@ -160,19 +201,33 @@ public struct ReachResolver: Sendable {
             }
             let next = joinPath(current, comp)
             var st = stat()
-            guard lstat(root.path(next), &st) == 0 else { return ReachChain(item: item, entries: entries, problem: "is missing (nothing at \(next))") }
+            guard lstat(root.path(next), &st) == 0 else {
+                return ReachChain(item: item, entries: entries, problem: "is missing (nothing at \(next))")
+            }
             switch st.st_mode & S_IFMT {
             case S_IFLNK:
                 hops += 1
-                guard hops <= 40, let target = try? FileManager.default.destinationOfSymbolicLink(atPath: root.path(next)) else {
-                    return ReachChain(item: item, entries: entries, problem: "cannot be resolved (a symlink loop at \(next))")
+                guard hops <= 40,
+                    let target = try? FileManager.default.destinationOfSymbolicLink(atPath: root.path(next))
+                else {
+                    return ReachChain(
+                        item: item,
+                        entries: entries,
+                        problem: "cannot be resolved (a symlink loop at \(next))"
+                    )
                 }
                 if target.hasPrefix("/") { current = "/" }
                 pending = target.split(separator: "/").map(String.init) + pending
             case S_IFDIR:
                 current = next
             default:
-                if !pending.isEmpty { return ReachChain(item: item, entries: entries, problem: "is not reachable: \(next) is not a directory") }
+                if !pending.isEmpty {
+                    return ReachChain(
+                        item: item,
+                        entries: entries,
+                        problem: "is not reachable: \(next) is not a directory"
+                    )
+                }
                 current = next
             }
         }

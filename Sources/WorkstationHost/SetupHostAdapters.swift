@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Root-owned system paths that are created only if absent (`/etc/skel/.claude` and its links).
@@ -11,7 +11,11 @@ public enum SystemFiles {
     /// - Throws: `FileWriteError` when the path exists as something else or mkdir fails.
     public static func createDirectory(_ fullPath: String, mode: mode_t) throws {
         let parent = (fullPath as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try FileManager.default.createDirectory(
+            atPath: parent,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o755]
+        )
         if mkdir(fullPath, mode) != 0 {
             let e = errno
             var st = stat()
@@ -27,7 +31,11 @@ public enum SystemFiles {
     /// - Throws: `FileWriteError` (EEXIST) when something else is at the path.
     public static func createSymlink(_ fullPath: String, target: String) throws {
         let parent = (fullPath as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try FileManager.default.createDirectory(
+            atPath: parent,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o755]
+        )
         if symlink(target, fullPath) != 0 {
             let e = errno
             if e == EEXIST, (try? FileManager.default.destinationOfSymbolicLink(atPath: fullPath)) == target { return }
@@ -56,7 +64,8 @@ public struct ACLAdapter {
     /// - Throws: `ACLError` when the group is unknown or the path is not a plain directory path; `CommandError`
     ///   when setfacl fails.
     public func grant(path: String, group: String, perms: String) throws {
-        guard let gid = AccountDatabase.group(root.read("/etc/group") ?? Data()).first(where: { $0.name == group })?.gid else {
+        guard let gid = AccountDatabase.group(root.read("/etc/group") ?? Data()).first(where: { $0.name == group })?.gid
+        else {
             throw ACLError.noGroup(group)
         }
         let fd = try openNoFollow(path)
@@ -75,12 +84,20 @@ public struct ACLAdapter {
         var fd = open(root.path("/"), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw ACLError.notADirectory(path, "cannot open the root") }
         for comp in path.split(separator: "/") {
-            guard comp != "..", comp != "." else { close(fd); throw ACLError.notADirectory(path, "the path has . or ..") }
+            guard comp != "..", comp != "." else {
+                close(fd)
+                throw ACLError.notADirectory(path, "the path has . or ..")
+            }
             let next = openat(fd, String(comp), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             let e = errno
             close(fd)
             guard next >= 0 else {
-                throw ACLError.notADirectory(path, e == ELOOP || e == ENOTDIR ? "'\(comp)' is now a symlink or not a directory (changed since observe); refused" : String(cString: strerror(e)))
+                throw ACLError.notADirectory(
+                    path,
+                    e == ELOOP || e == ENOTDIR
+                        ? "'\(comp)' is now a symlink or not a directory (changed since observe); refused"
+                        : String(cString: strerror(e))
+                )
             }
             fd = next
         }
@@ -97,7 +114,8 @@ public enum ACLError: Error, CustomStringConvertible {
     case notADirectory(String, String)
     public var description: String {
         switch self {
-        case .noGroup(let g): "group \(g) does not exist under the root; create it first (apply or setup-host creates it)"
+        case .noGroup(let g):
+            "group \(g) does not exist under the root; create it first (apply or setup-host creates it)"
         case .notADirectory(let p, let why): "cannot set an ACL on \(p): \(why)"
         }
     }
@@ -117,8 +135,10 @@ public struct PackageAdapter {
     /// - Throws: `PackageError.notSystemRoot` under a prefix; `CommandError` when apt-get fails.
     public func install(_ names: [String]) throws {
         guard root.isSystem else { throw PackageError.notSystemRoot(root.directory) }
-        try runner.check(["apt-get", "install", "-y", "--no-install-recommends", "--"] + names,
-                         environment: ["DEBIAN_FRONTEND": "noninteractive"])
+        try runner.check(
+            ["apt-get", "install", "-y", "--no-install-recommends", "--"] + names,
+            environment: ["DEBIAN_FRONTEND": "noninteractive"]
+        )
     }
 
     /// Installed package names from a dpkg status file (`dpkg(1)`, `deb-control(5)` stanzas): a stanza counts when
@@ -142,7 +162,8 @@ public enum PackageError: Error, CustomStringConvertible {
     case notSystemRoot(String)
     public var description: String {
         switch self {
-        case .notSystemRoot(let d): "apt-get cannot install into the root \(d); run setup-host --install-packages on the host itself"
+        case .notSystemRoot(let d):
+            "apt-get cannot install into the root \(d); run setup-host --install-packages on the host itself"
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import WorkstationCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Writes a root-owned system file atomically: a temp file in the same directory, `fsync`, `rename(2)`, then
@@ -12,7 +12,11 @@ import WorkstationCore
 /// - Throws: `FileWriteError` naming the path and `errno`.
 public func writeFileAtomically(_ data: Data, to path: String, mode: UInt32 = 0o644) throws {
     let dir = (path as NSString).deletingLastPathComponent
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+    try FileManager.default.createDirectory(
+        atPath: dir,
+        withIntermediateDirectories: true,
+        attributes: [.posixPermissions: 0o755]
+    )
     let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp.\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode_t(mode))
     guard fd >= 0 else { throw FileWriteError(path: path, operation: "create \(tmp)", errno: errno) }
@@ -30,10 +34,19 @@ public func writeFileAtomically(_ data: Data, to path: String, mode: UInt32 = 0o
             off += n
         }
     }
-    if ok && fchmod(fd, mode_t(mode)) != 0 { ok = false; failure = FileWriteError(path: path, operation: "fchmod", errno: errno) }
-    if ok && fsync(fd) != 0 { ok = false; failure = FileWriteError(path: path, operation: "fsync", errno: errno) }
+    if ok && fchmod(fd, mode_t(mode)) != 0 {
+        ok = false
+        failure = FileWriteError(path: path, operation: "fchmod", errno: errno)
+    }
+    if ok && fsync(fd) != 0 {
+        ok = false
+        failure = FileWriteError(path: path, operation: "fsync", errno: errno)
+    }
     close(fd)
-    if ok && rename(tmp, path) != 0 { ok = false; failure = FileWriteError(path: path, operation: "rename", errno: errno) }
+    if ok && rename(tmp, path) != 0 {
+        ok = false
+        failure = FileWriteError(path: path, operation: "rename", errno: errno)
+    }
     guard ok else {
         unlink(tmp)
         throw failure
@@ -85,7 +98,10 @@ public struct StateStore: Sendable {
                 dec.keyDecodingStrategy = .convertFromSnakeCase
                 state = try dec.decode(WorkstationState.self, from: data)
             } catch {
-                throw ObserveError.unreadable(path: root.path(hostPath), reason: "not valid state JSON (\(error)); restore it from the journal or a backup")
+                throw ObserveError.unreadable(
+                    path: root.path(hostPath),
+                    reason: "not valid state JSON (\(error)); restore it from the journal or a backup"
+                )
             }
             for delta in try logLines(log ?? Data(), following: StateStore.base(of: data)) { state.replay(delta) }
             return state
@@ -96,11 +112,19 @@ public struct StateStore: Sendable {
     /// `checkingReplacement` and `state.json` was replaced while they were read.
     private func readBoth(checkingReplacement: Bool) throws -> (Data?, Data?)? {
         let path = root.path(hostPath)
-        guard let (data, st) = try readPlainFile(path, notPlain: "workstation's record must be a plain file, restore it from a backup") else {
+        guard
+            let (data, st) = try readPlainFile(
+                path,
+                notPlain: "workstation's record must be a plain file, restore it from a backup"
+            )
+        else {
             return (nil, nil)
         }
         betweenReads?()
-        let log = try readPlainFile(root.path(logHostPath), notPlain: "remove it (state.json alone is a consistent record)")?.0
+        let log = try readPlainFile(
+            root.path(logHostPath),
+            notPlain: "remove it (state.json alone is a consistent record)"
+        )?.0
         if checkingReplacement {
             var now = stat()
             if lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino { return nil }
@@ -119,8 +143,11 @@ public struct StateStore: Sendable {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
-            throw ObserveError.unreadable(path: path, reason: errno == ELOOP
-                ? "not a regular file; \(notPlain)" : "cannot be opened: \(String(cString: strerror(errno)))")
+            throw ObserveError.unreadable(
+                path: path,
+                reason: errno == ELOOP
+                    ? "not a regular file; \(notPlain)" : "cannot be opened: \(String(cString: strerror(errno)))"
+            )
         }
         defer { close(fd) }
         var st = stat()
@@ -146,7 +173,11 @@ public struct StateStore: Sendable {
             guard !line.isEmpty else { continue }
             let delta: StateDelta
             do { delta = try dec.decode(StateDelta.self, from: line) } catch {
-                throw ObserveError.unreadable(path: path, reason: "a line is not a valid state record (\(error)); restore state.json and this file from a backup")
+                throw ObserveError.unreadable(
+                    path: path,
+                    reason:
+                        "a line is not a valid state record (\(error)); restore state.json and this file from a backup"
+                )
             }
             if delta.base == base { out.append(delta) }
         }
@@ -179,11 +210,15 @@ public struct StateStore: Sendable {
         enc.keyEncodingStrategy = .convertToSnakeCase
         var data = try enc.encode(state)
         data.append(0x0A)
-        try FileManager.default.createDirectory(atPath: root.path(settings.stateDirectory), withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: root.path(settings.stateDirectory),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let base = StateStore.base(of: data)
         if let log = FileManager.default.contents(atPath: root.path(logHostPath)),
-           log.range(of: Data("\"base\":\"\(base)\"".utf8)) != nil {
+            log.range(of: Data("\"base\":\"\(base)\"".utf8)) != nil
+        {
             try emptyLog()
         }
         try writeFileAtomically(data, to: root.path(hostPath), mode: 0o600)
@@ -241,7 +276,11 @@ public final class StateLog {
                 failNextAppend = nil
                 throw FileWriteError(path: store.root.path(store.logHostPath), operation: "write", errno: e)
             }
-            logBytes += try Self.append(StateDelta(base: base, state: state, users: users), to: fd, path: store.root.path(store.logHostPath))
+            logBytes += try Self.append(
+                StateDelta(base: base, state: state, users: users),
+                to: fd,
+                path: store.root.path(store.logHostPath)
+            )
         } catch {
             lineLost = true
             throw error
@@ -255,13 +294,20 @@ public final class StateLog {
     public static func recordHostWide(_ state: WorkstationState, store: StateStore) throws {
         var st = stat()
         guard lstat(store.root.path(store.hostPath), &st) == 0, st.st_mode & S_IFMT == S_IFREG,
-              let saved = FileManager.default.contents(atPath: store.root.path(store.hostPath)) else { return try _ = store.save(state) }
+            let saved = FileManager.default.contents(atPath: store.root.path(store.hostPath))
+        else {
+            _ = try store.save(state)
+            return
+        }
         let path = store.root.path(store.logHostPath)
         let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         var logStat = stat()
-        guard fstat(fd, &logStat) == 0, Int(logStat.st_size) < max(Int(st.st_size), 64 << 10) else { return try _ = store.save(state) }
+        guard fstat(fd, &logStat) == 0, Int(logStat.st_size) < max(Int(st.st_size), 64 << 10) else {
+            _ = try store.save(state)
+            return
+        }
         // Append only behind whole lines of this very state.json: never behind a line a crash cut short (it is ignored
         // while it is the last), nor behind lines an interrupted save left for an older file (saved whole instead).
         let base = StateStore.base(of: saved)
@@ -269,7 +315,11 @@ public final class StateLog {
         var log = Data(count: Int(logStat.st_size))
         let got = log.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard got == log.count, log.isEmpty || log.last == 0x0A,
-              log.split(separator: 0x0A).allSatisfy({ $0.starts(with: prefix) }) else { return try _ = store.save(state) }
+            log.split(separator: 0x0A).allSatisfy({ $0.starts(with: prefix) })
+        else {
+            _ = try store.save(state)
+            return
+        }
         _ = try append(StateDelta(base: base, state: state, users: []), to: fd, path: path)
     }
 
@@ -329,7 +379,11 @@ public final class Journal: @unchecked Sendable {
     /// Opens (creates 0600) the journal for appending.
     public init(root: HostRoot, settings: Settings, run: String) throws {
         let dir = root.path(settings.stateDirectory)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: dir,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let path = dir + "/journal.jsonl"
         fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }
@@ -341,8 +395,17 @@ public final class Journal: @unchecked Sendable {
 
     /// Appends one line with a single `write(2)` (O_APPEND keeps lines whole) and fsyncs it.
     public func record(_ change: Change, result: String, error: String? = nil) {
-        let e = Entry(time: Date().timeIntervalSince1970, run: run, change: change.id, user: change.user, safety: change.safety.rawValue,
-                      summary: change.summary, fields: change.fields, result: result, error: error)
+        let e = Entry(
+            time: Date().timeIntervalSince1970,
+            run: run,
+            change: change.id,
+            user: change.user,
+            safety: change.safety.rawValue,
+            summary: change.summary,
+            fields: change.fields,
+            result: result,
+            error: error
+        )
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var line = try? enc.encode(e) else { return }
@@ -364,7 +427,11 @@ public final class RunLock: @unchecked Sendable {
         let unsafe = Observer(root: root, settings: settings).settingsPathDiagnostics()
         if !unsafe.isEmpty { throw ValidationFailure(unsafe) }
         let dir = root.path(settings.stateDirectory)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: dir,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let path = dir + "/lock"
         fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "open", errno: errno) }

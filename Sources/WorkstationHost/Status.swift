@@ -57,15 +57,26 @@ public struct StatusReader: Sendable {
             for unit in inputs.settings.units where !(e.isAdopted && unit != primary) {
                 let instance = unit.instance(e.osUser)
                 let active = acct.flatMap { procs.unitActive(instance, uid: $0.uid) }
-                units[instance] = active == true ? "active" : !snap.enabledUnits.contains(instance) ? "disabled" : active == false ? "inactive" : "enabled"
+                units[instance] =
+                    active == true
+                    ? "active"
+                    : !snap.enabledUnits.contains(instance) ? "disabled" : active == false ? "inactive" : "enabled"
             }
             var row = StatusRow(
-                osUser: e.osUser, tier: e.tier, uid: acct?.uid ?? du?.uid, account: AccountState.of(e.osUser, snap, today: today),
-                units: units, unit: units[primary.instance(e.osUser)] ?? "disabled",
+                osUser: e.osUser,
+                tier: e.tier,
+                uid: acct?.uid ?? du?.uid,
+                account: AccountState.of(e.osUser, snap, today: today),
+                units: units,
+                unit: units[primary.instance(e.osUser)] ?? "disabled",
                 port: desired.identities.first { $0.osUser == e.osUser }?.ports[primary.template],
-                sessions: use.sessions, processes: use.processes, residentBytes: use.residentBytes, budgetBytes: budget,
+                sessions: use.sessions,
+                processes: use.processes,
+                residentBytes: use.residentBytes,
+                budgetBytes: budget,
                 budgetShare: budget.map { $0 == 0 ? 0 : Double(use.residentBytes) / Double($0) },
-                clone: acct.map { CloneState.observe(home: $0.home, root: root).0 })
+                clone: acct.map { CloneState.observe(home: $0.home, root: root).0 }
+            )
             row.tasks = use.tasks
             row.tasksMax = planner.tasksMax(for: e)
             return row
@@ -76,23 +87,35 @@ public struct StatusReader: Sendable {
     /// - Throws: `ObserveError` for an unreadable state file.
     public func offboarding() throws -> [OffboardingRow] {
         let snap = try Observer(root: root, settings: inputs.settings).observeBase()
-        return OffboardingRow.pending(roster: inputs.roster, snapshot: snap, usage: UserUsage.byUid(ProcReader(root: root).processes()), today: today)
+        return OffboardingRow.pending(
+            roster: inputs.roster,
+            snapshot: snap,
+            usage: UserUsage.byUid(ProcReader(root: root).processes()),
+            today: today
+        )
     }
 
     /// The table: a header and one aligned line per row; every cell escaped and kept on its line (`printable`).
     public static func table(_ rows: [StatusRow]) -> String {
-        let header = ["USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "TASKS", "CLONE"]
+        let header = [
+            "USER", "TIER", "ACCOUNT", "UNIT", "PORT", "SESSIONS", "RESIDENT", "BUDGET", "SHARE", "TASKS", "CLONE",
+        ]
         let lines = rows.map { r in
-            [r.osUser, r.tier.rawValue, r.account.rawValue, r.unit, r.port.map(String.init) ?? "-", String(r.sessions),
-             humanBytes(r.residentBytes), r.budgetBytes.map(humanBytes) ?? "-",
-             r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-",
-             "\(r.tasks)/\(r.tasksMax.map(String.init) ?? "-")", r.clone?.rawValue ?? "-"].map { printable($0) }
+            [
+                r.osUser, r.tier.rawValue, r.account.rawValue, r.unit, r.port.map(String.init) ?? "-",
+                String(r.sessions),
+                humanBytes(r.residentBytes), r.budgetBytes.map(humanBytes) ?? "-",
+                r.budgetShare.map { "\(Int(($0 * 100).rounded()))%" } ?? "-",
+                "\(r.tasks)/\(r.tasksMax.map(String.init) ?? "-")", r.clone?.rawValue ?? "-",
+            ].map { printable($0) }
         }
         var widths = header.map(\.count)
         for l in lines { for (i, c) in l.enumerated() { widths[i] = max(widths[i], c.count) } }
         func fmt(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }
+            .joined(separator: "  ")
         }
         return ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"
     }
@@ -106,13 +129,20 @@ public struct StatusReader: Sendable {
     }
 
     /// `json`'s object, for a caller that adds fields (the CLI's JSON envelope, docs/json.md).
-    public static func jsonObject(_ rows: [StatusRow], offboarding: [OffboardingRow] = [], options: String = "") -> [String: Any] {
+    public static func jsonObject(
+        _ rows: [StatusRow],
+        offboarding: [OffboardingRow] = [],
+        options: String = ""
+    ) -> [String: Any] {
         let users: [[String: Any]] = rows.map { r in
-            ["os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue, "unit": r.unit,
-             "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
-             "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
-             "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull(),
-             "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull()]
+            [
+                "os_user": r.osUser, "tier": r.tier.rawValue, "uid": r.uid ?? NSNull(), "account": r.account.rawValue,
+                "unit": r.unit,
+                "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
+                "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
+                "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull(),
+                "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull(),
+            ]
         }
         return ["users": users, "offboarding": offboarding.map { $0.jsonObject(options: options) }]
     }

@@ -2,10 +2,20 @@ import Foundation
 
 // Glibc's module map does not export <sys/xattr.h>; these are the C functions of getxattr(2), declared here.
 @_silgen_name("lgetxattr")
-private func c_lgetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
+private func c_lgetxattr(
+    _ path: UnsafePointer<CChar>,
+    _ name: UnsafePointer<CChar>,
+    _ value: UnsafeMutableRawPointer?,
+    _ size: Int
+) -> Int
 
 @_silgen_name("fgetxattr")
-private func c_fgetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
+private func c_fgetxattr(
+    _ fd: Int32,
+    _ name: UnsafePointer<CChar>,
+    _ value: UnsafeMutableRawPointer?,
+    _ size: Int
+) -> Int
 
 /// The value of extended attribute `name` of `path` itself (a symlink is not followed), `getxattr(2)`;
 /// nil when absent or unreadable. At most 64 KiB.

@@ -31,13 +31,17 @@ public enum AuthentikError: Error, CustomStringConvertible, Sendable, Equatable 
 
     public var description: String {
         switch self {
-        case .unknownUser(let u): "no Authentik user has the username '\(printable(u))' (exact match); fix authentik_user in the roster or create the user in Authentik"
-        case .unknownGroup(let g): "Authentik has no group named '\(printable(g))'; create it or fix authentik.gate_group"
+        case .unknownUser(let u):
+            "no Authentik user has the username '\(printable(u))' (exact match); fix authentik_user in the roster or create the user in Authentik"
+        case .unknownGroup(let g):
+            "Authentik has no group named '\(printable(g))'; create it or fix authentik.gate_group"
         case .status(let op, let code, let detail):
             {
                 let d = detail.map { ": \($0)" } ?? ""
                 switch code {
-                case 401, 403: return "\(op) was refused (\(code))\(d); check that the API token is valid and may manage users and groups"
+                case 401, 403:
+                    return
+                        "\(op) was refused (\(code))\(d); check that the API token is valid and may manage users and groups"
                 case 404: return "\(op) found nothing (404)\(d); the user or group no longer exists in Authentik"
                 case 400: return "\(op) was rejected (400)\(d)"
                 default: return "\(op) failed with HTTP \(code)\(d)"
@@ -69,8 +73,10 @@ public struct LiveAuthentikClient: AuthentikClient {
     }
 
     var headers: [(String, String)] {
-        [("Authorization", "Bearer " + String(decoding: token.bytes, as: UTF8.self)), ("Accept", "application/json"),
-         ("Content-Type", "application/json")]
+        [
+            ("Authorization", "Bearer " + String(decoding: token.bytes, as: UTF8.self)), ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+        ]
     }
 
     func url(_ path: String, _ query: [(String, String)] = []) -> String {
@@ -85,16 +91,28 @@ public struct LiveAuthentikClient: AuthentikClient {
         var page = 1
         var out: [[String: Any]] = []
         for _ in 0..<Self.maxPages {
-            let r = try http.send(.GET, url(path, query + [("page", String(page)), ("page_size", String(pageSize))]), headers: headers)
-            guard r.status == 200 else { throw AuthentikError.status(operation: operation, code: r.status, detail: http.detail(r.body)) }
+            let r = try http.send(
+                .GET,
+                url(path, query + [("page", String(page)), ("page_size", String(pageSize))]),
+                headers: headers
+            )
+            guard r.status == 200 else {
+                throw AuthentikError.status(operation: operation, code: r.status, detail: http.detail(r.body))
+            }
             guard let obj = try? JSONSerialization.jsonObject(with: r.body) as? [String: Any],
-                let results = obj["results"] as? [[String: Any]] else {
+                let results = obj["results"] as? [[String: Any]]
+            else {
                 throw AuthentikError.badResponse(operation: operation, reason: "no results list")
             }
             out += results
             let next = ((obj["pagination"] as? [String: Any])?["next"] as? NSNumber)?.intValue ?? 0
             if next == 0 { return out }
-            guard next > page else { throw AuthentikError.badResponse(operation: operation, reason: "pagination.next \(next) does not advance past page \(page)") }
+            guard next > page else {
+                throw AuthentikError.badResponse(
+                    operation: operation,
+                    reason: "pagination.next \(next) does not advance past page \(page)"
+                )
+            }
             page = next
         }
         throw AuthentikError.badResponse(operation: operation, reason: "more than \(Self.maxPages) pages")
@@ -108,22 +126,30 @@ public struct LiveAuthentikClient: AuthentikClient {
     public func findUser(username: String) throws -> IdPUser {
         let op = "looking up Authentik user '\(printable(username))'"
         let found = try list(op, "/api/v3/core/users/", [("username", username)]).compactMap(Self.user)
-        guard let u = found.first(where: { $0.username == username }) else { throw AuthentikError.unknownUser(username) }
+        guard let u = found.first(where: { $0.username == username }) else {
+            throw AuthentikError.unknownUser(username)
+        }
         return u
     }
 
     public func findGroup(name: String) throws -> String {
         let op = "looking up Authentik group '\(printable(name))'"
         let found = try list(op, "/api/v3/core/groups/", [("name", name), ("include_users", "false")])
-        guard let g = found.first(where: { ($0["name"] as? String) == name }) else { throw AuthentikError.unknownGroup(name) }
-        guard let pk = g["pk"] as? String else { throw AuthentikError.badResponse(operation: op, reason: "group without a pk") }
+        guard let g = found.first(where: { ($0["name"] as? String) == name }) else {
+            throw AuthentikError.unknownGroup(name)
+        }
+        guard let pk = g["pk"] as? String else {
+            throw AuthentikError.badResponse(operation: op, reason: "group without a pk")
+        }
         return pk
     }
 
     public func groupMembers(groupPK: String) throws -> [IdPUser] {
         let op = "listing the members of Authentik group \(groupPK)"
         return try list(op, "/api/v3/core/users/", [("groups_by_pk", groupPK)]).map { o in
-            guard let u = Self.user(o) else { throw AuthentikError.badResponse(operation: op, reason: "a user without pk or username") }
+            guard let u = Self.user(o) else {
+                throw AuthentikError.badResponse(operation: op, reason: "a user without pk or username")
+            }
             return u
         }
     }
@@ -132,11 +158,19 @@ public struct LiveAuthentikClient: AuthentikClient {
     public func removeMember(groupPK: String, userPK: Int) throws { try member("remove_user", groupPK, userPK) }
 
     func member(_ verb: String, _ groupPK: String, _ userPK: Int) throws {
-        let op = "\(verb == "add_user" ? "adding" : "removing") Authentik user \(userPK) \(verb == "add_user" ? "to" : "from") group \(groupPK)"
+        let op =
+            "\(verb == "add_user" ? "adding" : "removing") Authentik user \(userPK) \(verb == "add_user" ? "to" : "from") group \(groupPK)"
         guard groupPK.allSatisfy({ $0.isASCII && ($0.isHexDigit || $0 == "-") }) else {
             throw AuthentikError.badResponse(operation: op, reason: "group pk is not a UUID")
         }
-        let r = try http.send(.POST, url("/api/v3/core/groups/\(groupPK)/\(verb)/"), headers: headers, body: Data("{\"pk\":\(userPK)}".utf8))
-        guard r.status == 204 || r.status == 200 else { throw AuthentikError.status(operation: op, code: r.status, detail: http.detail(r.body)) }
+        let r = try http.send(
+            .POST,
+            url("/api/v3/core/groups/\(groupPK)/\(verb)/"),
+            headers: headers,
+            body: Data("{\"pk\":\(userPK)}".utf8)
+        )
+        guard r.status == 204 || r.status == 200 else {
+            throw AuthentikError.status(operation: op, code: r.status, detail: http.detail(r.body))
+        }
     }
 }

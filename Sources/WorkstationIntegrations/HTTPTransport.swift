@@ -76,11 +76,23 @@ public struct HTTPTransport: Sendable {
     /// Sends one request and waits for the whole response.
     /// - Throws: `TransportError` (connection refused, timeout, bad URL, TLS), its reason redacted; an HTTP error
     ///   status is not thrown.
-    public func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: Data? = nil) throws -> Response {
+    public func send(
+        _ method: HTTPMethod,
+        _ url: String,
+        headers: [(String, String)],
+        body: Data? = nil
+    ) throws -> Response {
         do {
-            let request = try HTTPClient.Request(url: url, method: method, headers: HTTPHeaders(headers),
-                                                 body: body.map { .bytes($0) })
-            let r = try Self.clients.client(for: trust).execute(request: request, deadline: .now() + .seconds(Int64(timeout))).wait()
+            let request = try HTTPClient.Request(
+                url: url,
+                method: method,
+                headers: HTTPHeaders(headers),
+                body: body.map { .bytes($0) }
+            )
+            let r = try Self.clients.client(for: trust).execute(
+                request: request,
+                deadline: .now() + .seconds(Int64(timeout))
+            ).wait()
             var data = Data()
             if var buf = r.body, let bytes = buf.readBytes(length: buf.readableBytes) { data = Data(bytes) }
             return Response(status: Int(r.status.code), body: data)
@@ -88,7 +100,8 @@ public struct HTTPTransport: Sendable {
             throw TransportError(url: redact(url), reason: "no answer within \(timeout) s")
         } catch {
             var reason = redact("\(error)")
-            if reason.contains("certificate") || reason.contains("CERTIFICATE") || "\(type(of: error))".contains("SSL") {
+            if reason.contains("certificate") || reason.contains("CERTIFICATE") || "\(type(of: error))".contains("SSL")
+            {
                 reason += "; if the service uses a private CA, set its ca_file in workstation.yaml (or SSL_CERT_FILE)"
             }
             throw TransportError(url: redact(url), reason: reason)
@@ -127,8 +140,12 @@ private final class ClientCache: @unchecked Sendable {
             if let c = clients[trust] { return c }
             let c = HTTPClient(
                 eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-                configuration: HTTPClient.Configuration(tlsConfiguration: trust.tlsConfiguration, redirectConfiguration: .disallow,
-                                                        timeout: .init(connect: .seconds(5))))
+                configuration: HTTPClient.Configuration(
+                    tlsConfiguration: trust.tlsConfiguration,
+                    redirectConfiguration: .disallow,
+                    timeout: .init(connect: .seconds(5))
+                )
+            )
             clients[trust] = c
             return c
         }
@@ -139,7 +156,9 @@ private final class ClientCache: @unchecked Sendable {
 public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var url: String
     public var reason: String
-    public var description: String { "cannot reach \(url): \(reason); check the URL in workstation.yaml and that the service is up" }
+    public var description: String {
+        "cannot reach \(url): \(reason); check the URL in workstation.yaml and that the service is up"
+    }
 }
 
 /// The messages of a JSON error body: `detail`, `non_field_errors` (Authentik) or `errors` (Vault), joined; nil

@@ -25,7 +25,11 @@ extension VaultClient {
     public func readSecret(mount: String, path: String, key: String) throws -> Redacted {
         let s = try readKV(mount: mount, path: path)
         guard let v = s.data[key] else {
-            throw VaultError.missingKey(ref: "\(mount)/\(path)", key: key, present: s.data.keys.sorted().map { printable($0) })
+            throw VaultError.missingKey(
+                ref: "\(mount)/\(path)",
+                key: key,
+                present: s.data.keys.sorted().map { printable($0) }
+            )
         }
         return v
     }
@@ -44,11 +48,14 @@ public enum VaultError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var description: String {
         switch self {
-        case .permissionDenied(let ref, let d): "reading \(ref) was refused (403)\(d.map { ": \($0)" } ?? ""); check the token and its policy (it needs read on the KV data path)"
+        case .permissionDenied(let ref, let d):
+            "reading \(ref) was refused (403)\(d.map { ": \($0)" } ?? ""); check the token and its policy (it needs read on the KV data path)"
         case .notFound(let ref): "\(ref) does not exist (404) or the token cannot see it; check the mount and path"
-        case .deleted(let ref, let v, let at): "the latest version (\(v)) of \(ref) was deleted at \(at); undelete it (vault kv undelete -versions=\(v)) or write a new version"
+        case .deleted(let ref, let v, let at):
+            "the latest version (\(v)) of \(ref) was deleted at \(at); undelete it (vault kv undelete -versions=\(v)) or write a new version"
         case .destroyed(let ref, let v): "the latest version (\(v)) of \(ref) was destroyed; write a new version"
-        case .missingKey(let ref, let key, let present): "\(ref) has no key '\(key)' (keys: \(present.joined(separator: ", ")))"
+        case .missingKey(let ref, let key, let present):
+            "\(ref) has no key '\(key)' (keys: \(present.joined(separator: ", ")))"
         case .status(let ref, let code, let d): "reading \(ref) failed with HTTP \(code)\(d.map { ": \($0)" } ?? "")"
         case .badResponse(let ref, let reason): "reading \(ref): unexpected answer from Vault (\(reason))"
         case .noToken(let how): "no Vault token: \(how)"
@@ -75,7 +82,11 @@ public struct LiveVaultClient: VaultClient {
     public func readKV(mount: String, path: String) throws -> KVSecret {
         let ref = "\(mount)/\(path)"
         func enc(_ s: String) -> String {
-            s.split(separator: "/").map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? String($0) }.joined(separator: "/")
+            s.split(separator: "/").map {
+                $0.addingPercentEncoding(
+                    withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))
+                ) ?? String($0)
+            }.joined(separator: "/")
         }
         var headers = [("X-Vault-Token", String(decoding: token.bytes, as: UTF8.self)), ("Accept", "application/json")]
         if let namespace { headers.append(("X-Vault-Namespace", namespace)) }
@@ -91,12 +102,17 @@ public struct LiveVaultClient: VaultClient {
         case 200:
             if destroyed { throw VaultError.destroyed(ref: ref, version: version) }
             if !deletion.isEmpty { throw VaultError.deleted(ref: ref, version: version, at: deletion) }
-            guard let kv = data?["data"] as? [String: Any] else { throw VaultError.badResponse(ref: ref, reason: "no data.data") }
+            guard let kv = data?["data"] as? [String: Any] else {
+                throw VaultError.badResponse(ref: ref, reason: "no data.data")
+            }
             var out: [String: Redacted] = [:]
             for (k, v) in kv {
                 if let s = v as? String {
                     out[k] = Redacted(Data(s.utf8))
-                } else if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]) {
+                } else if let d = try? JSONSerialization.data(
+                    withJSONObject: v,
+                    options: [.fragmentsAllowed, .sortedKeys]
+                ) {
                     out[k] = Redacted(d)
                 }
             }

@@ -6,7 +6,8 @@ import WorkstationHost
 struct ApplyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Converge the host to the roster: additive, derived and tighten changes only; then verify.")
+        abstract: "Converge the host to the roster: additive, derived and tighten changes only; then verify."
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -14,7 +15,9 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "If the root has no etc/passwd, seed it like a fresh Debian host first (for a sandbox root).")
     var initRoot = false
 
-    @Flag(help: "Onboard new people even when the capacity gate refuses (budgets or headcount over the limit); journaled.")
+    @Flag(
+        help: "Onboard new people even when the capacity gate refuses (budgets or headcount over the limit); journaled."
+    )
     var allowOvercommit = false
 
     @OptionGroup var output: JSONOptions
@@ -29,9 +32,17 @@ struct ApplyCommand: ParsableCommand {
                     throw ValidationError("--init-root seeds a sandbox root and refuses /; pass --root DIR")
                 }
                 let settings = try Engine.loadSettings(inputs.paths, root: root).settings
-                if try SandboxRoot.seed(root, settings: settings) { printError("seeded \(root.directory) as a fresh Debian host") }
+                if try SandboxRoot.seed(root, settings: settings) {
+                    printError("seeded \(root.directory) as a fresh Debian host")
+                }
             }
-            outcome = try Engine.apply(inputs.paths, root: root, runner: ProcessRunner(), allowOvercommit: allowOvercommit, progress: { printError($0) })
+            outcome = try Engine.apply(
+                inputs.paths,
+                root: root,
+                runner: ProcessRunner(),
+                allowOvercommit: allowOvercommit,
+                progress: { printError($0) }
+            )
         } catch let e as ValidationError {
             throw e
         } catch {
@@ -41,8 +52,16 @@ struct ApplyCommand: ParsableCommand {
         if reporter.json {
             reporter.emit(outcomeFields(outcome).merging(reporter.timingFields) { $1 }, exitCode: code)
         } else {
-            say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
-            if !root.isSystem && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } }) {
+            say(
+                PlanRenderer.humanText(
+                    outcome.plan,
+                    color: useColor,
+                    commandOptions: commandOptions(inputs, rootOptions)
+                )
+            )
+            if !root.isSystem
+                && outcome.plan.actionable.contains(where: { if case .enableUnit = $0.action { true } else { false } })
+            {
                 say("units were enabled only: under --root no systemd runs, so nothing was started")
             }
             say("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")

@@ -6,7 +6,9 @@ import WorkstationHost
 struct CloneStatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clone-status",
-        abstract: "One line per person: the infra clone at ~/code present (locked state verified), kept, missing or off. Reads files only.")
+        abstract:
+            "One line per person: the infra clone at ~/code present (locked state verified), kept, missing or off. Reads files only."
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -18,7 +20,9 @@ struct CloneStatusCommand: ParsableCommand {
         let states: [CloneStatus]
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
-            states = try CloneInspector(root: rootOptions.hostRoot, settings: loaded.settings).states(roster: loaded.roster)
+            states = try CloneInspector(root: rootOptions.hostRoot, settings: loaded.settings).states(
+                roster: loaded.roster
+            )
         } catch {
             throw reporter.failure(error)
         }

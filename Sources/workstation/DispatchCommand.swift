@@ -19,9 +19,14 @@ struct DispatchCommand: AsyncParsableCommand {
             429 to a new person when max_active_users people are active, and 502 when the listener on a person's \
             port does not belong to their account. Serves /healthz and /metrics on --metrics-listen. See \
             docs/dispatch.md.
-            """)
+            """
+    )
 
-    @Option(name: .long, help: "Settings file (its dispatch: section is read; default /etc/workstation/workstation.yaml, which may be absent).")
+    @Option(
+        name: .long,
+        help:
+            "Settings file (its dispatch: section is read; default /etc/workstation/workstation.yaml, which may be absent)."
+    )
     var settings: String?
 
     @Option(name: .long, help: "Proxy listen address: HOST:PORT or unix:/PATH.")
@@ -33,10 +38,16 @@ struct DispatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("dispatch-file"), help: "Routing map (dispatch.json).")
     var dispatchFile: String?
 
-    @Option(name: .customLong("trusted-proxy"), help: "identity jwt: a remote edge address allowed to connect (repeatable).")
+    @Option(
+        name: .customLong("trusted-proxy"),
+        help: "identity jwt: a remote edge address allowed to connect (repeatable)."
+    )
     var trustedProxies: [String] = []
 
-    @Option(name: .customLong("front-proxy-user"), help: "identity peer: an account whose connections are believed (repeatable).")
+    @Option(
+        name: .customLong("front-proxy-user"),
+        help: "identity peer: an account whose connections are believed (repeatable)."
+    )
     var frontProxyUsers: [String] = []
 
     @Option(name: .customLong("gate-group"), help: "Group required in X-authentik-groups.")

@@ -6,7 +6,8 @@ import WorkstationHost
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
-        abstract: "Run every health check; exit 1 when any fails. Each finding names its fix. Reads only.")
+        abstract: "Run every health check; exit 1 when any fails. Each finding names its fix. Reads only."
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -22,18 +23,29 @@ struct DoctorCommand: ParsableCommand {
         do {
             let loaded = try Engine.load(inputs.paths, root: rootOptions.hostRoot)
             // The one check that spawns (nft list table) runs on the live root only.
-            report = try Doctor(root: rootOptions.hostRoot, inputs: loaded, runner: rootOptions.hostRoot.isSystem ? ProcessRunner() : nil).run()
+            report = try Doctor(
+                root: rootOptions.hostRoot,
+                inputs: loaded,
+                runner: rootOptions.hostRoot.isSystem ? ProcessRunner() : nil
+            ).run()
         } catch {
             throw reporter.failure(error)
         }
         let code = report.healthy ? ExitStatus.ok : ExitStatus.error
         if reporter.json {
             let findings: [[String: Any]] = report.findings.map { f in
-                ["check": f.check, "user": f.user ?? NSNull(), "severity": f.severity.rawValue, "message": f.message, "fix": f.fix ?? NSNull()]
+                [
+                    "check": f.check, "user": f.user ?? NSNull(), "severity": f.severity.rawValue, "message": f.message,
+                    "fix": f.fix ?? NSNull(),
+                ]
             }
-            reporter.emit(["findings": findings, "failures": report.failures, "warnings": report.warnings,
-                           "ok": report.findings.count - report.failures - report.warnings, "healthy": report.healthy],
-                          exitCode: code)
+            reporter.emit(
+                [
+                    "findings": findings, "failures": report.failures, "warnings": report.warnings,
+                    "ok": report.findings.count - report.failures - report.warnings, "healthy": report.healthy,
+                ],
+                exitCode: code
+            )
         } else {
             for f in report.findings where verbose || f.severity != .ok {
                 let tag = f.severity == .fail ? "FAIL" : f.severity == .warn ? "warn" : "ok  "

@@ -8,7 +8,8 @@ extension OffboardStage: ExpressibleByArgument {}
 struct OffboardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "offboard",
-        abstract: "Offboard a user who left the roster, one stage at a time: cut (reversible), revoke, archive (irreversible).",
+        abstract:
+            "Offboard a user who left the roster, one stage at a time: cut (reversible), revoke, archive (irreversible).",
         discussion: """
             Stages run in order; each is journaled and recorded in state. cut: stop and disable the per-user units, \
             lock the password and expire the account, disable linger, end every process of the account (their user \
@@ -16,7 +17,8 @@ struct OffboardCommand: ParsableCommand {
             print the cluster steps for an admin. archive: tar the home, verify it, userdel --remove, retire the uid \
             (needs --confirm USER; refused while any process of the user runs). Undo cut/revoke: put the entry back \
             in the roster and run apply.
-            """)
+            """
+    )
 
     @Argument(help: "The os_user to offboard.")
     var user: String
@@ -27,17 +29,31 @@ struct OffboardCommand: ParsableCommand {
     @Option(help: "The archive stage deletes the account: type the os_user here to go ahead.")
     var confirm: String?
 
-    @Flag(help: "Archive even when the idle gate finds a connection to the user's t3 port (never with running processes).")
+    @Flag(
+        help: "Archive even when the idle gate finds a connection to the user's t3 port (never with running processes)."
+    )
     var force = false
 
     @OptionGroup var options: LifecycleOptions
 
     func run() throws {
         try options.run(command: "offboard", extra: ["stage": stage.rawValue, "user": user]) { loaded, root, dryRun in
-            try Offboarding.run(stage: stage, user: user, inputs: loaded, root: root, runner: ProcessRunner(),
-                                dryRun: dryRun, confirm: confirm, force: force,
-                                idp: AuthentikGateHook.live(settings: loaded.settings, root: root, environment: ProcessInfo.processInfo.environment),
-                                progress: { printError($0) })
+            try Offboarding.run(
+                stage: stage,
+                user: user,
+                inputs: loaded,
+                root: root,
+                runner: ProcessRunner(),
+                dryRun: dryRun,
+                confirm: confirm,
+                force: force,
+                idp: AuthentikGateHook.live(
+                    settings: loaded.settings,
+                    root: root,
+                    environment: ProcessInfo.processInfo.environment
+                ),
+                progress: { printError($0) }
+            )
         }
     }
 }
@@ -53,7 +69,11 @@ struct LifecycleOptions: ParsableArguments {
     @OptionGroup var rootOptions: RootOptions
 
     /// Loads the inputs, runs `body` (with the dry-run flag), then reports; errors map to the exit-code contract.
-    func run(command: String, extra: [String: any Sendable], _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome) throws {
+    func run(
+        command: String,
+        extra: [String: any Sendable],
+        _ body: (Inputs, HostRoot, Bool) throws -> LifecycleOutcome
+    ) throws {
         let reporter = output.reporter(command, options: commandOptions(inputs, rootOptions))
         let outcome: LifecycleOutcome
         do {
@@ -66,7 +86,12 @@ struct LifecycleOptions: ParsableArguments {
 }
 
 /// Prints a lifecycle outcome (human or JSON) and maps failures to exit 1.
-func report(_ outcome: LifecycleOutcome, reporter: Reporter, extra: [String: any Sendable], commandOptions: String) throws {
+func report(
+    _ outcome: LifecycleOutcome,
+    reporter: Reporter,
+    extra: [String: any Sendable],
+    commandOptions: String
+) throws {
     if reporter.json {
         var e = PlanRenderer.jsonObject(outcome.plan)
         for (k, v) in extra { e[k] = v }
@@ -81,7 +106,9 @@ func report(_ outcome: LifecycleOutcome, reporter: Reporter, extra: [String: any
         say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false))
         for m in outcome.messages { say(reporter.text(m)) }
         if outcome.dryRun { say("dry run: nothing was changed") }
-        if let r = outcome.report { say("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.") }
+        if let r = outcome.report {
+            say("Ran \(r.applied.count) of \(outcome.plan.changes.filter { $0.action != nil }.count) steps.")
+        }
     }
     for f in outcome.report?.failed ?? [] { reporter.say("error: \(f.error)") }
     for s in outcome.report?.skipped ?? [] { reporter.say("skipped: \(s.change.summary): \(s.reason)") }

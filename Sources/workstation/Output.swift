@@ -72,19 +72,37 @@ struct Reporter {
         switch error {
         case let e as ValidationFailure:
             let diagnostics: [[String: Any]] = e.diagnostics.map {
-                ["file": $0.location.file, "line": $0.location.line, "column": $0.location.column, "message": $0.message]
+                [
+                    "file": $0.location.file, "line": $0.location.line, "column": $0.location.column,
+                    "message": $0.message,
+                ]
             }
             let closing = e.revoked.isEmpty ? "nothing was changed" : "nothing else was changed"
-            return (ExitStatus.error,
-                    ["error": ["kind": "invalid_input", "message": "the input is invalid; \(closing)", "diagnostics": diagnostics],
-                     "changed": !e.revoked.isEmpty, "revoked": e.revoked],
-                    ([e.description] + e.revoked + [closing]).joined(separator: "\n"))
+            return (
+                ExitStatus.error,
+                [
+                    "error": [
+                        "kind": "invalid_input", "message": "the input is invalid; \(closing)",
+                        "diagnostics": diagnostics,
+                    ],
+                    "changed": !e.revoked.isEmpty, "revoked": e.revoked,
+                ],
+                ([e.description] + e.revoked + [closing]).joined(separator: "\n")
+            )
         case let e as RefusedError:
-            return (ExitStatus.refused,
-                    ["error": ["kind": "refused", "message": "refused by a safety gate; " + (e.revoked.isEmpty ? "nothing was changed" : "nothing else was changed")],
-                     "refusals": e.plan.refusals.map { ["gate": $0.gate, "message": $0.message] },
-                     "changed": !e.revoked.isEmpty, "revoked": e.revoked],
-                    e.description)
+            return (
+                ExitStatus.refused,
+                [
+                    "error": [
+                        "kind": "refused",
+                        "message": "refused by a safety gate; "
+                            + (e.revoked.isEmpty ? "nothing was changed" : "nothing else was changed"),
+                    ],
+                    "refusals": e.plan.refusals.map { ["gate": $0.gate, "message": $0.message] },
+                    "changed": !e.revoked.isEmpty, "revoked": e.revoked,
+                ],
+                e.description
+            )
         default:
             return (ExitStatus.error, ["error": ["kind": "failed", "message": "\(error)"]], "error: \(error)")
         }

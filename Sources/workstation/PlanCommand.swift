@@ -6,7 +6,8 @@ import WorkstationHost
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
-        abstract: "Show what apply would change, per user, with safety classes. Reads only.")
+        abstract: "Show what apply would change, per user, with safety classes. Reads only."
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -16,7 +17,10 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Exit 2 when apply would change something, 0 when not.")
     var detailedExitcode = false
 
-    @Flag(help: "Add 4 to the exit code when revoke/destroy or conflicting items wait for an operator (offboard, cutover), e.g. for CI.")
+    @Flag(
+        help:
+            "Add 4 to the exit code when revoke/destroy or conflicting items wait for an operator (offboard, cutover), e.g. for CI."
+    )
     var pendingExitcode = false
 
     func run() throws {
@@ -25,7 +29,8 @@ struct PlanCommand: ParsableCommand {
         let observed: (DesiredState, HostSnapshot)
         do {
             let (loaded, base) = try Engine.loadObserving(inputs.paths, root: rootOptions.hostRoot)
-            let desired: DesiredState, snapshot: HostSnapshot
+            let desired: DesiredState
+            let snapshot: HostSnapshot
             (plan, desired, snapshot) = try Engine.plan(loaded, root: rootOptions.hostRoot, base: base)
             observed = (desired, snapshot)
         } catch {

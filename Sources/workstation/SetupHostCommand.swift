@@ -6,17 +6,22 @@ import WorkstationHost
 struct SetupHostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "setup-host",
-        abstract: "Converge the machine-wide layers: managed Claude Code settings, skel links, profile.d, tool manifest, reconcile timer.",
+        abstract:
+            "Converge the machine-wide layers: managed Claude Code settings, skel links, profile.d, tool manifest, reconcile timer.",
         discussion: """
             Also checks, for every child in the roster, that the config base is reachable through every directory \
             (offering an additive ACL fix), and tightens secret files in managed homes. Stops at any \
             machine-wide content that carries a secret (located errors, exit 1, nothing changed). Runs additive, derived and tighten changes only.
-            """)
+            """
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
 
-    @Flag(name: [.customLong("plan"), .customLong("dry-run")], help: "Only show what setup-host would change (reads only).")
+    @Flag(
+        name: [.customLong("plan"), .customLong("dry-run")],
+        help: "Only show what setup-host would change (reads only)."
+    )
     var planOnly = false
 
     @Flag(help: "Install missing manifest packages with apt-get instead of only reporting them (real root only).")
@@ -55,7 +60,13 @@ struct SetupHostCommand: ParsableCommand {
         let outcome: ApplyOutcome
         do {
             let loaded = try Engine.load(inputs.paths, root: root)
-            outcome = try SetupHostEngine.apply(loaded, root: root, runner: ProcessRunner(), options: options, progress: { printError($0) })
+            outcome = try SetupHostEngine.apply(
+                loaded,
+                root: root,
+                runner: ProcessRunner(),
+                options: options,
+                progress: { printError($0) }
+            )
         } catch {
             throw reporter.failure(error)
         }
@@ -64,7 +75,13 @@ struct SetupHostCommand: ParsableCommand {
             fields["plan_only"] = false
             reporter.emit(fields, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
         } else {
-            say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions(inputs, rootOptions)))
+            say(
+                PlanRenderer.humanText(
+                    outcome.plan,
+                    color: useColor,
+                    commandOptions: commandOptions(inputs, rootOptions)
+                )
+            )
             say("Applied \(outcome.report.applied.count) of \(outcome.plan.actionable.count) changes.")
         }
         for n in outcome.report.notes { reporter.say("note: \(n)") }

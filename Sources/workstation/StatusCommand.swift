@@ -6,11 +6,13 @@ import WorkstationHost
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "One row per roster person: tier, account, unit, port, sessions, resident memory against budget, clone. Reads only.",
+        abstract:
+            "One row per roster person: tier, account, unit, port, sessions, resident memory against budget, clone. Reads only.",
         discussion: """
             Then, when anyone left the roster and is not archived yet, one row per person mid-offboarding: the stage \
             recorded last and when, processes still running as them, and the command of the next stage.
-            """)
+            """
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -31,7 +33,10 @@ struct StatusCommand: ParsableCommand {
         }
         let options = commandOptions(inputs, rootOptions)
         if reporter.json {
-            reporter.emit(StatusReader.jsonObject(rows, offboarding: offboarding, options: options), exitCode: ExitStatus.ok)
+            reporter.emit(
+                StatusReader.jsonObject(rows, offboarding: offboarding, options: options),
+                exitCode: ExitStatus.ok
+            )
         } else {
             say(StatusReader.table(rows) + OffboardingRow.table(offboarding, options: options), terminator: "")
         }

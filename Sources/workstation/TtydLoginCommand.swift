@@ -1,6 +1,6 @@
 import ArgumentParser
-import WorkstationCore
 import Foundation
+import WorkstationCore
 import WorkstationDispatch
 
 /// `workstation ttyd-login`: the command ttyd runs per terminal (`deploy/workstation-ttyd.service`: ttyd on a unix
@@ -13,7 +13,8 @@ struct TtydLoginCommand: ParsableCommand {
             Reads TTYD_USER (set by ttyd from X-authentik-username), looks it up exactly in the map and runs \
             'runuser -l ACCOUNT'. Refuses unknown, empty, over-long or malformed names, and accounts that are root, \
             locked or expired. Exit status 1 on refusal.
-            """)
+            """
+    )
 
     @Option(name: .long, help: "Root prefix for /etc/passwd, /etc/shadow and the map (tests).")
     var root = "/"

@@ -7,7 +7,8 @@ import WorkstationHost
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Check the roster and settings; print every problem as FILE:LINE:COL: error: ...")
+        abstract: "Check the roster and settings; print every problem as FILE:LINE:COL: error: ..."
+    )
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var rootOptions: RootOptions
@@ -24,8 +25,13 @@ struct ValidateCommand: ParsableCommand {
             }
             let people = loaded.roster.entries.count
             if reporter.json {
-                reporter.emit(["roster": loaded.rosterPath, "settings": loaded.settingsPath ?? NSNull(), "people": people,
-                               "diagnostics": [Any]()], exitCode: ExitStatus.ok)
+                reporter.emit(
+                    [
+                        "roster": loaded.rosterPath, "settings": loaded.settingsPath ?? NSNull(), "people": people,
+                        "diagnostics": [Any](),
+                    ],
+                    exitCode: ExitStatus.ok
+                )
             } else {
                 say("\(loaded.rosterPath): ok (\(people) \(people == 1 ? "person" : "people"))")
             }

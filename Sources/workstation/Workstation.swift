@@ -31,7 +31,8 @@ struct Workstation: AsyncParsableCommand {
             OffboardCommand.self,
             CutoverCommand.self,
             RollbackCommand.self,
-        ])
+        ]
+    )
 
     /// Parses, then runs; with `--json` a usage error is reported as one JSON object too (exit 64).
     static func main() async {
@@ -43,9 +44,15 @@ struct Workstation: AsyncParsableCommand {
             let code = exitCode(for: error)
             if arguments.contains("--json"), code != .success {
                 let name = arguments.first { !$0.hasPrefix("-") } ?? "workstation"
-                sayJSON(JSONContract.object(command: name, exitCode: code.rawValue, [
-                    "error": ["kind": "usage", "message": fullMessage(for: error)],
-                ]))
+                sayJSON(
+                    JSONContract.object(
+                        command: name,
+                        exitCode: code.rawValue,
+                        [
+                            "error": ["kind": "usage", "message": fullMessage(for: error)]
+                        ]
+                    )
+                )
                 Foundation.exit(code.rawValue)
             }
             exit(withError: error)
@@ -62,9 +69,18 @@ struct Workstation: AsyncParsableCommand {
             let code = exitCode(for: error)
             if arguments.contains("--json") {
                 let name = type(of: command).configuration.commandName ?? "workstation"
-                sayJSON(JSONContract.object(command: name, exitCode: code.rawValue, [
-                    "error": ["kind": code.rawValue == ExitStatus.usage ? "usage" : "failed", "message": fullMessage(for: error)],
-                ]))
+                sayJSON(
+                    JSONContract.object(
+                        command: name,
+                        exitCode: code.rawValue,
+                        [
+                            "error": [
+                                "kind": code.rawValue == ExitStatus.usage ? "usage" : "failed",
+                                "message": fullMessage(for: error),
+                            ]
+                        ]
+                    )
+                )
                 Foundation.exit(code.rawValue)
             }
             exit(withError: error)
@@ -75,14 +91,18 @@ struct Workstation: AsyncParsableCommand {
 /// The release version: `Sources/workstation/VERSION` (one line, e.g. `0.1.0`), compiled into the binary by SwiftPM
 /// (`resources: [.embedInCode("VERSION")]` in Package.swift), so `workstation --version`, the `workstation_build_info`
 /// metric and the Debian package (scripts/package) always agree.
-let workstationVersion = String(decoding: PackageResources.VERSION, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+let workstationVersion = String(decoding: PackageResources.VERSION, as: UTF8.self).trimmingCharacters(
+    in: .whitespacesAndNewlines
+)
 
 /// --roster and --settings, shared by every command that reads the inputs.
 struct InputOptions: ParsableArguments {
     @Option(help: "Roster file (default: <root>/etc/workstation/roster.yaml).")
     var roster: String?
 
-    @Option(help: "Settings file (default: <root>/etc/workstation/workstation.yaml; optional, every key has a default).")
+    @Option(
+        help: "Settings file (default: <root>/etc/workstation/workstation.yaml; optional, every key has a default)."
+    )
     var settings: String?
 
     var paths: InputPaths { InputPaths(roster: roster, settings: settings) }

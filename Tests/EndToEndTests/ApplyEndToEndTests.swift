@@ -7,7 +7,9 @@ import Testing
     /// Applies the example roster into a fresh root and returns it.
     func converged() throws -> TempRoot {
         let root = try TempRoot()
-        let r = try CLI.run(["apply", "--roster", Inputs.roster, "--settings", Inputs.settings, "--root", root.path, "--init-root"])
+        let r = try CLI.run([
+            "apply", "--roster", Inputs.roster, "--settings", Inputs.settings, "--root", root.path, "--init-root",
+        ])
         #expect(r.status == 0, "apply failed: \(r.stderr)")
         return root
     }
@@ -33,7 +35,10 @@ import Testing
             #expect(st.st_mode & 0o7777 == 0o700 && st.st_uid == uid && st.st_gid == uid)
             for item in ["skills", "rules", "agents", "commands"] {
                 let link = root.file("/home/\(user)/.claude/\(item)")
-                #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == "/srv/workstation/config-base/\(item)")
+                #expect(
+                    try FileManager.default.destinationOfSymbolicLink(atPath: link)
+                        == "/srv/workstation/config-base/\(item)"
+                )
                 #expect(lstat(link, &st) == 0 && st.st_uid == uid)
             }
             #expect(root.exists("/etc/systemd/system/multi-user.target.wants/t3-serve@\(user).service"))
@@ -48,7 +53,11 @@ import Testing
         #expect(dispatch.contains("\"os_user\" : \"bob-dev\""))
         let journal = try #require(root.read("/var/lib/workstation/journal.jsonl"))
         #expect(journal.split(separator: "\n").count == 23)
-        #expect(journal.split(separator: "\n").allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+        #expect(
+            journal.split(separator: "\n").allSatisfy {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil
+            }
+        )
         #expect(root.read("/var/lib/workstation/state.json")?.contains("\"created\" : true") == true)
 
         let second = try CLI.run(args("plan", root, "--detailed-exitcode"))
@@ -72,12 +81,18 @@ import Testing
     @Test func removingAnEntryDropsItFromDerivedFilesAndKeepsTheAccount() throws {
         let root = try converged()
         let without = root.file("/roster-without-bob.yaml")
-        let text = try String(contentsOfFile: Inputs.roster, encoding: .utf8).split(separator: "\n").filter { !$0.contains("bob-dev:") }.joined(separator: "\n")
+        let text = try String(contentsOfFile: Inputs.roster, encoding: .utf8).split(separator: "\n").filter {
+            !$0.contains("bob-dev:")
+        }.joined(separator: "\n")
         try text.write(toFile: without, atomically: true, encoding: .utf8)
         let plan = try CLI.run(args("plan", root, roster: without))
         #expect(plan.stdout.contains("! bob-dev left the roster: offboard pending"))
-        #expect(plan.stdout.contains("run: workstation offboard bob-dev --stage cut --roster \(without) --settings \(Inputs.settings) --root \(root.path)\n"),
-                "a suggested command acts on the same root: \(plan.stdout)")
+        #expect(
+            plan.stdout.contains(
+                "run: workstation offboard bob-dev --stage cut --roster \(without) --settings \(Inputs.settings) --root \(root.path)\n"
+            ),
+            "a suggested command acts on the same root: \(plan.stdout)"
+        )
         let r = try CLI.run(args("apply", root, roster: without))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(root.read("/etc/ttyd-user-map")?.contains("bob") == false)
@@ -92,14 +107,19 @@ import Testing
     @Test func invalidRosterExitsOneAndLeavesTheRootByteIdentical() throws {
         let root = try converged()
         let bad = root.file("/bad-roster.yaml")
-        try "users:\n  Alice: { authentik_user: a, k8s_user: a, tier: power-user }\n  bob: { authentik_user: b, k8s_user: b, tier: boss }\n"
+        try
+            "users:\n  Alice: { authentik_user: a, k8s_user: a, tier: power-user }\n  bob: { authentik_user: b, k8s_user: b, tier: boss }\n"
             .write(toFile: bad, atomically: true, encoding: .utf8)
         let before = root.snapshot()
         for cmd in ["apply", "plan", "validate"] {
             let r = try CLI.run(args(cmd, root, roster: bad))
             #expect(r.status == 1)
             #expect(r.stderr.contains("bad-roster.yaml:2:3: error: os_user 'Alice' contains upper-case letters"))
-            #expect(r.stderr.contains("bad-roster.yaml:3:48: error: tier must be one of admin, power-user, namespace-owner, got 'boss'"))
+            #expect(
+                r.stderr.contains(
+                    "bad-roster.yaml:3:48: error: tier must be one of admin, power-user, namespace-owner, got 'boss'"
+                )
+            )
             #expect(r.stderr.contains("nothing was changed"))
         }
         #expect(root.snapshot() == before)
@@ -113,8 +133,15 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: root.file("/etc/passwd")))
         let pre = try CLI.accountTool("useradd", prefix: root.path, ["-m", "-U", "-u", "1200", "-G", "video", "alice"])
         #expect(pre.status == 0, "\(pre.stderr)")
-        try FileManager.default.createDirectory(atPath: root.file("/home/alice/.claude/skills/mine"), withIntermediateDirectories: true)
-        try "my own skill\n".write(toFile: root.file("/home/alice/.claude/skills/mine/SKILL.md"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(
+            atPath: root.file("/home/alice/.claude/skills/mine"),
+            withIntermediateDirectories: true
+        )
+        try "my own skill\n".write(
+            toFile: root.file("/home/alice/.claude/skills/mine/SKILL.md"),
+            atomically: true,
+            encoding: .utf8
+        )
         try root.write("/etc/t3-serve/dispatch.json", #"{"alice.smith": {"os_user": "alice", "port": 3799}}"#)
         let skillBefore = root.snapshot().filter { $0.key.hasPrefix("home/alice/.claude/skills") }
 
@@ -125,7 +152,10 @@ import Testing
         #expect(root.read("/etc/group")?.contains("workstation:x:999:alice,bob-dev\n") == true)
         #expect(root.snapshot().filter { $0.key.hasPrefix("home/alice/.claude/skills") } == skillBefore)
         #expect(root.read("/etc/t3-serve/dispatch.json")?.contains("\"port\" : 3799") == true)
-        #expect(root.read("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf")?.contains("T3CODE_PORT=3799") == true)
+        #expect(
+            root.read("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf")?.contains("T3CODE_PORT=3799")
+                == true
+        )
         #expect(root.read("/etc/passwd")?.contains("alice:x:1200:1200") == true)
         let plan = try CLI.run(args("plan", root, "--detailed-exitcode"))
         #expect(plan.status == 0, "conflicts are reported, not pending: \(plan.stdout)")
@@ -137,7 +167,9 @@ import Testing
         let group = try #require(root.read("/etc/group"))
         try root.write("/etc/group", group.replacingOccurrences(of: "sudo:x:27:\n", with: "sudo:x:27:carol\n"))
         let without = root.file("/roster-without-carol.yaml")
-        let text = try String(contentsOfFile: Inputs.roster, encoding: .utf8).split(separator: "\n").filter { !$0.contains("carol:") }.joined(separator: "\n")
+        let text = try String(contentsOfFile: Inputs.roster, encoding: .utf8).split(separator: "\n").filter {
+            !$0.contains("carol:")
+        }.joined(separator: "\n")
         try text.write(toFile: without, atomically: true, encoding: .utf8)
         let before = root.snapshot()
         let r = try CLI.run(args("apply", root, roster: without))
@@ -149,7 +181,11 @@ import Testing
     @Test func aSecondApplyWaitsForTheLockThenExitsOne() throws {
         let root = try converged()
         let settings = root.file("/ws.yaml")
-        try (try String(contentsOfFile: Inputs.settings, encoding: .utf8) + "lock_timeout: 1\n").write(toFile: settings, atomically: true, encoding: .utf8)
+        try (try String(contentsOfFile: Inputs.settings, encoding: .utf8) + "lock_timeout: 1\n").write(
+            toFile: settings,
+            atomically: true,
+            encoding: .utf8
+        )
         let fd = open(root.file("/var/lib/workstation/lock"), O_RDWR)
         #expect(fd >= 0)
         #expect(flock(fd, LOCK_EX) == 0)

@@ -15,12 +15,18 @@ import Testing
     static let settings = "config_base: /srv/workstation/config-base\ncapacity: {reserve: 1G}\n"
 
     func meminfo(_ root: TempRoot, totalKiB: UInt64, swapKiB: UInt64) throws {
-        try root.write("/proc/meminfo", "MemTotal: \(totalKiB) kB\nMemAvailable: \(totalKiB / 2) kB\nSwapTotal: \(swapKiB) kB\nSwapFree: \(swapKiB) kB\n")
+        try root.write(
+            "/proc/meminfo",
+            "MemTotal: \(totalKiB) kB\nMemAvailable: \(totalKiB / 2) kB\nSwapTotal: \(swapKiB) kB\nSwapFree: \(swapKiB) kB\n"
+        )
     }
 
     func args(_ cmd: String, _ root: TempRoot, _ extra: [String] = []) -> [String] {
-        [cmd, "--roster", root.file("/etc/workstation/roster.yaml"), "--settings", root.file("/etc/workstation/workstation.yaml"),
-         "--root", root.path] + extra
+        [
+            cmd, "--roster", root.file("/etc/workstation/roster.yaml"), "--settings",
+            root.file("/etc/workstation/workstation.yaml"),
+            "--root", root.path,
+        ] + extra
     }
 
     /// Two people onboarded on a host with 8G of memory and 3G of swap: 11G - 1G reserve = 10G of room.
@@ -43,7 +49,9 @@ import Testing
             guard lstat(full, &st) == 0 else { continue }
             var d = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
             if st.st_mode & S_IFMT == S_IFREG { d += " " + (fm.contents(atPath: full)?.base64EncodedString() ?? "") }
-            if st.st_mode & S_IFMT == S_IFLNK { d += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "") }
+            if st.st_mode & S_IFMT == S_IFLNK {
+                d += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "")
+            }
             out[rel] = d
         }
         return out
@@ -57,7 +65,11 @@ import Testing
         let before = fingerprint(root)
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 3, "\(r.stdout)\(r.stderr)")
-        #expect(r.stderr.contains("refused by capacity: onboarding dave would commit 11G of memory budgets, 1024 bytes over the limit"))
+        #expect(
+            r.stderr.contains(
+                "refused by capacity: onboarding dave would commit 11G of memory budgets, 1024 bytes over the limit"
+            )
+        )
         #expect(r.stderr.contains("alice 4G + bob-dev 3G + dave 4G (new) = 11G (11811160064 bytes)"))
         #expect(r.stderr.contains("--allow-overcommit"))
         #expect(r.stderr.contains("nothing was changed"))
@@ -65,18 +77,30 @@ import Testing
         // plan shows the same refusal and exits 3.
         let plan = try CLI.run(args("plan", root))
         #expect(plan.status == 3)
-        #expect(plan.stderr.contains("refused by capacity") && !plan.stdout.contains("refused by"), "refusals go to standard error only")
+        #expect(
+            plan.stderr.contains("refused by capacity") && !plan.stdout.contains("refused by"),
+            "refusals go to standard error only"
+        )
     }
 
     @Test func badCapacitySettingsAreLocatedAndChangeNothing() throws {
         let root = try onboardedRoot()
         try root.write("/etc/workstation/roster.yaml", Self.withDave)
-        try root.write("/etc/workstation/workstation.yaml", "capacity:\n  reserve: 12 GB\n  budgets:\n    power-user: {high: 5G, max: 4G, swap_max: 1G}\n")
+        try root.write(
+            "/etc/workstation/workstation.yaml",
+            "capacity:\n  reserve: 12 GB\n  budgets:\n    power-user: {high: 5G, max: 4G, swap_max: 1G}\n"
+        )
         let before = fingerprint(root)
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 1)
-        #expect(r.stderr.contains("workstation.yaml:2:12: error: capacity.reserve '12 GB' is not a size like 512M or 4G"))
-        #expect(r.stderr.contains("workstation.yaml:4:17: error: capacity.budgets.power-user: high (5368709120 bytes) must not exceed max (4294967296 bytes)"))
+        #expect(
+            r.stderr.contains("workstation.yaml:2:12: error: capacity.reserve '12 GB' is not a size like 512M or 4G")
+        )
+        #expect(
+            r.stderr.contains(
+                "workstation.yaml:4:17: error: capacity.budgets.power-user: high (5368709120 bytes) must not exceed max (4294967296 bytes)"
+            )
+        )
         #expect(r.stderr.contains("nothing was changed"))
         #expect(fingerprint(root) == before)
     }
@@ -107,12 +131,21 @@ import Testing
         let root = try onboardedRoot()
         // The host shrank below the budgets, and alice's budget grew: nobody is new, so apply still runs.
         try meminfo(root, totalKiB: 1 << 20, swapKiB: 0)
-        try root.write("/etc/workstation/roster.yaml", Self.twoPeople.replacingOccurrences(
-            of: "tier: power-user }", with: "tier: power-user, memory: {high: 6G, max: 8G, swap_max: 1G} }"))
+        try root.write(
+            "/etc/workstation/roster.yaml",
+            Self.twoPeople.replacingOccurrences(
+                of: "tier: power-user }",
+                with: "tier: power-user, memory: {high: 6G, max: 8G, swap_max: 1G} }"
+            )
+        )
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 0, "\(r.stderr)")
-        let uid = try #require(root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2])
-        #expect(root.read("/etc/systemd/system/user-\(uid).slice.d/50-workstation.conf")?.contains("MemoryMax=8G\n") == true)
+        let uid = try #require(
+            root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2]
+        )
+        #expect(
+            root.read("/etc/systemd/system/user-\(uid).slice.d/50-workstation.conf")?.contains("MemoryMax=8G\n") == true
+        )
     }
 
     @Test func unknownCapacityIsSaidNotRefused() throws {
@@ -135,14 +168,23 @@ import Testing
         let dj = try CLI.run(args("doctor", root, ["--json"]))
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(dj.stdout.utf8)) as? [String: Any])
         // setup-host never ran on this root: its layers and the reconcile timer are owed too.
-        let failing = ((obj["findings"] as? [[String: Any]]) ?? []).filter { $0["severity"] as? String == "fail" }.compactMap { $0["check"] as? String }
+        let failing = ((obj["findings"] as? [[String: Any]]) ?? []).filter { $0["severity"] as? String == "fail" }
+            .compactMap { $0["check"] as? String }
         #expect(Set(failing) == ["swap", "setup-host", "reconcile-timer"], "\(failing)")
         #expect((obj["failures"] as? Int ?? 0) == failing.count)
         #expect(doctor.stdout.contains("FAIL reconcile-timer: workstation-reconcile.timer is not enabled"))
-        #expect(doctor.stdout.contains("fix: workstation setup-host --roster"), "the fix acts on the same root: \(doctor.stdout)")
+        #expect(
+            doctor.stdout.contains("fix: workstation setup-host --roster"),
+            "the fix acts on the same root: \(doctor.stdout)"
+        )
 
-        let uid = try #require(root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2])
-        try root.write("/proc/4000/status", "Name:\tclaude\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nVmRSS:\t  524288 kB\n")
+        let uid = try #require(
+            root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2]
+        )
+        try root.write(
+            "/proc/4000/status",
+            "Name:\tclaude\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nVmRSS:\t  524288 kB\n"
+        )
         try root.write("/proc/4000/stat", "4000 (claude) S 1 4000 4000 34816 4000 0\n")
         let status = try CLI.run(args("status", root, ["--json"]))
         #expect(status.status == 0, "\(status.stderr)")
@@ -159,7 +201,9 @@ import Testing
         let metrics = try CLI.run(args("metrics", root, ["--output", out]))
         #expect(metrics.status == 0, "\(metrics.stderr)")
         let text = try String(contentsOfFile: out, encoding: .utf8)
-        #expect(text.contains("workstation_user_resident_memory_bytes{user=\"alice\",tier=\"power-user\"} \(512 << 20)\n"))
+        #expect(
+            text.contains("workstation_user_resident_memory_bytes{user=\"alice\",tier=\"power-user\"} \(512 << 20)\n")
+        )
         #expect(text.contains("workstation_doctor_failures \((obj["failures"] as? Int) ?? -1)\n"))
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 @Suite(.serialized) struct CutoverEndToEndTests {
@@ -14,7 +14,10 @@ import Testing
         let home = h.root.file("/home/alice")
         #expect(symlink("/home/carol/code", home + "/code") == 0)
         lchown(home + "/code", uid_t(uid), gid_t(uid))
-        try h.root.write("/home/alice/start-claude.sh", "#!/bin/sh\ncd /home/carol/code && exec claude \"$@\"\n# not /home/carol/code-old\n")
+        try h.root.write(
+            "/home/alice/start-claude.sh",
+            "#!/bin/sh\ncd /home/carol/code && exec claude \"$@\"\n# not /home/carol/code-old\n"
+        )
         chown(home + "/start-claude.sh", uid_t(uid), gid_t(uid))
         chmod(home + "/start-claude.sh", 0o750)
         unlink(home + "/.claude/rules")
@@ -40,7 +43,11 @@ import Testing
 
         let dry = try h.run(["cutover", "alice", "--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(dry.stdout.contains("remove the ~/code symlink") && dry.stdout.contains("remove alice from group code-shared"), "\(dry.stdout)")
+        #expect(
+            dry.stdout.contains("remove the ~/code symlink")
+                && dry.stdout.contains("remove alice from group code-shared"),
+            "\(dry.stdout)"
+        )
         #expect(tree(home) == beforeTree && h.groups("alice") == beforeGroups)
 
         unlink(h.root.file("/home/bob-dev/.claude/agents"))  // pending for bob: the cutover of alice must not touch it
@@ -49,16 +56,31 @@ import Testing
         #expect(r.stdout.contains("apply for alice: 1 change(s), converged"), "\(r.stdout)")
         var st = stat()
         #expect(lstat(h.root.file("/home/bob-dev/.claude/agents"), &st) != 0, "only alice's changes ran")
-        #expect(lstat(home + "/code", &st) != 0 || st.st_mode & S_IFMT == S_IFDIR, "the ~/code symlink is gone (a clone, if apply makes one)")
+        #expect(
+            lstat(home + "/code", &st) != 0 || st.st_mode & S_IFMT == S_IFDIR,
+            "the ~/code symlink is gone (a clone, if apply makes one)"
+        )
         let launcher = tree(home)["start-claude.sh"]
-        #expect(launcher?.bytes.map { String(decoding: $0, as: UTF8.self) } == "#!/bin/sh\ncd $HOME/code && exec claude \"$@\"\n# not /home/carol/code-old\n")
+        #expect(
+            launcher?.bytes.map { String(decoding: $0, as: UTF8.self) }
+                == "#!/bin/sh\ncd $HOME/code && exec claude \"$@\"\n# not /home/carol/code-old\n"
+        )
         #expect(launcher?.mode == 0o750 && launcher?.uid == beforeTree["start-claude.sh"]?.uid)
-        #expect(tree(home)[".claude/rules"]?.target == "/srv/workstation/config-base/rules", "apply linked the managed base in")
+        #expect(
+            tree(home)[".claude/rules"]?.target == "/srv/workstation/config-base/rules",
+            "apply linked the managed base in"
+        )
         #expect(tree(home)[".claude/skills/file-issue"] == nil)
         #expect(tree(home)[".claude/skills/mine"]?.target == "/srv/elsewhere")
         #expect(!h.groups("alice").contains("code-shared"))
-        #expect(h.line("/etc/gshadow", "code-shared")?.hasSuffix(":") == true, "gshadow edited too: \(h.line("/etc/gshadow", "code-shared") ?? "")")
-        #expect(h.root.read("/var/lib/workstation/cutover/alice/launchers/start-claude.sh") == String(decoding: beforeTree["start-claude.sh"]!.bytes!, as: UTF8.self))
+        #expect(
+            h.line("/etc/gshadow", "code-shared")?.hasSuffix(":") == true,
+            "gshadow edited too: \(h.line("/etc/gshadow", "code-shared") ?? "")"
+        )
+        #expect(
+            h.root.read("/var/lib/workstation/cutover/alice/launchers/start-claude.sh")
+                == String(decoding: beforeTree["start-claude.sh"]!.bytes!, as: UTF8.self)
+        )
         let saved = try #require(h.root.read("/var/lib/workstation/cutover/alice/rollback.json"))
         #expect(saved.contains("\"link_target\" : \"/home/carol/code\"") && saved.contains("code-shared"), "\(saved)")
         let rec = try #require((try h.state()["cutovers"] as? [String: Any])?["alice"] as? [String: Any])
@@ -68,7 +90,9 @@ import Testing
         let back = try h.run(["rollback", "alice"])
         #expect(back.status == 0, "\(back.stderr)\n\(back.stdout)")
         let after = tree(home)
-        for (k, v) in beforeTree where after[k] != v { Issue.record("\(k): before \(v), after \(after[k].map(\.description) ?? "absent")") }
+        for (k, v) in beforeTree where after[k] != v {
+            Issue.record("\(k): before \(v), after \(after[k].map(\.description) ?? "absent")")
+        }
         for k in after.keys where beforeTree[k] == nil { Issue.record("\(k) appeared") }
         #expect(after == beforeTree)
         #expect(h.groups("alice") == beforeGroups)
@@ -95,9 +119,14 @@ import Testing
         }
         let r = try h.run(["rollback", "alice"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("the clone that replaced ~/code is kept at /var/lib/workstation/cutover/alice/clone-"), "\(r.stdout)")
+        #expect(
+            r.stdout.contains("the clone that replaced ~/code is kept at /var/lib/workstation/cutover/alice/clone-"),
+            "\(r.stdout)"
+        )
         #expect(tree(home) == beforeTree)
-        let kept = try FileManager.default.contentsOfDirectory(atPath: h.root.file("/var/lib/workstation/cutover/alice")).filter { $0.hasPrefix("clone-") }
+        let kept = try FileManager.default.contentsOfDirectory(
+            atPath: h.root.file("/var/lib/workstation/cutover/alice")
+        ).filter { $0.hasPrefix("clone-") }
         #expect(kept.count == 1)
     }
 
@@ -108,7 +137,11 @@ import Testing
         let before = tree(h.root.path)
         let r = try h.run(["cutover", "alice"])
         #expect(r.status == 3)
-        #expect(r.stderr.contains("refused by idle gate") && r.stderr.contains("process 777 (tmux)") && !r.stderr.contains("778"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("refused by idle gate") && r.stderr.contains("process 777 (tmux)")
+                && !r.stderr.contains("778"),
+            "\(r.stderr)"
+        )
         #expect(tree(h.root.path) == before)
 
         try FileManager.default.removeItem(atPath: h.root.file("/proc/777"))
@@ -128,12 +161,20 @@ import Testing
     ])
     func badSettingsAreLocatedAndChangeNothing(command: [String]) throws {
         let (h, _) = try oldModelHost()
-        try (try String(contentsOfFile: h.settings, encoding: .utf8)).replacingOccurrences(of: "lead_home:", with: "lead_hom:")
-            .write(toFile: h.settings, atomically: true, encoding: .utf8)
+        try (try String(contentsOfFile: h.settings, encoding: .utf8)).replacingOccurrences(
+            of: "lead_home:",
+            with: "lead_hom:"
+        )
+        .write(toFile: h.settings, atomically: true, encoding: .utf8)
         let before = tree(h.root.path)
         let r = try h.run(command)
         #expect(r.status == 1)
-        #expect(r.stderr.contains("-settings.yaml:6:3: error: unknown key 'lead_hom' in cutover; did you mean 'lead_home'?"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains(
+                "-settings.yaml:6:3: error: unknown key 'lead_hom' in cutover; did you mean 'lead_home'?"
+            ),
+            "\(r.stderr)"
+        )
         #expect(r.stderr.contains("nothing was changed"))
         #expect(tree(h.root.path) == before)
     }

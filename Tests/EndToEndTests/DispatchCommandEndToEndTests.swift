@@ -5,11 +5,19 @@ import Testing
 /// settings file that is not there, stop it before it listens (exit 1, the place and the fix named, no socket made).
 @Suite struct DispatchCommandEndToEndTests {
     @Test(arguments: [
-        ("dispatch:\n  listen: 127.0.0.1:0\n  metrics_listen: 127.0.0.1:0\n", "workstation.yaml:2:11: error: dispatch.listen must be unix:/PATH"),
-        ("dispatch:\n  identity: jwt\n  listen: 127.0.0.1:0\n  metrics_listen: 127.0.0.1:0\n", "workstation.yaml:2:13: error: identity: jwt needs a dispatch.jwt section"),
+        (
+            "dispatch:\n  listen: 127.0.0.1:0\n  metrics_listen: 127.0.0.1:0\n",
+            "workstation.yaml:2:11: error: dispatch.listen must be unix:/PATH"
+        ),
+        (
+            "dispatch:\n  identity: jwt\n  listen: 127.0.0.1:0\n  metrics_listen: 127.0.0.1:0\n",
+            "workstation.yaml:2:13: error: identity: jwt needs a dispatch.jwt section"
+        ),
     ])
     func unsafeSettingsNeverListen(_ yaml: String, _ expected: String) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-dispatch-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-dispatch-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let settings = dir + "/workstation.yaml"

@@ -34,10 +34,14 @@ import WorkstationHost
     ]
 
     static let tokens: [String] = [
-        "{", "}", "[", "]", ":", ": ", ",", "- ", "-", "&a ", "*a", "!!str ", "!!int ", "!!binary ", "!custom ", "? ", "|", ">",
-        "#", "'", "\"", "\\", "\t", "\0", "~", "null", "no", "yes", "off", "0700", "01001", "0x1F", "1e9", ".nan", "<<: *a",
-        "\u{FEFF}", "é", "\u{202E}", "%YAML 1.1\n", "---\n", "...\n", "@", "`", "=", "\n", "  ", "    ", "users:", "tier: admin",
-        "uid: 0", "port: 80", "namespaces: []", "&b [*b]", "- - - - ", "[[[[", "{a: {b: {c:", String(repeating: "x", count: 300),
+        "{", "}", "[", "]", ":", ": ", ",", "- ", "-", "&a ", "*a", "!!str ", "!!int ", "!!binary ", "!custom ", "? ",
+        "|", ">",
+        "#", "'", "\"", "\\", "\t", "\0", "~", "null", "no", "yes", "off", "0700", "01001", "0x1F", "1e9", ".nan",
+        "<<: *a",
+        "\u{FEFF}", "é", "\u{202E}", "%YAML 1.1\n", "---\n", "...\n", "@", "`", "=", "\n", "  ", "    ", "users:",
+        "tier: admin",
+        "uid: 0", "port: 80", "namespaces: []", "&b [*b]", "- - - - ", "[[[[", "{a: {b: {c:",
+        String(repeating: "x", count: 300),
     ]
 
     /// One random edit of the text (bytes, so invalid UTF-8 appears too).
@@ -60,12 +64,20 @@ import WorkstationHost
             default:
                 var lines = d.split(separator: 0x0A, omittingEmptySubsequences: false).map { Data($0) }
                 guard lines.count > 1 else { continue }
-                let i = Int.random(in: 0..<lines.count, using: &rng), j = Int.random(in: 0..<lines.count, using: &rng)
+                let i = Int.random(in: 0..<lines.count, using: &rng)
+                let j = Int.random(in: 0..<lines.count, using: &rng)
                 switch Int.random(in: 0..<4, using: &rng) {
                 case 0: lines.insert(lines[i], at: j)
                 case 1: lines.swapAt(i, j)
-                case 2: lines[i] = Data(String(repeating: " ", count: Int.random(in: 0...6, using: &rng)).utf8) + lines[i].drop { $0 == 0x20 }
-                default: lines.insert(contentsOf: Array(repeating: lines[i], count: Int.random(in: 2...50, using: &rng)), at: j)
+                case 2:
+                    lines[i] =
+                        Data(String(repeating: " ", count: Int.random(in: 0...6, using: &rng)).utf8)
+                        + lines[i].drop { $0 == 0x20 }
+                default:
+                    lines.insert(
+                        contentsOf: Array(repeating: lines[i], count: Int.random(in: 2...50, using: &rng)),
+                        at: j
+                    )
                 }
                 d = Data(lines.joined(separator: [0x0A]))
             }
@@ -76,11 +88,16 @@ import WorkstationHost
     /// A host that already has some of the people and a hand-made group, in memory.
     static let snapshot: HostSnapshot = {
         var s = HostSnapshot()
-        s.passwd = [PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/bash"),
-                    PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash"),
-                    PasswdEntry(name: "erin", uid: 1500, gid: 1500, home: "/home/erin", shell: "/bin/bash")]
-        s.groups = [GroupEntry(name: "sudo", gid: 27, members: ["carol"]), GroupEntry(name: "devs", gid: 1600, members: ["alice"]),
-                    GroupEntry(name: "alice", gid: 1000, members: [])]
+        s.passwd = [
+            PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/bash"),
+            PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash"),
+            PasswdEntry(name: "erin", uid: 1500, gid: 1500, home: "/home/erin", shell: "/bin/bash"),
+        ]
+        s.groups = [
+            GroupEntry(name: "sudo", gid: 27, members: ["carol"]),
+            GroupEntry(name: "devs", gid: 1600, members: ["alice"]),
+            GroupEntry(name: "alice", gid: 1000, members: []),
+        ]
         s.paths["/home/alice"] = PathState(kind: .directory, mode: 0o755, uid: 1000, gid: 1000)
         return s
     }()
@@ -94,7 +111,8 @@ import WorkstationHost
             let roster = try Roster.parse(data, file: "roster.yaml", settings: settings)
             let desired = desire(roster: roster, settings: settings, snapshot: snapshot)
             if !desired.diagnostics.isEmpty {
-                for d in desired.diagnostics where d.location.file != "roster.yaml" || d.location.line < 1 || d.message.isEmpty {
+                for d in desired.diagnostics
+                where d.location.file != "roster.yaml" || d.location.line < 1 || d.message.isEmpty {
                     Issue.record("unlocated host diagnostic \(d) for \(context())")
                 }
                 return .located
@@ -119,19 +137,26 @@ import WorkstationHost
     @Test func mutatedRostersEndInAPlanOrALocatedError() {
         let seed = testSeed("fuzz")
         var rng = SeededGenerator(seed: seed)
-        var plans = 0, located = 0
+        var plans = 0
+        var located = 0
         let count = slowSuitesEnabled ? 6000 : 1500
         for i in 0..<count {
             let base = Data(Self.seeds[i % Self.seeds.count].utf8)
             let input = Self.mutate(base, &rng)
-            switch Self.run(input, "seed \(seed) input \(i): \(String(decoding: input.prefix(400), as: UTF8.self).debugDescription)") {
+            switch Self.run(
+                input,
+                "seed \(seed) input \(i): \(String(decoding: input.prefix(400), as: UTF8.self).debugDescription)"
+            ) {
             case .plan: plans += 1
             case .located: located += 1
             case nil: break
             }
         }
         print("fuzz: \(count) inputs, \(plans) plans, \(located) located errors")
-        #expect(plans > 0 && located > 0, "the mutations should produce both outcomes (plans \(plans), errors \(located))")
+        #expect(
+            plans > 0 && located > 0,
+            "the mutations should produce both outcomes (plans \(plans), errors \(located))"
+        )
         #expect(plans + located == count)
     }
 
@@ -148,10 +173,17 @@ import WorkstationHost
             FileManager.default.createFile(atPath: path, contents: input)
             let before = RootSnapshot(root.path)
             let r = try CLI.run(["plan", "--roster", path, "--settings", Fixture.settingsPath, "--root", root.path])
-            let context = "seed \(seed) input \(i): \(String(decoding: input.prefix(300), as: UTF8.self).debugDescription)"
-            #expect(r.status == 0 || r.status == 1 || r.status == 3, "\(context): exit \(r.status)\n\(r.stderr.suffix(800))")
+            let context =
+                "seed \(seed) input \(i): \(String(decoding: input.prefix(300), as: UTF8.self).debugDescription)"
+            #expect(
+                r.status == 0 || r.status == 1 || r.status == 3,
+                "\(context): exit \(r.status)\n\(r.stderr.suffix(800))"
+            )
             if r.status == 1 {
-                #expect(r.stderr.contains("\(path):") && r.stderr.contains(": error: "), "\(context): error not located:\n\(r.stderr.prefix(800))")
+                #expect(
+                    r.stderr.contains("\(path):") && r.stderr.contains(": error: "),
+                    "\(context): error not located:\n\(r.stderr.prefix(800))"
+                )
             }
             #expect(RootSnapshot(root.path) == before, "\(context): plan changed the root")
         }

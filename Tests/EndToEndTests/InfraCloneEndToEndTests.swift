@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The keyless infra clone, end to end: the built binary, real shadow-utils, real git and git-crypt, a dumb-HTTP
@@ -29,7 +29,10 @@ import Testing
             rosterPath = root.file("/input/roster.yaml")
             settingsPath = root.file("/input/workstation.yaml")
             try root.write("/input/roster.yaml", InfraCloneEndToEndTests.roster)
-            try root.write("/input/workstation.yaml", url.map { "infra_repo:\n  url: \($0)\n  branch: main\n" } ?? "lock_timeout: 10\n")
+            try root.write(
+                "/input/workstation.yaml",
+                url.map { "infra_repo:\n  url: \($0)\n  branch: main\n" } ?? "lock_timeout: 10\n"
+            )
         }
 
         func setURL(_ url: String) throws {
@@ -46,8 +49,10 @@ import Testing
         /// Runs a shell script as alice (numeric setpriv, like the product), with HOME set to her home.
         func asAlice(_ script: String) throws -> CLIResult {
             let (uid, gid) = try alice()
-            return try shell("setpriv --reuid=\(uid) --regid=\(gid) --clear-groups -- /bin/sh -c \"$SCRIPT\"",
-                             env: ["HOME": home, "SCRIPT": script, "GIT_TERMINAL_PROMPT": "0"])
+            return try shell(
+                "setpriv --reuid=\(uid) --regid=\(gid) --clear-groups -- /bin/sh -c \"$SCRIPT\"",
+                env: ["HOME": home, "SCRIPT": script, "GIT_TERMINAL_PROMPT": "0"]
+            )
         }
     }
 
@@ -62,13 +67,19 @@ import Testing
         // alice's global git config has a git-crypt filter that needs the key (as after an unlock elsewhere):
         // a clone that inherits it fails at checkout (the control below); workstation's must not.
         let (uid, gid) = try s.alice()
-        let globalFilter = "[filter \"git-crypt\"]\n\tsmudge = git-crypt smudge\n\tclean = git-crypt clean\n\trequired = true\n"
+        let globalFilter =
+            "[filter \"git-crypt\"]\n\tsmudge = git-crypt smudge\n\tclean = git-crypt clean\n\trequired = true\n"
         try s.root.write("/home/alice/.gitconfig", globalFilter)
         #expect(chown(s.home + "/.gitconfig", uid_t(uid), gid_t(gid)) == 0)
 
         try s.setURL(url)
         let plan = try CLI.run(["plan"] + s.args)
-        #expect(plan.stdout.contains("+ clone http://***@127.0.0.1:\(server.port)/infra.git into /home/alice/code as alice"), "\(plan.stdout)")
+        #expect(
+            plan.stdout.contains(
+                "+ clone http://***@127.0.0.1:\(server.port)/infra.git into /home/alice/code as alice"
+            ),
+            "\(plan.stdout)"
+        )
         #expect(plan.stdout.contains("url: (none) -> http://***@127.0.0.1:\(server.port)/infra.git"), "\(plan.stdout)")
         let applied = try CLI.run(["apply"] + s.args)
         #expect(applied.status == 0, "\(applied.stderr)")
@@ -76,9 +87,21 @@ import Testing
         // git's own lines are forwarded as progress, prefixed with the person.
         #expect(applied.stderr.contains("alice:   Cloning into '.code.workstation-partial'..."), "\(applied.stderr)")
         // Progress and output never show the password.
-        #expect(applied.stderr.contains("alice: cloning http://***@127.0.0.1:\(server.port)/infra.git (branch main) into /home/alice/code"), "\(applied.stderr)")
-        #expect(applied.stdout.contains("+ clone http://***@127.0.0.1:\(server.port)/infra.git into /home/alice/code as alice"), "\(applied.stdout)")
-        for text in [plan.stdout, applied.stdout, applied.stderr, s.root.read("/var/lib/workstation/journal.jsonl") ?? ""] {
+        #expect(
+            applied.stderr.contains(
+                "alice: cloning http://***@127.0.0.1:\(server.port)/infra.git (branch main) into /home/alice/code"
+            ),
+            "\(applied.stderr)"
+        )
+        #expect(
+            applied.stdout.contains(
+                "+ clone http://***@127.0.0.1:\(server.port)/infra.git into /home/alice/code as alice"
+            ),
+            "\(applied.stdout)"
+        )
+        for text in [
+            plan.stdout, applied.stdout, applied.stderr, s.root.read("/var/lib/workstation/journal.jsonl") ?? "",
+        ] {
             #expect(!text.contains("s3cret"))
         }
         #expect(s.root.read("/var/lib/workstation/journal.jsonl")?.contains("http://***@127.0.0.1") == true)
@@ -88,7 +111,9 @@ import Testing
         #expect(Array(secret.prefix(10)) == Array("\0GITCRYPT\0".utf8))
         #expect(!String(decoding: secret, as: UTF8.self).contains("hunter2"))
         #expect(FileManager.default.contents(atPath: s.code + "/README.md") == Data(InfraFixture.readme.utf8))
-        for rel in ["", "/secret.txt", "/README.md", "/docs/notes.md", "/.git", "/.git/config", "/.git/hooks/pre-commit"] {
+        for rel in [
+            "", "/secret.txt", "/README.md", "/docs/notes.md", "/.git", "/.git/config", "/.git/hooks/pre-commit",
+        ] {
             let st = try #require(lstatOf(s.code + rel), "\(rel)")
             #expect(Int(st.st_uid) == uid && Int(st.st_gid) == gid, "\(rel) is owned by \(st.st_uid):\(st.st_gid)")
         }
@@ -106,17 +131,27 @@ import Testing
         let again = try CLI.run(["plan", "--detailed-exitcode"] + s.args)
         #expect(again.status == 0, "\(again.stdout)")
         let status = try CLI.run(["clone-status"] + s.args)
-        #expect(status.stdout.contains("alice: /home/alice/code present, locked state verified"), "\(status.stdout)\(status.stderr)")
+        #expect(
+            status.stdout.contains("alice: /home/alice/code present, locked state verified"),
+            "\(status.stdout)\(status.stderr)"
+        )
 
         // Control: with alice's global filter, a clone without workstation's config fails for lack of a key.
-        let plain = try s.asAlice("cd \"$HOME\" && git clone -q http://deploy:s3cret@127.0.0.1:\(server.port)/infra.git plain-clone")
+        let plain = try s.asAlice(
+            "cd \"$HOME\" && git clone -q http://deploy:s3cret@127.0.0.1:\(server.port)/infra.git plain-clone"
+        )
         #expect(plain.status != 0, "a keyless clone with a configured git-crypt filter should fail: \(plain.stderr)")
 
         // The hook: a commit touching the protected file is refused, naming it; a plain commit works.
         let git = "git -c user.email=alice@example.org -c user.name=alice -C \"$HOME/code\""
-        let refused = try s.asAlice("printf 'db_password = oops\\n' > \"$HOME/code/secret.txt\" && \(git) add secret.txt && \(git) commit -qm leak")
+        let refused = try s.asAlice(
+            "printf 'db_password = oops\\n' > \"$HOME/code/secret.txt\" && \(git) add secret.txt && \(git) commit -qm leak"
+        )
         #expect(refused.status != 0)
-        #expect(refused.stderr.contains("commit refused") && refused.stderr.contains("  secret.txt"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("commit refused") && refused.stderr.contains("  secret.txt"),
+            "\(refused.stderr)"
+        )
         let committedSecret = try s.asAlice("\(git) cat-file -p HEAD:secret.txt | head -c 10 | od -An -c")
         #expect(committedSecret.stdout.contains("G   I   T   C   R   Y   P   T"), "\(committedSecret.stdout)")
         let restore = try s.asAlice("\(git) restore --staged secret.txt && \(git) checkout -- secret.txt")
@@ -145,18 +180,27 @@ import Testing
 
         try s.setURL("http://127.0.0.1:\(server.port)/infra.git")
         let plan = try CLI.run(["plan"] + s.args)
-        #expect(plan.stdout.contains("note: alice: /home/alice/code is a symlink to /srv/shared/infra; kept, not cloned"), "\(plan.stdout)")
+        #expect(
+            plan.stdout.contains("note: alice: /home/alice/code is a symlink to /srv/shared/infra; kept, not cloned"),
+            "\(plan.stdout)"
+        )
         #expect(!plan.stdout.contains("+ clone"))
         let apply = try CLI.run(["apply"] + s.args)
         #expect(apply.status == 0, "\(apply.stderr)")
         let after = try #require(lstatOf(s.code))
-        #expect(after.st_ino == before.st_ino && after.st_uid == before.st_uid && after.st_mtim.tv_sec == before.st_mtim.tv_sec
-                && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
+        #expect(
+            after.st_ino == before.st_ino && after.st_uid == before.st_uid
+                && after.st_mtim.tv_sec == before.st_mtim.tv_sec
+                && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
+        )
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: s.code)) == "/srv/shared/infra")
         #expect(lstatOf(s.home + "/.code.workstation-partial") == nil)
         #expect(server.requests.withLock { $0.isEmpty }, "nothing was fetched")
         let status = try CLI.run(["clone-status"] + s.args)
-        #expect(status.stdout.contains("alice: /home/alice/code kept (a symlink to /srv/shared/infra)"), "\(status.stdout)")
+        #expect(
+            status.stdout.contains("alice: /home/alice/code kept (a symlink to /srv/shared/infra)"),
+            "\(status.stdout)"
+        )
         // No clone, so no launcher: it would start the agent in whatever ~/code points to.
         #expect(lstatOf(s.home + "/start-agent.sh") == nil)
     }
@@ -196,7 +240,10 @@ import Testing
 
         let next = try CLI.run(["apply"] + s.args)
         #expect(next.status == 0, "\(next.stderr)")
-        #expect(next.stderr.contains("alice: removing /home/alice/.code.workstation-partial left by an interrupted clone"), "\(next.stderr)")
+        #expect(
+            next.stderr.contains("alice: removing /home/alice/.code.workstation-partial left by an interrupted clone"),
+            "\(next.stderr)"
+        )
         #expect(lstatOf(s.home + "/.code.workstation-partial") == nil)
         let secret = try #require(FileManager.default.contents(atPath: s.code + "/secret.txt"))
         #expect(Array(secret.prefix(10)) == Array("\0GITCRYPT\0".utf8))
@@ -212,7 +259,10 @@ import Testing
         let s = try Setup(url: "http://deploy:wrong-pw@127.0.0.1:\(server.port)/infra.git")
         let r = try CLI.run(["apply", "--init-root"] + s.args)
         #expect(r.status == 1)
-        #expect(r.stderr.contains("git clone of http://***@127.0.0.1:\(server.port)/infra.git for alice exited"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("git clone of http://***@127.0.0.1:\(server.port)/infra.git for alice exited"),
+            "\(r.stderr)"
+        )
         #expect(lstatOf(s.code) == nil)
         #expect(lstatOf(s.home + "/.code.workstation-partial") == nil)
         let journal = s.root.read("/var/lib/workstation/journal.jsonl") ?? ""

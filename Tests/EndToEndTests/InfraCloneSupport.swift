@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Runs `/bin/sh -c script` and captures its output.
@@ -22,8 +22,11 @@ final class InfraFixture {
     static let readme = "# infra\nplain text everyone may read\n"
 
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-infra-\(UUID().uuidString.prefix(8))").path
-        let r = try shell("""
+        dir =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ws-infra-\(UUID().uuidString.prefix(8))")
+            .path
+        let r = try shell(
+            """
             set -e
             mkdir -p '\(dir)' && cd '\(dir)'
             git init -q -b main work && cd work
@@ -36,7 +39,8 @@ final class InfraFixture {
             git add -A && git commit -qm 'infra with one encrypted file'
             cd .. && mkdir srv && git clone -q --bare work srv/infra.git && git -C srv/infra.git update-server-info
             chmod -R a+rX '\(dir)'
-            """)
+            """
+        )
         guard r.status == 0 else { throw FixtureError(message: "fixture: \(r.stderr)") }
     }
 
@@ -73,10 +77,16 @@ final class LoopbackGitServer: @unchecked Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = 0
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         guard bound == 0, listen(fd, 16) == 0 else { throw FixtureError(message: "cannot listen on 127.0.0.1") }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         listener = fd
         port = Int(UInt16(bigEndian: addr.sin_port))
         let t = Thread { [self] in acceptLoop() }
@@ -116,9 +126,14 @@ final class LoopbackGitServer: @unchecked Sendable {
         let path = String(parts[1].split(separator: "?", maxSplits: 1)[0])
         requests.withLock { $0.append(path) }
         if let required = requiredAuthorization {
-            let given = lines.first { $0.lowercased().hasPrefix("authorization:") }.map { String($0.dropFirst("authorization:".count)).trimmingCharacters(in: .whitespaces) }
+            let given = lines.first { $0.lowercased().hasPrefix("authorization:") }.map {
+                String($0.dropFirst("authorization:".count)).trimmingCharacters(in: .whitespaces)
+            }
             if given != required {
-                send(conn, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                send(
+                    conn,
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
                 return
             }
         }
@@ -126,9 +141,14 @@ final class LoopbackGitServer: @unchecked Sendable {
             send(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
         }
-        send(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+        send(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        )
         if stallObjects.load(ordering: .relaxed) && path.contains("/objects/") {
-            _ = body.prefix(body.count / 2).withUnsafeBytes { Glibc.send(conn, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            _ = body.prefix(body.count / 2).withUnsafeBytes {
+                Glibc.send(conn, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             stalled.store(true, ordering: .relaxed)
             while !stopping.load(ordering: .relaxed) && stallObjects.load(ordering: .relaxed) { usleep(50_000) }
             return
@@ -150,8 +170,12 @@ func treeSnapshot(_ root: String) -> [String: String] {
         var st = stat()
         guard lstat(full, &st) == 0 else { continue }
         var desc = "mode=\(st.st_mode) uid=\(st.st_uid) gid=\(st.st_gid)"
-        if st.st_mode & S_IFMT == S_IFREG { desc += " bytes=\(FileManager.default.contents(atPath: full)?.base64EncodedString() ?? "?")" }
-        if st.st_mode & S_IFMT == S_IFLNK { desc += " link=\((try? FileManager.default.destinationOfSymbolicLink(atPath: full)) ?? "?")" }
+        if st.st_mode & S_IFMT == S_IFREG {
+            desc += " bytes=\(FileManager.default.contents(atPath: full)?.base64EncodedString() ?? "?")"
+        }
+        if st.st_mode & S_IFMT == S_IFLNK {
+            desc += " link=\((try? FileManager.default.destinationOfSymbolicLink(atPath: full)) ?? "?")"
+        }
         out[rel] = desc
     }
     return out
@@ -168,7 +192,8 @@ func processTree(_ pid: Int32) -> [Int32] {
     var parent: [Int32: Int32] = [:]
     for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
         guard let p = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
+            let close = stat.lastIndex(of: ")")
+        else { continue }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         if fields.count > 1, let pp = Int32(fields[1]) { parent[p] = pp }
     }

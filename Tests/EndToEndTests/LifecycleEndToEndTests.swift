@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// One entry of a directory tree: kind, owner, mode, link target or bytes.
@@ -64,17 +64,17 @@ final class LifecycleHost {
         settings = root.path + "-settings.yaml"
         try Self.fullRoster.write(toFile: roster, atomically: true, encoding: .utf8)
         try """
-            config_base: /srv/workstation/config-base
-            offboard:
-              backup_directory: /var/backups/workstation
-            cutover:
-              launchers: [start-claude.sh]
-              lead_home: /home/carol
-              shared_code_group: code-shared
-            idle:
-              process_names: [claude, tmux, t3]
+        config_base: /srv/workstation/config-base
+        offboard:
+          backup_directory: /var/backups/workstation
+        cutover:
+          launchers: [start-claude.sh]
+          lead_home: /home/carol
+          shared_code_group: code-shared
+        idle:
+          process_names: [claude, tmux, t3]
 
-            """.write(toFile: settings, atomically: true, encoding: .utf8)
+        """.write(toFile: settings, atomically: true, encoding: .utf8)
         let r = try run(["apply", "--init-root"])
         #expect(r.status == 0, "\(r.stderr)")
     }
@@ -90,7 +90,10 @@ final class LifecycleHost {
     }
 
     func setRoster(without user: String?) throws {
-        let text = Self.fullRoster.split(separator: "\n").filter { user == nil || !$0.hasPrefix("  \(user!):") }.joined(separator: "\n") + "\n"
+        let text =
+            Self.fullRoster.split(separator: "\n").filter { user == nil || !$0.hasPrefix("  \(user!):") }.joined(
+                separator: "\n"
+            ) + "\n"
         try text.write(toFile: roster, atomically: true, encoding: .utf8)
     }
 
@@ -108,7 +111,10 @@ final class LifecycleHost {
         }
     }
 
-    var wants: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: root.file("/etc/systemd/system/multi-user.target.wants"))) ?? []).sorted() }
+    var wants: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root.file("/etc/systemd/system/multi-user.target.wants")))
+            ?? []).sorted()
+    }
 
     func state() throws -> [String: Any] {
         let data = try #require(FileManager.default.contents(atPath: root.file("/var/lib/workstation/state.json")))
@@ -130,15 +136,23 @@ final class LifecycleHost {
 
     /// A synthetic /proc entry: a process of `uid` named `name`.
     func process(pid: Int, uid: Int, name: String) throws {
-        try root.write("/proc/\(pid)/status", "Name:\t\(name)\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nGid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\n")
+        try root.write(
+            "/proc/\(pid)/status",
+            "Name:\t\(name)\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nGid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\n"
+        )
         try root.write("/proc/\(pid)/comm", "\(name)\n")
     }
 
     /// A synthetic /proc/net/tcp with one connection to `port` in `state` (hex, `01` = ESTABLISHED).
     func tcp(port: Int, state: String) throws {
-        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        let header =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         let p = String(format: "%04X", port)
-        try root.write("/proc/net/tcp", header + "   0: 0100007F:\(p) 0100007F:A2C4 \(state) 00000000:00000000 00:00000000 00000000  1001        0 12345 1 0000000000000000 20 4 30 10 -1\n")
+        try root.write(
+            "/proc/net/tcp",
+            header
+                + "   0: 0100007F:\(p) 0100007F:A2C4 \(state) 00000000:00000000 00:00000000 00000000  1001        0 12345 1 0000000000000000 20 4 30 10 -1\n"
+        )
         try root.write("/proc/net/tcp6", header)
     }
 
@@ -196,7 +210,11 @@ final class LifecycleHost {
         let before = tree(h.root.path)
         let dry = try h.run(["offboard", "alice", "--stage", "cut", "--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(dry.stdout.contains("disable t3-serve@alice.service") && dry.stdout.contains("lock the password and expire"), "\(dry.stdout)")
+        #expect(
+            dry.stdout.contains("disable t3-serve@alice.service")
+                && dry.stdout.contains("lock the password and expire"),
+            "\(dry.stdout)"
+        )
         #expect(dry.stdout.contains("idp membership: not configured"))
         #expect(tree(h.root.path) == before)
 
@@ -204,7 +222,10 @@ final class LifecycleHost {
         #expect(cut.status == 0, "\(cut.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(cut.stdout.utf8)) as? [String: Any])
         #expect((json["applied"] as? [String])?.sorted() == ["login:alice", "unit:t3-serve@alice.service"])
-        let shadow = try #require(h.line("/etc/shadow", "alice")).split(separator: ":", omittingEmptySubsequences: false)
+        let shadow = try #require(h.line("/etc/shadow", "alice")).split(
+            separator: ":",
+            omittingEmptySubsequences: false
+        )
         #expect(shadow[1].hasPrefix("!$6$") && shadow[7] == "1")
         #expect(!h.wants.contains("t3-serve@alice.service"))
         #expect(h.wants.contains("t3-serve@bob-dev.service"))
@@ -212,7 +233,10 @@ final class LifecycleHost {
         let cutRec = try #require(rec["cut"] as? [String: Any])
         #expect(cutRec["completed"] as? Bool == true)
         let b = try #require(cutRec["before"] as? [String: Any])
-        #expect(b["password_locked"] as? Bool == false && b["expire_days"] == nil && b["idp_membership"] as? String == "not configured")
+        #expect(
+            b["password_locked"] as? Bool == false && b["expire_days"] == nil
+                && b["idp_membership"] as? String == "not configured"
+        )
         #expect((b["units"] as? [String: Bool]) == ["t3-serve@alice.service": true])
         #expect((b["groups"] as? [String]) == ["workstation", "workstation-power-user"])
         let journal = h.root.read("/var/lib/workstation/journal.jsonl") ?? ""
@@ -239,7 +263,9 @@ final class LifecycleHost {
         let cut = try h.run(["offboard", "alice", "--stage", "cut", "--json"])
         #expect(cut.status == 0, "\(cut.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(cut.stdout.utf8)) as? [String: Any])
-        #expect((json["applied"] as? [String])?.sorted() == ["linger:alice", "login:alice", "unit:t3-serve@alice.service"])
+        #expect(
+            (json["applied"] as? [String])?.sorted() == ["linger:alice", "login:alice", "unit:t3-serve@alice.service"]
+        )
         #expect((json["changes"] as? [[String: Any]])?.contains { $0["id"] as? String == "processes:alice" } == false)
         #expect((json["ended_processes"] as? [Any])?.isEmpty == true)
         #expect(!h.root.exists("/var/lib/systemd/linger/alice"))
@@ -254,8 +280,14 @@ final class LifecycleHost {
         let sh = try #require(h.line("/etc/shadow", "alice"))
         var f = sh.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         f[7] = "30000"
-        try h.root.write("/etc/shadow", h.root.read("/etc/shadow")!.replacingOccurrences(of: sh, with: f.joined(separator: ":")))
-        let passwd = h.line("/etc/passwd", "alice"), shadow = h.line("/etc/shadow", "alice"), groups = h.groups("alice"), wants = h.wants
+        try h.root.write(
+            "/etc/shadow",
+            h.root.read("/etc/shadow")!.replacingOccurrences(of: sh, with: f.joined(separator: ":"))
+        )
+        let passwd = h.line("/etc/passwd", "alice")
+        let shadow = h.line("/etc/shadow", "alice")
+        let groups = h.groups("alice")
+        let wants = h.wants
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
         #expect(try h.run(["offboard", "alice", "--stage", "cut"]).status == 0)
@@ -264,7 +296,10 @@ final class LifecycleHost {
 
         try h.setRoster(without: nil)
         let plan = try h.run(["plan"])
-        #expect(plan.stdout.contains("restore the login of alice") && plan.stdout.contains("[additive]"), "\(plan.stdout)")
+        #expect(
+            plan.stdout.contains("restore the login of alice") && plan.stdout.contains("[additive]"),
+            "\(plan.stdout)"
+        )
         let apply = try h.run(["apply"])
         #expect(apply.status == 0, "\(apply.stderr)")
         #expect(h.line("/etc/passwd", "alice") == passwd)
@@ -284,15 +319,17 @@ final class LifecycleHost {
         let uid = try #require(h.uid("alice"))
         func digest(_ text: String) throws -> String {
             try h.root.write("/tmp/digest", text)
-            return "sha256:" + String(try CLI.runTool("/usr/bin/sha256sum", [h.root.file("/tmp/digest")]).stdout.prefix(64))
+            return "sha256:"
+                + String(try CLI.runTool("/usr/bin/sha256sum", [h.root.file("/tmp/digest")]).stdout.prefix(64))
         }
         // (path, bytes written, bytes now (nil: a link to /srv/precious), digest recorded, deleted)
         let table: [(String, String, String?, Bool, Bool)] = [
             ("/home/alice/.vault-token", "s.secret\n", "s.secret\n", true, true),
             ("/home/alice/.kube/config", "apiVersion: v1\n", "apiVersion: v1\n", true, true),
-            ("/home/alice/.claude.json", "{}\n", "{\"mcpServers\": {\"mine\": {}}}\n", true, false),  // the agent changed it
-            ("/home/alice/.config/tool/token", "t\n", "t\n", false, false),                            // no digest on record
-            ("/home/alice/.memory-key", "k\n", nil, true, false),                                        // a link now
+            // the agent changed it
+            ("/home/alice/.claude.json", "{}\n", "{\"mcpServers\": {\"mine\": {}}}\n", true, false),
+            ("/home/alice/.config/tool/token", "t\n", "t\n", false, false),  // no digest on record
+            ("/home/alice/.memory-key", "k\n", nil, true, false),  // a link now
         ]
         try h.root.write("/srv/precious", "keep me\n")
         var digests: [String: String] = [:]
@@ -301,7 +338,10 @@ final class LifecycleHost {
             if let now {
                 try h.root.write(path, now)
                 var dir = (path as NSString).deletingLastPathComponent
-                while dir != "/home/alice" { chown(h.root.file(dir), uid_t(uid), gid_t(uid)); dir = (dir as NSString).deletingLastPathComponent }
+                while dir != "/home/alice" {
+                    chown(h.root.file(dir), uid_t(uid), gid_t(uid))
+                    dir = (dir as NSString).deletingLastPathComponent
+                }
                 chown(h.root.file(path), uid_t(uid), gid_t(uid))
             } else {
                 symlink(h.root.file("/srv/precious"), h.root.file(path))
@@ -315,12 +355,23 @@ final class LifecycleHost {
         #expect(try h.run(["offboard", "alice", "--stage", "cut"]).status == 0)
         let dry = try h.run(["offboard", "alice", "--stage", "revoke", "--dry-run"])
         #expect(dry.status == 0 && dry.stdout.contains("delete secret file /home/alice/.vault-token"), "\(dry.stdout)")
-        #expect(dry.stdout.contains("kept secret file /home/alice/.claude.json: changed since workstation wrote it"), "\(dry.stdout)")
+        #expect(
+            dry.stdout.contains("kept secret file /home/alice/.claude.json: changed since workstation wrote it"),
+            "\(dry.stdout)"
+        )
         #expect(h.root.read("/home/alice/.vault-token") != nil)
         let r = try h.run(["offboard", "alice", "--stage", "revoke"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("remove the k8s_users entry 'alice'") && r.stdout.contains("ClusterRoleBinding"), "\(r.stdout)")
-        #expect(r.stdout.contains("kubectl delete rolebindings,clusterrolebindings --all-namespaces -l app.kubernetes.io/managed-by=workstation,workstation/os-user=alice"), "\(r.stdout)")
+        #expect(
+            r.stdout.contains("remove the k8s_users entry 'alice'") && r.stdout.contains("ClusterRoleBinding"),
+            "\(r.stdout)"
+        )
+        #expect(
+            r.stdout.contains(
+                "kubectl delete rolebindings,clusterrolebindings --all-namespaces -l app.kubernetes.io/managed-by=workstation,workstation/os-user=alice"
+            ),
+            "\(r.stdout)"
+        )
         for (path, _, now, _, deleted) in table {
             var st = stat()
             #expect((lstat(h.root.file(path), &st) == 0) == !deleted, "\(path)")
@@ -331,18 +382,34 @@ final class LifecycleHost {
         let s = try h.state()
         #expect((s["secret_files_written"] as? [String: Any])?["alice"] == nil)
         #expect((s["written_digests"] as? [String: Any])?["alice"] == nil)
-        let rev = try #require(((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["revoke"] as? [String: Any])
+        let rev = try #require(
+            ((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["revoke"] as? [String: Any]
+        )
         #expect((rev["deleted_files"] as? [String])?.sorted() == table.filter(\.4).map(\.0).sorted())
         #expect((rev["kept_files"] as? [String: String]).map { Set($0.keys) } == Set(table.filter { !$0.4 }.map(\.0)))
         #expect(rev["absent_files"] as? [String] == ["/home/alice/.gone"])
-        #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"secret:/home/alice/.vault-token\"") == true)
-        #expect(h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"offboard:alice:revoke\"") == true)
+        #expect(
+            h.root.read("/var/lib/workstation/journal.jsonl")?.contains(
+                "\"change\":\"secret:/home/alice/.vault-token\""
+            ) == true
+        )
+        #expect(
+            h.root.read("/var/lib/workstation/journal.jsonl")?.contains("\"change\":\"offboard:alice:revoke\"") == true
+        )
         // The kept files go into the archive with the rest of the home.
         let arch = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
         #expect(arch.status == 0, "\(arch.stderr)")
-        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: h.root.file("/var/backups/workstation")).first { $0.hasSuffix(".tar.gz") })
+        let file = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: h.root.file("/var/backups/workstation")).first {
+                $0.hasSuffix(".tar.gz")
+            }
+        )
         let listing = try CLI.runTool("/usr/bin/tar", ["-tzf", h.root.file("/var/backups/workstation/" + file)]).stdout
-        #expect(listing.contains("alice/.claude.json") && listing.contains("alice/.config/tool/token") && !listing.contains("alice/.vault-token"), "\(listing)")
+        #expect(
+            listing.contains("alice/.claude.json") && listing.contains("alice/.config/tool/token")
+                && !listing.contains("alice/.vault-token"),
+            "\(listing)"
+        )
     }
 
     /// A host where alice is cut and revoked, ready for archive.
@@ -387,7 +454,10 @@ final class LifecycleHost {
         let before = tree(h.root.path)
         let busy = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
         #expect(busy.status == 3)
-        #expect(busy.stderr.contains("idle gate") && busy.stderr.contains("connection to the t3 port \(port)"), "\(busy.stderr)")
+        #expect(
+            busy.stderr.contains("idle gate") && busy.stderr.contains("connection to the t3 port \(port)"),
+            "\(busy.stderr)"
+        )
         #expect(tree(h.root.path) == before)
         let forced = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice", "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
@@ -407,32 +477,55 @@ final class LifecycleHost {
         #expect(r.status == 0, "\(r.stderr)\(r.stdout)")
         #expect(h.uid("alice") == nil)
         #expect(!FileManager.default.fileExists(atPath: h.root.file("/home/alice")))
-        #expect(!FileManager.default.fileExists(atPath: h.root.file("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf")))
+        #expect(
+            !FileManager.default.fileExists(
+                atPath: h.root.file("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf")
+            )
+        )
         let s = try h.state()
         #expect((s["retired_uids"] as? [Int])?.contains(uid) == true)
         #expect((s["accounts"] as? [String: Any])?["alice"] == nil)
-        let arch = try #require(((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["archive"] as? [String: Any])
+        let arch = try #require(
+            ((s["offboarding"] as? [String: Any])?["alice"] as? [String: Any])?["archive"] as? [String: Any]
+        )
         let path = h.root.file(try #require(arch["path"] as? String))
         var st = stat()
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600 && Int(st.st_size) == arch["bytes"] as? Int)
         let listing = try CLI.runTool("/usr/bin/tar", ["--numeric-owner", "-tvzf", path])
-        #expect(listing.stdout.contains("-rw-r-----+ \(uid)/\(uid)") || listing.stdout.contains("-rw-r----- \(uid)/\(uid)"), "\(listing.stdout)")
+        #expect(
+            listing.stdout.contains("-rw-r-----+ \(uid)/\(uid)") || listing.stdout.contains("-rw-r----- \(uid)/\(uid)"),
+            "\(listing.stdout)"
+        )
         #expect(listing.stdout.contains("alice/notes/todo.txt"))
         let acls = try CLI.runTool("/usr/bin/tar", ["--acls", "-tvzf", path])
         #expect(acls.stdout.contains("-rw-r-----+"), "the ACL travelled with the file: \(acls.stdout)")
         let sum = try CLI.runTool("/usr/bin/sha256sum", [path])
         #expect(String(sum.stdout.prefix(64)) == arch["sha256"] as? String)
-        #expect(h.root.read("/var/backups/workstation/" + (path as NSString).lastPathComponent + ".sha256")?.hasPrefix(String(sum.stdout.prefix(64))) == true)
+        #expect(
+            h.root.read("/var/backups/workstation/" + (path as NSString).lastPathComponent + ".sha256")?.hasPrefix(
+                String(sum.stdout.prefix(64))
+            ) == true
+        )
         // Archiving again is a no-op; the plan no longer lists alice.
         #expect(try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"]).status == 0)
         #expect(!(try h.run(["plan"]).stdout.contains("alice left the roster")))
 
         // The retired-uid rule: no account or group holds the uid any more, yet a new user does not get it.
         #expect(!(h.root.read("/etc/passwd") ?? "").contains(":\(uid):"))
-        let groupFile = (h.root.read("/etc/group") ?? "").split(separator: "\n").filter { !$0.contains(":\(uid):") }.joined(separator: "\n") + "\n"
-        try h.root.write("/etc/group", groupFile)  // userdel may keep the private group; drop it so only the rule guards the uid
-        try (LifecycleHost.fullRoster.replacingOccurrences(of: "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n", with: "")
-            + "  dave: { authentik_user: dave99, k8s_user: dave99, tier: namespace-owner, namespaces: [dave99] }\n").write(toFile: h.roster, atomically: true, encoding: .utf8)
+        let groupFile =
+            (h.root.read("/etc/group") ?? "").split(separator: "\n").filter { !$0.contains(":\(uid):") }.joined(
+                separator: "\n"
+            ) + "\n"
+        // userdel may keep the private group; drop it so only the rule guards the uid
+        try h.root.write("/etc/group", groupFile)
+        try
+            (LifecycleHost.fullRoster.replacingOccurrences(
+                of:
+                    "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n",
+                with: ""
+            )
+            + "  dave: { authentik_user: dave99, k8s_user: dave99, tier: namespace-owner, namespaces: [dave99] }\n")
+            .write(toFile: h.roster, atomically: true, encoding: .utf8)
         let apply = try h.run(["apply"])
         #expect(apply.status == 0, "\(apply.stderr)")
         let dave = try #require(h.uid("dave"))
@@ -452,4 +545,3 @@ final class LifecycleHost {
         #expect(rec["uid"] as? Int == newUid && rec["archive"] == nil)
     }
 }
-

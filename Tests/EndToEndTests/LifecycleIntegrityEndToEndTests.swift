@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The lifecycle through the built binary: revocation no gate holds back, an archive that leaves nothing of the
@@ -15,23 +15,44 @@ import Testing
     @Test(arguments: Gate.allCases)
     func leavingTheRosterRevokesAccessEvenWhenTheRunIsRefused(gate: Gate) throws {
         let h = try LifecycleHost()
-        var roster = LifecycleHost.fullRoster.replacingOccurrences(of: "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n", with: "")
+        var roster = LifecycleHost.fullRoster.replacingOccurrences(
+            of:
+                "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n",
+            with: ""
+        )
         switch gate {
         case .capacity:
-            try h.root.write("/proc/meminfo", "MemTotal: \(2 << 20) kB\nMemAvailable: \(1 << 20) kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n")
+            try h.root.write(
+                "/proc/meminfo",
+                "MemTotal: \(2 << 20) kB\nMemAvailable: \(1 << 20) kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n"
+            )
             roster += "  dave: { authentik_user: dave99, k8s_user: dave99, tier: power-user }\n"
         case .crossCheck:
-            try h.root.write("/etc/workstation/k8s_users.json", "{\"bob\": {\"role\": \"power-user\", \"namespaces\": []}}\n")
+            try h.root.write(
+                "/etc/workstation/k8s_users.json",
+                "{\"bob\": {\"role\": \"power-user\", \"namespaces\": []}}\n"
+            )
             let settings = try String(contentsOfFile: h.settings, encoding: .utf8)
-            try (settings + "kubernetes:\n  k8s_users_file: /etc/workstation/k8s_users.json\n").write(toFile: h.settings, atomically: true, encoding: .utf8)
+            try (settings + "kubernetes:\n  k8s_users_file: /etc/workstation/k8s_users.json\n").write(
+                toFile: h.settings,
+                atomically: true,
+                encoding: .utf8
+            )
         }
         try roster.write(toFile: h.roster, atomically: true, encoding: .utf8)
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("alice.smith=alice") == true)
         let before = tree(h.root.path)
         let r = try h.run(["apply"])
         #expect(r.status == (gate == .capacity ? 3 : 1), "\(r.stdout)\(r.stderr)")
-        #expect(r.stderr.contains(gate == .capacity ? "refused by capacity" : "k8s_users says role power-user"), "\(r.stderr)")
-        #expect(r.stderr.contains("revoked anyway") && r.stderr.contains("(alice)") && r.stderr.contains("nothing else was changed"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains(gate == .capacity ? "refused by capacity" : "k8s_users says role power-user"),
+            "\(r.stderr)"
+        )
+        #expect(
+            r.stderr.contains("revoked anyway") && r.stderr.contains("(alice)")
+                && r.stderr.contains("nothing else was changed"),
+            "\(r.stderr)"
+        )
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("=alice\n") == false)
         #expect(h.root.read("/etc/t3-serve/dispatch.json")?.contains("\"alice\"") == false)
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("bob=bob-dev") == true, "the others keep their access")
@@ -39,7 +60,12 @@ import Testing
         #expect(h.uid("dave") == nil)
         let after = tree(h.root.path)
         let changed = Set(after.keys.filter { after[$0] != before[$0] }).union(before.keys.filter { after[$0] == nil })
-        #expect(changed.isSubset(of: ["etc/ttyd-user-map", "etc/t3-serve/dispatch.json", "var/lib/workstation/journal.jsonl"]), "\(changed.sorted())")
+        #expect(
+            changed.isSubset(of: [
+                "etc/ttyd-user-map", "etc/t3-serve/dispatch.json", "var/lib/workstation/journal.jsonl",
+            ]),
+            "\(changed.sorted())"
+        )
         // Again: nothing left to revoke, so nothing changes at all.
         let again = tree(h.root.path)
         let r2 = try h.run(["apply"])
@@ -55,7 +81,8 @@ import Testing
         let uid = try #require(h.uid("alice"))
         let unitDir = "/etc/systemd/system/t3-serve@alice.service.d"
         let sliceDir = "/etc/systemd/system/user-\(uid).slice.d"
-        try h.root.write(sliceDir + "/50-workstation.conf", "[Slice]\nMemoryMax=4G\n")  // as apply writes it with budgets
+        // as apply writes it with budgets
+        try h.root.write(sliceDir + "/50-workstation.conf", "[Slice]\nMemoryMax=4G\n")
         if foreignFileInDropInDirectory { try h.root.write(unitDir + "/10-local.conf", "[Service]\nNice=5\n") }
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
@@ -85,16 +112,33 @@ import Testing
             #expect(try h.run(["offboard", "alice", "--stage"] + stage).status == 0)
         }
         // userdel may keep the private group; drop it, so only the retirement guards the uid.
-        let groups = (h.root.read("/etc/group") ?? "").split(separator: "\n").filter { !$0.contains(":\(uid):") }.joined(separator: "\n") + "\n"
+        let groups =
+            (h.root.read("/etc/group") ?? "").split(separator: "\n").filter { !$0.contains(":\(uid):") }.joined(
+                separator: "\n"
+            ) + "\n"
         try h.root.write("/etc/group", groups)
         let state = h.root.file("/var/lib/workstation/state.json")
         switch loss {
         case .deleted: unlink(state)
-        case .emptied, .emptyObject: try (loss == .emptied ? "{\"version\": 1}\n" : "{}\n").write(toFile: state, atomically: true, encoding: .utf8)
+        case .emptied, .emptyObject:
+            try (loss == .emptied ? "{\"version\": 1}\n" : "{}\n").write(
+                toFile: state,
+                atomically: true,
+                encoding: .utf8
+            )
         }
         unlink(h.root.file("/var/lib/workstation/state.log"))
-        try (LifecycleHost.fullRoster.replacingOccurrences(of: "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n", with: "")
-            + "  dave: { authentik_user: dave99, k8s_user: dave99, tier: power-user }\n").write(toFile: h.roster, atomically: true, encoding: .utf8)
+        try
+            (LifecycleHost.fullRoster.replacingOccurrences(
+                of:
+                    "  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user, email: alice@example.org }\n",
+                with: ""
+            )
+            + "  dave: { authentik_user: dave99, k8s_user: dave99, tier: power-user }\n").write(
+                toFile: h.roster,
+                atomically: true,
+                encoding: .utf8
+            )
         let r = try h.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
         let dave = try #require(h.uid("dave"))
@@ -117,7 +161,12 @@ import Testing
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("remove the ~/code symlink"), "\(dry.stdout)")
         #expect(dry.stdout.contains("process 777 (tmux)") == busy, "\(dry.stdout)")
-        if busy { #expect(dry.stdout.contains(force ? "idle gate overridden" : "without --force the cutover is refused"), "\(dry.stdout)") }
+        if busy {
+            #expect(
+                dry.stdout.contains(force ? "idle gate overridden" : "without --force the cutover is refused"),
+                "\(dry.stdout)"
+            )
+        }
         #expect(tree(h.root.path) == before)
         if busy && !force {
             let real = try h.run(["cutover", "alice"])

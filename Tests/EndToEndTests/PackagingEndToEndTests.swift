@@ -5,12 +5,20 @@ import Testing
 /// shell completions and the command tree the man pages are generated from, and the metrics flag the packaged timer
 /// relies on not needing.
 @Suite struct PackagingEndToEndTests {
-    static let versionFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/workstation/VERSION").standardized
+    static let versionFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "../../Sources/workstation/VERSION"
+    ).standardized
 
     @Test func versionIsTheOneInTheVersionFile() throws {
-        let expected = try String(contentsOf: Self.versionFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let expected = try String(contentsOf: Self.versionFile, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         // A Debian upstream version: starts with a digit; letters, digits, . + ~ only (deb-version(7)), no hyphen.
-        #expect(expected.first?.isNumber == true && expected.allSatisfy { $0.isLetter || $0.isNumber || ".+~".contains($0) }, "\(expected)")
+        #expect(
+            expected.first?.isNumber == true
+                && expected.allSatisfy { $0.isLetter || $0.isNumber || ".+~".contains($0) },
+            "\(expected)"
+        )
         let r = try CLI.run(["--version"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == expected + "\n")
@@ -19,7 +27,9 @@ import Testing
     @Test(arguments: ["bash", "zsh", "fish"]) func completionScripts(_ shell: String) throws {
         let r = try CLI.run(["--generate-completion-script", shell])
         #expect(r.status == 0, "\(r.stderr)")
-        for sub in ["apply", "offboard", "setup-host", "metrics"] { #expect(r.stdout.contains(sub), "\(shell): \(sub)") }
+        for sub in ["apply", "offboard", "setup-host", "metrics"] {
+            #expect(r.stdout.contains(sub), "\(shell): \(sub)")
+        }
     }
 
     /// generate-manual (swift-argument-parser's plugin) reads this JSON; every subcommand must be in it.
@@ -29,7 +39,12 @@ import Testing
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let command = try #require(obj["command"] as? [String: Any])
         let subs = (command["subcommands"] as? [[String: Any]] ?? []).compactMap { $0["commandName"] as? String }
-        #expect(Set(subs).isSuperset(of: ["validate", "plan", "apply", "setup-host", "status", "metrics", "offboard", "dispatch", "ttyd-login"]), "\(subs)")
+        #expect(
+            Set(subs).isSuperset(of: [
+                "validate", "plan", "apply", "setup-host", "status", "metrics", "offboard", "dispatch", "ttyd-login",
+            ]),
+            "\(subs)"
+        )
     }
 }
 
@@ -43,13 +58,21 @@ import Testing
 
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
-        let version = try String(contentsOf: PackagingEndToEndTests.versionFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        for (stage, done, next) in [(nil, "none", "cut"), ("cut", "cut", "revoke"), ("revoke", "revoke", "archive")] as [(String?, String, String)] {
+        let version = try String(contentsOf: PackagingEndToEndTests.versionFile, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
+        for (stage, done, next) in [(nil, "none", "cut"), ("cut", "cut", "revoke"), ("revoke", "revoke", "archive")]
+            as [(String?, String, String)]
+        {
             if let stage { #expect(try h.run(["offboard", "alice", "--stage", stage]).status == 0, "\(stage)") }
             status = try h.run(["status"])
             #expect(status.status == 0, "\(status.stderr)")
-            let line = try #require(status.stdout.split(separator: "\n").first { $0.hasPrefix("alice ") }, "\(status.stdout)")
-            let command = "workstation offboard alice --stage \(next)\(next == "archive" ? " --confirm alice" : "")" + options
+            let line = try #require(
+                status.stdout.split(separator: "\n").first { $0.hasPrefix("alice ") },
+                "\(status.stdout)"
+            )
+            let command =
+                "workstation offboard alice --stage \(next)\(next == "archive" ? " --confirm alice" : "")" + options
             #expect(line.hasSuffix(command), "\(line)")
             #expect(line.contains("  \(done)  "), "\(line)")
             let json = try h.run(["status", "--json"])
@@ -60,7 +83,11 @@ import Testing
             let metrics = try h.run(["metrics"])
             #expect(metrics.status == 0, "\(metrics.stderr)")
             #expect(metrics.stdout.contains("\nworkstation_offboarding_pending 1\n"))
-            #expect(metrics.stdout.contains("\nworkstation_offboarding_pending_user{user=\"alice\",next_stage=\"\(next)\"} 1\n"))
+            #expect(
+                metrics.stdout.contains(
+                    "\nworkstation_offboarding_pending_user{user=\"alice\",next_stage=\"\(next)\"} 1\n"
+                )
+            )
             #expect(metrics.stdout.contains("\nworkstation_build_info{version=\"\(version)\"} 1\n"))
         }
         #expect(try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"]).status == 0)

@@ -4,12 +4,13 @@ import WorkstationCore
 import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Random rosters applied to random pre-existing hosts (seeded): apply never removes or rewrites an account, group
 /// membership, file, link or directory it did not create, and a second plan is always empty.
-@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: skipped while WORKSTATION_SKIP_SLOW is set")) struct PropertyTests {
+@Suite(.serialized, .enabled(if: slowSuitesEnabled, "slow: skipped while WORKSTATION_SKIP_SLOW is set"))
+struct PropertyTests {
     static let pool = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
     static let handGroups = ["devs", "ops"]
 
@@ -26,7 +27,8 @@ import WorkstationHost
             log.append("group \(g)")
         }
         if Bool.random(using: &rng) {
-            try tool("groupadd", prefix: root, ["--system", "workstation"])  // pre-existing managed group, with hand-made members later
+            // pre-existing managed group, with hand-made members later
+            try tool("groupadd", prefix: root, ["--system", "workstation"])
             log.append("group workstation (hand-made)")
         }
         let groups = AccountDatabase.group(root.read("/etc/group") ?? Data()).map(\.name)
@@ -43,18 +45,33 @@ import WorkstationHost
             log.append("account \(name)\(withHome ? " with home" : "") groups \(chosen)")
             guard withHome else { continue }
             let home = root.path("/home/\(name)")
-            if Bool.random(using: &rng) { chmod(home, 0o755); log.append("  home 0755") }
+            if Bool.random(using: &rng) {
+                chmod(home, 0o755)
+                log.append("  home 0755")
+            }
             try "notes of \(name)\n".write(toFile: home + "/notes.txt", atomically: false, encoding: .utf8)
             switch Int.random(in: 0..<5, using: &rng) {
             case 0:
-                try FileManager.default.createDirectory(atPath: home + "/.claude/skills/mine", withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    atPath: home + "/.claude/skills/mine",
+                    withIntermediateDirectories: true
+                )
                 try "my rule\n".write(toFile: home + "/.claude/rules", atomically: false, encoding: .utf8)
-                try FileManager.default.createSymbolicLink(atPath: home + "/.claude/agents", withDestinationPath: "/srv/elsewhere/agents")
+                try FileManager.default.createSymbolicLink(
+                    atPath: home + "/.claude/agents",
+                    withDestinationPath: "/srv/elsewhere/agents"
+                )
                 log.append("  own ~/.claude with skills dir, rules file, agents link")
             case 1:
-                try FileManager.default.createDirectory(atPath: root.path("/srv/secret"), withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    atPath: root.path("/srv/secret"),
+                    withIntermediateDirectories: true
+                )
                 try "secret\n".write(toFile: root.path("/srv/secret/key"), atomically: false, encoding: .utf8)
-                try FileManager.default.createSymbolicLink(atPath: home + "/.claude", withDestinationPath: root.path("/srv/secret"))
+                try FileManager.default.createSymbolicLink(
+                    atPath: home + "/.claude",
+                    withDestinationPath: root.path("/srv/secret")
+                )
                 log.append("  ~/.claude is a link out of the home")
             case 2:
                 try "not a directory\n".write(toFile: home + "/.claude", atomically: false, encoding: .utf8)
@@ -97,9 +114,14 @@ import WorkstationHost
     @Test func applyOnlyAddsAndTheSecondPlanIsEmpty() throws {
         let seed = testSeed("property")
         var rng = SeededGenerator(seed: seed)
-        let settings = try Settings.parse(try Data(contentsOf: URL(fileURLWithPath: Fixture.settingsPath)), file: "workstation.yaml")
-        let databases: Set<String> = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/passwd-", "etc/group-", "etc/shadow-",
-                                      "etc/gshadow-", "etc/subuid", "etc/subgid", "etc/subuid-", "etc/subgid-"]
+        let settings = try Settings.parse(
+            try Data(contentsOf: URL(fileURLWithPath: Fixture.settingsPath)),
+            file: "workstation.yaml"
+        )
+        let databases: Set<String> = [
+            "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/passwd-", "etc/group-", "etc/shadow-",
+            "etc/gshadow-", "etc/subuid", "etc/subgid", "etc/subuid-", "etc/subgid-",
+        ]
         for iteration in 0..<10 {
             let dir = try TempRoot()
             let root = HostRoot(dir.path)
@@ -109,20 +131,35 @@ import WorkstationHost
             let rosterText = randomRoster(&rng, existing: existing)
             let inputs = try TempRoot()
             try inputs.write("/roster.yaml", rosterText)
-            let context = "seed \(seed) iteration \(iteration)\nhost: \(log.joined(separator: "\n  "))\nroster:\n\(rosterText)"
+            let context =
+                "seed \(seed) iteration \(iteration)\nhost: \(log.joined(separator: "\n  "))\nroster:\n\(rosterText)"
 
             let before = RootSnapshot(dir.path)
             let passwdBefore = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
             let groupsBefore = AccountDatabase.group(root.read("/etc/group") ?? Data())
-            let loaded = try Engine.load(InputPaths(roster: inputs.file("/roster.yaml"), settings: Fixture.settingsPath), root: root)
+            let loaded = try Engine.load(
+                InputPaths(roster: inputs.file("/roster.yaml"), settings: Fixture.settingsPath),
+                root: root
+            )
             let outcome = try Engine.apply(loaded, root: root, runner: ProcessRunner())
             #expect(outcome.report.failed.isEmpty, "\(context)\nfailed: \(outcome.report.failed.map { $0.error })")
             #expect(outcome.converged, "\(context)\nnot converged: \(outcome.verification.actionable.map(\.summary))")
 
             // Accounts and groups: all still there, unchanged, memberships only added.
-            let passwdAfter = Dictionary(AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            for p in passwdBefore { #expect(passwdAfter[p.name] == p, "\(context)\naccount \(p.name) changed: \(String(describing: passwdAfter[p.name]))") }
-            let groupsAfter = Dictionary(AccountDatabase.group(root.read("/etc/group") ?? Data()).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let passwdAfter = Dictionary(
+                AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).map { ($0.name, $0) },
+                uniquingKeysWith: { a, _ in a }
+            )
+            for p in passwdBefore {
+                #expect(
+                    passwdAfter[p.name] == p,
+                    "\(context)\naccount \(p.name) changed: \(String(describing: passwdAfter[p.name]))"
+                )
+            }
+            let groupsAfter = Dictionary(
+                AccountDatabase.group(root.read("/etc/group") ?? Data()).map { ($0.name, $0) },
+                uniquingKeysWith: { a, _ in a }
+            )
             for g in groupsBefore {
                 let a = groupsAfter[g.name]
                 #expect(a?.gid == g.gid, "\(context)\ngroup \(g.name) is gone or renumbered")
@@ -139,7 +176,10 @@ import WorkstationHost
                     continue
                 }
                 if rosterHomes.contains(path) {
-                    #expect(a.kind == b.kind && a.mode == b.mode & ~0o077 && (a.uid == b.uid || b.uid == 0), "\(context)\nhome /\(path): \(b) => \(a)")
+                    #expect(
+                        a.kind == b.kind && a.mode == b.mode & ~0o077 && (a.uid == b.uid || b.uid == 0),
+                        "\(context)\nhome /\(path): \(b) => \(a)"
+                    )
                 } else {
                     #expect(a == b, "\(context)\n/\(path) changed: \(b) => \(a)")
                 }

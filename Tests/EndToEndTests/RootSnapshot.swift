@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Every entry under a directory, as `lstat(2)` and the bytes see it: kind, mode, owner, size, content (regular
@@ -97,7 +97,8 @@ func testSeed(_ name: String) -> UInt64 {
 /// Helpers shared by the reliability suites: a seeded root, rosters of generated people, the settings file.
 enum Fixture {
     /// Writes a roster of `count` power-users `user0001...` (authentik `id-user0001`) plus `extra` YAML lines.
-    static func roster(count: Int, prefix: String = "u", authentikPrefix: String = "id-", extra: String = "") -> String {
+    static func roster(count: Int, prefix: String = "u", authentikPrefix: String = "id-", extra: String = "") -> String
+    {
         var s = "users:\n"
         for i in 0..<count {
             let name = "\(prefix)\(String(format: "%04d", i))"
@@ -108,7 +109,9 @@ enum Fixture {
 
     /// The example settings with the headcount limit lifted: these suites onboard hundreds of people at once.
     static let settingsPath: String = {
-        let example = (try? String(contentsOfFile: CLI.examples.appendingPathComponent("workstation.yaml").path, encoding: .utf8)) ?? ""
+        let example =
+            (try? String(contentsOfFile: CLI.examples.appendingPathComponent("workstation.yaml").path, encoding: .utf8))
+            ?? ""
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ws-settings-\(getpid()).yaml").path
         try? example.replacingOccurrences(of: "max_active_users: 5", with: "max_active_users: 10000")
             .write(toFile: path, atomically: true, encoding: .utf8)
@@ -118,7 +121,10 @@ enum Fixture {
     /// Seeds `root` as a fresh Debian host by applying an empty roster with `--init-root`.
     static func seed(_ root: TempRoot) throws {
         try root.write("/tmp-inputs/empty.yaml", "users: {}\n")
-        let r = try CLI.run(["apply", "--roster", root.file("/tmp-inputs/empty.yaml"), "--settings", settingsPath, "--root", root.path, "--init-root"])
+        let r = try CLI.run([
+            "apply", "--roster", root.file("/tmp-inputs/empty.yaml"), "--settings", settingsPath, "--root", root.path,
+            "--init-root",
+        ])
         #expect(r.status == 0, "seeding failed: \(r.stderr)")
     }
 }

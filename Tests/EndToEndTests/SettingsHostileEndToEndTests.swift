@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Settings that would widen access on this host, each prepared in a converged root: refused at the settings
@@ -21,27 +21,81 @@ import Testing
     static func append(_ yaml: String) -> @Sendable (String) -> String { { $0 + yaml } }
 
     static let cases: [Case] = [
-        Case(name: "state directory through a symlink", edit: append("state_directory: /var/lib/ws-link/state\n"), prepare: { root in
-            try FileManager.default.createDirectory(atPath: root.file("/var/lib/ws-real"), withIntermediateDirectories: true)
-            try FileManager.default.createSymbolicLink(atPath: root.file("/var/lib/ws-link"), withDestinationPath: "ws-real")
-        }, message: "state_directory /var/lib/ws-link/state: /var/lib/ws-link is a symlink"),
-        Case(name: "derived file whose directory is a symlink", edit: { $0.replacingOccurrences(of: "dispatch: /etc/t3-serve/dispatch.json", with: "dispatch: /etc/ws-dispatch/dispatch.json") },
-             prepare: { root in try FileManager.default.createSymbolicLink(atPath: root.file("/etc/ws-dispatch"), withDestinationPath: "/srv") },
-             message: "/etc/ws-dispatch is a symlink"),
-        Case(name: "backups below a world-writable directory", edit: append("offboard:\n  backup_directory: /srv/drop/backups\n"), prepare: { root in
-            try FileManager.default.createDirectory(atPath: root.file("/srv/drop"), withIntermediateDirectories: true)
-            chmod(root.file("/srv/drop"), 0o1777)
-        }, message: "/srv/drop is writable by every account (mode 1777)"),
-        Case(name: "skel below a directory another account owns", edit: append("setup_host:\n  skel: /srv/erin-owned/skel\n"), prepare: { root in
-            try FileManager.default.createDirectory(atPath: root.file("/srv/erin-owned"), withIntermediateDirectories: true)
-            chown(root.file("/srv/erin-owned"), 1500, 1500)
-        }, message: "/srv/erin-owned is owned by uid 1500"),
-        Case(name: "managed group an existing system group", edit: { $0.replacingOccurrences(of: "  group: workstation", with: "  group: ssl-cert") }, prepare: { root in
-            let r = try CLI.accountTool("groupadd", prefix: root.path, ["--system", "ssl-cert"])
-            if r.status != 0 { throw SetupError(message: r.stderr) }
-        }, message: "accounts.group 'ssl-cert' is a system group on this host"),
-        Case(name: "config base in a person's home", edit: { $0.replacingOccurrences(of: "config_base: /srv/workstation/config-base", with: "config_base: /home/erin/base") },
-             prepare: { _ in }, message: "config_base /home/erin/base is inside the home of 'erin' (/home/erin), who is not an admin"),
+        Case(
+            name: "state directory through a symlink",
+            edit: append("state_directory: /var/lib/ws-link/state\n"),
+            prepare: { root in
+                try FileManager.default.createDirectory(
+                    atPath: root.file("/var/lib/ws-real"),
+                    withIntermediateDirectories: true
+                )
+                try FileManager.default.createSymbolicLink(
+                    atPath: root.file("/var/lib/ws-link"),
+                    withDestinationPath: "ws-real"
+                )
+            },
+            message: "state_directory /var/lib/ws-link/state: /var/lib/ws-link is a symlink"
+        ),
+        Case(
+            name: "derived file whose directory is a symlink",
+            edit: {
+                $0.replacingOccurrences(
+                    of: "dispatch: /etc/t3-serve/dispatch.json",
+                    with: "dispatch: /etc/ws-dispatch/dispatch.json"
+                )
+            },
+            prepare: { root in
+                try FileManager.default.createSymbolicLink(
+                    atPath: root.file("/etc/ws-dispatch"),
+                    withDestinationPath: "/srv"
+                )
+            },
+            message: "/etc/ws-dispatch is a symlink"
+        ),
+        Case(
+            name: "backups below a world-writable directory",
+            edit: append("offboard:\n  backup_directory: /srv/drop/backups\n"),
+            prepare: { root in
+                try FileManager.default.createDirectory(
+                    atPath: root.file("/srv/drop"),
+                    withIntermediateDirectories: true
+                )
+                chmod(root.file("/srv/drop"), 0o1777)
+            },
+            message: "/srv/drop is writable by every account (mode 1777)"
+        ),
+        Case(
+            name: "skel below a directory another account owns",
+            edit: append("setup_host:\n  skel: /srv/erin-owned/skel\n"),
+            prepare: { root in
+                try FileManager.default.createDirectory(
+                    atPath: root.file("/srv/erin-owned"),
+                    withIntermediateDirectories: true
+                )
+                chown(root.file("/srv/erin-owned"), 1500, 1500)
+            },
+            message: "/srv/erin-owned is owned by uid 1500"
+        ),
+        Case(
+            name: "managed group an existing system group",
+            edit: { $0.replacingOccurrences(of: "  group: workstation", with: "  group: ssl-cert") },
+            prepare: { root in
+                let r = try CLI.accountTool("groupadd", prefix: root.path, ["--system", "ssl-cert"])
+                if r.status != 0 { throw SetupError(message: r.stderr) }
+            },
+            message: "accounts.group 'ssl-cert' is a system group on this host"
+        ),
+        Case(
+            name: "config base in a person's home",
+            edit: {
+                $0.replacingOccurrences(
+                    of: "config_base: /srv/workstation/config-base",
+                    with: "config_base: /home/erin/base"
+                )
+            },
+            prepare: { _ in },
+            message: "config_base /home/erin/base is inside the home of 'erin' (/home/erin), who is not an admin"
+        ),
     ]
     struct SetupError: Error { var message: String }
 
@@ -50,24 +104,36 @@ import Testing
         let inputs = try TempRoot()
         try inputs.write("/roster.yaml", HostileCase.base)
         let example = try String(contentsOfFile: Fixture.settingsPath, encoding: .utf8)
-        let r = try CLI.run(["apply", "--roster", inputs.file("/roster.yaml"), "--settings", Fixture.settingsPath, "--root", root.path, "--init-root"])
+        let r = try CLI.run([
+            "apply", "--roster", inputs.file("/roster.yaml"), "--settings", Fixture.settingsPath, "--root", root.path,
+            "--init-root",
+        ])
         try #require(r.status == 0, "\(r.stderr)")
         let erin = try CLI.accountTool("useradd", prefix: root.path, ["-u", "1500", "-m", "erin"])
         try #require(erin.status == 0, "\(erin.stderr)")
         try c.prepare(root)
         try inputs.write("/settings.yaml", c.edit(example))
         let before = RootSnapshot(root.path)
-        let args = ["--roster", inputs.file("/roster.yaml"), "--settings", inputs.file("/settings.yaml"), "--root", root.path]
+        let args = [
+            "--roster", inputs.file("/roster.yaml"), "--settings", inputs.file("/settings.yaml"), "--root", root.path,
+        ]
         for command in [["apply"], ["plan"], ["setup-host"], ["doctor"]] {
             let out = try CLI.run(command + args)
             #expect(out.status == 1, "\(c.name): \(command) exited \(out.status): \(out.stderr)")
-            let located = out.stderr.split(separator: "\n").filter { $0.hasPrefix(inputs.file("/settings.yaml") + ":") && $0.contains(": error: ") }
-            #expect(located.contains { $0.contains(c.message) && !$0.hasPrefix(inputs.file("/settings.yaml") + ":0:") },
-                    "\(c.name): \(command) must report '\(c.message)' at a line; stderr:\n\(out.stderr)")
+            let located = out.stderr.split(separator: "\n").filter {
+                $0.hasPrefix(inputs.file("/settings.yaml") + ":") && $0.contains(": error: ")
+            }
+            #expect(
+                located.contains { $0.contains(c.message) && !$0.hasPrefix(inputs.file("/settings.yaml") + ":0:") },
+                "\(c.name): \(command) must report '\(c.message)' at a line; stderr:\n\(out.stderr)"
+            )
             #expect(out.stderr.contains("nothing was changed"), "\(c.name): \(out.stderr)")
         }
         let after = RootSnapshot(root.path)
-        #expect(before == after, "\(c.name): the root changed:\n\(before.differences(to: after).prefix(20).joined(separator: "\n"))")
+        #expect(
+            before == after,
+            "\(c.name): the root changed:\n\(before.differences(to: after).prefix(20).joined(separator: "\n"))"
+        )
     }
 }
 
@@ -81,17 +147,31 @@ import Testing
         let r = try CLI.run(["apply"] + args + ["--init-root"])
         try #require(r.status == 0, "\(r.stderr)")
         // alice points ~/.kube at a name that clears the screen, retitles the window and reverses the line.
-        let hostile = "/srv/\u{1B}[2J\u{1B}]0;pwned\u{07}\u{202E}fdp.exe\u{9B}1m\nNo changes: the host matches the roster."
+        let hostile =
+            "/srv/\u{1B}[2J\u{1B}]0;pwned\u{07}\u{202E}fdp.exe\u{9B}1m\nNo changes: the host matches the roster."
         try FileManager.default.createSymbolicLink(atPath: root.file("/home/alice/.kube"), withDestinationPath: hostile)
-        for command in [["plan"], ["status"], ["doctor", "--verbose"], ["clone-status"], ["plan", "--json"], ["status", "--json"]] {
+        for command in [
+            ["plan"], ["status"], ["doctor", "--verbose"], ["clone-status"], ["plan", "--json"], ["status", "--json"],
+        ] {
             let out = try CLI.run(command + args)
             for (channel, text) in [("stdout", out.stdout), ("stderr", out.stderr)] {
-                let raw = text.unicodeScalars.filter { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}" }
-                #expect(raw.isEmpty, "\(command) \(channel) carries raw controls \(raw.map { String($0.value, radix: 16) }): \(text.prefix(400))")
+                let raw = text.unicodeScalars.filter {
+                    ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}"
+                }
+                #expect(
+                    raw.isEmpty,
+                    "\(command) \(channel) carries raw controls \(raw.map { String($0.value, radix: 16) }): \(text.prefix(400))"
+                )
             }
             if command == ["plan"] {
-                #expect(out.stdout.contains("\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{202e}fdp.exe\\u{9b}1m\\u{a}No changes"), "\(out.stdout)")
-                #expect(!out.stdout.contains("\nNo changes: the host matches the roster."), "a name forged a line: \(out.stdout)")
+                #expect(
+                    out.stdout.contains("\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{202e}fdp.exe\\u{9b}1m\\u{a}No changes"),
+                    "\(out.stdout)"
+                )
+                #expect(
+                    !out.stdout.contains("\nNo changes: the host matches the roster."),
+                    "a name forged a line: \(out.stdout)"
+                )
             }
         }
     }

@@ -4,14 +4,19 @@ import WorkstationCore
 import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 extension TempRoot {
     /// Seeds a fresh Debian-like host and a dpkg database listing the tool manifest as installed.
     func seedHost(settings: Settings = Settings(), packages: [String] = ["acl", "git", "git-crypt"]) throws {
         try SandboxRoot.seed(HostRoot(path), settings: settings)
-        try write("/var/lib/dpkg/status", packages.map { "Package: \($0)\nStatus: install ok installed\nArchitecture: amd64\n" }.joined(separator: "\n"))
+        try write(
+            "/var/lib/dpkg/status",
+            packages.map { "Package: \($0)\nStatus: install ok installed\nArchitecture: amd64\n" }.joined(
+                separator: "\n"
+            )
+        )
     }
 
     /// Every entry under the root: kind, mode, owner, and bytes or link target.
@@ -25,10 +30,14 @@ extension TempRoot {
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 out[rel.isEmpty ? "/" : rel] = "dir " + desc
-                for name in ((try? FileManager.default.contentsOfDirectory(atPath: path + rel)) ?? []).sorted() { walk(rel + "/" + name) }
+                for name in ((try? FileManager.default.contentsOfDirectory(atPath: path + rel)) ?? []).sorted() {
+                    walk(rel + "/" + name)
+                }
                 return
-            case S_IFLNK: desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path + rel)) ?? "?")
-            default: desc += " bytes=" + (FileManager.default.contents(atPath: path + rel)?.base64EncodedString() ?? "?")
+            case S_IFLNK:
+                desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path + rel)) ?? "?")
+            default:
+                desc += " bytes=" + (FileManager.default.contents(atPath: path + rel)?.base64EncodedString() ?? "?")
             }
             out[rel] = desc
         }
@@ -63,11 +72,15 @@ extension TempRoot {
     }
 
     func passwdEntry(_ name: String) -> [String]? {
-        read("/etc/passwd")?.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.first { $0[0] == name }
+        read("/etc/passwd")?.split(separator: "\n").map {
+            $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        }.first { $0[0] == name }
     }
 
     func gid(ofGroup name: String) -> String? {
-        read("/etc/group")?.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.first { $0[0] == name }?[2]
+        read("/etc/group")?.split(separator: "\n").map {
+            $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        }.first { $0[0] == name }?[2]
     }
 }
 
@@ -87,31 +100,54 @@ extension TempRoot {
         #expect(setup.status == 0, "\(setup.stdout)\n\(setup.stderr)")
 
         // The managed layer: CLAUDE.md links into the base, claudeMd carries the same guidance.
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/etc/claude-code/CLAUDE.md")) == "\(base)/CLAUDE.md")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/etc/claude-code/CLAUDE.md"))
+                == "\(base)/CLAUDE.md"
+        )
         let managed = try #require(root.read("/etc/claude-code/managed-settings.json"))
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(managed.utf8)) as? [String: Any])
         #expect(obj["claudeMd"] as? String == root.read("\(base)/CLAUDE.md"))
         #expect(root.mode("/etc/claude-code/managed-settings.json").mode == 0o644)
         // Skel links, so useradd -m copies links; the reconcile units, installed as shipped in deploy/ and enabled.
         for item in ["skills", "rules", "agents", "commands"] {
-            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/etc/skel/.claude/\(item)")) == "\(base)/\(item)")
+            #expect(
+                try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/etc/skel/.claude/\(item)"))
+                    == "\(base)/\(item)"
+            )
         }
-        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy").standardized
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy")
+            .standardized
         for unit in ["workstation-reconcile.service", "workstation-reconcile.timer"] {
-            #expect(root.read("/etc/systemd/system/\(unit)") == (try String(contentsOf: deploy.appendingPathComponent(unit), encoding: .utf8)))
+            #expect(
+                root.read("/etc/systemd/system/\(unit)")
+                    == (try String(contentsOf: deploy.appendingPathComponent(unit), encoding: .utf8))
+            )
         }
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/etc/systemd/system/timers.target.wants/workstation-reconcile.timer"))
-                == "/etc/systemd/system/workstation-reconcile.timer")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(
+                atPath: root.file("/etc/systemd/system/timers.target.wants/workstation-reconcile.timer")
+            )
+                == "/etc/systemd/system/workstation-reconcile.timer"
+        )
 
         let apply = try CLI.run(args("apply", root))
         #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/home/alice/.claude/skills")) == "\(base)/skills")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: root.file("/home/alice/.claude/skills"))
+                == "\(base)/skills"
+        )
         #expect(root.mode("/home/alice/.claude").mode == 0o700)
 
         // The lead edits a skill: the child's view shows it, nothing re-run.
         try root.write("\(base)/skills/review/SKILL.md", "---\nname: review\n---\nEdited by the lead.\n")
-        #expect(root.readThroughLinks("/home/alice/.claude/skills/review/SKILL.md") == "---\nname: review\n---\nEdited by the lead.\n")
-        #expect(root.readThroughLinks("/home/bob-dev/.claude/skills/review/SKILL.md")?.contains("Edited by the lead.") == true)
+        #expect(
+            root.readThroughLinks("/home/alice/.claude/skills/review/SKILL.md")
+                == "---\nname: review\n---\nEdited by the lead.\n"
+        )
+        #expect(
+            root.readThroughLinks("/home/bob-dev/.claude/skills/review/SKILL.md")?.contains("Edited by the lead.")
+                == true
+        )
 
         let again = try CLI.run(args("setup-host", root, "--plan", "--detailed-exitcode"))
         #expect(again.status == 0, "\(again.stdout)")
@@ -125,7 +161,9 @@ extension TempRoot {
         let refresh = try CLI.run(args("setup-host", root, "--plan", "--detailed-exitcode", "--json"))
         #expect(refresh.status == 2)
         let plan = try #require(try JSONSerialization.jsonObject(with: Data(refresh.stdout.utf8)) as? [String: Any])
-        let ids = (plan["changes"] as? [[String: Any]] ?? []).filter { $0["actionable"] as? Bool == true }.compactMap { $0["id"] as? String }
+        let ids = (plan["changes"] as? [[String: Any]] ?? []).filter { $0["actionable"] as? Bool == true }.compactMap {
+            $0["id"] as? String
+        }
         #expect(ids == ["file:/etc/claude-code/managed-settings.json"])
     }
 
@@ -134,9 +172,16 @@ extension TempRoot {
         try root.seedHost(packages: ["acl", "git"])
         let plan = try CLI.run(args("setup-host", root, "--plan"))
         #expect(plan.status == 0)
-        #expect(plan.stdout.contains("missing packages from the tool manifest: git-crypt [additive]\n"), "\(plan.stdout)")
-        #expect(plan.stdout.contains("run workstation setup-host --roster \(roster) --settings \(settings) --root \(root.path) --install-packages"),
-                "the suggested command acts on the same root: \(plan.stdout)")
+        #expect(
+            plan.stdout.contains("missing packages from the tool manifest: git-crypt [additive]\n"),
+            "\(plan.stdout)"
+        )
+        #expect(
+            plan.stdout.contains(
+                "run workstation setup-host --roster \(roster) --settings \(settings) --root \(root.path) --install-packages"
+            ),
+            "the suggested command acts on the same root: \(plan.stdout)"
+        )
         let install = try CLI.run(args("setup-host", root, "--plan", "--install-packages"))
         #expect(install.stdout.contains("apt-get cannot install into a --root prefix"))
     }
@@ -156,44 +201,77 @@ extension TempRoot {
     @Test func guardRefusesAnEnvSecretInManagedSettings() throws {
         let root = try TempRoot()
         try root.seedHost()
-        try root.write("/cfg/workstation.yaml", """
+        try root.write(
+            "/cfg/workstation.yaml",
+            """
             config_base: /srv/workstation/config-base
             setup_host:
               managed_settings:
                 env:
                   DISABLE_TELEMETRY: "1"
                   MEMORY_API_KEY: abc123
-            """)
-        try refused(root, settings: root.file("/cfg/workstation.yaml"),
-                    [root.file("/cfg/workstation.yaml") + ":6:7: error: managed setting key env.MEMORY_API_KEY looks like a secret (name matches *_KEY)",
-                     "readable by every user"])
+            """
+        )
+        try refused(
+            root,
+            settings: root.file("/cfg/workstation.yaml"),
+            [
+                root.file("/cfg/workstation.yaml")
+                    + ":6:7: error: managed setting key env.MEMORY_API_KEY looks like a secret (name matches *_KEY)",
+                "readable by every user",
+            ]
+        )
     }
 
     @Test func guardRefusesATokenInTheProfileEnvironment() throws {
         let root = try TempRoot()
         try root.seedHost()
-        try root.write("/cfg/workstation.yaml", """
+        try root.write(
+            "/cfg/workstation.yaml",
+            """
             setup_host:
               profile_env:
                 EDITOR: vim
                 GIT_REMOTE: https://alice:s3cretpass@git.example.org/infra.git
-            """)
-        try refused(root, settings: root.file("/cfg/workstation.yaml"),
-                    [":4:17: error: profile_env key GIT_REMOTE has a value that looks like a URL with a password in it"])
+            """
+        )
+        try refused(
+            root,
+            settings: root.file("/cfg/workstation.yaml"),
+            [":4:17: error: profile_env key GIT_REMOTE has a value that looks like a URL with a password in it"]
+        )
     }
 
     @Test func guardRefusesASecretInASkelFile() throws {
         let root = try TempRoot()
         try root.seedHost()
-        try root.write("/etc/skel/.bashrc", "# ~/.bashrc\nexport HISTSIZE=1000\nexport GITHUB_TOKEN=ghp_0123456789abcdefABCDEF0123456789abcd\n")
-        try refused(root, [root.file("/etc/skel/.bashrc") + ":3:1: error: skel file (copied into every new home) key GITHUB_TOKEN looks like a secret (name matches *_TOKEN)"])
+        try root.write(
+            "/etc/skel/.bashrc",
+            "# ~/.bashrc\nexport HISTSIZE=1000\nexport GITHUB_TOKEN=ghp_0123456789abcdefABCDEF0123456789abcd\n"
+        )
+        try refused(
+            root,
+            [
+                root.file("/etc/skel/.bashrc")
+                    + ":3:1: error: skel file (copied into every new home) key GITHUB_TOKEN looks like a secret (name matches *_TOKEN)"
+            ]
+        )
     }
 
     @Test func guardRefusesTheLeakInAForeignManagedSettingsFile() throws {
         let root = try TempRoot()
         try root.seedHost()
-        try root.write("/etc/claude-code/managed-settings.json", "{\n  \"env\": {\n    \"ANTHROPIC_API_KEY\": \"sk-ant-api03-abcdefghijklmnopqrstuvwxyz\"\n  }\n}\n")
-        try refused(root, [root.file("/etc/claude-code/managed-settings.json") + ":3:1: error: managed setting key env.ANTHROPIC_API_KEY looks like a secret"])
+        try root.write(
+            "/etc/claude-code/managed-settings.json",
+            "{\n  \"env\": {\n    \"ANTHROPIC_API_KEY\": \"sk-ant-api03-abcdefghijklmnopqrstuvwxyz\"\n  }\n}\n"
+        )
+        try refused(
+            root,
+            [
+                root.file("/etc/claude-code/managed-settings.json")
+                    + ":3:1: error: managed setting key env.ANTHROPIC_API_KEY looks like a secret"
+            ]
+        )
     }
 
     @Test func aForeignManagedSettingsFileIsKeptAndADropInWritten() throws {
@@ -216,8 +294,10 @@ extension TempRoot {
         let root = try TempRoot()
         try root.seedHost()
         let carolBase = "/home/carol/.claude"
-        for (rel, text) in [("CLAUDE.md", "# Org guidance\n"), ("skills/review/SKILL.md", "review\n"), ("rules/style.md", "style\n"),
-                            ("agents/helper.md", "helper\n"), ("commands/status.md", "status\n")] {
+        for (rel, text) in [
+            ("CLAUDE.md", "# Org guidance\n"), ("skills/review/SKILL.md", "review\n"), ("rules/style.md", "style\n"),
+            ("agents/helper.md", "helper\n"), ("commands/status.md", "status\n"),
+        ] {
             try root.write("\(carolBase)/\(rel)", text)
         }
         for d in ["/home/carol", carolBase] {
@@ -231,10 +311,21 @@ extension TempRoot {
         let plan = try CLI.run(args("setup-host", root, settings: settings, "--plan", "--detailed-exitcode"))
         #expect(plan.status == 2)
         let afterPlan = root.tree()
-        #expect(Set(afterPlan.keys).union(untouched.keys).filter { afterPlan[$0] != untouched[$0] }.isEmpty, "--plan must only read")
-        #expect(plan.stdout.contains("alice cannot read /home/carol/.claude/skills: blocked at /home/carol (mode 0700, owner uid 1500"))
+        #expect(
+            Set(afterPlan.keys).union(untouched.keys).filter { afterPlan[$0] != untouched[$0] }.isEmpty,
+            "--plan must only read"
+        )
+        #expect(
+            plan.stdout.contains(
+                "alice cannot read /home/carol/.claude/skills: blocked at /home/carol (mode 0700, owner uid 1500"
+            )
+        )
         #expect(plan.stdout.contains("bob-dev cannot read /home/carol/.claude/CLAUDE.md: blocked at /home/carol"))
-        #expect(plan.stdout.contains("grant group workstation --x on /home/carol so alice, bob-dev can reach the config base"))
+        #expect(
+            plan.stdout.contains(
+                "grant group workstation --x on /home/carol so alice, bob-dev can reach the config base"
+            )
+        )
         #expect(plan.stdout.contains("grant group workstation --x on /home/carol/.claude "))
         #expect(!plan.stdout.contains("on /home/carol/.claude/skills"))
 
@@ -251,9 +342,15 @@ extension TempRoot {
         let apply = try CLI.run(args("apply", root, settings: settings))
         #expect(apply.status == 0, "\(apply.stderr)")
         let alice = try #require(root.passwdEntry("alice"))
-        let asAlice = try CLIShell.status(["setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--groups=\(gid)", "cat", root.file("\(carolBase)/skills/review/SKILL.md")])
+        let asAlice = try CLIShell.status([
+            "setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--groups=\(gid)", "cat",
+            root.file("\(carolBase)/skills/review/SKILL.md"),
+        ])
         #expect(asAlice == 0)
-        let outsider = try CLIShell.status(["setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--clear-groups", "cat", root.file("\(carolBase)/skills/review/SKILL.md")])
+        let outsider = try CLIShell.status([
+            "setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--clear-groups", "cat",
+            root.file("\(carolBase)/skills/review/SKILL.md"),
+        ])
         #expect(outsider != 0)
 
         let again = try CLI.run(args("setup-host", root, settings: settings, "--plan", "--detailed-exitcode"))
@@ -278,9 +375,13 @@ extension TempRoot {
         chmod(root.file("/home/alice/.vault-token"), 0o600)
 
         let plan = try CLI.run(args("setup-host", root, "--plan"))
-        #expect(plan.stdout.contains("~ tighten /home/alice/.claude/settings.json to 0600: it holds credentials [tighten]"))
+        #expect(
+            plan.stdout.contains("~ tighten /home/alice/.claude/settings.json to 0600: it holds credentials [tighten]")
+        )
         #expect(plan.stdout.contains("mode: 0664 -> 0600"))
-        #expect(plan.stdout.contains("? /home/alice/.vault-token is owned by uid \(bob[2]), not alice (uid \(alice[2]))"))
+        #expect(
+            plan.stdout.contains("? /home/alice/.vault-token is owned by uid \(bob[2]), not alice (uid \(alice[2]))")
+        )
         #expect(plan.stdout.contains("workstation never chowns a secret file"))
 
         // apply runs the tighten class too: the timer heals a file chezmoi rewrites loose.

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `state.log`: the per-change record an apply keeps instead of rewriting `state.json` after every change.
@@ -14,7 +15,9 @@ import WorkstationCore
     /// A random edit of `state` touching only `user`'s entries and the host-wide fields.
     static func edit(_ state: inout WorkstationState, user u: String, _ rng: inout SeededGenerator) {
         func maybe<T>(_ value: @autoclosure () -> T) -> T? { Bool.random(using: &rng) ? value() : nil }
-        state.accounts[u] = maybe(.init(uid: Int.random(in: 1000...1100, using: &rng), created: Bool.random(using: &rng)))
+        state.accounts[u] = maybe(
+            .init(uid: Int.random(in: 1000...1100, using: &rng), created: Bool.random(using: &rng))
+        )
         for template in ["t3-serve@", "ttyd@"] {
             state.ports[template, default: [:]][u] = maybe(Int.random(in: 20000...20100, using: &rng))
         }
@@ -26,9 +29,13 @@ import WorkstationCore
             state.homeFiles = nil
         }
         state.secretFilesWritten[u] = maybe(["/home/\(u)/.config/secret"])
-        state.identities[u] = maybe(RecordedIdentity(authentikUser: "id-\(u)", k8sUser: u, tier: "power-user", namespaces: ["dev"]))
+        state.identities[u] = maybe(
+            RecordedIdentity(authentikUser: "id-\(u)", k8sUser: u, tier: "power-user", namespaces: ["dev"])
+        )
         if Bool.random(using: &rng) { state.createdGroups.append("g\(Int.random(in: 0...9, using: &rng))") }
-        if Int.random(in: 0..<5, using: &rng) == 0 { state.retiredUids.append(Int.random(in: 1000...1100, using: &rng)) }
+        if Int.random(in: 0..<5, using: &rng) == 0 {
+            state.retiredUids.append(Int.random(in: 1000...1100, using: &rng))
+        }
         state.lastSuccessfulApply = maybe(Double(Int.random(in: 0...1_000_000, using: &rng)))
         state.ownedFiles = maybe(["/etc/claude-code/managed-settings.json"])
         var intents = WorkstationState.Intents()
@@ -77,8 +84,10 @@ import WorkstationCore
         try log.record(state, users: ["bob"])
         state.accounts["alice"] = nil
         try log.record(state, users: ["alice"])
-        #expect(FileManager.default.contents(atPath: root.file("/var/lib/workstation/state.json")) == savedBefore,
-                "recording a change must not rewrite state.json")
+        #expect(
+            FileManager.default.contents(atPath: root.file("/var/lib/workstation/state.json")) == savedBefore,
+            "recording a change must not rewrite state.json"
+        )
         #expect(try store.load() == state)
 
         // A crash in the middle of a line: the partial line is not applied.
@@ -125,7 +134,10 @@ import WorkstationCore
         }
         var saved = stat()
         #expect(lstat(root.file("/var/lib/workstation/state.json"), &saved) == 0)
-        #expect(largest <= max(Int(saved.st_size), 64 << 10) + 1024, "log grew to \(largest) bytes against state.json's \(saved.st_size)")
+        #expect(
+            largest <= max(Int(saved.st_size), 64 << 10) + 1024,
+            "log grew to \(largest) bytes against state.json's \(saved.st_size)"
+        )
         #expect(try store.load() == state)
     }
 
@@ -138,11 +150,23 @@ import WorkstationCore
         let host = HostRoot(root.path)
         let store = StateStore(root: host, settings: Settings())
         // An account that exists before workstation manages it (adopted on first touch).
-        let pre = try CLI.accountTool("useradd", prefix: root.path, ["-m", "-U", "-u", "1500", "-K", "HOME_MODE=0700",
-                                                                     "-k", root.file("/etc/skel"), "-d", "/home/dave", "dave"])
+        let pre = try CLI.accountTool(
+            "useradd",
+            prefix: root.path,
+            [
+                "-m", "-U", "-u", "1500", "-K", "HOME_MODE=0700",
+                "-k", root.file("/etc/skel"), "-d", "/home/dave", "dave",
+            ]
+        )
         #expect(pre.status == 0, "\(pre.stderr)")
-        let executor = Executor(root: host, settings: Settings(), runner: ProcessRunner(), journal: nil, systemdRunning: false,
-                                state: try store.load())
+        let executor = Executor(
+            root: host,
+            settings: Settings(),
+            runner: ProcessRunner(),
+            journal: nil,
+            systemdRunning: false,
+            state: try store.load()
+        )
         let log = try StateLog(store: store, state: executor.state)
         var records = 0
         var mismatches: [String] = []
@@ -150,28 +174,94 @@ import WorkstationCore
             try log.record(state, users: users)
             records += 1
             let loaded = try store.load()
-            if loaded != state { mismatches.append("record \(records) (users \(users.sorted())): loaded \(loaded) != \(state)") }
+            if loaded != state {
+                mismatches.append("record \(records) (users \(users.sorted())): loaded \(loaded) != \(state)")
+            }
         }
         func account(_ name: String, _ uid: Int, groups: [String]) -> Change {
-            Change(id: "account:\(name)", user: name, kind: .create, safety: .additive, summary: "create \(name)",
-                   action: .createAccount(AccountSpec(name: name, uid: uid, home: "/home/\(name)", shell: "/bin/bash", groups: groups, comment: name)))
+            Change(
+                id: "account:\(name)",
+                user: name,
+                kind: .create,
+                safety: .additive,
+                summary: "create \(name)",
+                action: .createAccount(
+                    AccountSpec(
+                        name: name,
+                        uid: uid,
+                        home: "/home/\(name)",
+                        shell: "/bin/bash",
+                        groups: groups,
+                        comment: name
+                    )
+                )
+            )
         }
-        let report = executor.apply(Plan(changes: [
-            Change(id: "group:crew", user: nil, kind: .create, safety: .additive, summary: "create group crew", action: .createGroup(name: "crew")),
-            account("alice", 1601, groups: ["crew"]),
-            account("bob", 1602, groups: []),
-            Change(id: "member:bob:crew", user: "bob", kind: .create, safety: .additive, summary: "add bob to crew",
-                   action: .addMembership(user: "bob", group: "crew")),
-            Change(id: "home:dave", user: "dave", kind: .update, safety: .additive, summary: "secure dave's home",
-                   action: .secureHome(user: "dave", path: "/home/dave", chownTo: nil, mode: 0o700)),
-            Change(id: "kubeconfig:alice", user: "alice", kind: .create, safety: .additive, summary: "write alice's kubeconfig",
-                   action: .createHomeFile(user: "alice", path: "/home/alice/.kube/config", content: Data("k".utf8), mode: 0o600)),
-            Change(id: "secret:bob", user: "bob", kind: .create, safety: .additive, summary: "write bob's secret file",
-                   action: .createSecretFile(user: "bob", path: "/home/bob/.config/s.env", content: Redacted(Data("s".utf8)), mode: 0o600)),
-        ]))
+        let report = executor.apply(
+            Plan(changes: [
+                Change(
+                    id: "group:crew",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "create group crew",
+                    action: .createGroup(name: "crew")
+                ),
+                account("alice", 1601, groups: ["crew"]),
+                account("bob", 1602, groups: []),
+                Change(
+                    id: "member:bob:crew",
+                    user: "bob",
+                    kind: .create,
+                    safety: .additive,
+                    summary: "add bob to crew",
+                    action: .addMembership(user: "bob", group: "crew")
+                ),
+                Change(
+                    id: "home:dave",
+                    user: "dave",
+                    kind: .update,
+                    safety: .additive,
+                    summary: "secure dave's home",
+                    action: .secureHome(user: "dave", path: "/home/dave", chownTo: nil, mode: 0o700)
+                ),
+                Change(
+                    id: "kubeconfig:alice",
+                    user: "alice",
+                    kind: .create,
+                    safety: .additive,
+                    summary: "write alice's kubeconfig",
+                    action: .createHomeFile(
+                        user: "alice",
+                        path: "/home/alice/.kube/config",
+                        content: Data("k".utf8),
+                        mode: 0o600
+                    )
+                ),
+                Change(
+                    id: "secret:bob",
+                    user: "bob",
+                    kind: .create,
+                    safety: .additive,
+                    summary: "write bob's secret file",
+                    action: .createSecretFile(
+                        user: "bob",
+                        path: "/home/bob/.config/s.env",
+                        content: Redacted(Data("s".utf8)),
+                        mode: 0o600
+                    )
+                ),
+            ])
+        )
         let revoke = executor.runExplicit([
-            Change(id: "unmember:bob:crew", user: "bob", kind: .pending, safety: .revoke, summary: "remove bob from crew",
-                   action: .removeMembership(user: "bob", group: "crew")),
+            Change(
+                id: "unmember:bob:crew",
+                user: "bob",
+                kind: .pending,
+                safety: .revoke,
+                summary: "remove bob from crew",
+                action: .removeMembership(user: "bob", group: "crew")
+            )
         ])
         #expect(report.failed.isEmpty && revoke.failed.isEmpty, "\((report.failed + revoke.failed).map { $0.error })")
         #expect(mismatches.isEmpty, "\(mismatches.prefix(3).joined(separator: "\n"))")
@@ -179,21 +269,26 @@ import WorkstationCore
         #expect(final == executor.state)
         #expect(final.accounts["alice"] == .init(uid: 1601, created: true) && final.accounts["dave"]?.created == false)
         #expect(final.createdGroups.contains("crew") && final.addedMemberships["bob"] == [])
-        #expect(final.homeFiles?["alice"] == [".kube/config"] && final.secretFilesWritten["bob"] == ["/home/bob/.config/s.env"])
+        #expect(
+            final.homeFiles?["alice"] == [".kube/config"]
+                && final.secretFilesWritten["bob"] == ["/home/bob/.config/s.env"]
+        )
         #expect(records >= 8, "expected a record per state change, got \(records)")
     }
 
     /// A no-op apply records when it last verified clean as one line in the log: state.json is not rewritten, the
     /// time read back advances; after a line cut short by a crash it saves whole instead of appending behind it.
     @Test func aNoOpApplyAppendsALineInsteadOfRewritingStateJson() throws {
-        let root = try TempRoot(), inputs = try TempRoot()
+        let root = try TempRoot()
+        let inputs = try TempRoot()
         try Fixture.seed(root)
         try inputs.write("/r.yaml", Fixture.roster(count: 3))
         let args = ["--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path]
         let first = try CLI.run(["apply"] + args)
         try #require(first.status == 0, "\(first.stderr)")
         let store = StateStore(root: HostRoot(root.path), settings: Settings())
-        let statePath = root.file("/var/lib/workstation/state.json"), logPath = root.file("/var/lib/workstation/state.log")
+        let statePath = root.file("/var/lib/workstation/state.json")
+        let logPath = root.file("/var/lib/workstation/state.log")
         var recorded = try store.load()
         recorded.lastSuccessfulApply = 1
         try store.save(recorded)
@@ -290,12 +385,28 @@ import WorkstationCore
         let store = StateStore(root: host, settings: Settings())
         var state = try store.load()
         state.createdGroups.append("crew")
-        let executor = Executor(root: host, settings: Settings(), runner: ProcessRunner(), journal: nil, systemdRunning: false, state: state)
+        let executor = Executor(
+            root: host,
+            settings: Settings(),
+            runner: ProcessRunner(),
+            journal: nil,
+            systemdRunning: false,
+            state: state
+        )
         let log = try StateLog(store: store, state: state)
         executor.persist = { try log.record($0, users: $1) }
-        let report = executor.apply(Plan(changes: [
-            Change(id: "group:crew", user: nil, kind: .create, safety: .additive, summary: "create group crew", action: .createGroup(name: "crew")),
-        ]))
+        let report = executor.apply(
+            Plan(changes: [
+                Change(
+                    id: "group:crew",
+                    user: nil,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "create group crew",
+                    action: .createGroup(name: "crew")
+                )
+            ])
+        )
         #expect(report.failed.isEmpty, "\(report.failed.map { $0.error })")
         #expect(executor.state.intents == nil)
         #expect(try store.load().intents == nil, "the record still holds the intent of a change that ended")

@@ -11,7 +11,8 @@ struct CLIResult {
 enum CLI {
     /// The binary next to the test bundle in `.build/<config>/`.
     static var binary: String {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         for config in ["debug", "release"] {
             let p = dir.appendingPathComponent(".build/\(config)/workstation").path
             if FileManager.default.isExecutableFile(atPath: p) { return p }
@@ -20,7 +21,8 @@ enum CLI {
     }
 
     static var examples: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples").standardized
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples")
+            .standardized
     }
 
     @discardableResult
@@ -51,7 +53,8 @@ func capture(_ executable: String, _ args: [String], environment: [String: Strin
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.environment = environment
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     p.standardOutput = out
     p.standardError = err
     p.standardInput = FileHandle.nullDevice
@@ -66,14 +69,19 @@ func capture(_ executable: String, _ args: [String], environment: [String: Strin
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     g.wait()
     p.waitUntilExit()
-    return CLIResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    return CLIResult(
+        status: p.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self)
+    )
 }
 
 /// A temporary host root, removed at the end.
 final class TempRoot {
     let path: String
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("ws-root-\(UUID().uuidString.prefix(8))").path
+        path =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ws-root-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
@@ -87,7 +95,10 @@ final class TempRoot {
     func read(_ hostPath: String) -> String? { (try? String(contentsOfFile: file(hostPath), encoding: .utf8)) }
     func write(_ hostPath: String, _ content: String) throws {
         let full = file(hostPath)
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
         try content.write(toFile: full, atomically: true, encoding: .utf8)
     }
 }

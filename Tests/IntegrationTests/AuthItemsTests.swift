@@ -18,8 +18,12 @@ import WorkstationIntegrations
     func sandbox(auth: String, roster: String? = nil) throws -> Sandbox {
         let s = try Sandbox()
         s.vault.secrets["secret/claude"] = [FakeVault.Version(data: ["oauth_token": Self.claudeToken])]
-        s.vault.secrets["secret/dolt"] = [FakeVault.Version(data: ["key": Self.binaryCredential.base64EncodedString(),
-                                                                   "password": Self.shellCredential.base64EncodedString(), "plain": "not base64!"])]
+        s.vault.secrets["secret/dolt"] = [
+            FakeVault.Version(data: [
+                "key": Self.binaryCredential.base64EncodedString(),
+                "password": Self.shellCredential.base64EncodedString(), "plain": "not base64!",
+            ])
+        ]
         s.extraSettings = auth
         if let roster { s.roster = roster }
         return s
@@ -99,13 +103,26 @@ import WorkstationIntegrations
         let snippet = s.root.path("/etc/profile.d/workstation-auth.sh")
         let script = ". \(snippet); printf '%s' \"${CLAUDE_CODE_OAUTH_TOKEN:-none}\""
         let asRoot = try run(["/bin/sh", "-c", script], env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"])
-        #expect(asRoot.status == 0 && String(decoding: asRoot.out, as: UTF8.self) == "none", "root sources nothing from alice's home")
-        let asAlice = try run(["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/bin/sh", "-c", script],
-                              env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"])
+        #expect(
+            asRoot.status == 0 && String(decoding: asRoot.out, as: UTF8.self) == "none",
+            "root sources nothing from alice's home"
+        )
+        let asAlice = try run(
+            ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/bin/sh", "-c", script],
+            env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"]
+        )
         #expect(String(decoding: asAlice.out, as: UTF8.self) == Self.claudeToken, "alice's own shell gets it")
-        let asBob = try run(["/usr/bin/setpriv", "--reuid=\(try #require(s.uid("bob-dev")))", "--regid=\(uid)", "--clear-groups", "/bin/sh", "-c", script],
-                            env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"])
-        #expect(String(decoding: asBob.out, as: UTF8.self) == "none", "another account pointing HOME at alice's home gets nothing")
+        let asBob = try run(
+            [
+                "/usr/bin/setpriv", "--reuid=\(try #require(s.uid("bob-dev")))", "--regid=\(uid)", "--clear-groups",
+                "/bin/sh", "-c", script,
+            ],
+            env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"]
+        )
+        #expect(
+            String(decoding: asBob.out, as: UTF8.self) == "none",
+            "another account pointing HOME at alice's home gets nothing"
+        )
     }
 
     /// doctor warns where the shared token would override a login the person made after it was written.
@@ -113,7 +130,9 @@ import WorkstationIntegrations
         let s = try sandbox(auth: Self.claudeAuth)
         #expect(try s.apply().succeeded)
         func warning() throws -> Finding? {
-            try Doctor(root: s.root, inputs: s.inputs()).run().findings.first { $0.check == "claude-login" && $0.user == "alice" }
+            try Doctor(root: s.root, inputs: s.inputs()).run().findings.first {
+                $0.check == "claude-login" && $0.user == "alice"
+            }
         }
         #expect(try warning() == nil)
         try s.write("/home/alice/.claude/.credentials.json", "{}")
@@ -135,14 +154,20 @@ import WorkstationIntegrations
         #expect(out.succeeded, "\(out.plan.errors)")
         #expect(s.root.read("/home/alice/.config/workstation/claude.env") == nil)
         #expect(s.fingerprint().filter { $0.key.hasPrefix("home/alice") } == before, "alice's home is byte-identical")
-        #expect(!s.vault.server.requests.dropFirst(reads).contains { $0.path.contains("/claude") }, "the shared token is not read for her")
+        #expect(
+            !s.vault.server.requests.dropFirst(reads).contains { $0.path.contains("/claude") },
+            "the shared token is not read for her"
+        )
         // And an env file she wrote herself is kept as it is.
         let t = try sandbox(auth: "")
         #expect(try t.apply().succeeded)
         try t.write("/home/alice/.config/workstation/claude.env", "export CLAUDE_CODE_OAUTH_TOKEN=mine\n")
         t.extraSettings = Self.claudeAuth
         let again = try t.apply()
-        #expect(t.root.read("/home/alice/.config/workstation/claude.env") == Data("export CLAUDE_CODE_OAUTH_TOKEN=mine\n".utf8))
+        #expect(
+            t.root.read("/home/alice/.config/workstation/claude.env")
+                == Data("export CLAUDE_CODE_OAUTH_TOKEN=mine\n".utf8)
+        )
         #expect(again.plan.changes.contains { $0.kind == .conflict && $0.summary.contains("claude.env exists") })
     }
 
@@ -150,11 +175,13 @@ import WorkstationIntegrations
 
     /// The binary credential is decoded from base64 and written as exactly those bytes, 0600, the person's.
     @Test func beadsCredentialIsWrittenAsExactBytes() throws {
-        let s = try sandbox(auth: """
-            auth:
-              beads: {path: dolt, key: key, delivery: file, target: .config/beads/credential-key}
+        let s = try sandbox(
+            auth: """
+                auth:
+                  beads: {path: dolt, key: key, delivery: file, target: .config/beads/credential-key}
 
-            """)
+                """
+        )
         let out = try s.apply()
         #expect(out.succeeded, "\(out.plan.errors)")
         for u in ["alice", "bob-dev"] {
@@ -162,11 +189,22 @@ import WorkstationIntegrations
             #expect(s.stat("/home/\(u)/.config/beads/credential-key")?.mode == 0o600)
             #expect(s.stat("/home/\(u)/.config/beads/credential-key")?.uid == s.uid(u))
         }
-        #expect(s.root.read("/home/carol/.config/beads/credential-key") == nil, "admins are adopted, never written into")
+        #expect(
+            s.root.read("/home/carol/.config/beads/credential-key") == nil,
+            "admins are adopted, never written into"
+        )
         // The bytes are in the two files only; the base64 text nowhere (journal, state, plan).
-        #expect(filesHolding(s, Self.binaryCredential) == ["home/alice/.config/beads/credential-key", "home/bob-dev/.config/beads/credential-key"])
+        #expect(
+            filesHolding(s, Self.binaryCredential) == [
+                "home/alice/.config/beads/credential-key", "home/bob-dev/.config/beads/credential-key",
+            ]
+        )
         #expect(filesHolding(s, Data(Self.binaryCredential.base64EncodedString().utf8)).isEmpty)
-        #expect(String(decoding: try JSONEncoder().encode(out.plan), as: UTF8.self).contains(Self.binaryCredential.base64EncodedString()) == false)
+        #expect(
+            String(decoding: try JSONEncoder().encode(out.plan), as: UTF8.self).contains(
+                Self.binaryCredential.base64EncodedString()
+            ) == false
+        )
         let second = try s.apply()
         #expect(second.plan.actionable.isEmpty)
     }
@@ -177,7 +215,10 @@ import WorkstationIntegrations
         #expect(try s.apply().succeeded)
         let file = s.root.path("/home/alice/.config/workstation/beads.env")
         #expect(s.stat("/home/alice/.config/workstation/beads.env")?.mode == 0o600)
-        let got = try run(["/bin/sh", "-c", ". '\(file)'; printf '%s' \"$DOLT_REMOTE_PASSWORD\""], env: ["PATH": "/usr/bin:/bin"])
+        let got = try run(
+            ["/bin/sh", "-c", ". '\(file)'; printf '%s' \"$DOLT_REMOTE_PASSWORD\""],
+            env: ["PATH": "/usr/bin:/bin"]
+        )
         #expect(got.out == Self.shellCredential)
         let snippet = String(decoding: s.root.read("/etc/profile.d/workstation-auth.sh") ?? Data(), as: UTF8.self)
         #expect(snippet.contains("$HOME/.config/workstation/beads.env"))
@@ -204,7 +245,10 @@ import WorkstationIntegrations
         let s = try sandbox(auth: "")
         #expect(try s.apply().succeeded)
         let clone = s.home("alice") + "/code"
-        let git = ["/usr/bin/git", "-c", "safe.directory=*", "-c", "user.email=t@example.org", "-c", "user.name=t", "-C", clone]
+        let git = [
+            "/usr/bin/git", "-c", "safe.directory=*", "-c", "user.email=t@example.org", "-c", "user.name=t", "-C",
+            clone,
+        ]
         try FileManager.default.createDirectory(atPath: clone + "/.beads", withIntermediateDirectories: true)
         #expect(try run(["/usr/bin/git", "init", "-q", clone], env: ["PATH": "/usr/bin:/bin"]).status == 0)
         try Data("issues\n".utf8).write(to: URL(fileURLWithPath: clone + "/.beads/config.yaml"))
@@ -220,7 +264,10 @@ import WorkstationIntegrations
         #expect(try s.apply().succeeded)
         #expect(s.root.read("/home/alice/.config/workstation/beads.env") != nil)
         #expect(try run(git + ["add", "-A"], env: ["PATH": "/usr/bin:/bin"]).status == 0)
-        let status = try run(git + ["status", "--porcelain", "--ignored", "--untracked-files=all"], env: ["PATH": "/usr/bin:/bin"])
+        let status = try run(
+            git + ["status", "--porcelain", "--ignored", "--untracked-files=all"],
+            env: ["PATH": "/usr/bin:/bin"]
+        )
         #expect(String(decoding: status.out, as: UTF8.self) == "A  .beads/config.yaml\n")
         let tracked = try run(git + ["ls-files", "-s"], env: ["PATH": "/usr/bin:/bin"])
         #expect(!String(decoding: tracked.out, as: UTF8.self).contains("credential"))
@@ -238,13 +285,22 @@ import WorkstationIntegrations
         let out = try s.apply()
         #expect(out.succeeded, "\(out.plan.errors) \(out.report.failed.map(\.error))")
         func servers(_ u: String) throws -> [String: Any] {
-            let obj = try #require(try JSONSerialization.jsonObject(with: s.root.read("/home/\(u)/.claude.json") ?? Data()) as? [String: Any])
+            let obj = try #require(
+                try JSONSerialization.jsonObject(with: s.root.read("/home/\(u)/.claude.json") ?? Data())
+                    as? [String: Any]
+            )
             return try #require(obj["mcpServers"] as? [String: Any])
         }
         #expect(try servers("bob-dev").keys.sorted() == ["playwright"])
         #expect((try servers("bob-dev")["playwright"] as? [String: Any])?["command"] as? String == "npx")
-        #expect(try servers("alice").keys.sorted() == ["ha", "playwright"], "the ha secret file came first, the entry was added to it")
-        #expect(s.stat("/home/bob-dev/.claude.json")?.mode == 0o600 && s.stat("/home/bob-dev/.claude.json")?.uid == s.uid("bob-dev"))
+        #expect(
+            try servers("alice").keys.sorted() == ["ha", "playwright"],
+            "the ha secret file came first, the entry was added to it"
+        )
+        #expect(
+            s.stat("/home/bob-dev/.claude.json")?.mode == 0o600
+                && s.stat("/home/bob-dev/.claude.json")?.uid == s.uid("bob-dev")
+        )
         #expect(try s.apply().plan.actionable.isEmpty)
         // bob removes it: it stays removed.
         try s.write("/home/bob-dev/.claude.json", "{\"mcpServers\": {}}\n")
@@ -268,12 +324,18 @@ import WorkstationIntegrations
         s.extraSettings = "auth:\n  playwright: {}\n"
         let out = try s.apply()
         let after = s.root.read("/home/bob-dev/.claude.json") ?? Data()
-        #expect(out.plan.changes.contains { $0.kind == .conflict && $0.user == "bob-dev" && $0.summary.contains("left alone") } == reported)
+        #expect(
+            out.plan.changes.contains {
+                $0.kind == .conflict && $0.user == "bob-dev" && $0.summary.contains("left alone")
+            } == reported
+        )
         if added {
             let obj = try #require(try JSONSerialization.jsonObject(with: after) as? [String: Any])
             let before = try #require(try JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any])
-            #expect(try JSONSerialization.data(withJSONObject: obj.filter { $0.key != "mcpServers" }, options: .sortedKeys)
-                == JSONSerialization.data(withJSONObject: before, options: .sortedKeys))
+            #expect(
+                try JSONSerialization.data(withJSONObject: obj.filter { $0.key != "mcpServers" }, options: .sortedKeys)
+                    == JSONSerialization.data(withJSONObject: before, options: .sortedKeys)
+            )
             #expect((obj["mcpServers"] as? [String: Any])?.keys.sorted() == ["playwright"])
             #expect(s.stat("/home/bob-dev/.claude.json")?.mode == 0o600)
         } else {
@@ -297,24 +359,36 @@ import WorkstationIntegrations
         s.extraSettings = "auth:\n  playwright: {}\n"
         let before = s.fingerprint()
         let out = try s.apply()
-        #expect(out.plan.changes.contains { $0.kind == .conflict && $0.user == "bob-dev" && $0.summary.contains("not a file") })
+        #expect(
+            out.plan.changes.contains {
+                $0.kind == .conflict && $0.user == "bob-dev" && $0.summary.contains("not a file")
+            }
+        )
         #expect(s.root.read("/etc/workstation/not-bobs.json") == Data("{}\n".utf8))
-        #expect(s.fingerprint().filter { $0.key.hasPrefix("home/bob-dev") } == before.filter { $0.key.hasPrefix("home/bob-dev") })
+        #expect(
+            s.fingerprint().filter { $0.key.hasPrefix("home/bob-dev") }
+                == before.filter { $0.key.hasPrefix("home/bob-dev") }
+        )
     }
 
     /// With a per-user playwright unit in `units:`, the entry is the loopback URL on the person's own port.
     @Test func playwrightUnitGivesTheOwnPort() throws {
-        let s = try sandbox(auth: """
-            units:
-              - {template: t3-serve@, port_range: [3774, 3873], port_env: T3CODE_PORT}
-              - {template: playwright-mcp@, port_range: [8931, 8999], port_env: PLAYWRIGHT_PORT}
-            auth:
-              playwright: {unit: playwright-mcp@}
+        let s = try sandbox(
+            auth: """
+                units:
+                  - {template: t3-serve@, port_range: [3774, 3873], port_env: T3CODE_PORT}
+                  - {template: playwright-mcp@, port_range: [8931, 8999], port_env: PLAYWRIGHT_PORT}
+                auth:
+                  playwright: {unit: playwright-mcp@}
 
-            """)
+                """
+        )
         let out = try s.apply()
         #expect(out.succeeded, "\(out.plan.errors)")
-        let obj = try #require(try JSONSerialization.jsonObject(with: s.root.read("/home/bob-dev/.claude.json") ?? Data()) as? [String: Any])
+        let obj = try #require(
+            try JSONSerialization.jsonObject(with: s.root.read("/home/bob-dev/.claude.json") ?? Data())
+                as? [String: Any]
+        )
         let entry = try #require((obj["mcpServers"] as? [String: Any])?["playwright"] as? [String: Any])
         let url = try #require(entry["url"] as? String)
         #expect(entry["type"] as? String == "http")
@@ -339,11 +413,15 @@ import WorkstationIntegrations
         let out = try s.apply()
         #expect(out.succeeded, "\(out.plan.errors)")
         #expect(s.root.read("/home/alice/.kube/token") == Data(Self.k8sToken.utf8))
-        #expect(s.stat("/home/alice/.kube/token")?.mode == 0o600 && s.stat("/home/alice/.kube/token")?.uid == s.uid("alice"))
+        #expect(
+            s.stat("/home/alice/.kube/token")?.mode == 0o600 && s.stat("/home/alice/.kube/token")?.uid == s.uid("alice")
+        )
         #expect(s.root.read("/home/bob-dev/.kube/token") == Data("eyJSECRETK8STOKEN.bob".utf8))
         let kc = try #require(s.root.read("/home/alice/.kube/config"))
         #expect(kc.range(of: Data(Self.k8sToken.utf8)) == nil)
-        let view = try runProgram(["/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json"])
+        let view = try runProgram([
+            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
+        ])
         #expect(view.status == 0, "\(view.stderr)")
         let cfg = try #require(try JSONSerialization.jsonObject(with: Data(view.stdout.utf8)) as? [String: Any])
         let user = try #require((cfg["users"] as? [[String: Any]])?.first?["user"] as? [String: Any])

@@ -55,7 +55,13 @@ import WorkstationIntegrations
         let fake = try FakeAuthentik(users: ["alice"])
         let c = client(fake)
         let pk = try c.findGroup(name: "T3 Users")
-        #expect(throws: AuthentikError.status(operation: "adding Authentik user 999 to group \(pk)", code: 404, detail: "No User matches the given query.")) {
+        #expect(
+            throws: AuthentikError.status(
+                operation: "adding Authentik user 999 to group \(pk)",
+                code: 404,
+                detail: "No User matches the given query."
+            )
+        ) {
             try c.addMember(groupPK: pk, userPK: 999)
         }
         #expect(throws: AuthentikError.self) { try c.removeMember(groupPK: pk, userPK: 999) }
@@ -112,8 +118,13 @@ import WorkstationIntegrations
 @Suite struct VaultClientTests {
     func make() throws -> (FakeVault, LiveVaultClient) {
         let fake = try FakeVault()
-        fake.secrets["secret/app"] = [FakeVault.Version(data: ["k": "v1"]), FakeVault.Version(data: ["k": "value-two", "n": "x"])]
-        fake.secrets["secret/gone"] = [FakeVault.Version(data: ["k": "v"]), FakeVault.Version(data: ["k": "w"], deletionTime: "2026-11-01T10:00:00Z")]
+        fake.secrets["secret/app"] = [
+            FakeVault.Version(data: ["k": "v1"]), FakeVault.Version(data: ["k": "value-two", "n": "x"]),
+        ]
+        fake.secrets["secret/gone"] = [
+            FakeVault.Version(data: ["k": "v"]),
+            FakeVault.Version(data: ["k": "w"], deletionTime: "2026-11-01T10:00:00Z"),
+        ]
         fake.secrets["secret/burnt"] = [FakeVault.Version(data: ["k": "v"], destroyed: true)]
         fake.denied = ["secret/private"]
         fake.secrets["secret/private"] = [FakeVault.Version(data: ["k": "v"])]
@@ -126,7 +137,11 @@ import WorkstationIntegrations
         #expect(s.version == 2)
         #expect(s.data["k"]?.bytes == Data("value-two".utf8))
         #expect(try c.readSecret(mount: "secret", path: "app", key: "n").bytes == Data("x".utf8))
-        #expect(fake.server.requests.allSatisfy { $0.path == "/v1/secret/data/app" && $0.headers["x-vault-token"] == fake.token })
+        #expect(
+            fake.server.requests.allSatisfy {
+                $0.path == "/v1/secret/data/app" && $0.headers["x-vault-token"] == fake.token
+            }
+        )
     }
 
     @Test func missingKeyNamesTheKeysNotTheValues() throws {
@@ -148,7 +163,10 @@ import WorkstationIntegrations
             _ = try c.readKV(mount: "secret", path: "private")
             Issue.record("expected a 403")
         } catch let e as VaultError {
-            guard case .permissionDenied(let ref, let detail) = e else { Issue.record("got \(e)"); return }
+            guard case .permissionDenied(let ref, let detail) = e else {
+                Issue.record("got \(e)")
+                return
+            }
             #expect(ref == "secret/private")
             #expect(detail?.contains("permission denied") == true)
             #expect(e.description.contains("refused (403)"))
@@ -176,14 +194,18 @@ import WorkstationIntegrations
     @Test func softDeletedVersionIsReportedWithItsDeletionTime() throws {
         let (fake, c) = try make()
         defer { withExtendedLifetime(fake) {} }
-        #expect(throws: VaultError.deleted(ref: "secret/gone", version: 2, at: "2026-11-01T10:00:00Z")) { try c.readKV(mount: "secret", path: "gone") }
+        #expect(throws: VaultError.deleted(ref: "secret/gone", version: 2, at: "2026-11-01T10:00:00Z")) {
+            try c.readKV(mount: "secret", path: "gone")
+        }
         #expect(VaultError.deleted(ref: "secret/gone", version: 2, at: "t").description.contains("undelete"))
     }
 
     @Test func destroyedVersionIsReported() throws {
         let (fake, c) = try make()
         defer { withExtendedLifetime(fake) {} }
-        #expect(throws: VaultError.destroyed(ref: "secret/burnt", version: 1)) { try c.readKV(mount: "secret", path: "burnt") }
+        #expect(throws: VaultError.destroyed(ref: "secret/burnt", version: 1)) {
+            try c.readKV(mount: "secret", path: "burnt")
+        }
     }
 
     @Test func namespaceHeaderIsSent() throws {
@@ -203,7 +225,10 @@ import WorkstationIntegrations
         var dumped = ""
         dump(Action.createSecretFile(user: "alice", path: "/home/alice/x", content: r, mode: 0o600), to: &dumped)
         #expect(!dumped.contains("hunter2"))
-        let encoded = String(decoding: try JSONEncoder().encode(Action.createSecretFile(user: "a", path: "/p", content: r, mode: 0o600)), as: UTF8.self)
+        let encoded = String(
+            decoding: try JSONEncoder().encode(Action.createSecretFile(user: "a", path: "/p", content: r, mode: 0o600)),
+            as: UTF8.self
+        )
         #expect(!encoded.contains("hunter2"))
         #expect(encoded.contains("<redacted, 14 bytes>"))
     }

@@ -24,10 +24,15 @@ import WorkstationHost
         let second = try sandbox.apply()
         #expect(!second.plan.notes.contains { $0.contains("signing keys") }, "unchanged keys: nothing to report")
 
-        for (status, bad) in [(200, "<html>login</html>"), (200, #"{"keys":[]}"#), (200, #"{"keys":[{"kid":"x"}]}"#), (500, Self.keySet)] {
+        for (status, bad) in [
+            (200, "<html>login</html>"), (200, #"{"keys":[]}"#), (200, #"{"keys":[{"kid":"x"}]}"#), (500, Self.keySet),
+        ] {
             body.withLockedValue { $0 = (status, Data(bad.utf8)) }
             let run = try sandbox.apply()
-            #expect(FileManager.default.contents(atPath: path) == Data(Self.keySet.utf8), "\(status) \(bad): the last keys stay")
+            #expect(
+                FileManager.default.contents(atPath: path) == Data(Self.keySet.utf8),
+                "\(status) \(bad): the last keys stay"
+            )
             #expect(run.plan.notes.contains { $0.contains("signing keys not refreshed") }, "\(status) \(bad)")
         }
     }

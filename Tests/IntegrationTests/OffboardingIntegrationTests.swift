@@ -20,7 +20,14 @@ import WorkstationHost
         let inputs = try s.inputs()
         let hook = try #require(AuthentikGateHook.live(settings: inputs.settings, root: s.root, environment: [:]))
 
-        let cut = try Offboarding.run(stage: .cut, user: "alice", inputs: inputs, root: s.root, runner: ProcessRunner(), idp: hook)
+        let cut = try Offboarding.run(
+            stage: .cut,
+            user: "alice",
+            inputs: inputs,
+            root: s.root,
+            runner: ProcessRunner(),
+            idp: hook
+        )
         #expect(cut.report?.failed.isEmpty == true)
         #expect(!s.authentik.members().contains("alice.smith"))
         #expect(s.authentik.members().contains("bob"), "only alice leaves the gate group")
@@ -31,11 +38,21 @@ import WorkstationHost
 
         let claudeJSON = s.root.path("/home/alice/.claude.json")
         try "{}\n".write(toFile: s.root.path("/home/alice/notes.txt"), atomically: true, encoding: .utf8)
-        let revoke = try Offboarding.run(stage: .revoke, user: "alice", inputs: inputs, root: s.root, runner: ProcessRunner(), idp: hook)
+        let revoke = try Offboarding.run(
+            stage: .revoke,
+            user: "alice",
+            inputs: inputs,
+            root: s.root,
+            runner: ProcessRunner(),
+            idp: hook
+        )
         #expect(revoke.report?.failed.isEmpty == true)
         #expect(!FileManager.default.fileExists(atPath: claudeJSON))
         #expect(!FileManager.default.fileExists(atPath: s.root.path("/home/alice/.local/share/beads/credential")))
-        #expect(FileManager.default.fileExists(atPath: s.root.path("/home/alice/notes.txt")), "files workstation did not write stay")
+        #expect(
+            FileManager.default.fileExists(atPath: s.root.path("/home/alice/notes.txt")),
+            "files workstation did not write stay"
+        )
         #expect(FileManager.default.fileExists(atPath: s.root.path("/home/bob-dev/.local/share/beads/credential")))
 
         // Back in the roster: apply restores the membership the cut removed.

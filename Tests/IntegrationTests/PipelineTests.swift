@@ -21,27 +21,43 @@ import WorkstationIntegrations
         #expect(s.stat("/home/alice/.kube/config")?.mode == 0o600)
         #expect(s.stat("/home/alice/.kube/config")?.uid == aliceUID)
         #expect(s.stat("/home/alice/.kube")?.mode == 0o700)
-        let view = try runProgram(["/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json"])
+        let view = try runProgram([
+            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
+        ])
         #expect(view.status == 0, "\(view.stderr)")
         let cfg = try #require(try JSONSerialization.jsonObject(with: Data(view.stdout.utf8)) as? [String: Any])
         #expect(cfg["current-context"] as? String == "alice@home")
-        let user = try #require(((cfg["users"] as? [[String: Any]])?.first?["user"] as? [String: Any])?["exec"] as? [String: Any])
+        let user = try #require(
+            ((cfg["users"] as? [[String: Any]])?.first?["user"] as? [String: Any])?["exec"] as? [String: Any]
+        )
         #expect(user["command"] as? String == "kubectl")
         #expect(user["apiVersion"] as? String == "client.authentication.k8s.io/v1")
         #expect(user["interactiveMode"] as? String == "IfAvailable")
-        #expect((user["args"] as? [String])?.contains("--oidc-issuer-url=https://auth.example.org/application/o/kubernetes/") == true)
+        #expect(
+            (user["args"] as? [String])?.contains(
+                "--oidc-issuer-url=https://auth.example.org/application/o/kubernetes/"
+            ) == true
+        )
         let cluster = try #require(((cfg["clusters"] as? [[String: Any]])?.first?["cluster"] as? [String: Any]))
         #expect(cluster["server"] as? String == "https://k8s.example.org:6443")
-        let bobView = try runProgram(["/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/bob-dev/.kube/config"), "-o", "json"])
+        let bobView = try runProgram([
+            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/bob-dev/.kube/config"), "-o",
+            "json",
+        ])
         #expect(bobView.status == 0)
         #expect(bobView.stdout.contains("\"namespace\": \"team-bob\""))
 
         // Vault helper: address and tier role, never a token.
-        let helper = try #require(s.root.read("/home/alice/.config/workstation/vault.env").map { String(decoding: $0, as: UTF8.self) })
+        let helper = try #require(
+            s.root.read("/home/alice/.config/workstation/vault.env").map { String(decoding: $0, as: UTF8.self) }
+        )
         #expect(helper.contains("export VAULT_ADDR='\(s.vault.url)'"))
         #expect(helper.contains("export VAULT_OIDC_ROLE='ws-read'"))
         #expect(!helper.contains(s.vault.token))
-        #expect(String(decoding: s.root.read("/home/bob-dev/.config/workstation/vault.env") ?? Data(), as: UTF8.self).contains("VAULT_OIDC_ROLE='ws-ns'"))
+        #expect(
+            String(decoding: s.root.read("/home/bob-dev/.config/workstation/vault.env") ?? Data(), as: UTF8.self)
+                .contains("VAULT_OIDC_ROLE='ws-ns'")
+        )
         #expect(s.root.read("/etc/profile.d/workstation-vault.sh") != nil)
 
         // Secret files: flagged user only for the MCP URL, both tiers for the credential; 0600, owned by the user.
@@ -56,7 +72,11 @@ import WorkstationIntegrations
 
         // State records exactly the secret files workstation wrote.
         let state = try StateStore(root: s.root, settings: Settings()).load()
-        #expect(state.secretFilesWritten["alice"]?.sorted() == ["/home/alice/.claude.json", "/home/alice/.local/share/beads/credential"])
+        #expect(
+            state.secretFilesWritten["alice"]?.sorted() == [
+                "/home/alice/.claude.json", "/home/alice/.local/share/beads/credential",
+            ]
+        )
         #expect(state.secretFilesWritten["bob-dev"] == ["/home/bob-dev/.local/share/beads/credential"])
         #expect(state.homeFiles?["alice"]?.sorted() == [".config/workstation/vault.env", ".kube/config"])
 
@@ -119,17 +139,25 @@ import WorkstationIntegrations
     }
 
     @Test(arguments: [
-        ("tier", #"{"alice": {"role": "namespace-owner", "namespaces": ["x"]}, "bob": {"role": "namespace-owner", "namespaces": ["team-bob"]}}"#,
-         ["tier power-user", "role namespace-owner"]),
-        ("namespaces", #"{"alice": {"role": "power-user", "namespaces": []}, "bob": {"role": "namespace-owner", "namespaces": ["team-bob", "other"]}}"#,
-         ["[team-bob]", "[other, team-bob]"]),
+        (
+            "tier",
+            #"{"alice": {"role": "namespace-owner", "namespaces": ["x"]}, "bob": {"role": "namespace-owner", "namespaces": ["team-bob"]}}"#,
+            ["tier power-user", "role namespace-owner"]
+        ),
+        (
+            "namespaces",
+            #"{"alice": {"role": "power-user", "namespaces": []}, "bob": {"role": "namespace-owner", "namespaces": ["team-bob", "other"]}}"#,
+            ["[team-bob]", "[other, team-bob]"]
+        ),
     ])
     func k8sMismatchFailsLoudBeforeAnythingChanges(_ what: String, _ k8s: String, _ named: [String]) throws {
         let s = try Sandbox()
         s.k8sUsers = k8s
         try s.prepare()
         // The run lock (an empty file in the state directory) is the only thing a refused run may leave.
-        func hostBytes() -> [String: Data] { s.fingerprint().filter { !["var/lib/workstation", "var/lib/workstation/lock"].contains($0.key) } }
+        func hostBytes() -> [String: Data] {
+            s.fingerprint().filter { !["var/lib/workstation", "var/lib/workstation/lock"].contains($0.key) }
+        }
         let before = hostBytes()
         do {
             _ = try s.plan()
@@ -145,11 +173,15 @@ import WorkstationIntegrations
 
     @Test func rosterUserMissingFromK8sUsersIsReportedWithTheEntryToAdd() throws {
         let s = try Sandbox()
-        s.k8sUsers = #"{"carol": {"role": "admin", "namespaces": []}, "alice": {"role": "power-user", "namespaces": []}}"#
+        s.k8sUsers =
+            #"{"carol": {"role": "admin", "namespaces": []}, "alice": {"role": "power-user", "namespaces": []}}"#
         let plan = try s.plan()
         let c = try #require(plan.changes.first { $0.id == "k8s-users:bob-dev" })
         #expect(c.kind == .conflict)
-        #expect(c.fields.first?.after == #""bob" = { role = "namespace-owner", namespaces = ["team-bob"], email = "bob@example.org" }"#)
+        #expect(
+            c.fields.first?.after
+                == #""bob" = { role = "namespace-owner", namespaces = ["team-bob"], email = "bob@example.org" }"#
+        )
         #expect(plan.errors.isEmpty)
     }
 
@@ -170,7 +202,9 @@ import WorkstationIntegrations
         try s.write("/home/alice/.kube/config", own)
         try s.write("/home/alice/.claude.json", "{\"mine\": true}\n")
         let plan = try s.plan()
-        #expect(plan.changes.contains { $0.id == "kubeconfig:alice" && $0.kind == .conflict && $0.summary.contains("kept") })
+        #expect(
+            plan.changes.contains { $0.id == "kubeconfig:alice" && $0.kind == .conflict && $0.summary.contains("kept") }
+        )
         #expect(plan.changes.contains { $0.id == "secret:alice:ha-mcp" && $0.kind == .conflict })
         _ = try s.apply()
         #expect(s.root.read("/home/alice/.kube/config") == Data(own.utf8))
@@ -205,14 +239,20 @@ import WorkstationIntegrations
         switch failure {
         case "denied": s.vault.denied = ["secret/openclaw"]
         case "missing": s.vault.secrets["secret/openclaw"] = nil
-        case "deleted": s.vault.secrets["secret/openclaw"]!.append(FakeVault.Version(data: ["ha_url": "x"], deletionTime: "2026-11-20T08:00:00Z"))
+        case "deleted":
+            s.vault.secrets["secret/openclaw"]!.append(
+                FakeVault.Version(data: ["ha_url": "x"], deletionTime: "2026-11-20T08:00:00Z")
+            )
         default: try s.write("/etc/workstation/vault.token", "hvs.not-the-token")
         }
         let out = try s.apply()
         #expect(!out.succeeded)
         let err = try #require(out.plan.errors.first { $0.contains("secret/openclaw#ha_url") })
         #expect(err.hasPrefix("alice: vault:"))
-        let expected = ["denied": "refused (403)", "missing": "(404)", "deleted": "deleted at 2026-11-20T08:00:00Z", "badtoken": "refused (403)"][failure]!
+        let expected = [
+            "denied": "refused (403)", "missing": "(404)", "deleted": "deleted at 2026-11-20T08:00:00Z",
+            "badtoken": "refused (403)",
+        ][failure]!
         #expect(err.contains(expected), "\(err)")
         #expect(s.root.read("/home/alice/.claude.json") == nil)
         #expect(s.uid("alice") != nil, "the rest of the plan still runs")

@@ -7,15 +7,20 @@ import WorkstationCore
     let roster = try! Roster.parse(Data(Sandbox.defaultRoster.utf8), file: "roster.yaml")
 
     func settings() throws -> Settings {
-        try Settings.parse(Data("""
-            authentik: {url: https://auth.example.org}
-            kubernetes: {server: https://k.example.org, oidc_issuer_url: https://auth.example.org/o/k/, oidc_client_id: k}
-            vault:
-              url: https://vault.example.org
-              secret_files:
-                - {name: ha, path: openclaw, key: ha_url, target: .claude.json, flags: [ha]}
+        try Settings.parse(
+            Data(
+                """
+                authentik: {url: https://auth.example.org}
+                kubernetes: {server: https://k.example.org, oidc_issuer_url: https://auth.example.org/o/k/, oidc_client_id: k}
+                vault:
+                  url: https://vault.example.org
+                  secret_files:
+                    - {name: ha, path: openclaw, key: ha_url, target: .claude.json, flags: [ha]}
 
-            """.utf8), file: "w.yaml")
+                """.utf8
+            ),
+            file: "w.yaml"
+        )
     }
 
     func plan(_ configure: (inout HostSnapshot) -> Void) throws -> Plan {
@@ -24,7 +29,10 @@ import WorkstationCore
         var ak = AuthentikObservation()
         ak.groupPK = "g"
         ak.members = [IdPUser(pk: 1, username: "carol")]
-        ak.users = ["carol": IdPUser(pk: 1, username: "carol"), "alice.smith": IdPUser(pk: 2, username: "alice.smith"), "bob": IdPUser(pk: 3, username: "bob")]
+        ak.users = [
+            "carol": IdPUser(pk: 1, username: "carol"), "alice.smith": IdPUser(pk: 2, username: "alice.smith"),
+            "bob": IdPUser(pk: 3, username: "bob"),
+        ]
         snap.remote.authentik = ak
         var v = VaultObservation()
         v.secrets["ha"] = .value(Redacted(Data("https://ha.example.org/?t=zzz".utf8)))
@@ -55,7 +63,11 @@ import WorkstationCore
         }
         #expect(!p.changes.contains { $0.user == "bob-dev" && $0.action != nil })
         #expect(p.changes.contains { $0.id == "account:alice" })
-        #expect(p.errors == ["bob-dev: authentik: looking up Authentik user 'bob' was refused (403); bob-dev's host changes were held back"])
+        #expect(
+            p.errors == [
+                "bob-dev: authentik: looking up Authentik user 'bob' was refused (403); bob-dev's host changes were held back"
+            ]
+        )
     }
 
     @Test func aMemberOfTheGroupAlreadyNeedsNoChangeAndNoDependency() throws {

@@ -24,7 +24,9 @@ import WorkstationCore
         s.roster += "  dave: { authentik_user: zed, k8s_user: dave, tier: power-user, flags: [ha] }\n"
         s.k8sUsers = nil
         s.kubernetesSection = nil
-        s.vault.secrets["secret/openclaw"]!.append(FakeVault.Version(data: ["ha_url": Secrets.haURL], deletionTime: "2026-11-20T08:00:00Z"))
+        s.vault.secrets["secret/openclaw"]!.append(
+            FakeVault.Version(data: ["ha_url": Secrets.haURL], deletionTime: "2026-11-20T08:00:00Z")
+        )
         s.vault.secrets["secret/beads"] = nil
         s.authentik.forbidden = [104]
         try s.prepare()
@@ -48,10 +50,16 @@ import WorkstationCore
         let kept = try FileManager.default.contentsOfDirectory(atPath: stateDir)
         #expect(kept.contains("journal.jsonl") && kept.contains("state.json"))
         for f in kept {
-            assertClean(String(decoding: FileManager.default.contents(atPath: stateDir + "/" + f) ?? Data(), as: UTF8.self), f, s)
+            assertClean(
+                String(decoding: FileManager.default.contents(atPath: stateDir + "/" + f) ?? Data(), as: UTF8.self),
+                f,
+                s
+            )
         }
         // The secrets did reach their files (the grep above is not vacuous).
-        #expect(String(decoding: s.root.read("/home/alice/.claude.json") ?? Data(), as: UTF8.self).contains(Secrets.haToken))
+        #expect(
+            String(decoding: s.root.read("/home/alice/.claude.json") ?? Data(), as: UTF8.self).contains(Secrets.haToken)
+        )
     }
 
     /// Servers that echo the presented token in their refusals, and tokens with a line break in them: nothing the
@@ -65,15 +73,26 @@ import WorkstationCore
         let wrongAK = "ak-WRONG-echoed-token-0123456789"
         let wrongVault = "hvs.WRONG-echoed-token-abcdef"
         s.vault.secrets["secret/beads"] = [FakeVault.Version(data: ["password": Secrets.beads])]
-        for (name, env) in [("echoing servers", ["AUTHENTIK_TOKEN": wrongAK, "VAULT_TOKEN": wrongVault]),
-                            ("newline tokens", ["AUTHENTIK_TOKEN": "ak-WRONG\nechoed-token-0123456789", "VAULT_TOKEN": "hvs.WRONG\r\necho"])] {
+        for (name, env) in [
+            ("echoing servers", ["AUTHENTIK_TOKEN": wrongAK, "VAULT_TOKEN": wrongVault]),
+            (
+                "newline tokens",
+                ["AUTHENTIK_TOKEN": "ak-WRONG\nechoed-token-0123456789", "VAULT_TOKEN": "hvs.WRONG\r\necho"]
+            ),
+        ] {
             for command in [["plan"], ["plan", "--json"], ["apply"], ["doctor"]] {
                 let r = try runProgram([workstationBinary] + command + base, env: env)
                 for (channel, text) in [("stdout", r.stdout), ("stderr", r.stderr)] {
-                    #expect(!text.contains("WRONG") && !text.contains("echoed-token"), "\(name): \(command) \(channel) shows a token:\n\(text.prefix(1500))")
+                    #expect(
+                        !text.contains("WRONG") && !text.contains("echoed-token"),
+                        "\(name): \(command) \(channel) shows a token:\n\(text.prefix(1500))"
+                    )
                 }
                 if name == "echoing servers" && command == ["plan"] {
-                    #expect(r.stdout.contains("<redacted>"), "the echo reached the plan, redacted: \(r.stdout.prefix(1500))")
+                    #expect(
+                        r.stdout.contains("<redacted>"),
+                        "the echo reached the plan, redacted: \(r.stdout.prefix(1500))"
+                    )
                 }
                 if name == "newline tokens" && command == ["plan"] {
                     #expect(r.stdout.contains("holds a line break"), "\(r.stdout.prefix(1500))")

@@ -39,13 +39,21 @@ final class Sandbox {
 
         """
 
-    init(authentikUsers: [String] = ["carol", "alice.smith", "bob", "mallory", "zed", "yann"], members: [String] = ["carol"]) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-integ-\(UUID().uuidString.prefix(8))").path
+    init(
+        authentikUsers: [String] = ["carol", "alice.smith", "bob", "mallory", "zed", "yann"],
+        members: [String] = ["carol"]
+    ) throws {
+        dir =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ws-integ-\(UUID().uuidString.prefix(8))")
+            .path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         root = HostRoot(dir)
         authentik = try FakeAuthentik(users: authentikUsers, members: members)
         vault = try FakeVault()
-        vault.secrets["secret/openclaw"] = [FakeVault.Version(data: ["ha_url": "old"]), FakeVault.Version(data: ["ha_url": Secrets.haURL, "other": "x"])]
+        vault.secrets["secret/openclaw"] = [
+            FakeVault.Version(data: ["ha_url": "old"]),
+            FakeVault.Version(data: ["ha_url": Secrets.haURL, "other": "x"]),
+        ]
         vault.secrets["secret/beads"] = [FakeVault.Version(data: ["password": Secrets.beads])]
         roster = Self.defaultRoster
         k8sUsers = Self.defaultK8sUsers
@@ -95,7 +103,10 @@ final class Sandbox {
 
     func write(_ hostPath: String, _ content: String, mode: Int = 0o600) throws {
         let full = root.path(hostPath)
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
         try content.write(toFile: full, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: full)
     }
@@ -103,9 +114,15 @@ final class Sandbox {
     /// Writes the roster, settings and k8s_users file for this run.
     func prepare() throws {
         try roster.write(toFile: rosterPath, atomically: true, encoding: .utf8)
-        let settings = [authentikSection, kubernetesSection, vaultSection].compactMap { $0 }.joined(separator: "\n") + "\n" + extraSettings
+        let settings =
+            [authentikSection, kubernetesSection, vaultSection].compactMap { $0 }.joined(separator: "\n") + "\n"
+            + extraSettings
         try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
-        if let k8sUsers { try write("/etc/workstation/k8s_users.json", k8sUsers, mode: 0o644) } else { try? FileManager.default.removeItem(atPath: root.path("/etc/workstation/k8s_users.json")) }
+        if let k8sUsers {
+            try write("/etc/workstation/k8s_users.json", k8sUsers, mode: 0o644)
+        } else {
+            try? FileManager.default.removeItem(atPath: root.path("/etc/workstation/k8s_users.json"))
+        }
     }
 
     func inputs() throws -> Inputs {
@@ -115,7 +132,9 @@ final class Sandbox {
 
     func plan() throws -> Plan { try Engine.plan(try inputs(), root: root, clients: nil).0 }
 
-    func apply() throws -> ApplyOutcome { try Engine.apply(try inputs(), root: root, runner: ProcessRunner(), clients: nil) }
+    func apply() throws -> ApplyOutcome {
+        try Engine.apply(try inputs(), root: root, runner: ProcessRunner(), clients: nil)
+    }
 
     func home(_ user: String) -> String { root.path("/home/\(user)") }
 
@@ -135,7 +154,10 @@ final class Sandbox {
         guard let e = fm.enumerator(atPath: dir) else { return out }
         while let rel = e.nextObject() as? String {
             let full = dir + "/" + rel
-            if let t = try? fm.destinationOfSymbolicLink(atPath: full) { out[rel] = Data(("-> " + t).utf8); continue }
+            if let t = try? fm.destinationOfSymbolicLink(atPath: full) {
+                out[rel] = Data(("-> " + t).utf8)
+                continue
+            }
             var isDir: ObjCBool = false
             _ = fm.fileExists(atPath: full, isDirectory: &isDir)
             out[rel] = isDir.boolValue ? Data("dir".utf8) : (fm.contents(atPath: full) ?? Data())
@@ -145,7 +167,8 @@ final class Sandbox {
 }
 
 /// Runs a program and captures its output.
-func runProgram(_ argv: [String], env: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+func runProgram(_ argv: [String], env: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String)
+{
     let p = Process()
     p.executableURL = URL(fileURLWithPath: argv[0])
     p.arguments = Array(argv.dropFirst())
@@ -153,7 +176,8 @@ func runProgram(_ argv: [String], env: [String: String] = [:]) throws -> (status
     environment["NO_COLOR"] = "1"
     for (k, v) in env { environment[k] = v }
     p.environment = environment
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     p.standardOutput = out
     p.standardError = err
     try p.run()
@@ -172,7 +196,8 @@ func runProgram(_ argv: [String], env: [String: String] = [:]) throws -> (status
 
 /// The built `workstation` binary.
 var workstationBinary: String {
-    let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     for config in ["debug", "release"] {
         let p = dir.appendingPathComponent(".build/\(config)/workstation").path
         if FileManager.default.isExecutableFile(atPath: p) { return p }

@@ -6,7 +6,7 @@ import WorkstationHost
 import WorkstationIntegrations
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A private CA and a certificate for 127.0.0.1 it signed, made with openssl(1) in a temporary directory.
@@ -18,14 +18,25 @@ final class PrivateCA {
     init() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-ca-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        try
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
             .write(toFile: dir + "/leaf.ext", atomically: true, encoding: .utf8)
         let steps: [[String]] = [
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=workstation test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"],
-            ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2",
-             "-extfile", "leaf.ext"],
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+                "-out", "ca.pem", "-days", "2",
+                "-subj", "/CN=workstation test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "leaf.key", "-out",
+                "leaf.csr", "-subj", "/CN=127.0.0.1",
+            ],
+            [
+                "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+                "leaf.pem", "-days", "2",
+                "-extfile", "leaf.ext",
+            ],
         ]
         for args in steps {
             let p = Process()
@@ -40,7 +51,8 @@ final class PrivateCA {
         }
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(dir + "/leaf.pem").map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: dir + "/leaf.key", format: .pem)))
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: dir + "/leaf.key", format: .pem))
+        )
         tls.minimumTLSVersion = .tlsv12
         context = try NIOSSLContext(configuration: tls)
     }
@@ -62,7 +74,9 @@ final class PrivateCA {
         let error = #expect(throws: TransportError.self) { try untrusted.readKV(mount: "secret", path: "app") }
         #expect(error?.description.contains("ca_file") == true, "\(String(describing: error))")
 
-        for trust in [TLSTrust(caFile: ca.caFile), TLSTrust.from(caFile: nil, environment: ["SSL_CERT_FILE": ca.caFile])] {
+        for trust in [
+            TLSTrust(caFile: ca.caFile), TLSTrust.from(caFile: nil, environment: ["SSL_CERT_FILE": ca.caFile]),
+        ] {
             let v = LiveVaultClient(baseURL: vault.url, token: vault.token, namespace: nil, timeout: 5, trust: trust)
             #expect(try v.readKV(mount: "secret", path: "app").data["k"]?.bytes == Data("v".utf8))
             let a = LiveAuthentikClient(baseURL: authentik.url, token: authentik.token, timeout: 5, trust: trust)
@@ -80,7 +94,8 @@ final class PrivateCA {
         try s.write("/etc/ws/ca.pem", try String(contentsOfFile: ca.caFile, encoding: .utf8), mode: 0o644)
         try s.write("/etc/ws/not-a-ca.pem", "hello\n", mode: 0o644)
         let env = ["VAULT_TOKEN": vault.token, "AUTHENTIK_TOKEN": authentik.token]
-        let yaml = "vault: {url: \(vault.url), ca_file: /etc/ws/ca.pem}\nauthentik: {url: \(authentik.url), ca_file: /etc//ws/./ca.pem}\n"
+        let yaml =
+            "vault: {url: \(vault.url), ca_file: /etc/ws/ca.pem}\nauthentik: {url: \(authentik.url), ca_file: /etc//ws/./ca.pem}\n"
         let st = try Settings.parse(Data(yaml.utf8), file: "w.yaml")
         #expect(st.authentik?.caFile == "/etc/ws/ca.pem")
         let clients = IntegrationClients.live(settings: st, root: s.root, environment: env)
@@ -88,10 +103,21 @@ final class PrivateCA {
         #expect(try clients.vault?.readKV(mount: "secret", path: "app").version == 1)
         #expect(try clients.authentik?.findGroup(name: "T3 Users") != nil)
 
-        let bad = try Settings.parse(Data("vault: {url: \(vault.url), ca_file: /etc/ws/not-a-ca.pem}\nauthentik: {url: \(authentik.url), ca_file: /etc/ws/absent.pem}\n".utf8), file: "w.yaml")
+        let bad = try Settings.parse(
+            Data(
+                "vault: {url: \(vault.url), ca_file: /etc/ws/not-a-ca.pem}\nauthentik: {url: \(authentik.url), ca_file: /etc/ws/absent.pem}\n"
+                    .utf8
+            ),
+            file: "w.yaml"
+        )
         let none = IntegrationClients.live(settings: bad, root: s.root, environment: env)
         #expect(none.vault == nil && none.authentik == nil)
-        #expect(none.problems["vault"]?.contains("ca_file \(s.root.path("/etc/ws/not-a-ca.pem")) is not a readable PEM file") == true, "\(none.problems)")
+        #expect(
+            none.problems["vault"]?.contains(
+                "ca_file \(s.root.path("/etc/ws/not-a-ca.pem")) is not a readable PEM file"
+            ) == true,
+            "\(none.problems)"
+        )
         #expect(none.problems["authentik"]?.contains("absent.pem") == true)
     }
 }
@@ -100,21 +126,43 @@ final class PrivateCA {
 @Suite(.serialized) struct TokenHygieneTests {
     static let token = "hvs.SECRET-token-0123456789abcdef"
 
-    enum Source: Sendable { case env(String), file(content: String, mode: Int, owner: UInt32?), symlink, directory }
+    enum Source: Sendable {
+        case env(String)
+        case file(content: String, mode: Int, owner: UInt32?)
+        case symlink, directory
+    }
 
-    @Test(arguments: [
-        ("newline inside the variable", Source.env("hvs.SECRET-token\n0123456789abcdef"), "the value of VAULT_TOKEN holds a line break"),
-        ("carriage return inside the variable", Source.env("hvs.SECRET\r\nX-Injected: 1"), "holds a line break"),
-        ("space inside the variable", Source.env("hvs.SECRET token"), "holds a space"),
-        ("control character in the file", Source.file(content: "hvs.SECRET\u{1B}token\n", mode: 0o600, owner: nil), "holds a control character"),
-        ("two lines in the file", Source.file(content: "hvs.SECRET-token-0123\nsecond-line\n", mode: 0o600, owner: nil), "holds a line break"),
-        ("file readable by others", Source.file(content: token, mode: 0o644, owner: nil), "has mode 644: permissions are too open"),
-        ("file readable by the group", Source.file(content: token, mode: 0o640, owner: nil), "chmod 600"),
-        ("file writable by the group", Source.file(content: token, mode: 0o620, owner: nil), "too open"),
-        ("file owned by another account", Source.file(content: token, mode: 0o600, owner: 1234), "is owned by uid 1234, not root"),
-        ("file is a symlink", Source.symlink, "is a symlink"),
-        ("file is a directory", Source.directory, "not a regular file"),
-    ] as [(String, Source, String)])
+    @Test(
+        arguments: [
+            (
+                "newline inside the variable", Source.env("hvs.SECRET-token\n0123456789abcdef"),
+                "the value of VAULT_TOKEN holds a line break"
+            ),
+            ("carriage return inside the variable", Source.env("hvs.SECRET\r\nX-Injected: 1"), "holds a line break"),
+            ("space inside the variable", Source.env("hvs.SECRET token"), "holds a space"),
+            (
+                "control character in the file",
+                Source.file(content: "hvs.SECRET\u{1B}token\n", mode: 0o600, owner: nil), "holds a control character"
+            ),
+            (
+                "two lines in the file",
+                Source.file(content: "hvs.SECRET-token-0123\nsecond-line\n", mode: 0o600, owner: nil),
+                "holds a line break"
+            ),
+            (
+                "file readable by others", Source.file(content: token, mode: 0o644, owner: nil),
+                "has mode 644: permissions are too open"
+            ),
+            ("file readable by the group", Source.file(content: token, mode: 0o640, owner: nil), "chmod 600"),
+            ("file writable by the group", Source.file(content: token, mode: 0o620, owner: nil), "too open"),
+            (
+                "file owned by another account", Source.file(content: token, mode: 0o600, owner: 1234),
+                "is owned by uid 1234, not root"
+            ),
+            ("file is a symlink", Source.symlink, "is a symlink"),
+            ("file is a directory", Source.directory, "not a regular file"),
+        ] as [(String, Source, String)]
+    )
     func aBadTokenIsRefusedWithoutShowingIt(_ name: String, _ source: Source, _ fragment: String) throws {
         let s = try Sandbox()
         var env: [String: String] = [:]
@@ -125,22 +173,36 @@ final class PrivateCA {
             if let owner { #expect(chown(s.root.path("/etc/ws/vault.token"), owner, owner) == 0) }
         case .symlink:
             try s.write("/etc/ws/real.token", Self.token)
-            try FileManager.default.createSymbolicLink(atPath: s.root.path("/etc/ws/vault.token"), withDestinationPath: s.root.path("/etc/ws/real.token"))
+            try FileManager.default.createSymbolicLink(
+                atPath: s.root.path("/etc/ws/vault.token"),
+                withDestinationPath: s.root.path("/etc/ws/real.token")
+            )
         case .directory:
-            try FileManager.default.createDirectory(atPath: s.root.path("/etc/ws/vault.token"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: s.root.path("/etc/ws/vault.token"),
+                withIntermediateDirectories: true
+            )
         }
-        let st = try Settings.parse(Data("vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\n".utf8), file: "w.yaml")
+        let st = try Settings.parse(
+            Data("vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\n".utf8),
+            file: "w.yaml"
+        )
         let c = IntegrationClients.live(settings: st, root: s.root, environment: env)
         #expect(c.vault == nil, "\(name)")
         let problem = c.problems["vault"] ?? ""
         #expect(problem.contains(fragment), "\(name): \(problem)")
-        for piece in ["SECRET", "0123456789abcdef", "second-line", "X-Injected"] { #expect(!problem.contains(piece), "\(name) shows the token: \(problem)") }
+        for piece in ["SECRET", "0123456789abcdef", "second-line", "X-Injected"] {
+            #expect(!problem.contains(piece), "\(name) shows the token: \(problem)")
+        }
     }
 
     @Test func aRootOwnedPrivateFileIsAccepted() throws {
         let s = try Sandbox()
         try s.write("/etc/ws/vault.token", "  \(Self.token)\n", mode: 0o600)
-        let st = try Settings.parse(Data("vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\n".utf8), file: "w.yaml")
+        let st = try Settings.parse(
+            Data("vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\n".utf8),
+            file: "w.yaml"
+        )
         #expect(IntegrationClients.token(st.vault!.token, root: s.root, environment: [:]) == .success(Self.token))
     }
 
@@ -151,15 +213,25 @@ final class PrivateCA {
         authentik.echoPresentedToken = true
         let wrong = "ak-WRONG-token-that-must-not-show-42"
         var messages: [String] = []
-        do { _ = try LiveVaultClient(baseURL: vault.url, token: Self.token, namespace: nil, timeout: 5).readKV(mount: "secret", path: "x") } catch {
+        do {
+            _ = try LiveVaultClient(baseURL: vault.url, token: Self.token, namespace: nil, timeout: 5).readKV(
+                mount: "secret",
+                path: "x"
+            )
+        } catch {
             messages.append("\(error)")
         }
         // The echo is long: the token straddles where the detail is shortened, so no prefix of it may survive either.
-        do { _ = try LiveAuthentikClient(baseURL: authentik.url, token: wrong, timeout: 5).findGroup(name: "T3 Users") } catch { messages.append("\(error)") }
+        do {
+            _ = try LiveAuthentikClient(baseURL: authentik.url, token: wrong, timeout: 5).findGroup(name: "T3 Users")
+        } catch { messages.append("\(error)") }
         #expect(messages.count == 2)
         for m in messages {
             #expect(m.contains("<redacted>"), "\(m)")
-            #expect(!m.contains("SECRET") && !m.contains("WRONG") && !m.contains("ak-WRONG-tok"), "a message shows the token: \(m)")
+            #expect(
+                !m.contains("SECRET") && !m.contains("WRONG") && !m.contains("ak-WRONG-tok"),
+                "a message shows the token: \(m)"
+            )
         }
     }
 }

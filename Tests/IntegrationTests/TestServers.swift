@@ -33,10 +33,15 @@ final class TestHTTPServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [unowned self] ch in
-                let secured: EventLoopFuture<Void> = tls.map { ctx in
-                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ctx)) }
-                } ?? ch.eventLoop.makeSucceededVoidFuture()
-                return secured.flatMap { ch.pipeline.configureHTTPServerPipeline() }.flatMap { ch.pipeline.addHandler(Handler(server: self)) }
+                let secured: EventLoopFuture<Void> =
+                    tls.map { ctx in
+                        ch.eventLoop.makeCompletedFuture {
+                            try ch.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ctx))
+                        }
+                    } ?? ch.eventLoop.makeSucceededVoidFuture()
+                return secured.flatMap { ch.pipeline.configureHTTPServerPipeline() }.flatMap {
+                    ch.pipeline.addHandler(Handler(server: self))
+                }
             }
         channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
         port = channel.localAddress!.port!
@@ -81,14 +86,32 @@ final class TestHTTPServer: @unchecked Sendable {
                 for item in comps?.queryItems ?? [] { query[item.name] = item.value ?? "" }
                 var headers: [String: String] = [:]
                 for (k, v) in head.headers { headers[k.lowercased()] = v }
-                let req = RecordedRequest(method: head.method.rawValue, path: comps?.percentEncodedPath.removingPercentEncoding ?? head.uri,
-                                          query: query, headers: headers, body: body)
+                let req = RecordedRequest(
+                    method: head.method.rawValue,
+                    path: comps?.percentEncodedPath.removingPercentEncoding ?? head.uri,
+                    query: query,
+                    headers: headers,
+                    body: body
+                )
                 let (status, data) = server?.handle(req) ?? (503, Data())
                 var h = HTTPHeaders()
                 h.add(name: "Content-Length", value: String(data.count))
                 if !data.isEmpty { h.add(name: "Content-Type", value: "application/json") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: HTTPResponseStatus(statusCode: status), headers: h))), promise: nil)
-                if !data.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: data)))), promise: nil) }
+                context.write(
+                    wrapOutboundOut(
+                        .head(
+                            HTTPResponseHead(
+                                version: head.version,
+                                status: HTTPResponseStatus(statusCode: status),
+                                headers: h
+                            )
+                        )
+                    ),
+                    promise: nil
+                )
+                if !data.isEmpty {
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: data)))), promise: nil)
+                }
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                 self.head = nil
             }
@@ -100,7 +123,11 @@ func json(_ obj: Any) -> Data { try! JSONSerialization.data(withJSONObject: obj,
 
 /// The documented subset of Authentik API v3: users and groups lists (paged), add_user/remove_user.
 final class FakeAuthentik: @unchecked Sendable {
-    struct Group { var pk: String; var name: String; var members: Set<Int> }
+    struct Group {
+        var pk: String
+        var name: String
+        var members: Set<Int>
+    }
     let token = "ak-test-token-0123456789"
     let lock = NSLock()
     var users: [Int: String] = [:]
@@ -119,8 +146,10 @@ final class FakeAuthentik: @unchecked Sendable {
     init(users: [String], group: String = "T3 Users", members: [String] = [], tls: NIOSSLContext? = nil) throws {
         for (i, u) in users.enumerated() { self.users[100 + i] = u }
         let pks = Set(members.compactMap { m in self.users.first { $0.value == m }?.key })
-        groups = [Group(pk: "5f8e7c1a-0000-4000-8000-000000000001", name: "Other", members: []),
-                  Group(pk: "5f8e7c1a-0000-4000-8000-00000000000a", name: group, members: pks)]
+        groups = [
+            Group(pk: "5f8e7c1a-0000-4000-8000-000000000001", name: "Other", members: []),
+            Group(pk: "5f8e7c1a-0000-4000-8000-00000000000a", name: group, members: pks),
+        ]
         server = try TestHTTPServer(tls: tls) { [unowned self] r in self.lock.withLock { self.answer(r) } }
     }
 
@@ -136,9 +165,16 @@ final class FakeAuthentik: @unchecked Sendable {
         let slice = start < all.count ? Array(all[start..<min(all.count, start + size)]) : []
         let pages = max(1, (all.count + size - 1) / size)
         let next = page < pages ? page + 1 : 0
-        return (200, json(["pagination": ["next": next, "previous": page > 1 ? page - 1 : 0, "count": all.count, "current": page,
-                                          "total_pages": pages, "start_index": start + 1, "end_index": start + slice.count],
-                           "results": slice]))
+        return (
+            200,
+            json([
+                "pagination": [
+                    "next": next, "previous": page > 1 ? page - 1 : 0, "count": all.count, "current": page,
+                    "total_pages": pages, "start_index": start + 1, "end_index": start + slice.count,
+                ],
+                "results": slice,
+            ])
+        )
     }
 
     private func answer(_ r: RecordedRequest) -> (Int, Data) {
@@ -146,7 +182,13 @@ final class FakeAuthentik: @unchecked Sendable {
         guard r.headers["authorization"] == "Bearer \(token)" else {
             if echoPresentedToken {
                 let padding = String(repeating: "x", count: 250)
-                return (403, json(["detail": "\(padding) header '\(r.headers["authorization"] ?? "")' is invalid/expired", "code": "authentication_failed"]))
+                return (
+                    403,
+                    json([
+                        "detail": "\(padding) header '\(r.headers["authorization"] ?? "")' is invalid/expired",
+                        "code": "authentication_failed",
+                    ])
+                )
             }
             return (403, json(["detail": "Token invalid/expired", "code": "authentication_failed"]))
         }
@@ -156,20 +198,35 @@ final class FakeAuthentik: @unchecked Sendable {
             var list = users.sorted { $0.key < $1.key }.map { (pk: $0.key, name: $0.value) }
             if let u = r.query["username"] { list = list.filter { $0.name == u } }
             if let g = r.query["groups_by_pk"] {
-                guard let group = groups.first(where: { $0.pk == g }) else { return (400, json(["groups_by_pk": ["Select a valid choice."]])) }
+                guard let group = groups.first(where: { $0.pk == g }) else {
+                    return (400, json(["groups_by_pk": ["Select a valid choice."]]))
+                }
                 list = list.filter { group.members.contains($0.pk) }
             }
-            return page(list.map { ["pk": $0.pk, "username": $0.name, "name": $0.name.capitalized, "is_active": true] }, r)
+            return page(
+                list.map { ["pk": $0.pk, "username": $0.name, "name": $0.name.capitalized, "is_active": true] },
+                r
+            )
         case ("GET", ["api", "v3", "core", "groups"]):
             var list = groups
             if let n = r.query["name"] { list = list.filter { $0.name == n } }
             return page(list.map { ["pk": $0.pk, "name": $0.name, "num_pk": 1] }, r)
-        case ("POST", let p) where p.count == 6 && p[0...3] == ["api", "v3", "core", "groups"] && ["add_user", "remove_user"].contains(p[5]):
-            guard let gi = groups.firstIndex(where: { $0.pk == p[4] }) else { return (404, json(["detail": "No Group matches the given query."])) }
-            guard let obj = try? JSONSerialization.jsonObject(with: r.body) as? [String: Any], let pk = (obj["pk"] as? NSNumber)?.intValue else {
+        case ("POST", let p)
+        where p.count == 6 && p[0...3] == ["api", "v3", "core", "groups"] && ["add_user", "remove_user"].contains(p[5]):
+            guard let gi = groups.firstIndex(where: { $0.pk == p[4] }) else {
+                return (404, json(["detail": "No Group matches the given query."]))
+            }
+            guard let obj = try? JSONSerialization.jsonObject(with: r.body) as? [String: Any],
+                let pk = (obj["pk"] as? NSNumber)?.intValue
+            else {
                 return (400, json(["non_field_errors": ["pk is required"], "code": "invalid"]))
             }
-            if forbidden.contains(pk) { return (403, json(["detail": "You do not have permission to perform this action.", "code": "permission_denied"])) }
+            if forbidden.contains(pk) {
+                return (
+                    403,
+                    json(["detail": "You do not have permission to perform this action.", "code": "permission_denied"])
+                )
+            }
             guard users[pk] != nil else { return (404, json(["detail": "No User matches the given query."])) }
             if p[5] == "add_user" { groups[gi].members.insert(pk) } else { groups[gi].members.remove(pk) }
             return (204, Data())
@@ -181,7 +238,11 @@ final class FakeAuthentik: @unchecked Sendable {
 
 /// The documented subset of Vault's KV version 2 read API.
 final class FakeVault: @unchecked Sendable {
-    struct Version { var data: [String: String]?; var deletionTime = ""; var destroyed = false }
+    struct Version {
+        var data: [String: String]?
+        var deletionTime = ""
+        var destroyed = false
+    }
     let token = "hvs.test-token-abcdef"
     let lock = NSLock()
     /// "mount/path" -> versions, oldest first.
@@ -194,25 +255,40 @@ final class FakeVault: @unchecked Sendable {
     /// Echo the presented token in a refusal's errors and in a deletion time, as a careless server might.
     var echoPresentedToken = false
 
-    init(tls: NIOSSLContext? = nil) throws { server = try TestHTTPServer(tls: tls) { [unowned self] r in self.lock.withLock { self.answer(r) } } }
+    init(tls: NIOSSLContext? = nil) throws {
+        server = try TestHTTPServer(tls: tls) { [unowned self] r in self.lock.withLock { self.answer(r) } }
+    }
     var url: String { server.url }
 
     private func answer(_ r: RecordedRequest) -> (Int, Data) {
         guard r.headers["x-vault-token"] == token else {
-            if echoPresentedToken { return (403, json(["errors": ["permission denied for token \(r.headers["x-vault-token"] ?? "")"]])) }
+            if echoPresentedToken {
+                return (403, json(["errors": ["permission denied for token \(r.headers["x-vault-token"] ?? "")"]]))
+            }
             return (403, json(["errors": ["permission denied"]]))
         }
-        if let ns = namespace, r.headers["x-vault-namespace"] != ns { return (403, json(["errors": ["permission denied"]])) }
+        if let ns = namespace, r.headers["x-vault-namespace"] != ns {
+            return (403, json(["errors": ["permission denied"]]))
+        }
         let parts = r.path.split(separator: "/").map(String.init)
-        guard r.method == "GET", parts.count >= 4, parts[0] == "v1", parts[2] == "data" else { return (404, json(["errors": []])) }
+        guard r.method == "GET", parts.count >= 4, parts[0] == "v1", parts[2] == "data" else {
+            return (404, json(["errors": []]))
+        }
         let key = parts[1] + "/" + parts[3...].joined(separator: "/")
         if denied.contains(key) { return (403, json(["errors": ["1 error occurred:\n\t* permission denied\n\n"]])) }
         guard let versions = secrets[key], let latest = versions.last else { return (404, json(["errors": []])) }
-        let meta: [String: Any] = ["version": versions.count, "deletion_time": latest.deletionTime, "destroyed": latest.destroyed,
-                                   "created_time": "2026-01-01T00:00:00Z", "custom_metadata": NSNull()]
+        let meta: [String: Any] = [
+            "version": versions.count, "deletion_time": latest.deletionTime, "destroyed": latest.destroyed,
+            "created_time": "2026-01-01T00:00:00Z", "custom_metadata": NSNull(),
+        ]
         guard let data = latest.data, latest.deletionTime.isEmpty, !latest.destroyed else {
             return (404, json(["data": ["data": NSNull(), "metadata": meta]]))
         }
-        return (200, json(["request_id": "r", "lease_duration": 0, "renewable": false, "data": ["data": data, "metadata": meta]]))
+        return (
+            200,
+            json([
+                "request_id": "r", "lease_duration": 0, "renewable": false, "data": ["data": data, "metadata": meta],
+            ])
+        )
     }
 }

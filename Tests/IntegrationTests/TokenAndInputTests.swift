@@ -10,17 +10,31 @@ import WorkstationIntegrations
     @Test func environmentWinsOverTheFileAndTheFileIsTrimmed() throws {
         let s = try Sandbox()
         try s.write("/etc/ws/vault.token", "  hvs.from-file \n")
-        let st = try settings("vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\nauthentik: {url: http://127.0.0.1:1, token_env: AK_TEST_TOKEN, token_file: /etc/ws/none}\n")
-        let fromEnv = IntegrationClients.live(settings: st, root: s.root, environment: ["VAULT_TOKEN": "hvs.from-env", "AK_TEST_TOKEN": "ak"])
+        let st = try settings(
+            "vault: {url: http://127.0.0.1:1, token_file: /etc/ws/vault.token}\nauthentik: {url: http://127.0.0.1:1, token_env: AK_TEST_TOKEN, token_file: /etc/ws/none}\n"
+        )
+        let fromEnv = IntegrationClients.live(
+            settings: st,
+            root: s.root,
+            environment: ["VAULT_TOKEN": "hvs.from-env", "AK_TEST_TOKEN": "ak"]
+        )
         #expect(fromEnv.vault != nil && fromEnv.authentik != nil && fromEnv.problems.isEmpty)
-        #expect(IntegrationClients.token(st.vault!.token, root: s.root, environment: ["VAULT_TOKEN": "hvs.from-env"]) == .success("hvs.from-env"))
-        #expect(IntegrationClients.token(st.vault!.token, root: s.root, environment: ["VAULT_TOKEN": "  "]) == .success("hvs.from-file"))
+        #expect(
+            IntegrationClients.token(st.vault!.token, root: s.root, environment: ["VAULT_TOKEN": "hvs.from-env"])
+                == .success("hvs.from-env")
+        )
+        #expect(
+            IntegrationClients.token(st.vault!.token, root: s.root, environment: ["VAULT_TOKEN": "  "])
+                == .success("hvs.from-file")
+        )
         #expect(IntegrationClients.token(st.vault!.token, root: s.root, environment: [:]) == .success("hvs.from-file"))
     }
 
     @Test func aMissingTokenIsAProblemNamingWhatToSet() throws {
         let s = try Sandbox()
-        let st = try settings("vault: {url: http://127.0.0.1:1}\nauthentik: {url: http://127.0.0.1:1, token_file: /etc/ws/absent}\n")
+        let st = try settings(
+            "vault: {url: http://127.0.0.1:1}\nauthentik: {url: http://127.0.0.1:1, token_file: /etc/ws/absent}\n"
+        )
         let c = IntegrationClients.live(settings: st, root: s.root, environment: [:])
         #expect(c.vault == nil && c.authentik == nil)
         #expect(c.problems["vault"]?.contains("set VAULT_TOKEN or token_file") == true)
@@ -44,7 +58,9 @@ extension Result: @retroactive Equatable where Success: Equatable, Failure == To
         s.kubernetesSection = "kubernetes:\n  readonly_role: oidc-power-user\n"
         try s.prepare()
         let before = s.fingerprint()
-        let r = try runProgram([workstationBinary, "apply", "--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir])
+        let r = try runProgram([
+            workstationBinary, "apply", "--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir,
+        ])
         #expect(r.status == 1)
         #expect(r.stderr.contains("workstation.yaml:") && r.stderr.contains("must not be oidc-power-user"))
         #expect(r.stderr.contains("nothing was changed"))

@@ -1,17 +1,23 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 @Suite struct CapacitySettingsTests {
     @Test func capacitySectionParsesEveryKey() throws {
-        let s = try Settings.parse(Data("""
-            capacity:
-              reserve: 10G
-              min_swap: 2G
-              max_active_users: 3
-              budgets:
-                power-user: {high: 5G, max: 6G, swap_max: 1G}
-            """.utf8), file: "workstation.yaml")
+        let s = try Settings.parse(
+            Data(
+                """
+                capacity:
+                  reserve: 10G
+                  min_swap: 2G
+                  max_active_users: 3
+                  budgets:
+                    power-user: {high: 5G, max: 6G, swap_max: 1G}
+                """.utf8
+            ),
+            file: "workstation.yaml"
+        )
         #expect(s.capacity.reserve == 10 << 30)
         #expect(s.capacity.minSwap == 2 << 30)
         #expect(s.capacity.maxActiveUsers == 3)
@@ -27,13 +33,34 @@ import Testing
 
     @Test(arguments: [
         ("capacity:\n  reserve: lots\n", "workstation.yaml:2:12: error: capacity.reserve 'lots' is not a size"),
-        ("capacity:\n  max_active_user: 3\n", "workstation.yaml:2:3: error: unknown key 'max_active_user' in capacity; did you mean 'max_active_users'?"),
-        ("capacity:\n  budgets:\n    admin: {high: 1G, max: 2G, swap_max: 0}\n", "workstation.yaml:3:5: error: unknown key 'admin' in capacity.budgets"),
-        ("capacity:\n  budgets:\n    power-user: {high: 3G, max: 2G, swap_max: 0}\n", "high (3221225472 bytes) must not exceed max"),
-        ("capacity:\n  tasks_max:\n    power-user: 10\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
-        ("capacity:\n  tasks_max:\n    power-user: 5000000\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
-        ("capacity:\n  tasks_max:\n    power-user: lots\n", "workstation.yaml:3:17: error: capacity.tasks_max.power-user"),
-        ("capacity:\n  tasks_max:\n    admin: 100\n", "workstation.yaml:3:5: error: unknown key 'admin' in capacity.tasks_max"),
+        (
+            "capacity:\n  max_active_user: 3\n",
+            "workstation.yaml:2:3: error: unknown key 'max_active_user' in capacity; did you mean 'max_active_users'?"
+        ),
+        (
+            "capacity:\n  budgets:\n    admin: {high: 1G, max: 2G, swap_max: 0}\n",
+            "workstation.yaml:3:5: error: unknown key 'admin' in capacity.budgets"
+        ),
+        (
+            "capacity:\n  budgets:\n    power-user: {high: 3G, max: 2G, swap_max: 0}\n",
+            "high (3221225472 bytes) must not exceed max"
+        ),
+        (
+            "capacity:\n  tasks_max:\n    power-user: 10\n",
+            "workstation.yaml:3:17: error: capacity.tasks_max.power-user"
+        ),
+        (
+            "capacity:\n  tasks_max:\n    power-user: 5000000\n",
+            "workstation.yaml:3:17: error: capacity.tasks_max.power-user"
+        ),
+        (
+            "capacity:\n  tasks_max:\n    power-user: lots\n",
+            "workstation.yaml:3:17: error: capacity.tasks_max.power-user"
+        ),
+        (
+            "capacity:\n  tasks_max:\n    admin: 100\n",
+            "workstation.yaml:3:5: error: unknown key 'admin' in capacity.tasks_max"
+        ),
         ("capacity:\n  tasks_max: 100\n", "workstation.yaml:2:14: error: capacity.tasks_max"),
     ])
     func badCapacityIsLocated(_ yaml: String, _ expected: String) {
@@ -47,16 +74,22 @@ import Testing
 
 @Suite struct KernelFileParserTests {
     @Test func meminfoInKibibytes() throws {
-        let m = try #require(MemoryInfo.parse(Data("""
-            MemTotal:       24684096 kB
-            MemFree:        19231636 kB
-            MemAvailable:   23424008 kB
-            SwapTotal:       8388604 kB
-            SwapFree:        8388000 kB
-            """.utf8)))
-        #expect(m.total == 24684096 * 1024)
-        #expect(m.available == 23424008 * 1024)
-        #expect(m.swapTotal == 8388604 * 1024 && m.swapFree == 8388000 * 1024)
+        let m = try #require(
+            MemoryInfo.parse(
+                Data(
+                    """
+                    MemTotal:       24684096 kB
+                    MemFree:        19231636 kB
+                    MemAvailable:   23424008 kB
+                    SwapTotal:       8388604 kB
+                    SwapFree:        8388000 kB
+                    """.utf8
+                )
+            )
+        )
+        #expect(m.total == 24_684_096 * 1024)
+        #expect(m.available == 23_424_008 * 1024)
+        #expect(m.swapTotal == 8_388_604 * 1024 && m.swapFree == 8_388_000 * 1024)
     }
 
     @Test func meminfoWithoutMemTotalIsUnknown() {
@@ -65,10 +98,16 @@ import Testing
     }
 
     @Test func pressureLinesBecomeRatiosAndSeconds() throws {
-        let p = try #require(PressureStall.parse(Data("""
-            some avg10=1.50 avg60=0.25 avg300=0.00 total=2500000
-            full avg10=0.10 avg60=0.00 avg300=0.00 total=1000
-            """.utf8)))
+        let p = try #require(
+            PressureStall.parse(
+                Data(
+                    """
+                    some avg10=1.50 avg60=0.25 avg300=0.00 total=2500000
+                    full avg10=0.10 avg60=0.00 avg300=0.00 total=1000
+                    """.utf8
+                )
+            )
+        )
         #expect(p.some?.avg10 == 0.015 && p.some?.avg60 == 0.0025 && p.some?.totalSeconds == 2.5)
         #expect(p.full?.totalSeconds == 0.001)
         #expect(PressureStall.parse(Data("garbage\n".utf8)) == nil)
@@ -81,7 +120,10 @@ import Testing
         #expect(p.name == "t3 (serve)" && p.uid == 1001 && p.residentBytes == 204800 * 1024)
         #expect(p.session == 4240 && p.tty == 34816)
         // Kernel threads have no VmRSS; a status without Uid is not a process we can attribute.
-        #expect(ProcessSample.parse(pid: 2, status: Data("Name:\tkthreadd\nUid:\t0\t0\t0\t0\n".utf8), stat: nil)?.residentBytes == 0)
+        #expect(
+            ProcessSample.parse(pid: 2, status: Data("Name:\tkthreadd\nUid:\t0\t0\t0\t0\n".utf8), stat: nil)?
+                .residentBytes == 0
+        )
         #expect(ProcessSample.parse(pid: 3, status: Data("Name:\tx\n".utf8), stat: nil) == nil)
     }
 
@@ -97,18 +139,40 @@ import Testing
     static let gib: UInt64 = 1 << 30
 
     /// alice exists (uid 1001); bob-dev is new. Budgets: alice 4G (power-user default), bob-dev 3G (namespace-owner).
-    func plan(memTotal: UInt64, swap: UInt64?, reserve: UInt64 = 1 << 30, maxUsers: Int = 5, bobIsNew: Bool = true,
-              aliceMemory: MemoryBudget? = nil) throws -> Plan {
+    func plan(
+        memTotal: UInt64,
+        swap: UInt64?,
+        reserve: UInt64 = 1 << 30,
+        maxUsers: Int = 5,
+        bobIsNew: Bool = true,
+        aliceMemory: MemoryBudget? = nil
+    ) throws -> Plan {
         var settings = Settings()
         settings.capacity.reserve = reserve
         settings.capacity.maxActiveUsers = maxUsers
         let roster = Roster(entries: [
-            RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser, memory: aliceMemory),
-            RosterEntry(osUser: "bob-dev", authentikUser: "bob", k8sUser: "bob", tier: .namespaceOwner, namespaces: ["team-bob"]),
+            RosterEntry(
+                osUser: "alice",
+                authentikUser: "alice",
+                k8sUser: "alice",
+                tier: .powerUser,
+                memory: aliceMemory
+            ),
+            RosterEntry(
+                osUser: "bob-dev",
+                authentikUser: "bob",
+                k8sUser: "bob",
+                tier: .namespaceOwner,
+                namespaces: ["team-bob"]
+            ),
         ])
         var snap = HostSnapshot()
         snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash")]
-        if !bobIsNew { snap.passwd.append(PasswdEntry(name: "bob-dev", uid: 1002, gid: 1002, home: "/home/bob-dev", shell: "/bin/bash")) }
+        if !bobIsNew {
+            snap.passwd.append(
+                PasswdEntry(name: "bob-dev", uid: 1002, gid: 1002, home: "/home/bob-dev", shell: "/bin/bash")
+            )
+        }
         snap.memory = swap.map { MemoryInfo(total: memTotal, available: nil, swapTotal: $0, swapFree: $0) }
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
         return Planner(settings: settings).plan(desired: desired, observed: snap)
@@ -134,14 +198,23 @@ import Testing
 
     @Test func existingPeopleNeverTriggerTheGate() throws {
         // Far over the limit, but nobody is new.
-        let p = try plan(memTotal: 1 * Self.gib, swap: 0, bobIsNew: false, aliceMemory: MemoryBudget(high: 90 << 30, max: 99 << 30, swapMax: 0))
+        let p = try plan(
+            memTotal: 1 * Self.gib,
+            swap: 0,
+            bobIsNew: false,
+            aliceMemory: MemoryBudget(high: 90 << 30, max: 99 << 30, swapMax: 0)
+        )
         #expect(p.refusals.isEmpty)
         #expect(!p.notes.contains { $0.contains("capacity") })
     }
 
     @Test func rosterMemoryOverridesTheTierDefault() throws {
         // alice's override of 1G makes 1G + 3G = 4G fit a 4G limit exactly.
-        let fits = try plan(memTotal: 3 * Self.gib, swap: 2 * Self.gib, aliceMemory: MemoryBudget(high: 1 << 29, max: 1 << 30, swapMax: 0))
+        let fits = try plan(
+            memTotal: 3 * Self.gib,
+            swap: 2 * Self.gib,
+            aliceMemory: MemoryBudget(high: 1 << 29, max: 1 << 30, swapMax: 0)
+        )
         #expect(fits.refusals.isEmpty)
         let over = try plan(memTotal: 3 * Self.gib, swap: 2 * Self.gib)
         #expect(over.refusals.count == 1)
@@ -157,13 +230,23 @@ import Testing
     func headcountAtMaxIsAdmittedAndOverIsRefused(_ maxUsers: Int, _ admitted: Bool) throws {
         let p = try plan(memTotal: 64 * Self.gib, swap: 8 * Self.gib, maxUsers: maxUsers)
         #expect(p.refusals.isEmpty == admitted)
-        if !admitted { #expect(p.refusals.first?.message.contains("would make 2 non-admin people, over max_active_users 1") == true) }
+        if !admitted {
+            #expect(
+                p.refusals.first?.message.contains("would make 2 non-admin people, over max_active_users 1") == true
+            )
+        }
     }
 
     @Test func longListsOfNamesAreAbbreviated() {
         let names = (1...40).map { "u\($0)" }
-        #expect(abbreviatedList(names, separator: ", ") == (1...12).map { "u\($0)" }.joined(separator: ", ") + ", and 28 more")
-        #expect(abbreviatedList(Array(names.prefix(12)), separator: " + ") == (1...12).map { "u\($0)" }.joined(separator: " + "))
+        #expect(
+            abbreviatedList(names, separator: ", ") == (1...12).map { "u\($0)" }.joined(separator: ", ")
+                + ", and 28 more"
+        )
+        #expect(
+            abbreviatedList(Array(names.prefix(12)), separator: " + ")
+                == (1...12).map { "u\($0)" }.joined(separator: " + ")
+        )
     }
 }
 
@@ -171,23 +254,36 @@ import Testing
     @Test func sliceDropInIsADerivedChangePerPerson() throws {
         var settings = Settings()
         settings.capacity.budgets[.powerUser] = MemoryBudget(high: 3 << 30, max: 4 << 30, swapMax: 512 << 20)
-        let roster = Roster(entries: [RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser)])
+        let roster = Roster(entries: [
+            RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser)
+        ])
         var snap = HostSnapshot()
         snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash")]
         let planner = Planner(settings: settings)
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
         let path = "/etc/systemd/system/user-1001.slice.d/50-workstation.conf"
         #expect(planner.watchedPaths(desired).contains(WatchedPath(path, readContent: true)))
-        let change = try #require(planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" })
+        let change = try #require(
+            planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }
+        )
         #expect(change.safety == .derived && change.kind == .create)
-        guard case .writeFile(_, let content, let mode) = change.action else { Issue.record("not a file write"); return }
+        guard case .writeFile(_, let content, let mode) = change.action else {
+            Issue.record("not a file write")
+            return
+        }
         #expect(mode == 0o644)
-        #expect(String(decoding: content, as: UTF8.self).contains("[Slice]\nMemoryHigh=3G\nMemoryMax=4G\nMemorySwapMax=512M\n"))
+        #expect(
+            String(decoding: content, as: UTF8.self).contains(
+                "[Slice]\nMemoryHigh=3G\nMemoryMax=4G\nMemorySwapMax=512M\n"
+            )
+        )
         // Once written, nothing more to do; a hand edit is regenerated.
         snap.paths[path] = PathState(kind: .file, mode: 0o644, content: content)
         #expect(!planner.plan(desired: desired, observed: snap).changes.contains { $0.id == "file:\(path)" })
         snap.paths[path] = PathState(kind: .file, mode: 0o644, content: Data("[Slice]\nMemoryMax=infinity\n".utf8))
-        #expect(planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }?.kind == .update)
+        #expect(
+            planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }?.kind == .update
+        )
     }
 }
 
@@ -213,14 +309,17 @@ import Testing
             RosterEntry(osUser: "carol", authentikUser: "carol", k8sUser: "carol", tier: .admin),
         ])
         var snap = HostSnapshot()
-        snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash"),
-                       PasswdEntry(name: "bob", uid: 1002, gid: 1002, home: "/home/bob", shell: "/bin/bash"),
-                       PasswdEntry(name: "carol", uid: 1003, gid: 1003, home: "/home/carol", shell: "/bin/bash")]
+        snap.passwd = [
+            PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash"),
+            PasswdEntry(name: "bob", uid: 1002, gid: 1002, home: "/home/bob", shell: "/bin/bash"),
+            PasswdEntry(name: "carol", uid: 1003, gid: 1003, home: "/home/carol", shell: "/bin/bash"),
+        ]
         let planner = Planner(settings: settings)
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
         let plan = planner.plan(desired: desired, observed: snap)
         func written(_ path: String) -> String? {
-            guard case .writeFile(_, let content, _) = plan.changes.first(where: { $0.id == "file:\(path)" })?.action else { return nil }
+            guard case .writeFile(_, let content, _) = plan.changes.first(where: { $0.id == "file:\(path)" })?.action
+            else { return nil }
             return String(decoding: content, as: UTF8.self)
         }
         let cases: [(String, String?)] = [

@@ -1,10 +1,13 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 /// The firewall of the instance ports and the dispatcher's account, as `setup-host` plans them.
 @Suite struct FrontDoorCoreTests {
-    static func unit(_ t: String, _ r: ClosedRange<Int>) -> PerUserUnit { PerUserUnit(template: t, portRange: r, portEnvironment: "PORT") }
+    static func unit(_ t: String, _ r: ClosedRange<Int>) -> PerUserUnit {
+        PerUserUnit(template: t, portRange: r, portEnvironment: "PORT")
+    }
 
     @Test(arguments: [
         ([unit("t3-serve@", 3774...3873)], "3774-3873"),
@@ -16,7 +19,12 @@ import Testing
     ])
     func everyUnitsPortRangeIsInBothChains(units: [PerUserUnit], ports: String) {
         let r = FrontDoor.ruleset(units: units)
-        #expect(r.contains("oifname \"lo\" tcp dport { \(ports) } meta skuid != { 0, \"workstation-dispatch\" } counter reject with tcp reset"), "\(r)")
+        #expect(
+            r.contains(
+                "oifname \"lo\" tcp dport { \(ports) } meta skuid != { 0, \"workstation-dispatch\" } counter reject with tcp reset"
+            ),
+            "\(r)"
+        )
         #expect(r.contains("iifname != \"lo\" tcp dport { \(ports) } counter drop"), "\(r)")
         // Loading the file again replaces the table in the same transaction.
         #expect(r.contains("table inet workstation\ndelete table inet workstation\n\ntable inet workstation {"))
@@ -24,9 +32,13 @@ import Testing
 
     @Test func theUnitLoadsReloadsAndStopsTheTableAfterSysusers() {
         let u = FrontDoor.firewallService()
-        for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/sbin/nft -f /etc/workstation/firewall.nft",
-                     "ExecReload=/usr/sbin/nft -f /etc/workstation/firewall.nft", "ExecStop=/usr/sbin/nft delete table inet workstation",
-                     "After=local-fs.target systemd-sysusers.service", "Before=network-pre.target shutdown.target", "WantedBy=sysinit.target"] {
+        for line in [
+            "Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/sbin/nft -f /etc/workstation/firewall.nft",
+            "ExecReload=/usr/sbin/nft -f /etc/workstation/firewall.nft",
+            "ExecStop=/usr/sbin/nft delete table inet workstation",
+            "After=local-fs.target systemd-sysusers.service", "Before=network-pre.target shutdown.target",
+            "WantedBy=sysinit.target",
+        ] {
             #expect(u.split(separator: "\n").contains(Substring(line)), "missing \(line)")
         }
         #expect(FrontDoor.sysusers.contains("\nu workstation-dispatch - \"workstation dispatcher\" -\n"))
@@ -51,7 +63,9 @@ import Testing
             return st
         }
         if c != .fresh {
-            snap.passwd = [PasswdEntry(name: "workstation-dispatch", uid: 998, gid: 998, home: "/", shell: "/usr/sbin/nologin")]
+            snap.passwd = [
+                PasswdEntry(name: "workstation-dispatch", uid: 998, gid: 998, home: "/", shell: "/usr/sbin/nologin")
+            ]
         }
         if c != .fresh && c != .accountExists {
             host.files[FrontDoor.sysusersPath] = file(FrontDoor.sysusers)
@@ -69,22 +83,33 @@ import Testing
         var settings = Settings()
         if c == .rangeChangedWhileRunning || c == .rangeChangedNoSystemd { settings.units[0].portRange = 4000...4199 }
         let (snap, host) = observe(c, settings: settings)
-        let (plan, _) = Planner(settings: settings).setupHostPlan(desired: DesiredState(users: []), observed: snap, host: host)
+        let (plan, _) = Planner(settings: settings).setupHostPlan(
+            desired: DesiredState(users: []),
+            observed: snap,
+            host: host
+        )
         let ids = plan.changes.map(\.id).filter {
             $0.contains("workstation-dispatch") || $0.contains("firewall") || $0.contains("sysusers")
         }
-        let expected: [String] = switch c {
-        case .fresh:
-            ["file:/etc/sysusers.d/workstation.conf", "account:workstation-dispatch", "file:/etc/workstation/firewall.nft",
-             "file:/etc/systemd/system/workstation-firewall.service", "unit:workstation-firewall.service"]
-        case .accountExists:
-            ["file:/etc/sysusers.d/workstation.conf", "file:/etc/workstation/firewall.nft",
-             "file:/etc/systemd/system/workstation-firewall.service", "unit:workstation-firewall.service"]
-        case .converged: []
-        case .enabledButStopped: ["unit:workstation-firewall.service"]
-        case .rangeChangedWhileRunning: ["file:/etc/workstation/firewall.nft", "reload:workstation-firewall.service"]
-        case .rangeChangedNoSystemd: ["file:/etc/workstation/firewall.nft"]
-        }
+        let expected: [String] =
+            switch c {
+            case .fresh:
+                [
+                    "file:/etc/sysusers.d/workstation.conf", "account:workstation-dispatch",
+                    "file:/etc/workstation/firewall.nft",
+                    "file:/etc/systemd/system/workstation-firewall.service", "unit:workstation-firewall.service",
+                ]
+            case .accountExists:
+                [
+                    "file:/etc/sysusers.d/workstation.conf", "file:/etc/workstation/firewall.nft",
+                    "file:/etc/systemd/system/workstation-firewall.service", "unit:workstation-firewall.service",
+                ]
+            case .converged: []
+            case .enabledButStopped: ["unit:workstation-firewall.service"]
+            case .rangeChangedWhileRunning:
+                ["file:/etc/workstation/firewall.nft", "reload:workstation-firewall.service"]
+            case .rangeChangedNoSystemd: ["file:/etc/workstation/firewall.nft"]
+            }
         #expect(ids == expected, "\(c): \(plan.changes.map(\.summary))")
         let byID = Dictionary(plan.changes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         if c == .fresh {
@@ -92,12 +117,23 @@ import Testing
             #expect(byID["account:workstation-dispatch"]?.safety == .additive)
             // The unit is enabled only once the account it names and the files exist.
             #expect(byID["unit:workstation-firewall.service"]?.dependsOn == Array(expected.dropLast()))
-            #expect(byID["unit:workstation-firewall.service"]?.action == .enableUnit(name: "workstation-firewall.service"))
+            #expect(
+                byID["unit:workstation-firewall.service"]?.action == .enableUnit(name: "workstation-firewall.service")
+            )
         }
-        if c == .enabledButStopped { #expect(byID["unit:workstation-firewall.service"]?.action == .startUnit(name: "workstation-firewall.service")) }
+        if c == .enabledButStopped {
+            #expect(
+                byID["unit:workstation-firewall.service"]?.action == .startUnit(name: "workstation-firewall.service")
+            )
+        }
         if c == .rangeChangedWhileRunning {
-            #expect(byID["reload:workstation-firewall.service"]?.action == .reloadUnit(name: "workstation-firewall.service"))
-            #expect(byID["file:/etc/workstation/firewall.nft"]?.fields.contains { $0.after?.contains("4000-4199") == true } == true)
+            #expect(
+                byID["reload:workstation-firewall.service"]?.action == .reloadUnit(name: "workstation-firewall.service")
+            )
+            #expect(
+                byID["file:/etc/workstation/firewall.nft"]?.fields.contains { $0.after?.contains("4000-4199") == true }
+                    == true
+            )
         }
     }
 }

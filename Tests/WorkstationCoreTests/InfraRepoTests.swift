@@ -1,16 +1,23 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 @Suite struct RedactionTests {
     @Test(arguments: [
         ("https://alice:s3cret@git.example.org/infra.git", "https://***@git.example.org/infra.git"),
         ("https://ghp_token123@git.example.org/infra.git", "https://***@git.example.org/infra.git"),
-        ("fatal: unable to access 'http://u:p@127.0.0.1:8080/x.git/': 401", "fatal: unable to access 'http://***@127.0.0.1:8080/x.git/': 401"),
+        (
+            "fatal: unable to access 'http://u:p@127.0.0.1:8080/x.git/': 401",
+            "fatal: unable to access 'http://***@127.0.0.1:8080/x.git/': 401"
+        ),
         ("ssh://git@git.example.org:2222/infra.git", "ssh://***@git.example.org:2222/infra.git"),
         ("https://git.example.org/a@b/infra.git", "https://git.example.org/a@b/infra.git"),
         ("git@git.example.org:infra/infra.git", "git@git.example.org:infra/infra.git"),
-        ("two: https://a:b@x.example.org and https://c:d@y.example.org/", "two: https://***@x.example.org and https://***@y.example.org/"),
+        (
+            "two: https://a:b@x.example.org and https://c:d@y.example.org/",
+            "two: https://***@x.example.org and https://***@y.example.org/"
+        ),
         ("https://user:p@ss@git.example.org/x", "https://***@git.example.org/x"),
         ("no url here", "no url here"),
     ])
@@ -19,14 +26,19 @@ import Testing
     }
 
     @Test func stripsForTheBareURL() {
-        #expect(redactCredentials("https://alice:s3cret@git.example.org/infra.git", replacement: "") == "https://git.example.org/infra.git")
+        #expect(
+            redactCredentials("https://alice:s3cret@git.example.org/infra.git", replacement: "")
+                == "https://git.example.org/infra.git"
+        )
     }
 }
 
 @Suite struct InfraRepoSettingsTests {
     @Test(arguments: [
-        "https://git.example.org/infra/infra.git", "http://127.0.0.1:3000/infra.git", "ssh://git@git.example.org/infra.git",
-        "git@git.example.org:infra/infra.git", "/srv/git/infra.git", "file:///srv/git/infra.git", "git://git.example.org/infra.git",
+        "https://git.example.org/infra/infra.git", "http://127.0.0.1:3000/infra.git",
+        "ssh://git@git.example.org/infra.git",
+        "git@git.example.org:infra/infra.git", "/srv/git/infra.git", "file:///srv/git/infra.git",
+        "git://git.example.org/infra.git",
     ])
     func acceptsCloneURLs(_ url: String) {
         #expect(repoURLProblem(url) == nil)
@@ -64,19 +76,32 @@ import Testing
         let s = try Settings.parse(Data(yaml.utf8), file: "workstation.yaml").infraRepo
         #expect(s.url == "https://git.example.org/infra.git" && s.branch == "main" && s.directory == "infra")
         #expect(s.launcherPath == "bin/start.sh")
-        #expect(s.launcher(user: "alice", codePath: "/home/alice/it's") == "cd '/home/alice/it'\\''s' && exec agent # alice")
+        #expect(
+            s.launcher(user: "alice", codePath: "/home/alice/it's") == "cd '/home/alice/it'\\''s' && exec agent # alice"
+        )
     }
 
     @Test func errorsAreLocated() throws {
         let yaml = "infra_repo:\n  url: https://git.example.org/infra.git\n  branch: \"a..b\"\n"
-        let e = try #require(throws: ValidationFailure.self) { try Settings.parse(Data(yaml.utf8), file: "workstation.yaml") }
-        #expect(e.description.contains("workstation.yaml:3:11: error: infra_repo.branch 'a..b' is not a valid branch name"), "\(e.description)")
+        let e = try #require(throws: ValidationFailure.self) {
+            try Settings.parse(Data(yaml.utf8), file: "workstation.yaml")
+        }
+        #expect(
+            e.description.contains("workstation.yaml:3:11: error: infra_repo.branch 'a..b' is not a valid branch name"),
+            "\(e.description)"
+        )
     }
 
     @Test func rosterRepoOverrideIsChecked() throws {
-        let roster = "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, repo: { url: \"-oops\" } }\n"
-        let e = try #require(throws: ValidationFailure.self) { try Roster.parse(Data(roster.utf8), file: "roster.yaml", settings: Settings()) }
-        #expect(e.description.contains("roster.yaml:2:") && e.description.contains("repo.url '-oops' starts with '-'"), "\(e.description)")
+        let roster =
+            "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, repo: { url: \"-oops\" } }\n"
+        let e = try #require(throws: ValidationFailure.self) {
+            try Roster.parse(Data(roster.utf8), file: "roster.yaml", settings: Settings())
+        }
+        #expect(
+            e.description.contains("roster.yaml:2:") && e.description.contains("repo.url '-oops' starts with '-'"),
+            "\(e.description)"
+        )
     }
 }
 
@@ -88,8 +113,11 @@ import Testing
         return s
     }
 
-    static func plan(roster: String = "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n",
-                     settings: Settings, host: (inout HostSnapshot) -> Void = { _ in }) throws -> Plan {
+    static func plan(
+        roster: String = "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n",
+        settings: Settings,
+        host: (inout HostSnapshot) -> Void = { _ in }
+    ) throws -> Plan {
         let r = try Roster.parse(Data(roster.utf8), file: "roster.yaml", settings: settings)
         var snap = HostSnapshot()
         host(&snap)
@@ -107,17 +135,24 @@ import Testing
         let p = try Self.plan(settings: Self.settings("https://deploy:s3cret@git.example.org/infra.git"))
         let c = try #require(p.changes.first { $0.id == "clone:/home/alice/code" })
         #expect(c.kind == .create && c.safety == .additive && c.dependsOn == ["account:alice"])
-        #expect(c.summary == "clone https://***@git.example.org/infra.git into /home/alice/code as alice (keyless: git-crypt files stay encrypted)")
+        #expect(
+            c.summary
+                == "clone https://***@git.example.org/infra.git into /home/alice/code as alice (keyless: git-crypt files stay encrypted)"
+        )
         #expect(!PlanRenderer.human(p).contains("s3cret"))
         #expect(!PlanRenderer.json(p).contains("s3cret"))
-        guard case .cloneInfraRepo(let spec) = c.action else { Issue.record("not a clone action"); return }
+        guard case .cloneInfraRepo(let spec) = c.action else {
+            Issue.record("not a clone action")
+            return
+        }
         #expect(spec.url == "https://deploy:s3cret@git.example.org/infra.git" && spec.branch == "main")
         // A new account also gets its launcher.
         #expect(p.changes.contains { $0.id == "file:/home/alice/start-agent.sh" && $0.kind == .create })
     }
 
     @Test func theRosterOverrideWins() throws {
-        let roster = "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, repo: { url: \"git@git.example.org:alice/infra.git\", branch: dev } }\n"
+        let roster =
+            "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user, repo: { url: \"git@git.example.org:alice/infra.git\", branch: dev } }\n"
         let p = try Self.plan(roster: roster, settings: Self.settings("https://git.example.org/infra.git"))
         let c = try #require(p.changes.first { $0.id == "clone:/home/alice/code" })
         #expect(c.fields.contains(FieldChange("url", nil, "git@git.example.org:alice/infra.git")))
@@ -128,11 +163,16 @@ import Testing
     func anythingAtCodeIsKept(_ kind: PathState.Kind) throws {
         let p = try Self.plan(settings: Self.settings("https://git.example.org/infra.git")) { s in
             Self.existingAlice(&s)
-            s.paths["/home/alice/code"] = PathState(kind: kind, uid: 1001, linkTarget: kind == .symlink ? "/srv/shared/infra" : nil)
+            s.paths["/home/alice/code"] = PathState(
+                kind: kind,
+                uid: 1001,
+                linkTarget: kind == .symlink ? "/srv/shared/infra" : nil
+            )
         }
         #expect(!p.changes.contains { $0.id.hasPrefix("clone:") })
         switch kind {
-        case .symlink: #expect(p.notes.contains("alice: /home/alice/code is a symlink to /srv/shared/infra; kept, not cloned"))
+        case .symlink:
+            #expect(p.notes.contains("alice: /home/alice/code is a symlink to /srv/shared/infra; kept, not cloned"))
         case .file: #expect(p.notes.contains("alice: /home/alice/code is a file, not a clone; kept, not cloned"))
         default: #expect(!p.notes.contains { $0.hasPrefix("alice:") })
         }
@@ -151,7 +191,8 @@ import Testing
     }
 
     @Test func noSourceMeansOneNoteAndNoChange() throws {
-        let roster = "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n"
+        let roster =
+            "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n"
         let p = try Self.plan(roster: roster, settings: Self.settings(nil))
         #expect(!p.changes.contains { $0.id.hasPrefix("clone:") || $0.id.hasSuffix("start-agent.sh") })
         #expect(p.notes.filter { $0.hasPrefix("infra clones are off") }.count == 1)
@@ -159,9 +200,17 @@ import Testing
 
     @Test func watchedPathsCoverTheCloneItsSiblingAndTheLauncher() throws {
         let s = Self.settings("https://git.example.org/infra.git")
-        let r = try Roster.parse(Data("users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n".utf8), file: "r", settings: s)
+        let r = try Roster.parse(
+            Data("users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n".utf8),
+            file: "r",
+            settings: s
+        )
         let d = desire(roster: r, settings: s, snapshot: HostSnapshot())
         let paths = Set(Planner(settings: s).watchedPaths(d).map(\.path))
-        #expect(paths.isSuperset(of: ["/home/alice/code", "/home/alice/.code.workstation-partial", "/home/alice/start-agent.sh"]))
+        #expect(
+            paths.isSuperset(of: [
+                "/home/alice/code", "/home/alice/.code.workstation-partial", "/home/alice/start-agent.sh",
+            ])
+        )
     }
 }

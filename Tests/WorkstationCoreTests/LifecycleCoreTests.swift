@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 @Suite struct LifecycleSettingsTests {
@@ -19,15 +20,27 @@ import Testing
             """
         let s = try Settings.parse(Data(yaml.utf8), file: "w.yaml")
         #expect(s.offboard.backupDirectory == "/srv/backups")
-        #expect(s.cutover.launchers == ["bin/start.sh"] && s.cutover.effectiveLeadTree == "/home/carol/src" && s.cutover.sharedCodeGroup == "shared")
+        #expect(
+            s.cutover.launchers == ["bin/start.sh"] && s.cutover.effectiveLeadTree == "/home/carol/src"
+                && s.cutover.sharedCodeGroup == "shared"
+        )
         #expect(s.idle.processNames == ["claude"])
     }
 
     @Test(arguments: [
         ("cutover: { launchers: [../x] }\n", "w.yaml:1:24: error: launcher '../x' must be a path relative to the home"),
-        ("cutover: { lead_hom: /home/carol }\n", "w.yaml:1:12: error: unknown key 'lead_hom' in cutover; did you mean 'lead_home'?"),
-        ("offboard: { backup_directory: backups }\n", "w.yaml:1:31: error: offboard.backup_directory must be an absolute path"),
-        ("idle: { process_names: [a-very-long-process-name] }\n", "w.yaml:1:25: error: process name 'a-very-long-process-name' must be"),
+        (
+            "cutover: { lead_hom: /home/carol }\n",
+            "w.yaml:1:12: error: unknown key 'lead_hom' in cutover; did you mean 'lead_home'?"
+        ),
+        (
+            "offboard: { backup_directory: backups }\n",
+            "w.yaml:1:31: error: offboard.backup_directory must be an absolute path"
+        ),
+        (
+            "idle: { process_names: [a-very-long-process-name] }\n",
+            "w.yaml:1:25: error: process name 'a-very-long-process-name' must be"
+        ),
     ])
     func badSettingsAreLocated(yaml: String, expected: String) {
         do {
@@ -55,8 +68,18 @@ import Testing
     @Test func newRecordsRoundTrip() throws {
         var s = WorkstationState()
         var rec = OffboardingRecord(uid: 1000, home: "/home/alice")
-        rec.cut = .init(time: 1, before: AccountBeforeState(groups: ["workstation"], shell: "/bin/bash", passwordLocked: false, expireDays: nil,
-                                                            units: ["t3-serve@alice.service": true], idpMembership: "not configured"), completed: true)
+        rec.cut = .init(
+            time: 1,
+            before: AccountBeforeState(
+                groups: ["workstation"],
+                shell: "/bin/bash",
+                passwordLocked: false,
+                expireDays: nil,
+                units: ["t3-serve@alice.service": true],
+                idpMembership: "not configured"
+            ),
+            completed: true
+        )
         s.offboarding["alice"] = rec
         s.secretFilesWritten["alice"] = ["/home/alice/.vault-token"]
         let enc = JSONEncoder()
@@ -68,8 +91,11 @@ import Testing
     }
 
     @Test func aRetiredUidIsNeverAllocated() throws {
-        let roster = try Roster.parse(Data("users:\n  dave: { authentik_user: dave99, k8s_user: dave99, tier: power-user }\n".utf8),
-                                      file: "roster.yaml", settings: Settings())
+        let roster = try Roster.parse(
+            Data("users:\n  dave: { authentik_user: dave99, k8s_user: dave99, tier: power-user }\n".utf8),
+            file: "roster.yaml",
+            settings: Settings()
+        )
         var snap = HostSnapshot()
         snap.state.retiredUids = [1000, 1001]
         let d = desire(roster: roster, settings: Settings(), snapshot: snap)
@@ -79,21 +105,40 @@ import Testing
 
 @Suite struct ReinstatementPlannerTests {
     @Test func plansTheRecordedLoginAndGroupsBackAsAdditive() throws {
-        let roster = try Roster.parse(Data("users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n".utf8),
-                                      file: "roster.yaml", settings: Settings())
+        let roster = try Roster.parse(
+            Data("users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n".utf8),
+            file: "roster.yaml",
+            settings: Settings()
+        )
         var snap = HostSnapshot()
         snap.passwd = [PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash")]
-        snap.groups = [GroupEntry(name: "workstation", gid: 900, members: ["alice"]), GroupEntry(name: "workstation-power-user", gid: 901, members: ["alice"]),
-                       GroupEntry(name: "audio", gid: 29, members: []), GroupEntry(name: "docker", gid: 999, members: [])]
+        snap.groups = [
+            GroupEntry(name: "workstation", gid: 900, members: ["alice"]),
+            GroupEntry(name: "workstation-power-user", gid: 901, members: ["alice"]),
+            GroupEntry(name: "audio", gid: 29, members: []), GroupEntry(name: "docker", gid: 999, members: []),
+        ]
         snap.shadow["alice"] = ShadowEntry(name: "alice", passwordLocked: true, expireDays: 1)
         snap.state.accounts["alice"] = .init(uid: 1000, created: true)
         var rec = OffboardingRecord(uid: 1000, home: "/home/alice")
-        rec.cut = .init(time: 1, before: AccountBeforeState(groups: ["workstation", "workstation-power-user", "audio", "docker"], shell: "/bin/bash",
-                                                            passwordLocked: false, expireDays: nil, units: [:], idpMembership: "not configured"), completed: true)
+        rec.cut = .init(
+            time: 1,
+            before: AccountBeforeState(
+                groups: ["workstation", "workstation-power-user", "audio", "docker"],
+                shell: "/bin/bash",
+                passwordLocked: false,
+                expireDays: nil,
+                units: [:],
+                idpMembership: "not configured"
+            ),
+            completed: true
+        )
         snap.state.offboarding["alice"] = rec
         let d = desire(roster: roster, settings: Settings(), snapshot: snap)
         let changes = Planner(settings: Settings()).reinstatementChanges(d.users[0], snap)
-        #expect(changes.map(\.id) == ["login:alice", "membership:alice:audio"], "docker is forbidden and never re-added")
+        #expect(
+            changes.map(\.id) == ["login:alice", "membership:alice:audio"],
+            "docker is forbidden and never re-added"
+        )
         #expect(changes.allSatisfy { $0.safety == .additive })
         #expect(changes[0].action == .restoreLogin(user: "alice", unlock: true, expireDays: nil))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 /// Paths are joined, compared and split by byte, as the kernel treats them: not by Swift's Characters (a combining
@@ -21,7 +22,8 @@ import Testing
         #expect(pathRest("/home/alice", after: "/home/alice") == "")
         #expect(pathRest("/home/bob/x", after: "/home/alice/") == nil)
         // NFD "e\u{301}" and NFC "\u{e9}" are equal Strings, but different names on disk.
-        let nfd = "/home/e\u{301}/x", nfc = "/home/\u{e9}/"
+        let nfd = "/home/e\u{301}/x"
+        let nfc = "/home/\u{e9}/"
         #expect(nfd.hasPrefix(nfc))
         #expect(pathRest(nfd, after: nfc) == nil)
     }
@@ -45,8 +47,14 @@ import Testing
     /// The secret-file guard looks up exactly the paths observe was told to watch, even for an odd home spelling.
     @Test func secretFileLookupsAreWatchedPaths() {
         let planner = Planner(settings: Settings())
-        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
-                            uid: 1001, home: "/home/alice//", groups: ["workstation"], ports: [:], accountExists: true)
+        let u = DesiredUser(
+            entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+            uid: 1001,
+            home: "/home/alice//",
+            groups: ["workstation"],
+            ports: [:],
+            accountExists: true
+        )
         var o = HostSnapshot()
         // ~/.claude and ~/.kube are directories, ~/.claude/settings.json is group-writable, the rest is absent.
         for w in planner.secretFileWatchedPaths(u) {
@@ -65,25 +73,46 @@ import Testing
         let watched = planner.secretFileWatchedPaths(u).map(\.path)
         for p in watched {
             let isDir = watched.contains { $0 != p && pathRest($0, after: p + "/") != nil }
-            o.paths[p] = isDir ? PathState(kind: .directory, mode: 0o700, uid: 1001) : PathState(kind: .file, mode: 0o664, uid: 1001)
+            o.paths[p] =
+                isDir
+                ? PathState(kind: .directory, mode: 0o700, uid: 1001) : PathState(kind: .file, mode: 0o664, uid: 1001)
         }
         return o
     }
 
     /// `secret_files` may spell a path with extra slashes; it is looked up as it is watched, and tightened.
     @Test func aSecretFileSpelledWithExtraSlashesIsStillTightened() throws {
-        let settings = try Settings.parse(Data("setup_host:\n  secret_files: [\".kube//config\", \".vault-token/\"]\n".utf8), file: "workstation.yaml")
+        let settings = try Settings.parse(
+            Data("setup_host:\n  secret_files: [\".kube//config\", \".vault-token/\"]\n".utf8),
+            file: "workstation.yaml"
+        )
         let planner = Planner(settings: settings)
-        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
-                            uid: 1001, home: "/home/alice", groups: ["workstation"], ports: [:], accountExists: true)
+        let u = DesiredUser(
+            entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+            uid: 1001,
+            home: "/home/alice",
+            groups: ["workstation"],
+            ports: [:],
+            accountExists: true
+        )
         #expect(planner.secretFileChanges(u, Self.observedSecretFiles(planner, u)).map(\.kind) == [.update, .update])
     }
 
     /// A home whose trailing '/' fuses with a mark before it: watched and looked up alike.
     @Test func secretFileLookupsAreWatchedPathsAfterAPrependMark() {
         let planner = Planner(settings: Settings())
-        let u = DesiredUser(entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
-                            uid: 1001, home: "/home/alice\u{600}/", groups: ["workstation"], ports: [:], accountExists: true)
-        #expect(planner.secretFileChanges(u, Self.observedSecretFiles(planner, u)).map(\.kind) == [.update, .update, .update, .update, .update])
+        let u = DesiredUser(
+            entry: RosterEntry(osUser: "alice", authentikUser: "alice", k8sUser: "alice", tier: .powerUser),
+            uid: 1001,
+            home: "/home/alice\u{600}/",
+            groups: ["workstation"],
+            ports: [:],
+            accountExists: true
+        )
+        #expect(
+            planner.secretFileChanges(u, Self.observedSecretFiles(planner, u)).map(\.kind) == [
+                .update, .update, .update, .update, .update,
+            ]
+        )
     }
 }

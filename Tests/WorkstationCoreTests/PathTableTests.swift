@@ -1,11 +1,18 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 /// `PathTable`: the snapshot's path map, split in shards that observe fills in parallel.
 @Suite struct PathTableTests {
     static func state(_ i: Int, content: Bool = false) -> PathState {
-        PathState(kind: content ? .file : .directory, mode: 0o700, uid: 1000 + i, gid: 1000 + i, content: content ? Data("v\(i)".utf8) : nil)
+        PathState(
+            kind: content ? .file : .directory,
+            mode: 0o700,
+            uid: 1000 + i,
+            gid: 1000 + i,
+            content: content ? Data("v\(i)".utf8) : nil
+        )
     }
 
     @Test func readsWhatWasWrittenAndForgetsWhatWasRemoved() {
@@ -36,7 +43,9 @@ import Testing
     /// The parallel fill equals inserting the same parts one by one with `merge`, including the rule for a path
     /// observed twice (the observation with content wins; else the later one), and equal tables compare equal.
     @Test func parallelFillEqualsSequentialMerge() {
-        let keep: @Sendable (PathState, PathState) -> PathState = { old, new in new.content != nil || old.content == nil ? new : old }
+        let keep: @Sendable (PathState, PathState) -> PathState = { old, new in
+            new.content != nil || old.content == nil ? new : old
+        }
         // Three workers; paths 0..<300, each worker reading overlapping ranges, some with content.
         var flat: [[(String, PathState)]] = []
         for w in 0..<3 {

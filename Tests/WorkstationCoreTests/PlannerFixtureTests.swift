@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 /// Planner fixtures: (roster, host snapshot) -> expected changes.
@@ -15,8 +16,10 @@ import Testing
     static func freshHost() -> HostSnapshot {
         var s = HostSnapshot()
         s.passwd = [PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/bash")]
-        s.groups = [GroupEntry(name: "root", gid: 0, members: []), GroupEntry(name: "sudo", gid: 27, members: []),
-                    GroupEntry(name: "docker", gid: 998, members: []), GroupEntry(name: "video", gid: 44, members: [])]
+        s.groups = [
+            GroupEntry(name: "root", gid: 0, members: []), GroupEntry(name: "sudo", gid: 27, members: []),
+            GroupEntry(name: "docker", gid: 998, members: []), GroupEntry(name: "video", gid: 44, members: []),
+        ]
         s.paths["/etc/systemd/system/t3-serve@.service"] = PathState(kind: .file, mode: 0o644)
         return s
     }
@@ -47,14 +50,21 @@ import Testing
             s.paths[u.home] = PathState(kind: .directory, mode: 0o700, uid: u.uid, gid: u.uid)
             s.paths[u.home + "/.claude"] = PathState(kind: .directory, mode: 0o700, uid: u.uid, gid: u.uid)
             for item in settings.inheritedItems {
-                s.paths["\(u.home)/.claude/\(item)"] = PathState(kind: .symlink, linkTarget: "\(settings.configBase)/\(item)")
+                s.paths["\(u.home)/.claude/\(item)"] = PathState(
+                    kind: .symlink,
+                    linkTarget: "\(settings.configBase)/\(item)"
+                )
             }
             let planner = Planner(settings: settings)
             if let content = planner.sliceDropInContent(for: u.entry) {
                 s.paths[planner.sliceDropInPath(uid: u.uid)] = PathState(kind: .file, mode: 0o644, content: content)
             }
             for unit in settings.units {
-                s.paths[planner.dropInPath(unit, u.osUser)] = PathState(kind: .file, mode: 0o644, content: planner.dropInContent(unit, u))
+                s.paths[planner.dropInPath(unit, u.osUser)] = PathState(
+                    kind: .file,
+                    mode: 0o644,
+                    content: planner.dropInContent(unit, u)
+                )
                 s.enabledUnits.insert(unit.instance(u.osUser))
             }
         }
@@ -66,17 +76,21 @@ import Testing
 
     @Test func freshHostGetsEverythingInOrder() throws {
         let (p, d) = try plan(Self.freshHost())
-        #expect(p.changes.map(\.id) == [
-            "group:workstation", "group:workstation-power-user", "group:workstation-namespace-owner",
-            "account:alice", "dir:/home/alice/.claude", "link:/home/alice/.claude/skills", "link:/home/alice/.claude/rules",
-            "link:/home/alice/.claude/agents", "link:/home/alice/.claude/commands",
-            "account:bob", "dir:/home/bob/.claude", "link:/home/bob/.claude/skills", "link:/home/bob/.claude/rules",
-            "link:/home/bob/.claude/agents", "link:/home/bob/.claude/commands",
-            "file:/etc/ttyd-user-map", "file:/etc/t3-serve/dispatch.json",
-            "file:/etc/systemd/system/user-1000.slice.d/50-workstation.conf", "file:/etc/systemd/system/user-1001.slice.d/50-workstation.conf",
-            "file:/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "unit:t3-serve@alice.service",
-            "file:/etc/systemd/system/t3-serve@bob.service.d/50-workstation.conf", "unit:t3-serve@bob.service",
-        ])
+        #expect(
+            p.changes.map(\.id) == [
+                "group:workstation", "group:workstation-power-user", "group:workstation-namespace-owner",
+                "account:alice", "dir:/home/alice/.claude", "link:/home/alice/.claude/skills",
+                "link:/home/alice/.claude/rules",
+                "link:/home/alice/.claude/agents", "link:/home/alice/.claude/commands",
+                "account:bob", "dir:/home/bob/.claude", "link:/home/bob/.claude/skills", "link:/home/bob/.claude/rules",
+                "link:/home/bob/.claude/agents", "link:/home/bob/.claude/commands",
+                "file:/etc/ttyd-user-map", "file:/etc/t3-serve/dispatch.json",
+                "file:/etc/systemd/system/user-1000.slice.d/50-workstation.conf",
+                "file:/etc/systemd/system/user-1001.slice.d/50-workstation.conf",
+                "file:/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "unit:t3-serve@alice.service",
+                "file:/etc/systemd/system/t3-serve@bob.service.d/50-workstation.conf", "unit:t3-serve@bob.service",
+            ]
+        )
         #expect(p.changes.allSatisfy { $0.kind == .create })
         #expect(d.users.map(\.uid) == [1000, 1001])
         #expect(d.users.first?.groups == ["workstation", "workstation-power-user"])
@@ -84,7 +98,10 @@ import Testing
         #expect(!p.changes.contains { $0.user == "carol" })
         #expect(String(decoding: d.ttydUserMap, as: UTF8.self).hasSuffix("alice.smith=alice\nbob=bob\ncarol=carol\n"))
         let map = try DispatchMap.decode(d.dispatch)
-        #expect(map.users["carol"]?.port == 3774 && map.users["alice.smith"]?.port == 3775 && map.users["bob"]?.osUser == "bob")
+        #expect(
+            map.users["carol"]?.port == 3774 && map.users["alice.smith"]?.port == 3775
+                && map.users["bob"]?.osUser == "bob"
+        )
         // No group, account or home was given sudo or docker.
         if case .createAccount(let spec) = p.changes.first(where: { $0.id == "account:alice" })?.action {
             #expect(!spec.groups.contains("sudo") && !spec.groups.contains("docker"))
@@ -117,7 +134,9 @@ import Testing
         #expect(byId["membership:alice:workstation-power-user"]?.kind == .create)
         // docker is a violation: pending revoke with its command, never run by apply.
         let violation = try #require(byId["violation:alice:docker"])
-        #expect(violation.kind == .pending && violation.safety == .revoke && violation.command == "gpasswd -d alice docker")
+        #expect(
+            violation.kind == .pending && violation.safety == .revoke && violation.command == "gpasswd -d alice docker"
+        )
         #expect(!p.actionable.contains { $0.id == violation.id })
         // A hand-made membership (video) is not touched at all.
         #expect(!p.changes.contains { $0.id.contains("video") })
@@ -153,7 +172,11 @@ import Testing
 
     @Test func liveDispatchPortsAreAdoptedAndNewOnesAvoidThem() throws {
         var host = Self.freshHost()
-        host.paths["/etc/t3-serve/dispatch.json"] = PathState(kind: .file, mode: 0o644, content: Data(#"{"alice.smith": {"port": 3775}, "bob": 3774}"#.utf8))
+        host.paths["/etc/t3-serve/dispatch.json"] = PathState(
+            kind: .file,
+            mode: 0o644,
+            content: Data(#"{"alice.smith": {"port": 3775}, "bob": 3774}"#.utf8)
+        )
         let (_, d) = try plan(host)
         #expect(d.ports["t3-serve@"]?["alice"] == 3775)
         #expect(d.ports["t3-serve@"]?["bob"] == 3774)
@@ -163,7 +186,10 @@ import Testing
     @Test func recordedAndPinnedPortsWin() throws {
         var host = Self.freshHost()
         host.state.ports = ["t3-serve@": ["alice": 3800]]
-        let yaml = Self.roster.replacingOccurrences(of: "namespaces: [team-bob] }", with: "namespaces: [team-bob], port: 3900 }")
+        let yaml = Self.roster.replacingOccurrences(
+            of: "namespaces: [team-bob] }",
+            with: "namespaces: [team-bob], port: 3900 }"
+        )
         let (_, d) = try plan(yaml, host)
         #expect(d.ports["t3-serve@"]?["alice"] == 3800)
         #expect(d.ports["t3-serve@"]?["bob"] == 3900)
@@ -192,7 +218,10 @@ import Testing
         let (p, _) = try plan(withoutCarol, host)
         let refusal = try #require(p.refusals.first)
         #expect(refusal.gate == "lockout guard")
-        #expect(refusal.message.contains("'carol'") && refusal.message.contains("tier: admin") && refusal.message.contains("admins:"))
+        #expect(
+            refusal.message.contains("'carol'") && refusal.message.contains("tier: admin")
+                && refusal.message.contains("admins:")
+        )
         // Declaring carol in settings instead is accepted, and keeps her entry.
         var settings = Settings()
         settings.admins = [AdminDeclaration(osUser: "carol", authentikUser: "carol")]
@@ -204,9 +233,16 @@ import Testing
     @Test func pinnedUidHeldByAnotherAccountIsALocatedError() throws {
         var host = Self.freshHost()
         host.passwd.append(PasswdEntry(name: "svc", uid: 1500, gid: 1500, home: "/srv", shell: "/bin/false"))
-        let r = try Roster.parse(Data("users:\n  alice: { authentik_user: a, k8s_user: a, tier: power-user, uid: 1500 }\n".utf8), file: "roster.yaml")
+        let r = try Roster.parse(
+            Data("users:\n  alice: { authentik_user: a, k8s_user: a, tier: power-user, uid: 1500 }\n".utf8),
+            file: "roster.yaml"
+        )
         let d = desire(roster: r, settings: Settings(), snapshot: host)
-        #expect(d.diagnostics.map(\.description) == ["roster.yaml:2:3: error: uid 1500 of 'alice' is already used by account 'svc'; pick a free uid or remove the pin"])
+        #expect(
+            d.diagnostics.map(\.description) == [
+                "roster.yaml:2:3: error: uid 1500 of 'alice' is already used by account 'svc'; pick a free uid or remove the pin"
+            ]
+        )
     }
 
     @Test func retiredAndTakenUidsAreNeverHandedOut() throws {
@@ -237,7 +273,9 @@ import Testing
         #expect(text.contains("  ! alice is in group sudo, which a power-user must not hold [revoke]"))
         #expect(text.contains("      run: gpasswd -d alice sudo\n"))
         #expect(text.contains("Plan: 14 to create, 1 to update, 1 pending revoke/destroy, 0 conflicts.\n"))
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(PlanRenderer.json(p).utf8)) as? [String: Any])
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(PlanRenderer.json(p).utf8)) as? [String: Any]
+        )
         #expect((json["summary"] as? [String: Int])?["pending"] == 1)
     }
 }
@@ -248,7 +286,11 @@ extension PlannerFixtureTests {
         settings.units = [PerUserUnit(template: "t3-serve@", portRange: 3774...3775, portEnvironment: "T3CODE_PORT")]
         let r = try Roster.parse(Data(Self.roster.utf8), file: "roster.yaml", settings: settings)
         let d = desire(roster: r, settings: settings, snapshot: Self.freshHost())
-        #expect(d.diagnostics.map(\.description) == ["roster.yaml:4:3: error: no free port left for 'bob' in the port_range of t3-serve@ (3774-3775, 2 ports); widen port_range in workstation.yaml"])
+        #expect(
+            d.diagnostics.map(\.description) == [
+                "roster.yaml:4:3: error: no free port left for 'bob' in the port_range of t3-serve@ (3774-3775, 2 ports); widen port_range in workstation.yaml"
+            ]
+        )
     }
 }
 
@@ -256,10 +298,12 @@ extension PlannerFixtureTests {
     @Test func lineDiffsReadInFileOrder() {
         let before = "a\nb\nc\nd\n"
         let after = "a\nx\nd\ny\n"
-        #expect(lineDiff(before, after) == [
-            FieldChange("line", "b", nil), FieldChange("line", "c", nil),
-            FieldChange("line", nil, "x"), FieldChange("line", nil, "y"),
-        ])
+        #expect(
+            lineDiff(before, after) == [
+                FieldChange("line", "b", nil), FieldChange("line", "c", nil),
+                FieldChange("line", nil, "x"), FieldChange("line", nil, "y"),
+            ]
+        )
     }
 }
 
@@ -268,9 +312,15 @@ extension PlannerFixtureTests {
     @Test func slicedPlanningEqualsOnePass() throws {
         var host = PlannerFixtureTests.freshHost()
         // Some people exist already (with a hand-made forbidden membership), some are new: every kind of change.
-        let yaml = "users:\n" + (0..<230).map { "  u\($0): { authentik_user: u\($0), k8s_user: u\($0), tier: power-user }" }.joined(separator: "\n")
+        let yaml =
+            "users:\n"
+            + (0..<230).map { "  u\($0): { authentik_user: u\($0), k8s_user: u\($0), tier: power-user }" }.joined(
+                separator: "\n"
+            )
         for i in stride(from: 0, to: 230, by: 3) {
-            host.passwd.append(PasswdEntry(name: "u\(i)", uid: 2000 + i, gid: 2000 + i, home: "/home/u\(i)", shell: "/bin/bash"))
+            host.passwd.append(
+                PasswdEntry(name: "u\(i)", uid: 2000 + i, gid: 2000 + i, home: "/home/u\(i)", shell: "/bin/bash")
+            )
             host.paths["/home/u\(i)"] = PathState(kind: .directory, mode: 0o755, uid: 0, gid: 0)
         }
         host.groups[1].members = ["u3", "u30"]

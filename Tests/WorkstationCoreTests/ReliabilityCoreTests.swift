@@ -1,14 +1,22 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 /// Core defects found by the reliability suites, each pinned by a test that fails without its fix.
 @Suite struct ReliabilityCoreTests {
     func roster(_ count: Int) -> Roster {
-        Roster(entries: (0..<count).map { i in
-            RosterEntry(osUser: "u\(i)", authentikUser: "id-u\(i)", k8sUser: "u\(i)", tier: .powerUser,
-                        location: SourceLocation(file: "roster.yaml", line: i + 2, column: 3))
-        })
+        Roster(
+            entries: (0..<count).map { i in
+                RosterEntry(
+                    osUser: "u\(i)",
+                    authentikUser: "id-u\(i)",
+                    k8sUser: "u\(i)",
+                    tier: .powerUser,
+                    location: SourceLocation(file: "roster.yaml", line: i + 2, column: 3)
+                )
+            }
+        )
     }
 
     /// More people than ports: the last ones were all handed the range's last port (two people, one port).
@@ -38,7 +46,10 @@ import Testing
         let settings = Settings()
         let d = desire(roster: roster(1), settings: settings, snapshot: snap)
         let plan = Planner(settings: settings).plan(desired: d, observed: snap)
-        #expect(!plan.actionable.contains { $0.id.hasPrefix("dir:/home/u0") || $0.id.hasPrefix("link:/home/u0") }, "\(plan.actionable.map(\.id))")
+        #expect(
+            !plan.actionable.contains { $0.id.hasPrefix("dir:/home/u0") || $0.id.hasPrefix("link:/home/u0") },
+            "\(plan.actionable.map(\.id))"
+        )
         #expect(plan.changes.contains { $0.id == "home:u0" && $0.kind == .conflict })
     }
 
@@ -62,10 +73,15 @@ import Testing
         i.groups = ["workstation", "never-made"]
         i.memberships = ["carol": ["ops"]]
         state.intents = i
-        let passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash"),
-                      PasswdEntry(name: "carol", uid: 1003, gid: 1003, home: "/home/carol", shell: "/bin/bash")]
-        let groups = [GroupEntry(name: "workstation", gid: 990, members: ["alice"]), GroupEntry(name: "devs", gid: 991, members: []),
-                      GroupEntry(name: "ops", gid: 992, members: ["carol"])]
+        let passwd = [
+            PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash"),
+            PasswdEntry(name: "carol", uid: 1003, gid: 1003, home: "/home/carol", shell: "/bin/bash"),
+        ]
+        let groups = [
+            GroupEntry(name: "workstation", gid: 990, members: ["alice"]),
+            GroupEntry(name: "devs", gid: 991, members: []),
+            GroupEntry(name: "ops", gid: 992, members: ["carol"]),
+        ]
         state.settleIntents(passwd: passwd, groups: groups)
         #expect(state.intents == nil)
         #expect(state.accounts["alice"] == .init(uid: 1001, created: true))
@@ -98,7 +114,11 @@ import Testing
     }
 
     @Test func quotedNamesAreAccepted() {
-        #expect(parse("users:\n  dave: { authentik_user: \"no\", k8s_user: \"1001\", tier: power-user, groups: [\"off\"] }\n") == [])
+        #expect(
+            parse(
+                "users:\n  dave: { authentik_user: \"no\", k8s_user: \"1001\", tier: power-user, groups: [\"off\"] }\n"
+            ) == []
+        )
     }
 
     @Test(arguments: ["null", "None", "nil", "undefined", "NULL"])
@@ -109,7 +129,9 @@ import Testing
 
     @Test func aliasBombIsRefusedWithoutExpanding() {
         var y = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
-        for i in 1...9 { y += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        for i in 1...9 {
+            y += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
         #expect(throws: ValidationFailure.self) { _ = try loadYAML(Data(y.utf8), file: "r.yaml") }
         do { _ = try loadYAML(Data(y.utf8), file: "r.yaml") } catch let f as ValidationFailure {
             #expect(f.description.contains("aliases"))
@@ -146,21 +168,32 @@ import Testing
             DispatchMap(users: [:]),
             DispatchMap(users: ["alice": .init(osUser: "alice", port: 3774, ports: [:])]),
             DispatchMap(users: [odd: .init(osUser: odd, port: 1, ports: [odd: 65535, "t3-serve@": 2])]),
-            DispatchMap(users: ["B": .init(osUser: "b", port: 10, ports: ["t3-serve@": 10]), "a10": .init(osUser: "a10", port: 9, ports: ["x@": 1, "X@": 2]),
-                                "a9": .init(osUser: "a9", port: 8, ports: ["t3-serve@": 8]), "_z": .init(osUser: "z", port: 7, ports: [:])]),
+            DispatchMap(users: [
+                "B": .init(osUser: "b", port: 10, ports: ["t3-serve@": 10]),
+                "a10": .init(osUser: "a10", port: 9, ports: ["x@": 1, "X@": 2]),
+                "a9": .init(osUser: "a9", port: 8, ports: ["t3-serve@": 8]),
+                "_z": .init(osUser: "z", port: 7, ports: [:]),
+            ]),
         ]
         for n in [1, 7, 300] {
             var users: [String: DispatchMap.User] = [:]
             for i in 0..<n {
                 let name = "u\(Int.random(in: 0...99999, using: &rng)).\(i)"
-                users[name] = .init(osUser: "os\(i)", port: 20000 + i, ports: ["t3-serve@": 20000 + i, "ttyd@": 30000 + i])
+                users[name] = .init(
+                    osUser: "os\(i)",
+                    port: 20000 + i,
+                    ports: ["t3-serve@": 20000 + i, "ttyd@": 30000 + i]
+                )
             }
             cases.append(DispatchMap(users: users))
         }
         for map in cases {
             let mine = map.encoded()
             let theirs = try Self.reference(map)
-            #expect(mine == theirs, "\(String(decoding: mine, as: UTF8.self))\n---\n\(String(decoding: theirs, as: UTF8.self))")
+            #expect(
+                mine == theirs,
+                "\(String(decoding: mine, as: UTF8.self))\n---\n\(String(decoding: theirs, as: UTF8.self))"
+            )
             #expect(try DispatchMap.decode(mine) == map)
         }
     }

@@ -1,17 +1,21 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 
 @Suite struct SecretGuardTests {
     @Test(arguments: [
-        ("MEMORY_API_KEY", "*_KEY"), ("apiKey", "*_KEY"), ("CLAUDE_CODE_OAUTH_TOKEN", "*_TOKEN"), ("AWS_SECRET_ACCESS_KEY", "*_KEY"),
+        ("MEMORY_API_KEY", "*_KEY"), ("apiKey", "*_KEY"), ("CLAUDE_CODE_OAUTH_TOKEN", "*_TOKEN"),
+        ("AWS_SECRET_ACCESS_KEY", "*_KEY"),
         ("client_secret", "*SECRET*"), ("DB_PASSWORD", "*PASSWORD*"), ("vault-token", "*_TOKEN"),
     ])
     func secretNames(name: String, pattern: String) {
         #expect(SecretGuard.secretName(name) == pattern)
     }
 
-    @Test(arguments: ["PATH", "EDITOR", "apiKeyHelper", "KEYBOARD_LAYOUT", "TOKENIZER_MODE", "permissions", "DISABLE_TELEMETRY"])
+    @Test(arguments: [
+        "PATH", "EDITOR", "apiKeyHelper", "KEYBOARD_LAYOUT", "TOKENIZER_MODE", "permissions", "DISABLE_TELEMETRY",
+    ])
     func plainNames(name: String) {
         #expect(SecretGuard.secretName(name) == nil)
     }
@@ -27,7 +31,8 @@ import Testing
     }
 
     @Test(arguments: [
-        "vim", "/usr/local/bin/workstation", "https://git.example.org/infra.git", "Never commit secrets; ask before applying.",
+        "vim", "/usr/local/bin/workstation", "https://git.example.org/infra.git",
+        "Never commit secrets; ask before applying.",
         "1", "en_US.UTF-8", "0123456789abcdef0123456789abcdef01234567",
         "See docs.example.org/Handbook/Section2/WorkstationOnboardingGuide.html for details",
         "/opt/Tools/Release2024/bin/WorkstationHelperBinary-x86_64",
@@ -44,9 +49,11 @@ import Testing
     }
 
     @Test func jsonScanFindsEnvSecretsAndNestedTokens() {
-        let v = ManagedValue.object(["env": .object(["MEMORY_API_KEY": .string("x"), "EDITOR": .string("vim")]),
-                                     "mcp": .object(["url": .string("https://ha.example.org/api?token=abc")]),
-                                     "apiKeyHelper": .string("/usr/local/bin/key-helper")])
+        let v = ManagedValue.object([
+            "env": .object(["MEMORY_API_KEY": .string("x"), "EDITOR": .string("vim")]),
+            "mcp": .object(["url": .string("https://ha.example.org/api?token=abc")]),
+            "apiKeyHelper": .string("/usr/local/bin/key-helper"),
+        ])
         #expect(SecretGuard.scan(v).map(\.key) == ["env.MEMORY_API_KEY", "mcp.url"])
     }
 }
@@ -54,8 +61,10 @@ import Testing
 @Suite struct ReachabilityTests {
     @Test func decodesTheKernelFormat() throws {
         // getfattr of `setfacl -m g:100:x` on a 0755 directory.
-        let bytes: [UInt8] = [2, 0, 0, 0, 1, 0, 7, 0, 255, 255, 255, 255, 4, 0, 5, 0, 255, 255, 255, 255, 8, 0, 1, 0, 100, 0, 0, 0,
-                              16, 0, 5, 0, 255, 255, 255, 255, 32, 0, 5, 0, 255, 255, 255, 255]
+        let bytes: [UInt8] = [
+            2, 0, 0, 0, 1, 0, 7, 0, 255, 255, 255, 255, 4, 0, 5, 0, 255, 255, 255, 255, 8, 0, 1, 0, 100, 0, 0, 0,
+            16, 0, 5, 0, 255, 255, 255, 255, 32, 0, 5, 0, 255, 255, 255, 255,
+        ]
         let acl = try #require(ACLEntry.decode(Data(bytes)))
         #expect(acl.contains(ACLEntry(tag: .group, id: 100, perms: 1)))
         #expect(acl.contains(ACLEntry(tag: .mask, perms: 5)))
@@ -93,18 +102,29 @@ import Testing
 
 @Suite struct SetupHostPlannerTests {
     func user(_ name: String, uid: Int, exists: Bool = true) -> DesiredUser {
-        DesiredUser(entry: RosterEntry(osUser: name, authentikUser: name, k8sUser: name, tier: .powerUser),
-                    uid: uid, home: "/home/\(name)", groups: ["workstation"], ports: [:], accountExists: exists)
+        DesiredUser(
+            entry: RosterEntry(osUser: name, authentikUser: name, k8sUser: name, tier: .powerUser),
+            uid: uid,
+            home: "/home/\(name)",
+            groups: ["workstation"],
+            ports: [:],
+            accountExists: exists
+        )
     }
 
     @Test func settingsKeysParseWithDefaults() throws {
-        let s = try Settings.parse(Data("""
-            setup_host:
-              packages: [acl, git]
-              profile_env: {EDITOR: vim}
-              managed_settings: {cleanupPeriodDays: 30, includeCoAuthoredBy: false, permissions: {deny: ["Read(~/.ssh/**)"]}}
-              reconcile_interval: 1h
-            """.utf8), file: "w.yaml")
+        let s = try Settings.parse(
+            Data(
+                """
+                setup_host:
+                  packages: [acl, git]
+                  profile_env: {EDITOR: vim}
+                  managed_settings: {cleanupPeriodDays: 30, includeCoAuthoredBy: false, permissions: {deny: ["Read(~/.ssh/**)"]}}
+                  reconcile_interval: 1h
+                """.utf8
+            ),
+            file: "w.yaml"
+        )
         #expect(s.setupHost.packages == ["acl", "git"])
         #expect(s.setupHost.profileEnvironment == [EnvironmentVariable(name: "EDITOR", value: "vim")])
         #expect(s.setupHost.managedSettings["cleanupPeriodDays"] == .integer(30))
@@ -114,11 +134,23 @@ import Testing
     }
 
     @Test(arguments: [
-        ("setup_host:\n  managed_settings: {claudeMd: hi}\n", "w.yaml:2:22: error: managed_settings must not set claudeMd"),
+        (
+            "setup_host:\n  managed_settings: {claudeMd: hi}\n",
+            "w.yaml:2:22: error: managed_settings must not set claudeMd"
+        ),
         ("setup_host:\n  packages: [Git]\n", "w.yaml:2:14: error: 'Git' is not a Debian package name"),
-        ("setup_host:\n  reconcile_interval: soon\n", "w.yaml:2:23: error: setup_host.reconcile_interval must be a span"),
-        ("setup_host:\n  profile_env: {VAULT_TOKEN: x}\n", "w.yaml:2:17: error: profile_env key VAULT_TOKEN looks like a secret (name matches *_TOKEN)"),
-        ("setup_host:\n  secret_files: [../x]\n", "w.yaml:2:18: error: secret file '../x' must be a path relative to the home"),
+        (
+            "setup_host:\n  reconcile_interval: soon\n",
+            "w.yaml:2:23: error: setup_host.reconcile_interval must be a span"
+        ),
+        (
+            "setup_host:\n  profile_env: {VAULT_TOKEN: x}\n",
+            "w.yaml:2:17: error: profile_env key VAULT_TOKEN looks like a secret (name matches *_TOKEN)"
+        ),
+        (
+            "setup_host:\n  secret_files: [../x]\n",
+            "w.yaml:2:18: error: secret file '../x' must be a path relative to the home"
+        ),
     ])
     func badSettingsAreLocated(yaml: String, expected: String) {
         do {
@@ -140,10 +172,16 @@ import Testing
         o.paths["/home/alice/.vault-token"] = PathState(kind: .symlink, uid: 1001, linkTarget: "/etc/shadow")
         o.paths["/home/alice/.kube"] = PathState(kind: .symlink, uid: 1001, linkTarget: "/etc")
         let changes = planner.secretFileChanges(alice, o)
-        #expect(changes.map(\.id) == ["secret:/home/alice/.claude/settings.json", "secret:/home/alice/.claude.json",
-                                      "secret:/home/alice/.vault-token", "secret:/home/alice/.kube"])
+        #expect(
+            changes.map(\.id) == [
+                "secret:/home/alice/.claude/settings.json", "secret:/home/alice/.claude.json",
+                "secret:/home/alice/.vault-token", "secret:/home/alice/.kube",
+            ]
+        )
         #expect(changes[0].kind == .update && changes[0].safety == .tighten)
-        #expect(changes[0].action == .tightenHomeFile(user: "alice", path: "/home/alice/.claude/settings.json", mode: 0o700))
+        #expect(
+            changes[0].action == .tightenHomeFile(user: "alice", path: "/home/alice/.claude/settings.json", mode: 0o700)
+        )
         #expect(changes[1].kind == .conflict && changes[1].action == nil)
         #expect(changes[2].summary.contains("refused: /home/alice/.vault-token is a symlink to /etc/shadow"))
         #expect(changes[3].summary.contains("refused: /home/alice/.kube is a symlink to /etc"))
@@ -157,18 +195,43 @@ import Testing
         var d = DesiredState()
         d.users = [user("alice", uid: 1001), user("bob", uid: 1002, exists: false)]
         var host = SetupHostObservation()
-        host.chains = [ReachChain(item: "/home/carol/.claude/skills", entries: [
-            TraversedEntry(path: "/", kind: .directory, mode: 0o755, uid: 0, gid: 0, need: 1),
-            TraversedEntry(path: "/home", kind: .directory, mode: 0o755, uid: 0, gid: 0, need: 1),
-            TraversedEntry(path: "/home/carol", kind: .directory, mode: 0o700, uid: 1500, gid: 1500, need: 1),
-            TraversedEntry(path: "/home/carol/.claude", kind: .directory, mode: 0o755, uid: 1500, gid: 1500, need: 1),
-            TraversedEntry(path: "/home/carol/.claude/skills", kind: .directory, mode: 0o700, uid: 1500, gid: 1500, need: 5),
-        ])]
+        host.chains = [
+            ReachChain(
+                item: "/home/carol/.claude/skills",
+                entries: [
+                    TraversedEntry(path: "/", kind: .directory, mode: 0o755, uid: 0, gid: 0, need: 1),
+                    TraversedEntry(path: "/home", kind: .directory, mode: 0o755, uid: 0, gid: 0, need: 1),
+                    TraversedEntry(path: "/home/carol", kind: .directory, mode: 0o700, uid: 1500, gid: 1500, need: 1),
+                    TraversedEntry(
+                        path: "/home/carol/.claude",
+                        kind: .directory,
+                        mode: 0o755,
+                        uid: 1500,
+                        gid: 1500,
+                        need: 1
+                    ),
+                    TraversedEntry(
+                        path: "/home/carol/.claude/skills",
+                        kind: .directory,
+                        mode: 0o700,
+                        uid: 1500,
+                        gid: 1500,
+                        need: 5
+                    ),
+                ]
+            )
+        ]
         let changes = planner.reachabilityChanges(d, o, host)
-        #expect(changes.map(\.id) == ["reach:alice:/home/carol/.claude/skills", "reach:bob:/home/carol/.claude/skills",
-                                      "acl:/home/carol", "acl:/home/carol/.claude/skills"])
+        #expect(
+            changes.map(\.id) == [
+                "reach:alice:/home/carol/.claude/skills", "reach:bob:/home/carol/.claude/skills",
+                "acl:/home/carol", "acl:/home/carol/.claude/skills",
+            ]
+        )
         #expect(changes[2].action == .grantGroupACL(path: "/home/carol", group: "workstation", perms: "--x"))
-        #expect(changes[3].action == .grantGroupACL(path: "/home/carol/.claude/skills", group: "workstation", perms: "r-x"))
+        #expect(
+            changes[3].action == .grantGroupACL(path: "/home/carol/.claude/skills", group: "workstation", perms: "r-x")
+        )
         #expect(changes[2].safety == .additive)
 
         // Once granted, nothing is planned.
@@ -178,11 +241,16 @@ import Testing
     }
 
     @Test func managedSettingsCarryTheGuidanceAndTheConfiguredKeys() throws {
-        let settings = try Settings.parse(Data("""
-            setup_host:
-              managed_settings: {cleanupPeriodDays: 30, includeCoAuthoredBy: false, permissions: {deny: ["Read(~/.ssh/**)"]}}
-              profile_env: {EDITOR: vim, GREETING: "it's ok"}
-            """.utf8), file: "w.yaml")
+        let settings = try Settings.parse(
+            Data(
+                """
+                setup_host:
+                  managed_settings: {cleanupPeriodDays: 30, includeCoAuthoredBy: false, permissions: {deny: ["Read(~/.ssh/**)"]}}
+                  profile_env: {EDITOR: vim, GREETING: "it's ok"}
+                """.utf8
+            ),
+            file: "w.yaml"
+        )
         let planner = Planner(settings: settings)
         let data = try #require(planner.managedSettingsContent(guidance: Data("# Guidance\n".utf8)))
         let obj = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
@@ -191,40 +259,69 @@ import Testing
         #expect(obj["includeCoAuthoredBy"] as? Bool == false)
         #expect(String(decoding: data, as: UTF8.self).contains("\"includeCoAuthoredBy\" : false"))
         #expect((obj["permissions"] as? [String: Any])?["deny"] as? [String] == ["Read(~/.ssh/**)"])
-        #expect(String(decoding: planner.profileContent(), as: UTF8.self).hasSuffix("export EDITOR='vim'\nexport GREETING='it'\\''s ok'\n"))
+        #expect(
+            String(decoding: planner.profileContent(), as: UTF8.self).hasSuffix(
+                "export EDITOR='vim'\nexport GREETING='it'\\''s ok'\n"
+            )
+        )
         #expect(Planner(settings: Settings()).managedSettingsContent(guidance: nil) == nil)
     }
 
     @Test func guidanceWithATokenIsRefusedAtItsLine() {
         var host = SetupHostObservation()
-        host.guidance = Data("# Org guidance\n\nUse the key sk-ant-api03-abcdefghijklmnopqrstuvwxyz for the memory server.\n".utf8)
+        host.guidance = Data(
+            "# Org guidance\n\nUse the key sk-ant-api03-abcdefghijklmnopqrstuvwxyz for the memory server.\n".utf8
+        )
         host.displayPaths["/srv/workstation/config-base/CLAUDE.md"] = "/srv/workstation/config-base/CLAUDE.md"
-        let (_, diags) = Planner(settings: Settings()).setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: host)
-        #expect(diags.map(\.description) == [
-            "/srv/workstation/config-base/CLAUDE.md:3:1: error: the org guidance (copied into the managed layer) holds what looks like an Anthropic API key (sk-ant-...); \(SecretGuard.advice)",
-        ])
+        let (_, diags) = Planner(settings: Settings()).setupHostPlan(
+            desired: DesiredState(),
+            observed: HostSnapshot(),
+            host: host
+        )
+        #expect(
+            diags.map(\.description) == [
+                "/srv/workstation/config-base/CLAUDE.md:3:1: error: the org guidance (copied into the managed layer) holds what looks like an Anthropic API key (sk-ant-...); \(SecretGuard.advice)"
+            ]
+        )
     }
 
     @Test func missingBaseItemsAreReportedOnceEvenWithoutChildren() {
         var host = SetupHostObservation()
-        host.chains = [ReachChain(item: "/srv/workstation/config-base/rules", entries: [], problem: "is missing (nothing at /srv/workstation/config-base/rules)")]
+        host.chains = [
+            ReachChain(
+                item: "/srv/workstation/config-base/rules",
+                entries: [],
+                problem: "is missing (nothing at /srv/workstation/config-base/rules)"
+            )
+        ]
         let changes = Planner(settings: Settings()).reachabilityChanges(DesiredState(), HostSnapshot(), host)
         #expect(changes.map(\.id) == ["reach:/srv/workstation/config-base/rules"])
         #expect(changes.first?.kind == .conflict)
     }
 
     @Test func deployUnitsMatchWhatSetupHostWrites() throws {
-        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy").standardized
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy")
+            .standardized
         let s = SetupHostSettings()
-        #expect(try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.service"), encoding: .utf8) == ReconcileUnits.service(binary: SetupHostSettings.localBinary))
-        #expect(try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.timer"), encoding: .utf8) == ReconcileUnits.timer(interval: s.reconcileInterval))
+        #expect(
+            try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.service"), encoding: .utf8)
+                == ReconcileUnits.service(binary: SetupHostSettings.localBinary)
+        )
+        #expect(
+            try String(contentsOf: deploy.appendingPathComponent("workstation-reconcile.timer"), encoding: .utf8)
+                == ReconcileUnits.timer(interval: s.reconcileInterval)
+        )
     }
 }
 
 @Suite struct PerUserTemplateTests {
     @Test func setupHostInstallsTheTemplateOnlyWhereNoneIsInstalled() throws {
         let planner = Planner(settings: Settings())
-        let (fresh, _) = planner.setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: SetupHostObservation())
+        let (fresh, _) = planner.setupHostPlan(
+            desired: DesiredState(),
+            observed: HostSnapshot(),
+            host: SetupHostObservation()
+        )
         let install = try #require(fresh.changes.first { $0.id == "file:/etc/systemd/system/t3-serve@.service" })
         #expect(install.kind == .create)
         guard case .writeFile(_, let content, let mode)? = install.action else {
@@ -236,7 +333,11 @@ import Testing
         // An operator's own template, anywhere on the search path, is never replaced.
         for dir in planner.unitSearchPath {
             var host = SetupHostObservation()
-            host.files[dir + "/t3-serve@.service"] = PathState(kind: .file, mode: 0o644, content: Data("[Service]\nExecStart=/opt/t3\n".utf8))
+            host.files[dir + "/t3-serve@.service"] = PathState(
+                kind: .file,
+                mode: 0o644,
+                content: Data("[Service]\nExecStart=/opt/t3\n".utf8)
+            )
             let (plan, _) = planner.setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: host)
             #expect(!plan.changes.contains { $0.id.hasSuffix("t3-serve@.service") }, "\(dir)")
         }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import WorkstationCore
+
 @testable import WorkstationDispatch
 
 @Suite struct DispatchConfigTests {
@@ -68,8 +69,14 @@ import WorkstationCore
             Issue.record("expected a failure")
         } catch let failure as ValidationFailure {
             let text = failure.description
-            #expect(text.contains("workstation.yaml:2:3: error: unknown key 'listne' in dispatch; did you mean 'listen'?"))
-            #expect(text.contains("workstation.yaml:3:11: error: dispatch.listen: listen address 'localhost:3773' is invalid"))
+            #expect(
+                text.contains("workstation.yaml:2:3: error: unknown key 'listne' in dispatch; did you mean 'listen'?")
+            )
+            #expect(
+                text.contains(
+                    "workstation.yaml:3:11: error: dispatch.listen: listen address 'localhost:3773' is invalid"
+                )
+            )
             #expect(text.contains("proxy.example.org' is not an IP address"))
             #expect(text.contains("max_active_users must be between 1 and 10000"))
             #expect(text.contains("gate_group must be a non-empty group name without '|'"))
@@ -87,7 +94,10 @@ import WorkstationCore
         #expect(!c.isTrusted(peer: try SocketAddress(unixDomainSocketPath: "/tmp/x")))
         #expect(!c.isTrusted(peer: nil))
         c.trustedProxies = []
-        #expect(c.isTrusted(peer: try SocketAddress(ipAddress: "192.0.2.7", port: 5)), "an empty list leaves the proof to the token")
+        #expect(
+            c.isTrusted(peer: try SocketAddress(ipAddress: "192.0.2.7", port: 5)),
+            "an empty list leaves the proof to the token"
+        )
     }
 
     @Test func upstreamHeadersDropHopByHopAndForeignIdentity() {

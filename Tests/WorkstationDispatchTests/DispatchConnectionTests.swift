@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import Testing
 import WorkstationCore
+
 @testable import WorkstationDispatch
 
 /// Connection handling: pipelined requests are answered in order; idle kept-alive upstream connections survive the
@@ -13,12 +14,13 @@ import WorkstationCore
 /// one pool and the counts are exact.
 @Suite(.serialized) struct DispatchConnectionTests {
     func withOneLoopProxy(
-        users: (Int) -> [String: Int], upstreamPort: Int,
+        users: [String],
+        upstreamPort: Int,
         _ body: (DispatchServer, HTTPClient) async throws -> Void
     ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let map = try MapDir()
-        try map.write(users(upstreamPort))
+        try map.write(Dictionary(uniqueKeysWithValues: users.map { ($0, upstreamPort) }))
         let server = try await startDispatcher(map: map, group: group)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         var failure: Error?
@@ -32,7 +34,7 @@ import WorkstationCore
 
     @Test func idleUpstreamConnectionServesTheNextClientConnection() async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
-        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: alice.port) { server, _ in
+        try await withOneLoopProxy(users: ["alice"], upstreamPort: alice.port) { server, _ in
             for i in 0..<5 {
                 let r = try requestOnNewConnection(server, headers: identity("alice"))
                 #expect(r.status == 200, "request \(i)")
@@ -47,7 +49,7 @@ import WorkstationCore
 
     @Test func pooledConnectionIsNotLentToAnotherUserOnTheSamePort() async throws {
         let shared = try await EchoUpstream.start(name: "shared-up")
-        try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: shared.port) { server, _ in
+        try await withOneLoopProxy(users: ["alice", "bob"], upstreamPort: shared.port) { server, _ in
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let b = try requestOnNewConnection(server, headers: identity("bob"))
             #expect(b.status == 200)
@@ -60,7 +62,7 @@ import WorkstationCore
 
     @Test func closedIdleConnectionIsRetriedForAnIdempotentRequest() async throws {
         let up = try await OneShotUpstream.start()
-        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, client in
+        try await withOneLoopProxy(users: ["alice"], upstreamPort: up.port) { server, client in
             // New client connections: the second takes the pooled connection, which the upstream closes.
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let r = try requestOnNewConnection(server, headers: identity("alice"))
@@ -77,7 +79,7 @@ import WorkstationCore
 
     @Test func closedIdleConnectionIsNotRetriedForAPost() async throws {
         let up = try await OneShotUpstream.start()
-        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: up.port) { server, _ in
+        try await withOneLoopProxy(users: ["alice"], upstreamPort: up.port) { server, _ in
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let r = try requestOnNewConnection(server, method: "POST", headers: identity("alice"), body: "pay once")
             #expect(r.status == 502, "a POST the upstream may have seen is never sent twice")
@@ -88,7 +90,7 @@ import WorkstationCore
 
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
-        try await withOneLoopProxy(users: { ["alice": $0] }, upstreamPort: alice.port) { server, _ in
+        try await withOneLoopProxy(users: ["alice"], upstreamPort: alice.port) { server, _ in
             // Three requests in one write (RFC 9112 section 9.3.2); the last asks to close, so reading ends.
             var text = ""
             for (i, path) in ["/one", "/two", "/three"].enumerated() {
@@ -110,7 +112,7 @@ import WorkstationCore
 
     @Test func identityIsCheckedAgainOnEveryRequestOfAConnection() async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
-        try await withOneLoopProxy(users: { ["alice": $0, "bob": $0] }, upstreamPort: alice.port) { server, _ in
+        try await withOneLoopProxy(users: ["alice", "bob"], upstreamPort: alice.port) { server, _ in
             // One connection: a good request, the same name without the gate group, then a malformed name.
             func request(_ user: String, _ groups: String, close: Bool = false) -> String {
                 "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\(Gate.usernameHeader): \(user)\r\n\(Gate.groupsHeader): \(groups)\r\n"
@@ -119,10 +121,16 @@ import WorkstationCore
             var reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("alice", "Staff")).utf8))
             var statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
             #expect(statuses == ["200", "403"])
-            reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8))
+            reply = try rawExchange(
+                server,
+                Array((request("alice", "T3 Users") + request("alice|bob", "T3 Users")).utf8)
+            )
             statuses = reply.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
             #expect(statuses == ["200", "403"])
-            reply = try rawExchange(server, Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8))
+            reply = try rawExchange(
+                server,
+                Array((request("alice", "T3 Users") + request("bob", "T3 Users", close: true)).utf8)
+            )
             #expect(reply.contains("user=alice") && reply.contains("user=bob"))
             #expect(alice.requestCount == 4)
         }
@@ -150,7 +158,8 @@ import WorkstationCore
     @Test func chunkedResponsesReachAnHTTP11ClientChunked() async throws {
         let text = try await through(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n")
+            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(text.contains("Transfer-Encoding: chunked\r\n"))
         #expect(!text.contains("Keep-Alive"))
@@ -160,7 +169,8 @@ import WorkstationCore
     @Test func chunkedResponsesReachAnHTTP10ClientAsPlainBytesThenClose() async throws {
         let text = try await through(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-            request: "GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\(identityLines)\r\n")
+            request: "GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
         #expect(!text.contains("Transfer-Encoding"))
         #expect(text.contains("Connection: close\r\n"))
@@ -169,19 +179,24 @@ import WorkstationCore
 
     @Test func aBodyDelimitedByTheUpstreamsCloseEndsTheClientsConnection() async throws {
         let text = try await through(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true,
-            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n")
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+            closeAfter: true,
+            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(text.contains("Connection: close\r\n"))
         #expect(text.hasSuffix("\r\n\r\nuntil the end"))
     }
 
-    @Test(arguments: ["HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"])
+    @Test(arguments: [
+        "HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+    ])
     func interimResponsesAreDropped(_ interim: String) async throws {
         // A front proxy that takes a 1xx for the final answer would otherwise read the 200 as the next response.
         let text = try await through(
             interim + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n")
+            request: "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(text)")
         #expect(!text.contains(" 100 ") && !text.contains(" 103 "))
         #expect(text.hasSuffix("\r\n\r\nok"))
@@ -205,7 +220,8 @@ import WorkstationCore
     func aSwitchNobodyAskedForIsA502(_ request: String) async throws {
         let text = try await through(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nRAW",
-            request: request + identityLines + "\r\n")
+            request: request + identityLines + "\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(text)")
         #expect(!text.contains("RAW"))
     }
@@ -213,14 +229,18 @@ import WorkstationCore
     @Test func connectIsRefused() async throws {
         let text = try await through(
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            request: "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\(identityLines)\r\n")
+            request: "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n"), "\(text)")
     }
 
     /// An upstream that keeps writing after its response must not make the dispatcher buffer it: the upstream
     /// connection is closed at the first byte nobody asked for, while the client's connection stays open.
     @Test func bytesAfterAResponseCloseTheUpstreamConnection() async throws {
-        let upstream = try await ScriptedUpstream.start(reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", streamAfter: true)
+        let upstream = try await ScriptedUpstream.start(
+            reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            streamAfter: true
+        )
         let map = try MapDir()
         try map.write(["alice": upstream.port])
         let server = try await startDispatcher(map: map)
@@ -249,7 +269,8 @@ import WorkstationCore
     @Test func aBrokenChunkAfterTheHeadCutsTheClientConnection() async throws {
         let text = try await through(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXXHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n")
+            request: "GET / HTTP/1.1\r\nHost: x\r\n\(identityLines)\r\n"
+        )
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
         // The smuggled second response never reaches the client as one.
         #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 2)

@@ -5,20 +5,26 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import WorkstationCore
+
 @testable import WorkstationDispatch
 
 /// The proxy over real loopback sockets: a dispatcher on 127.0.0.1 in front of echo upstreams.
 @Suite(.serialized) struct DispatchProxyTests {
     /// Runs `body` with alice and bob routed to their own upstreams.
     func withProxy(
-        maxActiveUsers: Int = 8, frontProxyUsers: [String] = ["root"],
+        maxActiveUsers: Int = 8,
+        frontProxyUsers: [String] = ["root"],
         _ body: (DispatchServer, HTTPClient, MapDir, EchoUpstream, EchoUpstream) async throws -> Void
     ) async throws {
         let alice = try await EchoUpstream.start(name: "alice-up")
         let bob = try await EchoUpstream.start(name: "bob-up")
         let map = try MapDir()
         try map.write(["alice": alice.port, "bob": bob.port])
-        let server = try await startDispatcher(map: map, maxActiveUsers: maxActiveUsers, frontProxyUsers: frontProxyUsers)
+        let server = try await startDispatcher(
+            map: map,
+            maxActiveUsers: maxActiveUsers,
+            frontProxyUsers: frontProxyUsers
+        )
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await body(server, client, map, alice, bob)
@@ -51,7 +57,14 @@ import WorkstationCore
     @Test func streamsARequestBodyToTheUpstream() async throws {
         try await withProxy { server, client, _, _, _ in
             let body = Data(repeating: 0x61, count: 3 << 20)
-            let r = try await send(client, server, path: "/upload", method: .POST, headers: identity("alice"), body: body)
+            let r = try await send(
+                client,
+                server,
+                path: "/upload",
+                method: .POST,
+                headers: identity("alice"),
+                body: body
+            )
             #expect(r.status == 200)
             #expect(r.body == "name=alice-up user=alice path=/upload bytes=\(3 << 20)")
         }
@@ -60,8 +73,10 @@ import WorkstationCore
     @Test func passesOnlyTheCheckedUsernameUpstream() async throws {
         try await withProxy { server, client, _, _, _ in
             var headers = identity("alice")
-            headers += [("X-authentik-email", "alice@example.org"), ("X-authentik-jwt", "e30.e30.sig"),
-                        ("x-AUTHENTIK-uid", "42"), ("X-authentik-name", "Alice")]
+            headers += [
+                ("X-authentik-email", "alice@example.org"), ("X-authentik-jwt", "e30.e30.sig"),
+                ("x-AUTHENTIK-uid", "42"), ("X-authentik-name", "Alice"),
+            ]
             let r = try await send(client, server, headers: headers)
             #expect(r.status == 200)
             #expect(r.headers["X-Seen-Authentik"] == ["x-authentik-username"])
@@ -168,7 +183,9 @@ import WorkstationCore
         try await withProxy { server, client, map, alice, bob in
             #expect(try await send(client, server, headers: identity("bob")).status == 200)
             // In place: truncate and write the same file (no rename).
-            let only = DispatchMap(users: ["alice": DispatchMap.User(osUser: "os-x", port: alice.port, ports: ["t3-serve@": alice.port])])
+            let only = DispatchMap(users: [
+                "alice": DispatchMap.User(osUser: "os-x", port: alice.port, ports: ["t3-serve@": alice.port])
+            ])
             let handle = try #require(FileHandle(forWritingAtPath: map.path))
             try handle.truncate(atOffset: 0)
             try handle.write(contentsOf: only.encoded())
@@ -247,9 +264,15 @@ import WorkstationCore
             _ = try await send(client, server, headers: identity("alice"))
             _ = try await send(client, server, headers: identity("mallory"))
             let port = server.metricsAddress!.port!
-            let health = try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz"), timeout: .seconds(10))
+            let health = try await client.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz"),
+                timeout: .seconds(10)
+            )
             #expect(health.status == .ok)
-            let metrics = try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+            let metrics = try await client.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"),
+                timeout: .seconds(10)
+            )
             let text = String(buffer: try await metrics.body.collect(upTo: 1 << 20))
             #expect(text.contains("workstation_dispatch_requests_total{status=\"200\"} 1"))
             #expect(text.contains("workstation_dispatch_requests_total{status=\"403\"} 1"))

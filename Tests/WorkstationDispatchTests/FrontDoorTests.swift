@@ -9,6 +9,7 @@ import NIOPosix
 import Testing
 import WorkstationCore
 import _CryptoExtras
+
 @testable import WorkstationDispatch
 
 #if canImport(Glibc)
@@ -19,21 +20,35 @@ import Glibc
 /// start (no socket is created).
 @Suite struct InsecureDeploymentTests {
     static let cases: [(name: String, yaml: String, message: String, line: Int)] = [
-        ("loopback TCP listener with peer identity", "dispatch:\n  listen: 127.0.0.1:3773\n",
-         "dispatch.listen must be unix:/PATH with identity: peer", 2),
-        ("any TCP listener with peer identity", "dispatch:\n  identity: peer\n  listen: \"[::]:3773\"\n",
-         "dispatch.listen must be unix:/PATH with identity: peer", 3),
-        ("loopback in trusted_proxies", jwt(extra: "  trusted_proxies: [127.0.0.1]\n"),
-         "'127.0.0.1' is this host's own address", 8),
-        ("IPv6 loopback in trusted_proxies", jwt(extra: "  trusted_proxies: [\"::1\"]\n"),
-         "'::1' is this host's own address", 8),
-        ("this host's own address in trusted_proxies", jwt(extra: "  trusted_proxies: [10.0.0.9]\n"),
-         "'10.0.0.9' is this host's own address", 8),
+        (
+            "loopback TCP listener with peer identity", "dispatch:\n  listen: 127.0.0.1:3773\n",
+            "dispatch.listen must be unix:/PATH with identity: peer", 2
+        ),
+        (
+            "any TCP listener with peer identity", "dispatch:\n  identity: peer\n  listen: \"[::]:3773\"\n",
+            "dispatch.listen must be unix:/PATH with identity: peer", 3
+        ),
+        (
+            "loopback in trusted_proxies", jwt(extra: "  trusted_proxies: [127.0.0.1]\n"),
+            "'127.0.0.1' is this host's own address", 8
+        ),
+        (
+            "IPv6 loopback in trusted_proxies", jwt(extra: "  trusted_proxies: [\"::1\"]\n"),
+            "'::1' is this host's own address", 8
+        ),
+        (
+            "this host's own address in trusted_proxies", jwt(extra: "  trusted_proxies: [10.0.0.9]\n"),
+            "'10.0.0.9' is this host's own address", 8
+        ),
         ("unix in trusted_proxies", jwt(extra: "  trusted_proxies: [unix]\n"), "'unix' is no longer an address", 8),
-        ("trusted_proxies with peer identity", "dispatch:\n  trusted_proxies: [192.0.2.1]\n",
-         "trusted_proxies applies to identity: jwt only", 2),
-        ("jwt identity without its section", "dispatch:\n  identity: jwt\n  listen: 0.0.0.0:3773\n",
-         "identity: jwt needs a dispatch.jwt section", 2),
+        (
+            "trusted_proxies with peer identity", "dispatch:\n  trusted_proxies: [192.0.2.1]\n",
+            "trusted_proxies applies to identity: jwt only", 2
+        ),
+        (
+            "jwt identity without its section", "dispatch:\n  identity: jwt\n  listen: 0.0.0.0:3773\n",
+            "identity: jwt needs a dispatch.jwt section", 2
+        ),
         ("no front proxy account", "dispatch:\n  front_proxy_users: []\n", "front_proxy_users must name", 2),
         ("unknown identity mode", "dispatch:\n  identity: header\n", "dispatch.identity must be peer", 2),
     ]
@@ -74,8 +89,10 @@ import Glibc
 private func curlAs(_ account: String, socket: String, headers: [(String, String)]) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-    var args = ["--reuid=\(account)", "--regid=\(account == "nobody" ? "nogroup" : account)", "--clear-groups",
-                "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--unix-socket", socket]
+    var args = [
+        "--reuid=\(account)", "--regid=\(account == "nobody" ? "nogroup" : account)", "--clear-groups",
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--unix-socket", socket,
+    ]
     for (n, v) in headers { args += ["-H", "\(n): \(v)"] }
     args.append("http://t3.example.org/")
     p.arguments = args
@@ -146,8 +163,11 @@ final class ByteSink: Sendable {
         let squatter = try await ByteSink.start()
         let map = try MapDir()
         try map.writeRaw(
-            DispatchMap(users: ["alice": .init(osUser: "nobody", port: squatter.port, ports: ["t3-serve@": squatter.port])])
-                .encoded())
+            DispatchMap(users: [
+                "alice": .init(osUser: "nobody", port: squatter.port, ports: ["t3-serve@": squatter.port])
+            ])
+            .encoded()
+        )
         let server = try await startDispatcher(map: map)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let r = try await send(client, server, headers: identity("alice") + [("Cookie", "session=secret")])
@@ -164,18 +184,24 @@ final class ByteSink: Sendable {
         let dir = NSTemporaryDirectory() + "procnet-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        let header =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         // 18774 = 0x4956, 40306 = 0x9D72: the listener, the accepted socket (uid 1001) and the client side (uid 0).
-        try (header
+        try
+            (header
             + "   0: 0100007F:4956 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 1 1 0 100 0 0 10 0\n"
             + "   1: 0100007F:9D72 0100007F:4956 01 00000000:00000000 00:00000000 00000000     0        0 2 2 0 20 0 0 10 -1\n"
             + "   2: 0100007F:4956 0100007F:9D72 01 00000000:00000000 00:00000000 00000000  1001        0 3 1 0 20 0 0 10 -1\n")
             .write(toFile: dir + "/tcp", atomically: true, encoding: .utf8)
-        try (header
+        try
+            (header
             + "   0: 0000000000000000FFFF00000100007F:4957 0000000000000000FFFF00000100007F:9D73 01 00000000:00000000 00:00000000 00000000  1002        0 4 1 0 20 0 0 10 -1\n")
             .write(toFile: dir + "/tcp6", atomically: true, encoding: .utf8)
         #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18774, clientPort: 40306, procNet: dir) == 1001)
-        #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18775, clientPort: 40307, procNet: dir) == 1002, "a dual-stack listener")
+        #expect(
+            SocketOwners.acceptorUIDFromTables(serverPort: 18775, clientPort: 40307, procNet: dir) == 1002,
+            "a dual-stack listener"
+        )
         #expect(SocketOwners.acceptorUIDFromTables(serverPort: 18774, clientPort: 40307, procNet: dir) == nil)
     }
 
@@ -184,13 +210,17 @@ final class ByteSink: Sendable {
         for (bind, family) in [("127.0.0.1", "AF_INET"), ("::", "AF_INET6")] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            let script = "import socket,sys,time\ns=socket.socket(socket.\(family));s.bind(('\(bind)',0));s.listen(8)\n"
+            let script =
+                "import socket,sys,time\ns=socket.socket(socket.\(family));s.bind(('\(bind)',0));s.listen(8)\n"
                 + "print(s.getsockname()[1],flush=True)\nc=s.accept()\ntime.sleep(30)"
             p.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script]
             let out = Pipe()
             p.standardOutput = out
             try p.run()
-            defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+            defer {
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
             var line = Data()
             while !line.contains(0x0A) { line += out.fileHandleForReading.availableData }
             let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))!
@@ -198,7 +228,9 @@ final class ByteSink: Sendable {
             defer { close(fd) }
             var local = sockaddr_in()
             var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            _ = withUnsafeMutablePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+            }
             let clientPort = Int(UInt16(bigEndian: local.sin_port))
             var answer = SockDiag.lookup(serverPort: port, clientPort: clientPort)
             for _ in 0..<100 where answer == .notYet {
@@ -207,8 +239,10 @@ final class ByteSink: Sendable {
             }
             #expect(answer == .found(65534), "\(bind): \(answer)")
             #expect(SocketOwners.acceptorUID(serverPort: port, clientPort: clientPort) == 65534)
-            #expect(SockDiag.lookup(serverPort: port, clientPort: clientPort == 65535 ? 1 : clientPort + 1) == .notYet,
-                    "another connection is not this one")
+            #expect(
+                SockDiag.lookup(serverPort: port, clientPort: clientPort == 65535 ? 1 : clientPort + 1) == .notYet,
+                "another connection is not this one"
+            )
         }
     }
 }
@@ -236,16 +270,33 @@ final class ByteSink: Sendable {
             await keys.add(rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
             let (n, e) = try key.publicKey.getKeyPrimitives()
             func b64url(_ d: Data) -> String {
-                d.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-                    .replacingOccurrences(of: "=", with: "")
+                d.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+                    of: "/",
+                    with: "_"
+                )
+                .replacingOccurrences(of: "=", with: "")
             }
-            jwks = #"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"\#(kid)","n":"\#(b64url(n))","e":"\#(b64url(e))"}]}"#
+            jwks =
+                #"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"\#(kid)","n":"\#(b64url(n))","e":"\#(b64url(e))"}]}"#
         }
 
-        func token(user: String = "alice", groups: [String] = ["Staff", "T3 Users"], issuer: String = issuer,
-                   audience: String = "t3", expires: Date = Date().addingTimeInterval(300)) async throws -> String {
-            try await keys.sign(Claims(exp: .init(value: expires), iss: .init(value: issuer), aud: .init(value: [audience]),
-                                       preferred_username: user, groups: groups), kid: JWKIdentifier(string: "k1"))
+        func token(
+            user: String = "alice",
+            groups: [String] = ["Staff", "T3 Users"],
+            issuer: String = issuer,
+            audience: String = "t3",
+            expires: Date = Date().addingTimeInterval(300)
+        ) async throws -> String {
+            try await keys.sign(
+                Claims(
+                    exp: .init(value: expires),
+                    iss: .init(value: issuer),
+                    aud: .init(value: [audience]),
+                    preferred_username: user,
+                    groups: groups
+                ),
+                kid: JWKIdentifier(string: "k1")
+            )
         }
     }
 
@@ -287,14 +338,24 @@ final class ByteSink: Sendable {
             ("username header disagrees", [(Gate.jwtHeader, good), (Gate.usernameHeader, "bob")]),
             ("groups header disagrees", [(Gate.jwtHeader, good), (Gate.groupsHeader, "T3 Users|Admins")]),
             ("token repeated", [(Gate.jwtHeader, good), (Gate.jwtHeader, good)]),
-            ("tampered payload", [(Gate.jwtHeader, good.replacingOccurrences(of: String(goodPayload), with: String(goodPayload.dropLast(2)) + "xx"))]),
+            (
+                "tampered payload",
+                [
+                    (
+                        Gate.jwtHeader,
+                        good.replacingOccurrences(of: String(goodPayload), with: String(goodPayload.dropLast(2)) + "xx")
+                    )
+                ]
+            ),
         ]
         var outcomes: [String: Int] = [:]
         for (name, headers) in forgeries { outcomes[name] = try await status(headers) }
         // Validly signed: the good token (its header cases) and the one outside the gate group.
         let cachedBefore = server.verifier?.cachedCount
         let ok1 = try await status([(Gate.jwtHeader, good)])
-        let ok2 = try await status([(Gate.jwtHeader, good), (Gate.usernameHeader, "alice"), (Gate.groupsHeader, "Staff|T3 Users")])
+        let ok2 = try await status([
+            (Gate.jwtHeader, good), (Gate.usernameHeader, "alice"), (Gate.groupsHeader, "Staff|T3 Users"),
+        ])
         let cached = server.verifier?.cachedCount
         try await client.shutdown()
         await server.shutdown()
@@ -316,18 +377,26 @@ final class ByteSink: Sendable {
         #expect(JournalLogHandler.priority(.notice) == 5)
         #expect(JournalLogHandler.priority(.info) == 6)
         #expect(JournalLogHandler.priority(.debug) == 7)
-        #expect(JournalLogHandler.escape("a\nb\u{1b}[31m\u{9b}") == "a\\u{a}b\\u{1b}[31m\\u{9b}", "a value cannot start a new line")
+        #expect(
+            JournalLogHandler.escape("a\nb\u{1b}[31m\u{9b}") == "a\\u{a}b\\u{1b}[31m\\u{9b}",
+            "a value cannot start a new line"
+        )
     }
 
     @Test func notifyReachesTheNotifySocket() throws {
         let path = NSTemporaryDirectory() + "notify-" + UUID().uuidString
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd); unlink(path) }
+        defer {
+            close(fd)
+            unlink(path)
+        }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(rc == 0)
         setenv("NOTIFY_SOCKET", path, 1)
@@ -359,7 +428,9 @@ final class ByteSink: Sendable {
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0, listen(fd, 16) == 0 else { throw CocoaError(.fileWriteUnknown) }
         return fd
@@ -381,7 +452,10 @@ final class ByteSink: Sendable {
         config.dispatchFile = map.path
         config.frontProxyUsers = ["root"]
         let inherited = try await DispatchServer.start(
-            config: config, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), inherited: [proxyFD])
+            config: config,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            inherited: [proxyFD]
+        )
         #expect(inherited.metricsAddress == nil, "the metrics port is taken; the proxy still serves")
         let r = try requestOnNewConnection(inherited, headers: identity("alice"))
         #expect(r.status == 200)

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import WorkstationCore
+
 @testable import WorkstationDispatch
 
 #if canImport(Glibc)
@@ -27,7 +28,8 @@ final class EchoUpstream: Sendable {
     /// TCP connections the upstream has accepted.
     var connectionCount: Int { connections.withLockedValue { $0 } }
 
-    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>, connections: NIOLockedValueBox<Int>) {
+    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>, connections: NIOLockedValueBox<Int>)
+    {
         self.name = name
         self.channel = channel
         self.requests = requests
@@ -50,9 +52,11 @@ final class EchoUpstream: Sendable {
                                 ops.removeHandler(try ops.handler(type: HTTPEcho.self), promise: nil)
                                 try ops.addHandler(WebSocketEcho())
                             }
-                        })
+                        }
+                    )
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
+                    )
                     try channel.pipeline.syncOperations.addHandler(HTTPEcho(name: name, counter: counter))
                 }
             }
@@ -90,8 +94,14 @@ private final class HTTPEcho: ChannelInboundHandler, RemovableChannelHandler {
             let seen = h.headers.map(\.name).filter { $0.lowercased().hasPrefix("x-authentik-") }
             headers.add(name: "X-Seen-Authentik", value: seen.map { $0.lowercased() }.joined(separator: ","))
             headers.add(name: "X-Seen-Authentik-Count", value: String(seen.count))
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil
+            )
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+                promise: nil
+            )
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
@@ -123,7 +133,9 @@ final class MapDir: Sendable {
     }
     func write(_ users: [String: Int]) throws {
         // The test upstreams run in this process, as root: root is the account that owns their listeners.
-        let map = DispatchMap(users: users.mapValues { DispatchMap.User(osUser: "root", port: $0, ports: ["t3-serve@": $0]) })
+        let map = DispatchMap(
+            users: users.mapValues { DispatchMap.User(osUser: "root", port: $0, ports: ["t3-serve@": $0]) }
+        )
         try writeRaw(map.encoded())
     }
     func writeRaw(_ data: Data) throws {
@@ -138,8 +150,11 @@ final class MapDir: Sendable {
 /// scratch directory, the front proxy's account `root` (this test process), the metrics listener on an ephemeral
 /// 127.0.0.1 port, and each upstream connection's acceptor checked against the routed account.
 func startDispatcher(
-    map: MapDir, maxActiveUsers: Int = 8, frontProxyUsers: [String] = ["root"],
-    group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, configure: (inout DispatchConfig) -> Void = { _ in }
+    map: MapDir,
+    maxActiveUsers: Int = 8,
+    frontProxyUsers: [String] = ["root"],
+    group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    configure: (inout DispatchConfig) -> Void = { _ in }
 ) async throws -> DispatchServer {
     var config = DispatchConfig()
     config.listen = .unix(path: map.dir + "/dispatch.sock")
@@ -170,8 +185,12 @@ struct Reply {
 
 /// One request through the dispatcher with AsyncHTTPClient.
 func send(
-    _ client: HTTPClient, _ server: DispatchServer, path: String = "/", method: HTTPMethod = .GET,
-    headers: [(String, String)], body: Data? = nil
+    _ client: HTTPClient,
+    _ server: DispatchServer,
+    path: String = "/",
+    method: HTTPMethod = .GET,
+    headers: [(String, String)],
+    body: Data? = nil
 ) async throws -> Reply {
     let socket = server.socketPath.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? server.socketPath
     var req = HTTPClientRequest(url: "http+unix://\(socket)\(path)")
@@ -264,7 +283,12 @@ final class RawWebSocket {
 
 /// One HTTP/1.1 request on a new blocking loopback connection with `Connection: close`; reads to end of stream.
 /// - Returns: the status code and the body (everything after the blank line).
-func requestOnNewConnection(_ server: DispatchServer, method: String = "GET", headers: [(String, String)], body: String = "") throws -> (status: Int, body: String) {
+func requestOnNewConnection(
+    _ server: DispatchServer,
+    method: String = "GET",
+    headers: [(String, String)],
+    body: String = ""
+) throws -> (status: Int, body: String) {
     var req = "\(method) / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
     for (n, v) in headers { req += "\(n): \(v)\r\n" }
     req += "\r\n" + body
@@ -385,8 +409,14 @@ private final class OneShotHandler: ChannelInboundHandler {
             let body = "one shot"
             var headers = HTTPHeaders()
             headers.add(name: "Content-Length", value: String(body.utf8.count))
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil
+            )
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+                promise: nil
+            )
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
@@ -409,14 +439,20 @@ final class ScriptedUpstream: Sendable {
 
     /// - Parameter streamAfter: after each reply, keep writing 64 KiB blocks nobody asked for until the
     ///   connection closes (a hostile upstream trying to fill the proxy's memory).
-    static func start(reply: String, closeAfter: Bool = false, streamAfter: Bool = false) async throws -> ScriptedUpstream {
+    static func start(
+        reply: String,
+        closeAfter: Bool = false,
+        streamAfter: Bool = false
+    ) async throws -> ScriptedUpstream {
         let closed = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.closeFuture.whenComplete { _ in closed.withLockedValue { $0 += 1 } }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ScriptedHandler(reply: reply, closeAfter: closeAfter, streamAfter: streamAfter))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ScriptedHandler(reply: reply, closeAfter: closeAfter, streamAfter: streamAfter)
+                    )
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WorkstationDispatch
 
 /// `workstation ttyd-login` against a temporary root with its own passwd, shadow and map.
@@ -60,7 +61,11 @@ import Testing
     @Test func aNewAccountWithoutAPasswordIsNotLocked() throws {
         let root = try makeRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        #expect(try TtydLogin(root: root).resolve(ttydUser: "new", today: Self.today) == ["/usr/sbin/runuser", "-l", "fresh"])
+        #expect(
+            try TtydLogin(root: root).resolve(ttydUser: "new", today: Self.today) == [
+                "/usr/sbin/runuser", "-l", "fresh",
+            ]
+        )
     }
 
     @Test func mapsAKnownUserToRunuserLogin() throws {
@@ -68,7 +73,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let login = TtydLogin(root: root)
         #expect(try login.resolve(ttydUser: "alice", today: Self.today) == ["/usr/sbin/runuser", "-l", "alice"])
-        #expect(try login.resolve(ttydUser: "alice.example", today: Self.today) == ["/usr/sbin/runuser", "-l", "alice"])
+        #expect(
+            try login.resolve(ttydUser: "alice.example", today: Self.today) == ["/usr/sbin/runuser", "-l", "alice"]
+        )
         #expect(try login.resolve(ttydUser: "fut", today: Self.today) == ["/usr/sbin/runuser", "-l", "futur"])
     }
 
@@ -79,7 +86,14 @@ import Testing
         ("alice ", .malformedUser("alice ", problem: "contains whitespace")),
         ("al=ice", .malformedUser("al=ice", problem: "contains '=' (the ttyd map separator)")),
         ("al\nice", .malformedUser("al\nice", problem: "contains a control character")),
-        (String(repeating: "a", count: 29), .malformedUser(String(repeating: "a", count: 29), problem: "is 29 characters; at most 28 (ttyd cuts its header at 29, so a longer name could pass for another)")),
+        (
+            String(repeating: "a", count: 29),
+            .malformedUser(
+                String(repeating: "a", count: 29),
+                problem:
+                    "is 29 characters; at most 28 (ttyd cuts its header at 29, so a longer name could pass for another)"
+            )
+        ),
         ("mallory", .unknownUser("mallory", map: "/etc/ttyd-user-map")),
         ("bob", .noAccount("nobody-here")),
         ("eve", .rootAccount("rooty")),
@@ -100,11 +114,14 @@ import Testing
         let root = try makeRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let login = TtydLogin(root: root)
-        #expect(throws: TtydLoginError.malformedTarget(user: "bad", osUser: "Bad User", problem: "contains whitespace")) {
+        #expect(throws: TtydLoginError.malformedTarget(user: "bad", osUser: "Bad User", problem: "contains whitespace"))
+        {
             try login.resolve(ttydUser: "bad", today: Self.today)
         }
         // "root" is a reserved name, refused before the uid is even read.
-        #expect(throws: TtydLoginError.malformedTarget(user: "sup", osUser: "root", problem: "is a reserved system name")) {
+        #expect(
+            throws: TtydLoginError.malformedTarget(user: "sup", osUser: "root", problem: "is a reserved system name")
+        ) {
             try login.resolve(ttydUser: "sup", today: Self.today)
         }
     }
@@ -113,13 +130,19 @@ import Testing
         let root = try makeRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.removeItem(atPath: root + "/etc/shadow")
-        #expect(throws: TtydLoginError.shadowUnreadable("/etc/shadow")) { try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today) }
+        #expect(throws: TtydLoginError.shadowUnreadable("/etc/shadow")) {
+            try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today)
+        }
         try FileManager.default.removeItem(atPath: root + "/etc/ttyd-user-map")
-        #expect(throws: TtydLoginError.mapUnreadable("/etc/ttyd-user-map")) { try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today) }
+        #expect(throws: TtydLoginError.mapUnreadable("/etc/ttyd-user-map")) {
+            try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today)
+        }
     }
 
     @Test func messagesSayWhatToDo() {
-        #expect(TtydLoginError.locked("alice").description == "account 'alice' is locked (offboarded); ask an administrator")
+        #expect(
+            TtydLoginError.locked("alice").description == "account 'alice' is locked (offboarded); ask an administrator"
+        )
         #expect(TtydLoginError.noUser.description.contains("-H X-authentik-username"))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import WorkstationCore
+
 @testable import WorkstationHost
 
 /// A temp root seeded like a fresh Debian host and converged with the real shadow utilities and `systemctl --root`,
@@ -17,12 +18,21 @@ final class CapacitySandbox {
     let dir: String
     let root: HostRoot
 
-    init(roster: String = CapacitySandbox.roster, settings: String = "", memTotal: UInt64? = 32 << 30, swap: UInt64 = 8 << 30) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cap-\(UUID().uuidString.prefix(8))").path
+    init(
+        roster: String = CapacitySandbox.roster,
+        settings: String = "",
+        memTotal: UInt64? = 32 << 30,
+        swap: UInt64 = 8 << 30
+    ) throws {
+        dir =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ws-cap-\(UUID().uuidString.prefix(8))").path
         root = HostRoot(dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try write("/etc/workstation/roster.yaml", roster)
-        try write("/etc/workstation/workstation.yaml", settings.isEmpty ? "config_base: /srv/workstation/config-base\n" : settings)
+        try write(
+            "/etc/workstation/workstation.yaml",
+            settings.isEmpty ? "config_base: /srv/workstation/config-base\n" : settings
+        )
         try SandboxRoot.seed(root, settings: try inputs().settings)
         if let memTotal { try meminfo(total: memTotal, swap: swap) }
     }
@@ -40,7 +50,10 @@ final class CapacitySandbox {
 
     func write(_ hostPath: String, _ content: String, mode: Int = 0o644, uid: Int? = nil) throws {
         let full = path(hostPath)
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
         try Data(content.utf8).write(to: URL(fileURLWithPath: full))
         chmod(full, mode_t(mode))
         if let uid { chown(full, uid_t(uid), gid_t(uid)) }
@@ -53,19 +66,23 @@ final class CapacitySandbox {
     }
 
     func meminfo(total: UInt64, swap: UInt64, available: UInt64? = nil) throws {
-        try write("/proc/meminfo", """
+        try write(
+            "/proc/meminfo",
+            """
             MemTotal:       \(total / 1024) kB
             MemFree:        \(total / 2048) kB
             MemAvailable:   \((available ?? total / 2) / 1024) kB
             SwapTotal:      \(swap / 1024) kB
             SwapFree:       \(swap / 1024) kB
 
-            """)
+            """
+        )
     }
 
     /// A synthetic process: `/proc/<pid>/status` and `/proc/<pid>/stat`.
     func process(_ pid: Int, uid: Int, name: String, rssKiB: UInt64?, session: Int, tty: Int) throws {
-        var status = "Name:\t\(name)\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t\(pid)\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nGid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\n"
+        var status =
+            "Name:\t\(name)\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t\(pid)\nUid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\nGid:\t\(uid)\t\(uid)\t\(uid)\t\(uid)\n"
         if let rssKiB { status += "VmRSS:\t  \(rssKiB) kB\n" }
         try write("/proc/\(pid)/status", status)
         try write("/proc/\(pid)/stat", "\(pid) (\(name)) S 1 \(pid) \(session) \(tty) \(pid) 4194560 0 0 0 0\n")
@@ -82,12 +99,22 @@ final class CapacitySandbox {
         let inputs = try inputs()
         let planner = Planner(settings: inputs.settings)
         for p in populated {
-            try write("/sys/fs/cgroup/user.slice/user-\(p.uid).slice/\(p.instance)/cgroup.events", "populated 1\nfrozen 0\n")
+            try write(
+                "/sys/fs/cgroup/user.slice/user-\(p.uid).slice/\(p.instance)/cgroup.events",
+                "populated 1\nfrozen 0\n"
+            )
             let accounts = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
-            guard let name = accounts.first(where: { $0.uid == p.uid })?.name, let entry = inputs.roster.entries.first(where: { $0.osUser == name }),
-                let b = planner.budget(for: entry) else { continue }
-            try enforce(uid: p.uid, ["memory.high": String(b.high), "memory.max": String(b.max), "memory.swap.max": String(b.swapMax),
-                                     "pids.max": planner.tasksMax(for: entry).map(String.init) ?? "max"])
+            guard let name = accounts.first(where: { $0.uid == p.uid })?.name,
+                let entry = inputs.roster.entries.first(where: { $0.osUser == name }),
+                let b = planner.budget(for: entry)
+            else { continue }
+            try enforce(
+                uid: p.uid,
+                [
+                    "memory.high": String(b.high), "memory.max": String(b.max), "memory.swap.max": String(b.swapMax),
+                    "pids.max": planner.tasksMax(for: entry).map(String.init) ?? "max",
+                ]
+            )
         }
     }
 
@@ -100,8 +127,13 @@ final class CapacitySandbox {
     /// applied (managed layers, reconcile timer), a clone and a private kubeconfig per person.
     func makeHealthy() throws {
         let inputs = try inputs()
-        try write("/var/lib/dpkg/status", inputs.settings.setupHost.packages.map { "Package: \($0)\nStatus: install ok installed\nArchitecture: amd64\n" }
-            .joined(separator: "\n"))
+        try write(
+            "/var/lib/dpkg/status",
+            inputs.settings.setupHost.packages.map {
+                "Package: \($0)\nStatus: install ok installed\nArchitecture: amd64\n"
+            }
+            .joined(separator: "\n")
+        )
         let setup = try SetupHostEngine.apply(inputs, root: root, runner: ProcessRunner(), options: SetupHostOptions())
         precondition(setup.succeeded, "setup-host in the sandbox: \(setup.report.failed.map(\.error))")
         for user in ["alice", "bob-dev"] {
@@ -126,7 +158,9 @@ final class CapacitySandbox {
             guard lstat(full, &st) == 0 else { continue }
             var desc = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
             if st.st_mode & S_IFMT == S_IFREG { desc += " " + (fm.contents(atPath: full)?.base64EncodedString() ?? "") }
-            if st.st_mode & S_IFMT == S_IFLNK { desc += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "") }
+            if st.st_mode & S_IFMT == S_IFLNK {
+                desc += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "")
+            }
             out[rel] = desc
         }
         return out

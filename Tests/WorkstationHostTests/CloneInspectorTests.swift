@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+
 @testable import WorkstationCore
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `CloneInspector` on hand-made trees (files only, as the inspector reads them), and the no-replace rename.
@@ -13,21 +14,28 @@ import Testing
         let root: String
         var home: String { root + "/home/alice" }
         init() throws {
-            root = FileManager.default.temporaryDirectory.appendingPathComponent("ws-insp-\(UUID().uuidString.prefix(8))").path
+            root =
+                FileManager.default.temporaryDirectory.appendingPathComponent("ws-insp-\(UUID().uuidString.prefix(8))")
+                .path
             try FileManager.default.createDirectory(atPath: root + "/home/alice", withIntermediateDirectories: true)
         }
         deinit { try? FileManager.default.removeItem(atPath: root) }
 
         func write(_ rel: String, _ text: String, mode: Int = 0o644) throws {
             let full = home + "/" + rel
-            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try text.write(toFile: full, atomically: false, encoding: .utf8)
             chmod(full, mode_t(mode))
         }
 
         /// A clone as InfraCloner leaves it.
         func ours() throws {
-            try write("code/.git/config", """
+            try write(
+                "code/.git/config",
+                """
                 [core]
                 \tbare = false
                 [filter "git-crypt"]
@@ -37,7 +45,8 @@ import Testing
                 [workstation]
                 \tlockedClone = true
 
-                """)
+                """
+            )
             try write("code/.git/hooks/pre-commit", InfraCloner.preCommitHook, mode: 0o755)
         }
 
@@ -75,9 +84,15 @@ import Testing
     @Test func aRealGitCryptFilterIsNotLocked() throws {
         let h = try Home()
         try h.ours()
-        try h.write("code/.git/config", "[filter \"git-crypt\"]\n\tsmudge = \"git-crypt\" smudge\n\trequired = true\n[workstation]\n\tlockedclone = true\n")
+        try h.write(
+            "code/.git/config",
+            "[filter \"git-crypt\"]\n\tsmudge = \"git-crypt\" smudge\n\trequired = true\n[workstation]\n\tlockedclone = true\n"
+        )
         let s = h.status()
-        #expect(!s.lockedVerified && s.detail.contains("not the pass-through") && s.detail.contains("required"), "\(s.detail)")
+        #expect(
+            !s.lockedVerified && s.detail.contains("not the pass-through") && s.detail.contains("required"),
+            "\(s.detail)"
+        )
     }
 
     @Test func aForeignDirectoryAFileAndALinkAreKept() throws {
@@ -115,12 +130,20 @@ import Testing
         try h.write("code/keep.txt", "theirs")
         let w = HomeWriter(root: HostRoot(h.root))
         let owner = HomeWriter.Owner(uid: 0, gid: 0)
-        #expect(try w.renameNoReplace(home: "/home/alice", from: ".code.workstation-partial", to: "code", owner: owner) == false)
+        #expect(
+            try w.renameNoReplace(home: "/home/alice", from: ".code.workstation-partial", to: "code", owner: owner)
+                == false
+        )
         #expect(FileManager.default.contents(atPath: h.home + "/code/keep.txt") == Data("theirs".utf8))
         try FileManager.default.removeItem(atPath: h.home + "/code")
-        #expect(try w.renameNoReplace(home: "/home/alice", from: ".code.workstation-partial", to: "code", owner: owner) == true)
+        #expect(
+            try w.renameNoReplace(home: "/home/alice", from: ".code.workstation-partial", to: "code", owner: owner)
+                == true
+        )
         #expect(FileManager.default.contents(atPath: h.home + "/code/README.md") == Data("new".utf8))
-        #expect(throws: HomeWriteError.self) { try w.renameNoReplace(home: "/home/alice", from: "../x", to: "code", owner: owner) }
+        #expect(throws: HomeWriteError.self) {
+            try w.renameNoReplace(home: "/home/alice", from: "../x", to: "code", owner: owner)
+        }
     }
 
     @Test func gitConfigReadsSectionsAndSubsections() {

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 @Suite struct ExecutorUnitTests {
@@ -9,17 +10,38 @@ import WorkstationCore
     static let dropIn = "/etc/systemd/system/t3-serve@bob-dev.service.d/50-workstation.conf"
 
     func run(systemdRunning: Bool) throws -> (RecordingRunner, ApplyReport, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-exec-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-exec-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let runner = RecordingRunner()
-        let executor = Executor(root: HostRoot(dir), settings: Settings(), runner: runner, journal: nil,
-                                systemdRunning: systemdRunning, state: WorkstationState())
+        let executor = Executor(
+            root: HostRoot(dir),
+            settings: Settings(),
+            runner: runner,
+            journal: nil,
+            systemdRunning: systemdRunning,
+            state: WorkstationState()
+        )
         let content = Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8)
         let plan = Plan(changes: [
-            Change(id: "file:\(Self.dropIn)", user: "bob-dev", kind: .update, safety: .derived, summary: "regenerate drop-in",
-                   action: .writeFile(path: Self.dropIn, content: content, mode: 0o644)),
-            Change(id: "restart:\(Self.instance)", user: "bob-dev", kind: .update, safety: .derived, summary: "restart",
-                   action: .restartUnit(name: Self.instance), dependsOn: ["file:\(Self.dropIn)"]),
+            Change(
+                id: "file:\(Self.dropIn)",
+                user: "bob-dev",
+                kind: .update,
+                safety: .derived,
+                summary: "regenerate drop-in",
+                action: .writeFile(path: Self.dropIn, content: content, mode: 0o644)
+            ),
+            Change(
+                id: "restart:\(Self.instance)",
+                user: "bob-dev",
+                kind: .update,
+                safety: .derived,
+                summary: "restart",
+                action: .restartUnit(name: Self.instance),
+                dependsOn: ["file:\(Self.dropIn)"]
+            ),
         ])
         let report = executor.apply(plan)
         return (runner, report, dir)
@@ -30,21 +52,47 @@ import WorkstationCore
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(report.failed.isEmpty)
         #expect(runner.commands == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", Self.instance]])
-        #expect(FileManager.default.contents(atPath: dir + Self.dropIn) == Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8))
+        #expect(
+            FileManager.default.contents(atPath: dir + Self.dropIn)
+                == Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8)
+        )
     }
 
     @Test func startReloadsFirstWhenUnitFilesChanged() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-exec-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-exec-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner = RecordingRunner()
-        let executor = Executor(root: HostRoot(dir), settings: Settings(), runner: runner, journal: nil,
-                                systemdRunning: true, state: WorkstationState())
-        let report = executor.apply(Plan(changes: [
-            Change(id: "file:\(Self.dropIn)", user: "bob-dev", kind: .update, safety: .derived, summary: "regenerate drop-in",
-                   action: .writeFile(path: Self.dropIn, content: Data("[Service]\n".utf8), mode: 0o644)),
-            Change(id: "unit:\(Self.instance)", user: "bob-dev", kind: .update, safety: .additive, summary: "start",
-                   action: .startUnit(name: Self.instance), dependsOn: ["file:\(Self.dropIn)"]),
-        ]))
+        let executor = Executor(
+            root: HostRoot(dir),
+            settings: Settings(),
+            runner: runner,
+            journal: nil,
+            systemdRunning: true,
+            state: WorkstationState()
+        )
+        let report = executor.apply(
+            Plan(changes: [
+                Change(
+                    id: "file:\(Self.dropIn)",
+                    user: "bob-dev",
+                    kind: .update,
+                    safety: .derived,
+                    summary: "regenerate drop-in",
+                    action: .writeFile(path: Self.dropIn, content: Data("[Service]\n".utf8), mode: 0o644)
+                ),
+                Change(
+                    id: "unit:\(Self.instance)",
+                    user: "bob-dev",
+                    kind: .update,
+                    safety: .additive,
+                    summary: "start",
+                    action: .startUnit(name: Self.instance),
+                    dependsOn: ["file:\(Self.dropIn)"]
+                ),
+            ])
+        )
         #expect(report.failed.isEmpty)
         #expect(runner.commands == [["systemctl", "daemon-reload"], ["systemctl", "start", Self.instance]])
     }
@@ -81,21 +129,49 @@ final class FailingUnitRunner: CommandRunner {
     func plan(_ n: Int) -> Plan {
         var changes: [Change] = []
         for i in 0..<n {
-            let user = "u\(i)", unit = "t3-serve@u\(i).service"
+            let user = "u\(i)"
+            let unit = "t3-serve@u\(i).service"
             let dropIn = "/etc/systemd/system/\(unit).d/50-workstation.conf"
-            changes.append(Change(id: "file:\(dropIn)", user: user, kind: .create, safety: .derived, summary: "write drop-in of \(user)",
-                                  action: .writeFile(path: dropIn, content: Data("[Service]\n".utf8), mode: 0o644)))
-            changes.append(Change(id: "unit:\(unit)", user: user, kind: .create, safety: .additive, summary: "enable \(unit)",
-                                  action: .enableUnit(name: unit), dependsOn: ["file:\(dropIn)"]))
+            changes.append(
+                Change(
+                    id: "file:\(dropIn)",
+                    user: user,
+                    kind: .create,
+                    safety: .derived,
+                    summary: "write drop-in of \(user)",
+                    action: .writeFile(path: dropIn, content: Data("[Service]\n".utf8), mode: 0o644)
+                )
+            )
+            changes.append(
+                Change(
+                    id: "unit:\(unit)",
+                    user: user,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "enable \(unit)",
+                    action: .enableUnit(name: unit),
+                    dependsOn: ["file:\(dropIn)"]
+                )
+            )
         }
         return Plan(changes: changes)
     }
 
     func executor(_ runner: any CommandRunner, systemdRunning: Bool) throws -> (Executor, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-batch-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-batch-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (Executor(root: HostRoot(dir), settings: Settings(), runner: runner, journal: nil, systemdRunning: systemdRunning,
-                         state: WorkstationState()), dir)
+        return (
+            Executor(
+                root: HostRoot(dir),
+                settings: Settings(),
+                runner: runner,
+                journal: nil,
+                systemdRunning: systemdRunning,
+                state: WorkstationState()
+            ), dir
+        )
     }
 
     @Test(arguments: [1, 2, 127, 128, 129, 300])
@@ -109,10 +185,25 @@ final class FailingUnitRunner: CommandRunner {
         #expect(reloads == 1, "one reload for \(n) people, not one each: \(runner.commands.prefix(4))")
         let enables = runner.commands.filter { $0.starts(with: ["systemctl", "enable", "--now", "--no-reload"]) }
         #expect(enables.count == (n + Executor.enableBatchSize - 1) / Executor.enableBatchSize)
-        #expect(enables.flatMap { $0.dropFirst(4) } == (0..<n).map { "t3-serve@u\($0).service" }, "every unit once, in roster order")
-        #expect(runner.commands.filter { $0.contains("enable") }.count == enables.count, "no enable without --no-reload")
-        #expect(runner.commands.first == ["systemctl", "daemon-reload"], "the reload comes after every drop-in and before any enable")
-        for i in 0..<n { #expect(FileManager.default.fileExists(atPath: dir + "/etc/systemd/system/t3-serve@u\(i).service.d/50-workstation.conf")) }
+        #expect(
+            enables.flatMap { $0.dropFirst(4) } == (0..<n).map { "t3-serve@u\($0).service" },
+            "every unit once, in roster order"
+        )
+        #expect(
+            runner.commands.filter { $0.contains("enable") }.count == enables.count,
+            "no enable without --no-reload"
+        )
+        #expect(
+            runner.commands.first == ["systemctl", "daemon-reload"],
+            "the reload comes after every drop-in and before any enable"
+        )
+        for i in 0..<n {
+            #expect(
+                FileManager.default.fileExists(
+                    atPath: dir + "/etc/systemd/system/t3-serve@u\(i).service.d/50-workstation.conf"
+                )
+            )
+        }
     }
 
     @Test func aSandboxRootEnablesInBatchesWithoutReloading() throws {
@@ -121,7 +212,14 @@ final class FailingUnitRunner: CommandRunner {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let report = executor.apply(plan(3))
         #expect(report.failed.isEmpty)
-        #expect(runner.commands == [["systemctl", "--root=\(dir)", "enable", "t3-serve@u0.service", "t3-serve@u1.service", "t3-serve@u2.service"]])
+        #expect(
+            runner.commands == [
+                [
+                    "systemctl", "--root=\(dir)", "enable", "t3-serve@u0.service", "t3-serve@u1.service",
+                    "t3-serve@u2.service",
+                ]
+            ]
+        )
     }
 
     @Test func aFailureNamesItsPersonAndTheRestConverge() throws {
@@ -130,8 +228,15 @@ final class FailingUnitRunner: CommandRunner {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let report = executor.apply(plan(4))
         #expect(report.failed.map(\.change.id) == ["unit:t3-serve@u1.service"])
-        #expect(report.failed.first?.error.hasPrefix("u1: enable t3-serve@u1.service:") == true, "\(report.failed.map(\.error))")
-        #expect(Set(report.applied.map(\.id)).isSuperset(of: ["unit:t3-serve@u0.service", "unit:t3-serve@u2.service", "unit:t3-serve@u3.service"]))
+        #expect(
+            report.failed.first?.error.hasPrefix("u1: enable t3-serve@u1.service:") == true,
+            "\(report.failed.map(\.error))"
+        )
+        #expect(
+            Set(report.applied.map(\.id)).isSuperset(of: [
+                "unit:t3-serve@u0.service", "unit:t3-serve@u2.service", "unit:t3-serve@u3.service",
+            ])
+        )
         // The batch, then each unit alone.
         #expect(runner.commands.filter { $0.contains("enable") }.map { $0.count - 4 } == [4, 1, 1, 1, 1])
     }
@@ -141,15 +246,30 @@ final class FailingUnitRunner: CommandRunner {
         let (executor, dir) = try executor(runner, systemdRunning: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var p = plan(2)
-        p.changes.append(Change(id: "after", user: "u0", kind: .update, safety: .derived, summary: "restart after enabling",
-                                action: .restartUnit(name: "t3-serve@u0.service"), dependsOn: ["unit:t3-serve@u0.service"]))
+        p.changes.append(
+            Change(
+                id: "after",
+                user: "u0",
+                kind: .update,
+                safety: .derived,
+                summary: "restart after enabling",
+                action: .restartUnit(name: "t3-serve@u0.service"),
+                dependsOn: ["unit:t3-serve@u0.service"]
+            )
+        )
         let report = executor.apply(p)
         #expect(report.failed.isEmpty)
         let order = runner.commands.map { $0.joined(separator: " ") }
-        let single = try #require(order.firstIndex(of: "systemctl enable --now t3-serve@u0.service"), "an enable another change waits for runs in place: \(order)")
+        let single = try #require(
+            order.firstIndex(of: "systemctl enable --now t3-serve@u0.service"),
+            "an enable another change waits for runs in place: \(order)"
+        )
         let restart = try #require(order.firstIndex(of: "systemctl try-restart t3-serve@u0.service"))
         #expect(single < restart)
-        #expect(order.contains("systemctl enable --now --no-reload t3-serve@u1.service"), "the other unit is still enabled at the end: \(order)")
+        #expect(
+            order.contains("systemctl enable --now --no-reload t3-serve@u1.service"),
+            "the other unit is still enabled at the end: \(order)"
+        )
     }
 }
 
@@ -157,13 +277,25 @@ final class FailingUnitRunner: CommandRunner {
 @Suite struct DisableUnitTests {
     @Test(arguments: [true, false])
     func disableReloadsNothing(_ systemdRunning: Bool) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-disable-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-disable-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner = RecordingRunner()
-        let adapter = LifecycleAdapter(root: HostRoot(dir), runner: runner, systemdRunning: systemdRunning, accounts: AccountLookup(root: HostRoot(dir)))
+        let adapter = LifecycleAdapter(
+            root: HostRoot(dir),
+            runner: runner,
+            systemdRunning: systemdRunning,
+            accounts: AccountLookup(root: HostRoot(dir))
+        )
         try adapter.disableUnit("t3-serve@bob.service")
-        #expect(runner.commands == [systemdRunning ? ["systemctl", "disable", "--now", "--no-reload", "t3-serve@bob.service"]
-                                                   : ["systemctl", "--root=\(dir)", "disable", "t3-serve@bob.service"]])
+        #expect(
+            runner.commands == [
+                systemdRunning
+                    ? ["systemctl", "disable", "--now", "--no-reload", "t3-serve@bob.service"]
+                    : ["systemctl", "--root=\(dir)", "disable", "t3-serve@bob.service"]
+            ]
+        )
     }
 }

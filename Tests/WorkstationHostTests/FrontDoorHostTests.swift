@@ -2,10 +2,11 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Answers every command with a fixed status and records it (doctor's `nft list table`).
@@ -45,7 +46,9 @@ enum ProcNet {
         var s = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         for (i, r) in rows.enumerated() {
             let zero = String(repeating: "0", count: r.addr.count * 2)
-            s += String(format: "%4d: ", i) + "\(hex(r.addr)):\(String(format: "%04X", r.port)) \(zero):0000 \(r.state) 00000000:00000000 00:00000000 00000000  \(r.uid)        0 \(1000 + i) 1 0000000000000000 100 0 0 10 0\n"
+            s +=
+                String(format: "%4d: ", i)
+                + "\(hex(r.addr)):\(String(format: "%04X", r.port)) \(zero):0000 \(r.state) 00000000:00000000 00:00000000 00000000  \(r.uid)        0 \(1000 + i) 1 0000000000000000 100 0 0 10 0\n"
         }
         return s
     }
@@ -63,7 +66,8 @@ enum ProcNet {
     func parsesAddressesAndLoopback(addr: [UInt8], v6: Bool, text: String, loopback: Bool) {
         let data = Data(ProcNet.table([(addr, 3774, 1001, "0A"), (addr, 3775, 1002, "01")]).utf8)
         let l = TCPListener.parse(data, v6: v6)
-        #expect(l == [TCPListener(address: text, port: 3774, uid: 1001, loopback: loopback)])  // ESTABLISHED (01) is no listener
+        // ESTABLISHED (01) is no listener
+        #expect(l == [TCPListener(address: text, port: 3774, uid: 1001, loopback: loopback)])
     }
 
     @Test func readsTheRealTablesOfThisMachine() throws {
@@ -83,7 +87,8 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
     /// (check, user, severity) doctor must report.
     var expected: (String, String?, Finding.Severity) {
         switch self {
-        case .dirWritable, .dirOwnedByAnother, .socketOpenToOthers, .socketOwnedByAnother, .socketMissing, .ttydSocketOpenToOthers:
+        case .dirWritable, .dirOwnedByAnother, .socketOpenToOthers, .socketOwnedByAnother, .socketMissing,
+            .ttydSocketOpenToOthers:
             ("front-socket", nil, .fail)
         case .dispatchSocketInactive, .firewallInactive: ("front-unit", nil, .fail)
         case .tableNotLoaded: ("firewall", nil, .fail)
@@ -102,13 +107,17 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
         let outcome = try s.apply()
         #expect(outcome.succeeded)
         try s.makeHealthy()
-        try s.systemdRunning(populated: [("t3-serve@alice.service", s.uid("alice")), ("t3-serve@bob-dev.service", s.uid("bob-dev"))])
+        try s.systemdRunning(populated: [
+            ("t3-serve@alice.service", s.uid("alice")), ("t3-serve@bob-dev.service", s.uid("bob-dev")),
+        ])
         try s.frontDoor()
         let map = try DispatchMap.decode(try #require(s.root.read("/etc/t3-serve/dispatch.json")))
         let alice = try #require(map.users.values.first { $0.osUser == "alice" }?.port)
         // Every routed person (the admin too) on loopback: alice over IPv4, the others over IPv6.
         let others = map.users.values.filter { $0.osUser != "alice" }.compactMap { u in
-            AccountDatabase.passwd(s.root.read("/etc/passwd") ?? Data()).first { $0.name == u.osUser }.map { (ProcNet.loopback6, u.port, $0.uid) }
+            AccountDatabase.passwd(s.root.read("/etc/passwd") ?? Data()).first { $0.name == u.osUser }.map {
+                (ProcNet.loopback6, u.port, $0.uid)
+            }
         }
         try s.listeners(v4: [(ProcNet.loopback4, alice, s.uid("alice"))], v6: others)
         return (s, alice)
@@ -121,7 +130,9 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
         #expect(report.healthy, "\(report.findings.filter { $0.severity != .ok })")
         #expect(report.warnings == 0, "\(report.findings.filter { $0.severity == .warn })")
         let checks = report.findings.map { "\($0.check) \($0.user ?? "-")" }
-        for c in ["front-socket -", "front-unit -", "firewall -", "routed-port alice", "routed-port bob-dev"] { #expect(checks.contains(c), "no \(c)") }
+        for c in ["front-socket -", "front-unit -", "firewall -", "routed-port alice", "routed-port bob-dev"] {
+            #expect(checks.contains(c), "no \(c)")
+        }
         #expect(nft.commands == [["/usr/sbin/nft", "list", "table", "inet", "workstation"]])
         // Without a runner (metrics, --root) nothing is spawned and the table check is left out.
         #expect(try Doctor(root: s.root, inputs: try s.inputs()).run().findings.allSatisfy { $0.check != "firewall" })
@@ -130,7 +141,8 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
     @Test(arguments: FrontDoorBreakage.allCases)
     func findsEachFrontDoorFaultAndNamesAFix(_ b: FrontDoorBreakage) throws {
         let (s, alicePort) = try healthy()
-        let alice = s.uid("alice"), bob = s.uid("bob-dev")
+        let alice = s.uid("alice")
+        let bob = s.uid("bob-dev")
         var nftStatus: Int32 = 0
         let sock = "/run/workstation-dispatch/dispatch.sock"
         switch b {
@@ -144,8 +156,10 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
         case .tableNotLoaded: nftStatus = 1
         case .portHeldByAnother: try s.listeners(v4: [(ProcNet.loopback4, alicePort, bob)], v6: [])
         case .portOnWildcard: try s.listeners(v4: [(ProcNet.any4, alicePort, alice)], v6: [])
-        case .portOnWildcardV6: try s.listeners(v4: [(ProcNet.loopback4, alicePort, alice)], v6: [(ProcNet.any6, alicePort, alice)])
-        case .strayInstancePortOnLAN: try s.listeners(v4: [(ProcNet.loopback4, alicePort, alice), (ProcNet.lan4, 3870, bob)], v6: [])
+        case .portOnWildcardV6:
+            try s.listeners(v4: [(ProcNet.loopback4, alicePort, alice)], v6: [(ProcNet.any6, alicePort, alice)])
+        case .strayInstancePortOnLAN:
+            try s.listeners(v4: [(ProcNet.loopback4, alicePort, alice), (ProcNet.lan4, 3870, bob)], v6: [])
         case .ttydSocketOpenToOthers: try s.frontSocket(dir: "/run/workstation-ttyd", socket: "ttyd.sock", mode: 0o666)
         case .portNotListening: try s.listeners(v4: [], v6: [])
         }
@@ -155,7 +169,9 @@ enum FrontDoorBreakage: String, CaseIterable, Sendable, CustomTestStringConverti
         #expect(hit != nil, "\(b): no \(severity) \(check) in \(report.findings.filter { $0.severity != .ok })")
         #expect(hit?.fix?.isEmpty == false)
         #expect(report.healthy == (severity != .fail))
-        if b == .portHeldByAnother { #expect(hit?.message.contains("held by bob-dev (uid \(bob))") == true, "\(hit?.message ?? "")") }
+        if b == .portHeldByAnother {
+            #expect(hit?.message.contains("held by bob-dev (uid \(bob))") == true, "\(hit?.message ?? "")")
+        }
         if b == .portOnWildcardV6 { #expect(hit?.message.contains("listens on ::") == true, "\(hit?.message ?? "")") }
     }
 }
@@ -185,8 +201,13 @@ extension CapacitySandbox {
 
     /// `/proc/net/unix` with these paths listening (`__SO_ACCEPTCON`, flags 00010000).
     func unixSockets(_ listening: [String]) throws {
-        try write("/proc/net/unix", "Num       RefCount Protocol Flags    Type St Inode Path\n"
-            + listening.enumerated().map { "000000000000\($0.offset + 1000): 00000002 00000000 00010000 0001 01 \(4000 + $0.offset) \($0.element)\n" }.joined())
+        try write(
+            "/proc/net/unix",
+            "Num       RefCount Protocol Flags    Type St Inode Path\n"
+                + listening.enumerated().map {
+                    "000000000000\($0.offset + 1000): 00000002 00000000 00010000 0001 01 \(4000 + $0.offset) \($0.element)\n"
+                }.joined()
+        )
     }
 
     /// `/proc/net/tcp` and `tcp6` with these listeners (address, port, owner).

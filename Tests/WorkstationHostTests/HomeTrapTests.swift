@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A temporary host root with the example roster applied (real useradd under --prefix): alice and bob-dev exist.
@@ -12,14 +13,20 @@ final class TrapRoot {
     let dir: String
     let root: HostRoot
     let inputs: Inputs
-    static var examples: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples").standardized }
+    static var examples: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples")
+            .standardized
+    }
 
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-trap-\(UUID().uuidString.prefix(8))").path
+        dir =
+            FileManager.default.temporaryDirectory.appendingPathComponent("ws-trap-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         root = HostRoot(dir)
-        let paths = InputPaths(roster: Self.examples.appendingPathComponent("roster.yaml").path,
-                               settings: Self.examples.appendingPathComponent("workstation.yaml").path)
+        let paths = InputPaths(
+            roster: Self.examples.appendingPathComponent("roster.yaml").path,
+            settings: Self.examples.appendingPathComponent("workstation.yaml").path
+        )
         inputs = try Engine.load(paths, root: root)
         try SandboxRoot.seed(root, settings: inputs.settings)
         let outcome = try Engine.apply(inputs, root: root, runner: ProcessRunner())
@@ -28,8 +35,13 @@ final class TrapRoot {
     deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     func path(_ p: String) -> String { root.path(p) }
-    func account(_ name: String) -> PasswdEntry { AccountDatabase.passwd(root.read("/etc/passwd")!).first { $0.name == name }! }
-    func owner(_ name: String) -> HomeWriter.Owner { let a = account(name); return HomeWriter.Owner(uid: a.uid, gid: a.gid) }
+    func account(_ name: String) -> PasswdEntry {
+        AccountDatabase.passwd(root.read("/etc/passwd")!).first { $0.name == name }!
+    }
+    func owner(_ name: String) -> HomeWriter.Owner {
+        let a = account(name)
+        return HomeWriter.Owner(uid: a.uid, gid: a.gid)
+    }
 
     /// Every entry under the root except `excluding` subtrees (host paths): kind, mode, owner, and bytes or link target.
     func tree(excluding: [String]) -> [String: String] {
@@ -42,9 +54,12 @@ final class TrapRoot {
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 out[rel.isEmpty ? "/" : rel] = "dir " + desc
-                for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir + rel)) ?? []).sorted() { walk(rel + "/" + name) }
+                for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir + rel)) ?? []).sorted() {
+                    walk(rel + "/" + name)
+                }
                 return
-            case S_IFLNK: desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: dir + rel)) ?? "?")
+            case S_IFLNK:
+                desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: dir + rel)) ?? "?")
             default: desc += " bytes=" + (FileManager.default.contents(atPath: dir + rel)?.base64EncodedString() ?? "?")
             }
             out[rel] = desc
@@ -61,7 +76,10 @@ final class TrapRoot {
     }
 
     func write(_ hostPath: String, _ text: String, owner: HomeWriter.Owner, mode: mode_t) throws {
-        try FileManager.default.createDirectory(atPath: (path(hostPath) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (path(hostPath) as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
         try Data(text.utf8).write(to: URL(fileURLWithPath: path(hostPath)))
         chown(path(hostPath), owner.uid, owner.gid)
         chmod(path(hostPath), mode)
@@ -93,7 +111,10 @@ struct TrapError: Error, CustomStringConvertible {
         let before = r.tree(excluding: ["/home/alice", "/home/bob-dev/.claude/skills"] + own)
         let (plan, _, _) = try Engine.plan(r.inputs, root: r.root)
         let refusal = try #require(plan.changes.first { $0.id == "dir:/home/alice/.claude" })
-        #expect(refusal.kind == .conflict && refusal.summary.contains("refused") && refusal.summary.contains("/home/alice/.claude"))
+        #expect(
+            refusal.kind == .conflict && refusal.summary.contains("refused")
+                && refusal.summary.contains("/home/alice/.claude")
+        )
         #expect(!plan.actionable.contains { $0.user == "alice" })
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
         // bob-dev's own link comes back through bob-dev's change; nothing else outside alice's home moved.
@@ -102,11 +123,23 @@ struct TrapError: Error, CustomStringConvertible {
         // Forced through the home-writer anyway: refused, bob-dev's .claude untouched.
         try FileManager.default.removeItem(atPath: r.path("/home/bob-dev/.claude/skills"))
         let again = r.tree(excluding: ["/home/alice"])
-        #expect(throws: HomeWriteError.refused("/home/alice/.claude", "a path component is a symlink or not a directory")) {
-            try HomeWriter(root: r.root).createSymlink(home: "/home/alice", relative: ".claude/skills", target: "/srv/x", owner: alice)
+        #expect(
+            throws: HomeWriteError.refused("/home/alice/.claude", "a path component is a symlink or not a directory")
+        ) {
+            try HomeWriter(root: r.root).createSymlink(
+                home: "/home/alice",
+                relative: ".claude/skills",
+                target: "/srv/x",
+                owner: alice
+            )
         }
         #expect(throws: HomeWriteError.self) {
-            try HomeWriter(root: r.root).createDirectory(home: "/home/alice", relative: ".claude/rules", owner: alice, mode: 0o700)
+            try HomeWriter(root: r.root).createDirectory(
+                home: "/home/alice",
+                relative: ".claude/rules",
+                owner: alice,
+                mode: 0o700
+            )
         }
         #expect(changed(r.tree(excluding: ["/home/alice"]), again).isEmpty)
     }
@@ -120,17 +153,28 @@ struct TrapError: Error, CustomStringConvertible {
         let before = r.tree(excluding: ["/home/alice"] + own)
         let (plan, _, _) = try Engine.plan(r.inputs, root: r.root)
         let refusal = try #require(plan.changes.first { $0.id == "secret:/home/alice/.kube" })
-        #expect(refusal.kind == .conflict && refusal.summary.contains("refused: /home/alice/.kube is a symlink to \(r.path("/etc"))"))
+        #expect(
+            refusal.kind == .conflict
+                && refusal.summary.contains("refused: /home/alice/.kube is a symlink to \(r.path("/etc"))")
+        )
         #expect(!plan.actionable.contains { $0.user == "alice" })
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
         #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
 
         let writer = HomeWriter(root: r.root)
-        #expect(throws: HomeWriteError.refused("/home/alice/.kube", "a path component is a symlink or not a directory")) {
+        #expect(throws: HomeWriteError.refused("/home/alice/.kube", "a path component is a symlink or not a directory"))
+        {
             try writer.tightenFile(home: "/home/alice", relative: ".kube/config", owner: alice, mode: 0o700)
         }
-        #expect(throws: HomeWriteError.refused("/home/alice/.kube", "a path component is a symlink or not a directory")) {
-            try writer.createFile(home: "/home/alice", relative: ".kube/new-config", content: Data("x".utf8), owner: alice, mode: 0o600)
+        #expect(throws: HomeWriteError.refused("/home/alice/.kube", "a path component is a symlink or not a directory"))
+        {
+            try writer.createFile(
+                home: "/home/alice",
+                relative: ".kube/new-config",
+                content: Data("x".utf8),
+                owner: alice,
+                mode: 0o600
+            )
         }
         #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
     }
@@ -144,7 +188,12 @@ struct TrapError: Error, CustomStringConvertible {
         let before = r.tree(excluding: ["/home/alice"] + own)
         let (plan, _, _) = try Engine.plan(r.inputs, root: r.root)
         let refusal = try #require(plan.changes.first { $0.id == "secret:/home/alice/.kube/config" })
-        #expect(refusal.kind == .conflict && refusal.summary.contains("refused: /home/alice/.kube/config is a symlink to \(r.path("/etc/shadow"))"))
+        #expect(
+            refusal.kind == .conflict
+                && refusal.summary.contains(
+                    "refused: /home/alice/.kube/config is a symlink to \(r.path("/etc/shadow"))"
+                )
+        )
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
         #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
 
@@ -153,7 +202,13 @@ struct TrapError: Error, CustomStringConvertible {
             try writer.tightenFile(home: "/home/alice", relative: ".kube/config", owner: alice, mode: 0o700)
         }
         #expect(throws: HomeWriteError.refused("/home/alice/.kube/config", "it is a symlink")) {
-            try writer.createFile(home: "/home/alice", relative: ".kube/config", content: Data("x".utf8), owner: alice, mode: 0o600)
+            try writer.createFile(
+                home: "/home/alice",
+                relative: ".kube/config",
+                content: Data("x".utf8),
+                owner: alice,
+                mode: 0o600
+            )
         }
         // A hard link to a file outside the home (same inode) is refused too.
         try FileManager.default.removeItem(atPath: r.path("/home/alice/.kube/config"))
@@ -164,7 +219,10 @@ struct TrapError: Error, CustomStringConvertible {
             try writer.tightenFile(home: "/home/alice", relative: ".kube/config", owner: alice, mode: 0o700)
         }
         #expect(changed(r.tree(excluding: ["/home/alice"]), withLink).isEmpty)
-        #expect(changed(r.tree(excluding: ["/home/alice"] + own + ["/srv"]), before.filter { !$0.key.hasPrefix("/srv") }).isEmpty)
+        #expect(
+            changed(r.tree(excluding: ["/home/alice"] + own + ["/srv"]), before.filter { !$0.key.hasPrefix("/srv") })
+                .isEmpty
+        )
     }
 
     @Test func directorySwappedForLinkBetweenObserveAndApplyIsRefused() throws {
@@ -181,20 +239,42 @@ struct TrapError: Error, CustomStringConvertible {
         // settings.json she owns (the bait for a chmod) and no skills entry (the bait for a link).
         try FileManager.default.createDirectory(atPath: r.path("/srv/bait"), withIntermediateDirectories: true)
         try r.write("/srv/bait/settings.json", "{}\n", owner: alice, mode: 0o664)
-        try FileManager.default.moveItem(atPath: r.path("/home/alice/.claude"), toPath: r.path("/home/alice/old-claude"))
+        try FileManager.default.moveItem(
+            atPath: r.path("/home/alice/.claude"),
+            toPath: r.path("/home/alice/old-claude")
+        )
         try r.plantLink("/home/alice/.claude", to: r.path("/srv/bait"), owner: alice)
         let before = r.tree(excluding: ["/home/alice"])
 
         let journal = try Journal(root: r.root, settings: r.inputs.settings, run: "trap")
-        let executor = Executor(root: r.root, settings: r.inputs.settings, runner: ProcessRunner(), journal: journal,
-                                systemdRunning: false, state: snapshot.state)
+        let executor = Executor(
+            root: r.root,
+            settings: r.inputs.settings,
+            runner: ProcessRunner(),
+            journal: journal,
+            systemdRunning: false,
+            state: snapshot.state
+        )
         let report = executor.apply(Plan(changes: plan.actionable.filter { $0.user == "alice" }))
         #expect(report.applied.isEmpty)
         let errors = report.failed.map(\.error)
-        #expect(errors.contains { $0.contains("refused to write /home/alice/.claude: a path component is a symlink") && $0.contains("skills") })
+        #expect(
+            errors.contains {
+                $0.contains("refused to write /home/alice/.claude: a path component is a symlink")
+                    && $0.contains("skills")
+            }
+        )
         #expect(errors.contains { $0.contains("refused to write /home/alice/.claude") && $0.contains("settings.json") })
-        #expect(changed(r.tree(excluding: ["/home/alice", "/var/lib/workstation"]), before.filter { !$0.key.hasPrefix("/var/lib/workstation") }).isEmpty)
-        let journalText = String(decoding: r.root.read(joinPath(r.inputs.settings.stateDirectory, "journal.jsonl")) ?? Data(), as: UTF8.self)
+        #expect(
+            changed(
+                r.tree(excluding: ["/home/alice", "/var/lib/workstation"]),
+                before.filter { !$0.key.hasPrefix("/var/lib/workstation") }
+            ).isEmpty
+        )
+        let journalText = String(
+            decoding: r.root.read(joinPath(r.inputs.settings.stateDirectory, "journal.jsonl")) ?? Data(),
+            as: UTF8.self
+        )
         #expect(journalText.contains("refused"))
     }
 
@@ -203,15 +283,27 @@ struct TrapError: Error, CustomStringConvertible {
         let alice = r.owner("alice")
         let writer = HomeWriter(root: r.root)
         // The example apply already made ~/.claude and its links: doing it again is a no-op, not an error.
-        #expect(try writer.createDirectory(home: "/home/alice", relative: ".claude", owner: alice, mode: 0o700) == false)
+        #expect(
+            try writer.createDirectory(home: "/home/alice", relative: ".claude", owner: alice, mode: 0o700) == false
+        )
         let target = r.inputs.settings.configBase + "/skills"
-        #expect(try writer.createSymlink(home: "/home/alice", relative: ".claude/skills", target: target, owner: alice) == false)
+        #expect(
+            try writer.createSymlink(home: "/home/alice", relative: ".claude/skills", target: target, owner: alice)
+                == false
+        )
         #expect(throws: HomeWriteError.exists("/home/alice/.claude/skills")) {
-            try writer.createSymlink(home: "/home/alice", relative: ".claude/skills", target: "/elsewhere", owner: alice)
+            try writer.createSymlink(
+                home: "/home/alice",
+                relative: ".claude/skills",
+                target: "/elsewhere",
+                owner: alice
+            )
         }
         // A loose secret file alice owns is tightened, never loosened.
         try r.write("/home/alice/.vault-token", "hvs.x\n", owner: alice, mode: 0o644)
-        #expect(try writer.tightenFile(home: "/home/alice", relative: ".vault-token", owner: alice, mode: 0o700) == 0o644)
+        #expect(
+            try writer.tightenFile(home: "/home/alice", relative: ".vault-token", owner: alice, mode: 0o700) == 0o644
+        )
         var st = stat()
         lstat(r.path("/home/alice/.vault-token"), &st)
         #expect(st.st_mode & 0o7777 == 0o600)
@@ -230,7 +322,12 @@ struct TrapError: Error, CustomStringConvertible {
         chmod(r.path("/home"), 0o1777)
         defer { chmod(r.path("/home"), 0o755) }
         #expect(throws: HomeWriteError.self) {
-            try HomeWriter(root: r.root).createDirectory(home: "/home/alice", relative: ".config", owner: alice, mode: 0o700)
+            try HomeWriter(root: r.root).createDirectory(
+                home: "/home/alice",
+                relative: ".config",
+                owner: alice,
+                mode: 0o700
+            )
         }
         #expect(!FileManager.default.fileExists(atPath: r.path("/home/alice/.config")))
     }

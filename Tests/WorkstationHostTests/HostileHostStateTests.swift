@@ -1,16 +1,19 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Host state a user or a broken machine can plant, read safely.
 @Suite struct HostileHostStateTests {
     func tempRoot() throws -> HostRoot {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-hostile-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-hostile-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir + "/home/alice", withIntermediateDirectories: true)
         return HostRoot(dir)
     }
@@ -31,7 +34,10 @@ import WorkstationCore
     @Test func aStateFileThatIsNotARegularFileIsAnError() throws {
         let root = try tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root.directory) }
-        try FileManager.default.createDirectory(atPath: root.path("/var/lib/workstation"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: root.path("/var/lib/workstation"),
+            withIntermediateDirectories: true
+        )
         #expect(mkfifo(root.path("/var/lib/workstation/state.json"), 0o600) == 0)
         let error = #expect(throws: ObserveError.self) { try StateStore(root: root, settings: Settings()).load() }
         #expect(error?.description.contains("not a regular file") == true)
@@ -42,23 +48,31 @@ import WorkstationCore
         defer { try? FileManager.default.removeItem(atPath: root.directory) }
         try FileManager.default.createDirectory(atPath: root.path("/outside/bin"), withIntermediateDirectories: true)
         #expect(symlink(root.path("/outside"), root.path("/home/alice/.local")) == 0)
-        let st = Observer(root: root, settings: Settings()).homePathState(home: "/home/alice", relative: ".local/bin/start-agent")
+        let st = Observer(root: root, settings: Settings()).homePathState(
+            home: "/home/alice",
+            relative: ".local/bin/start-agent"
+        )
         #expect(st.kind == .other && st.blocked)
-        #expect(Observer(root: root, settings: Settings()).homePathState(home: "/home/alice", relative: ".missing/x").kind == .absent)
+        #expect(
+            Observer(root: root, settings: Settings()).homePathState(home: "/home/alice", relative: ".missing/x").kind
+                == .absent
+        )
     }
 }
 
 @Suite struct EnclosingHomeTests {
-    @Test(arguments: [
-        ("/home/alice/.claude/settings.json", "/home/alice"),
-        ("/home/alice/x", "/home/alice"),
-        ("/home/alice", nil),  // the home itself is not below it
-        ("/home/alicex/.bashrc", nil),  // a name that only starts like a home
-        ("/srv/team/bob/notes", "/srv/team/bob"),  // the longest enclosing home wins
-        ("/srv/team/other", "/srv/team"),
-        ("/etc/passwd", nil),
-        ("/home/alice/\u{301}x", "/home/alice"),  // a name starting with a combining mark: split at the byte '/'
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("/home/alice/.claude/settings.json", "/home/alice"),
+            ("/home/alice/x", "/home/alice"),
+            ("/home/alice", nil),  // the home itself is not below it
+            ("/home/alicex/.bashrc", nil),  // a name that only starts like a home
+            ("/srv/team/bob/notes", "/srv/team/bob"),  // the longest enclosing home wins
+            ("/srv/team/other", "/srv/team"),
+            ("/etc/passwd", nil),
+            ("/home/alice/\u{301}x", "/home/alice"),  // a name starting with a combining mark: split at the byte '/'
+        ] as [(String, String?)]
+    )
     func pathsAreMatchedToTheLongestHomeAbove(_ path: String, _ expected: String?) {
         let homes: Set<String> = ["/home/alice", "/srv/team", "/srv/team/bob"]
         #expect(Observer.enclosingHome(of: path, in: homes) == expected)
@@ -69,7 +83,9 @@ import WorkstationCore
 /// gives, links on the way must stay unfollowed, and a path watched twice keeps its content.
 @Suite struct ParallelObserveTests {
     @Test func observingManyHomesEqualsReadingEachPathAlone() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-observe-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-observe-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fm = FileManager.default
         var passwd = ""
@@ -80,9 +96,12 @@ import WorkstationCore
             try fm.createDirectory(atPath: dir + home + "/.claude", withIntermediateDirectories: true)
             try fm.createSymbolicLink(atPath: dir + home + "/.claude/skills", withDestinationPath: "/srv/base/skills")
             fm.createFile(atPath: dir + home + "/.claude.json", contents: Data("{}".utf8))
-            if i % 4 == 0 { try fm.createSymbolicLink(atPath: dir + home + "/.kube", withDestinationPath: "/etc") }  // blocked
+            // blocked
+            if i % 4 == 0 { try fm.createSymbolicLink(atPath: dir + home + "/.kube", withDestinationPath: "/etc") }
             if i % 5 == 0 { try fm.removeItem(atPath: dir + home + "/.claude/skills") }  // absent
-            for rel in ["", "/.claude", "/.claude/skills", "/.claude.json", "/.kube", "/.kube/config", "/.claude", "/missing/x"] {
+            for rel in [
+                "", "/.claude", "/.claude/skills", "/.claude.json", "/.kube", "/.kube/config", "/.claude", "/missing/x",
+            ] {
                 watched.append(WatchedPath(home + rel))
             }
         }
@@ -105,7 +124,10 @@ import WorkstationCore
             let got = try #require(snap.paths[w.path], "\(w.path) not observed")
             if w.path.hasPrefix("/home/"), w.path.split(separator: "/").count > 2 {
                 let parts = w.path.split(separator: "/", maxSplits: 2)
-                #expect(got == observer.homePathState(home: "/\(parts[0])/\(parts[1])", relative: String(parts[2])), "\(w.path)")
+                #expect(
+                    got == observer.homePathState(home: "/\(parts[0])/\(parts[1])", relative: String(parts[2])),
+                    "\(w.path)"
+                )
             } else {
                 let wantsContent = watched.contains { $0.path == w.path && $0.readContent }
                 #expect(got == observer.pathState(w.path, readContent: wantsContent), "\(w.path)")
@@ -120,7 +142,10 @@ import WorkstationCore
 
 @Suite struct GrandparentSplitTests {
     @Test(arguments: [
-        ("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "/etc/systemd/system", "t3-serve@alice.service.d/50-workstation.conf"),
+        (
+            "/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf", "/etc/systemd/system",
+            "t3-serve@alice.service.d/50-workstation.conf"
+        ),
         ("/home/alice", "/", "home/alice"),
         ("/etc/ttyd-user-map", "/", "etc/ttyd-user-map"),
         ("/a", "/", "a"),
@@ -141,7 +166,9 @@ import WorkstationCore
 /// equal (NFC and NFD spellings) but which are two directories on disk.
 @Suite struct ObserveByByteTests {
     func temporaryRoot() -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-bytes-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-bytes-\(UUID().uuidString.prefix(8))"
+        ).path
         #expect(mkdir(dir, 0o755) == 0)
         return dir
     }
@@ -156,7 +183,10 @@ import WorkstationCore
     @Test func theWatchedFileIsReadNotItsNeighbourWithoutTheMark() throws {
         let dir = temporaryRoot()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        #expect(mkdir(dir + "/srv", 0o755) == 0 && mkdir(dir + "/srv/\u{301}d", 0o755) == 0 && mkdir(dir + "/srv/d", 0o755) == 0)
+        #expect(
+            mkdir(dir + "/srv", 0o755) == 0 && mkdir(dir + "/srv/\u{301}d", 0o755) == 0
+                && mkdir(dir + "/srv/d", 0o755) == 0
+        )
         put(dir + "/srv/\u{301}d/f", "real")
         put(dir + "/srv/d/f", "decoy")
         let observer = Observer(root: HostRoot(dir), settings: Settings())
@@ -188,7 +218,10 @@ import WorkstationCore
         let observer = Observer(root: HostRoot(dir), settings: Settings())
         var snap = HostSnapshot()
         snap.passwd = [PasswdEntry(name: "alice", uid: 1001, gid: 1001, home: "/home/alice", shell: "/bin/bash")]
-        observer.observePaths([WatchedPath("/home/alice/caf\u{E9}"), WatchedPath("/home/alice/cafe\u{301}")], into: &snap)
+        observer.observePaths(
+            [WatchedPath("/home/alice/caf\u{E9}"), WatchedPath("/home/alice/cafe\u{301}")],
+            into: &snap
+        )
         #expect(snap.path("/home/alice/caf\u{E9}").kind == .file)
         #expect(snap.path("/home/alice/cafe\u{301}").kind == .absent)
     }
@@ -204,13 +237,20 @@ import WorkstationCore
         }
         let observer = Observer(root: HostRoot(dir), settings: Settings())
         var snap = HostSnapshot()
-        observer.observePaths([WatchedPath("/srv/caf\u{E9}/d/f", readContent: true), WatchedPath("/srv/cafe\u{301}/d/f", readContent: true)], into: &snap)
+        observer.observePaths(
+            [
+                WatchedPath("/srv/caf\u{E9}/d/f", readContent: true),
+                WatchedPath("/srv/cafe\u{301}/d/f", readContent: true),
+            ],
+            into: &snap
+        )
         #expect(snap.path("/srv/caf\u{E9}/d/f").content == Data("nfc".utf8))
         #expect(snap.path("/srv/cafe\u{301}/d/f").content == Data("nfd".utf8))
     }
 
     @Test func aHomeSpelledInNFDAfterItsNFCTwinIsReadFromItsOwnDirectory() throws {
-        let nfc = "/home/ren\u{E9}", nfd = "/home/rene\u{301}"
+        let nfc = "/home/ren\u{E9}"
+        let nfd = "/home/rene\u{301}"
         let dir = temporaryRoot()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(mkdir(dir + "/home", 0o755) == 0 && mkdir(dir + nfc, 0o700) == 0 && mkdir(dir + nfd, 0o700) == 0)
@@ -218,8 +258,10 @@ import WorkstationCore
         let observer = Observer(root: HostRoot(dir), settings: Settings())
         var snap = HostSnapshot()
         snap.uidRange = 1000...60000
-        snap.passwd = [PasswdEntry(name: "bob", uid: 1001, gid: 1001, home: nfc, shell: "/bin/bash"),
-                       PasswdEntry(name: "carol", uid: 1002, gid: 1002, home: nfd, shell: "/bin/bash")]
+        snap.passwd = [
+            PasswdEntry(name: "bob", uid: 1001, gid: 1001, home: nfc, shell: "/bin/bash"),
+            PasswdEntry(name: "carol", uid: 1002, gid: 1002, home: nfd, shell: "/bin/bash"),
+        ]
         // One path below each spelling, in a run: the second must not be read as if below the first.
         observer.observePaths([WatchedPath(nfc + "/.bashrc"), WatchedPath(nfd + "/.claude.json")], into: &snap)
         #expect(snap.path(nfd + "/.claude.json").kind == .file)
@@ -231,7 +273,9 @@ import WorkstationCore
 /// planner's whole list of watched paths gives, including a home nested in another's and a missing home.
 @Suite struct ObserveWatchedTests {
     @Test func perPersonObservationEqualsObservingTheWholeList() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-watched-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-watched-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fm = FileManager.default
         var passwd = "root:x:0:0::/root:/bin/bash\n"
@@ -243,12 +287,21 @@ import WorkstationCore
             yaml += "  p\(i): { authentik_user: p\(i), k8s_user: p\(i), tier: power-user }\n"
             if i == 9 { continue }
             try fm.createDirectory(atPath: dir + home + "/.claude", withIntermediateDirectories: true)
-            try fm.createSymbolicLink(atPath: dir + home + "/.claude/skills", withDestinationPath: "/srv/workstation/config-base/skills")
+            try fm.createSymbolicLink(
+                atPath: dir + home + "/.claude/skills",
+                withDestinationPath: "/srv/workstation/config-base/skills"
+            )
             if i % 3 == 0 { fm.createFile(atPath: dir + home + "/.claude.json", contents: Data("{}".utf8)) }
             if i % 4 == 0 { try fm.createSymbolicLink(atPath: dir + home + "/.kube", withDestinationPath: "/etc") }
         }
-        try fm.createDirectory(atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d", withIntermediateDirectories: true)
-        fm.createFile(atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf", contents: Data("[Service]\n".utf8))
+        try fm.createDirectory(
+            atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d",
+            withIntermediateDirectories: true
+        )
+        fm.createFile(
+            atPath: dir + "/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf",
+            contents: Data("[Service]\n".utf8)
+        )
         try Data(passwd.utf8).write(to: URL(fileURLWithPath: dir + "/etc/passwd"))
         var settings = Settings()
         settings.units[0].portRange = 20000...29999
@@ -267,6 +320,9 @@ import WorkstationCore
         #expect(parallel.paths["/home/p6/inner/.claude/skills"]?.kind == .symlink)
         #expect(parallel.paths["/home/p9"]?.kind == .absent)
         #expect(parallel.paths["/home/p4/.kube/config"]?.blocked == true)
-        #expect(parallel.paths["/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf"]?.content == Data("[Service]\n".utf8))
+        #expect(
+            parallel.paths["/etc/systemd/system/t3-serve@p1.service.d/50-workstation.conf"]?.content
+                == Data("[Service]\n".utf8)
+        )
     }
 }

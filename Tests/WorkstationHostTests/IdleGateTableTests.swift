@@ -1,17 +1,22 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The idle gate judged on synthetic `/proc` trees: the person's own managed instance is never "busy", and what
 /// cannot be read fails closed.
 @Suite struct IdleGateTableTests {
     /// One synthetic process of uid 1001: name, and the cgroup v2 path (nil: no cgroup file).
-    struct Proc { var pid: Int; var name: String; var cgroup: String? }
+    struct Proc {
+        var pid: Int
+        var name: String
+        var cgroup: String?
+    }
 
     enum Damage: String, CaseIterable { case none, procIsAFile, statusIsADirectory, tcpIsADirectory, noTcpTable }
 
@@ -20,21 +25,47 @@ import WorkstationCore
     @Test(arguments: [
         // (processes, damage, idle, busy lines expected to contain)
         ([Proc(pid: 10, name: "t3", cgroup: t3)], Damage.none, true, [String]()),
-        ([Proc(pid: 10, name: "t3", cgroup: t3), Proc(pid: 11, name: "claude", cgroup: t3)], .none, true, []),  // spawned by the web UI
-        ([Proc(pid: 10, name: "t3", cgroup: "0::/user.slice/user-1001.slice/session-3.scope\n")], .none, false, ["process 10 (t3)"]),
-        ([Proc(pid: 10, name: "t3", cgroup: "0::/system.slice/t3-serve@bob.service\n")], .none, false, ["process 10 (t3)"]),  // not hers
+        // spawned by the web UI
+        ([Proc(pid: 10, name: "t3", cgroup: t3), Proc(pid: 11, name: "claude", cgroup: t3)], .none, true, []),
+        (
+            [Proc(pid: 10, name: "t3", cgroup: "0::/user.slice/user-1001.slice/session-3.scope\n")], .none, false,
+            ["process 10 (t3)"]
+        ),
+        (
+            [Proc(pid: 10, name: "t3", cgroup: "0::/system.slice/t3-serve@bob.service\n")], .none, false,
+            ["process 10 (t3)"]
+        ),  // not hers
         ([Proc(pid: 10, name: "t3", cgroup: nil)], .none, false, ["process 10 (t3)"]),
-        ([Proc(pid: 12, name: "tmux", cgroup: "0::/user.slice/user-1001.slice/user@1001.service/app.slice/tmux-spawn.scope\n")], .none, false, ["process 12 (tmux)"]),
+        (
+            [
+                Proc(
+                    pid: 12,
+                    name: "tmux",
+                    cgroup: "0::/user.slice/user-1001.slice/user@1001.service/app.slice/tmux-spawn.scope\n"
+                )
+            ], .none, false, ["process 12 (tmux)"]
+        ),
         ([Proc(pid: 10, name: "t3", cgroup: t3)], .procIsAFile, false, ["/proc", "fails closed"]),
         ([Proc(pid: 10, name: "t3", cgroup: t3)], .statusIsADirectory, false, ["/proc/99/status", "fails closed"]),
         ([Proc(pid: 10, name: "t3", cgroup: t3)], .tcpIsADirectory, false, ["/proc/net/tcp", "fails closed"]),
-        ([Proc(pid: 10, name: "t3", cgroup: t3)], .noTcpTable, true, []),  // a prefix's synthetic /proc: nothing to read
+        // a prefix's synthetic /proc: nothing to read
+        ([Proc(pid: 10, name: "t3", cgroup: t3)], .noTcpTable, true, []),
     ])
-    func managedInstanceIsNotBusyAndUnreadableFailsClosed(procs: [Proc], damage: Damage, idle: Bool, busy: [String]) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-idle-\(UUID().uuidString.prefix(8))").path
+    func managedInstanceIsNotBusyAndUnreadableFailsClosed(
+        procs: [Proc],
+        damage: Damage,
+        idle: Bool,
+        busy: [String]
+    ) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-idle-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func write(_ rel: String, _ text: String) throws {
-            try FileManager.default.createDirectory(atPath: (dir + rel as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (dir + rel as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try text.write(toFile: dir + rel, atomically: false, encoding: .utf8)
         }
         if damage == .procIsAFile {
@@ -46,12 +77,22 @@ import WorkstationCore
                 if let c = p.cgroup { try write("/proc/\(p.pid)/cgroup", c) }
             }
             try write("/proc/20/status", "Name:\ttmux\nUid:\t1002\t1002\t1002\t1002\n")  // bob's, never counted
-            if damage == .statusIsADirectory { try FileManager.default.createDirectory(atPath: dir + "/proc/99/status", withIntermediateDirectories: true) }
+            if damage == .statusIsADirectory {
+                try FileManager.default.createDirectory(
+                    atPath: dir + "/proc/99/status",
+                    withIntermediateDirectories: true
+                )
+            }
             let head = "  sl  local_address rem_address   st tx_queue rx_queue\n"
             switch damage {
-            case .tcpIsADirectory: try FileManager.default.createDirectory(atPath: dir + "/proc/net/tcp", withIntermediateDirectories: true)
+            case .tcpIsADirectory:
+                try FileManager.default.createDirectory(
+                    atPath: dir + "/proc/net/tcp",
+                    withIntermediateDirectories: true
+                )
             case .noTcpTable: break
-            default: try write("/proc/net/tcp", head + "   0: 0100007F:0EBE 00000000:0000 0A 00000000:00000000\n")  // t3 listening only
+            // t3 listening only
+            default: try write("/proc/net/tcp", head + "   0: 0100007F:0EBE 00000000:0000 0A 00000000:00000000\n")
             }
         }
         var settings = Settings()
@@ -66,13 +107,15 @@ import WorkstationCore
         if damage == .none { #expect(report.processes.map(\.pid) == procs.map(\.pid)) }
     }
 
-    @Test(arguments: [
-        ("0::/user.slice/user-1001.slice/t3-serve@alice.service\n", "t3-serve@alice.service"),
-        ("12:pids:/x\n0::/system.slice/t3-serve@alice.service\n", "t3-serve@alice.service"),
-        ("0::/user.slice/user-1001.slice/session-3.scope\n", nil),
-        ("0::/\n", nil),
-        ("", nil),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("0::/user.slice/user-1001.slice/t3-serve@alice.service\n", "t3-serve@alice.service"),
+            ("12:pids:/x\n0::/system.slice/t3-serve@alice.service\n", "t3-serve@alice.service"),
+            ("0::/user.slice/user-1001.slice/session-3.scope\n", nil),
+            ("0::/\n", nil),
+            ("", nil),
+        ] as [(String, String?)]
+    )
     func unitOfACgroupLine(text: String, unit: String?) {
         #expect(IdleGate.unit(cgroup: Data(text.utf8)) == unit)
     }

@@ -1,11 +1,14 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 @Suite struct JournalTornTailTests {
     func tempRoot() throws -> String {
-        let p = FileManager.default.temporaryDirectory.appendingPathComponent("ws-journal-\(UUID().uuidString.prefix(8))").path
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-journal-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: p + "/var/lib/workstation", withIntermediateDirectories: true)
         return p
     }
@@ -18,7 +21,16 @@ import WorkstationCore
         try Data(#"{"change":"account:alice","error":null,"fields":[],"re"#.utf8).write(to: URL(fileURLWithPath: path))
         #expect(Journal.read(try Data(contentsOf: URL(fileURLWithPath: path))).tornTail != nil)
         let journal = try Journal(root: HostRoot(dir), settings: Settings(), run: "r2")
-        journal.record(Change(id: "group:workstation", user: nil, kind: .create, safety: .additive, summary: "create group workstation"), result: "ok")
+        journal.record(
+            Change(
+                id: "group:workstation",
+                user: nil,
+                kind: .create,
+                safety: .additive,
+                summary: "create group workstation"
+            ),
+            result: "ok"
+        )
         let read = Journal.read(try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(read.tornTail == nil)
         #expect(read.entries.map(\.change) == ["group:workstation"])
@@ -30,7 +42,10 @@ import WorkstationCore
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let journal = try Journal(root: HostRoot(dir), settings: Settings(), run: "r1")
         for i in 0..<3 {
-            journal.record(Change(id: "account:u\(i)", user: "u\(i)", kind: .create, safety: .additive, summary: "create u\(i)"), result: "ok")
+            journal.record(
+                Change(id: "account:u\(i)", user: "u\(i)", kind: .create, safety: .additive, summary: "create u\(i)"),
+                result: "ok"
+            )
         }
         let read = Journal.read(try Data(contentsOf: URL(fileURLWithPath: dir + "/var/lib/workstation/journal.jsonl")))
         #expect(read.entries.map(\.change) == ["account:u0", "account:u1", "account:u2"])

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 private func tempDir() throws -> String {
@@ -14,7 +15,10 @@ private func tempDir() throws -> String {
 }
 
 private func write(_ path: String, _ s: String) throws {
-    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent,
+        withIntermediateDirectories: true
+    )
     try s.write(toFile: path, atomically: false, encoding: .utf8)
 }
 
@@ -30,25 +34,36 @@ private func write(_ path: String, _ s: String) throws {
         try write(dir + "/proc/12/comm", "tmux: server\n")
         try write(dir + "/proc/self/status", "Uid:\t1000\t1000\t1000\t1000\n")
         let head = "  sl  local_address rem_address   st tx_queue rx_queue\n"
-        try write(dir + "/proc/net/tcp", head
-            + "   0: 0100007F:0EBE 0100007F:C350 01 00000000:00000000\n"   // 3774, established
-            + "   1: 00000000:0EBE 00000000:0000 0A 00000000:00000000\n"   // 3774, listen
-            + "   2: 0100007F:0EBF 0100007F:C351 01 00000000:00000000\n")  // 3775
-        try write(dir + "/proc/net/tcp6", head + "   0: 00000000000000000000000001000000:0EBE 00000000000000000000000001000000:D431 01 0\n")
+        try write(
+            dir + "/proc/net/tcp",
+            head
+                + "   0: 0100007F:0EBE 0100007F:C350 01 00000000:00000000\n"  // 3774, established
+                + "   1: 00000000:0EBE 00000000:0000 0A 00000000:00000000\n"  // 3774, listen
+                + "   2: 0100007F:0EBF 0100007F:C351 01 00000000:00000000\n"
+        )  // 3775
+        try write(
+            dir + "/proc/net/tcp6",
+            head + "   0: 00000000000000000000000001000000:0EBE 00000000000000000000000001000000:D431 01 0\n"
+        )
         var settings = Settings()
         settings.idle.processNames = ["claude", "tmux"]
         let gate = IdleGate(root: HostRoot(dir), settings: settings)
         let procs = gate.processes(uid: 1000)
         #expect(procs.map(\.pid) == [10, 11])
         #expect(procs.map(\.interactive) == [true, false])
-        #expect(gate.connections(port: 3774).map(\.remote) == ["0100007F:50000", "00000000000000000000000001000000:54321"])
+        #expect(
+            gate.connections(port: 3774).map(\.remote) == ["0100007F:50000", "00000000000000000000000001000000:54321"]
+        )
         var state = WorkstationState()
         state.ports["t3-serve@"] = ["alice": 3775, "bob": 3776]
         #expect(!gate.check(user: "alice", uid: 1000, state: state).isIdle)
         let bob = gate.check(user: "bob", uid: 1002, state: state)
         #expect(bob.isIdle && bob.processes.isEmpty)
         let onlyConn = gate.check(user: "alice", uid: 1003, state: state)
-        #expect(!onlyConn.isIdle && onlyConn.busyLines == ["connection to the t3 port 3775: 0100007F:50001 -> 0100007F:3775"])
+        #expect(
+            !onlyConn.isIdle
+                && onlyConn.busyLines == ["connection to the t3 port 3775: 0100007F:50001 -> 0100007F:3775"]
+        )
     }
 }
 
@@ -72,12 +87,18 @@ private func write(_ path: String, _ s: String) throws {
         try FileManager.default.createDirectory(atPath: dir + "/elsewhere", withIntermediateDirectories: true)
         try write(dir + "/elsewhere/secret", "x")
         symlink(dir + "/elsewhere", dir + "/home/u/dirlink")
-        #expect(throws: HomeWriteError.self) { try w.removeEntry(home: "/home/u", relative: "dirlink/secret", owner: owner, onlySymlink: false) }
+        #expect(throws: HomeWriteError.self) {
+            try w.removeEntry(home: "/home/u", relative: "dirlink/secret", owner: owner, onlySymlink: false)
+        }
         #expect(FileManager.default.fileExists(atPath: dir + "/elsewhere/secret"))
         try FileManager.default.createDirectory(atPath: dir + "/home/u/d", withIntermediateDirectories: true)
-        #expect(throws: HomeWriteError.self) { try w.removeEntry(home: "/home/u", relative: "d", owner: owner, onlySymlink: false) }
+        #expect(throws: HomeWriteError.self) {
+            try w.removeEntry(home: "/home/u", relative: "d", owner: owner, onlySymlink: false)
+        }
         try write(dir + "/home/u/f", "x")
-        #expect(throws: HomeWriteError.self) { try w.removeEntry(home: "/home/u", relative: "f", owner: owner, onlySymlink: true) }
+        #expect(throws: HomeWriteError.self) {
+            try w.removeEntry(home: "/home/u", relative: "f", owner: owner, onlySymlink: true)
+        }
     }
 
     @Test func replaceFileKeepsOwnerAndModeAndRefusesALink() throws {
@@ -92,9 +113,14 @@ private func write(_ path: String, _ s: String) throws {
         #expect(FileManager.default.contents(atPath: dir + "/home/u/start.sh") == Data("new\n".utf8))
         try write(dir + "/target", "keep\n")
         symlink(dir + "/target", dir + "/home/u/l.sh")
-        #expect(throws: HomeWriteError.self) { try w.replaceFile(home: "/home/u", relative: "l.sh", content: Data("x".utf8), owner: owner) }
+        #expect(throws: HomeWriteError.self) {
+            try w.replaceFile(home: "/home/u", relative: "l.sh", content: Data("x".utf8), owner: owner)
+        }
         #expect(FileManager.default.contents(atPath: dir + "/target") == Data("keep\n".utf8))
-        #expect((try FileManager.default.contentsOfDirectory(atPath: dir + "/home/u")).sorted() == ["l.sh", "start.sh"], "no temp file left")
+        #expect(
+            (try FileManager.default.contentsOfDirectory(atPath: dir + "/home/u")).sorted() == ["l.sh", "start.sh"],
+            "no temp file left"
+        )
     }
 
     @Test func replaceSymlinkSwapsALinkButNotADirectory() throws {
@@ -104,7 +130,9 @@ private func write(_ path: String, _ s: String) throws {
         try w.replaceSymlink(home: "/home/u", relative: "l", target: "/b", owner: owner, linkOwner: owner)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/home/u/l") == "/b")
         try FileManager.default.createDirectory(atPath: dir + "/home/u/d", withIntermediateDirectories: true)
-        #expect(throws: HomeWriteError.self) { try w.replaceSymlink(home: "/home/u", relative: "d", target: "/b", owner: owner, linkOwner: owner) }
+        #expect(throws: HomeWriteError.self) {
+            try w.replaceSymlink(home: "/home/u", relative: "d", target: "/b", owner: owner, linkOwner: owner)
+        }
     }
 
     @Test(arguments: [
@@ -135,9 +163,14 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
         let dir = try tempDir()
         let root = HostRoot(dir)
         try SandboxRoot.seed(root, settings: Settings())
-        let full = "users:\n  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user }\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n"
+        let full =
+            "users:\n  alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user }\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n"
         try write(dir + "/roster.yaml", full)
-        _ = try Engine.apply(try Engine.load(InputPaths(roster: dir + "/roster.yaml", settings: nil), root: root), root: root, runner: ProcessRunner())
+        _ = try Engine.apply(
+            try Engine.load(InputPaths(roster: dir + "/roster.yaml", settings: nil), root: root),
+            root: root,
+            runner: ProcessRunner()
+        )
         try write(dir + "/roster.yaml", "users:\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n")
         let inputs = try Engine.load(InputPaths(roster: dir + "/roster.yaml", settings: nil), root: root)
         _ = try Engine.apply(inputs, root: root, runner: ProcessRunner())
@@ -148,9 +181,24 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
         let (root, inputs, dir) = try cutReadyHost()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let hook = RecordingGateHook()
-        let dry = try Offboarding.run(stage: .cut, user: "alice", inputs: inputs, root: root, runner: ProcessRunner(), dryRun: true, idp: hook)
+        let dry = try Offboarding.run(
+            stage: .cut,
+            user: "alice",
+            inputs: inputs,
+            root: root,
+            runner: ProcessRunner(),
+            dryRun: true,
+            idp: hook
+        )
         #expect(dry.plan.changes.contains { $0.id == "idp:alice" } && hook.removed.isEmpty)
-        let out = try Offboarding.run(stage: .cut, user: "alice", inputs: inputs, root: root, runner: ProcessRunner(), idp: hook)
+        let out = try Offboarding.run(
+            stage: .cut,
+            user: "alice",
+            inputs: inputs,
+            root: root,
+            runner: ProcessRunner(),
+            idp: hook
+        )
         #expect(out.succeeded)
         #expect(hook.removed.map(\.0) == ["alice"] && hook.removed.map(\.1) == ["alice.smith"])
         let state = try StateStore(root: root, settings: inputs.settings).load()
@@ -163,16 +211,33 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let hook = RecordingGateHook()
         hook.failRemoval = true
-        let first = try Offboarding.run(stage: .cut, user: "alice", inputs: inputs, root: root, runner: ProcessRunner(), idp: hook)
+        let first = try Offboarding.run(
+            stage: .cut,
+            user: "alice",
+            inputs: inputs,
+            root: root,
+            runner: ProcessRunner(),
+            idp: hook
+        )
         #expect(!first.succeeded && first.report?.failed.map(\.change.id) == ["idp:alice"])
         var state = try StateStore(root: root, settings: inputs.settings).load()
         #expect(state.offboarding["alice"]?.cut?.completed == false)
         #expect(state.offboarding["alice"]?.cut?.before.units == ["t3-serve@alice.service": true])
         hook.failRemoval = false
-        let second = try Offboarding.run(stage: .cut, user: "alice", inputs: inputs, root: root, runner: ProcessRunner(), idp: hook)
+        let second = try Offboarding.run(
+            stage: .cut,
+            user: "alice",
+            inputs: inputs,
+            root: root,
+            runner: ProcessRunner(),
+            idp: hook
+        )
         #expect(second.succeeded)
         state = try StateStore(root: root, settings: inputs.settings).load()
         #expect(state.offboarding["alice"]?.cut?.completed == true)
-        #expect(state.offboarding["alice"]?.cut?.before.units == ["t3-serve@alice.service": true], "the before-state of the first attempt is kept")
+        #expect(
+            state.offboarding["alice"]?.cut?.before.units == ["t3-serve@alice.service": true],
+            "the before-state of the first attempt is kept"
+        )
     }
 }

@@ -1,15 +1,19 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 @Suite struct OwnedProcessTests {
     func status(_ uids: String, state: String = "S (sleeping)") -> Data {
-        Data("Name:\tworker\nUmask:\t0022\nState:\t\(state)\nTgid:\t7\nPid:\t7\nPPid:\t1\nUid:\t\(uids)\nGid:\t0\t0\t0\t0\n".utf8)
+        Data(
+            "Name:\tworker\nUmask:\t0022\nState:\t\(state)\nTgid:\t7\nPid:\t7\nPPid:\t1\nUid:\t\(uids)\nGid:\t0\t0\t0\t0\n"
+                .utf8
+        )
     }
 
     @Test(arguments: [
@@ -28,15 +32,19 @@ import WorkstationCore
 
     @Test func zombiesAreLeftOutOfAFakeProcTreeUnlessAThreadRunsOn() throws {
         let s = try CapacitySandbox()
-        for (pid, uids, state) in [(10, "1001\t1001\t1001\t1001", "S (sleeping)"), (11, "1001\t1001\t1001\t1001", "Z (zombie)"),
-                                   (12, "0\t1001\t1001\t1001", "R (running)"), (13, "1002\t1002\t1002\t1002", "S (sleeping)")] {
+        for (pid, uids, state) in [
+            (10, "1001\t1001\t1001\t1001", "S (sleeping)"), (11, "1001\t1001\t1001\t1001", "Z (zombie)"),
+            (12, "0\t1001\t1001\t1001", "R (running)"), (13, "1002\t1002\t1002\t1002", "S (sleeping)"),
+        ] {
             try s.write("/proc/\(pid)/status", String(decoding: status(uids, state: state), as: UTF8.self))
         }
         // 14: its first thread exited (the process reads as a zombie) while thread 15 runs on; 16: a real zombie.
         let uids = "1001\t1001\t1001\t1001"
-        for (path, state) in [("/proc/14/status", "Z (zombie)"), ("/proc/14/task/14/status", "Z (zombie)"),
-                              ("/proc/14/task/15/status", "S (sleeping)"), ("/proc/16/status", "Z (zombie)"),
-                              ("/proc/16/task/16/status", "Z (zombie)")] {
+        for (path, state) in [
+            ("/proc/14/status", "Z (zombie)"), ("/proc/14/task/14/status", "Z (zombie)"),
+            ("/proc/14/task/15/status", "S (sleeping)"), ("/proc/16/status", "Z (zombie)"),
+            ("/proc/16/task/16/status", "Z (zombie)"),
+        ] {
             try s.write(path, String(decoding: status(uids, state: state), as: UTF8.self))
         }
         try s.write("/proc/meminfo", "MemTotal: 1 kB\n")
@@ -50,7 +58,11 @@ import WorkstationCore
     func unusedUid() -> Int {
         while true {
             let uid = Int.random(in: 3_000_000...3_900_000)
-            if ProcReader(root: .system).processes(ownedBy: uid).isEmpty && ProcReader(root: .system).processes(ownedBy: uid + 1).isEmpty { return uid }
+            if ProcReader(root: .system).processes(ownedBy: uid).isEmpty
+                && ProcReader(root: .system).processes(ownedBy: uid + 1).isEmpty
+            {
+                return uid
+            }
         }
     }
 
@@ -104,7 +116,12 @@ import WorkstationCore
         let s = try CapacitySandbox()
         try s.apply()
         let runner = RecordingRunner()
-        let adapter = LifecycleAdapter(root: s.root, runner: runner, systemdRunning: false, accounts: AccountLookup(root: s.root))
+        let adapter = LifecycleAdapter(
+            root: s.root,
+            runner: runner,
+            systemdRunning: false,
+            accounts: AccountLookup(root: s.root)
+        )
         #expect(throws: LifecycleError.self) { try adapter.endProcesses("alice", uid: s.uid("alice")) }
         try s.write("/var/lib/systemd/linger/alice", "")
         try adapter.disableLinger("alice")

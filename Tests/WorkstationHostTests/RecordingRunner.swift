@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+
 @testable import WorkstationHost
 
 /// Records every command (systemctl and apt-get must not reach this machine); runs the real tool only when
@@ -17,4 +18,3 @@ final class RecordingRunner: CommandRunner {
         return CommandResult(status: 0, stdout: "", stderr: "")
     }
 }
-

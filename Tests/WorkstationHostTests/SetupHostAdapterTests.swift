@@ -2,31 +2,41 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 @Suite(.serialized) struct SetupHostAdapterTests {
     func tempRoot() throws -> HostRoot {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-acl-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-acl-\(UUID().uuidString.prefix(8))")
+            .path
         try FileManager.default.createDirectory(atPath: dir + "/etc", withIntermediateDirectories: true)
         try Data("root:x:0:\nworkstation:x:990:alice\n".utf8).write(to: URL(fileURLWithPath: dir + "/etc/group"))
         return HostRoot(dir)
     }
 
-    func acl(_ path: String) -> [ACLEntry] { extendedAttribute(path: path, "system.posix_acl_access").flatMap(ACLEntry.decode) ?? [] }
+    func acl(_ path: String) -> [ACLEntry] {
+        extendedAttribute(path: path, "system.posix_acl_access").flatMap(ACLEntry.decode) ?? []
+    }
 
     @Test func grantOnAPlainDirectoryAddsOnlyTheGroupEntry() throws {
         let root = try tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root.directory) }
         try FileManager.default.createDirectory(atPath: root.path("/home/carol"), withIntermediateDirectories: true)
         chmod(root.path("/home/carol"), 0o700)
-        try ACLAdapter(root: root, runner: ProcessRunner()).grant(path: "/home/carol", group: "workstation", perms: "--x")
+        try ACLAdapter(root: root, runner: ProcessRunner()).grant(
+            path: "/home/carol",
+            group: "workstation",
+            perms: "--x"
+        )
         let entries = acl(root.path("/home/carol"))
         #expect(entries.contains(ACLEntry(tag: .group, id: 990, perms: 1)))
-        #expect(entries.contains(ACLEntry(tag: .groupObj, perms: 0)) && entries.contains(ACLEntry(tag: .other, perms: 0)))
+        #expect(
+            entries.contains(ACLEntry(tag: .groupObj, perms: 0)) && entries.contains(ACLEntry(tag: .other, perms: 0))
+        )
         #expect(entries.contains(ACLEntry(tag: .userObj, perms: 7)))
     }
 
@@ -50,12 +60,19 @@ import WorkstationCore
     @Test func aComponentSwappedForALinkIsRefusedBeforeSetfaclRuns() throws {
         let root = try tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root.directory) }
-        try FileManager.default.createDirectory(atPath: root.path("/elsewhere/.claude"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: root.path("/elsewhere/.claude"),
+            withIntermediateDirectories: true
+        )
         try FileManager.default.createDirectory(atPath: root.path("/home"), withIntermediateDirectories: true)
         #expect(symlink(root.path("/elsewhere"), root.path("/home/carol")) == 0)
         let runner = RecordingRunner(passThrough: ["setfacl"])
         #expect(throws: ACLError.self) {
-            try ACLAdapter(root: root, runner: runner).grant(path: "/home/carol/.claude", group: "workstation", perms: "--x")
+            try ACLAdapter(root: root, runner: runner).grant(
+                path: "/home/carol/.claude",
+                group: "workstation",
+                perms: "--x"
+            )
         }
         #expect(runner.commands.isEmpty)
         #expect(acl(root.path("/elsewhere/.claude")).isEmpty)
@@ -67,8 +84,17 @@ import WorkstationCore
     @Test func packagesInstallWithAptGetOnlyOnTheRealRoot() throws {
         let runner = RecordingRunner()
         try PackageAdapter(root: .system, runner: runner).install(["git-crypt", "acl"])
-        #expect(runner.commands == [["apt-get", "install", "-y", "--no-install-recommends", "--", "git-crypt", "acl", "env:DEBIAN_FRONTEND=noninteractive"]])
-        #expect(throws: PackageError.self) { try PackageAdapter(root: HostRoot("/tmp/x"), runner: runner).install(["acl"]) }
+        #expect(
+            runner.commands == [
+                [
+                    "apt-get", "install", "-y", "--no-install-recommends", "--", "git-crypt", "acl",
+                    "env:DEBIAN_FRONTEND=noninteractive",
+                ]
+            ]
+        )
+        #expect(throws: PackageError.self) {
+            try PackageAdapter(root: HostRoot("/tmp/x"), runner: runner).install(["acl"])
+        }
         #expect(runner.commands.count == 1)
     }
 
@@ -94,16 +120,31 @@ import WorkstationCore
     @Test func theResolverFollowsLinksAndReadsACLs() throws {
         let root = try tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root.directory) }
-        try FileManager.default.createDirectory(atPath: root.path("/home/carol/dotfiles/skills"), withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: root.path("/home/carol/.claude"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: root.path("/home/carol/dotfiles/skills"),
+            withIntermediateDirectories: true
+        )
+        try FileManager.default.createDirectory(
+            atPath: root.path("/home/carol/.claude"),
+            withIntermediateDirectories: true
+        )
         #expect(symlink("../dotfiles/skills", root.path("/home/carol/.claude/skills")) == 0)
         chmod(root.path("/home/carol"), 0o700)
         let chain = ReachResolver(root: root).chain("/home/carol/.claude/skills")
         #expect(chain.problem == nil)
-        #expect(chain.entries.map(\.path) == ["/", "/home", "/home/carol", "/home/carol/.claude", "/home/carol/dotfiles", "/home/carol/dotfiles/skills"])
+        #expect(
+            chain.entries.map(\.path) == [
+                "/", "/home", "/home/carol", "/home/carol/.claude", "/home/carol/dotfiles",
+                "/home/carol/dotfiles/skills",
+            ]
+        )
         #expect(chain.entries.last?.need == 5)
         #expect(chain.blocking(uid: 1000, gids: [1000, 990]).map(\.path) == ["/home/carol"])
-        try ACLAdapter(root: root, runner: ProcessRunner()).grant(path: "/home/carol", group: "workstation", perms: "--x")
+        try ACLAdapter(root: root, runner: ProcessRunner()).grant(
+            path: "/home/carol",
+            group: "workstation",
+            perms: "--x"
+        )
         let after = ReachResolver(root: root).chain("/home/carol/.claude/skills")
         #expect(after.blocking(uid: 1000, gids: [1000, 990]).isEmpty)
         #expect(after.blocking(uid: 1000, gids: [1000]).map(\.path) == ["/home/carol"])
@@ -112,12 +153,20 @@ import WorkstationCore
 
     /// The shipped units pass `systemd-analyze verify` (with the binary pointed at /bin/true, which exists here).
     @Test func reconcileUnitsVerify() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-units-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ws-units-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Data(ReconcileUnits.service(binary: "/bin/true").utf8).write(to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.serviceName))
-        try Data(ReconcileUnits.timer(interval: "15min").utf8).write(to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.timerName))
-        let r = try ProcessRunner().run(["systemd-analyze", "verify", dir + "/" + ReconcileUnits.timerName, dir + "/" + ReconcileUnits.serviceName])
+        try Data(ReconcileUnits.service(binary: "/bin/true").utf8).write(
+            to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.serviceName)
+        )
+        try Data(ReconcileUnits.timer(interval: "15min").utf8).write(
+            to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.timerName)
+        )
+        let r = try ProcessRunner().run([
+            "systemd-analyze", "verify", dir + "/" + ReconcileUnits.timerName, dir + "/" + ReconcileUnits.serviceName,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stderr.contains("Unknown key"), "\(r.stderr)")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+
 @testable import WorkstationHost
 
 @Suite(.serialized) struct StatusTests {
@@ -10,7 +11,8 @@ import WorkstationCore
         let s = try CapacitySandbox()
         #expect(try s.apply().succeeded)
         try s.makeHealthy()
-        let alice = s.uid("alice"), bob = s.uid("bob-dev")
+        let alice = s.uid("alice")
+        let bob = s.uid("bob-dev")
         try s.process(100, uid: alice, name: "bash", rssKiB: 4_000, session: 100, tty: 34816)
         try s.process(101, uid: alice, name: "claude", rssKiB: 400_000, session: 100, tty: 34816)
         try s.process(102, uid: alice, name: "claude", rssKiB: 600_000, session: 102, tty: 34817)
@@ -19,7 +21,8 @@ import WorkstationCore
         try s.process(1, uid: 0, name: "systemd", rssKiB: 12_000, session: 1, tty: 0)
         try s.process(2, uid: 0, name: "kthreadd", rssKiB: nil, session: 0, tty: 0)
         try s.systemdRunning(populated: [("t3-serve@alice.service", alice)])
-        try s.frontDoor()  // the dispatcher's socket and the firewall as shipped (doctor checks them where systemd runs)
+        // the dispatcher's socket and the firewall as shipped (doctor checks them where systemd runs)
+        try s.frontDoor()
         return s
     }
 
@@ -51,17 +54,22 @@ import WorkstationCore
         let s = try populated()
         // alice: password hash locked with `!`; bob-dev: expired on day 1.
         var shadow = String(decoding: s.root.read("/etc/shadow")!, as: UTF8.self)
-        shadow = shadow.split(separator: "\n").map { line -> String in
-            var f = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            if f[0] == "alice" { f[1] = "!$6$salt$hash" }
-            if f[0] == "bob-dev" { f[7] = "1" }
-            return f.joined(separator: ":")
-        }.joined(separator: "\n") + "\n"
+        shadow =
+            shadow.split(separator: "\n").map { line -> String in
+                var f = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                if f[0] == "alice" { f[1] = "!$6$salt$hash" }
+                if f[0] == "bob-dev" { f[7] = "1" }
+                return f.joined(separator: ":")
+            }.joined(separator: "\n") + "\n"
         try s.write("/etc/shadow", shadow, mode: 0o640)
         var rows = try StatusReader(root: s.root, inputs: try s.inputs()).rows()
         #expect(rows.first { $0.osUser == "alice" }?.account == .locked)
         #expect(rows.first { $0.osUser == "bob-dev" }?.account == .expired)
-        try s.write("/etc/shadow", shadow.split(separator: "\n").filter { !$0.hasPrefix("alice:") }.joined(separator: "\n") + "\n", mode: 0o640)
+        try s.write(
+            "/etc/shadow",
+            shadow.split(separator: "\n").filter { !$0.hasPrefix("alice:") }.joined(separator: "\n") + "\n",
+            mode: 0o640
+        )
         rows = try StatusReader(root: s.root, inputs: try s.inputs()).rows()
         #expect(rows.first { $0.osUser == "alice" }?.account == .noShadow)
     }
@@ -72,8 +80,12 @@ import WorkstationCore
         let table = StatusReader.table(rows)
         let aliceLine = try #require(table.split(separator: "\n").first { $0.hasPrefix("alice ") })
         let cells = aliceLine.split(separator: " ").map(String.init)
-        #expect(cells == ["alice", "power-user", "active", "active", "3775", "2", "1.4G", "4G", "34%", "4/8192", "present"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(StatusReader.json(rows).utf8)) as? [String: Any])
+        #expect(
+            cells == ["alice", "power-user", "active", "active", "3775", "2", "1.4G", "4G", "34%", "4/8192", "present"]
+        )
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(StatusReader.json(rows).utf8)) as? [String: Any]
+        )
         let users = try #require(json["users"] as? [[String: Any]])
         let a = try #require(users.first { $0["os_user"] as? String == "alice" })
         #expect((a["resident_bytes"] as? NSNumber)?.uint64Value == (4_000 + 400_000 + 600_000 + 430_000) * 1024)
@@ -95,30 +107,56 @@ import WorkstationCore
 
     @Test func figuresMatchTheSyntheticHostAndPassPromtool() throws {
         let s = try StatusTests().populated()
-        try s.write("/proc/pressure/memory", "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500000\nfull avg10=0.20 avg60=0.00 avg300=0.00 total=500000\n")
-        try s.write("/proc/pressure/io", "some avg10=0.00 avg60=0.00 avg300=0.00 total=7000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+        try s.write(
+            "/proc/pressure/memory",
+            "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500000\nfull avg10=0.20 avg60=0.00 avg300=0.00 total=500000\n"
+        )
+        try s.write(
+            "/proc/pressure/io",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=7000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+        )
         let text = try MetricsCollector(root: s.root, inputs: try s.inputs(), hostMetrics: true).render()
         #expect(sample(text, "workstation_memory_total_bytes") == String(UInt64(32) << 30))
         #expect(sample(text, "workstation_swap_total_bytes") == String(UInt64(8) << 30))
-        #expect(sample(text, "workstation_user_resident_memory_bytes", "user=\"alice\",tier=\"power-user\"") == String((4_000 + 400_000 + 600_000 + 430_000) * 1024))
+        #expect(
+            sample(text, "workstation_user_resident_memory_bytes", "user=\"alice\",tier=\"power-user\"")
+                == String((4_000 + 400_000 + 600_000 + 430_000) * 1024)
+        )
         #expect(sample(text, "workstation_user_sessions", "user=\"alice\",tier=\"power-user\"") == "2")
-        #expect(sample(text, "workstation_user_resident_memory_bytes", "user=\"bob-dev\",tier=\"namespace-owner\"") == String(3_000 * 1024))
-        #expect(sample(text, "workstation_user_memory_max_bytes", "user=\"alice\",tier=\"power-user\"") == String(UInt64(4) << 30))
+        #expect(
+            sample(text, "workstation_user_resident_memory_bytes", "user=\"bob-dev\",tier=\"namespace-owner\"")
+                == String(3_000 * 1024)
+        )
+        #expect(
+            sample(text, "workstation_user_memory_max_bytes", "user=\"alice\",tier=\"power-user\"")
+                == String(UInt64(4) << 30)
+        )
         #expect(sample(text, "workstation_user_memory_max_bytes", "user=\"carol\",tier=\"admin\"") == nil)
         #expect(sample(text, "workstation_user_tasks_max", "user=\"alice\",tier=\"power-user\"") == "8192")
         #expect(sample(text, "workstation_user_tasks_max", "user=\"carol\",tier=\"admin\"") == nil)
         #expect(sample(text, "workstation_user_tasks", "user=\"alice\",tier=\"power-user\"") == "4")
-        #expect(sample(text, "workstation_pressure_stalled_seconds_total", "resource=\"memory\",kind=\"some\"") == "2.5")
-        #expect(sample(text, "workstation_pressure_stall_ratio", "resource=\"memory\",kind=\"some\",window=\"10s\"") == "0.015")
+        #expect(
+            sample(text, "workstation_pressure_stalled_seconds_total", "resource=\"memory\",kind=\"some\"") == "2.5"
+        )
+        #expect(
+            sample(text, "workstation_pressure_stall_ratio", "resource=\"memory\",kind=\"some\",window=\"10s\"")
+                == "0.015"
+        )
         #expect(sample(text, "workstation_pressure_stalled_seconds_total", "resource=\"io\",kind=\"some\"") == "7.0")
         #expect(sample(text, "workstation_capacity_committed_bytes") == String(UInt64(7) << 30))
         #expect(sample(text, "workstation_capacity_limit_bytes") == String(UInt64(28) << 30))
         #expect(sample(text, "workstation_pending_changes") == "0")
         // bob-dev's unit is enabled but its cgroup is not populated: doctor's one failure.
         let report = try Doctor(root: s.root, inputs: try s.inputs()).run()
-        #expect(report.findings.filter { $0.severity == .fail }.map { "\($0.check) \($0.user ?? "")" } == ["unit-active bob-dev"])
+        #expect(
+            report.findings.filter { $0.severity == .fail }.map { "\($0.check) \($0.user ?? "")" } == [
+                "unit-active bob-dev"
+            ]
+        )
         #expect(sample(text, "workstation_doctor_failures") == "1")
-        let last = try #require(sample(text, "workstation_last_successful_reconcile_timestamp_seconds").flatMap(Double.init))
+        let last = try #require(
+            sample(text, "workstation_last_successful_reconcile_timestamp_seconds").flatMap(Double.init)
+        )
         #expect(last > 1_600_000_000)
         let (status, out) = try promtool(text)
         #expect(status == 0, "promtool: \(out)\n\(text)")
@@ -148,20 +186,30 @@ import WorkstationCore
 
 @Suite struct ProcReaderTests {
     @Test func unitStateFromUnifiedAndHybridCgroupTrees() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cg-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cg-\(UUID().uuidString.prefix(8))")
+            .path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let reader = ProcReader(root: HostRoot(dir))
         func write(_ rel: String, _ text: String) throws {
-            try FileManager.default.createDirectory(atPath: ((dir + rel) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: ((dir + rel) as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try Data(text.utf8).write(to: URL(fileURLWithPath: dir + rel))
         }
         #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == nil)  // no cgroup v2 tree: unknown
         // Hybrid layout: the v2 tree lives under /sys/fs/cgroup/unified.
         try write("/sys/fs/cgroup/unified/cgroup.controllers", "")
         #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == false)
-        try write("/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events", "populated 0\nfrozen 0\n")
+        try write(
+            "/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events",
+            "populated 0\nfrozen 0\n"
+        )
         #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == false)
-        try write("/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events", "populated 1\nfrozen 0\n")
+        try write(
+            "/sys/fs/cgroup/unified/user.slice/user-1001.slice/t3-serve@alice.service/cgroup.events",
+            "populated 1\nfrozen 0\n"
+        )
         #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == true)
         // Started before its Slice= drop-in existed: still in system.slice.
         try write("/sys/fs/cgroup/system.slice/t3-serve@bob.service/cgroup.events", "populated 1\n")
