@@ -420,30 +420,3 @@ public enum InputError: Error, CustomStringConvertible {
         }
     }
 }
-
-/// Runs `other` on a thread of its own while `here` runs on the calling thread; returns both results. When both
-/// throw, `here`'s error is the one thrown (callers put the input checks there: they are what a person must fix).
-func concurrently<A: Sendable, B>(_ other: @escaping @Sendable () throws -> A, _ here: () throws -> B) throws -> (A, B)
-{
-    let box = ThreadResult<A>()
-    let thread = Thread { box.set(Result { try other() }) }
-    thread.start()
-    let mine = Result { try here() }
-    let theirs = box.wait()
-    let b = try mine.get()
-    return (try theirs.get(), b)
-}
-
-/// The result of a `Thread`, handed over once.
-private final class ThreadResult<A: Sendable>: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<A, Error>?
-    func set(_ r: Result<A, Error>) {
-        result = r
-        done.signal()
-    }
-    func wait() -> Result<A, Error> {
-        done.wait()
-        return result!
-    }
-}

@@ -259,16 +259,29 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
     // The derived files render on another thread while the users are built (for a large roster, dispatch.json is a
     // few hundred kilobytes).
-    final class Rendered: @unchecked Sendable { var ttydUserMap = Data(), dispatch = Data() }
-    let rendered = Rendered()
     let identities = out.identities
     let primary = settings.primaryUnit.template
-    let rendering = DispatchGroup()
-    DispatchQueue.global().async(group: rendering) {
-        rendered.ttydUserMap = DerivedFileRenderer.ttydUserMap(identities)
-        rendered.dispatch = DerivedFileRenderer.dispatch(identities, primary: primary)
-    }
+    let (finalUids, finalPorts) = (uids, ports)
+    let ((ttydUserMap, dispatch), users) = concurrently(
+        { (DerivedFileRenderer.ttydUserMap(identities), DerivedFileRenderer.dispatch(identities, primary: primary)) },
+        { desiredUsers(roster, settings, snapshot, uids: finalUids, ports: finalPorts) }
+    )
+    out.users = users
+    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
+    out.ttydUserMap = ttydUserMap
+    out.dispatch = dispatch
+    return out
+}
 
+/// The provisioned people of `roster`, in roster order (accounts that exist keep their home).
+private func desiredUsers(
+    _ roster: Roster,
+    _ settings: Settings,
+    _ snapshot: HostSnapshot,
+    uids: [String: Int],
+    ports: [String: [String: Int]]
+) -> [DesiredUser] {
+    var users: [DesiredUser] = []
     for e in roster.entries where !e.isAdopted {
         let acct = snapshot.account(e.osUser)
         var groups = [settings.accounts.group]
@@ -277,7 +290,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         let userPorts = settings.units.reduce(into: [String: Int]()) { acc, u in
             if let p = ports[u.template]?[e.osUser] { acc[u.template] = p }
         }
-        out.users.append(
+        users.append(
             DesiredUser(
                 entry: e,
                 uid: uids[e.osUser]!,
@@ -288,11 +301,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             )
         )
     }
-    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
-    rendering.wait()
-    out.ttydUserMap = rendered.ttydUserMap
-    out.dispatch = rendered.dispatch
-    return out
+    return users
 }
 
 /// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).

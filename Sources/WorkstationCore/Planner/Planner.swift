@@ -120,8 +120,7 @@ public struct Planner: Sendable {
         )
         let size = (users.count + slices - 1) / max(slices, 1)
         let planner = self
-        let parts = SliceResults(count: slices)
-        let work = { @Sendable (slice: Int) in
+        return parallelMap(count: slices) { slice in
             var part = PersonSlice()
             for u in users.dropFirst(slice * size).prefix(size) {
                 part.plan.changes += planner.accountChanges(u, observed)
@@ -134,10 +133,8 @@ public struct Planner: Sendable {
                 part.budgets += planner.budgetChanges(u, observed)
                 part.units += planner.unitChanges(u, observed)
             }
-            parts.set(slice, part)
+            return part
         }
-        if slices == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: slices, execute: work) }
-        return parts.all
     }
 
     // MARK: groups and accounts
@@ -574,10 +571,3 @@ public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
 }
 
 /// One result per slice of work done on several threads (`Planner.perUserSlices`).
-private final class SliceResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Planner.PersonSlice]
-    init(count: Int) { slots = Array(repeating: Planner.PersonSlice(), count: count) }
-    func set(_ slice: Int, _ part: Planner.PersonSlice) { lock.withLock { slots[slice] = part } }
-    var all: [Planner.PersonSlice] { lock.withLock { slots } }
-}
