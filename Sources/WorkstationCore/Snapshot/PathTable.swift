@@ -115,7 +115,7 @@ public struct PathKey: Hashable, Sendable {
 
     public init(_ path: String) {
         self.path = path
-        fnv = Self.withBytes(of: path) { bytes in
+        fnv = HostPath.withBytes(of: path) { bytes in
             var h: UInt32 = 2_166_136_261
             for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
             return h
@@ -124,20 +124,7 @@ public struct PathKey: Hashable, Sendable {
 
     var shard: Int { Int(fnv % UInt32(PathTable.shardCount)) }
 
-    /// `body` over the path's UTF-8 bytes (native strings hold them contiguously; any other is copied first).
-    static func withBytes<R>(of path: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let r = path.utf8.withContiguousStorageIfAvailable(body) { return r }
-        var copy = path
-        copy.makeContiguousUTF8()
-        return copy.utf8.withContiguousStorageIfAvailable(body)!
-    }
-
-    public static func == (a: PathKey, b: PathKey) -> Bool {
-        a.fnv == b.fnv && a.path.utf8.count == b.path.utf8.count
-            && withBytes(of: a.path) { x in
-                withBytes(of: b.path) { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
-            }
-    }
+    public static func == (a: PathKey, b: PathKey) -> Bool { a.fnv == b.fnv && HostPath.sameBytes(a.path, b.path) }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
 }

@@ -15,7 +15,7 @@ struct GrandparentDirectories {
     init(observer: Observer) { self.observer = observer }
 
     mutating func state(_ w: WatchedPath) -> PathState {
-        let (dir, relative) = Observer.splitGrandparent(w.path)
+        let (dir, relative) = HostPath(w.path).grandparentSplit
         let fd: Int32
         if let known = open[PathKey(dir)] {
             fd = known

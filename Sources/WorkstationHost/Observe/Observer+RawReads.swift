@@ -46,31 +46,6 @@ extension Observer {
         }
         return result
     }
-
-    /// `/etc/systemd/system/x.d/file` -> (`/etc/systemd/system`, `x.d/file`); `/home/alice` -> (`/`, `home/alice`).
-    static func splitGrandparent(_ path: String) -> (String, String) {
-        // By byte offset: a Character-wise search walks grapheme clusters (and a combining mark after a '/' fuses
-        // with it), many times the cost for an answer the kernel would not give.
-        func offsets(_ b: UnsafeBufferPointer<UInt8>) -> (last: Int, parent: Int) {
-            var last = b.count - 1
-            while last >= 0 && b[last] != UInt8(ascii: "/") { last -= 1 }
-            var parent = last - 1
-            while parent >= 0 && b[parent] != UInt8(ascii: "/") { parent -= 1 }
-            return (last, parent)
-        }
-        let u = path.utf8
-        let (last, parent) = u.withContiguousStorageIfAvailable(offsets) ?? Array(u).withUnsafeBufferPointer(offsets)
-        guard last > 0, parent >= 0 else { return ("/", String(path.drop { $0 == "/" })) }
-        let at = { (offset: Int) in u.index(u.startIndex, offsetBy: offset) }
-        // `/srv//f`: the slash found is the second of two; the relative part must not start with '/', or openat
-        // would ignore the directory and read the host's own `/f`.
-        var relative = path[at(parent + 1)...]
-        while relative.utf8.first == UInt8(ascii: "/") {
-            relative = relative[relative.utf8.index(after: relative.startIndex)...]
-        }
-        return (parent == 0 ? "/" : String(path[..<at(parent)]), String(relative))
-    }
-
     /// `pathState` of `relative` below the directory `dir` (an open descriptor): `fstatat(2)` without
     /// following the last component, `readlinkat(2)`, and the content through `openat(2)`; the same answers as for
     /// the whole path, since `dir` was reached the way the whole path's lookup would reach it.

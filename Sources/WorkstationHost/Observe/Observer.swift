@@ -71,12 +71,13 @@ public struct Observer: Sendable {
         var itemOfHome: [PathKey: Int] = [:]
         // Paths come in runs per person: while a path is below the home just matched, and no other home lies
         // below that one, it belongs to the same home without a lookup.
-        let nestingHomes = Set(homes.compactMap { Self.enclosingHome(of: $0, in: homes) })
-        var run: (home: String, prefix: String, item: Int)?
+        let nestingHomes = Set(homes.compactMap { $0.nearestAncestor(in: homes) })
+        var run: (home: HostPath, prefix: String, item: Int)?
         for w in paths {
             if let r = run, pathRest(w.path, after: r.prefix) != nil, !nestingHomes.contains(r.home) {
                 grouped[r.item].paths.append(w)
-            } else if let home = Self.enclosingHome(of: w.path, in: homes) {
+            } else if let found = HostPath(w.path).nearestAncestor(in: homes) {
+                let home = found.string
                 let item: Int
                 if let i = itemOfHome[PathKey(home)] {
                     item = i
@@ -86,7 +87,7 @@ public struct Observer: Sendable {
                     grouped.append((home, []))
                 }
                 grouped[item].paths.append(w)
-                run = (home, home + "/", item)
+                run = (found, home + "/", item)
             } else if let last = grouped.indices.last, grouped[last].home == nil, grouped[last].paths.count < 64 {
                 grouped[last].paths.append(w)
             } else {
@@ -133,11 +134,11 @@ public struct Observer: Sendable {
         observePaths(planner.sharedWatchedPaths(desired), into: &s)
         let homes = Self.regularHomes(s)
         // A home below another home is looked up from that one (without following its owner's links).
-        let nesting = homes.compactMap { h in Self.enclosingHome(of: h, in: homes).map { (outer: $0, inner: h) } }
+        let nesting = homes.compactMap { h in h.nearestAncestor(in: homes).map { (outer: $0, inner: h) } }
         let nestingHomes = Set(nesting.map(\.outer))
         let nestedHomes = Set(nesting.map(\.inner))
         // A path whose first component no home shares (`/etc/...` beside `/home/...`) lies in no home.
-        let homeRoots = Set(homes.map(Self.firstComponent))
+        let homeRoots = Set(homes.map(\.firstComponent))
         let users = desired.users
         let workers = users.count >= 16 ? Self.readers : 1
         let parts = parallelMap(count: workers) { worker in
@@ -151,18 +152,21 @@ public struct Observer: Sendable {
             defer { dirs.closeAll() }
             for i in stride(from: worker, to: users.count, by: workers) {
                 let u = users[i]
-                let home = withoutTrailingSlash(u.home)
+                let homePath = HostPath(u.home).withoutTrailingSlash
+                let home = homePath.string
                 // Own-home shortcut only where no other home lies below this one (then the longest match decides).
-                let ownHome = homes.contains(home) && !nestingHomes.contains(home)
+                let ownHome = homes.contains(homePath) && !nestingHomes.contains(homePath)
                 let prefix = home + "/"
                 var walk = ownHome ? HomeWalk(directory: root.path(home)) : nil
                 for w in planner.userWatchedPaths(u) {
                     if ownHome, let relative = pathRest(w.path, after: prefix) {
                         add(w.path, walk!.state(relative: String(relative), readContent: w.readContent))
-                    } else if ownHome, w.path == home, !nestedHomes.contains(home), let st = walk!.homeState() {
+                    } else if ownHome, HostPath(w.path) == homePath, !nestedHomes.contains(homePath),
+                        let st = walk!.homeState()
+                    {
                         add(w.path, st)
-                    } else if homeRoots.contains(Self.firstComponent(w.path)),
-                        let other = Self.enclosingHome(of: w.path, in: homes)
+                    } else if homeRoots.contains(HostPath(w.path).firstComponent),
+                        let other = HostPath(w.path).nearestAncestor(in: homes)?.string
                     {
                         add(
                             w.path,
@@ -185,33 +189,12 @@ public struct Observer: Sendable {
 
     /// Homes of regular accounts (uid in `UID_MIN...UID_MAX`, not `/`), without a trailing slash: paths below
     /// them are looked up without following links.
-    static func regularHomes(_ s: HostSnapshot) -> Set<String> {
+    static func regularHomes(_ s: HostSnapshot) -> Set<HostPath> {
         Set(
             s.passwd.filter { s.uidRange.contains($0.uid) && $0.home.utf8.count > 1 }.map {
-                withoutTrailingSlash($0.home)
+                HostPath($0.home).withoutTrailingSlash
             }
         )
-    }
-
-    /// `/home/alice` -> `/home`; `/srv` -> `/srv`.
-    static func firstComponent(_ path: String) -> Substring {
-        let u = path.utf8
-        guard let slash = u.dropFirst().firstIndex(of: UInt8(ascii: "/")) else { return path[...] }
-        return path[..<slash]
-    }
-
-    /// The longest of `homes` that `path` lies strictly below, found by looking up each of the path's ancestors
-    /// (a hash lookup per path component, so observing stays linear in the number of paths).
-    static func enclosingHome(of path: String, in homes: Set<String>) -> String? {
-        var end = path.endIndex
-        while let slash = path.utf8[..<end].lastIndex(of: UInt8(ascii: "/")) {
-            if slash > path.startIndex {
-                let ancestor = String(path[..<slash])
-                if homes.contains(ancestor) { return ancestor }
-            }
-            end = slash
-        }
-        return nil
     }
 
     /// `lstat(2)` of `home/relative` reached with `openat(2)` and `O_NOFOLLOW` from the home: a user's link on the
