@@ -280,7 +280,7 @@ public enum Engine {
             )
             throw failure
         }
-        let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
+        let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == .capacity } : []
         plan.refusals.removeAll { overridden.contains($0) }
         if !plan.refusals.isEmpty {
             // The lockout guard protects admins, whom the revocation keeps anyway; any other gate holds back what

@@ -188,7 +188,7 @@ import Testing
         let p = try plan(memTotal: 6 * Self.gib - 1, swap: 2 * Self.gib)
         let r = try #require(p.refusals.first)
         #expect(p.refusals.count == 1)
-        #expect(r.gate == "capacity")
+        #expect(r.gate == .capacity)
         #expect(r.message.contains("onboarding bob-dev"))
         #expect(r.message.contains("1 bytes over the limit"))
         #expect(r.message.contains("alice 4G + bob-dev 3G (new) = 7G (7516192768 bytes)"))

@@ -217,7 +217,7 @@ import Testing
         let withoutCarol = Self.roster.split(separator: "\n").filter { !$0.contains("carol") }.joined(separator: "\n")
         let (p, _) = try plan(withoutCarol, host)
         let refusal = try #require(p.refusals.first)
-        #expect(refusal.gate == "lockout guard")
+        #expect(refusal.gate == .lockoutGuard)
         #expect(
             refusal.message.contains("'carol'") && refusal.message.contains("tier: admin")
                 && refusal.message.contains("admins:")

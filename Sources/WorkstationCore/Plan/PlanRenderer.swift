@@ -112,7 +112,7 @@ public enum PlanRenderer {
         ]
         obj["notes"] = plan.notes
         obj["errors"] = plan.errors
-        obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
+        obj["refusals"] = plan.refusals.map { ["gate": $0.gate.rawValue, "message": $0.message] }
         return obj
     }
 }

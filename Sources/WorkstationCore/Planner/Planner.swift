@@ -524,7 +524,7 @@ public struct Planner: Sendable {
         let admins = Set(adminGroup?.members ?? []).union(o.passwd.filter { $0.gid == adminGroup?.gid }.map(\.name))
         return previous.subtracting(kept).intersection(admins).sorted().map { name in
             Refusal(
-                gate: "lockout guard",
+                gate: .lockoutGuard,
                 message: """
                     this run would drop '\(name)', who holds admin rights (group \(settings.accounts.adminGroup)), from \
                     \(settings.derived.ttydUserMap) and \(settings.derived.dispatch); declare them either in the roster \

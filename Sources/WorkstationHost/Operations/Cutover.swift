@@ -84,7 +84,7 @@ public enum Cutover {
         if let busy, !force, !dryRun {
             throw RefusedError(
                 plan: Plan(refusals: [
-                    Refusal(gate: "idle gate", message: busy + "; wait until they are idle, or pass --force")
+                    Refusal(gate: .idleGate, message: busy + "; wait until they are idle, or pass --force")
                 ])
             )
         }

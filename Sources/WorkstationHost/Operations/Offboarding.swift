@@ -62,12 +62,12 @@ public enum Offboarding {
         progress: (String) -> Void = { _ in }
     ) throws -> LifecycleOutcome {
         let settings = inputs.settings
-        func refuse(_ gate: String, _ message: String) -> RefusedError {
+        func refuse(_ gate: Gate, _ message: String) -> RefusedError {
             RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)]))
         }
         if inputs.roster[user] != nil {
             throw refuse(
-                "roster",
+                .roster,
                 "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding"
             )
         }
@@ -94,7 +94,7 @@ public enum Offboarding {
         if record == nil { record = OffboardingRecord(uid: managed.uid, home: account.home) }
         if let missing = OffboardStage.allCases.first(where: { $0 < stage && !record!.done($0) }) {
             throw refuse(
-                "stage order",
+                .stageOrder,
                 LifecycleError.stageOrder(user: user, stage: stage, missing: missing).description
             )
         }
@@ -125,7 +125,7 @@ public enum Offboarding {
             }
             if !routed.isEmpty {
                 throw refuse(
-                    "derived files",
+                    .derivedFiles,
                     "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut"
                 )
             }
@@ -283,20 +283,20 @@ public enum Offboarding {
 
         case .archive:
             guard confirm == user else {
-                throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description)
+                throw refuse(.confirmation, LifecycleError.confirm(user: user, given: confirm).description)
             }
             let gate = IdleGate(root: root, settings: settings)
             let idle = gate.check(user: user, uid: account.uid, state: state)
             if !idle.unreadable.isEmpty {
                 throw refuse(
-                    "running processes",
+                    .runningProcesses,
                     "cannot tell whether \(user) still runs processes: " + idle.busyLines.joined(separator: "; ")
                         + "; fix the read, then archive (--force does not skip this)"
                 )
             }
             if !idle.processes.isEmpty {
                 throw refuse(
-                    "running processes",
+                    .runningProcesses,
                     "\(user) still runs \(idle.processes.count) process(es): "
                         + idle.processes.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ")
                         + "; end them (the cut stopped the units), then archive"
@@ -304,7 +304,7 @@ public enum Offboarding {
             }
             if !idle.isIdle && !force {
                 throw refuse(
-                    "idle gate",
+                    .idleGate,
                     "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force"
                 )
             }
