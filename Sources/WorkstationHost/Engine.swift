@@ -317,7 +317,7 @@ public enum Engine {
         for r in overridden {
             journal?.record(
                 Change(
-                    id: "capacity:overcommit",
+                    id: .capacity("overcommit"),
                     user: nil,
                     kind: .update,
                     safety: .additive,
@@ -353,7 +353,7 @@ public enum Engine {
             plan.notes.append("signing keys written to \(path) (authentik.jwks_url)")
             journal?.record(
                 Change(
-                    id: "jwks:\(path)",
+                    id: .jwks(path),
                     user: nil,
                     kind: .update,
                     safety: .derived,

@@ -77,7 +77,7 @@ import Testing
     @Test func freshHostGetsEverythingInOrder() throws {
         let (p, d) = try plan(Self.freshHost())
         #expect(
-            p.changes.map(\.id) == [
+            p.changes.map(\.id.description) == [
                 "group:workstation", "group:workstation-power-user", "group:workstation-namespace-owner",
                 "account:alice", "dir:/home/alice/.claude", "link:/home/alice/.claude/skills",
                 "link:/home/alice/.claude/rules",
@@ -139,7 +139,7 @@ import Testing
         )
         #expect(!p.actionable.contains { $0.id == violation.id })
         // A hand-made membership (video) is not touched at all.
-        #expect(!p.changes.contains { $0.id.contains("video") })
+        #expect(!p.changes.contains { $0.id.description.contains("video") })
         // The home is tightened, not chowned.
         #expect(byId["home:alice"]?.fields == [FieldChange("mode", "0750", "0700")])
         if case .secureHome(_, _, let chownTo, let mode) = byId["home:alice"]?.action {
@@ -205,7 +205,11 @@ import Testing
         #expect(pending.kind == .pending && pending.command == "workstation offboard bob --stage cut")
         #expect(!String(decoding: d2.ttydUserMap, as: UTF8.self).contains("bob"))
         #expect(try DispatchMap.decode(d2.dispatch).users["bob"] == nil)
-        #expect(p.actionable.map(\.id).sorted() == ["file:/etc/t3-serve/dispatch.json", "file:/etc/ttyd-user-map"])
+        #expect(
+            p.actionable.map(\.id.description).sorted() == [
+                "file:/etc/t3-serve/dispatch.json", "file:/etc/ttyd-user-map",
+            ]
+        )
         // bob's port stays reserved.
         #expect(d2.ports["t3-serve@"]?["bob"] == 3776)
     }
@@ -345,8 +349,10 @@ extension PlannerFixtureTests {
         #expect(one[0].units.contains { $0.id == "unit:t3-serve@u1.service" })
         // And the whole plan (which slices above 200 people) has them in roster order, budgets and units last.
         let full = planner.plan(desired: d, observed: host)
-        let accounts = full.changes.filter { $0.id.hasPrefix("account:") }.map(\.id)
-        #expect(accounts == one[0].plan.changes.filter { $0.id.hasPrefix("account:") }.map(\.id))
+        let accounts = full.changes.filter { $0.id.description.hasPrefix("account:") }.map(\.id.description)
+        #expect(
+            accounts == one[0].plan.changes.filter { $0.id.description.hasPrefix("account:") }.map(\.id.description)
+        )
         #expect(Array(full.changes.suffix(one[0].units.count)) == one[0].units)
     }
 }

@@ -47,8 +47,10 @@ import Testing
         let d = desire(roster: roster(1), settings: settings, snapshot: snap)
         let plan = Planner(settings: settings).plan(desired: d, observed: snap)
         #expect(
-            !plan.actionable.contains { $0.id.hasPrefix("dir:/home/u0") || $0.id.hasPrefix("link:/home/u0") },
-            "\(plan.actionable.map(\.id))"
+            !plan.actionable.contains {
+                $0.id.description.hasPrefix("dir:/home/u0") || $0.id.description.hasPrefix("link:/home/u0")
+            },
+            "\(plan.actionable.map(\.id.description))"
         )
         #expect(plan.changes.contains { $0.id == "home:u0" && $0.kind == .conflict })
     }

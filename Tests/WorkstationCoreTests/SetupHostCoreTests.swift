@@ -173,7 +173,7 @@ import Testing
         o.paths["/home/alice/.kube"] = PathState(kind: .symlink, uid: 1001, linkTarget: "/etc")
         let changes = planner.secretFileChanges(alice, o)
         #expect(
-            changes.map(\.id) == [
+            changes.map(\.id.description) == [
                 "secret:/home/alice/.claude/settings.json", "secret:/home/alice/.claude.json",
                 "secret:/home/alice/.vault-token", "secret:/home/alice/.kube",
             ]
@@ -223,7 +223,7 @@ import Testing
         ]
         let changes = planner.reachabilityChanges(d, o, host)
         #expect(
-            changes.map(\.id) == [
+            changes.map(\.id.description) == [
                 "reach:alice:/home/carol/.claude/skills", "reach:bob:/home/carol/.claude/skills",
                 "acl:/home/carol", "acl:/home/carol/.claude/skills",
             ]
@@ -295,7 +295,7 @@ import Testing
             )
         ]
         let changes = Planner(settings: Settings()).reachabilityChanges(DesiredState(), HostSnapshot(), host)
-        #expect(changes.map(\.id) == ["reach:/srv/workstation/config-base/rules"])
+        #expect(changes.map(\.id.description) == ["reach:/srv/workstation/config-base/rules"])
         #expect(changes.first?.kind == .conflict)
     }
 
@@ -339,7 +339,7 @@ import Testing
                 content: Data("[Service]\nExecStart=/opt/t3\n".utf8)
             )
             let (plan, _) = planner.setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: host)
-            #expect(!plan.changes.contains { $0.id.hasSuffix("t3-serve@.service") }, "\(dir)")
+            #expect(!plan.changes.contains { $0.id.description.hasSuffix("t3-serve@.service") }, "\(dir)")
         }
     }
 }

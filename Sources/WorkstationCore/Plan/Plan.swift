@@ -156,7 +156,7 @@ public struct AccountSpec: Sendable, Hashable, Codable {
 /// One planned change to one resource.
 public struct Change: Sendable, Hashable, Codable {
     /// Stable resource id, e.g. `account:alice`, `membership:alice:workstation`, `file:/etc/ttyd-user-map`.
-    public var id: String
+    public var id: ResourceID
     /// The os_user it belongs to, nil for host-wide resources.
     public var user: String?
     public var kind: ChangeKind
@@ -171,10 +171,10 @@ public struct Change: Sendable, Hashable, Codable {
     /// What apply runs; nil for report-only changes.
     public var action: Action?
     /// Ids of changes that must succeed first (e.g. the account before its links).
-    public var dependsOn: [String]
+    public var dependsOn: [ResourceID]
 
     public init(
-        id: String,
+        id: ResourceID,
         user: String?,
         kind: ChangeKind,
         safety: SafetyClass,
@@ -183,7 +183,7 @@ public struct Change: Sendable, Hashable, Codable {
         reason: String? = nil,
         command: String? = nil,
         action: Action? = nil,
-        dependsOn: [String] = []
+        dependsOn: [ResourceID] = []
     ) {
         self.id = id
         self.user = user

@@ -18,7 +18,7 @@ extension Planner {
         if o.account(FrontDoor.dispatchAccount) == nil {
             out.append(
                 Change(
-                    id: "account:\(FrontDoor.dispatchAccount)",
+                    id: .account(FrontDoor.dispatchAccount),
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -50,7 +50,7 @@ extension Planner {
         if !o.enabledUnits.contains(FrontDoor.firewallUnit) {
             out.append(
                 Change(
-                    id: "unit:\(FrontDoor.firewallUnit)",
+                    id: .unit(FrontDoor.firewallUnit),
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -65,7 +65,7 @@ extension Planner {
         } else if o.systemdRunning && !o.activeUnits.contains(FrontDoor.firewallUnit) {
             out.append(
                 Change(
-                    id: "unit:\(FrontDoor.firewallUnit)",
+                    id: .unit(FrontDoor.firewallUnit),
                     user: nil,
                     kind: .update,
                     safety: .additive,
@@ -79,7 +79,7 @@ extension Planner {
         } else if o.systemdRunning && !files.isEmpty {
             out.append(
                 Change(
-                    id: "reload:\(FrontDoor.firewallUnit)",
+                    id: .reload(FrontDoor.firewallUnit),
                     user: nil,
                     kind: .update,
                     safety: .derived,

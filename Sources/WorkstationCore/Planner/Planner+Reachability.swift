@@ -22,7 +22,7 @@ extension Planner {
             guard let problem = chain.problem else { continue }
             out.append(
                 Change(
-                    id: "reach:\(chain.item)",
+                    id: .reach(chain.item),
                     user: nil,
                     kind: .conflict,
                     safety: .additive,
@@ -45,7 +45,7 @@ extension Planner {
                 }
                 out.append(
                     Change(
-                        id: "reach:\(u.osUser):\(chain.item)",
+                        id: .reach(chain.item, user: u.osUser),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .additive,
@@ -82,7 +82,7 @@ extension Planner {
                 for path in opening {
                     out.append(
                         Change(
-                            id: "acl:\(path)",
+                            id: .acl(path),
                             user: nil,
                             kind: .conflict,
                             safety: .additive,
@@ -104,11 +104,11 @@ extension Planner {
                 if fixOrder.isEmpty { return out }
             }
         }
-        var deps: [String] = []
+        var deps: [ResourceID] = []
         if groupGid == nil {
             out.append(
                 Change(
-                    id: "group:\(group)",
+                    id: .group(group),
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -117,13 +117,13 @@ extension Planner {
                     action: .createGroup(name: group)
                 )
             )
-            deps = ["group:\(group)"]
+            deps = [.group(group)]
         }
         for path in fixOrder {
             let f = fixes[path]!
             out.append(
                 Change(
-                    id: "acl:\(path)",
+                    id: .acl(path),
                     user: nil,
                     kind: .update,
                     safety: .additive,

@@ -29,7 +29,7 @@ extension Planner {
                 if reported.insert(dir).inserted {
                     out.append(
                         Change(
-                            id: "secret:\(dir)",
+                            id: .secret(dir),
                             user: u.osUser,
                             kind: .conflict,
                             safety: .tighten,
@@ -51,7 +51,7 @@ extension Planner {
             case .symlink:
                 out.append(
                     Change(
-                        id: "secret:\(path)",
+                        id: .secret(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .tighten,
@@ -65,7 +65,7 @@ extension Planner {
             default:
                 out.append(
                     Change(
-                        id: "secret:\(path)",
+                        id: .secret(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .tighten,
@@ -78,7 +78,7 @@ extension Planner {
             if st.linkCount > 1 {
                 out.append(
                     Change(
-                        id: "secret:\(path)",
+                        id: .secret(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .tighten,
@@ -91,7 +91,7 @@ extension Planner {
             if st.uid != u.uid {
                 out.append(
                     Change(
-                        id: "secret:\(path)",
+                        id: .secret(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .tighten,
@@ -108,7 +108,7 @@ extension Planner {
             if tight != mode {
                 out.append(
                     Change(
-                        id: "secret:\(path)",
+                        id: .secret(path),
                         user: u.osUser,
                         kind: .update,
                         safety: .tighten,

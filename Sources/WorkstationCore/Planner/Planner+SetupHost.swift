@@ -115,7 +115,7 @@ extension Planner {
         } else {
             plan.changes.append(
                 Change(
-                    id: "file:\(h.managedGuidancePath)",
+                    id: .file(h.managedGuidancePath),
                     user: nil,
                     kind: .conflict,
                     safety: .derived,
@@ -177,7 +177,7 @@ extension Planner {
         }
 
         // Reconcile service and timer.
-        var unitDeps: [String] = []
+        var unitDeps: [ResourceID] = []
         for (name, text) in [
             (ReconcileUnits.serviceName, ReconcileUnits.service(binary: reconcileBinary(host))),
             (ReconcileUnits.timerName, ReconcileUnits.timer(interval: h.reconcileInterval)),
@@ -195,7 +195,7 @@ extension Planner {
         if !o.enabledUnits.contains(ReconcileUnits.timerName) {
             plan.changes.append(
                 Change(
-                    id: "unit:\(ReconcileUnits.timerName)",
+                    id: .unit(ReconcileUnits.timerName),
                     user: nil,
                     kind: .create,
                     safety: .additive,

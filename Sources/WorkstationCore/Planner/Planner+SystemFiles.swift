@@ -22,7 +22,7 @@ extension Planner {
         if st.kind != .file && st.kind != .absent {
             return [
                 Change(
-                    id: "file:\(path)",
+                    id: .file(path),
                     user: nil,
                     kind: .conflict,
                     safety: .derived,
@@ -40,7 +40,7 @@ extension Planner {
         }
         return [
             Change(
-                id: "file:\(path)",
+                id: .file(path),
                 user: nil,
                 kind: st.kind == .absent ? .create : .update,
                 safety: .derived,
@@ -58,7 +58,7 @@ extension Planner {
         case .absent:
             return [
                 Change(
-                    id: "link:\(path)",
+                    id: .link(path),
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -72,7 +72,7 @@ extension Planner {
         default:
             return [
                 Change(
-                    id: "link:\(path)",
+                    id: .link(path),
                     user: nil,
                     kind: .conflict,
                     safety: .additive,
@@ -91,7 +91,7 @@ extension Planner {
         case .absent:
             out.append(
                 Change(
-                    id: "dir:\(dir)",
+                    id: .dir(dir),
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -104,7 +104,7 @@ extension Planner {
         default:
             return [
                 Change(
-                    id: "dir:\(dir)",
+                    id: .dir(dir),
                     user: nil,
                     kind: .conflict,
                     safety: .additive,
@@ -121,21 +121,21 @@ extension Planner {
             case .absent:
                 out.append(
                     Change(
-                        id: "link:\(path)",
+                        id: .link(path),
                         user: nil,
                         kind: .create,
                         safety: .additive,
                         summary: "link \(path) -> \(target)",
                         fields: [FieldChange("target", nil, target)],
                         action: .createSystemLink(path: path, target: target),
-                        dependsOn: host.file(dir).kind == .absent ? ["dir:\(dir)"] : []
+                        dependsOn: host.file(dir).kind == .absent ? [.dir(dir)] : []
                     )
                 )
             case .symlink where st.linkTarget == target: break
             default:
                 out.append(
                     Change(
-                        id: "link:\(path)",
+                        id: .link(path),
                         user: nil,
                         kind: .conflict,
                         safety: .additive,
@@ -158,7 +158,7 @@ extension Planner {
         if options.installPackages && host.canInstallPackages {
             return [
                 Change(
-                    id: "packages",
+                    id: .packages,
                     user: nil,
                     kind: .create,
                     safety: .additive,
@@ -170,7 +170,7 @@ extension Planner {
         }
         return [
             Change(
-                id: "packages",
+                id: .packages,
                 user: nil,
                 kind: .conflict,
                 safety: .additive,

@@ -61,7 +61,7 @@ extension Doctor {
             out.append(Finding("drift", user: c.user, .warn, "conflict left alone: \(c.summary)", fix: c.reason))
         }
         // Cluster access of people who left the roster: a failure of its own, not drift.
-        for c in plan.changes where c.id.hasPrefix("k8s-users-left:") {
+        for c in plan.changes where c.id.kind == .k8sUsersLeft {
             out.append(
                 Finding(
                     "k8s-users",
@@ -75,7 +75,7 @@ extension Doctor {
             )
         }
         for c in plan.changes
-        where c.kind == .pending && !c.id.hasPrefix("violation:") && !c.id.hasPrefix("k8s-users-left:") {
+        where c.kind == .pending && c.id.kind != .violation && c.id.kind != .k8sUsersLeft {
             out.append(Finding("drift", user: c.user, .warn, c.summary, fix: c.command))
         }
         return out

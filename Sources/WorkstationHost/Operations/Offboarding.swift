@@ -152,7 +152,7 @@ public enum Offboarding {
             if idp != nil {
                 plan.changes.append(
                     Change(
-                        id: "idp:\(user)",
+                        id: .idp(user),
                         user: user,
                         kind: .pending,
                         safety: .revoke,
@@ -185,7 +185,7 @@ public enum Offboarding {
                 state: state
             )
             var report = executor.runExplicit(plan.changes, progress: progress)
-            if let idp, let change = plan.changes.first(where: { $0.id == "idp:\(user)" }) {
+            if let idp, let change = plan.changes.first(where: { $0.id == .idp(user) }) {
                 do {
                     try idp.removeFromGate(osUser: user, identity: identity)
                     report.applied.append(change)
@@ -200,14 +200,14 @@ public enum Offboarding {
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
             journal.recordStage(
-                "offboard:\(user):cut",
+                .offboard(user, stage: "cut"),
                 user: user,
                 safety: .revoke,
                 summary: "offboard stage cut of \(user)",
                 ok: record!.cut!.completed
             )
             let ended = executor.endedProcesses[user] ?? []
-            if plan.changes.contains(where: { $0.id == "processes:\(user)" }) {
+            if plan.changes.contains(where: { $0.id == .processes(user) }) {
                 messages.append(
                     ended.isEmpty
                         ? "ended no process of \(user): none was running"
@@ -273,7 +273,7 @@ public enum Offboarding {
             }
             try StateStore(root: root, settings: settings).save(state)
             journal.recordStage(
-                "offboard:\(user):revoke",
+                .offboard(user, stage: "revoke"),
                 user: user,
                 safety: .revoke,
                 summary: "offboard stage revoke of \(user)",
@@ -348,7 +348,7 @@ public enum Offboarding {
                 state.addedMemberships[user] = nil
                 for t in state.ports.keys { state.ports[t]?[user] = nil }
                 journal.recordStage(
-                    "offboard:\(user):archive",
+                    .offboard(user, stage: "archive"),
                     user: user,
                     safety: .destroy,
                     summary: "offboard stage archive of \(user): uid \(account.uid) retired",
@@ -424,7 +424,7 @@ extension Offboarding {
 
 extension Journal {
     /// One line marking a lifecycle stage or command as recorded (`ok`) or left incomplete (`failed`).
-    func recordStage(_ id: String, user: String, safety: SafetyClass, summary: String, ok: Bool) {
+    func recordStage(_ id: ResourceID, user: String, safety: SafetyClass, summary: String, ok: Bool) {
         record(
             Change(id: id, user: user, kind: .pending, safety: safety, summary: summary),
             result: ok ? "ok" : "failed",

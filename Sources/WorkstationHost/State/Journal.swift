@@ -46,7 +46,7 @@ public final class Journal: @unchecked Sendable {
         let e = Entry(
             time: Date().timeIntervalSince1970,
             run: run,
-            change: change.id,
+            change: change.id.description,
             user: change.user,
             safety: change.safety.rawValue,
             summary: change.summary,
