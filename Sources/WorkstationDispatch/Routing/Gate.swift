@@ -147,8 +147,9 @@ public enum Gate {
     }
 
     /// The fields sent upstream, in order (one pass, comparing names as ASCII case-insensitively in place): those
-    /// of `headers` that are neither `X-authentik-*` nor hop-by-hop nor named by `Connection`, then the checked
-    /// `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and `Upgrade`.
+    /// of `headers` that are neither `X-authentik-*` nor hop-by-hop (`HTTPField.isHopByHop`) nor named by
+    /// `Connection`, then the checked `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and
+    /// `Upgrade`.
     private static func forEachUpstreamField(
         _ headers: HTTPHeaders,
         user: String,
@@ -156,18 +157,15 @@ public enum Gate {
         _ body: (String, String) -> Void
     ) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
-        var named: [Substring] = []
-        for (name, value) in headers where ascii(name, equals: "connection") {
-            for token in value.split(separator: ",") {
-                let t = trimmedOWS(token)
-                if !t.isEmpty, !ascii(t, equals: "content-length"), !ascii(t, equals: "transfer-encoding") {
-                    named.append(t)
-                }
+        var named: [Substring.UTF8View] = []
+        for (name, value) in headers where HTTPField.equals(name.utf8, lowercase: "connection") {
+            HTTPField.forEachToken(value.utf8) { token in
+                if !HTTPField.isFraming(token) { named.append(token) }
             }
         }
         for (name, value) in headers {
-            if isHopByHop(name) || ascii(name, hasPrefix: "x-authentik-") { continue }
-            if !named.isEmpty && named.contains(where: { asciiEqual(name.utf8, $0.utf8) }) { continue }
+            if HTTPField.isHopByHop(name.utf8) || HTTPField.hasPrefix(name.utf8, lowercase: "x-authentik-") { continue }
+            if !named.isEmpty && named.contains(where: { HTTPField.equalIgnoringCase(name.utf8, $0) }) { continue }
             body(name, value)
         }
         body(usernameHeader, user)
@@ -177,68 +175,18 @@ public enum Gate {
         }
     }
 
-    /// True for the fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1):
-    /// `Connection`, `Proxy-Connection`, `Keep-Alive`, `TE`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`.
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: ascii(name, equals: "te")
-        case 7: ascii(name, equals: "upgrade")
-        case 10: ascii(name, equals: "connection") || ascii(name, equals: "keep-alive")
-        case 16: ascii(name, equals: "proxy-connection")
-        case 18: ascii(name, equals: "proxy-authenticate")
-        case 19: ascii(name, equals: "proxy-authorization")
-        default: false
-        }
-    }
-
     /// True when the request asks to switch to WebSocket (RFC 6455 section 4.1: `Upgrade: websocket` and a
     /// `Connection` field containing the token `upgrade`, both case-insensitive).
     public static func isWebSocketUpgrade(_ headers: HTTPHeaders) -> Bool {
         var upgrade = false
         var connection = false
         for (name, value) in headers {
-            if !upgrade, ascii(name, equals: "upgrade") {
-                upgrade = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "websocket") }
-            } else if !connection, ascii(name, equals: "connection") {
-                connection = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "upgrade") }
+            if !upgrade, HTTPField.equals(name.utf8, lowercase: "upgrade") {
+                upgrade = HTTPField.listContains(value.utf8, lowercase: "websocket")
+            } else if !connection, HTTPField.equals(name.utf8, lowercase: "connection") {
+                connection = HTTPField.listContains(value.utf8, lowercase: "upgrade")
             }
         }
         return upgrade && connection
-    }
-
-    // MARK: ASCII case-insensitive comparison (header names are ASCII, RFC 9110 section 5.1)
-
-    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { c &- 65 < 26 ? c | 0x20 : c }
-
-    /// `a` equals `b` ignoring ASCII case.
-    static func asciiEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool
-    where A.Element == UInt8, B.Element == UInt8 {
-        a.count == b.count && a.elementsEqual(b) { lower($0) == lower($1) }
-    }
-
-    /// `s` equals `lowercase` (already lowercase) ignoring ASCII case.
-    static func ascii<S: StringProtocol>(_ s: S, equals lowercase: StaticString) -> Bool {
-        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return s.utf8.count == b.count && s.utf8.elementsEqual(b) { lower($0) == $1 }
-    }
-
-    /// `s` starts with `lowercase` (already lowercase) ignoring ASCII case.
-    static func ascii(_ s: String, hasPrefix lowercase: StaticString) -> Bool {
-        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return s.utf8.count >= b.count && s.utf8.prefix(b.count).elementsEqual(b) { lower($0) == $1 }
-    }
-
-    /// `s` without leading and trailing optional whitespace (space, horizontal tab; RFC 9110 section 5.6.3).
-    static func trimmedOWS(_ s: Substring) -> Substring {
-        let u = s.utf8
-        var lo = u.startIndex
-        var hi = u.endIndex
-        while lo < hi, u[lo] == 0x20 || u[lo] == 0x09 { lo = u.index(after: lo) }
-        while lo < hi {
-            let p = u.index(before: hi)
-            guard u[p] == 0x20 || u[p] == 0x09 else { break }
-            hi = p
-        }
-        return Substring(u[lo..<hi])
     }
 }
