@@ -65,7 +65,9 @@ extension ClientHandler {
         }
     }
 
-    func upstreamFlush() { context?.flush() }
+    /// The upstream's read ended: what was written of a response in progress goes out. (A response's end is flushed
+    /// as it is written, and nothing else is written to the client.)
+    func upstreamFlush() { if machine.isProxying { context?.flush() } }
 
     /// The upstream's response did not frame: before the head, answer 502; after it, cut the client connection
     /// (the client must not take what follows for the end of the response).

@@ -79,7 +79,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        upstream?.flush()
+        if machine.requestInFlight { upstream?.flush() }
         context.fireChannelReadComplete()
     }
 
@@ -109,9 +109,10 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let verifier = shared.verifier {
             guard let identity = token else {
                 // Every request carries its own token; one seen before is answered from the cache at once.
-                let values = head.headers[Gate.jwtHeader]
-                guard values.count == 1, let value = values.first, !value.isEmpty else {
-                    let reason = values.isEmpty ? "no \(Gate.jwtHeader) header" : "\(Gate.jwtHeader) repeated or empty"
+                let fields = IdentityFields(head.headers)
+                guard fields.tokenCount == 1, let value = fields.token, !value.isEmpty else {
+                    let reason =
+                        fields.tokenCount == 0 ? "no \(Gate.jwtHeader) header" : "\(Gate.jwtHeader) repeated or empty"
                     refuse(head, .forbidden, reason: reason, context: context)
                     return
                 }
@@ -138,11 +139,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .refuse(let status, let reason):
             refuse(head, .init(statusCode: status), reason: reason, context: context)
         case .route(let user, let osUser, let port):
-            guard shared.active.acquire(user) else {
+            guard let activeCount = shared.active.acquireCounting(user) else {
                 refuse(head, .tooManyRequests, reason: "active user ceiling reached", user: user, context: context)
                 return
             }
-            shared.metrics.activeUsers.set(Double(shared.active.activeCount))
+            shared.metrics.activeUsers.set(Double(activeCount))
             let webSocket = Gate.isWebSocketUpgrade(head.headers)
             let upgrade = webSocket || head.headers.contains(name: "upgrade")
             var outHead = context.channel.allocator.buffer(capacity: 512)
@@ -256,8 +257,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Counts the exchange's status (unless 0) and returns its user's active slot.
     func finish(_ done: ClientConnectionStateMachine.Finished) {
         if done.status != 0 { shared.metrics.countResponse(done.status) }
-        shared.active.release(done.user)
-        shared.metrics.activeUsers.set(Double(shared.active.activeCount))
+        shared.metrics.activeUsers.set(Double(shared.active.releaseCounting(done.user)))
     }
 
     // MARK: backpressure

@@ -190,6 +190,13 @@ struct ClientConnectionStateMachine {
         return false
     }
 
+    /// A request is going upstream and its end has not: what was forwarded of it may wait for a flush. (Its end is
+    /// flushed as it is forwarded; nothing else is written upstream.)
+    var requestInFlight: Bool {
+        if case .proxying(let ex) = state { return !ex.requestEnded }
+        return false
+    }
+
     /// A request is at the gate or its token is being verified: every part waits.
     private var isWaitingForGate: Bool {
         switch state {

@@ -17,6 +17,44 @@ struct CheckedIdentity: Sendable, Equatable {
     var groups: String
 }
 
+/// The identity fields of a request (`X-authentik-username`, `-groups`, `-jwt`), found in one pass over its
+/// fields with names compared ASCII case-insensitively (RFC 9110 section 5.1): how many of each, and the first value.
+struct IdentityFields {
+    var userCount = 0
+    var user: String?
+    var groupsCount = 0
+    var groups: String?
+    var tokenCount = 0
+    var token: String?
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            switch HTTPField.bytes(of: name, Self.kind) {
+            case 1:
+                userCount += 1
+                if user == nil { user = value }
+            case 2:
+                groupsCount += 1
+                if groups == nil { groups = value }
+            case 3:
+                tokenCount += 1
+                if token == nil { token = value }
+            default: break
+            }
+        }
+    }
+
+    /// 1, 2, 3 for a field named `X-authentik-username`, `-groups`, `-jwt`; 0 otherwise.
+    private static func kind(_ n: UnsafeRawBufferPointer) -> Int {
+        guard n.count >= 15, HTTPField.hasPrefix(n, lowercase: "x-authentik-") else { return 0 }
+        let rest = n[field: 12..<n.count]
+        if HTTPField.equals(rest, lowercase: "username") { return 1 }
+        if HTTPField.equals(rest, lowercase: "groups") { return 2 }
+        if HTTPField.equals(rest, lowercase: "jwt") { return 3 }
+        return 0
+    }
+}
+
 /// The identity check in front of every request (pure; no I/O).
 ///
 /// Headers follow Authentik's forward-auth outpost: `X-authentik-username` (one value) and `X-authentik-groups`
@@ -62,25 +100,24 @@ public enum Gate {
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
-        let names = headers[usernameHeader]
-        guard names.count == 1, let user = names.first else {
+        let fields = IdentityFields(headers)
+        guard fields.userCount == 1, let user = fields.user else {
             return .refuse(
                 status: 403,
-                reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated"
+                reason: fields.userCount == 0 ? "no \(usernameHeader) header" : "\(usernameHeader) repeated"
             )
         }
-        let groups = headers[groupsHeader]
-        if let c = checked, c.user == user, groups.count == 1, c.groups == groups[0] {
+        if let c = checked, c.user == user, fields.groupsCount == 1, c.groups == fields.groups {
             // Same values as a request already checked on this connection.
         } else {
             checked = nil
             if let problem = identityProblem(user) {
                 return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
             }
-            guard groups.count == 1, let groupList = groups.first else {
+            guard fields.groupsCount == 1, let groupList = fields.groups else {
                 return .refuse(
                     status: 403,
-                    reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated"
+                    reason: fields.groupsCount == 0 ? "no \(groupsHeader) header" : "\(groupsHeader) repeated"
                 )
             }
             guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup })
@@ -103,12 +140,11 @@ public enum Gate {
         gateGroup: String,
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
-        let names = headers[usernameHeader]
-        if !names.isEmpty, names != [token.user] {
+        let fields = IdentityFields(headers)
+        if fields.userCount > 0, fields.userCount > 1 || fields.user != token.user {
             return .refuse(status: 403, reason: "\(usernameHeader) disagrees with the token")
         }
-        let groups = headers[groupsHeader]
-        if !groups.isEmpty, groups != [token.groups.joined(separator: "|")] {
+        if fields.groupsCount > 0, fields.groupsCount > 1 || fields.groups != token.groups.joined(separator: "|") {
             return .refuse(status: 403, reason: "\(groupsHeader) disagrees with the token")
         }
         if let problem = identityProblem(token.user) {
@@ -157,16 +193,22 @@ public enum Gate {
         _ body: (String, String) -> Void
     ) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
-        var named: [Substring.UTF8View] = []
-        for (name, value) in headers where HTTPField.equals(name.utf8, lowercase: "connection") {
-            HTTPField.forEachToken(value.utf8) { token in
-                if !HTTPField.isFraming(token) { named.append(token) }
+        var named: [String] = []
+        for (name, value) in headers where HTTPField.bytes(of: name, { HTTPField.equals($0, lowercase: "connection") })
+        {
+            HTTPField.bytes(of: value) { v in
+                HTTPField.forEachToken(v) { token in
+                    if !HTTPField.isFraming(token) { named.append(String(decoding: token, as: UTF8.self)) }
+                }
             }
         }
         for (name, value) in headers {
-            if HTTPField.isHopByHop(name.utf8) || HTTPField.hasPrefix(name.utf8, lowercase: "x-authentik-") { continue }
-            if !named.isEmpty && named.contains(where: { HTTPField.equalIgnoringCase(name.utf8, $0) }) { continue }
-            body(name, value)
+            let dropped = HTTPField.bytes(of: name) { n in
+                if HTTPField.isHopByHop(n) || HTTPField.hasPrefix(n, lowercase: "x-authentik-") { return true }
+                return !named.isEmpty
+                    && named.contains { t in HTTPField.bytes(of: t) { HTTPField.equalIgnoringCase(n, $0) } }
+            }
+            if !dropped { body(name, value) }
         }
         body(usernameHeader, user)
         if upgrade, let proto = headers.first(name: "upgrade") {
@@ -181,10 +223,13 @@ public enum Gate {
         var upgrade = false
         var connection = false
         for (name, value) in headers {
-            if !upgrade, HTTPField.equals(name.utf8, lowercase: "upgrade") {
-                upgrade = HTTPField.listContains(value.utf8, lowercase: "websocket")
-            } else if !connection, HTTPField.equals(name.utf8, lowercase: "connection") {
-                connection = HTTPField.listContains(value.utf8, lowercase: "upgrade")
+            let kind = HTTPField.bytes(of: name) { n in
+                HTTPField.equals(n, lowercase: "upgrade") ? 1 : HTTPField.equals(n, lowercase: "connection") ? 2 : 0
+            }
+            if !upgrade, kind == 1 {
+                upgrade = HTTPField.bytes(of: value) { HTTPField.listContains($0, lowercase: "websocket") }
+            } else if !connection, kind == 2 {
+                connection = HTTPField.bytes(of: value) { HTTPField.listContains($0, lowercase: "upgrade") }
             }
         }
         return upgrade && connection
