@@ -182,7 +182,7 @@ struct ResponseFramer {
                     }
                     break loop
                 }
-                let size = try Self.parseChunkSize(buf.readableBytesView.prefix(lineLength - 1))
+                let size = try buf.withUnsafeReadableBytes { try Self.parseChunkSize($0[field: 0..<(lineLength - 1)]) }
                 buf.moveReaderIndex(forwardBy: lineLength)
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
@@ -210,7 +210,9 @@ struct ResponseFramer {
                 guard lineLength >= 2, buf.readableBytesView[buf.readerIndex + lineLength - 2] == 13 else {
                     throw UpstreamFramingError(description: "the upstream's trailer section has a bare LF")
                 }
-                if lineLength > 2 { try Self.checkFieldLine(buf.readableBytesView.prefix(lineLength - 2)) }
+                if lineLength > 2 {
+                    try buf.withUnsafeReadableBytes { _ = try Self.checkFieldLine($0[field: 0..<(lineLength - 2)]) }
+                }
                 buf.moveReaderIndex(forwardBy: lineLength)
                 if lineLength == 2 {
                     endDue = true

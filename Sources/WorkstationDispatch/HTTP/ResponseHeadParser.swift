@@ -1,5 +1,13 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The strict parsing behind `ResponseFramer`: status line, field lines, framing and chunk-size lines (RFC 9112
 /// sections 4, 5, 6.3 and 7.1). Every function throws `UpstreamFramingError` on what a lenient parser would accept
 /// and another could read differently.
@@ -7,15 +15,14 @@ extension ResponseFramer {
     /// `chunk-size [chunk-ext]` (RFC 9112 section 7.1.1): hex digits, then optionally `;` extensions (printable,
     /// no control characters), with optional whitespace before the `;`. `line` ends before the LF; a bare LF
     /// shows as a missing CR here.
-    static func parseChunkSize<C: RandomAccessCollection>(_ line: C) throws -> Int
-    where C.Element == UInt8, C.Index == Int {
+    static func parseChunkSize(_ line: UnsafeRawBufferPointer) throws -> Int {
         guard line.last == 13 else {
             throw UpstreamFramingError(description: "the upstream's chunk-size line ends in a bare LF")
         }
         var size = 0
         var digits = 0
-        var i = line.startIndex
-        let end = line.endIndex - 1
+        var i = 0
+        let end = line.count - 1
         while i < end, let d = hexValue(line[i]) {
             guard digits < 15 else { throw UpstreamFramingError(description: "the upstream's chunk size is too large") }
             size = size << 4 | d
@@ -50,11 +57,11 @@ extension ResponseFramer {
     /// A field line without its CRLF: `name ":" OWS value OWS`; returns the name's and value's ranges relative to
     /// the line's start.
     @discardableResult
-    static func checkFieldLine<C: RandomAccessCollection>(_ line: C) throws -> (name: Range<Int>, value: Range<Int>)
-    where C.Element == UInt8, C.Index == Int {
-        let s = line.startIndex
+    static func checkFieldLine(_ line: UnsafeRawBufferPointer) throws -> (name: Range<Int>, value: Range<Int>) {
+        let s = 0
+        let endIndex = line.count
         var i = s
-        while i < line.endIndex, HTTPField.isTokenChar(line[i]) { i += 1 }
+        while i < endIndex, HTTPField.isTokenChar(line[i]) { i &+= 1 }
         guard i > s else {
             throw UpstreamFramingError(
                 description: line.first == 0x20 || line.first == 0x09
@@ -62,13 +69,13 @@ extension ResponseFramer {
                     : "the upstream sent a header line without a name"
             )
         }
-        guard i < line.endIndex, line[i] == 0x3A else {
+        guard i < endIndex, line[i] == 0x3A else {
             throw UpstreamFramingError(description: "the upstream sent a header name with an invalid character")
         }
         let nameRange = 0..<(i - s)
         i += 1
-        while i < line.endIndex, line[i] == 0x20 || line[i] == 0x09 { i += 1 }
-        var e = line.endIndex
+        while i < endIndex, line[i] == 0x20 || line[i] == 0x09 { i &+= 1 }
+        var e = endIndex
         while e > i, line[e - 1] == 0x20 || line[e - 1] == 0x09 { e -= 1 }
         var j = i
         while j < e {
@@ -96,17 +103,14 @@ extension ResponseFramer {
         let count = view.count
         var start = 0
         func nextLine(from start: Int) throws -> Range<Int>? {
-            var i = start
-            while i < count {
-                if view[i] == 10 {
-                    guard i > start, view[i - 1] == 13 else {
-                        throw UpstreamFramingError(description: "the upstream's response head has a bare LF")
-                    }
-                    return start..<(i - 1)
-                }
-                i += 1
+            guard start < count, let base = view.baseAddress,
+                let lf = memchr(base + start, 10, count - start)
+            else { return nil }
+            let i = base.distance(to: UnsafeRawPointer(lf))
+            guard i > start, view[i - 1] == 13 else {
+                throw UpstreamFramingError(description: "the upstream's response head has a bare LF")
             }
-            return nil
+            return start..<(i - 1)
         }
         guard let statusLine = try nextLine(from: 0) else {
             throw UpstreamFramingError(description: "the upstream's response head is incomplete")
@@ -154,7 +158,7 @@ extension ResponseFramer {
                 ended = true
                 break
             }
-            let (n, v) = try checkFieldLine(view[line])
+            let (n, v) = try checkFieldLine(view[field: line])
             fields.append(
                 .init(
                     name: (line.lowerBound + n.lowerBound)..<(line.lowerBound + n.upperBound),
@@ -173,8 +177,8 @@ extension ResponseFramer {
         var close = false
         var keepAliveToken = false
         for field in fields {
-            let name = view[field.name]
-            let value = view[field.value]
+            let name = view[field: field.name]
+            let value = view[field: field.value]
             if HTTPField.equals(name, lowercase: "content-length") {
                 var sawToken = false
                 var failure: String?

@@ -53,7 +53,9 @@ struct UpstreamResponseHead {
 
     /// True when a field named `lowercase` is present.
     func has(_ lowercase: StaticString) -> Bool {
-        bytes.withUnsafeReadableBytes { p in fields.contains { HTTPField.equals(p[$0.name], lowercase: lowercase) } }
+        bytes.withUnsafeReadableBytes { p in
+            fields.contains { HTTPField.equals(p[field: $0.name], lowercase: lowercase) }
+        }
     }
 
     /// Writes the head for the client: its HTTP version, the upstream's status and reason, the upstream's fields
@@ -115,16 +117,21 @@ struct UpstreamResponseHead {
             out.writeStaticString("\r\n")
             // Fields that `Connection` names are hop-by-hop too; framing fields never are.
             var named: [Range<Int>] = []
-            for f in fields where HTTPField.equals(p[f.name], lowercase: "connection") {
-                HTTPField.forEachToken(p[f.value]) { token in
-                    if !HTTPField.isFraming(token) { named.append(token.startIndex..<token.endIndex) }
+            for f in fields where HTTPField.equals(p[field: f.name], lowercase: "connection") {
+                HTTPField.forEachToken(p[field: f.value]) { token in
+                    if !HTTPField.isFraming(token) {
+                        let start = p.baseAddress!.distance(to: token.baseAddress!)
+                        named.append(start..<(start + token.count))
+                    }
                 }
             }
             for f in fields {
-                let name = p[f.name]
+                let name = p[field: f.name]
                 if HTTPField.isHopByHop(name, keepUpgrade: keepUpgrade) { continue }
                 if dropTransferEncoding && HTTPField.equals(name, lowercase: "transfer-encoding") { continue }
-                if !named.isEmpty && named.contains(where: { HTTPField.equalIgnoringCase(p[$0], name) }) { continue }
+                if !named.isEmpty && named.contains(where: { HTTPField.equalIgnoringCase(p[field: $0], name) }) {
+                    continue
+                }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: p[f.line]))
             }
         }
