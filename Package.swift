@@ -71,13 +71,30 @@ let package = Package(
             ],
             resources: [.embedInCode("VERSION")]
         ),
-        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
-        .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
+        // What the test targets share, and nothing else uses: the process runner, the temp root, the tree
+        // snapshot and the HTTP test server (Tests/WorkstationTestSupport).
+        .target(
+            name: "WorkstationTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Tests/WorkstationTestSupport"
+        ),
+        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore", "WorkstationTestSupport"]),
+        .testTarget(
+            name: "WorkstationHostTests",
+            dependencies: ["WorkstationCore", "WorkstationHost", "WorkstationTestSupport"]
+        ),
         // Authentik, Kubernetes and Vault against real HTTP servers on 127.0.0.1 started by the tests.
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "WorkstationCore", "WorkstationHost", "WorkstationIntegrations",
+                "WorkstationCore", "WorkstationHost", "WorkstationIntegrations", "WorkstationTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -88,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "WorkstationDispatchTests",
             dependencies: [
-                "WorkstationDispatch", "WorkstationCore",
+                "WorkstationDispatch", "WorkstationCore", "WorkstationTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -103,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["WorkstationCore", "WorkstationHost"],
+            dependencies: ["WorkstationCore", "WorkstationHost", "WorkstationTestSupport"],
             resources: []
         ),
     ]

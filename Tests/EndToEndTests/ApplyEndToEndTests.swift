@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// The main job end to end: the built binary, run as root, against temp roots with the real shadow utilities
 /// and `systemctl --root`.
@@ -131,7 +132,11 @@ import Testing
         let seed = try CLI.run(["apply", "--roster", "/nonexistent", "--root", root.path, "--init-root"])
         #expect(seed.status == 1)
         #expect(FileManager.default.fileExists(atPath: root.file("/etc/passwd")))
-        let pre = try CLI.accountTool("useradd", prefix: root.path, ["-m", "-U", "-u", "1200", "-G", "video", "alice"])
+        let pre = try TestProcess.accountTool(
+            "useradd",
+            prefix: root.path,
+            ["-m", "-U", "-u", "1200", "-G", "video", "alice"]
+        )
         #expect(pre.status == 0, "\(pre.stderr)")
         try FileManager.default.createDirectory(
             atPath: root.file("/home/alice/.claude/skills/mine"),
@@ -143,14 +148,14 @@ import Testing
             encoding: .utf8
         )
         try root.write("/etc/t3-serve/dispatch.json", #"{"alice.smith": {"os_user": "alice", "port": 3799}}"#)
-        let skillBefore = root.snapshot().filter { $0.key.hasPrefix("home/alice/.claude/skills") }
+        let skillBefore = root.snapshot().under("home/alice/.claude/skills")
 
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("? /home/alice/.claude/skills is a real directory; kept"))
         #expect(root.read("/etc/group")?.contains("video:x:44:alice\n") == true, "hand-made membership kept")
         #expect(root.read("/etc/group")?.contains("workstation:x:999:alice,bob-dev\n") == true)
-        #expect(root.snapshot().filter { $0.key.hasPrefix("home/alice/.claude/skills") } == skillBefore)
+        #expect(root.snapshot().under("home/alice/.claude/skills") == skillBefore)
         #expect(root.read("/etc/t3-serve/dispatch.json")?.contains("\"port\" : 3799") == true)
         #expect(
             root.read("/etc/systemd/system/t3-serve@alice.service.d/50-workstation.conf")?.contains("T3CODE_PORT=3799")
@@ -202,7 +207,7 @@ import Testing
             #expect(r.status == 1)
             #expect(r.stderr.contains("has no etc/passwd, so it is not a host root; check --root, or pass --init-root"))
         }
-        #expect(root.snapshot().isEmpty, "nothing was created: \(root.snapshot().keys.sorted())")
+        #expect(root.snapshot().isEmpty, "nothing was created: \(root.snapshot().paths)")
     }
 
     @Test func missingRosterIsAClearError() throws {

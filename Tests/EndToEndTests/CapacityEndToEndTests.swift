@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// The capacity gate, doctor, status and metrics through the built binary against temp roots.
 @Suite(.serialized) struct CapacityEndToEndTests {
@@ -40,29 +41,12 @@ import Testing
         return root
     }
 
-    func fingerprint(_ root: TempRoot) -> [String: String] {
-        var out: [String: String] = [:]
-        let fm = FileManager.default
-        for case let rel as String in fm.enumerator(atPath: root.path)! {
-            let full = root.path + "/" + rel
-            var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            var d = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
-            if st.st_mode & S_IFMT == S_IFREG { d += " " + (fm.contents(atPath: full)?.base64EncodedString() ?? "") }
-            if st.st_mode & S_IFMT == S_IFLNK {
-                d += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "")
-            }
-            out[rel] = d
-        }
-        return out
-    }
-
     @Test func onboardingOverCapacityIsRefusedWithTheArithmeticAndChangesNothing() throws {
         let root = try onboardedRoot()
         try root.write("/etc/workstation/roster.yaml", Self.withDave)
         // Limit 10G - 1 byte... expressed in KiB: one KiB short of the 11G dave needs.
         try meminfo(root, totalKiB: (9 << 20) - 1, swapKiB: 3 << 20)
-        let before = fingerprint(root)
+        let before = root.snapshot()
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 3, "\(r.stdout)\(r.stderr)")
         #expect(
@@ -73,7 +57,7 @@ import Testing
         #expect(r.stderr.contains("alice 4G + bob-dev 3G + dave 4G (new) = 11G (11811160064 bytes)"))
         #expect(r.stderr.contains("--allow-overcommit"))
         #expect(r.stderr.contains("nothing was changed"))
-        #expect(fingerprint(root) == before)
+        #expect(root.snapshot() == before)
         // plan shows the same refusal and exits 3.
         let plan = try CLI.run(args("plan", root))
         #expect(plan.status == 3)
@@ -90,7 +74,7 @@ import Testing
             "/etc/workstation/workstation.yaml",
             "capacity:\n  reserve: 12 GB\n  budgets:\n    power-user: {high: 5G, max: 4G, swap_max: 1G}\n"
         )
-        let before = fingerprint(root)
+        let before = root.snapshot()
         let r = try CLI.run(args("apply", root))
         #expect(r.status == 1)
         #expect(
@@ -102,7 +86,7 @@ import Testing
             )
         )
         #expect(r.stderr.contains("nothing was changed"))
-        #expect(fingerprint(root) == before)
+        #expect(root.snapshot() == before)
     }
 
     @Test func exactlyAtTheLimitIsAdmitted() throws {
@@ -205,13 +189,7 @@ import Testing
             text.contains("workstation_user_resident_memory_bytes{user=\"alice\",tier=\"power-user\"} \(512 << 20)\n")
         )
         #expect(text.contains("workstation_doctor_failures \((obj["failures"] as? Int) ?? -1)\n"))
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-        check.arguments = ["check", "metrics"]
-        check.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: out))
-        check.standardOutput = FileHandle.nullDevice
-        try check.run()
-        check.waitUntilExit()
-        #expect(check.terminationStatus == 0)
+        let check = try TestProcess.run("/usr/bin/promtool", ["check", "metrics"], input: .file(out))
+        #expect(check.status == 0)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -29,15 +30,17 @@ import Glibc
         #expect(symlink("/home/carol/.claude/skills/file-issue", home + "/.claude/skills/file-issue") == 0)
         lchown(home + "/.claude/skills/file-issue", uid_t(uid), gid_t(uid))
         #expect(symlink("/srv/elsewhere", home + "/.claude/skills/mine") == 0)  // not into the lead's home: kept
-        #expect(try CLI.accountTool("groupadd", prefix: h.root.path, ["--system", "code-shared"]).status == 0)
-        #expect(try CLI.accountTool("usermod", prefix: h.root.path, ["-aG", "code-shared", "alice"]).status == 0)
+        #expect(try TestProcess.accountTool("groupadd", prefix: h.root.path, ["--system", "code-shared"]).status == 0)
+        #expect(
+            try TestProcess.accountTool("usermod", prefix: h.root.path, ["-aG", "code-shared", "alice"]).status == 0
+        )
         return (h, uid)
     }
 
     @Test func cutoverThenRollbackRestoresTheHomeTreeAndGroupsExactly() throws {
         let (h, _) = try oldModelHost()
         let home = h.root.file("/home/alice")
-        let beforeTree = tree(home)
+        let beforeTree = TreeSnapshot(home)
         let beforeGroups = h.groups("alice")
         #expect(beforeGroups.contains("code-shared"))
 
@@ -48,7 +51,7 @@ import Glibc
                 && dry.stdout.contains("remove alice from group code-shared"),
             "\(dry.stdout)"
         )
-        #expect(tree(home) == beforeTree && h.groups("alice") == beforeGroups)
+        #expect(TreeSnapshot(home) == beforeTree && h.groups("alice") == beforeGroups)
 
         unlink(h.root.file("/home/bob-dev/.claude/agents"))  // pending for bob: the cutover of alice must not touch it
         let r = try h.run(["cutover", "alice"])
@@ -60,18 +63,18 @@ import Glibc
             lstat(home + "/code", &st) != 0 || st.st_mode & S_IFMT == S_IFDIR,
             "the ~/code symlink is gone (a clone, if apply makes one)"
         )
-        let launcher = tree(home)["start-claude.sh"]
+        let launcher = TreeSnapshot(home)["start-claude.sh"]
         #expect(
-            launcher?.bytes.map { String(decoding: $0, as: UTF8.self) }
+            launcher?.content.map { String(decoding: $0, as: UTF8.self) }
                 == "#!/bin/sh\ncd $HOME/code && exec claude \"$@\"\n# not /home/carol/code-old\n"
         )
         #expect(launcher?.mode == 0o750 && launcher?.uid == beforeTree["start-claude.sh"]?.uid)
         #expect(
-            tree(home)[".claude/rules"]?.target == "/srv/workstation/config-base/rules",
+            TreeSnapshot(home)[".claude/rules"]?.linkTarget == "/srv/workstation/config-base/rules",
             "apply linked the managed base in"
         )
-        #expect(tree(home)[".claude/skills/file-issue"] == nil)
-        #expect(tree(home)[".claude/skills/mine"]?.target == "/srv/elsewhere")
+        #expect(TreeSnapshot(home)[".claude/skills/file-issue"] == nil)
+        #expect(TreeSnapshot(home)[".claude/skills/mine"]?.linkTarget == "/srv/elsewhere")
         #expect(!h.groups("alice").contains("code-shared"))
         #expect(
             h.line("/etc/gshadow", "code-shared")?.hasSuffix(":") == true,
@@ -79,7 +82,7 @@ import Glibc
         )
         #expect(
             h.root.read("/var/lib/workstation/cutover/alice/launchers/start-claude.sh")
-                == String(decoding: beforeTree["start-claude.sh"]!.bytes!, as: UTF8.self)
+                == String(decoding: beforeTree["start-claude.sh"]!.content!, as: UTF8.self)
         )
         let saved = try #require(h.root.read("/var/lib/workstation/cutover/alice/rollback.json"))
         #expect(saved.contains("\"link_target\" : \"/home/carol/code\"") && saved.contains("code-shared"), "\(saved)")
@@ -89,11 +92,8 @@ import Glibc
 
         let back = try h.run(["rollback", "alice"])
         #expect(back.status == 0, "\(back.stderr)\n\(back.stdout)")
-        let after = tree(home)
-        for (k, v) in beforeTree where after[k] != v {
-            Issue.record("\(k): before \(v), after \(after[k].map(\.description) ?? "absent")")
-        }
-        for k in after.keys where beforeTree[k] == nil { Issue.record("\(k) appeared") }
+        let after = TreeSnapshot(home)
+        for d in beforeTree.differences(to: after) { Issue.record("\(d)") }
         #expect(after == beforeTree)
         #expect(h.groups("alice") == beforeGroups)
         #expect(h.line("/etc/gshadow", "code-shared")?.hasSuffix(":alice") == true)
@@ -109,10 +109,10 @@ import Glibc
     @Test func rollbackMovesACloneThatReplacedCodeOutOfTheHome() throws {
         let (h, uid) = try oldModelHost()
         let home = h.root.file("/home/alice")
-        let beforeTree = tree(home)
+        let beforeTree = TreeSnapshot(home)
         #expect(try h.run(["cutover", "alice"]).status == 0)
         // What the clone step of apply leaves: a directory at ~/code owned by alice.
-        if tree(home)["code"] == nil {
+        if TreeSnapshot(home)["code"] == nil {
             try h.root.write("/home/alice/code/README.md", "clone\n")
             chown(home + "/code", uid_t(uid), gid_t(uid))
             chown(home + "/code/README.md", uid_t(uid), gid_t(uid))
@@ -123,7 +123,7 @@ import Glibc
             r.stdout.contains("the clone that replaced ~/code is kept at /var/lib/workstation/cutover/alice/clone-"),
             "\(r.stdout)"
         )
-        #expect(tree(home) == beforeTree)
+        #expect(TreeSnapshot(home) == beforeTree)
         let kept = try FileManager.default.contentsOfDirectory(
             atPath: h.root.file("/var/lib/workstation/cutover/alice")
         ).filter { $0.hasPrefix("clone-") }
@@ -134,7 +134,7 @@ import Glibc
         let (h, uid) = try oldModelHost()
         try h.process(pid: 777, uid: uid, name: "tmux")
         try h.process(pid: 778, uid: uid, name: "bash")
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(["cutover", "alice"])
         #expect(r.status == 3)
         #expect(
@@ -142,7 +142,7 @@ import Glibc
                 && !r.stderr.contains("778"),
             "\(r.stderr)"
         )
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
 
         try FileManager.default.removeItem(atPath: h.root.file("/proc/777"))
         try h.tcp(port: try h.t3Port("alice"), state: "01")
@@ -166,7 +166,7 @@ import Glibc
             with: "lead_hom:"
         )
         .write(toFile: h.settings, atomically: true, encoding: .utf8)
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(command)
         #expect(r.status == 1)
         #expect(
@@ -176,14 +176,14 @@ import Glibc
             "\(r.stderr)"
         )
         #expect(r.stderr.contains("nothing was changed"))
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
     }
 
     @Test func cutoverOfSomeoneNotInTheRosterIsAnError() throws {
         let h = try LifecycleHost()
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(["cutover", "carol"])
         #expect(r.status == 1 && r.stderr.contains("not a provisioned user in the roster"), "\(r.stderr)")
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// `workstation dispatch` as the unit runs it: settings that would let a local account act as another person, or a
 /// settings file that is not there, stop it before it listens (exit 1, the place and the fix named, no socket made).
@@ -15,18 +16,13 @@ import Testing
         ),
     ])
     func unsafeSettingsNeverListen(_ yaml: String, _ expected: String) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-dispatch-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let settings = dir + "/workstation.yaml"
-        try yaml.write(toFile: settings, atomically: true, encoding: .utf8)
-        let before = try FileManager.default.contentsOfDirectory(atPath: dir)
-        let r = try CLI.run(["dispatch", "--settings", settings])
+        let dir = try TempRoot("dispatch")
+        try dir.write("/workstation.yaml", yaml)
+        let before = dir.snapshot()
+        let r = try CLI.run(["dispatch", "--settings", dir.file("/workstation.yaml")])
         #expect(r.status == 1)
-        #expect(r.stderr.contains(dir + "/" + expected), "\(r.stderr)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == before, "nothing was created")
+        #expect(r.stderr.contains(dir.path + "/" + expected), "\(r.stderr)")
+        #expect(dir.snapshot() == before, "nothing was created or changed: \(before.differences(to: dir.snapshot()))")
     }
 
     @Test func aNamedSettingsFileThatIsNotThereIsAnError() throws {

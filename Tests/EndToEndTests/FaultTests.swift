@@ -2,54 +2,11 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A `workstation` process started in the background, so a test can kill it or race another against it.
-final class BackgroundRun: @unchecked Sendable {
-    let process = Process()
-    private let out = Pipe(), err = Pipe()
-    private var outData = Data(), errData = Data()
-    private let group = DispatchGroup()
-
-    init(_ args: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["NO_COLOR"] = "1"
-        process.environment = env
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        for (pipe, isOut) in [(out, true), (err, false)] {
-            group.enter()
-            DispatchQueue.global().async {
-                let d = pipe.fileHandleForReading.readDataToEndOfFile()
-                if isOut { self.outData = d } else { self.errData = d }
-                self.group.leave()
-            }
-        }
-    }
-
-    var pid: pid_t { process.processIdentifier }
-
-    /// `kill -9` the process; its children (an account tool in flight, run with --prefix) are left to finish, as after a real crash.
-    func kill9() { kill(pid, SIGKILL) }
-
-    func wait() -> CLIResult {
-        process.waitUntilExit()
-        group.wait()
-        let status =
-            process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return CLIResult(
-            status: status,
-            stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self)
-        )
-    }
-}
 
 /// Waits until no process mentions `root` on its command line (the orphaned tools of a killed apply).
 func waitForOrphans(of root: String) {
@@ -190,13 +147,13 @@ struct FaultTests {
         func killLoop(phase: Int, runs: Int, delays: ClosedRange<UInt32>) throws {
             for i in 0..<runs {
                 let roster = (i + phase) % 2 == 0 ? "/a.yaml" : "/b.yaml"
-                let run = try BackgroundRun([
+                let run = try CLI.start([
                     "apply", "--roster", inputs.file(roster), "--settings", settings, "--root", root.path,
                 ])
                 let delay = UInt32.random(in: delays, using: &rng)
                 usleep(delay)
-                if run.process.isRunning {
-                    run.kill9()
+                if run.isRunning {
+                    run.signal(SIGKILL)
                     killed[phase] += 1
                 }
                 let r = run.wait()
@@ -258,12 +215,12 @@ struct FaultTests {
         let inputs = try TempRoot()
         try Fixture.seed(root)
         try inputs.write("/r.yaml", Fixture.roster(count: 40))
-        let run = try BackgroundRun([
+        let run = try CLI.start([
             "apply", "--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path,
         ])
         // Kill once u0001 exists: the executor is sequential, so everything for u0000 (account, journal, state) is done.
         for _ in 0..<5000 where root.read("/etc/passwd")?.contains("u0001:") != true { usleep(2_000) }
-        run.kill9()
+        run.signal(SIGKILL)
         _ = run.wait()
         waitForOrphans(of: root.path)
         #expect(root.read("/etc/passwd")?.contains("u0000:") == true)
@@ -291,7 +248,7 @@ struct FaultTests {
             "apply", "--roster", inputs.file("/r.yaml"), "--settings", inputs.file("/s.yaml"), "--root", root.path,
             "--json",
         ]
-        let runs = try (0..<3).map { _ in try BackgroundRun(args) }
+        let runs = try (0..<3).map { _ in try CLI.start(args) }
         let results = runs.map { $0.wait() }
         for r in results { #expect(r.status == 0, "\(r.stderr.suffix(1500))") }
         let applied = results.map { r -> Int in
@@ -331,7 +288,7 @@ struct FaultTests {
         try inputs.write("/r.yaml", Fixture.roster(count: 30))
         try inputs.write("/s.yaml", "lock_timeout: 0\n")
         let lockPath = root.file("/var/lib/workstation/lock")
-        let first = try BackgroundRun([
+        let first = try CLI.start([
             "apply", "--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path,
         ])
         // Wait until the first run holds the lock (a shared probe fails while it is held exclusively).
@@ -369,13 +326,13 @@ struct FaultTests {
         try Fixture.seed(root)
         // u0003: useradd -U fails, its group name is taken. u0005: exists, its home cannot be written.
         for (tool, args) in [("groupadd", ["u0003"]), ("useradd", ["-m", "u0005"])] {
-            let r = try CLI.accountTool(tool, prefix: root.path, args)
+            let r = try TestProcess.accountTool(tool, prefix: root.path, args)
             #expect(r.status == 0, "\(tool) \(args): \(r.stderr)")
         }
         let immutable = [root.file("/home/u0005"), root.file("/etc/ttyd-user-map")]
-        defer { for p in immutable { _ = try? CLI.runTool("/usr/bin/chattr", ["-i", p]) } }
+        defer { for p in immutable { _ = try? TestProcess.run("/usr/bin/chattr", ["-i", p]) } }
         for p in immutable {
-            let r = try CLI.runTool("/usr/bin/chattr", ["+i", p])
+            let r = try TestProcess.run("/usr/bin/chattr", ["+i", p])
             try #require(r.status == 0, "chattr +i needs CAP_LINUX_IMMUTABLE: \(r.stderr)")
         }
         try inputs.write("/r.yaml", Fixture.roster(count: 8))

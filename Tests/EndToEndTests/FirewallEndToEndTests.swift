@@ -1,15 +1,16 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// `setup-host` installs the firewall of the per-person instance ports; the ruleset it writes is checked by the real
 /// `nft` and then attacked, inside a private network and mount namespace (`unshare -n -m`), never the host's:
 /// there the namespace's own `/etc/passwd` names the dispatcher's account, so `nft` resolves it as at boot.
 @Suite(.serialized) struct FirewallEndToEndTests {
-    let roster = CLI.examples.appendingPathComponent("roster.yaml").path
+    let roster = Repository.examples.appendingPathComponent("roster.yaml").path
     let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy")
         .standardized
 
-    func setupHost(_ root: TempRoot, settings: String? = nil) throws -> CLIResult {
+    func setupHost(_ root: TempRoot, settings: String? = nil) throws -> ProcessOutput {
         var args = ["setup-host", "--roster", roster, "--root", root.path]
         if let settings { args += ["--settings", settings] }
         return try CLI.run(args)
@@ -98,7 +99,7 @@ import Testing
         try root.seedHost()
         #expect(try setupHost(root).status == 0)
         let passwd = try namespacePasswd(root)
-        let ok = try CLI.runTool(
+        let ok = try TestProcess.run(
             "/usr/bin/unshare",
             [
                 "-m", "-n", "/bin/sh", "-c", "mount --bind \"$0\" /etc/passwd && /usr/sbin/nft -c -f \"$1\"",
@@ -108,7 +109,7 @@ import Testing
         #expect(ok.status == 0, "\(ok.stderr)")
         // Without the account nft cannot resolve the name: why setup-host creates it and the unit starts after
         // systemd-sysusers.
-        let missing = try CLI.runTool(
+        let missing = try TestProcess.run(
             "/usr/bin/unshare",
             [
                 "-m", "-n", "/bin/sh", "-c",
@@ -163,7 +164,7 @@ import Testing
         let passwd = try namespacePasswd(root)
         let work = root.file("/ns-work")
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let r = try CLI.runTool(
+        let r = try TestProcess.run(
             "/usr/bin/unshare",
             [
                 "-m", "-n", "/bin/bash", "-c", Self.attack, "attack", passwd,

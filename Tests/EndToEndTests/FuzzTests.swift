@@ -2,13 +2,14 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 /// Mutations of valid rosters: every input ends in a plan or a located error, never a crash, a hang or another
 /// kind of error. In-process (parse, desire, plan) for thousands of inputs; a handful through the binary.
 @Suite struct FuzzTests {
     static let seeds: [String] = [
         HostileCase.base,
-        (try? String(contentsOf: CLI.examples.appendingPathComponent("roster.yaml"), encoding: .utf8)) ?? "",
+        (try? String(contentsOf: Repository.examples.appendingPathComponent("roster.yaml"), encoding: .utf8)) ?? "",
         """
         users:
           alice:
@@ -171,7 +172,7 @@ import WorkstationHost
             let input = Self.mutate(Data(Self.seeds[i % Self.seeds.count].utf8), &rng)
             let path = inputs.file("/fuzz-\(i).yaml")
             FileManager.default.createFile(atPath: path, contents: input)
-            let before = RootSnapshot(root.path)
+            let before = TreeSnapshot(root.path)
             let r = try CLI.run(["plan", "--roster", path, "--settings", Fixture.settingsPath, "--root", root.path])
             let context =
                 "seed \(seed) input \(i): \(String(decoding: input.prefix(300), as: UTF8.self).debugDescription)"
@@ -185,7 +186,7 @@ import WorkstationHost
                     "\(context): error not located:\n\(r.stderr.prefix(800))"
                 )
             }
-            #expect(RootSnapshot(root.path) == before, "\(context): plan changed the root")
+            #expect(TreeSnapshot(root.path) == before, "\(context): plan changed the root")
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,7 @@ import Glibc
 /// Host state that existed before workstation: it survives, or is taken over only as the safety classes allow.
 @Suite(.serialized) struct HostStateTests {
     func tool(_ name: String, prefix root: TempRoot, _ args: [String]) throws {
-        let r = try CLI.accountTool(name, prefix: root.path, args)
+        let r = try TestProcess.accountTool(name, prefix: root.path, args)
         try #require(r.status == 0, "\(name) \(args.joined(separator: " ")): \(r.stderr)")
     }
 
@@ -18,7 +19,7 @@ import Glibc
         AccountDatabase.group(Data((root.read("/etc/group") ?? "").utf8)).first { $0.name == group }?.members ?? []
     }
 
-    func apply(_ root: TempRoot, _ roster: String, _ inputs: TempRoot) throws -> CLIResult {
+    func apply(_ root: TempRoot, _ roster: String, _ inputs: TempRoot) throws -> ProcessOutput {
         try inputs.write("/r.yaml", roster)
         return try CLI.run([
             "apply", "--roster", inputs.file("/r.yaml"), "--settings", Fixture.settingsPath, "--root", root.path,
@@ -229,7 +230,7 @@ struct RegenerationReaderTests {
         )
 
         // An invalid roster: error, and the files (indeed the whole root) stay as the last good apply left them.
-        let before = RootSnapshot(dir.path)
+        let before = TreeSnapshot(dir.path)
         try inputs.write(
             "/bad.yaml",
             Fixture.roster(count: count) + "  Bad User: { authentik_user: x, k8s_user: x, tier: power-user }\n"
@@ -238,7 +239,7 @@ struct RegenerationReaderTests {
             "apply", "--roster", inputs.file("/bad.yaml"), "--settings", Fixture.settingsPath, "--root", dir.path,
         ])
         #expect(r.status == 1 && r.stderr.contains("contains whitespace"), "\(r.stderr)")
-        #expect(RootSnapshot(dir.path) == before)
+        #expect(TreeSnapshot(dir.path) == before)
     }
 }
 
@@ -266,7 +267,7 @@ struct RegenerationReaderTests {
             (firstCPU["tools"] ?? 0) > 0 && (firstCPU["workstation"] ?? 0) > 0,
             "cpu_ms of the first apply: \(firstCPU)"
         )
-        let before = RootSnapshot(root.path)
+        let before = TreeSnapshot(root.path)
         for command in ["plan", "apply"] {
             let r = try CLI.run([command] + args)
             #expect(r.status == 0, "\(r.stderr)")
@@ -281,7 +282,7 @@ struct RegenerationReaderTests {
             )
             #expect((obj["summary"] as? [String: Any])?["actionable"] as? Int == 0)
         }
-        let changed = before.differences(to: RootSnapshot(root.path)).filter { !$0.contains("/var/lib/workstation/") }
+        let changed = before.differences(to: TreeSnapshot(root.path)).filter { !$0.contains("/var/lib/workstation/") }
         #expect(changed.isEmpty, "\(changed)")
     }
 }

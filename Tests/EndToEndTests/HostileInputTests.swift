@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// One hostile or malformed roster: what the operator wrote, and where and what the error must say.
 struct HostileCase: CustomTestStringConvertible, Sendable {
@@ -346,7 +347,7 @@ let hostStateCases: [HostileCase] = [
             guard r.status == 0 else { throw SetupError(message: r.stderr) }
             // A hand-made account holding uid 1500, and a system account, both unknown to workstation.
             for args in [["-u", "1500", "-m", "erin"], ["-r", "-u", "999", "svc"]] {
-                let r = try CLI.accountTool("useradd", prefix: root.path, args)
+                let r = try TestProcess.accountTool("useradd", prefix: root.path, args)
                 guard r.status == 0 else { throw SetupError(message: "useradd \(args) failed: \(r.stderr)") }
             }
         }
@@ -368,7 +369,7 @@ let hostStateCases: [HostileCase] = [
         } else {
             args += ["--settings", Fixture.settingsPath]
         }
-        let before = RootSnapshot(shared.root.path)
+        let before = TreeSnapshot(shared.root.path)
         for command in ["apply", "plan", "validate"] {
             let r = try CLI.run([command] + args)
             #expect(r.status == 1, "\(c.name): \(command) exited \(r.status)\nstdout: \(r.stdout)\nstderr: \(r.stderr)")
@@ -393,7 +394,7 @@ let hostStateCases: [HostileCase] = [
                 "\(c.name): \(command) printed a plan: \(r.stdout.prefix(500))"
             )
         }
-        let after = RootSnapshot(shared.root.path)
+        let after = TreeSnapshot(shared.root.path)
         #expect(
             before == after,
             "\(c.name): the root changed:\n\(before.differences(to: after).prefix(20).joined(separator: "\n"))"

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -47,11 +48,11 @@ import Glibc
         }
 
         /// Runs a shell script as alice (numeric setpriv, like the product), with HOME set to her home.
-        func asAlice(_ script: String) throws -> CLIResult {
+        func asAlice(_ script: String) throws -> ProcessOutput {
             let (uid, gid) = try alice()
-            return try shell(
+            return try TestProcess.shell(
                 "setpriv --reuid=\(uid) --regid=\(gid) --clear-groups -- /bin/sh -c \"$SCRIPT\"",
-                env: ["HOME": home, "SCRIPT": script, "GIT_TERMINAL_PROMPT": "0"]
+                environment: ["HOME": home, "SCRIPT": script, "GIT_TERMINAL_PROMPT": "0"]
             )
         }
     }
@@ -195,7 +196,7 @@ import Glibc
         )
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: s.code)) == "/srv/shared/infra")
         #expect(lstatOf(s.home + "/.code.workstation-partial") == nil)
-        #expect(server.requests.withLock { $0.isEmpty }, "nothing was fetched")
+        #expect(server.requests.isEmpty, "nothing was fetched")
         let status = try CLI.run(["clone-status"] + s.args)
         #expect(
             status.stdout.contains("alice: /home/alice/code kept (a symlink to /srv/shared/infra)"),
@@ -212,24 +213,23 @@ import Glibc
         let s = try Setup(url: "http://127.0.0.1:\(server.port)/infra.git")
         server.stallObjects.store(true, ordering: .relaxed)
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["apply", "--init-root"] + s.args
-        p.environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "NO_COLOR": "1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try TestProcess(
+            Repository.workstationBinary,
+            ["apply", "--init-root"] + s.args,
+            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "NO_COLOR": "1"],
+            captureOutput: false
+        )
         // Wait (bounded) until the clone is halfway: the server has sent half an object and holds the rest.
         var waited = 0
-        while !server.stalled.load(ordering: .relaxed) && p.isRunning && waited < 1200 {
+        while !server.stalled && p.isRunning && waited < 1200 {
             usleep(50_000)
             waited += 1
         }
-        let halfway = server.stalled.load(ordering: .relaxed)
+        let halfway = server.stalled
         try #require(halfway, "the clone never reached the stalled object")
         // Kill apply, git and git's remote helper, parents first, so nothing gets to clean up.
-        for pid in processTree(p.processIdentifier) { kill(pid, SIGKILL) }
-        p.waitUntilExit()
+        for pid in processTree(p.pid) { kill(pid, SIGKILL) }
+        _ = p.wait()
         server.stallObjects.store(false, ordering: .relaxed)
 
         #expect(lstatOf(s.code) == nil, "a killed clone must not leave ~/code")
@@ -287,12 +287,12 @@ import Glibc
         let seeded = try CLI.run(["apply", "--init-root"] + s.args)
         #expect(seeded.status == 0, "\(seeded.stderr)")
         try s.root.write("/input/workstation.yaml", "infra_repo:\n  \(yaml)\n")
-        let before = treeSnapshot(s.root.path)
+        let before = TreeSnapshot(s.root.path)
         for cmd in ["validate", "plan", "apply"] {
             let r = try CLI.run([cmd] + s.args)
             #expect(r.status == 1, "\(cmd): \(r.stdout)")
             #expect(r.stderr.contains("workstation.yaml:") && r.stderr.contains(message), "\(cmd): \(r.stderr)")
         }
-        #expect(treeSnapshot(s.root.path) == before)
+        #expect(TreeSnapshot(s.root.path) == before)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// The output contract (docs/json.md): with `--json` every exit path of every command prints exactly one JSON
 /// object carrying `format_version`, `command` and `exit_code`; errors and refusals carry `error.kind`; the bytes
@@ -20,7 +21,7 @@ import Testing
     }
 
     /// The one JSON object `r` printed, checked against the envelope.
-    func object(_ r: CLIResult, command: String, _ comment: String) throws -> [String: Any] {
+    func object(_ r: ProcessOutput, command: String, _ comment: String) throws -> [String: Any] {
         let obj = try #require(
             try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
             "\(comment): standard output is not one JSON object: \(r.stdout.prefix(400)) / \(r.stderr.prefix(400))"

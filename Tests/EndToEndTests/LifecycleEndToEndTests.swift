@@ -1,49 +1,10 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// One entry of a directory tree: kind, owner, mode, link target or bytes.
-struct TreeEntry: Hashable, CustomStringConvertible {
-    var kind: String
-    var uid: UInt32
-    var gid: UInt32
-    var mode: UInt32
-    var target: String?
-    var bytes: Data?
-    var description: String { "\(kind) \(uid):\(gid) \(String(mode, radix: 8)) \(target ?? "") \(bytes?.count ?? 0)B" }
-}
-
-/// Every entry under `dir` (relative path -> entry), never following links.
-func tree(_ dir: String, skip: Set<String> = []) -> [String: TreeEntry] {
-    var out: [String: TreeEntry] = [:]
-    func walk(_ rel: String) {
-        let full = rel.isEmpty ? dir : dir + "/" + rel
-        var st = stat()
-        guard lstat(full, &st) == 0 else { return }
-        var e = TreeEntry(kind: "other", uid: st.st_uid, gid: st.st_gid, mode: UInt32(st.st_mode) & 0o7777)
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR:
-            e.kind = "dir"
-            for name in ((try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []).sorted() {
-                let child = rel.isEmpty ? name : rel + "/" + name
-                if !skip.contains(child) { walk(child) }
-            }
-        case S_IFLNK:
-            e.kind = "link"
-            e.target = try? FileManager.default.destinationOfSymbolicLink(atPath: full)
-        case S_IFREG:
-            e.kind = "file"
-            e.bytes = FileManager.default.contents(atPath: full)
-        default: break
-        }
-        out[rel] = e
-    }
-    walk("")
-    return out
-}
 
 /// A sandbox host with a roster file the test edits: carol (admin, the lead), alice (power-user), bob-dev.
 final class LifecycleHost {
@@ -85,7 +46,7 @@ final class LifecycleHost {
     }
 
     @discardableResult
-    func run(_ args: [String]) throws -> CLIResult {
+    func run(_ args: [String]) throws -> ProcessOutput {
         try CLI.run(args + ["--roster", roster, "--settings", settings, "--root", root.path])
     }
 
@@ -165,25 +126,25 @@ final class LifecycleHost {
 @Suite(.serialized) struct OffboardEndToEndTests {
     @Test func offboardIsRefusedWhileTheUserIsInTheRoster() throws {
         let h = try LifecycleHost()
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(["offboard", "alice", "--stage", "cut"])
         #expect(r.status == 3)
         #expect(r.stderr.contains("'alice' is still in the roster"), "\(r.stderr)")
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
     }
 
     @Test func laterStagesAreRefusedUntilTheEarlierOneIsRecorded() throws {
         let h = try LifecycleHost()
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let revoke = try h.run(["offboard", "alice", "--stage", "revoke"])
         #expect(revoke.status == 3)
         #expect(revoke.stderr.contains("stage revoke needs stage cut first"), "\(revoke.stderr)")
         let archive = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
         #expect(archive.status == 3)
         #expect(archive.stderr.contains("stage archive needs stage cut first"), "\(archive.stderr)")
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
         // After cut, archive still needs revoke.
         #expect(try h.run(["offboard", "alice", "--stage", "cut"]).status == 0)
         let archive2 = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
@@ -194,11 +155,11 @@ final class LifecycleHost {
     @Test func cutIsRefusedWhileTheDerivedFilesStillRouteTheUser() throws {
         let h = try LifecycleHost()
         try h.setRoster(without: "alice")  // no apply: the derived files still hold alice
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(["offboard", "alice", "--stage", "cut"])
         #expect(r.status == 3)
         #expect(r.stderr.contains("still route 'alice'") && r.stderr.contains("run workstation apply"), "\(r.stderr)")
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
     }
 
     @Test func cutDryRunChangesNothingThenCutLocksExpiresAndDisables() throws {
@@ -207,7 +168,7 @@ final class LifecycleHost {
         try h.setRoster(without: "alice")
         #expect(try h.run(["apply"]).status == 0)
         #expect(h.wants.contains("t3-serve@alice.service"))
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let dry = try h.run(["offboard", "alice", "--stage", "cut", "--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(
@@ -216,7 +177,7 @@ final class LifecycleHost {
             "\(dry.stdout)"
         )
         #expect(dry.stdout.contains("idp membership: not configured"))
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
 
         let cut = try h.run(["offboard", "alice", "--stage", "cut", "--json"])
         #expect(cut.status == 0, "\(cut.stderr)")
@@ -320,7 +281,7 @@ final class LifecycleHost {
         func digest(_ text: String) throws -> String {
             try h.root.write("/tmp/digest", text)
             return "sha256:"
-                + String(try CLI.runTool("/usr/bin/sha256sum", [h.root.file("/tmp/digest")]).stdout.prefix(64))
+                + String(try TestProcess.run("/usr/bin/sha256sum", [h.root.file("/tmp/digest")]).stdout.prefix(64))
         }
         // (path, bytes written, bytes now (nil: a link to /srv/precious), digest recorded, deleted)
         let table: [(String, String, String?, Bool, Bool)] = [
@@ -404,7 +365,8 @@ final class LifecycleHost {
                 $0.hasSuffix(".tar.gz")
             }
         )
-        let listing = try CLI.runTool("/usr/bin/tar", ["-tzf", h.root.file("/var/backups/workstation/" + file)]).stdout
+        let listing = try TestProcess.run("/usr/bin/tar", ["-tzf", h.root.file("/var/backups/workstation/" + file)])
+            .stdout
         #expect(
             listing.contains("alice/.claude.json") && listing.contains("alice/.config/tool/token")
                 && !listing.contains("alice/.vault-token"),
@@ -425,22 +387,22 @@ final class LifecycleHost {
     @Test func archiveRefusesWithoutExactConfirmationAndWhileProcessesRun() throws {
         let h = try revoked()
         let uid = try #require(h.uid("alice"))
-        var before = tree(h.root.path)
+        var before = TreeSnapshot(h.root.path)
         let none = try h.run(["offboard", "alice", "--stage", "archive"])
         #expect(none.status == 3 && none.stderr.contains("add --confirm alice"), "\(none.stderr)")
         let wrong = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "Alice"])
         #expect(wrong.status == 3 && wrong.stderr.contains("does not match"), "\(wrong.stderr)")
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
 
         try h.process(pid: 4242, uid: uid, name: "bash")
         try h.process(pid: 4243, uid: 0, name: "claude")  // root's: not alice's
-        before = tree(h.root.path)
+        before = TreeSnapshot(h.root.path)
         for extra in [[], ["--force"]] {
             let r = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"] + extra)
             #expect(r.status == 3, "\(r.stdout)")
             #expect(r.stderr.contains("4242 (bash)") && !r.stderr.contains("4243"), "\(r.stderr)")
         }
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
         #expect(h.uid("alice") == uid)
     }
 
@@ -451,14 +413,14 @@ final class LifecycleHost {
         let listenOnly = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice", "--dry-run"])
         #expect(listenOnly.status == 0, "\(listenOnly.stderr)")
         try h.tcp(port: port, state: "01")
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let busy = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice"])
         #expect(busy.status == 3)
         #expect(
             busy.stderr.contains("idle gate") && busy.stderr.contains("connection to the t3 port \(port)"),
             "\(busy.stderr)"
         )
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
         let forced = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice", "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(h.uid("alice") == nil)
@@ -471,7 +433,10 @@ final class LifecycleHost {
         chown(h.root.file("/home/alice/notes"), uid_t(uid), gid_t(uid))
         chown(h.root.file("/home/alice/notes/todo.txt"), uid_t(uid), gid_t(uid))
         chmod(h.root.file("/home/alice/notes/todo.txt"), 0o640)
-        let acl = try CLI.runTool("/usr/bin/setfacl", ["-m", "u:1234:r", h.root.file("/home/alice/notes/todo.txt")])
+        let acl = try TestProcess.run(
+            "/usr/bin/setfacl",
+            ["-m", "u:1234:r", h.root.file("/home/alice/notes/todo.txt")]
+        )
         #expect(acl.status == 0, "\(acl.stderr)")
         let r = try h.run(["offboard", "alice", "--stage", "archive", "--confirm", "alice", "--json"])
         #expect(r.status == 0, "\(r.stderr)\(r.stdout)")
@@ -491,15 +456,15 @@ final class LifecycleHost {
         let path = h.root.file(try #require(arch["path"] as? String))
         var st = stat()
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600 && Int(st.st_size) == arch["bytes"] as? Int)
-        let listing = try CLI.runTool("/usr/bin/tar", ["--numeric-owner", "-tvzf", path])
+        let listing = try TestProcess.run("/usr/bin/tar", ["--numeric-owner", "-tvzf", path])
         #expect(
             listing.stdout.contains("-rw-r-----+ \(uid)/\(uid)") || listing.stdout.contains("-rw-r----- \(uid)/\(uid)"),
             "\(listing.stdout)"
         )
         #expect(listing.stdout.contains("alice/notes/todo.txt"))
-        let acls = try CLI.runTool("/usr/bin/tar", ["--acls", "-tvzf", path])
+        let acls = try TestProcess.run("/usr/bin/tar", ["--acls", "-tvzf", path])
         #expect(acls.stdout.contains("-rw-r-----+"), "the ACL travelled with the file: \(acls.stdout)")
-        let sum = try CLI.runTool("/usr/bin/sha256sum", [path])
+        let sum = try TestProcess.run("/usr/bin/sha256sum", [path])
         #expect(String(sum.stdout.prefix(64)) == arch["sha256"] as? String)
         #expect(
             h.root.read("/var/backups/workstation/" + (path as NSString).lastPathComponent + ".sha256")?.hasPrefix(

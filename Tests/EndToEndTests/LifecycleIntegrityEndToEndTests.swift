@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +42,7 @@ import Glibc
         }
         try roster.write(toFile: h.roster, atomically: true, encoding: .utf8)
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("alice.smith=alice") == true)
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let r = try h.run(["apply"])
         #expect(r.status == (gate == .capacity ? 3 : 1), "\(r.stdout)\(r.stderr)")
         #expect(
@@ -58,8 +59,8 @@ import Glibc
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("bob=bob-dev") == true, "the others keep their access")
         #expect(h.root.read("/etc/ttyd-user-map")?.contains("dave") == false, "nobody is added")
         #expect(h.uid("dave") == nil)
-        let after = tree(h.root.path)
-        let changed = Set(after.keys.filter { after[$0] != before[$0] }).union(before.keys.filter { after[$0] == nil })
+        let after = TreeSnapshot(h.root.path)
+        let changed = Set(before.changedPaths(to: after))
         #expect(
             changed.isSubset(of: [
                 "etc/ttyd-user-map", "etc/t3-serve/dispatch.json", "var/lib/workstation/journal.jsonl",
@@ -67,10 +68,10 @@ import Glibc
             "\(changed.sorted())"
         )
         // Again: nothing left to revoke, so nothing changes at all.
-        let again = tree(h.root.path)
+        let again = TreeSnapshot(h.root.path)
         let r2 = try h.run(["apply"])
         #expect(r2.stderr.contains("nothing was changed"), "\(r2.stderr)")
-        #expect(tree(h.root.path) == again)
+        #expect(TreeSnapshot(h.root.path) == again)
     }
 
     /// The archive removes every file apply wrote for the person under /etc/systemd (unit and slice drop-ins) and
@@ -156,7 +157,7 @@ import Glibc
         #expect(symlink("/home/carol/code", home + "/code") == 0)
         lchown(home + "/code", uid_t(uid), gid_t(uid))
         if busy { try h.process(pid: 777, uid: uid, name: "tmux") }
-        let before = tree(h.root.path)
+        let before = TreeSnapshot(h.root.path)
         let dry = try h.run(["cutover", "alice", "--dry-run"] + (force ? ["--force"] : []))
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("remove the ~/code symlink"), "\(dry.stdout)")
@@ -167,11 +168,11 @@ import Glibc
                 "\(dry.stdout)"
             )
         }
-        #expect(tree(h.root.path) == before)
+        #expect(TreeSnapshot(h.root.path) == before)
         if busy && !force {
             let real = try h.run(["cutover", "alice"])
             #expect(real.status == 3 && real.stderr.contains("refused by idle gate"), "\(real.stderr)")
-            #expect(tree(h.root.path) == before)
+            #expect(TreeSnapshot(h.root.path) == before)
         }
     }
 }

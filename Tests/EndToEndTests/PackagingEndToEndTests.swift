@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// What scripts/package takes from the built binary: the version compiled in from Sources/workstation/VERSION, the
 /// shell completions and the command tree the man pages are generated from, and the metrics flag the packaged timer

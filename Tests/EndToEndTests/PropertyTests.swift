@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ struct PropertyTests {
 
     /// Runs the shadow-utils tool `name` against the temp root: `--prefix ROOT` is always its first argument.
     func tool(_ name: String, prefix root: HostRoot, _ args: [String]) throws {
-        let r = try CLI.accountTool(name, prefix: root.directory, args)
+        let r = try TestProcess.accountTool(name, prefix: root.directory, args)
         #expect(r.status == 0, "\(name) \(args.joined(separator: " ")): \(r.stderr)")
     }
 
@@ -134,7 +135,7 @@ struct PropertyTests {
             let context =
                 "seed \(seed) iteration \(iteration)\nhost: \(log.joined(separator: "\n  "))\nroster:\n\(rosterText)"
 
-            let before = RootSnapshot(dir.path)
+            let before = TreeSnapshot(dir.path)
             let passwdBefore = AccountDatabase.passwd(root.read("/etc/passwd") ?? Data())
             let groupsBefore = AccountDatabase.group(root.read("/etc/group") ?? Data())
             let loaded = try Engine.load(
@@ -168,7 +169,7 @@ struct PropertyTests {
             }
             // Files, links and directories: every one that existed is still there with the same kind, bytes and
             // target; only a roster user's home may change, by tightening its mode or taking it over from root.
-            let after = RootSnapshot(dir.path)
+            let after = TreeSnapshot(dir.path)
             let rosterHomes = Set(loaded.roster.entries.filter { !$0.isAdopted }.map { "home/\($0.osUser)" })
             for (path, b) in before.entries where !databases.contains(path) {
                 guard let a = after.entries[path] else {

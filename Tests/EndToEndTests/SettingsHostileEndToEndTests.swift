@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -80,7 +81,7 @@ import Glibc
             name: "managed group an existing system group",
             edit: { $0.replacingOccurrences(of: "  group: workstation", with: "  group: ssl-cert") },
             prepare: { root in
-                let r = try CLI.accountTool("groupadd", prefix: root.path, ["--system", "ssl-cert"])
+                let r = try TestProcess.accountTool("groupadd", prefix: root.path, ["--system", "ssl-cert"])
                 if r.status != 0 { throw SetupError(message: r.stderr) }
             },
             message: "accounts.group 'ssl-cert' is a system group on this host"
@@ -109,11 +110,11 @@ import Glibc
             "--init-root",
         ])
         try #require(r.status == 0, "\(r.stderr)")
-        let erin = try CLI.accountTool("useradd", prefix: root.path, ["-u", "1500", "-m", "erin"])
+        let erin = try TestProcess.accountTool("useradd", prefix: root.path, ["-u", "1500", "-m", "erin"])
         try #require(erin.status == 0, "\(erin.stderr)")
         try c.prepare(root)
         try inputs.write("/settings.yaml", c.edit(example))
-        let before = RootSnapshot(root.path)
+        let before = TreeSnapshot(root.path)
         let args = [
             "--roster", inputs.file("/roster.yaml"), "--settings", inputs.file("/settings.yaml"), "--root", root.path,
         ]
@@ -129,7 +130,7 @@ import Glibc
             )
             #expect(out.stderr.contains("nothing was changed"), "\(c.name): \(out.stderr)")
         }
-        let after = RootSnapshot(root.path)
+        let after = TreeSnapshot(root.path)
         #expect(
             before == after,
             "\(c.name): the root changed:\n\(before.differences(to: after).prefix(20).joined(separator: "\n"))"

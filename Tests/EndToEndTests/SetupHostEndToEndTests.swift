@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -17,32 +18,6 @@ extension TempRoot {
                 separator: "\n"
             )
         )
-    }
-
-    /// Every entry under the root: kind, mode, owner, and bytes or link target.
-    func tree(excluding: [String] = []) -> [String: String] {
-        var out: [String: String] = [:]
-        func walk(_ rel: String) {
-            if excluding.contains(where: { rel == $0 || rel.hasPrefix($0 + "/") }) { return }
-            var st = stat()
-            guard lstat(path + rel, &st) == 0 else { return }
-            var desc = "mode=\(String(st.st_mode, radix: 8)) uid=\(st.st_uid) gid=\(st.st_gid)"
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR:
-                out[rel.isEmpty ? "/" : rel] = "dir " + desc
-                for name in ((try? FileManager.default.contentsOfDirectory(atPath: path + rel)) ?? []).sorted() {
-                    walk(rel + "/" + name)
-                }
-                return
-            case S_IFLNK:
-                desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path + rel)) ?? "?")
-            default:
-                desc += " bytes=" + (FileManager.default.contents(atPath: path + rel)?.base64EncodedString() ?? "?")
-            }
-            out[rel] = desc
-        }
-        walk("")
-        return out
     }
 
     /// Reads `hostPath` the way a process on that host would: symlinks (absolute ones included) resolved under the root.
@@ -85,8 +60,8 @@ extension TempRoot {
 }
 
 @Suite(.serialized) struct SetupHostEndToEndTests {
-    let roster = CLI.examples.appendingPathComponent("roster.yaml").path
-    let settings = CLI.examples.appendingPathComponent("workstation.yaml").path
+    let roster = Repository.examples.appendingPathComponent("roster.yaml").path
+    let settings = Repository.examples.appendingPathComponent("workstation.yaml").path
     let base = "/srv/workstation/config-base"
 
     func args(_ command: String, _ root: TempRoot, settings: String? = nil, _ extra: String...) -> [String] {
@@ -189,13 +164,13 @@ extension TempRoot {
     // MARK: secret guard
 
     func refused(_ root: TempRoot, settings: String? = nil, _ expected: [String]) throws {
-        let before = root.tree()
+        let before = root.snapshot()
         let r = try CLI.run(args("setup-host", root, settings: settings))
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
         for e in expected { #expect(r.stderr.contains(e), "missing '\(e)' in:\n\(r.stderr)") }
         #expect(r.stderr.contains("nothing was changed"))
-        let after = root.tree()
-        #expect(Set(after.keys).union(before.keys).filter { after[$0] != before[$0] }.isEmpty)
+        let after = root.snapshot()
+        #expect(before.differences(to: after).isEmpty, "\(before.differences(to: after))")
     }
 
     @Test func guardRefusesAnEnvSecretInManagedSettings() throws {
@@ -307,13 +282,13 @@ extension TempRoot {
         try root.write("/cfg/workstation.yaml", "config_base: \(carolBase)\n")
         let settings = root.file("/cfg/workstation.yaml")
 
-        let untouched = root.tree()
+        let untouched = root.snapshot()
         let plan = try CLI.run(args("setup-host", root, settings: settings, "--plan", "--detailed-exitcode"))
         #expect(plan.status == 2)
-        let afterPlan = root.tree()
+        let afterPlan = root.snapshot()
         #expect(
-            Set(afterPlan.keys).union(untouched.keys).filter { afterPlan[$0] != untouched[$0] }.isEmpty,
-            "--plan must only read"
+            untouched.differences(to: afterPlan).isEmpty,
+            "--plan must only read: \(untouched.differences(to: afterPlan))"
         )
         #expect(
             plan.stdout.contains(
@@ -333,7 +308,7 @@ extension TempRoot {
         #expect(setup.status == 0, "\(setup.stdout)\n\(setup.stderr)")
         let gid = try #require(root.gid(ofGroup: "workstation"))
         for d in ["/home/carol", carolBase] {
-            let acl = try #require(try? CLIShell.run(["getfacl", "-n", "-c", root.file(d)]))
+            let acl = try #require(try? TestProcess.run("/usr/bin/getfacl", ["-n", "-c", root.file(d)]).stdout)
             #expect(acl.contains("group:\(gid):--x"), "\(acl)")
             #expect(acl.contains("user::rwx") && acl.contains("group::---") && acl.contains("other::---"), "\(acl)")
         }
@@ -342,15 +317,21 @@ extension TempRoot {
         let apply = try CLI.run(args("apply", root, settings: settings))
         #expect(apply.status == 0, "\(apply.stderr)")
         let alice = try #require(root.passwdEntry("alice"))
-        let asAlice = try CLIShell.status([
-            "setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--groups=\(gid)", "cat",
-            root.file("\(carolBase)/skills/review/SKILL.md"),
-        ])
+        let asAlice = try TestProcess.run(
+            "/usr/bin/setpriv",
+            [
+                "--reuid=\(alice[2])", "--regid=\(alice[3])", "--groups=\(gid)", "cat",
+                root.file("\(carolBase)/skills/review/SKILL.md"),
+            ]
+        ).status
         #expect(asAlice == 0)
-        let outsider = try CLIShell.status([
-            "setpriv", "--reuid=\(alice[2])", "--regid=\(alice[3])", "--clear-groups", "cat",
-            root.file("\(carolBase)/skills/review/SKILL.md"),
-        ])
+        let outsider = try TestProcess.run(
+            "/usr/bin/setpriv",
+            [
+                "--reuid=\(alice[2])", "--regid=\(alice[3])", "--clear-groups", "cat",
+                root.file("\(carolBase)/skills/review/SKILL.md"),
+            ]
+        ).status
         #expect(outsider != 0)
 
         let again = try CLI.run(args("setup-host", root, settings: settings, "--plan", "--detailed-exitcode"))
@@ -390,32 +371,5 @@ extension TempRoot {
         #expect(root.mode("/home/alice/.claude/settings.json").mode == 0o600)
         #expect(root.mode("/home/alice/.vault-token") == (0o600, UInt32(bob[2])!))
         #expect(root.read("/home/alice/.claude/settings.json") == "{\"env\": {\"MEMORY_API_KEY\": \"k-123\"}}\n")
-    }
-}
-
-/// Runs a host tool (getfacl, setpriv) for a test's own checks.
-enum CLIShell {
-    static func run(_ argv: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    static func status(_ argv: [String]) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        return p.terminationStatus
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -150,7 +151,7 @@ import Glibc
         let host = HostRoot(root.path)
         let store = StateStore(root: host, settings: Settings())
         // An account that exists before workstation manages it (adopted on first touch).
-        let pre = try CLI.accountTool(
+        let pre = try TestProcess.accountTool(
             "useradd",
             prefix: root.path,
             [

@@ -1,133 +1,76 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
-/// Runs the built `workstation` binary and captures its output.
-struct CLIResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
+#if canImport(Glibc)
+import Glibc
+#endif
 
-enum CLI {
-    /// The binary next to the test bundle in `.build/<config>/`.
-    static var binary: String {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        for config in ["debug", "release"] {
-            let p = dir.appendingPathComponent(".build/\(config)/workstation").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return dir.appendingPathComponent(".build/debug/workstation").path
-    }
-
-    static var examples: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples")
-            .standardized
-    }
-
-    @discardableResult
-    static func run(_ args: [String], env: [String: String] = [:]) throws -> CLIResult {
-        var environment = ProcessInfo.processInfo.environment
-        environment["NO_COLOR"] = "1"
-        for (k, v) in env { environment[k] = v }
-        return try capture(binary, args, environment: environment)
-    }
-}
-
-extension CLI {
-    /// Runs a system tool (tar, sha256sum, setfacl, ...), not workstation, and captures its output.
-    static func runTool(_ exe: String, _ args: [String]) throws -> CLIResult {
-        try capture(exe, args, environment: ProcessInfo.processInfo.environment)
-    }
-
-    /// Runs a shadow-utils account tool (`useradd`, `groupadd`, `usermod` from /usr/sbin) on the temp root at
-    /// `prefix` only: `--prefix` is always the first argument, so no test can edit this machine's accounts.
-    static func accountTool(_ name: String, prefix: String, _ args: [String]) throws -> CLIResult {
-        try runTool("/usr/sbin/\(name)", ["--prefix", prefix] + args)
-    }
-}
-
-/// Runs a program with exactly `environment`, standard input empty, and captures both outputs.
-func capture(_ executable: String, _ args: [String], environment: [String: String]) throws -> CLIResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
-    p.environment = environment
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    nonisolated(unsafe) var errData = Data()
-    let g = DispatchGroup()
-    g.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        g.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    g.wait()
-    p.waitUntilExit()
-    return CLIResult(
-        status: p.terminationStatus,
-        stdout: String(decoding: outData, as: UTF8.self),
-        stderr: String(decoding: errData, as: UTF8.self)
-    )
-}
-
-/// A temporary host root, removed at the end.
-final class TempRoot {
-    let path: String
-    init() throws {
-        path =
-            FileManager.default.temporaryDirectory.appendingPathComponent("ws-root-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ hostPath: String) -> String { path + hostPath }
-    /// True when anything (even a dangling link) is at the path.
-    func exists(_ hostPath: String) -> Bool {
-        var st = stat()
-        return lstat(file(hostPath), &st) == 0
-    }
-    func read(_ hostPath: String) -> String? { (try? String(contentsOfFile: file(hostPath), encoding: .utf8)) }
-    func write(_ hostPath: String, _ content: String) throws {
-        let full = file(hostPath)
-        try FileManager.default.createDirectory(
-            atPath: (full as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
-        )
-        try content.write(toFile: full, atomically: true, encoding: .utf8)
-    }
-}
-
-extension TempRoot {
-    /// Every entry under the root: path -> type, mode, owner, link target and bytes. Equal snapshots mean
-    /// nothing was created, removed, written, chowned or chmodded.
-    func snapshot() -> [String: String] {
-        var out: [String: String] = [:]
-        let fm = FileManager.default
-        guard let walker = fm.enumerator(atPath: path) else { return out }
-        while let rel = walker.nextObject() as? String {
-            let full = path + "/" + rel
-            var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            var desc = "mode=\(String(st.st_mode, radix: 8)) uid=\(st.st_uid) gid=\(st.st_gid)"
-            if st.st_mode & S_IFMT == S_IFLNK {
-                desc += " -> \((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "?")"
-            } else if st.st_mode & S_IFMT == S_IFREG, let data = fm.contents(atPath: full) {
-                desc += " bytes=\(data.base64EncodedString())"
-            }
-            out[rel] = desc
-        }
-        return out
-    }
-}
-
-/// Paths of the example inputs, and a way to write variants of them.
+/// Paths of the example inputs.
 enum Inputs {
-    static var roster: String { CLI.examples.appendingPathComponent("roster.yaml").path }
-    static var settings: String { CLI.examples.appendingPathComponent("workstation.yaml").path }
+    static var roster: String { Repository.examples.appendingPathComponent("roster.yaml").path }
+    static var settings: String { Repository.examples.appendingPathComponent("workstation.yaml").path }
+}
+
+/// True when the slow suites should run (unset `WORKSTATION_SKIP_SLOW`; CI never sets it).
+let slowSuitesEnabled = ProcessInfo.processInfo.environment["WORKSTATION_SKIP_SLOW"] == nil
+
+/// A small deterministic generator (SplitMix64), so a failing seed can be replayed exactly.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The seed of a randomized test: `WORKSTATION_TEST_SEED` when set (to replay a failure), else a fresh one.
+/// Tests print it so a failure can be reproduced.
+func testSeed(_ name: String) -> UInt64 {
+    if let s = ProcessInfo.processInfo.environment["WORKSTATION_TEST_SEED"], let n = UInt64(s) { return n }
+    let n = UInt64.random(in: 1...UInt64(Int64.max))
+    print("\(name): seed \(n) (replay with WORKSTATION_TEST_SEED=\(n))")
+    return n
+}
+
+/// Helpers shared by the reliability suites: a seeded root, rosters of generated people, the settings file.
+enum Fixture {
+    /// Writes a roster of `count` power-users `user0001...` (authentik `id-user0001`) plus `extra` YAML lines.
+    static func roster(count: Int, prefix: String = "u", authentikPrefix: String = "id-", extra: String = "") -> String
+    {
+        var s = "users:\n"
+        for i in 0..<count {
+            let name = "\(prefix)\(String(format: "%04d", i))"
+            s += "  \(name): { authentik_user: \(authentikPrefix)\(name), k8s_user: \(name), tier: power-user }\n"
+        }
+        return s + extra
+    }
+
+    /// The example settings with the headcount limit lifted: these suites onboard hundreds of people at once.
+    static let settingsPath: String = {
+        let example =
+            (try? String(
+                contentsOfFile: Repository.examples.appendingPathComponent("workstation.yaml").path,
+                encoding: .utf8
+            ))
+            ?? ""
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ws-settings-\(getpid()).yaml").path
+        try? example.replacingOccurrences(of: "max_active_users: 5", with: "max_active_users: 10000")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    /// Seeds `root` as a fresh Debian host by applying an empty roster with `--init-root`.
+    static func seed(_ root: TempRoot) throws {
+        try root.write("/tmp-inputs/empty.yaml", "users: {}\n")
+        let r = try CLI.run([
+            "apply", "--roster", root.file("/tmp-inputs/empty.yaml"), "--settings", settingsPath, "--root", root.path,
+            "--init-root",
+        ])
+        #expect(r.status == 0, "seeding failed: \(r.stderr)")
+    }
 }

@@ -3,6 +3,7 @@ import Testing
 import WorkstationCore
 import WorkstationHost
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 /// The per-user auth items of spec section 7 through the whole pipeline, against the loopback Vault stand-in and a
 /// sandbox root with the real shadow utilities: the Claude token (shared or own login), the beads credential as
@@ -29,22 +30,12 @@ import WorkstationIntegrations
         return s
     }
 
-    /// Every file under the root holding `needle`, by root-relative path.
-    func filesHolding(_ s: Sandbox, _ needle: Data) -> [String] {
-        s.fingerprint().filter { $0.value.range(of: needle) != nil }.map(\.key).sorted()
-    }
+    /// Every file (or link target) under the root holding `needle`, by root-relative path.
+    func filesHolding(_ s: Sandbox, _ needle: Data) -> [String] { s.snapshot().paths(containing: needle) }
 
-    func run(_ argv: [String], env: [String: String]) throws -> (status: Int32, out: Data) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, out)
+    /// Runs `argv` with exactly `env` (nothing inherited).
+    func run(_ argv: [String], env: [String: String]) throws -> ProcessOutput {
+        try TestProcess.run(argv[0], Array(argv.dropFirst()), environment: env)
     }
 
     // MARK: Claude
@@ -104,14 +95,14 @@ import WorkstationIntegrations
         let script = ". \(snippet); printf '%s' \"${CLAUDE_CODE_OAUTH_TOKEN:-none}\""
         let asRoot = try run(["/bin/sh", "-c", script], env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"])
         #expect(
-            asRoot.status == 0 && String(decoding: asRoot.out, as: UTF8.self) == "none",
+            asRoot.status == 0 && String(decoding: asRoot.stdoutData, as: UTF8.self) == "none",
             "root sources nothing from alice's home"
         )
         let asAlice = try run(
             ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/bin/sh", "-c", script],
             env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"]
         )
-        #expect(String(decoding: asAlice.out, as: UTF8.self) == Self.claudeToken, "alice's own shell gets it")
+        #expect(String(decoding: asAlice.stdoutData, as: UTF8.self) == Self.claudeToken, "alice's own shell gets it")
         let asBob = try run(
             [
                 "/usr/bin/setpriv", "--reuid=\(try #require(s.uid("bob-dev")))", "--regid=\(uid)", "--clear-groups",
@@ -120,7 +111,7 @@ import WorkstationIntegrations
             env: ["HOME": s.home("alice"), "PATH": "/usr/bin:/bin"]
         )
         #expect(
-            String(decoding: asBob.out, as: UTF8.self) == "none",
+            String(decoding: asBob.stdoutData, as: UTF8.self) == "none",
             "another account pointing HOME at alice's home gets nothing"
         )
     }
@@ -149,11 +140,14 @@ import WorkstationIntegrations
         chown(s.root.path("/home/alice/.claude/.credentials.json"), uid_t(uid), gid_t(uid))
         s.extraSettings = Self.claudeAuth
         let reads = s.vault.server.requests.count
-        let before = s.fingerprint().filter { $0.key.hasPrefix("home/alice") }
+        let before = s.snapshot().entries.filter { $0.key.hasPrefix("home/alice") }
         let out = try s.apply()
         #expect(out.succeeded, "\(out.plan.errors)")
         #expect(s.root.read("/home/alice/.config/workstation/claude.env") == nil)
-        #expect(s.fingerprint().filter { $0.key.hasPrefix("home/alice") } == before, "alice's home is byte-identical")
+        #expect(
+            s.snapshot().entries.filter { $0.key.hasPrefix("home/alice") } == before,
+            "alice's home is byte-identical"
+        )
         #expect(
             !s.vault.server.requests.dropFirst(reads).contains { $0.path.contains("/claude") },
             "the shared token is not read for her"
@@ -219,7 +213,7 @@ import WorkstationIntegrations
             ["/bin/sh", "-c", ". '\(file)'; printf '%s' \"$DOLT_REMOTE_PASSWORD\""],
             env: ["PATH": "/usr/bin:/bin"]
         )
-        #expect(got.out == Self.shellCredential)
+        #expect(got.stdoutData == Self.shellCredential)
         let snippet = String(decoding: s.root.read("/etc/profile.d/workstation-auth.sh") ?? Data(), as: UTF8.self)
         #expect(snippet.contains("$HOME/.config/workstation/beads.env"))
     }
@@ -236,7 +230,9 @@ import WorkstationIntegrations
         let err = try #require(out.plan.errors.first { $0.contains("secret/dolt#") })
         #expect(err.contains(message) && err.contains("alice"), "\(err)")
         #expect(!err.contains("not base64!"), "the value is never quoted")
-        #expect(s.fingerprint().filter { $0.key.contains("beads.env") || $0.key.contains("credential-key") }.isEmpty)
+        #expect(
+            s.snapshot().entries.filter { $0.key.contains("beads.env") || $0.key.contains("credential-key") }.isEmpty
+        )
     }
 
     /// bd's path inside the infra clone is refused (the git guard); the variable lives outside the clone, and
@@ -268,9 +264,9 @@ import WorkstationIntegrations
             git + ["status", "--porcelain", "--ignored", "--untracked-files=all"],
             env: ["PATH": "/usr/bin:/bin"]
         )
-        #expect(String(decoding: status.out, as: UTF8.self) == "A  .beads/config.yaml\n")
+        #expect(String(decoding: status.stdoutData, as: UTF8.self) == "A  .beads/config.yaml\n")
         let tracked = try run(git + ["ls-files", "-s"], env: ["PATH": "/usr/bin:/bin"])
-        #expect(!String(decoding: tracked.out, as: UTF8.self).contains("credential"))
+        #expect(!String(decoding: tracked.stdoutData, as: UTF8.self).contains("credential"))
         for needle in [Self.shellCredential, Self.binaryCredential] {
             #expect(filesHolding(s, needle).allSatisfy { !$0.hasPrefix("home/alice/code") })
         }
@@ -357,7 +353,7 @@ import WorkstationIntegrations
         default: try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
         }
         s.extraSettings = "auth:\n  playwright: {}\n"
-        let before = s.fingerprint()
+        let before = s.snapshot()
         let out = try s.apply()
         #expect(
             out.plan.changes.contains {
@@ -366,8 +362,8 @@ import WorkstationIntegrations
         )
         #expect(s.root.read("/etc/workstation/not-bobs.json") == Data("{}\n".utf8))
         #expect(
-            s.fingerprint().filter { $0.key.hasPrefix("home/bob-dev") }
-                == before.filter { $0.key.hasPrefix("home/bob-dev") }
+            s.snapshot().entries.filter { $0.key.hasPrefix("home/bob-dev") }
+                == before.entries.filter { $0.key.hasPrefix("home/bob-dev") }
         )
     }
 
@@ -419,9 +415,12 @@ import WorkstationIntegrations
         #expect(s.root.read("/home/bob-dev/.kube/token") == Data("eyJSECRETK8STOKEN.bob".utf8))
         let kc = try #require(s.root.read("/home/alice/.kube/config"))
         #expect(kc.range(of: Data(Self.k8sToken.utf8)) == nil)
-        let view = try runProgram([
-            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
-        ])
+        let view = try TestProcess.run(
+            "/usr/bin/kubectl",
+            [
+                "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
+            ]
+        )
         #expect(view.status == 0, "\(view.stderr)")
         let cfg = try #require(try JSONSerialization.jsonObject(with: Data(view.stdout.utf8)) as? [String: Any])
         let user = try #require((cfg["users"] as? [[String: Any]])?.first?["user"] as? [String: Any])
@@ -442,7 +441,7 @@ import WorkstationIntegrations
     func badAuthSettingsChangeNothing(_ yaml: String, _ message: String) throws {
         let s = try sandbox(auth: yaml)
         try s.prepare()
-        let before = s.fingerprint()
+        let before = s.snapshot()
         do {
             _ = try s.apply()
             Issue.record("must be refused: \(yaml)")
@@ -450,6 +449,6 @@ import WorkstationIntegrations
             #expect(f.description.contains(message), "\(f.description)")
             #expect(f.description.contains("workstation.yaml:"), "located: \(f.description)")
         }
-        #expect(s.fingerprint() == before)
+        #expect(s.snapshot() == before)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 @Suite struct AuthentikClientTests {
     func client(_ fake: FakeAuthentik, token: String? = nil) -> LiveAuthentikClient {

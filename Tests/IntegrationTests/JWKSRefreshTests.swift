@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 /// `apply` keeps the dispatcher's copy of the provider's signing keys: fetched from `authentik.jwks_url` on a loopback
 /// stand-in, written root-owned 0644, left alone when unchanged, and never replaced by a body that is not a key set.

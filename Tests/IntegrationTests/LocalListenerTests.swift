@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 /// OIDC logins on a shared host open no capturable local port: kubeconfigs use kubelogin's keyboard or device-code
 /// grant (never the default browser flow on localhost:8000), and the Vault helper never sends people to
@@ -9,14 +10,12 @@ import WorkstationHost
 @Suite(.serialized) struct LocalListenerTests {
     /// The kubelogin arguments of a kubeconfig as the real kubectl reads them.
     func kubeloginArgs(_ kubeconfig: String) throws -> [String] {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-kube-\(UUID().uuidString.prefix(8))"
+        let dir = try TempRoot("kube")
+        try dir.write("/config", kubeconfig)
+        let view = try TestProcess.run(
+            "/usr/bin/kubectl",
+            ["config", "view", "--kubeconfig", dir.file("/config"), "-o", "json"]
         )
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("config").path
-        try kubeconfig.write(toFile: file, atomically: true, encoding: .utf8)
-        let view = try runProgram(["/usr/bin/kubectl", "config", "view", "--kubeconfig", file, "-o", "json"])
         try #require(view.status == 0, "\(view.stderr)")
         let cfg = try #require(try JSONSerialization.jsonObject(with: Data(view.stdout.utf8)) as? [String: Any])
         let exec = try #require(
@@ -117,10 +116,13 @@ import WorkstationHost
             ]
         )
         // Sourced by a login shell, it still sets the variables.
-        let sh = try runProgram([
-            "/bin/sh", "-c", ". \"$0\" && printf '%s|%s' \"$VAULT_ADDR\" \"$VAULT_OIDC_ROLE\"",
-            s.root.path("/home/alice/.config/workstation/vault.env"),
-        ])
+        let sh = try TestProcess.run(
+            "/bin/sh",
+            [
+                "-c", ". \"$0\" && printf '%s|%s' \"$VAULT_ADDR\" \"$VAULT_OIDC_ROLE\"",
+                s.root.path("/home/alice/.config/workstation/vault.env"),
+            ]
+        )
         #expect(sh.stdout == "\(s.vault.url)|ws-read")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WorkstationCore
 import WorkstationHost
+import WorkstationTestSupport
 
 /// The lifecycle stages that talk to the services: the cut removes the gate-group membership on Authentik, the
 /// revoke deletes exactly the Vault secret files apply wrote, and putting the entry back restores the membership.

@@ -3,6 +3,7 @@ import Testing
 import WorkstationCore
 import WorkstationHost
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 /// The whole pipeline (observe -> plan -> apply -> verify) against a sandbox root with the real shadow utilities,
 /// and real Authentik and Vault servers on 127.0.0.1.
@@ -21,9 +22,12 @@ import WorkstationIntegrations
         #expect(s.stat("/home/alice/.kube/config")?.mode == 0o600)
         #expect(s.stat("/home/alice/.kube/config")?.uid == aliceUID)
         #expect(s.stat("/home/alice/.kube")?.mode == 0o700)
-        let view = try runProgram([
-            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
-        ])
+        let view = try TestProcess.run(
+            "/usr/bin/kubectl",
+            [
+                "config", "view", "--kubeconfig", s.root.path("/home/alice/.kube/config"), "-o", "json",
+            ]
+        )
         #expect(view.status == 0, "\(view.stderr)")
         let cfg = try #require(try JSONSerialization.jsonObject(with: Data(view.stdout.utf8)) as? [String: Any])
         #expect(cfg["current-context"] as? String == "alice@home")
@@ -40,10 +44,13 @@ import WorkstationIntegrations
         )
         let cluster = try #require(((cfg["clusters"] as? [[String: Any]])?.first?["cluster"] as? [String: Any]))
         #expect(cluster["server"] as? String == "https://k8s.example.org:6443")
-        let bobView = try runProgram([
-            "/usr/bin/kubectl", "config", "view", "--kubeconfig", s.root.path("/home/bob-dev/.kube/config"), "-o",
-            "json",
-        ])
+        let bobView = try TestProcess.run(
+            "/usr/bin/kubectl",
+            [
+                "config", "view", "--kubeconfig", s.root.path("/home/bob-dev/.kube/config"), "-o",
+                "json",
+            ]
+        )
         #expect(bobView.status == 0)
         #expect(bobView.stdout.contains("\"namespace\": \"team-bob\""))
 
@@ -83,14 +90,14 @@ import WorkstationIntegrations
         // Idempotency: a second apply makes no changing call anywhere and changes nothing on the host.
         let postsBefore = s.authentik.server.mutating.count
         let vaultReadsBefore = s.vault.server.requests.count
-        let before = s.fingerprint().filter { !$0.key.hasPrefix("var/lib/workstation") }
+        let before = s.snapshot().entries.filter { !$0.key.hasPrefix("var/lib/workstation") }
         let second = try s.apply()
         #expect(second.succeeded)
         #expect(second.plan.actionable.isEmpty, "\(second.plan.actionable.map(\.summary))")
         #expect(s.authentik.server.mutating.count == postsBefore)
         #expect(s.vault.server.mutating.isEmpty)
         #expect(s.vault.server.requests.count == vaultReadsBefore, "secrets already written are not read again")
-        #expect(s.fingerprint().filter { !$0.key.hasPrefix("var/lib/workstation") } == before)
+        #expect(s.snapshot().entries.filter { !$0.key.hasPrefix("var/lib/workstation") } == before)
         // Nothing reports a kept kubeconfig or secret that workstation itself wrote.
         #expect(second.plan.changes.filter { $0.kind == .conflict }.isEmpty, "\(second.plan.changes.map(\.summary))")
     }
@@ -155,8 +162,8 @@ import WorkstationIntegrations
         s.k8sUsers = k8s
         try s.prepare()
         // The run lock (an empty file in the state directory) is the only thing a refused run may leave.
-        func hostBytes() -> [String: Data] {
-            s.fingerprint().filter { !["var/lib/workstation", "var/lib/workstation/lock"].contains($0.key) }
+        func hostBytes() -> [String: TreeSnapshot.Entry] {
+            s.snapshot().entries.filter { !["var/lib/workstation", "var/lib/workstation/lock"].contains($0.key) }
         }
         let before = hostBytes()
         do {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 /// Planner fixtures: (roster, settings, host snapshot with remote observations) -> changes. Pure, no servers.
 @Suite struct PlannerIntegrationTests {

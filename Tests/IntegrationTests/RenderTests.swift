@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 import Yams
 
 @Suite struct RenderTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 /// Runs the real binary and greps every output channel (stdout, stderr, journal, state, every file workstation
 /// keeps) for the secret values and the service tokens.
@@ -15,11 +16,11 @@ import WorkstationCore
         let s = try Sandbox()
         try s.prepare()
         let base = ["--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir]
-        var runs: [(String, (status: Int32, stdout: String, stderr: String))] = []
-        runs.append(("plan", try runProgram([workstationBinary, "plan"] + base)))
-        runs.append(("plan --json", try runProgram([workstationBinary, "plan", "--json"] + base)))
-        runs.append(("apply --json", try runProgram([workstationBinary, "apply", "--json"] + base)))
-        runs.append(("apply", try runProgram([workstationBinary, "apply"] + base)))
+        var runs: [(String, ProcessOutput)] = []
+        runs.append(("plan", try CLI.run(["plan"] + base)))
+        runs.append(("plan --json", try CLI.run(["plan", "--json"] + base)))
+        runs.append(("apply --json", try CLI.run(["apply", "--json"] + base)))
+        runs.append(("apply", try CLI.run(["apply"] + base)))
         // An error path: a soft-deleted secret for a new flagged user, and a 403 on the gate group.
         s.roster += "  dave: { authentik_user: zed, k8s_user: dave, tier: power-user, flags: [ha] }\n"
         s.k8sUsers = nil
@@ -30,10 +31,10 @@ import WorkstationCore
         s.vault.secrets["secret/beads"] = nil
         s.authentik.forbidden = [104]
         try s.prepare()
-        runs.append(("apply with failures", try runProgram([workstationBinary, "apply"] + base)))
+        runs.append(("apply with failures", try CLI.run(["apply"] + base)))
         s.vault.secrets["secret/openclaw"]!.removeLast()
         s.vault.secrets["secret/beads"] = [FakeVault.Version(data: ["password": Secrets.beads])]
-        runs.append(("plan --json pending secrets", try runProgram([workstationBinary, "plan", "--json"] + base)))
+        runs.append(("plan --json pending secrets", try CLI.run(["plan", "--json"] + base)))
 
         #expect(runs[0].1.status == 0, "\(runs[0].1.stderr)")
         #expect(runs[0].1.stdout.contains("<redacted, \(Secrets.beads.utf8.count) bytes>"))
@@ -81,7 +82,7 @@ import WorkstationCore
             ),
         ] {
             for command in [["plan"], ["plan", "--json"], ["apply"], ["doctor"]] {
-                let r = try runProgram([workstationBinary] + command + base, env: env)
+                let r = try CLI.run(command + base, env: env)
                 for (channel, text) in [("stdout", r.stdout), ("stderr", r.stderr)] {
                     #expect(
                         !text.contains("WRONG") && !text.contains("echoed-token"),

@@ -3,6 +3,7 @@ import Testing
 import WorkstationCore
 import WorkstationHost
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 /// The secret values the fakes serve; no output channel may ever contain them.
 enum Secrets {
@@ -13,7 +14,8 @@ enum Secrets {
 
 /// A seeded sandbox root with a roster, settings and the fakes wired in.
 final class Sandbox {
-    let dir: String
+    let temp: TempRoot
+    var dir: String { temp.path }
     let root: HostRoot
     let authentik: FakeAuthentik
     let vault: FakeVault
@@ -43,11 +45,8 @@ final class Sandbox {
         authentikUsers: [String] = ["carol", "alice.smith", "bob", "mallory", "zed", "yann"],
         members: [String] = ["carol"]
     ) throws {
-        dir =
-            FileManager.default.temporaryDirectory.appendingPathComponent("ws-integ-\(UUID().uuidString.prefix(8))")
-            .path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        root = HostRoot(dir)
+        temp = try TempRoot("integ")
+        root = HostRoot(temp.path)
         authentik = try FakeAuthentik(users: authentikUsers, members: members)
         vault = try FakeVault()
         vault.secrets["secret/openclaw"] = [
@@ -96,19 +95,11 @@ final class Sandbox {
         try write("/etc/workstation/vault.token", vault.token + "\n")
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
-
     var rosterPath: String { root.path("/etc/workstation/roster.yaml") }
     var settingsPath: String { root.path("/etc/workstation/workstation.yaml") }
 
     func write(_ hostPath: String, _ content: String, mode: Int = 0o600) throws {
-        let full = root.path(hostPath)
-        try FileManager.default.createDirectory(
-            atPath: (full as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
-        )
-        try content.write(toFile: full, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: full)
+        try temp.write(hostPath, content, mode: mode)
     }
 
     /// Writes the roster, settings and k8s_users file for this run.
@@ -147,60 +138,6 @@ final class Sandbox {
         AccountDatabase.passwd(root.read("/etc/passwd") ?? Data()).first { $0.name == user }?.uid
     }
 
-    /// Every file under the root: path -> bytes (links as their target), for "nothing changed" checks.
-    func fingerprint() -> [String: Data] {
-        var out: [String: Data] = [:]
-        let fm = FileManager.default
-        guard let e = fm.enumerator(atPath: dir) else { return out }
-        while let rel = e.nextObject() as? String {
-            let full = dir + "/" + rel
-            if let t = try? fm.destinationOfSymbolicLink(atPath: full) {
-                out[rel] = Data(("-> " + t).utf8)
-                continue
-            }
-            var isDir: ObjCBool = false
-            _ = fm.fileExists(atPath: full, isDirectory: &isDir)
-            out[rel] = isDir.boolValue ? Data("dir".utf8) : (fm.contents(atPath: full) ?? Data())
-        }
-        return out
-    }
-}
-
-/// Runs a program and captures its output.
-func runProgram(_ argv: [String], env: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String)
-{
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: argv[0])
-    p.arguments = Array(argv.dropFirst())
-    var environment = ProcessInfo.processInfo.environment
-    environment["NO_COLOR"] = "1"
-    for (k, v) in env { environment[k] = v }
-    p.environment = environment
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    nonisolated(unsafe) var errData = Data()
-    let g = DispatchGroup()
-    g.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        g.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    g.wait()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
-}
-
-/// The built `workstation` binary.
-var workstationBinary: String {
-    let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    for config in ["debug", "release"] {
-        let p = dir.appendingPathComponent(".build/\(config)/workstation").path
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    return dir.appendingPathComponent(".build/debug/workstation").path
+    /// Every entry under the root with its mode, owner and bytes, for "nothing changed" checks.
+    func snapshot() -> TreeSnapshot { temp.snapshot() }
 }

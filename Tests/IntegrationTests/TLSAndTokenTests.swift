@@ -4,6 +4,7 @@ import Testing
 import WorkstationCore
 import WorkstationHost
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,13 +12,14 @@ import Glibc
 
 /// A private CA and a certificate for 127.0.0.1 it signed, made with openssl(1) in a temporary directory.
 final class PrivateCA {
-    let dir: String
+    let temp: TempRoot
+    var dir: String { temp.path }
     var caFile: String { dir + "/ca.pem" }
     let context: NIOSSLContext
 
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-ca-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        temp = try TempRoot("ca")
+        let dir = temp.path
         try
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
             .write(toFile: dir + "/leaf.ext", atomically: true, encoding: .utf8)
@@ -39,15 +41,9 @@ final class PrivateCA {
             ],
         ]
         for args in steps {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            p.arguments = args
-            p.currentDirectoryURL = URL(fileURLWithPath: dir)
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw CAError(step: args.joined(separator: " ")) }
+            guard try TestProcess.run("/usr/bin/openssl", args, directory: dir).status == 0 else {
+                throw CAError(step: args.joined(separator: " "))
+            }
         }
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(dir + "/leaf.pem").map { .certificate($0) },
@@ -56,7 +52,6 @@ final class PrivateCA {
         tls.minimumTLSVersion = .tlsv12
         context = try NIOSSLContext(configuration: tls)
     }
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
     struct CAError: Error { var step: String }
 }
 

@@ -3,6 +3,7 @@ import Testing
 import WorkstationCore
 import WorkstationHost
 import WorkstationIntegrations
+import WorkstationTestSupport
 
 @Suite struct TokenSourceTests {
     func settings(_ yaml: String) throws -> Settings { try Settings.parse(Data(yaml.utf8), file: "w.yaml") }
@@ -57,14 +58,14 @@ extension Result: @retroactive Equatable where Success: Equatable, Failure == To
         let s = try Sandbox()
         s.kubernetesSection = "kubernetes:\n  readonly_role: oidc-power-user\n"
         try s.prepare()
-        let before = s.fingerprint()
-        let r = try runProgram([
-            workstationBinary, "apply", "--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir,
+        let before = s.snapshot()
+        let r = try CLI.run([
+            "apply", "--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir,
         ])
         #expect(r.status == 1)
         #expect(r.stderr.contains("workstation.yaml:") && r.stderr.contains("must not be oidc-power-user"))
         #expect(r.stderr.contains("nothing was changed"))
-        #expect(s.fingerprint() == before)
+        #expect(s.snapshot() == before)
         #expect(s.authentik.server.requests.isEmpty && s.vault.server.requests.isEmpty)
     }
 
@@ -72,16 +73,16 @@ extension Result: @retroactive Equatable where Success: Equatable, Failure == To
         let s = try Sandbox()
         try s.prepare()
         let base = ["--roster", s.rosterPath, "--settings", s.settingsPath, "--root", s.dir]
-        let rbac = try runProgram([workstationBinary, "render", "rbac"] + base)
+        let rbac = try CLI.run(["render", "rbac"] + base)
         #expect(rbac.status == 0, "\(rbac.stderr)")
         #expect(rbac.stdout.contains("name: \"oidc-power-user-readonly\""))
-        let users = try runProgram([workstationBinary, "render", "k8s-users"] + base)
+        let users = try CLI.run(["render", "k8s-users"] + base)
         #expect(users.stdout.contains(#""alice" = { role = "power-user""#))
-        let policy = try runProgram([workstationBinary, "render", "authentik-policy"] + base)
+        let policy = try CLI.run(["render", "authentik-policy"] + base)
         #expect(policy.stdout.contains(#"ak_is_group_member(request.user, name="T3 Users")"#))
         s.authentikSection = nil
         try s.prepare()
-        let none = try runProgram([workstationBinary, "render", "authentik-policy"] + base)
+        let none = try CLI.run(["render", "authentik-policy"] + base)
         #expect(none.status == 1 && none.stderr.contains("authentik is not configured"))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 @testable import WorkstationCore
 
@@ -207,14 +208,7 @@ import Testing
         guard release.contains("VERSION_CODENAME=bookworm"),
             FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-cache")
         else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/apt-cache")
-        p.arguments = ["policy"] + packages
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let out = try TestProcess.run("/usr/bin/apt-cache", ["policy"] + packages).stdout
         for name in packages {
             let section =
                 out.components(separatedBy: "\n\(name):").dropFirst().first ?? out.components(separatedBy: "\(name):")

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationDispatch
 
@@ -33,7 +34,7 @@ import WorkstationCore
     }
 
     @Test func idleUpstreamConnectionServesTheNextClientConnection() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         try await withOneLoopProxy(users: ["alice"], upstreamPort: alice.port) { server, _ in
             for i in 0..<5 {
                 let r = try requestOnNewConnection(server, headers: identity("alice"))
@@ -44,11 +45,11 @@ import WorkstationCore
             #expect(alice.connectionCount == 1, "five client connections, one upstream connection")
             #expect(await server.pools.idleCount() == 1)
         }
-        await alice.stop()
+        alice.stop()
     }
 
     @Test func pooledConnectionIsNotLentToAnotherUserOnTheSamePort() async throws {
-        let shared = try await EchoUpstream.start(name: "shared-up")
+        let shared = try TestHTTPServer.echoUpstream(name: "shared-up")
         try await withOneLoopProxy(users: ["alice", "bob"], upstreamPort: shared.port) { server, _ in
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let b = try requestOnNewConnection(server, headers: identity("bob"))
@@ -57,39 +58,39 @@ import WorkstationCore
             #expect(shared.connectionCount == 2)
             #expect(await server.pools.idleCount() == 2)
         }
-        await shared.stop()
+        shared.stop()
     }
 
     @Test func closedIdleConnectionIsRetriedForAnIdempotentRequest() async throws {
-        let up = try await OneShotUpstream.start()
+        let up = try TestHTTPServer.oneShotUpstream()
         try await withOneLoopProxy(users: ["alice"], upstreamPort: up.port) { server, client in
             // New client connections: the second takes the pooled connection, which the upstream closes.
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let r = try requestOnNewConnection(server, headers: identity("alice"))
             #expect(r.status == 200)
             #expect(r.body == "one shot")
-            #expect(up.headsReceived == 3, "first request, the one the closing connection swallowed, its retry")
+            #expect(up.requestHeads == 3, "first request, the one the closing connection swallowed, its retry")
             // One kept-alive client connection: its own upstream connection is reused, closed, retried.
             for _ in 0..<3 {
                 #expect(try await send(client, server, headers: identity("alice")).status == 200)
             }
         }
-        await up.stop()
+        up.stop()
     }
 
     @Test func closedIdleConnectionIsNotRetriedForAPost() async throws {
-        let up = try await OneShotUpstream.start()
+        let up = try TestHTTPServer.oneShotUpstream()
         try await withOneLoopProxy(users: ["alice"], upstreamPort: up.port) { server, _ in
             #expect(try requestOnNewConnection(server, headers: identity("alice")).status == 200)
             let r = try requestOnNewConnection(server, method: "POST", headers: identity("alice"), body: "pay once")
             #expect(r.status == 502, "a POST the upstream may have seen is never sent twice")
-            #expect(up.headsReceived == 2)
+            #expect(up.requestHeads == 2)
         }
-        await up.stop()
+        up.stop()
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         try await withOneLoopProxy(users: ["alice"], upstreamPort: alice.port) { server, _ in
             // Three requests in one write (RFC 9112 section 9.3.2); the last asks to close, so reading ends.
             var text = ""
@@ -107,11 +108,11 @@ import WorkstationCore
             #expect(one.upperBound < two.lowerBound && two.upperBound < three.lowerBound)
             #expect(alice.requestCount == 3)
         }
-        await alice.stop()
+        alice.stop()
     }
 
     @Test func identityIsCheckedAgainOnEveryRequestOfAConnection() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         try await withOneLoopProxy(users: ["alice", "bob"], upstreamPort: alice.port) { server, _ in
             // One connection: a good request, the same name without the gate group, then a malformed name.
             func request(_ user: String, _ groups: String, close: Bool = false) -> String {
@@ -134,7 +135,7 @@ import WorkstationCore
             #expect(reply.contains("user=alice") && reply.contains("user=bob"))
             #expect(alice.requestCount == 4)
         }
-        await alice.stop()
+        alice.stop()
     }
 }
 
@@ -142,14 +143,14 @@ import WorkstationCore
 /// intact, and one that does not frame never reaches it as a response.
 @Suite struct ResponseForwardingTests {
     func through(_ reply: String, closeAfter: Bool = false, request: String) async throws -> String {
-        let upstream = try await ScriptedUpstream.start(reply: reply, closeAfter: closeAfter)
+        let upstream = try TestHTTPServer.rawReplies(reply, closeAfter: closeAfter)
         let map = try MapDir()
         try map.write(["alice": upstream.port])
         let server = try await startDispatcher(map: map)
         defer { map.remove() }
         let text = try rawExchange(server, Array(request.utf8))
         await server.shutdown()
-        await upstream.stop()
+        upstream.stop()
         return text
     }
 
@@ -237,8 +238,8 @@ import WorkstationCore
     /// An upstream that keeps writing after its response must not make the dispatcher buffer it: the upstream
     /// connection is closed at the first byte nobody asked for, while the client's connection stays open.
     @Test func bytesAfterAResponseCloseTheUpstreamConnection() async throws {
-        let upstream = try await ScriptedUpstream.start(
-            reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        let upstream = try TestHTTPServer.rawReplies(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             streamAfter: true
         )
         let map = try MapDir()
@@ -263,7 +264,7 @@ import WorkstationCore
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         #expect(n > 0 && String(decoding: buf[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200 OK\r\n"))
         await server.shutdown()
-        await upstream.stop()
+        upstream.stop()
     }
 
     @Test func aBrokenChunkAfterTheHeadCutsTheClientConnection() async throws {

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationDispatch
 
@@ -14,10 +15,10 @@ import WorkstationCore
     func withProxy(
         maxActiveUsers: Int = 8,
         frontProxyUsers: [String] = ["root"],
-        _ body: (DispatchServer, HTTPClient, MapDir, EchoUpstream, EchoUpstream) async throws -> Void
+        _ body: (DispatchServer, HTTPClient, MapDir, TestHTTPServer, TestHTTPServer) async throws -> Void
     ) async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
-        let bob = try await EchoUpstream.start(name: "bob-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
+        let bob = try TestHTTPServer.echoUpstream(name: "bob-up")
         let map = try MapDir()
         try map.write(["alice": alice.port, "bob": bob.port])
         let server = try await startDispatcher(
@@ -31,15 +32,15 @@ import WorkstationCore
         } catch {
             try? await client.shutdown()
             await server.shutdown()
-            await alice.stop()
-            await bob.stop()
+            alice.stop()
+            bob.stop()
             map.remove()
             throw error
         }
         try await client.shutdown()
         await server.shutdown()
-        await alice.stop()
-        await bob.stop()
+        alice.stop()
+        bob.stop()
         map.remove()
     }
 
@@ -119,9 +120,9 @@ import WorkstationCore
 
     @Test func answers502WhenTheUpstreamIsDown() async throws {
         try await withProxy { server, client, map, alice, bob in
-            let dead = try await EchoUpstream.start(name: "dead")
+            let dead = try TestHTTPServer.echoUpstream(name: "dead")
             let deadPort = dead.port
-            await dead.stop()
+            dead.stop()
             try map.write(["alice": alice.port, "bob": bob.port, "carol": deadPort])
             let r = try await send(client, server, headers: identity("carol"))
             #expect(r.status == 502)

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 import _CryptoExtras
 
 @testable import WorkstationDispatch
@@ -87,62 +88,19 @@ import Glibc
 
 /// Runs `curl` as another account (`setpriv`, util-linux) against the dispatcher's unix socket.
 private func curlAs(_ account: String, socket: String, headers: [(String, String)]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
     var args = [
         "--reuid=\(account)", "--regid=\(account == "nobody" ? "nogroup" : account)", "--clear-groups",
         "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--unix-socket", socket,
     ]
     for (n, v) in headers { args += ["-H", "\(n): \(v)"] }
     args.append("http://t3.example.org/")
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-}
-
-/// A TCP listener that records every byte it receives (a squatter on a person's port).
-final class ByteSink: Sendable {
-    let channel: Channel
-    private let received: NIOLockedValueBox<Int>
-    var port: Int { channel.localAddress!.port! }
-    var bytes: Int { received.withLockedValue { $0 } }
-
-    private init(channel: Channel, received: NIOLockedValueBox<Int>) {
-        self.channel = channel
-        self.received = received
-    }
-
-    static func start() async throws -> ByteSink {
-        let received = NIOLockedValueBox(0)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Counter(received)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return ByteSink(channel: channel, received: received)
-    }
-
-    func stop() async { try? await channel.close() }
-
-    private final class Counter: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-        let received: NIOLockedValueBox<Int>
-        init(_ r: NIOLockedValueBox<Int>) { received = r }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let n = unwrapInboundIn(data).readableBytes
-            received.withLockedValue { $0 += n }
-        }
-    }
+    return try TestProcess.run("/usr/bin/setpriv", args).stdout
 }
 
 /// The proven-identity paths, attacked from this process and from other accounts.
 @Suite(.serialized) struct FrontDoorTests {
     @Test func anotherAccountOnTheSocketIsRefusedWhateverItsHeadersSay() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         let map = try MapDir()
         try map.write(["alice": alice.port])
         let server = try await startDispatcher(map: map)
@@ -151,7 +109,7 @@ final class ByteSink: Sendable {
         let status = try curlAs("nobody", socket: server.socketPath, headers: identity("alice"))
         let asRoot = try curlAs("root", socket: server.socketPath, headers: identity("alice"))
         await server.shutdown()
-        await alice.stop()
+        alice.stop()
         map.remove()
         #expect(status == "403", "nobody is not the front proxy")
         #expect(asRoot == "200", "the front proxy's account (root here) is believed")
@@ -160,7 +118,7 @@ final class ByteSink: Sendable {
 
     @Test func aListenerOwnedByAnotherAccountGetsNoByte() async throws {
         // The person's instance is down and someone else (here: root, while the map says nobody) holds the port.
-        let squatter = try await ByteSink.start()
+        let squatter = try TestHTTPServer.byteSink()
         let map = try MapDir()
         try map.writeRaw(
             DispatchMap(users: [
@@ -174,16 +132,15 @@ final class ByteSink: Sendable {
         try await client.shutdown()
         try await Task.sleep(for: .milliseconds(100))
         await server.shutdown()
-        await squatter.stop()
+        squatter.stop()
         map.remove()
         #expect(r.status == 502)
-        #expect(squatter.bytes == 0, "the squatter must not receive the request or its cookie")
+        #expect(squatter.bytesReceived == 0, "the squatter must not receive the request or its cookie")
     }
 
     @Test func acceptorOwnerIsReadFromTheSocketTables() throws {
-        let dir = NSTemporaryDirectory() + "procnet-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let procNet = try TempRoot("procnet")
+        let dir = procNet.path
         let header =
             "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         // 18774 = 0x4956, 40306 = 0x9D72: the listener, the accepted socket (uid 1001) and the client side (uid 0).
@@ -208,22 +165,19 @@ final class ByteSink: Sendable {
     @Test func theKernelNamesTheAcceptorOfARealConnection() throws {
         // A listener of nobody's, IPv4 and dual-stack IPv6, and this process (root) connecting to each.
         for (bind, family) in [("127.0.0.1", "AF_INET"), ("::", "AF_INET6")] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             let script =
                 "import socket,sys,time\ns=socket.socket(socket.\(family));s.bind(('\(bind)',0));s.listen(8)\n"
                 + "print(s.getsockname()[1],flush=True)\nc=s.accept()\ntime.sleep(30)"
-            p.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
+            let p = try TestProcess(
+                "/usr/bin/setpriv",
+                ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script]
+            )
             defer {
-                kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
+                p.signal(SIGKILL)
+                _ = p.wait()
             }
-            var line = Data()
-            while !line.contains(0x0A) { line += out.fileHandleForReading.availableData }
-            let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))!
+            let line = try #require(p.firstLine(), "the listener printed no port")
+            let port = try #require(Int(line.trimmingCharacters(in: .whitespacesAndNewlines)))
             let fd = try connectLoopback(port: port)
             defer { close(fd) }
             var local = sockaddr_in()
@@ -301,7 +255,7 @@ final class ByteSink: Sendable {
     }
 
     @Test func onlyAValidTokenIsBelievedAndItIsVerifiedOnce() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         let map = try MapDir()
         try map.write(["alice": alice.port, "bob": alice.port])
         let signer = try await Signer(kid: "k1")
@@ -359,7 +313,7 @@ final class ByteSink: Sendable {
         let cached = server.verifier?.cachedCount
         try await client.shutdown()
         await server.shutdown()
-        await alice.stop()
+        alice.stop()
         map.remove()
         for (name, _) in forgeries { #expect(outcomes[name] == 403, "\(name)") }
         #expect(ok1 == 200 && ok2 == 200)
@@ -384,12 +338,10 @@ final class ByteSink: Sendable {
     }
 
     @Test func notifyReachesTheNotifySocket() throws {
-        let path = NSTemporaryDirectory() + "notify-" + UUID().uuidString
+        let scratch = try TempRoot("notify")
+        let path = scratch.file("/notify.sock")
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer {
-            close(fd)
-            unlink(path)
-        }
+        defer { close(fd) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
@@ -437,7 +389,7 @@ final class ByteSink: Sendable {
     }
 
     @Test func inheritedSocketsAreMatchedByAddressAndAForeignOneIsRefused() async throws {
-        let alice = try await EchoUpstream.start(name: "alice-up")
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         let map = try MapDir()
         defer { map.remove() }
         try map.write(["alice": alice.port])
@@ -445,7 +397,7 @@ final class ByteSink: Sendable {
         let proxyFD = try Self.listeningUnix(proxyPath)
         #expect(Systemd.boundAddress(of: proxyFD) == .unix(path: proxyPath))
         // Someone holds the metrics port: the proxy serves all the same.
-        let squatter = try await ByteSink.start()
+        let squatter = try TestHTTPServer.byteSink()
         var config = DispatchConfig()
         config.listen = .unix(path: proxyPath)
         config.metricsListen = .tcp(host: "127.0.0.1", port: squatter.port)
@@ -460,8 +412,8 @@ final class ByteSink: Sendable {
         let r = try requestOnNewConnection(inherited, headers: identity("alice"))
         #expect(r.status == 200)
         await inherited.shutdown()
-        await squatter.stop()
-        await alice.stop()
+        squatter.stop()
+        alice.stop()
 
         let other = try Self.listeningUnix(map.dir + "/other.sock")
         config.metricsListen = .tcp(host: "127.0.0.1", port: 0)

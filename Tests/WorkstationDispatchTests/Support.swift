@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationDispatch
 
@@ -14,123 +15,37 @@ import WorkstationCore
 import Glibc
 #endif
 
-/// A loopback upstream standing in for a user's t3 instance. Answers every request with
-/// `name=<name> user=<X-authentik-username> path=<uri> bytes=<body length>` and the request's `x-authentik-*`
-/// header names in `x-seen-authentik`; echoes WebSocket frames.
-final class EchoUpstream: Sendable {
-    let name: String
-    let channel: Channel
-    private let requests: NIOLockedValueBox<Int>
-    private let connections: NIOLockedValueBox<Int>
-    var port: Int { channel.localAddress!.port! }
-    /// Requests the upstream has answered.
-    var requestCount: Int { requests.withLockedValue { $0 } }
-    /// TCP connections the upstream has accepted.
-    var connectionCount: Int { connections.withLockedValue { $0 } }
-
-    private init(name: String, channel: Channel, requests: NIOLockedValueBox<Int>, connections: NIOLockedValueBox<Int>)
-    {
-        self.name = name
-        self.channel = channel
-        self.requests = requests
-        self.connections = connections
-    }
-
-    static func start(name: String) async throws -> EchoUpstream {
-        let counter = NIOLockedValueBox(0)
-        let connections = NIOLockedValueBox(0)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                connections.withLockedValue { $0 += 1 }
-                return channel.eventLoop.makeCompletedFuture {
-                    let upgrader = NIOWebSocketServerUpgrader(
-                        shouldUpgrade: { ch, _ in ch.eventLoop.makeSucceededFuture([:]) },
-                        upgradePipelineHandler: { ch, _ in
-                            ch.eventLoop.makeCompletedFuture {
-                                let ops = ch.pipeline.syncOperations
-                                ops.removeHandler(try ops.handler(type: HTTPEcho.self), promise: nil)
-                                try ops.addHandler(WebSocketEcho())
-                            }
-                        }
-                    )
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
-                    )
-                    try channel.pipeline.syncOperations.addHandler(HTTPEcho(name: name, counter: counter))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return EchoUpstream(name: name, channel: channel, requests: counter, connections: connections)
-    }
-
-    func stop() async { try? await channel.close() }
-}
-
-private final class HTTPEcho: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-    let name: String
-    let counter: NIOLockedValueBox<Int>
-    var head: HTTPRequestHead?
-    var bytes = 0
-    init(name: String, counter: NIOLockedValueBox<Int>) {
-        self.name = name
-        self.counter = counter
-    }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            head = h
-            bytes = 0
-        case .body(let b): bytes += b.readableBytes
-        case .end:
-            guard let h = head else { return }
-            counter.withLockedValue { $0 += 1 }
-            let user = h.headers[Gate.usernameHeader].joined(separator: ",")
-            let body = "name=\(name) user=\(user) path=\(h.uri) bytes=\(bytes)"
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Length", value: String(body.utf8.count))
-            let seen = h.headers.map(\.name).filter { $0.lowercased().hasPrefix("x-authentik-") }
-            headers.add(name: "X-Seen-Authentik", value: seen.map { $0.lowercased() }.joined(separator: ","))
-            headers.add(name: "X-Seen-Authentik-Count", value: String(seen.count))
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
-                promise: nil
+extension TestHTTPServer {
+    /// A loopback upstream standing in for a user's t3 instance. Answers every request with
+    /// `name=<name> user=<X-authentik-username> path=<uri> bytes=<body length>` and the request's `x-authentik-*`
+    /// header names in `x-seen-authentik` (their number in `x-seen-authentik-count`); echoes WebSocket frames.
+    static func echoUpstream(name: String) throws -> TestHTTPServer {
+        try TestHTTPServer(webSocketEcho: true) { r in
+            let user = r.values(Gate.usernameHeader).joined(separator: ",")
+            let seen = r.headerFields.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-authentik-") }
+            return .text(
+                "name=\(name) user=\(user) path=\(r.uri) bytes=\(r.body.count)",
+                headers: [
+                    ("X-Seen-Authentik", seen.joined(separator: ",")), ("X-Seen-Authentik-Count", "\(seen.count)"),
+                ]
             )
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
-                promise: nil
-            )
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
-}
 
-private final class WebSocketEcho: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text, .binary:
-            let out = WebSocketFrame(fin: true, opcode: frame.opcode, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        case .connectionClose:
-            context.close(promise: nil)
-        default: break
-        }
+    /// An upstream that answers only the first request on each connection (keep-alive, 200 "one shot") and closes
+    /// the connection without answering when a second request arrives on it: what a server whose keep-alive
+    /// timeout fires just as a request comes in looks like to the proxy.
+    static func oneShotUpstream() throws -> TestHTTPServer {
+        try TestHTTPServer(oneRequestPerConnection: true) { _ in .text("one shot") }
     }
 }
 
 /// A scratch directory with dispatch.json written atomically (temp file + rename).
 final class MapDir: Sendable {
-    let dir: String
+    let temp: TempRoot
+    var dir: String { temp.path }
     var path: String { dir + "/dispatch.json" }
-    init() throws {
-        dir = NSTemporaryDirectory() + "dispatch-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
+    init() throws { temp = try TempRoot("dispatch") }
     func write(_ users: [String: Int]) throws {
         // The test upstreams run in this process, as root: root is the account that owns their listeners.
         let map = DispatchMap(
@@ -143,7 +58,8 @@ final class MapDir: Sendable {
         try data.write(to: URL(fileURLWithPath: tmp))
         guard rename(tmp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
-    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+    /// Removes the directory now (it goes anyway with the value).
+    func remove() { temp.remove("") }
 }
 
 /// Starts a dispatcher as deployed on a host with its front proxy: identity `peer`, a unix socket in the map's
@@ -357,137 +273,4 @@ func rawExchange(_ server: DispatchServer, _ bytes: [UInt8]) throws -> String {
         reply += chunk[0..<n]
     }
     return String(decoding: reply, as: UTF8.self)
-}
-
-/// An upstream that answers only the first request on each connection (keep-alive, 200) and closes the
-/// connection without answering when a second request arrives on it: what a server whose keep-alive timeout
-/// fires just as a request comes in looks like to the proxy.
-final class OneShotUpstream: Sendable {
-    let channel: Channel
-    private let heads: NIOLockedValueBox<Int>
-    var port: Int { channel.localAddress!.port! }
-    /// Request heads received, answered or not.
-    var headsReceived: Int { heads.withLockedValue { $0 } }
-
-    private init(channel: Channel, heads: NIOLockedValueBox<Int>) {
-        self.channel = channel
-        self.heads = heads
-    }
-
-    static func start() async throws -> OneShotUpstream {
-        let heads = NIOLockedValueBox(0)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(OneShotHandler(heads: heads))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return OneShotUpstream(channel: channel, heads: heads)
-    }
-
-    func stop() async { try? await channel.close() }
-}
-
-private final class OneShotHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-    let heads: NIOLockedValueBox<Int>
-    var answered = false
-    init(heads: NIOLockedValueBox<Int>) { self.heads = heads }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head:
-            heads.withLockedValue { $0 += 1 }
-            if answered { context.close(promise: nil) }
-        case .body: break
-        case .end:
-            guard !answered else { return }
-            answered = true
-            let body = "one shot"
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Length", value: String(body.utf8.count))
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
-                promise: nil
-            )
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
-                promise: nil
-            )
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        }
-    }
-}
-
-/// An upstream that answers each request head (read up to its empty line; request bodies are not expected)
-/// with `reply` as raw bytes, then closes the connection when `closeAfter`. For framing cases a real server
-/// would not produce on purpose.
-final class ScriptedUpstream: Sendable {
-    let channel: Channel
-    private let closed: NIOLockedValueBox<Int>
-    var port: Int { channel.localAddress!.port! }
-    /// Connections that have closed (by either side).
-    var closedConnections: Int { closed.withLockedValue { $0 } }
-
-    private init(channel: Channel, closed: NIOLockedValueBox<Int>) {
-        self.channel = channel
-        self.closed = closed
-    }
-
-    /// - Parameter streamAfter: after each reply, keep writing 64 KiB blocks nobody asked for until the
-    ///   connection closes (a hostile upstream trying to fill the proxy's memory).
-    static func start(
-        reply: String,
-        closeAfter: Bool = false,
-        streamAfter: Bool = false
-    ) async throws -> ScriptedUpstream {
-        let closed = NIOLockedValueBox(0)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.closeFuture.whenComplete { _ in closed.withLockedValue { $0 += 1 } }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ScriptedHandler(reply: reply, closeAfter: closeAfter, streamAfter: streamAfter)
-                    )
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return ScriptedUpstream(channel: channel, closed: closed)
-    }
-
-    func stop() async { try? await channel.close() }
-}
-
-private final class ScriptedHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    let reply: String
-    let closeAfter: Bool
-    let streamAfter: Bool
-    var seen: [UInt8] = []
-    init(reply: String, closeAfter: Bool, streamAfter: Bool) {
-        self.reply = reply
-        self.closeAfter = closeAfter
-        self.streamAfter = streamAfter
-    }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        seen += unwrapInboundIn(data).readableBytesView
-        while let end = seen.firstRange(of: [13, 10, 13, 10]) {
-            seen.removeSubrange(..<end.upperBound)
-            let done = context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: reply)))
-            if closeAfter { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
-            if streamAfter { stream(context) }
-        }
-    }
-    private func stream(_ context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
-        let block = context.channel.allocator.buffer(repeating: UInt8(ascii: "A"), count: 64 * 1024)
-        context.writeAndFlush(wrapOutboundOut(block)).assumeIsolated().whenComplete { result in
-            if case .success = result { self.stream(context) }
-        }
-    }
 }

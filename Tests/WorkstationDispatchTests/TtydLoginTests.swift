@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 @testable import WorkstationDispatch
 
@@ -9,9 +10,8 @@ import Testing
 
     /// A temp root: alice ok, rooty -> uid 0, locky locked, expy expired, futur expires later, ghost has no
     /// shadow entry, nobody-here has no account.
-    func makeRoot() throws -> String {
-        let root = NSTemporaryDirectory() + "ttyd-login-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+    func makeRoot() throws -> TempRoot {
+        let root = try TempRoot("ttyd-login")
         let passwd = """
             root:x:0:0:root:/root:/bin/bash
             alice:x:1001:1001::/home/alice:/bin/bash
@@ -51,18 +51,17 @@ import Testing
             sup=root
 
             """
-        try passwd.write(toFile: root + "/etc/passwd", atomically: true, encoding: .utf8)
-        try shadow.write(toFile: root + "/etc/shadow", atomically: true, encoding: .utf8)
-        try map.write(toFile: root + "/etc/ttyd-user-map", atomically: true, encoding: .utf8)
+        try root.write("/etc/passwd", passwd)
+        try root.write("/etc/shadow", shadow)
+        try root.write("/etc/ttyd-user-map", map)
         return root
     }
 
     /// useradd leaves a bare `!` (no password ever set): that is a new account, not a locked one.
     @Test func aNewAccountWithoutAPasswordIsNotLocked() throws {
         let root = try makeRoot()
-        defer { try? FileManager.default.removeItem(atPath: root) }
         #expect(
-            try TtydLogin(root: root).resolve(ttydUser: "new", today: Self.today) == [
+            try TtydLogin(root: root.path).resolve(ttydUser: "new", today: Self.today) == [
                 "/usr/sbin/runuser", "-l", "fresh",
             ]
         )
@@ -70,8 +69,7 @@ import Testing
 
     @Test func mapsAKnownUserToRunuserLogin() throws {
         let root = try makeRoot()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let login = TtydLogin(root: root)
+        let login = TtydLogin(root: root.path)
         #expect(try login.resolve(ttydUser: "alice", today: Self.today) == ["/usr/sbin/runuser", "-l", "alice"])
         #expect(
             try login.resolve(ttydUser: "alice.example", today: Self.today) == ["/usr/sbin/runuser", "-l", "alice"]
@@ -106,14 +104,12 @@ import Testing
     @Test(arguments: refusals.indices) func refuses(_ index: Int) throws {
         let (user, expected) = Self.refusals[index]
         let root = try makeRoot()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        #expect(throws: expected) { try TtydLogin(root: root).resolve(ttydUser: user, today: Self.today) }
+        #expect(throws: expected) { try TtydLogin(root: root.path).resolve(ttydUser: user, today: Self.today) }
     }
 
     @Test func refusesMalformedAndRootTargets() throws {
         let root = try makeRoot()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let login = TtydLogin(root: root)
+        let login = TtydLogin(root: root.path)
         #expect(throws: TtydLoginError.malformedTarget(user: "bad", osUser: "Bad User", problem: "contains whitespace"))
         {
             try login.resolve(ttydUser: "bad", today: Self.today)
@@ -128,14 +124,13 @@ import Testing
 
     @Test func refusesWhenFilesAreMissing() throws {
         let root = try makeRoot()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        try FileManager.default.removeItem(atPath: root + "/etc/shadow")
+        try FileManager.default.removeItem(atPath: root.file("/etc/shadow"))
         #expect(throws: TtydLoginError.shadowUnreadable("/etc/shadow")) {
-            try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today)
+            try TtydLogin(root: root.path).resolve(ttydUser: "alice", today: Self.today)
         }
-        try FileManager.default.removeItem(atPath: root + "/etc/ttyd-user-map")
+        try FileManager.default.removeItem(atPath: root.file("/etc/ttyd-user-map"))
         #expect(throws: TtydLoginError.mapUnreadable("/etc/ttyd-user-map")) {
-            try TtydLogin(root: root).resolve(ttydUser: "alice", today: Self.today)
+            try TtydLogin(root: root.path).resolve(ttydUser: "alice", today: Self.today)
         }
     }
 

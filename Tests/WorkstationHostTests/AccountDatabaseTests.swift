@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -36,10 +37,8 @@ import Testing
     /// Lookups follow the file: a replaced passwd (shadow-utils renames a new file over it) is read again, an
     /// unchanged one is not parsed twice (same answers), and a missing file answers nil.
     @Test func accountLookupFollowsTheFileAsItIsReplaced() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-lookup-\(UUID().uuidString.prefix(8))"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("lookup")
+        let dir = temp.path
         try FileManager.default.createDirectory(atPath: dir + "/etc", withIntermediateDirectories: true)
         let lookup = AccountLookup(root: HostRoot(dir))
         #expect(lookup.entry("alice") == nil)

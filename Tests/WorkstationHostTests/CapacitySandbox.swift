@@ -1,5 +1,6 @@
 import Foundation
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -15,7 +16,8 @@ final class CapacitySandbox {
         """
     static let gib: UInt64 = 1 << 30
 
-    let dir: String
+    let temp: TempRoot
+    var dir: String { temp.path }
     let root: HostRoot
 
     init(
@@ -24,10 +26,8 @@ final class CapacitySandbox {
         memTotal: UInt64? = 32 << 30,
         swap: UInt64 = 8 << 30
     ) throws {
-        dir =
-            FileManager.default.temporaryDirectory.appendingPathComponent("ws-cap-\(UUID().uuidString.prefix(8))").path
-        root = HostRoot(dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        temp = try TempRoot("cap")
+        root = HostRoot(temp.path)
         try write("/etc/workstation/roster.yaml", roster)
         try write(
             "/etc/workstation/workstation.yaml",
@@ -36,8 +36,6 @@ final class CapacitySandbox {
         try SandboxRoot.seed(root, settings: try inputs().settings)
         if let memTotal { try meminfo(total: memTotal, swap: swap) }
     }
-
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     func inputs() throws -> Inputs { try Engine.load(InputPaths(roster: nil, settings: nil), root: root) }
 
@@ -49,14 +47,7 @@ final class CapacitySandbox {
     func path(_ hostPath: String) -> String { root.path(hostPath) }
 
     func write(_ hostPath: String, _ content: String, mode: Int = 0o644, uid: Int? = nil) throws {
-        let full = path(hostPath)
-        try FileManager.default.createDirectory(
-            atPath: (full as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
-        )
-        try Data(content.utf8).write(to: URL(fileURLWithPath: full))
-        chmod(full, mode_t(mode))
-        if let uid { chown(full, uid_t(uid), gid_t(uid)) }
+        try temp.write(hostPath, content, mode: mode, owner: uid.map { ($0, $0) })
     }
 
     func remove(_ hostPath: String) throws { try FileManager.default.removeItem(atPath: path(hostPath)) }
@@ -145,30 +136,4 @@ final class CapacitySandbox {
             try write("/home/\(user)/.kube/config", "apiVersion: v1\nkind: Config\n", mode: 0o600, uid: u)
         }
     }
-
-    /// Every file, directory and link under the root with its mode, owner and bytes: compared before and after a
-    /// run that must change nothing.
-    func fingerprint() -> [String: String] {
-        var out: [String: String] = [:]
-        let fm = FileManager.default
-        guard let e = fm.enumerator(atPath: dir) else { return out }
-        for case let rel as String in e {
-            let full = dir + "/" + rel
-            var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            var desc = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
-            if st.st_mode & S_IFMT == S_IFREG { desc += " " + (fm.contents(atPath: full)?.base64EncodedString() ?? "") }
-            if st.st_mode & S_IFMT == S_IFLNK {
-                desc += " -> " + ((try? fm.destinationOfSymbolicLink(atPath: full)) ?? "")
-            }
-            out[rel] = desc
-        }
-        return out
-    }
-}
-
-/// Runs a real tool and returns (status, stdout+stderr).
-func runTool(_ argv: [String]) throws -> (Int32, String) {
-    let r = try ProcessRunner().run(argv)
-    return (r.status, r.stdout + r.stderr)
 }

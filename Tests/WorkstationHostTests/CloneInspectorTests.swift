@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 @testable import WorkstationCore
 @testable import WorkstationHost
@@ -11,15 +12,13 @@ import Glibc
 /// `CloneInspector` on hand-made trees (files only, as the inspector reads them), and the no-replace rename.
 @Suite struct CloneInspectorTests {
     final class Home {
-        let root: String
+        let temp: TempRoot
+        var root: String { temp.path }
         var home: String { root + "/home/alice" }
         init() throws {
-            root =
-                FileManager.default.temporaryDirectory.appendingPathComponent("ws-insp-\(UUID().uuidString.prefix(8))")
-                .path
-            try FileManager.default.createDirectory(atPath: root + "/home/alice", withIntermediateDirectories: true)
+            temp = try TempRoot("insp")
+            try temp.createDirectory("/home/alice")
         }
-        deinit { try? FileManager.default.removeItem(atPath: root) }
 
         func write(_ rel: String, _ text: String, mode: Int = 0o644) throws {
             let full = home + "/" + rel

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -57,8 +58,8 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .secretOwner: try s.write("/home/alice/.claude.json", "{}\n", mode: 0o600, uid: 0)
         case .secretSymlink: symlink("/etc/shadow", s.path("/home/alice/.claude/.credentials.json"))
         case .forbiddenGroup:
-            let (status, out) = try runTool(["usermod", "--prefix", s.dir, "-aG", "sudo", "alice"])
-            #expect(status == 0, "\(out)")
+            let r = try TestProcess.accountTool("usermod", prefix: s.dir, ["-aG", "sudo", "alice"])
+            #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         case .unitDisabled: try s.remove("/etc/systemd/system/multi-user.target.wants/t3-serve@alice.service")
         case .unitNotRunning: try s.systemdRunning(populated: [("t3-serve@bob-dev.service", s.uid("bob-dev"))])
         case .derivedEdited:
@@ -154,8 +155,8 @@ enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let gid = try #require(
             AccountDatabase.group(s.root.read("/etc/group")!).first { $0.name == "workstation" }?.gid
         )
-        let (status, out) = try runTool(["setfacl", "-m", "g:\(gid):x", s.path("/srv")])
-        try #require(status == 0, "\(out)")
+        let acl = try TestProcess.run("/usr/bin/setfacl", ["-m", "g:\(gid):x", s.path("/srv")])
+        try #require(acl.status == 0, "\(acl.stdout)\(acl.stderr)")
         f = try Doctor(root: s.root, inputs: try s.inputs()).run().findings.first {
             $0.check == "config-base" && $0.user == "alice"
         }

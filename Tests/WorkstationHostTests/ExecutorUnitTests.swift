@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -9,11 +10,9 @@ import WorkstationCore
     static let instance = "t3-serve@bob-dev.service"
     static let dropIn = "/etc/systemd/system/t3-serve@bob-dev.service.d/50-workstation.conf"
 
-    func run(systemdRunning: Bool) throws -> (RecordingRunner, ApplyReport, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-exec-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    func run(systemdRunning: Bool) throws -> (RecordingRunner, ApplyReport, TempRoot) {
+        let temp = try TempRoot("exec")
+        let dir = temp.path
         let runner = RecordingRunner()
         let executor = Executor(
             root: HostRoot(dir),
@@ -44,12 +43,12 @@ import WorkstationCore
             ),
         ])
         let report = executor.apply(plan)
-        return (runner, report, dir)
+        return (runner, report, temp)
     }
 
     @Test func restartReloadsOnceThenTryRestartsTheUnit() throws {
-        let (runner, report, dir) = try run(systemdRunning: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, report, temp) = try run(systemdRunning: true)
+        let dir = temp.path
         #expect(report.failed.isEmpty)
         #expect(runner.commands == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", Self.instance]])
         #expect(
@@ -59,10 +58,8 @@ import WorkstationCore
     }
 
     @Test func startReloadsFirstWhenUnitFilesChanged() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-exec-\(UUID().uuidString.prefix(8))"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("exec")
+        let dir = temp.path
         let runner = RecordingRunner()
         let executor = Executor(
             root: HostRoot(dir),
@@ -98,8 +95,8 @@ import WorkstationCore
     }
 
     @Test func nothingIsRestartedWithoutARunningSystemd() throws {
-        let (runner, report, dir) = try run(systemdRunning: false)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (runner, report, temp) = try run(systemdRunning: false)
+        defer { withExtendedLifetime(temp) {} }
         #expect(report.failed.isEmpty)
         #expect(report.applied.count == 2)
         #expect(runner.commands.isEmpty)
@@ -157,11 +154,9 @@ final class FailingUnitRunner: CommandRunner {
         return Plan(changes: changes)
     }
 
-    func executor(_ runner: any CommandRunner, systemdRunning: Bool) throws -> (Executor, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-batch-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    func executor(_ runner: any CommandRunner, systemdRunning: Bool) throws -> (Executor, TempRoot) {
+        let temp = try TempRoot("batch")
+        let dir = temp.path
         return (
             Executor(
                 root: HostRoot(dir),
@@ -170,15 +165,15 @@ final class FailingUnitRunner: CommandRunner {
                 journal: nil,
                 systemdRunning: systemdRunning,
                 state: WorkstationState()
-            ), dir
+            ), temp
         )
     }
 
     @Test(arguments: [1, 2, 127, 128, 129, 300])
     func oneReloadThenBatches(_ n: Int) throws {
         let runner = RecordingRunner()
-        let (executor, dir) = try executor(runner, systemdRunning: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (executor, temp) = try executor(runner, systemdRunning: true)
+        let dir = temp.path
         let report = executor.apply(plan(n))
         #expect(report.failed.isEmpty && report.applied.count == 2 * n)
         let reloads = runner.commands.filter { $0 == ["systemctl", "daemon-reload"] }.count
@@ -208,8 +203,8 @@ final class FailingUnitRunner: CommandRunner {
 
     @Test func aSandboxRootEnablesInBatchesWithoutReloading() throws {
         let runner = RecordingRunner()
-        let (executor, dir) = try executor(runner, systemdRunning: false)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (executor, temp) = try executor(runner, systemdRunning: false)
+        let dir = temp.path
         let report = executor.apply(plan(3))
         #expect(report.failed.isEmpty)
         #expect(
@@ -224,8 +219,8 @@ final class FailingUnitRunner: CommandRunner {
 
     @Test func aFailureNamesItsPersonAndTheRestConverge() throws {
         let runner = FailingUnitRunner(failing: ["t3-serve@u1.service"])
-        let (executor, dir) = try executor(runner, systemdRunning: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (executor, temp) = try executor(runner, systemdRunning: true)
+        defer { withExtendedLifetime(temp) {} }
         let report = executor.apply(plan(4))
         #expect(report.failed.map(\.change.id) == ["unit:t3-serve@u1.service"])
         #expect(
@@ -243,8 +238,8 @@ final class FailingUnitRunner: CommandRunner {
 
     @Test func anEnableAnotherChangeWaitsForRunsInItsPlace() throws {
         let runner = RecordingRunner()
-        let (executor, dir) = try executor(runner, systemdRunning: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (executor, temp) = try executor(runner, systemdRunning: true)
+        defer { withExtendedLifetime(temp) {} }
         var p = plan(2)
         p.changes.append(
             Change(
@@ -277,11 +272,8 @@ final class FailingUnitRunner: CommandRunner {
 @Suite struct DisableUnitTests {
     @Test(arguments: [true, false])
     func disableReloadsNothing(_ systemdRunning: Bool) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-disable-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("disable")
+        let dir = temp.path
         let runner = RecordingRunner()
         let adapter = LifecycleAdapter(
             root: HostRoot(dir),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -10,19 +11,15 @@ import Glibc
 
 /// A temporary host root with the example roster applied (real useradd under --prefix): alice and bob-dev exist.
 final class TrapRoot {
-    let dir: String
+    let temp: TempRoot
+    var dir: String { temp.path }
     let root: HostRoot
     let inputs: Inputs
-    static var examples: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Examples")
-            .standardized
-    }
+    static var examples: URL { Repository.examples }
 
     init() throws {
-        dir =
-            FileManager.default.temporaryDirectory.appendingPathComponent("ws-trap-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        root = HostRoot(dir)
+        temp = try TempRoot("trap")
+        root = HostRoot(temp.path)
         let paths = InputPaths(
             roster: Self.examples.appendingPathComponent("roster.yaml").path,
             settings: Self.examples.appendingPathComponent("workstation.yaml").path
@@ -32,7 +29,6 @@ final class TrapRoot {
         let outcome = try Engine.apply(inputs, root: root, runner: ProcessRunner())
         guard outcome.succeeded else { throw TrapError("setup apply failed: \(outcome.report.failed.map(\.error))") }
     }
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     func path(_ p: String) -> String { root.path(p) }
     func account(_ name: String) -> PasswdEntry {
@@ -43,30 +39,8 @@ final class TrapRoot {
         return HomeWriter.Owner(uid: a.uid, gid: a.gid)
     }
 
-    /// Every entry under the root except `excluding` subtrees (host paths): kind, mode, owner, and bytes or link target.
-    func tree(excluding: [String]) -> [String: String] {
-        var out: [String: String] = [:]
-        func walk(_ rel: String) {
-            if excluding.contains(where: { rel == $0 || rel.hasPrefix($0 + "/") }) { return }
-            var st = stat()
-            guard lstat(dir + rel, &st) == 0 else { return }
-            var desc = "mode=\(String(st.st_mode, radix: 8)) uid=\(st.st_uid) gid=\(st.st_gid)"
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR:
-                out[rel.isEmpty ? "/" : rel] = "dir " + desc
-                for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir + rel)) ?? []).sorted() {
-                    walk(rel + "/" + name)
-                }
-                return
-            case S_IFLNK:
-                desc += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: dir + rel)) ?? "?")
-            default: desc += " bytes=" + (FileManager.default.contents(atPath: dir + rel)?.base64EncodedString() ?? "?")
-            }
-            out[rel] = desc
-        }
-        walk("")
-        return out
-    }
+    /// Every entry under the root except the `excluding` subtrees (host paths).
+    func tree(excluding: [String]) -> TreeSnapshot { temp.snapshot(excluding: excluding) }
 
     /// Replaces `hostPath` (file, link or directory) with a symlink to `target`.
     func plantLink(_ hostPath: String, to target: String, owner: HomeWriter.Owner) throws {
@@ -84,11 +58,6 @@ final class TrapRoot {
         chown(path(hostPath), owner.uid, owner.gid)
         chmod(path(hostPath), mode)
     }
-}
-
-/// Paths whose kind, mode, owner or bytes differ between two trees (or exist in one only).
-func changed(_ a: [String: String], _ b: [String: String]) -> [String] {
-    Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
 }
 
 struct TrapError: Error, CustomStringConvertible {
@@ -118,7 +87,9 @@ struct TrapError: Error, CustomStringConvertible {
         #expect(!plan.actionable.contains { $0.user == "alice" })
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
         // bob-dev's own link comes back through bob-dev's change; nothing else outside alice's home moved.
-        #expect(changed(r.tree(excluding: ["/home/alice", "/home/bob-dev/.claude/skills"] + own), before).isEmpty)
+        #expect(
+            r.tree(excluding: ["/home/alice", "/home/bob-dev/.claude/skills"] + own).changedPaths(to: before).isEmpty
+        )
 
         // Forced through the home-writer anyway: refused, bob-dev's .claude untouched.
         try FileManager.default.removeItem(atPath: r.path("/home/bob-dev/.claude/skills"))
@@ -141,7 +112,7 @@ struct TrapError: Error, CustomStringConvertible {
                 mode: 0o700
             )
         }
-        #expect(changed(r.tree(excluding: ["/home/alice"]), again).isEmpty)
+        #expect(r.tree(excluding: ["/home/alice"]).changedPaths(to: again).isEmpty)
     }
 
     @Test func kubeLinkedToEtcIsRefused() throws {
@@ -159,7 +130,7 @@ struct TrapError: Error, CustomStringConvertible {
         )
         #expect(!plan.actionable.contains { $0.user == "alice" })
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
-        #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
+        #expect(r.tree(excluding: ["/home/alice"] + own).changedPaths(to: before).isEmpty)
 
         let writer = HomeWriter(root: r.root)
         #expect(throws: HomeWriteError.refused("/home/alice/.kube", "a path component is a symlink or not a directory"))
@@ -176,7 +147,7 @@ struct TrapError: Error, CustomStringConvertible {
                 mode: 0o600
             )
         }
-        #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
+        #expect(r.tree(excluding: ["/home/alice"] + own).changedPaths(to: before).isEmpty)
     }
 
     @Test func kubeConfigLinkedToShadowIsRefused() throws {
@@ -195,7 +166,7 @@ struct TrapError: Error, CustomStringConvertible {
                 )
         )
         _ = try Engine.apply(r.inputs, root: r.root, runner: ProcessRunner())
-        #expect(changed(r.tree(excluding: ["/home/alice"] + own), before).isEmpty)
+        #expect(r.tree(excluding: ["/home/alice"] + own).changedPaths(to: before).isEmpty)
 
         let writer = HomeWriter(root: r.root)
         #expect(throws: HomeWriteError.refused("/home/alice/.kube/config", "it is a symlink")) {
@@ -218,10 +189,9 @@ struct TrapError: Error, CustomStringConvertible {
         #expect(throws: HomeWriteError.self) {
             try writer.tightenFile(home: "/home/alice", relative: ".kube/config", owner: alice, mode: 0o700)
         }
-        #expect(changed(r.tree(excluding: ["/home/alice"]), withLink).isEmpty)
+        #expect(r.tree(excluding: ["/home/alice"]).changedPaths(to: withLink).isEmpty)
         #expect(
-            changed(r.tree(excluding: ["/home/alice"] + own + ["/srv"]), before.filter { !$0.key.hasPrefix("/srv") })
-                .isEmpty
+            r.tree(excluding: ["/home/alice"] + own + ["/srv"]).changedPaths(to: before.excluding(["srv"])).isEmpty
         )
     }
 
@@ -266,9 +236,8 @@ struct TrapError: Error, CustomStringConvertible {
         )
         #expect(errors.contains { $0.contains("refused to write /home/alice/.claude") && $0.contains("settings.json") })
         #expect(
-            changed(
-                r.tree(excluding: ["/home/alice", "/var/lib/workstation"]),
-                before.filter { !$0.key.hasPrefix("/var/lib/workstation") }
+            r.tree(excluding: ["/home/alice", "/var/lib/workstation"]).changedPaths(
+                to: before.excluding(["var/lib/workstation"])
             ).isEmpty
         )
         let journalText = String(

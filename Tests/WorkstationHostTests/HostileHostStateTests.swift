@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -10,17 +11,16 @@ import Glibc
 
 /// Host state a user or a broken machine can plant, read safely.
 @Suite struct HostileHostStateTests {
-    func tempRoot() throws -> HostRoot {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-hostile-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir + "/home/alice", withIntermediateDirectories: true)
-        return HostRoot(dir)
+    /// A temp root holding an empty `/home/alice`.
+    func tempRoot() throws -> TempRoot {
+        let temp = try TempRoot("hostile")
+        try temp.createDirectory("/home/alice")
+        return temp
     }
 
     @Test func theHomeWriterRefusesHomesThatAreNotHomes() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         let writer = HomeWriter(root: root)
         for home in ["/", "/etc", "/home/..", "relative/alice"] {
             #expect(throws: HomeWriteError.self) {
@@ -32,8 +32,8 @@ import Glibc
     }
 
     @Test func aStateFileThatIsNotARegularFileIsAnError() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         try FileManager.default.createDirectory(
             atPath: root.path("/var/lib/workstation"),
             withIntermediateDirectories: true
@@ -44,8 +44,8 @@ import Glibc
     }
 
     @Test func aPathBehindALinkInAHomeIsBlockedNotAbsent() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         try FileManager.default.createDirectory(atPath: root.path("/outside/bin"), withIntermediateDirectories: true)
         #expect(symlink(root.path("/outside"), root.path("/home/alice/.local")) == 0)
         let st = Observer(root: root, settings: Settings()).homePathState(
@@ -83,10 +83,8 @@ import Glibc
 /// gives, links on the way must stay unfollowed, and a path watched twice keeps its content.
 @Suite struct ParallelObserveTests {
     @Test func observingManyHomesEqualsReadingEachPathAlone() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-observe-\(UUID().uuidString.prefix(8))"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("observe")
+        let dir = temp.path
         let fm = FileManager.default
         var passwd = ""
         var watched: [WatchedPath] = []
@@ -165,12 +163,11 @@ import Glibc
 /// Names observe reads by byte: a name starting with a combining mark, and two homes whose names String takes as
 /// equal (NFC and NFD spellings) but which are two directories on disk.
 @Suite struct ObserveByByteTests {
-    func temporaryRoot() -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-bytes-\(UUID().uuidString.prefix(8))"
-        ).path
-        #expect(mkdir(dir, 0o755) == 0)
-        return dir
+    /// An empty temp root of mode 0755.
+    func temporaryRoot() throws -> TempRoot {
+        let temp = try TempRoot("bytes")
+        #expect(chmod(temp.path, 0o755) == 0)
+        return temp
     }
 
     func put(_ path: String, _ text: String) {
@@ -181,8 +178,8 @@ import Glibc
     }
 
     @Test func theWatchedFileIsReadNotItsNeighbourWithoutTheMark() throws {
-        let dir = temporaryRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try temporaryRoot()
+        let dir = temp.path
         #expect(
             mkdir(dir + "/srv", 0o755) == 0 && mkdir(dir + "/srv/\u{301}d", 0o755) == 0
                 && mkdir(dir + "/srv/d", 0o755) == 0
@@ -197,9 +194,9 @@ import Glibc
 
     /// `/srv//f` (settings accept `//`): the relative part read below the grandparent must not start with '/', or
     /// openat would ignore the directory and read the host's own file, outside the root.
-    @Test func aDoubledSlashBeforeTheLastNameIsReadUnderTheRoot() {
-        let dir = temporaryRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    @Test func aDoubledSlashBeforeTheLastNameIsReadUnderTheRoot() throws {
+        let temp = try temporaryRoot()
+        let dir = temp.path
         #expect(mkdir(dir + "/srv", 0o755) == 0)
         put(dir + "/srv/f", "real")
         let observer = Observer(root: HostRoot(dir), settings: Settings())
@@ -210,9 +207,9 @@ import Glibc
     }
 
     /// In one home, an NFC and an NFD name are two paths (the walk's caches compare bytes).
-    @Test func nfcAndNfdNamesInOneHomeAreTwoPaths() {
-        let dir = temporaryRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    @Test func nfcAndNfdNamesInOneHomeAreTwoPaths() throws {
+        let temp = try temporaryRoot()
+        let dir = temp.path
         #expect(mkdir(dir + "/home", 0o755) == 0 && mkdir(dir + "/home/alice", 0o700) == 0)
         put(dir + "/home/alice/caf\u{E9}", "x")
         let observer = Observer(root: HostRoot(dir), settings: Settings())
@@ -227,9 +224,9 @@ import Glibc
     }
 
     /// Outside homes, an NFC and an NFD grandparent are two open directories.
-    @Test func nfcAndNfdGrandparentsAreTwoDirectories() {
-        let dir = temporaryRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    @Test func nfcAndNfdGrandparentsAreTwoDirectories() throws {
+        let temp = try temporaryRoot()
+        let dir = temp.path
         #expect(mkdir(dir + "/srv", 0o755) == 0)
         for (name, text) in [("caf\u{E9}", "nfc"), ("cafe\u{301}", "nfd")] {
             #expect(mkdir(dir + "/srv/" + name, 0o755) == 0 && mkdir(dir + "/srv/" + name + "/d", 0o755) == 0)
@@ -251,8 +248,8 @@ import Glibc
     @Test func aHomeSpelledInNFDAfterItsNFCTwinIsReadFromItsOwnDirectory() throws {
         let nfc = "/home/ren\u{E9}"
         let nfd = "/home/rene\u{301}"
-        let dir = temporaryRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try temporaryRoot()
+        let dir = temp.path
         #expect(mkdir(dir + "/home", 0o755) == 0 && mkdir(dir + nfc, 0o700) == 0 && mkdir(dir + nfd, 0o700) == 0)
         put(dir + nfd + "/.claude.json", "{}")
         let observer = Observer(root: HostRoot(dir), settings: Settings())
@@ -273,10 +270,8 @@ import Glibc
 /// planner's whole list of watched paths gives, including a home nested in another's and a missing home.
 @Suite struct ObserveWatchedTests {
     @Test func perPersonObservationEqualsObservingTheWholeList() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-watched-\(UUID().uuidString.prefix(8))"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("watched")
+        let dir = temp.path
         let fm = FileManager.default
         var passwd = "root:x:0:0::/root:/bin/bash\n"
         var yaml = "users:\n"

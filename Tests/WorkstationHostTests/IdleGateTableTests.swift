@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -57,17 +58,9 @@ import Glibc
         idle: Bool,
         busy: [String]
     ) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-idle-\(UUID().uuidString.prefix(8))"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        func write(_ rel: String, _ text: String) throws {
-            try FileManager.default.createDirectory(
-                atPath: (dir + rel as NSString).deletingLastPathComponent,
-                withIntermediateDirectories: true
-            )
-            try text.write(toFile: dir + rel, atomically: false, encoding: .utf8)
-        }
+        let temp = try TempRoot("idle")
+        let dir = temp.path
+        func write(_ rel: String, _ text: String) throws { try temp.write(rel, text) }
         if damage == .procIsAFile {
             try write("/proc", "not a directory\n")
         } else {

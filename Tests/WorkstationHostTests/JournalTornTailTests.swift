@@ -1,22 +1,22 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
 @Suite struct JournalTornTailTests {
-    func tempRoot() throws -> String {
-        let p = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-journal-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: p + "/var/lib/workstation", withIntermediateDirectories: true)
-        return p
+    /// A temp root with an empty state directory.
+    func tempRoot() throws -> TempRoot {
+        let temp = try TempRoot("journal")
+        try temp.createDirectory("/var/lib/workstation")
+        return temp
     }
 
     /// A journal cut short by a power loss ends in a fragment; the next run's entries still parse on their own lines.
     @Test func aTornLastLineIsTerminatedBeforeTheNextEntry() throws {
-        let dir = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try tempRoot()
+        let dir = temp.path
         let path = dir + "/var/lib/workstation/journal.jsonl"
         try Data(#"{"change":"account:alice","error":null,"fields":[],"re"#.utf8).write(to: URL(fileURLWithPath: path))
         #expect(Journal.read(try Data(contentsOf: URL(fileURLWithPath: path))).tornTail != nil)
@@ -38,8 +38,8 @@ import WorkstationCore
     }
 
     @Test func wholeJournalReadsEveryEntry() throws {
-        let dir = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try tempRoot()
+        let dir = temp.path
         let journal = try Journal(root: HostRoot(dir), settings: Settings(), run: "r1")
         for i in 0..<3 {
             journal.record(

@@ -1,18 +1,13 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-private func tempDir() throws -> String {
-    let p = FileManager.default.temporaryDirectory.appendingPathComponent("ws-lc-\(UUID().uuidString.prefix(8))").path
-    try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
 
 private func write(_ path: String, _ s: String) throws {
     try FileManager.default.createDirectory(
@@ -24,8 +19,8 @@ private func write(_ path: String, _ s: String) throws {
 
 @Suite struct IdleGateTests {
     @Test func readsProcessesByRealUidAndEstablishedConnectionsToThePort() throws {
-        let dir = try tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("lc")
+        let dir = temp.path
         try write(dir + "/proc/10/status", "Name:\tclaude\nUid:\t1000\t1000\t1000\t1000\n")
         try write(dir + "/proc/10/comm", "claude\n")
         try write(dir + "/proc/11/status", "Name:\tsleep\nUid:\t1000\t0\t0\t0\n")
@@ -69,15 +64,15 @@ private func write(_ path: String, _ s: String) throws {
 
 @Suite struct HomeWriterLifecycleTests {
     /// A root with /home/u owned by the current user (tests run as root: uid 0 owns it, owner 0).
-    func home() throws -> (HomeWriter, String, HomeWriter.Owner) {
-        let dir = try tempDir()
-        try FileManager.default.createDirectory(atPath: dir + "/home/u", withIntermediateDirectories: true)
-        return (HomeWriter(root: HostRoot(dir)), dir, HomeWriter.Owner(uid: Int(getuid()), gid: Int(getgid())))
+    func home() throws -> (HomeWriter, TempRoot, HomeWriter.Owner) {
+        let temp = try TempRoot("lc")
+        try temp.createDirectory("/home/u")
+        return (HomeWriter(root: HostRoot(temp.path)), temp, HomeWriter.Owner(uid: Int(getuid()), gid: Int(getgid())))
     }
 
     @Test func removeEntryUnlinksTheLinkNeverItsTarget() throws {
-        let (w, dir, owner) = try home()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (w, temp, owner) = try home()
+        let dir = temp.path
         try write(dir + "/outside", "keep\n")
         symlink(dir + "/outside", dir + "/home/u/link")
         #expect(try w.removeEntry(home: "/home/u", relative: "link", owner: owner, onlySymlink: false))
@@ -102,8 +97,8 @@ private func write(_ path: String, _ s: String) throws {
     }
 
     @Test func replaceFileKeepsOwnerAndModeAndRefusesALink() throws {
-        let (w, dir, owner) = try home()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (w, temp, owner) = try home()
+        let dir = temp.path
         try write(dir + "/home/u/start.sh", "old\n")
         chmod(dir + "/home/u/start.sh", 0o751)
         try w.replaceFile(home: "/home/u", relative: "start.sh", content: Data("new\n".utf8), owner: owner)
@@ -124,8 +119,8 @@ private func write(_ path: String, _ s: String) throws {
     }
 
     @Test func replaceSymlinkSwapsALinkButNotADirectory() throws {
-        let (w, dir, owner) = try home()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (w, temp, owner) = try home()
+        let dir = temp.path
         symlink("/a", dir + "/home/u/l")
         try w.replaceSymlink(home: "/home/u", relative: "l", target: "/b", owner: owner, linkOwner: owner)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/home/u/l") == "/b")
@@ -159,8 +154,9 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
 }
 
 @Suite(.serialized) struct OffboardingHookTests {
-    func cutReadyHost() throws -> (HostRoot, Inputs, String) {
-        let dir = try tempDir()
+    func cutReadyHost() throws -> (HostRoot, Inputs, TempRoot) {
+        let temp = try TempRoot("lc")
+        let dir = temp.path
         let root = HostRoot(dir)
         try SandboxRoot.seed(root, settings: Settings())
         let full =
@@ -174,12 +170,12 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
         try write(dir + "/roster.yaml", "users:\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n")
         let inputs = try Engine.load(InputPaths(roster: dir + "/roster.yaml", settings: nil), root: root)
         _ = try Engine.apply(inputs, root: root, runner: ProcessRunner())
-        return (root, inputs, dir)
+        return (root, inputs, temp)
     }
 
     @Test func cutCallsTheHookWithTheRecordedIdentityAndRecordsTheMembership() throws {
-        let (root, inputs, dir) = try cutReadyHost()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (root, inputs, temp) = try cutReadyHost()
+        defer { withExtendedLifetime(temp) {} }
         let hook = RecordingGateHook()
         let dry = try Offboarding.run(
             stage: .cut,
@@ -207,8 +203,8 @@ final class RecordingGateHook: GateMembershipHook, @unchecked Sendable {
     }
 
     @Test func aFailingHookLeavesTheCutIncompleteAndARerunKeepsTheFirstBeforeState() throws {
-        let (root, inputs, dir) = try cutReadyHost()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (root, inputs, temp) = try cutReadyHost()
+        defer { withExtendedLifetime(temp) {} }
         let hook = RecordingGateHook()
         hook.failRemoval = true
         let first = try Offboarding.run(

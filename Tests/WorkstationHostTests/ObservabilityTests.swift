@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -264,14 +265,20 @@ import WorkstationCore
         .enabled(if: promtoolRuns, "promtool is not installed here (apt-get install prometheus); CI always runs this")
     )
     func alertRulesPassPromtoolCheckAndTheirUnitTests() throws {
-        let check = try runTool(["promtool", "check", "rules", Self.rulesDirectory + "/workstation.rules.yml"])
-        #expect(check.0 == 0, "\(check.1)")
-        #expect(check.1.contains("SUCCESS: 14 rules found"), "\(check.1)")
-        let tests = try runTool([
-            "promtool", "test", "rules", Self.rulesDirectory + "/workstation.rules.test.yml",
-            Self.rulesDirectory + "/workstation.rules.month.test.yml",
-        ])
-        #expect(tests.0 == 0, "\(tests.1)")
+        let check = try TestProcess.run(
+            "/usr/bin/env",
+            ["promtool", "check", "rules", Self.rulesDirectory + "/workstation.rules.yml"]
+        )
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect((check.stdout + check.stderr).contains("SUCCESS: 14 rules found"), "\(check.stdout)\(check.stderr)")
+        let tests = try TestProcess.run(
+            "/usr/bin/env",
+            [
+                "promtool", "test", "rules", Self.rulesDirectory + "/workstation.rules.test.yml",
+                Self.rulesDirectory + "/workstation.rules.month.test.yml",
+            ]
+        )
+        #expect(tests.status == 0, "\(tests.stdout)\(tests.stderr)")
     }
 
     /// Every workstation_* series an alert reads is one `workstation metrics` writes by default (not only behind

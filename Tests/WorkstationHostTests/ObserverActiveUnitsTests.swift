@@ -1,15 +1,15 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
 @Suite struct ObserverActiveUnitsTests {
     /// systemd's runtime records: an `invocation:<unit>` link per running unit, among other files.
     @Test func activeUnitsAreTheInvocationRecords() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-obs-\(UUID().uuidString.prefix(8))")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("obs")
+        let dir = temp.path
         let units = dir + "/run/systemd/units"
         try FileManager.default.createDirectory(atPath: units, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -66,14 +67,8 @@ import Glibc
         }
     }
 
-    func start(_ args: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        p.arguments = args
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
+    func start(_ args: [String]) throws -> TestProcess {
+        try TestProcess("/usr/bin/setpriv", args, captureOutput: false)
     }
 
     @Test func endsEveryProcessOfTheUidAndNothingElse() throws {
@@ -88,8 +83,8 @@ import Glibc
         ]
         let other = try start(["--reuid=\(uid + 1)", "--regid=\(uid + 1)", "--clear-groups", "/bin/sleep", "303"])
         defer {
-            kill(other.processIdentifier, SIGKILL)
-            other.waitUntilExit()
+            other.signal(SIGKILL)
+            _ = other.wait()
         }
         let procs = ProcReader(root: .system)
         for _ in 0..<200 where procs.processes(ownedBy: uid).count < 5 { usleep(10_000) }
@@ -99,13 +94,10 @@ import Glibc
         let ended = try ProcessReaper(procs: procs).endAll(uid: uid)
         #expect(Set(ended.map(\.pid)) == Set(before.map(\.pid)))
         #expect(procs.processes(ownedBy: uid).isEmpty)
-        for p in mine {
-            p.waitUntilExit()
-            #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGKILL)
-        }
+        for p in mine { #expect(p.wait().signal == SIGKILL) }
         // The other uid's process still runs.
         #expect(other.isRunning)
-        #expect(procs.processes(ownedBy: uid + 1).map(\.pid) == [Int(other.processIdentifier)])
+        #expect(procs.processes(ownedBy: uid + 1).map(\.pid) == [Int(other.pid)])
     }
 
     @Test func rootIsNeverATarget() {

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -10,12 +11,11 @@ import Glibc
 #endif
 
 @Suite(.serialized) struct SetupHostAdapterTests {
-    func tempRoot() throws -> HostRoot {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-acl-\(UUID().uuidString.prefix(8))")
-            .path
-        try FileManager.default.createDirectory(atPath: dir + "/etc", withIntermediateDirectories: true)
-        try Data("root:x:0:\nworkstation:x:990:alice\n".utf8).write(to: URL(fileURLWithPath: dir + "/etc/group"))
-        return HostRoot(dir)
+    /// A temp root holding only an `/etc/group` with the managed group.
+    func tempRoot() throws -> TempRoot {
+        let temp = try TempRoot("acl")
+        try temp.write("/etc/group", "root:x:0:\nworkstation:x:990:alice\n")
+        return temp
     }
 
     func acl(_ path: String) -> [ACLEntry] {
@@ -23,8 +23,8 @@ import Glibc
     }
 
     @Test func grantOnAPlainDirectoryAddsOnlyTheGroupEntry() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         try FileManager.default.createDirectory(atPath: root.path("/home/carol"), withIntermediateDirectories: true)
         chmod(root.path("/home/carol"), 0o700)
         try ACLAdapter(root: root, runner: ProcessRunner()).grant(
@@ -41,13 +41,13 @@ import Glibc
     }
 
     @Test func grantOnAnExtendedACLWidensTheMaskByExactlyTheGrantedBits() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         let dir = root.path("/srv/base")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o750)
         // A named user with rwx, held to r-- by the mask: a recomputed mask would hand them rwx.
-        #expect(try ProcessRunner().run(["setfacl", "-n", "-m", "u:4242:rwx,m::r--", dir]).status == 0)
+        #expect(try TestProcess.run("/usr/bin/setfacl", ["-n", "-m", "u:4242:rwx,m::r--", dir]).status == 0)
         let runner = RecordingRunner(passThrough: ["setfacl"])
         try ACLAdapter(root: root, runner: runner).grant(path: "/srv/base", group: "workstation", perms: "--x")
         let entries = acl(dir)
@@ -58,8 +58,8 @@ import Glibc
     }
 
     @Test func aComponentSwappedForALinkIsRefusedBeforeSetfaclRuns() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         try FileManager.default.createDirectory(
             atPath: root.path("/elsewhere/.claude"),
             withIntermediateDirectories: true
@@ -118,8 +118,8 @@ import Glibc
     }
 
     @Test func theResolverFollowsLinksAndReadsACLs() throws {
-        let root = try tempRoot()
-        defer { try? FileManager.default.removeItem(atPath: root.directory) }
+        let temp = try tempRoot()
+        let root = HostRoot(temp.path)
         try FileManager.default.createDirectory(
             atPath: root.path("/home/carol/dotfiles/skills"),
             withIntermediateDirectories: true
@@ -153,20 +153,18 @@ import Glibc
 
     /// The shipped units pass `systemd-analyze verify` (with the binary pointed at /bin/true, which exists here).
     @Test func reconcileUnitsVerify() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ws-units-\(UUID().uuidString.prefix(8))"
-        ).path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("units")
+        let dir = temp.path
         try Data(ReconcileUnits.service(binary: "/bin/true").utf8).write(
             to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.serviceName)
         )
         try Data(ReconcileUnits.timer(interval: "15min").utf8).write(
             to: URL(fileURLWithPath: dir + "/" + ReconcileUnits.timerName)
         )
-        let r = try ProcessRunner().run([
-            "systemd-analyze", "verify", dir + "/" + ReconcileUnits.timerName, dir + "/" + ReconcileUnits.serviceName,
-        ])
+        let r = try TestProcess.run(
+            "/usr/bin/env",
+            ["systemd-analyze", "verify", dir + "/" + ReconcileUnits.timerName, dir + "/" + ReconcileUnits.serviceName]
+        )
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stderr.contains("Unknown key"), "\(r.stderr)")
     }

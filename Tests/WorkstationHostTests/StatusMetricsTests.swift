@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
 
@@ -101,7 +102,7 @@ import WorkstationCore
 
     /// Validates the exposition with the real `promtool check metrics`, which reads it on stdin.
     func promtool(_ text: String) throws -> (Int32, String) {
-        let r = try ProcessRunner().run(["promtool", "check", "metrics"], environment: [:], stdin: Data(text.utf8))
+        let r = try TestProcess.run("/usr/bin/env", ["promtool", "check", "metrics"], input: .bytes(Data(text.utf8)))
         return (r.status, r.stdout + r.stderr)
     }
 
@@ -186,17 +187,10 @@ import WorkstationCore
 
 @Suite struct ProcReaderTests {
     @Test func unitStateFromUnifiedAndHybridCgroupTrees() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-cg-\(UUID().uuidString.prefix(8))")
-            .path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temp = try TempRoot("cg")
+        let dir = temp.path
         let reader = ProcReader(root: HostRoot(dir))
-        func write(_ rel: String, _ text: String) throws {
-            try FileManager.default.createDirectory(
-                atPath: ((dir + rel) as NSString).deletingLastPathComponent,
-                withIntermediateDirectories: true
-            )
-            try Data(text.utf8).write(to: URL(fileURLWithPath: dir + rel))
-        }
+        func write(_ rel: String, _ text: String) throws { try temp.write(rel, text) }
         #expect(reader.unitActive("t3-serve@alice.service", uid: 1001) == nil)  // no cgroup v2 tree: unknown
         // Hybrid layout: the v2 tree lives under /sys/fs/cgroup/unified.
         try write("/sys/fs/cgroup/unified/cgroup.controllers", "")

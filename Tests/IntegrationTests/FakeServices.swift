@@ -1,120 +1,18 @@
 import Foundation
-import NIOCore
-import NIOHTTP1
-import NIOPosix
 import NIOSSL
+import WorkstationTestSupport
 
-/// One request as the test server received it.
-struct RecordedRequest: Sendable {
-    var method: String
-    var path: String
-    var query: [String: String]
-    var headers: [String: String]
-    var body: Data
-}
-
-/// A real HTTP/1.1 server on 127.0.0.1 with an ephemeral port, on its own NIO event loop (never the Swift
-/// concurrency pool, so tests that block on a client cannot starve it). Records every request.
-final class TestHTTPServer: @unchecked Sendable {
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private var channel: Channel!
-    private let lock = NSLock()
-    private var recorded: [RecordedRequest] = []
-    private let respond: @Sendable (RecordedRequest) -> (Int, Data)
-    private(set) var port = 0
-
-    /// True when the server speaks TLS (`https://`).
-    let isTLS: Bool
-
-    /// - Parameter tls: serve `https://` with this context (a certificate made by the test); nil: plain HTTP.
-    init(tls: NIOSSLContext? = nil, _ respond: @escaping @Sendable (RecordedRequest) -> (Int, Data)) throws {
-        self.respond = respond
-        self.isTLS = tls != nil
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [unowned self] ch in
-                let secured: EventLoopFuture<Void> =
-                    tls.map { ctx in
-                        ch.eventLoop.makeCompletedFuture {
-                            try ch.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ctx))
-                        }
-                    } ?? ch.eventLoop.makeSucceededVoidFuture()
-                return secured.flatMap { ch.pipeline.configureHTTPServerPipeline() }.flatMap {
-                    ch.pipeline.addHandler(Handler(server: self))
-                }
-            }
-        channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
-        port = channel.localAddress!.port!
-    }
-
-    deinit {
-        try? channel?.close().wait()
-        try? group.syncShutdownGracefully()
-    }
-
-    var url: String { "\(isTLS ? "https" : "http")://127.0.0.1:\(port)" }
-    var requests: [RecordedRequest] { lock.withLock { recorded } }
-    /// Requests that could change something on the server (anything but GET).
-    var mutating: [RecordedRequest] { requests.filter { $0.method != "GET" } }
-
-    fileprivate func handle(_ r: RecordedRequest) -> (Int, Data) {
-        lock.withLock { recorded.append(r) }
-        return respond(r)
-    }
-
-    private final class Handler: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        // Weak: a connection must not keep the server alive, or its deinit (which waits on the event loop) could
-        // run on the event loop itself when the last connection goes away.
-        weak var server: TestHTTPServer?
-        var head: HTTPRequestHead?
-        var body = Data()
-        init(server: TestHTTPServer) { self.server = server }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let h):
-                head = h
-                body = Data()
-            case .body(var buf):
-                body.append(contentsOf: buf.readBytes(length: buf.readableBytes) ?? [])
-            case .end:
-                guard let head else { return }
-                let comps = URLComponents(string: head.uri)
-                var query: [String: String] = [:]
-                for item in comps?.queryItems ?? [] { query[item.name] = item.value ?? "" }
-                var headers: [String: String] = [:]
-                for (k, v) in head.headers { headers[k.lowercased()] = v }
-                let req = RecordedRequest(
-                    method: head.method.rawValue,
-                    path: comps?.percentEncodedPath.removingPercentEncoding ?? head.uri,
-                    query: query,
-                    headers: headers,
-                    body: body
-                )
-                let (status, data) = server?.handle(req) ?? (503, Data())
-                var h = HTTPHeaders()
-                h.add(name: "Content-Length", value: String(data.count))
-                if !data.isEmpty { h.add(name: "Content-Type", value: "application/json") }
-                context.write(
-                    wrapOutboundOut(
-                        .head(
-                            HTTPResponseHead(
-                                version: head.version,
-                                status: HTTPResponseStatus(statusCode: status),
-                                headers: h
-                            )
-                        )
-                    ),
-                    promise: nil
-                )
-                if !data.isEmpty {
-                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: data)))), promise: nil)
-                }
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-                self.head = nil
-            }
+extension TestHTTPServer {
+    /// A JSON API server: `respond` gives the status and body of each answer (`Content-Type: application/json`
+    /// when there is a body).
+    convenience init(tls: NIOSSLContext? = nil, _ respond: @escaping @Sendable (TestRequest) -> (Int, Data)) throws {
+        try self.init(tls: tls) { request in
+            let (status, body) = respond(request)
+            return TestResponse(
+                status: status,
+                headers: body.isEmpty ? [] : [("Content-Type", "application/json")],
+                body: body
+            )
         }
     }
 }
@@ -158,7 +56,7 @@ final class FakeAuthentik: @unchecked Sendable {
         lock.withLock { (groups.first { $0.name == group }?.members ?? []).compactMap { users[$0] }.sorted() }
     }
 
-    private func page(_ all: [[String: Any]], _ r: RecordedRequest) -> (Int, Data) {
+    private func page(_ all: [[String: Any]], _ r: TestRequest) -> (Int, Data) {
         let size = min(Int(r.query["page_size"] ?? "") ?? 100, serverPageSize)
         let page = max(1, Int(r.query["page"] ?? "") ?? 1)
         let start = (page - 1) * size
@@ -177,7 +75,7 @@ final class FakeAuthentik: @unchecked Sendable {
         )
     }
 
-    private func answer(_ r: RecordedRequest) -> (Int, Data) {
+    private func answer(_ r: TestRequest) -> (Int, Data) {
         if let f = failEverything { return (f, json(["detail": "server error"])) }
         guard r.headers["authorization"] == "Bearer \(token)" else {
             if echoPresentedToken {
@@ -260,7 +158,7 @@ final class FakeVault: @unchecked Sendable {
     }
     var url: String { server.url }
 
-    private func answer(_ r: RecordedRequest) -> (Int, Data) {
+    private func answer(_ r: TestRequest) -> (Int, Data) {
         guard r.headers["x-vault-token"] == token else {
             if echoPresentedToken {
                 return (403, json(["errors": ["permission denied for token \(r.headers["x-vault-token"] ?? "")"]]))
