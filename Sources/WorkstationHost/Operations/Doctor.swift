@@ -193,7 +193,7 @@ public struct Doctor: Sendable {
                 Finding(
                     "headcount",
                     .ok,
-                    "\(ledger.lines.count) non-admin people, max_active_users \(c.maxActiveUsers)"
+                    "\(ledger.headcount) non-admin people\(ledger.workspaces.isEmpty ? "" : " (\(ledger.workspaces.count) on kubernetes)"), max_active_users \(c.maxActiveUsers)"
                 )
             )
         } else {
@@ -201,7 +201,7 @@ public struct Doctor: Sendable {
                 Finding(
                     "headcount",
                     .fail,
-                    "the roster holds \(ledger.lines.count) non-admin people, over max_active_users \(c.maxActiveUsers)",
+                    "the roster holds \(ledger.headcount) non-admin people\(ledger.workspaces.isEmpty ? "" : " (\(ledger.workspaces.count) on kubernetes)"), over max_active_users \(c.maxActiveUsers)",
                     fix:
                         "offboard someone (workstation offboard NAME --stage cut) or raise capacity.max_active_users once the host can carry them"
                 )
@@ -678,7 +678,8 @@ public struct Doctor: Sendable {
         func who(_ uid: Int) -> String { names[uid].map { "\($0) (uid \(uid))" } ?? "uid \(uid)" }
         var reported = Set<Int>()
         if let data = root.read(inputs.settings.derived.dispatch), let map = try? DispatchMap.decode(data) {
-            for name in map.users.keys.sorted() {
+            // A workspace's port is its Service's in the cluster, not one on this host.
+            for name in map.users.keys.sorted() where map.users[name]!.host == nil {
                 let u = map.users[name]!
                 var ports = u.ports.map { (port: $0.value, instance: "\($0.key)\(u.osUser).service") }.sorted {
                     $0.port < $1.port
