@@ -53,6 +53,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -67,7 +68,10 @@ let package = Package(
             ],
             resources: [.embedInCode("VERSION")]
         ),
-        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore"]),
+        .testTarget(
+            name: "WorkstationCoreTests",
+            dependencies: ["WorkstationCore", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(name: "WorkstationHostTests", dependencies: ["WorkstationCore", "WorkstationHost"]),
         // Authentik, Kubernetes and Vault against real HTTP servers on 127.0.0.1 started by the tests.
         .testTarget(
@@ -90,6 +94,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),

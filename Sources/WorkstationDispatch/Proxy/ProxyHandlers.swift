@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import WorkstationCore
 
 /// Everything the per-connection handlers share. Thread-safe.
@@ -20,6 +21,8 @@ final class DispatchShared: Sendable {
     let verifier: TokenVerifier?
     /// os_user -> uid, for the check of each upstream connection's acceptor.
     let accounts: AccountIDs
+    /// The TLS client for workspace routes with a `tls_name` (`dispatch.workspace_tls`).
+    let workspaceTLS: WorkspaceTLSClient?
 
     init(
         config: DispatchConfig,
@@ -36,6 +39,7 @@ final class DispatchShared: Sendable {
         self.frontProxyUIDs = frontProxyUIDs
         self.verifier = verifier
         self.accounts = accounts
+        self.workspaceTLS = config.workspaceTLS.map { WorkspaceTLSClient(settings: $0) }
         self.config = config
         self.pools = pools
         self.trusted = TrustedPeers(config)
@@ -285,7 +289,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .refuse(let status, let reason):
             shared.logger.notice("refused", metadata: ["status": "\(status)", "reason": .string(reason)])
             refuse(context: context, version: head.version, method: head.method, status: .init(statusCode: status))
-        case .route(let user, let osUser, let port):
+        case .route(let user, let osUser, let port, let workspace):
             guard shared.active.acquire(user) else {
                 shared.logger.notice(
                     "refused",
@@ -308,14 +312,17 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 webSocket: webSocket
             )
             state = .proxying(exchange)
-            if let up = upstream, up.port == port, up.user == user, up.usable {
+            if let up = upstream, up.port == port, up.user == user, up.workspace == workspace, up.usable {
                 up.sendHead(outHead, exchange: exchange)
             } else {
                 if let old = upstream {
                     upstream = nil
                     release(old)
                 }
-                if let up = pool?.take(user: user, port: port) {
+                // A pooled connection goes to the same target only (a person moved between placements keeps none).
+                let pooled = pool?.take(user: user, port: port)
+                if let pooled, pooled.workspace != workspace { pooled.closeQuietly() }
+                if let up = pooled, up.workspace == workspace {
                     up.attach(self)
                     upstream = up
                     up.sendHead(outHead, exchange: exchange)
@@ -325,6 +332,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         user: user,
                         osUser: osUser,
                         port: port,
+                        workspace: workspace,
                         eventLoop: context.eventLoop
                     )
                     upstream = up
@@ -516,6 +524,14 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Logs a workspace whose certificate was refused (the client then gets 502 from `upstreamFailed`).
+    func logUpstreamRefused(user: String, host: String, reason: String) {
+        shared.logger.error(
+            "upstream refused",
+            metadata: ["user": .string(user), "host": .string(host), "reason": .string(reason)]
+        )
+    }
+
     /// The upstream closed or could not be reached.
     func upstreamFailed(_ up: UpstreamHandler, connectError: Error?) {
         guard up === upstream else { return }
@@ -530,6 +546,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 user: ex.user,
                 osUser: up.osUser,
                 port: ex.port,
+                workspace: up.workspace,
                 eventLoop: context.eventLoop
             )
             upstream = fresh
@@ -705,6 +722,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The account that must own the socket accepting this connection.
     let osUser: String
     let port: Int
+    /// Set for a kubernetes-placed person: the connection goes to this Service (TLS when it has a name) instead of
+    /// `127.0.0.1:port`, and the certificate check replaces the socket-owner check.
+    let workspace: WorkspaceTarget?
+    /// Why TLS to the workspace failed (certificate refused), reported as the connection's failure.
+    private var tlsFailure: Error?
     private let eventLoop: EventLoop
     private var client: ClientHandler?
     private(set) var channel: Channel?
@@ -722,11 +744,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var idleSince: NIODeadline?
     private weak var pool: UpstreamPool?
 
-    init(client: ClientHandler, user: String, osUser: String, port: Int, eventLoop: EventLoop) {
+    init(
+        client: ClientHandler,
+        user: String,
+        osUser: String,
+        port: Int,
+        workspace: WorkspaceTarget? = nil,
+        eventLoop: EventLoop
+    ) {
         self.client = client
         self.user = user
         self.osUser = osUser
         self.port = port
+        self.workspace = workspace
         self.eventLoop = eventLoop
     }
 
@@ -759,16 +789,44 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func connect(shared: DispatchShared) {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        // A workspace with a certificate name: TLS first, which sends no byte of the request before the
+        // workspace's certificate chains to workspace_tls.ca_file and names it (WorkspaceUpstream.swift).
+        var tls: NIOSSLClientHandler?
+        if let name = workspace?.tlsName {
+            do {
+                guard let client = shared.workspaceTLS else {
+                    throw WorkspaceTLSError(
+                        description:
+                            "\(name) needs TLS, but dispatch.workspace_tls is not configured; set ca_file, cert_file and key_file"
+                    )
+                }
+                tls = try client.handler(serverName: name)
+            } catch {
+                shared.logger.error(
+                    "upstream refused",
+                    metadata: ["user": .string(user), "host": .string(workspace?.host ?? ""), "reason": "\(error)"]
+                )
+                connecting = false
+                closed = true
+                pending.removeAll()
+                let c = client
+                client = nil
+                eventLoop.assumeIsolated().execute { c?.upstreamFailed(self, connectError: error) }
+                return
+            }
+        }
+        let sslHandler = tls.map { NIOLoopBound($0, eventLoop: eventLoop) }
         ClientBootstrap(group: eventLoop)
             // TCP_NODELAY is a TCP-level option (tcp(7)); as a socket-level option it would be SO_DEBUG.
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslHandler { try channel.pipeline.syncOperations.addHandler(sslHandler.value) }
                     try channel.pipeline.syncOperations.addHandler(bound.value)
                 }
             }
-            .connect(host: "127.0.0.1", port: port)
+            .connect(host: workspace?.host ?? "127.0.0.1", port: port)
             .assumeIsolated()
             .whenComplete { result in
                 let me = bound.value
@@ -804,7 +862,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         var problem: String?
-        if shared.config.verifyUpstreamOwner {
+        // A workspace has no account on this host: its certificate is the check (above), or with tls none,
+        // the NetworkPolicy alone (docs/scale-out.md).
+        if shared.config.verifyUpstreamOwner, workspace == nil {
             if let expected = shared.accounts.uid(of: osUser) {
                 let owner = channel.localAddress?.port.flatMap {
                     SocketOwners.acceptorUID(serverPort: port, clientPort: $0, procNet: shared.config.procNet)
@@ -957,11 +1017,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         client = nil
         pool?.remove(self)
         pool = nil
-        c?.upstreamFailed(self, connectError: nil)
+        c?.upstreamFailed(self, connectError: tlsFailure)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let w = workspace, w.tlsName != nil,
+            error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError,
+            tlsFailure == nil
+        {
+            // A refused certificate (another name, another CA) or a failed handshake: 502, never retried.
+            tlsFailure = error
+            client?.logUpstreamRefused(user: user, host: w.host, reason: "TLS with \(w.tlsName ?? ""): \(error)")
+        }
         context.close(promise: nil)
     }
 
