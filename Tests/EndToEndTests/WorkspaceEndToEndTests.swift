@@ -51,7 +51,11 @@ import Testing
         let lines = (r.stdout + r.stderr).split(separator: "\n")
         #expect(r.status == 0, "\(what): kubernetes-validate exited \(r.status)\n\(r.stdout)\(r.stderr)")
         #expect(!lines.contains { $0.hasPrefix("ERROR") || $0.hasPrefix("WARN") }, "\(what):\n\(r.stdout)\(r.stderr)")
-        #expect(lines.filter { $0.hasPrefix("INFO") && $0.contains("passed") }.count >= 7, "\(what): \(r.stdout)")
+        let objects = yaml.split(separator: "\n").filter { $0 == "---" }.count
+        #expect(
+            lines.filter { $0.hasPrefix("INFO") && $0.contains("passed") }.count == objects,
+            "\(what): \(objects) objects, \(r.stdout)"
+        )
     }
 
     func args(
@@ -179,5 +183,94 @@ import Testing
             #expect(r.stderr.contains(expected), "\(c.name), \(cmd): \(r.stderr)")
         }
         #expect(root.snapshot() == before, "\(c.name): the root changed")
+    }
+
+    /// A roster file under the root: the scale-out roster with `edit` applied to its lines.
+    func roster(_ root: TempRoot, _ name: String, _ edit: (String) -> String?) throws -> String {
+        let path = root.file("/\(name).yaml")
+        try String(contentsOfFile: Self.roster, encoding: .utf8).split(
+            separator: "\n",
+            omittingEmptySubsequences: false
+        )
+        .compactMap { edit(String($0)) }.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A workspace's stages in order, each recorded and journaled; the claim is deleted only with --confirm.
+    @Test func aDepartedWorkspaceIsOffboardedStageByStage() throws {
+        let root = try TempRoot()
+        #expect(try CLI.run(args(["apply"], root) + ["--init-root"]).status == 0)
+        let without = try roster(root, "without-erin") { $0.hasPrefix("  erin:") ? nil : $0 }
+        #expect(try CLI.run(args(["apply"], root, roster: without)).status == 0)
+        func offboard(_ extra: String...) throws -> CLIResult {
+            try CLI.run(args(["offboard", "erin"] + extra, root, roster: without))
+        }
+        let early = try offboard("--stage", "revoke")
+        #expect(early.status == 3 && early.stderr.contains("stage revoke needs stage cut first"), "\(early.stderr)")
+        #expect(try offboard("--stage", "cut").status == 0)
+        let revoke = try offboard("--stage", "revoke")
+        #expect(revoke.status == 0, "\(revoke.stderr)")
+        #expect(revoke.stdout.contains("kubectl -n workstation delete serviceaccount workspace-erin"))
+        #expect(revoke.stdout.contains("delete secret workspace-erin workspace-erin-tls"))
+        #expect(revoke.stdout.contains("kubectl delete rolebindings,clusterrolebindings --all-namespaces -l"))
+        let archive = try offboard("--stage", "archive")
+        #expect(archive.status == 0, "\(archive.stderr)")
+        #expect(archive.stdout.contains("the claim workstation/workspace-erin-home is kept"))
+        var render = try CLI.run(args(["render", "workspaces"], root, roster: without))
+        #expect(render.stdout.components(separatedBy: "workstation/os-user: \"erin\"").count == 2)
+        #expect(render.stdout.contains("workstation/stage: \"archived\"") && !render.stdout.contains("StatefulSet"))
+        try validate(render.stdout, "an archived workspace")
+        let wrong = try offboard("--stage", "archive", "--confirm", "erin2")
+        #expect(wrong.status == 3, "\(wrong.stderr)")
+        let release = try offboard("--stage", "archive", "--confirm", "erin")
+        #expect(release.status == 0, "\(release.stderr)")
+        #expect(release.stdout.contains("kubectl -n workstation delete persistentvolumeclaim workspace-erin-home"))
+        render = try CLI.run(args(["render", "workspaces"], root, roster: without))
+        #expect(!render.stdout.contains("workstation/os-user: \"erin\""))
+        let again = try offboard("--stage", "archive", "--confirm", "erin")
+        #expect(again.status == 0 && again.stdout.contains("nothing to do"), "\(again.stdout)\n\(again.stderr)")
+        let journal = root.read("/var/lib/workstation/journal.jsonl") ?? ""
+        for id in ["cut", "revoke", "archive", "archive:claim"] {
+            #expect(journal.contains("\"change\":\"offboard-workspace:erin:\(id)\""), "\(id)")
+        }
+        #expect(try CLI.run(args(["plan", "--detailed-exitcode"], root, roster: without)).status == 0)
+    }
+
+    /// Moving alice from the host to Kubernetes: her route moves at once, her host side is offboarded through
+    /// the host stages (keeping her gate membership), and --placement says which side when both wait.
+    @Test func movingToKubernetesOffboardsTheHostSide() throws {
+        let root = try TempRoot()
+        #expect(try CLI.run(args(["apply"], root) + ["--init-root"]).status == 0)
+        let uid = try #require(
+            root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2]
+        )
+        let moved = try roster(root, "moved") {
+            $0.hasPrefix("  alice:")
+                ? $0.replacingOccurrences(of: " }", with: ", placement: kubernetes, uid: \(uid) }") : $0
+        }
+        let plan = try CLI.run(args(["plan"], root, roster: moved))
+        #expect(plan.stdout.contains("alice is placed on kubernetes now: offboard their host side pending"))
+        #expect(plan.stdout.contains("run: workstation offboard alice --stage cut --placement host"))
+        #expect(try CLI.run(args(["apply"], root, roster: moved)).status == 0)
+        #expect(root.read("/etc/t3-serve/dispatch.json")?.contains("workspace-alice.workstation.svc") == true)
+        let wrongSide = try CLI.run(
+            args(["offboard", "alice", "--stage", "cut", "--placement", "kubernetes"], root, roster: moved)
+        )
+        #expect(wrongSide.status == 3 && wrongSide.stderr.contains("placed on kubernetes"), "\(wrongSide.stderr)")
+        let cut = try CLI.run(args(["offboard", "alice", "--stage", "cut"], root, roster: moved))
+        #expect(cut.status == 0, "\(cut.stdout)\n\(cut.stderr)")
+        #expect(cut.stdout.contains("alice is placed on kubernetes now: their IdP gate membership stays"))
+        #expect(
+            root.read("/etc/shadow")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.contains(":1:") == true
+        )
+        // Then she leaves: both her host side and her workspace wait, and offboard asks which.
+        let gone = try roster(root, "gone") { $0.hasPrefix("  alice:") ? nil : $0 }
+        #expect(try CLI.run(args(["apply"], root, roster: gone)).status == 0)
+        let ambiguous = try CLI.run(args(["offboard", "alice", "--stage", "revoke"], root, roster: gone))
+        #expect(ambiguous.status == 3 && ambiguous.stderr.contains("--placement host or --placement kubernetes"))
+        let ws = try CLI.run(
+            args(["offboard", "alice", "--stage", "cut", "--placement", "kubernetes"], root, roster: gone)
+        )
+        #expect(ws.status == 0, "\(ws.stdout)\n\(ws.stderr)")
     }
 }

@@ -70,6 +70,7 @@ final class WorkspaceCerts {
             usage: "serverAuth"
         )
         steps += try leaf("dispatch", cn: "workstation-dispatch", san: nil, ca: "workspaces-ca", usage: "clientAuth")
+        steps += try leaf("rogue-dispatch", cn: "workstation-dispatch", san: nil, ca: "rogue-ca", usage: "clientAuth")
         for args in steps {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
@@ -120,7 +121,8 @@ final class WorkspaceUpstream: Sendable {
         self.requests = requests
     }
 
-    static func start(name: String, tls: NIOSSLContext?) async throws -> WorkspaceUpstream {
+    /// - Parameter close: answer with `Connection: close` and close, so every request opens a new connection.
+    static func start(name: String, tls: NIOSSLContext?, close: Bool = false) async throws -> WorkspaceUpstream {
         let requests = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -128,7 +130,9 @@ final class WorkspaceUpstream: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Answer(name: name, requests: requests))
+                    try channel.pipeline.syncOperations.addHandler(
+                        Answer(name: name, requests: requests, close: close)
+                    )
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -142,10 +146,12 @@ final class WorkspaceUpstream: Sendable {
         typealias OutboundOut = HTTPServerResponsePart
         let name: String
         let requests: NIOLockedValueBox<Int>
+        let close: Bool
         var user = ""
-        init(name: String, requests: NIOLockedValueBox<Int>) {
+        init(name: String, requests: NIOLockedValueBox<Int>, close: Bool) {
             self.name = name
             self.requests = requests
+            self.close = close
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -157,6 +163,7 @@ final class WorkspaceUpstream: Sendable {
                 let body = "name=\(name) user=\(user)"
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Length", value: String(body.utf8.count))
+                if close { headers.add(name: "Connection", value: "close") }
                 context.write(
                     wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
                     promise: nil
@@ -165,7 +172,10 @@ final class WorkspaceUpstream: Sendable {
                     wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
                     promise: nil
                 )
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                let closing = close
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                    if closing { context.close(promise: nil) }
+                }
             }
         }
     }
@@ -357,5 +367,48 @@ final class WorkspaceUpstream: Sendable {
             localAddresses: []
         )
         #expect(ok?.workspaceTLS == WorkspaceTLSSettings(caFile: "/a.pem", certFile: "/c.pem", keyFile: "/k.pem"))
+    }
+
+    /// A rotated client certificate is used from the next new connection on, without a restart: replaced by one
+    /// from another CA the workspace refuses it (502), put back it works again.
+    @Test func theClientCertificateIsReReadWhenItChanges() async throws {
+        let certs = try WorkspaceCerts()
+        let upstream = try await WorkspaceUpstream.start(
+            name: "alice-workspace",
+            tls: try certs.serverContext("alice"),
+            close: true
+        )
+        let map = try MapDir()
+        try writeRoute(map, port: upstream.port, tlsName: "workspace-alice.workstation.svc")
+        let live = WorkspaceTLSSettings(
+            caFile: certs.path("workspaces-ca.pem"),
+            certFile: map.dir + "/client.pem",
+            keyFile: map.dir + "/client.key"
+        )
+        func install(_ name: String) throws {
+            for (from, to) in [("\(name).pem", live.certFile), ("\(name).key", live.keyFile)] {
+                let tmp = to + ".new"
+                try Data(contentsOf: URL(fileURLWithPath: certs.path(from))).write(to: URL(fileURLWithPath: tmp))
+                guard rename(tmp, to) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            }
+        }
+        try install("dispatch")
+        let server = try await startDispatcher(map: map) { $0.workspaceTLS = live }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var statuses: [Int] = []
+        do {
+            statuses.append(try await send(client, server, headers: identity("alice")).status)
+            try install("rogue-dispatch")
+            statuses.append(try await send(client, server, headers: identity("alice")).status)
+            try install("dispatch")
+            statuses.append(try await send(client, server, headers: identity("alice")).status)
+        } catch {
+            Issue.record("\(error)")
+        }
+        try? await client.shutdown()
+        await server.shutdown()
+        await upstream.stop()
+        map.remove()
+        #expect(statuses == [200, 502, 200])
     }
 }
