@@ -273,4 +273,28 @@ import Testing
         )
         #expect(ws.status == 0, "\(ws.stdout)\n\(ws.stderr)")
     }
+
+    /// validate refuses mutual TLS to the workspaces when the dispatcher has no client side for it, at the line of
+    /// workspaces.tls; cutover (an account here onto the new model) refuses a kubernetes-placed person.
+    @Test func validateAndCutoverKnowThePlacement() throws {
+        let root = try TempRoot()
+        #expect(try CLI.run(args(["apply"], root) + ["--init-root"]).status == 0)
+        let settings = try String(contentsOfFile: Self.settings, encoding: .utf8)
+        var lines = settings.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let start = try #require(lines.firstIndex(of: "dispatch:"))
+        lines.removeSubrange(start...(start + 4))
+        try root.write("/cfg/workstation.yaml", lines.joined(separator: "\n"))
+        let tlsLine = try #require(lines.firstIndex { $0.hasPrefix("  tls: {mode: mutual") }) + 1
+        let r = try CLI.run(args(["validate"], root, settings: root.file("/cfg/workstation.yaml")))
+        #expect(r.status == 1)
+        #expect(
+            r.stderr.contains(
+                "\(root.file("/cfg/workstation.yaml")):\(tlsLine):8: error: workspaces.tls.mode is mutual, but dispatch.workspace_tls is not set"
+            ),
+            "\(r.stderr)"
+        )
+        #expect(try CLI.run(args(["validate"], root)).status == 0)
+        let cutover = try CLI.run(args(["cutover", "erin"], root))
+        #expect(cutover.status == 1 && cutover.stderr.contains("'erin' is not a provisioned user on this host"))
+    }
 }
