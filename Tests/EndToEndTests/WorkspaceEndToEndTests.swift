@@ -295,6 +295,9 @@ import Testing
         )
         #expect(try CLI.run(args(["validate"], root)).status == 0)
         let cutover = try CLI.run(args(["cutover", "erin"], root))
-        #expect(cutover.status == 1 && cutover.stderr.contains("'erin' is not a provisioned user in the roster placed on this host"))
+        #expect(
+            cutover.status == 1
+                && cutover.stderr.contains("'erin' is not a provisioned user in the roster placed on this host")
+        )
     }
 }
