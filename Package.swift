@@ -53,6 +53,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -85,7 +86,10 @@ let package = Package(
             ],
             path: "Tests/WorkstationTestSupport"
         ),
-        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore", "WorkstationTestSupport"]),
+        .testTarget(
+            name: "WorkstationCoreTests",
+            dependencies: ["WorkstationCore", "WorkstationTestSupport", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(
             name: "WorkstationHostTests",
             dependencies: ["WorkstationCore", "WorkstationHost", "WorkstationTestSupport"]
@@ -112,6 +116,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),

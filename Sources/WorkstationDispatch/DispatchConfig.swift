@@ -138,6 +138,7 @@ public struct JWTSettings: Sendable, Hashable {
 ///   dispatch_file: /etc/t3-serve/dispatch.json
 ///   ttyd_user_map: /etc/ttyd-user-map
 ///   reload_interval_seconds: 1          # how often dispatch.json and the JWKS are checked without requests
+///   workspace_tls: {ca_file: ..., cert_file: ..., key_file: ...}   # mutual TLS to Kubernetes workspaces
 /// ```
 /// Every key has a default; the section itself is optional. A deployment in which a local account could act as
 /// another person is refused: a TCP listener in `peer` mode, `jwt` mode without its section, or a trusted address
@@ -167,6 +168,9 @@ public struct DispatchConfig: Sendable, Hashable {
     public var verifyUpstreamOwner = true
     /// Where the socket tables are read (`/proc/self/net`, readable under `ProcSubset=pid`); tests point it at fixtures.
     public var procNet = "/proc/self/net"
+    /// The client side of the workspaces' mutual TLS (`workspace_tls`, WorkspaceUpstream.swift); nil: an entry
+    /// with a `tls_name` gets 502.
+    public var workspaceTLS: WorkspaceTLSSettings?
 
     public init() {}
 
@@ -174,6 +178,7 @@ public struct DispatchConfig: Sendable, Hashable {
     public static let keys = [
         "identity", "listen", "metrics_listen", "front_proxy_users", "jwt", "trusted_proxies", "gate_group",
         "max_active_users", "dispatch_file", "ttyd_user_map", "reload_interval_seconds",
+        "workspace_tls",
     ]
 
     /// True when `address` (a connected TCP peer) may send requests in `jwt` mode (`trustedProxies`, if any).
@@ -410,6 +415,7 @@ public struct DispatchConfig: Sendable, Hashable {
         {
             config.reloadIntervalSeconds = n
         }
+        if let v = reader["workspace_tls"] { config.workspaceTLS = WorkspaceTLSSettings.parse(v, diags) }
         if diags.isEmpty {
             for problem in config.securityProblems(localAddresses: localAddresses) {
                 let at = reader[problem.key]?.location ?? (problem.key == "listen" ? reader.location : reader.location)

@@ -367,7 +367,13 @@ public enum Engine {
         }
         // Verify by observing again, unless nothing ran: then, under the lock, the first plan is the verification.
         let verification = plan.isEmpty ? plan : try Engine.plan(inputs, root: root, clients: clients).0
-        LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification)
+        LifecycleState.afterApply(&state, roster: inputs.roster, verification: verification, settings: inputs.settings)
+        LifecycleState.recordWorkspaces(
+            &state,
+            roster: inputs.roster,
+            settings: inputs.settings,
+            now: Date().timeIntervalSince1970.rounded()
+        )
         if report.failed.isEmpty && verification.isEmpty {
             state.lastSuccessfulApply = Date().timeIntervalSince1970.rounded()
         }

@@ -4,6 +4,7 @@ import WorkstationCore
 import WorkstationHost
 
 extension OffboardStage: ExpressibleByArgument {}
+extension PersonPlacement: ExpressibleByArgument {}
 
 struct OffboardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +35,12 @@ struct OffboardCommand: ParsableCommand {
     )
     var force = false
 
+    @Option(
+        help:
+            "Which side to offboard when a person had both: host (their account here) or kubernetes (their workspace; docs/scale-out.md)."
+    )
+    var placement: PersonPlacement?
+
     @OptionGroup var options: LifecycleOptions
 
     func run() throws {
@@ -52,6 +59,7 @@ struct OffboardCommand: ParsableCommand {
                     root: root,
                     environment: ProcessInfo.processInfo.environment
                 ),
+                placement: placement,
                 progress: { printError($0) }
             )
         }

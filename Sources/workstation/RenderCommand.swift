@@ -8,8 +8,9 @@ import WorkstationHost
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "render",
-        abstract: "Print the RBAC manifests, the k8s_users entries or the Authentik edge-policy branch for the roster.",
-        subcommands: [RenderRBAC.self, RenderK8sUsers.self, RenderAuthentikPolicy.self]
+        abstract:
+            "Print the RBAC manifests, the k8s_users entries, the Authentik edge-policy branch or the Kubernetes workspaces for the roster.",
+        subcommands: [RenderRBAC.self, RenderK8sUsers.self, RenderAuthentikPolicy.self, RenderWorkspaces.self]
     )
 }
 

@@ -224,7 +224,7 @@ import WorkstationTestSupport
         try await withProxy { server, client, map, _, _ in
             try map.writeRaw(Data("{\"version\": 1, \"users\": {".utf8))
             #expect(try await send(client, server, headers: identity("alice")).status == 200)
-            try map.writeRaw(Data("{\"version\": 2, \"users\": {}}".utf8))
+            try map.writeRaw(Data("{\"version\": 3, \"users\": {}}".utf8))
             #expect(try await send(client, server, headers: identity("bob")).status == 200)
             let text = server.metrics.render()
             #expect(text.contains("workstation_dispatch_reloads_total{result=\"error\"} 2"))

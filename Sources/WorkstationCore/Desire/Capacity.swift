@@ -164,16 +164,24 @@ public struct BudgetLine: Sendable, Hashable, Codable {
 /// (existing and new) must not exceed physical memory + swap - reserve, and the roster may hold at most
 /// `max_active_users` non-admin people. Pure; all figures are bytes.
 public struct CapacityLedger: Sendable, Hashable {
+    /// The host-placed people, whose budgets this host's memory carries.
     public var lines: [BudgetLine]
+    /// The kubernetes-placed people: they count against `max_active_users` (one dispatcher serves both
+    /// placements), not against this host's memory (the cluster's ResourceQuota bounds theirs).
+    public var workspaces: [BudgetLine]
     /// nil when `/proc/meminfo` could not be read: capacity unknown.
     public var memory: MemoryInfo?
     public var settings: CapacitySettings
 
-    public init(lines: [BudgetLine], memory: MemoryInfo?, settings: CapacitySettings) {
+    public init(lines: [BudgetLine], workspaces: [BudgetLine] = [], memory: MemoryInfo?, settings: CapacitySettings) {
         self.lines = lines
+        self.workspaces = workspaces
         self.memory = memory
         self.settings = settings
     }
+
+    /// Non-admin people of both placements.
+    public var headcount: Int { lines.count + workspaces.count }
 
     /// Sum of `MemoryMax` over every line, saturating at `UInt64.max`.
     public var committed: UInt64 {
@@ -191,13 +199,14 @@ public struct CapacityLedger: Sendable, Hashable {
         return physical > settings.reserve ? physical - settings.reserve : 0
     }
 
-    public var newUsers: [String] { lines.filter(\.isNew).map(\.osUser) }
+    /// New people of both placements, host first.
+    public var newUsers: [String] { (lines + workspaces).filter(\.isNew).map(\.osUser) }
 
     /// True when the budgets fit: committed <= limit (exactly at the limit fits).
     public var fits: Bool { limit.map { committed <= $0 } ?? true }
 
-    /// True when the roster holds no more non-admin people than `max_active_users`.
-    public var withinHeadcount: Bool { lines.count <= settings.maxActiveUsers }
+    /// True when the roster holds no more non-admin people (both placements) than `max_active_users`.
+    public var withinHeadcount: Bool { headcount <= settings.maxActiveUsers }
 
     /// The arithmetic in one line: `alice 4G + bob 3G = 7G (7516192768 bytes) against memory 24G + swap 8G - reserve 12G = 20G (...)`.
     public var arithmetic: String {
@@ -222,7 +231,8 @@ public struct CapacityLedger: Sendable, Hashable {
         guard !new.isEmpty else { return [] }
         let who = abbreviatedList(new, separator: ", ")
         var out: [Refusal] = []
-        if !fits, let limit {
+        // Only a new person on this host adds to what its memory carries.
+        if !fits, let limit, lines.contains(where: \.isNew) {
             out.append(
                 Refusal(
                     gate: .capacity,
@@ -239,7 +249,7 @@ public struct CapacityLedger: Sendable, Hashable {
                 Refusal(
                     gate: .capacity,
                     message: """
-                        onboarding \(who) would make \(lines.count) non-admin people, over max_active_users \
+                        onboarding \(who) would make \(headcount) non-admin people\(workspaces.isEmpty ? "" : " (\(lines.count) on this host, \(workspaces.count) on kubernetes)"), over max_active_users \
                         \(settings.maxActiveUsers); raise capacity.max_active_users in workstation.yaml once the host can carry \
                         them, offboard someone, or pass --allow-overcommit to onboard anyway
                         """

@@ -1,42 +1,79 @@
 import Foundation
 
-/// A person as the data plane sees them: routed by authentik_user to os_user and ports.
+/// Where the dispatcher reaches a kubernetes-placed person: their workspace Service (docs/scale-out.md).
+public struct WorkspaceRoute: Sendable, Hashable, Codable {
+    /// The Service's host name (`workspaces.service_host`), e.g. `workspace-alice.workstation.svc.cluster.local`.
+    public var host: String
+    /// The Service port.
+    public var port: Int
+    /// The name the workspace's certificate must carry (`workspace-alice.workstation.svc`); nil: plain HTTP
+    /// (`workspaces.tls.mode: none`).
+    public var tlsName: String?
+    public init(host: String, port: Int, tlsName: String?) {
+        self.host = host
+        self.port = port
+        self.tlsName = tlsName
+    }
+}
+
+/// A person as the data plane sees them: routed by authentik_user to os_user and ports, or to their workspace.
 public struct RoutedIdentity: Sendable, Hashable, Codable {
     public var authentikUser: String
     public var osUser: String
-    /// Unit template -> port; the primary unit's port is the one the dispatcher routes to.
+    /// Unit template -> port; the primary unit's port is the one the dispatcher routes to (host placement).
     public var ports: [String: Int]
     /// True for admins: adopted, never provisioned.
     public var adopted: Bool
-    public init(authentikUser: String, osUser: String, ports: [String: Int], adopted: Bool) {
+    /// Set for a kubernetes-placed person: the dispatcher routes to this Service instead of a port on this host,
+    /// and the ttyd map leaves them out (they have no account here).
+    public var workspace: WorkspaceRoute?
+    public init(
+        authentikUser: String,
+        osUser: String,
+        ports: [String: Int],
+        adopted: Bool,
+        workspace: WorkspaceRoute? = nil
+    ) {
         self.authentikUser = authentikUser
         self.osUser = osUser
         self.ports = ports
         self.adopted = adopted
+        self.workspace = workspace
     }
 }
 
-/// `/etc/t3-serve/dispatch.json`, version 1. Format documented in docs/dispatch-json.md:
+/// `/etc/t3-serve/dispatch.json`, version 1, or version 2 when someone is placed on Kubernetes. Format documented
+/// in docs/dispatch-json.md:
 ///
 /// ```json
 /// {"version": 1, "users": {"alice": {"os_user": "alice", "port": 3774, "ports": {"t3-serve@": 3774}}}}
 /// ```
-/// Keys of `users` are authentik_user values, matched exactly (case-sensitive).
+/// Keys of `users` are authentik_user values, matched exactly (case-sensitive). Version 2 adds, for a
+/// kubernetes-placed person, `host` (their workspace Service) and `tls_name` (the name its certificate must carry);
+/// a reader of version 1 refuses version 2 and keeps its last map, so an older dispatcher never routes such a
+/// person to a port on its own host.
 public struct DispatchMap: Sendable, Hashable, Codable {
     public struct User: Sendable, Hashable, Codable {
         public var osUser: String
-        /// Port of the primary unit (the t3 instance) on 127.0.0.1.
+        /// Port of the primary unit (the t3 instance) on 127.0.0.1, or of the workspace Service at `host`.
         public var port: Int
-        /// Every per-user unit's port, keyed by template.
+        /// Every per-user unit's port, keyed by template (empty for a workspace).
         public var ports: [String: Int]
+        /// The workspace Service's host name; nil: the person's instance on 127.0.0.1 of this host.
+        public var host: String?
+        /// The name the workspace's TLS certificate must carry; nil: plain HTTP to `host`.
+        public var tlsName: String?
         enum CodingKeys: String, CodingKey {
             case osUser = "os_user"
-            case port, ports
+            case port, ports, host
+            case tlsName = "tls_name"
         }
-        public init(osUser: String, port: Int, ports: [String: Int]) {
+        public init(osUser: String, port: Int, ports: [String: Int], host: String? = nil, tlsName: String? = nil) {
             self.osUser = osUser
             self.port = port
             self.ports = ports
+            self.host = host
+            self.tlsName = tlsName
         }
     }
     public var version: Int
@@ -66,7 +103,13 @@ public struct DispatchMap: Sendable, Hashable, Codable {
                 out += first ? "\n    " : ",\n    "
                 first = false
                 Self.appendQuoted(name, to: &out)
-                out += " : {\n      \"os_user\" : "
+                out += " : {\n      "
+                if let host = u.host {
+                    out += "\"host\" : "
+                    Self.appendQuoted(host, to: &out)
+                    out += ",\n      "
+                }
+                out += "\"os_user\" : "
                 Self.appendQuoted(u.osUser, to: &out)
                 out += ",\n      \"port\" : \(u.port),\n      \"ports\" : {"
                 if u.ports.isEmpty {
@@ -80,6 +123,10 @@ public struct DispatchMap: Sendable, Hashable, Codable {
                         out += " : \(u.ports[template]!)"
                     }
                     out += "\n      }"
+                }
+                if let tlsName = u.tlsName {
+                    out += ",\n      \"tls_name\" : "
+                    Self.appendQuoted(tlsName, to: &out)
                 }
                 out += "\n    }"
             }
@@ -111,15 +158,26 @@ public struct DispatchMap: Sendable, Hashable, Codable {
     }
 
     /// Parses a dispatch.json written by workstation.
-    /// - Throws: `DecodingError` when the file is not version 1 of this format.
+    /// - Throws: `DecodingError` when the file is not version 1 or 2 of this format, or a version 1 file names a
+    ///   `host` or `tls_name` (only version 2 routes to a workspace).
     public static func decode(_ data: Data) throws -> DispatchMap {
         let m = try JSONDecoder().decode(DispatchMap.self, from: data)
-        guard m.version == 1 else {
+        guard m.version == 1 || m.version == 2 else {
             throw DecodingError.dataCorrupted(
                 .init(codingPath: [], debugDescription: "unsupported dispatch.json version \(m.version)")
             )
         }
+        if m.version == 1, let name = m.users.first(where: { $0.value.host != nil || $0.value.tlsName != nil })?.key {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "version 1 entry '\(name)' names a workspace host")
+            )
+        }
         return m
+    }
+
+    /// The version a map with `users` is written as: 2 when anyone is routed to a workspace, else 1.
+    public static func version(for users: [String: User]) -> Int {
+        users.values.contains { $0.host != nil } ? 2 : 1
     }
 }
 
@@ -147,7 +205,8 @@ public func adoptablePorts(fromDispatch data: Data) -> [String: Int] {
 public func adoptablePorts(from map: DispatchMap) -> [String: Int] {
     var out: [String: Int] = [:]
     out.reserveCapacity(map.users.count * 2)
-    for (name, u) in map.users {
+    // A workspace's port is its Service's, in the cluster: no port on this host.
+    for (name, u) in map.users where u.host == nil {
         out[name] = u.port
         out[u.osUser] = u.port
     }
@@ -158,10 +217,11 @@ public func adoptablePorts(from map: DispatchMap) -> [String: Int] {
 public enum DerivedFileRenderer {
     public static let header = "# generated by workstation from the roster; do not edit, changes are overwritten\n"
 
-    /// `/etc/ttyd-user-map`: `authentik_user=os_user` per line, sorted, after a comment header.
+    /// `/etc/ttyd-user-map`: `authentik_user=os_user` per line, sorted, after a comment header. Kubernetes-placed
+    /// people are left out: they have no account on this host to log into.
     public static func ttydUserMap(_ ids: [RoutedIdentity]) -> Data {
         var s = header
-        for id in ids.sorted(by: { $0.authentikUser < $1.authentikUser }) {
+        for id in ids.sorted(by: { $0.authentikUser < $1.authentikUser }) where id.workspace == nil {
             s += "\(id.authentikUser)=\(id.osUser)\n"
         }
         return Data(s.utf8)
@@ -178,12 +238,23 @@ public enum DerivedFileRenderer {
         return out
     }
 
+    /// dispatch.json: each person's primary unit port on this host, or their workspace Service (version 2).
     public static func dispatch(_ ids: [RoutedIdentity], primary: String) -> Data {
         var users: [String: DispatchMap.User] = [:]
         for id in ids {
+            if let w = id.workspace {
+                users[id.authentikUser] = DispatchMap.User(
+                    osUser: id.osUser,
+                    port: w.port,
+                    ports: [:],
+                    host: w.host,
+                    tlsName: w.tlsName
+                )
+                continue
+            }
             guard let port = id.ports[primary] else { continue }
             users[id.authentikUser] = DispatchMap.User(osUser: id.osUser, port: port, ports: id.ports)
         }
-        return DispatchMap(users: users).encoded()
+        return DispatchMap(version: DispatchMap.version(for: users), users: users).encoded()
     }
 }

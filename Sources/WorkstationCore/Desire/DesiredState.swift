@@ -17,9 +17,28 @@ public struct DesiredUser: Sendable, Hashable {
     public var osUser: String { entry.osUser }
 }
 
+/// One kubernetes-placed person: routed to their workspace Service; `render workspaces` prints its objects.
+public struct DesiredWorkspace: Sendable, Hashable {
+    public var entry: RosterEntry
+    /// The pinned uid the workspace runs as.
+    public var uid: Int
+    /// True when no workspace of theirs is on record yet (`state.workspaces`): onboarding them is what the
+    /// admission gate decides.
+    public var isNew: Bool
+    public var osUser: String { entry.osUser }
+}
+
 /// What the host should look like: the output of `desire`, input of `plan`.
 public struct DesiredState: Sendable, Hashable {
+    /// The host-placed (provisioned) people.
     public var users: [DesiredUser] = []
+    /// The kubernetes-placed people.
+    public var workspaces: [DesiredWorkspace] = []
+    /// os_users with a workspace on record that the roster no longer places on Kubernetes (they left, or moved to
+    /// the host) and whose workspace offboarding has not reached archive.
+    public var departedWorkspaces: [String] = []
+    /// Of `departed`, those still in the roster: placed on Kubernetes now, so the host side is offboarded.
+    public var movedAway: [String] = []
     /// Everyone routed in the derived files, admins included.
     public var identities: [RoutedIdentity] = []
     public var ttydUserMap = Data()
@@ -42,6 +61,8 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     var out = DesiredState()
     let state = snapshot.state
     let rosterNames = Set(roster.entries.map(\.osUser))
+    // People whose workspace runs on this host (admins included); the others are kubernetes-placed.
+    let hostNames = Set(roster.entries.filter { $0.placement(settings) == .host }.map(\.osUser))
 
     // Settings that would widen access on this host (system groups, a config base in a person's home).
     out.diagnostics += settings.hostDiagnostics(roster: roster, snapshot: snapshot)
@@ -64,6 +85,9 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
                 )
             )
         }
+        // The rest concern the account on this host, which a kubernetes-placed person does not get (a host account
+        // of theirs is offboarded: `departed`).
+        guard hostNames.contains(e.osUser) else { continue }
         if !e.isAdopted, let acct = snapshot.account(e.osUser), acct.uid < snapshot.uidRange.lowerBound {
             out.diagnostics.append(
                 Diagnostic(e.location, "os_user '\(e.osUser)' is a system account (uid \(acct.uid)); pick another name")
@@ -113,10 +137,10 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     // uids.
     var takenUids = Set(snapshot.passwd.map(\.uid)).union(snapshot.groups.map(\.gid)).union(state.retiredUids)
     takenUids.formUnion(roster.entries.compactMap(\.uid))
-    for (name, a) in state.accounts where !rosterNames.contains(name) { takenUids.insert(a.uid) }
+    for (name, a) in state.accounts where !hostNames.contains(name) { takenUids.insert(a.uid) }
     var uids: [String: Int] = [:]
     let accountUids = Set(snapshot.passwd.map(\.uid))
-    for e in roster.entries where !e.isAdopted {
+    for e in roster.entries where !e.isAdopted && hostNames.contains(e.osUser) {
         if let acct = snapshot.account(e.osUser) {
             uids[e.osUser] = acct.uid
         } else if let pinned = e.uid {
@@ -128,7 +152,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
     // Taken uids only accumulate in this loop, so each search resumes where the last one ended (linear in all).
     var nextUid = snapshot.uidRange.lowerBound
-    for e in roster.entries where !e.isAdopted && uids[e.osUser] == nil {
+    for e in roster.entries where !e.isAdopted && hostNames.contains(e.osUser) && uids[e.osUser] == nil {
         var candidate = nextUid
         while takenUids.contains(candidate) && candidate < snapshot.uidRange.upperBound { candidate += 1 }
         if takenUids.contains(candidate) {
@@ -150,11 +174,21 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         var ak: String
         var pinned: [String: Int]
         var adopted: Bool
+        /// Set for a kubernetes-placed person: routed to their Service, no port on this host.
+        var workspace: WorkspaceRoute? = nil
     }
     var people: [Person] = roster.entries.map { e in
         var pinned = e.ports
         if let p = e.port { pinned[settings.primaryUnit.template] = p }
-        return Person(os: e.osUser, ak: e.authentikUser, pinned: pinned, adopted: e.isAdopted)
+        var person = Person(os: e.osUser, ak: e.authentikUser, pinned: pinned, adopted: e.isAdopted)
+        if !hostNames.contains(e.osUser), let w = settings.workspaces {
+            person.workspace = WorkspaceRoute(
+                host: w.serviceHost(for: e.osUser),
+                port: w.port,
+                tlsName: w.tls.mode == .mutual ? w.tlsName(for: e.osUser) : nil
+            )
+        }
+        return person
     }
     for a in settings.admins where roster[a.osUser] == nil {
         people.append(
@@ -207,7 +241,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     for unit in settings.units {
         // As with uids: ports below the last one handed out stay taken, so the search resumes there.
         var nextPort = unit.portRange.lowerBound
-        for p in people where !(p.adopted && unit != settings.primaryUnit) {
+        for p in people where p.workspace == nil && !(p.adopted && unit != settings.primaryUnit) {
             func free(_ port: Int) -> Bool { (claimed[port] == nil || claimed[port] == p.os) && !chosen.contains(port) }
             var port: Int
             if let pin = p.pinned[unit.template] {
@@ -238,10 +272,11 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             ports[unit.template, default: [:]][p.os] = port
         }
     }
-    // Keep ports of departed users reserved until they are archived.
+    // Keep ports of departed users (and of the host side of people who moved to Kubernetes) reserved until they
+    // are archived.
     for (template, byUser) in state.ports {
         for (os, port) in byUser
-        where !rosterNames.contains(os) && !settings.admins.contains(where: { $0.osUser == os }) {
+        where !hostNames.contains(os) && !settings.admins.contains(where: { $0.osUser == os }) {
             if state.accounts[os] != nil { ports[template, default: [:]][os] = port }
         }
     }
@@ -254,7 +289,8 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             ports: settings.units.reduce(into: [:]) { acc, u in
                 if let port = ports[u.template]?[p.os] { acc[u.template] = port }
             },
-            adopted: p.adopted
+            adopted: p.adopted,
+            workspace: p.workspace
         )
     }
     // The derived files render on another thread while the users are built (for a large roster, dispatch.json is a
@@ -264,10 +300,24 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     let (finalUids, finalPorts) = (uids, ports)
     let ((ttydUserMap, dispatch), users) = concurrently(
         { (DerivedFileRenderer.ttydUserMap(identities), DerivedFileRenderer.dispatch(identities, primary: primary)) },
-        { desiredUsers(roster, settings, snapshot, uids: finalUids, ports: finalPorts) }
+        { desiredUsers(roster, settings, snapshot, uids: finalUids, hostNames: hostNames, ports: finalPorts) }
     )
     out.users = users
-    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
+    for e in roster.entries where !e.isAdopted && !hostNames.contains(e.osUser) {
+        out.workspaces.append(
+            DesiredWorkspace(
+                entry: e,
+                uid: e.uid ?? 0,
+                isNew: state.workspaces[e.osUser].map { $0.claimReleased != nil } ?? true
+            )
+        )
+    }
+    out.departed = state.accounts.keys.filter { !hostNames.contains($0) }.sorted()
+    out.movedAway = out.departed.filter { rosterNames.contains($0) }
+    let kubernetesNames = Set(out.workspaces.map(\.osUser))
+    out.departedWorkspaces = state.workspaces.filter { name, rec in
+        !kubernetesNames.contains(name) && rec.archive == nil
+    }.keys.sorted()
     out.ttydUserMap = ttydUserMap
     out.dispatch = dispatch
     return out
@@ -279,10 +329,11 @@ private func desiredUsers(
     _ settings: Settings,
     _ snapshot: HostSnapshot,
     uids: [String: Int],
+    hostNames: Set<String>,
     ports: [String: [String: Int]]
 ) -> [DesiredUser] {
     var users: [DesiredUser] = []
-    for e in roster.entries where !e.isAdopted {
+    for e in roster.entries where !e.isAdopted && hostNames.contains(e.osUser) {
         let acct = snapshot.account(e.osUser)
         var groups = [settings.accounts.group]
         if let tg = settings.accounts.tierGroups[e.tier] { groups.append(tg) }

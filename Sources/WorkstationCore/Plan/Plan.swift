@@ -217,6 +217,8 @@ public enum Gate: String, Sendable, Hashable, Codable, CustomStringConvertible {
     case derivedFiles = "derived files"
     /// Archiving a home while its owner still runs processes (or they cannot be read).
     case runningProcesses = "running processes"
+    /// Offboarding a Kubernetes workspace that is not on record.
+    case workspace
 
     public var description: String { rawValue }
 }

@@ -164,10 +164,16 @@ public enum SuggestedCommand {
                     $0 == " " || $0 == "`" || $0 == "'" || $0 == "\"" || $0 == ")" || $0 == "," || $0 == ";"
                         || $0 == "." || $0 == ":" || $0 == "\n"
                 } ?? true
-            guard startsWord, endsWord, subcommands.contains(word), !rest.dropFirst(word.count).hasPrefix(options)
-            else { continue }
-            out += word + options
-            rest = rest.dropFirst(word.count)
+            guard startsWord, endsWord, subcommands.contains(word) else { continue }
+            // `render` takes its options after what it renders (`workstation render workspaces --root DIR`).
+            var command = rest.prefix(word.count)
+            if word == "render", rest.dropFirst(word.count).first == " " {
+                let what = rest.dropFirst(word.count + 1).prefix { $0.isLetter || $0 == "-" }
+                if !what.isEmpty { command = rest.prefix(word.count + 1 + what.count) }
+            }
+            guard !rest.dropFirst(command.count).hasPrefix(options) else { continue }
+            out += command + options
+            rest = rest.dropFirst(command.count)
         }
         return out + rest
     }

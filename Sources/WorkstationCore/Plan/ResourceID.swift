@@ -8,7 +8,8 @@ public struct ResourceID: Hashable, Comparable, Sendable, Codable, CustomStringC
         case file, link, dir, secret, acl, move
         case account, group, membership, violation, home, login, linger, processes
         case unit, restart, reload
-        case reach, clone, archive, offboard, cutover, rollback, packages, capacity, jwks
+        case reach, clone, archive, offboard, offboardWorkspace = "offboard-workspace", cutover, rollback, packages
+        case capacity, jwks
         case idp
         case idpRevoke = "idp-revoke"
         case k8sUsers = "k8s-users"
@@ -94,6 +95,10 @@ public struct ResourceID: Hashable, Comparable, Sendable, Codable, CustomStringC
     /// One offboarding stage of a person (`offboard:alice:cut`).
     public static func offboard(_ user: String, stage: String) -> ResourceID {
         ResourceID(.offboard, user + ":" + stage)
+    }
+    /// A Kubernetes workspace's pending offboarding, or one stage of it (`offboard-workspace:erin:cut`).
+    public static func offboardWorkspace(_ user: String, stage: String? = nil) -> ResourceID {
+        ResourceID(.offboardWorkspace, stage.map { user + ":" + $0 } ?? user)
     }
     public static func cutover(_ user: String) -> ResourceID { ResourceID(.cutover, user) }
     public static func rollback(_ user: String) -> ResourceID { ResourceID(.rollback, user) }

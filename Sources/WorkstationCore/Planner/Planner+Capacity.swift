@@ -68,7 +68,14 @@ extension Planner {
         let lines = d.users.compactMap { u in
             budget(for: u.entry).map { BudgetLine(osUser: u.osUser, budget: $0, isNew: !u.accountExists) }
         }
-        return CapacityLedger(lines: lines, memory: o.memory, settings: settings.capacity)
+        let workspaces = d.workspaces.map { w in
+            BudgetLine(
+                osUser: w.osUser,
+                budget: budget(for: w.entry) ?? MemoryBudget(high: 0, max: 0, swapMax: 0),
+                isNew: w.isNew
+            )
+        }
+        return CapacityLedger(lines: lines, workspaces: workspaces, memory: o.memory, settings: settings.capacity)
     }
 
     /// The admission gate: adds a refusal when onboarding a new person would overcommit the budgets or the
@@ -76,7 +83,7 @@ extension Planner {
     func admissionGate(_ d: DesiredState, _ o: HostSnapshot, into plan: inout Plan) {
         let ledger = capacityLedger(d, o)
         guard !ledger.newUsers.isEmpty else { return }
-        if o.memory == nil {
+        if o.memory == nil, ledger.lines.contains(where: \.isNew) {
             plan.notes.append(
                 "capacity unknown: /proc/meminfo is not readable under this root, so the memory part of the admission gate did not run"
             )

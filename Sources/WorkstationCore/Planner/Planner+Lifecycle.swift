@@ -320,15 +320,20 @@ extension Planner {
     /// - Returns: the changes (at most one per derived file) and the os_users dropped, sorted.
     public func revocationOnlyChanges(_ d: DesiredState, _ o: HostSnapshot) -> (changes: [Change], dropped: [String]) {
         let routed = Set(d.identities.map { "\($0.authentikUser)\u{0}\($0.osUser)" })
+        // A kubernetes-placed person has no account here to log into: the ttyd map drops them too.
+        let onHost = Set(d.identities.filter { $0.workspace == nil }.map { "\($0.authentikUser)\u{0}\($0.osUser)" })
         let adminGroup = o.group(settings.accounts.adminGroup)
         let admins = Set(adminGroup?.members ?? []).union(o.passwd.filter { $0.gid == adminGroup?.gid }.map(\.name))
         func keep(_ ak: String, _ os: String) -> Bool { routed.contains("\(ak)\u{0}\(os)") || admins.contains(os) }
+        func keepTerminal(_ ak: String, _ os: String) -> Bool {
+            onHost.contains("\(ak)\u{0}\(os)") || admins.contains(os)
+        }
         var changes: [Change] = []
         var dropped: Set<String> = []
         let ttyd = o.path(settings.derived.ttydUserMap)
         if ttyd.kind == .file, let data = ttyd.content {
             let map = DerivedFileRenderer.parseTtydUserMap(data)
-            let left = map.filter { keep($0.key, $0.value) }
+            let left = map.filter { keepTerminal($0.key, $0.value) }
             if left.count != map.count {
                 for (ak, os) in map where left[ak] == nil { dropped.insert(os) }
                 let content = DerivedFileRenderer.ttydUserMap(
@@ -382,7 +387,13 @@ extension Planner {
 public enum LifecycleState {
     /// Records every provisioned roster entry's identities, and drops the offboarding record of a user who is back in the
     /// roster once `verification` has nothing left for them (the reinstatement is complete; the journal keeps the history).
-    public static func afterApply(_ state: inout WorkstationState, roster: Roster, verification: Plan) {
+    /// A person placed on Kubernetes keeps the offboarding record of their host side (it is being offboarded).
+    public static func afterApply(
+        _ state: inout WorkstationState,
+        roster: Roster,
+        verification: Plan,
+        settings: Settings = Settings()
+    ) {
         for e in roster.entries where !e.isAdopted {
             state.identities[e.osUser] = RecordedIdentity(
                 authentikUser: e.authentikUser,
@@ -390,7 +401,7 @@ public enum LifecycleState {
                 tier: e.tier.rawValue,
                 namespaces: e.namespaces
             )
-            if let rec = state.offboarding[e.osUser], rec.archive == nil,
+            if e.placement(settings) == .host, let rec = state.offboarding[e.osUser], rec.archive == nil,
                 !verification.actionable.contains(where: { $0.user == e.osUser })
             {
                 state.offboarding[e.osUser] = nil

@@ -95,6 +95,8 @@ public struct Planner: Sendable {
         for part in slices { plan.changes += part.budgets }
         for part in slices { plan.changes += part.units }
         plan.changes += departedChanges(desired, observed)
+        plan.changes += departedWorkspaceChanges(desired, observed)
+        workspaceNotes(desired, into: &plan)
         plan.refusals += lockoutGuard(desired, observed)
         planIntegrations(&plan, desired, observed)
         admissionGate(desired, observed, into: &plan)
@@ -493,17 +495,20 @@ public struct Planner: Sendable {
     func departedChanges(_ d: DesiredState, _ o: HostSnapshot) -> [Change] {
         d.departed.map { name in
             let next = o.state.offboarding[name]?.nextStage ?? .cut
+            let moved = d.movedAway.contains(name)
             return Change(
                 id: .offboard(name),
                 user: name,
                 kind: .pending,
                 safety: .revoke,
-                summary: "\(name) left the roster: offboard pending (apply drops them from the derived files at once)",
+                summary: moved
+                    ? "\(name) is placed on kubernetes now: offboard their host side pending (apply routes them to the workspace at once)"
+                    : "\(name) left the roster: offboard pending (apply drops them from the derived files at once)",
                 reason: next == .cut
                     ? "the account, home and unit stay until the staged offboarding runs"
                     : "offboarding stopped before stage \(next.rawValue)",
                 command:
-                    "workstation offboard \(name) --stage \(next.rawValue)\(next == .archive ? " --confirm \(name)" : "")"
+                    "workstation offboard \(name) --stage \(next.rawValue)\(next == .archive ? " --confirm \(name)" : "")\(moved || d.departedWorkspaces.contains(name) ? " --placement host" : "")"
             )
         }
     }

@@ -63,6 +63,8 @@ public struct RosterEntry: Sendable, Hashable, Codable {
     public var memory: MemoryBudget?
     /// `claude_login:`: own-login or shared, overriding the tier's choice (`auth.claude`); nil: the tier's.
     public var claudeLogin: ClaudeLogin?
+    /// `placement:`: where the workspace runs (`placement(_:)` gives the effective one); nil: the settings default.
+    public var placement: PersonPlacement?
     /// Where the entry starts in the roster file.
     public var location: SourceLocation
     /// Where each written field's value is (`authentik_user`, `k8s_user`, `email`...), for errors about one field;
@@ -111,7 +113,8 @@ public struct RosterEntry: Sendable, Hashable, Codable {
 /// The roster: the single source of truth for who has a workstation (spec section 1, ADR-0006).
 ///
 /// Shape (YAML): `users:` mapping `os_user` to a mapping of `authentik_user`, `k8s_user`, `tier`, and optional
-/// `namespaces`, `email`, `uid`, `port`, `ports`, `groups`, `flags`, `repo`, `memory`. Flow mappings and
+/// `namespaces`, `email`, `uid`, `port`, `ports`, `groups`, `flags`, `repo`, `memory`, `claude_login`, `placement`
+/// (`host` or `kubernetes`). Flow mappings and
 /// comments are accepted as in the specification.
 public struct Roster: Sendable, Hashable, Codable {
     /// Entries in file order.
@@ -125,6 +128,7 @@ public struct Roster: Sendable, Hashable, Codable {
         "authentik_user", "k8s_user", "tier", "namespaces", "email", "uid", "port", "ports", "groups", "flags", "repo",
         "memory",
         "claude_login",
+        "placement",
     ]
 
     /// Parses and validates a roster file. Pure: reads only `data`.
@@ -271,6 +275,18 @@ public struct Roster: Sendable, Hashable, Codable {
                 "claude_login is not used for an admin (adopted: workstation writes nothing into their home); remove it"
             )
         }
+        var placement: PersonPlacement?
+        if let pv = r["placement"], let text = pv.string("placement", diags) {
+            placement = PersonPlacement(rawValue: text)
+            if placement == nil {
+                diags.error(pv.location, PersonPlacement.refusal(text, key: "placement"))
+            } else if tier == .admin, placement == .kubernetes {
+                diags.error(
+                    pv.location,
+                    "an admin is adopted on the host (the config base author), so placement: kubernetes does not apply; remove it"
+                )
+            }
+        }
         guard let authentik, let k8s, let tier else { return nil }
         var entry = RosterEntry(
             osUser: osUser,
@@ -289,6 +305,7 @@ public struct Roster: Sendable, Hashable, Codable {
             location: keyLocation
         )
         entry.claudeLogin = claudeLogin
+        entry.placement = placement
         for key in entryKeys { if let v = r[key] { entry.fieldLocations[key] = v.location } }
         return entry
     }

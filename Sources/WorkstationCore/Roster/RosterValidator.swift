@@ -131,6 +131,7 @@ struct RosterValidator {
                 }
             }
         }
+        checkPlacements(roster, settings: settings, diags)
         for admin in settings.admins {
             if let e = roster[admin.osUser], !e.isAdopted {
                 diags.error(

@@ -96,6 +96,11 @@ public struct Settings: Sendable, Hashable, Codable {
     public var offboard = OffboardSettings()
     public var cutover = CutoverSettings()
     public var idle = IdleSettings()
+    /// The placement of roster people without their own `placement:` (`placement:`, docs/scale-out.md).
+    public var placement: PersonPlacement = .host
+    /// How kubernetes-placed people's workspaces are rendered (`workspaces:`, Settings+Workspaces.swift); nil:
+    /// nobody may be placed on Kubernetes.
+    public var workspaces: WorkspaceSettings?
     /// Where each key is written in the settings file, by dotted path (`accounts.group`, `offboard.backup_directory`),
     /// for errors the host shows later (Settings+Placement.swift); empty for defaults.
     public var locations: [String: SourceLocation] = [:]
@@ -135,6 +140,8 @@ public struct Settings: Sendable, Hashable, Codable {
         "offboard",
         "cutover",
         "idle",
+        "placement",
+        "workspaces",
     ]
 
     /// Parses `workstation.yaml`.
@@ -176,6 +183,7 @@ public struct Settings: Sendable, Hashable, Codable {
         if let v = r["vault"] { s.vault = VaultSettings.parse(v, diags) }
         if let v = r["auth"] { s.auth = AuthSettings.parse(v, diags) }
         if let v = r["capacity"] { s.capacity = CapacitySettings.parse(v, diags) }
+        s.parseWorkspaces(r, diags)
         s.locations = keyLocations(doc)
         s.checkPlacement(r, diags)
         s.checkGroups(diags)

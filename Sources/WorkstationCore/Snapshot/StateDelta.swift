@@ -20,6 +20,7 @@ public struct StateDelta: Sendable, Hashable, Codable {
         public var writtenDigests: [String: String]?
         public var secretFilesPending: [String]?
         public var identity: RecordedIdentity?
+        public var workspace: WorkspaceRecord?
     }
 
     /// Identifies the `state.json` this line applies to, by its content (lines of any other base are ignored).
@@ -53,7 +54,8 @@ public struct StateDelta: Sendable, Hashable, Codable {
                 secretFilesWritten: state.secretFilesWritten[u],
                 writtenDigests: state.writtenDigests[u],
                 secretFilesPending: state.secretFilesPending[u],
-                identity: state.identities[u]
+                identity: state.identities[u],
+                workspace: state.workspaces[u]
             )
         }
         self.users = people
@@ -93,6 +95,7 @@ extension WorkstationState {
             writtenDigests[u] = p.writtenDigests
             secretFilesPending[u] = p.secretFilesPending
             identities[u] = p.identity
+            workspaces[u] = p.workspace
         }
     }
 }

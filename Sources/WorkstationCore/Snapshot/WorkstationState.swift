@@ -42,6 +42,9 @@ public struct WorkstationState: Sendable, Hashable, Codable {
     public var secretFilesPending: [String: [String]] = [:]
     /// os_user -> identities of the roster entry at the last apply (offboarding needs them after the entry is gone).
     public var identities: [String: RecordedIdentity] = [:]
+    /// os_user -> their Kubernetes workspace, while placed there and until its claim is released
+    /// (`WorkspaceRecord`); absent in files written before placement existed.
+    public var workspaces: [String: WorkspaceRecord] = [:]
 
     public init() {}
 
@@ -61,6 +64,7 @@ public struct WorkstationState: Sendable, Hashable, Codable {
         writtenDigests = try c.decodeIfPresent([String: [String: String]].self, forKey: .writtenDigests) ?? [:]
         secretFilesPending = try c.decodeIfPresent([String: [String]].self, forKey: .secretFilesPending) ?? [:]
         identities = try c.decodeIfPresent([String: RecordedIdentity].self, forKey: .identities) ?? [:]
+        workspaces = try c.decodeIfPresent([String: WorkspaceRecord].self, forKey: .workspaces) ?? [:]
         homeFiles = try c.decodeIfPresent([String: [String]].self, forKey: .homeFiles)
         ownedFiles = try c.decodeIfPresent([String].self, forKey: .ownedFiles)
         intents = try c.decodeIfPresent(Intents.self, forKey: .intents)

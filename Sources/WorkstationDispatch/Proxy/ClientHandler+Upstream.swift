@@ -93,6 +93,14 @@ extension ClientHandler {
         )
     }
 
+    /// Logs a workspace whose certificate was refused (the client then gets 502 from `upstreamFailed`).
+    func logUpstreamRefused(user: String, host: String, reason: String) {
+        shared.logger.error(
+            "upstream refused",
+            metadata: ["user": .string(user), "host": .string(host), "reason": .string(reason)]
+        )
+    }
+
     /// The upstream closed or could not be reached.
     func upstreamFailed(_ up: UpstreamHandler, connectError: Error?) {
         guard up === upstream else { return }
@@ -106,6 +114,7 @@ extension ClientHandler {
                 user: retry.user,
                 osUser: up.osUser,
                 port: retry.port,
+                workspace: up.workspace,
                 eventLoop: context.eventLoop
             )
             upstream = fresh

@@ -138,7 +138,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch decision {
         case .refuse(let status, let reason):
             refuse(head, .init(statusCode: status), reason: reason, context: context)
-        case .route(let user, let osUser, let port):
+        case .route(let user, let osUser, let port, let workspace):
             guard let activeCount = shared.active.acquireCounting(user) else {
                 refuse(head, .tooManyRequests, reason: "active user ceiling reached", user: user, context: context)
                 return
@@ -161,7 +161,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 outHead,
                 isHead: head.method == .HEAD,
                 dechunk: exchange.dechunk,
-                to: (user, osUser, port),
+                to: (user, osUser, port, workspace),
                 eventLoop: context.eventLoop
             )
         }
@@ -173,11 +173,11 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         _ head: ByteBuffer,
         isHead: Bool,
         dechunk: Bool,
-        to route: (user: String, osUser: String, port: Int),
+        to route: (user: String, osUser: String, port: Int, workspace: WorkspaceTarget?),
         eventLoop: EventLoop
     ) {
-        let (user, osUser, port) = route
-        if let up = upstream, up.port == port, up.user == user, up.usable {
+        let (user, osUser, port, workspace) = route
+        if let up = upstream, up.port == port, up.user == user, up.workspace == workspace, up.usable {
             up.sendHead(head, isHead: isHead, dechunk: dechunk)
             return
         }
@@ -185,12 +185,22 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upstream = nil
             release(old)
         }
-        if let up = pool?.take(user: user, port: port) {
+        // A pooled connection goes to the same target only (a person moved between placements keeps none).
+        let pooled = pool?.take(user: user, port: port)
+        if let pooled, pooled.workspace != workspace { pooled.closeQuietly() }
+        if let up = pooled, up.workspace == workspace {
             up.attach(self)
             upstream = up
             up.sendHead(head, isHead: isHead, dechunk: dechunk)
         } else {
-            let up = UpstreamHandler(client: self, user: user, osUser: osUser, port: port, eventLoop: eventLoop)
+            let up = UpstreamHandler(
+                client: self,
+                user: user,
+                osUser: osUser,
+                port: port,
+                workspace: workspace,
+                eventLoop: eventLoop
+            )
             upstream = up
             up.sendHead(head, isHead: isHead, dechunk: dechunk)
             up.connect(shared: shared)

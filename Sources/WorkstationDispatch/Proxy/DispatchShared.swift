@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import WorkstationCore
 
 #if canImport(Glibc)
@@ -35,6 +36,8 @@ final class DispatchShared: Sendable {
     let verifier: TokenVerifier?
     /// os_user -> uid, for the check of each upstream connection's acceptor.
     let accounts: AccountIDs
+    /// The TLS client for workspace routes with a `tls_name` (`dispatch.workspace_tls`).
+    let workspaceTLS: WorkspaceTLSClient?
     /// The uid of a client connection's peer (`SocketOwners.peerUID`: `SO_PEERCRED`, socket(7)); nil when the
     /// kernel names none.
     let peerUID: @Sendable (Channel) -> uid_t?
@@ -57,6 +60,7 @@ final class DispatchShared: Sendable {
         self.frontProxyUIDs = frontProxyUIDs
         self.verifier = verifier
         self.accounts = accounts
+        self.workspaceTLS = config.workspaceTLS.map { WorkspaceTLSClient(settings: $0) }
         self.config = config
         self.pools = pools
         self.trusted = TrustedPeers(config)
@@ -67,6 +71,32 @@ final class DispatchShared: Sendable {
         self.logger = logger
         self.peerUID = peerUID
         self.connectUpstream = connectUpstream
+    }
+
+    /// Opens a TCP connection to a kubernetes-placed person's Service (`workspace.host:port`), with TLS first when
+    /// the route names a certificate (`tls`, added before `initialize`'s handlers): no byte of the request goes out
+    /// before the workspace's certificate chains to `workspace_tls.ca_file` and carries the name
+    /// (WorkspaceUpstream.swift).
+    static func connectToWorkspace(
+        eventLoop: EventLoop,
+        host: String,
+        port: Int,
+        tls: NIOSSLClientHandler?,
+        initialize: @escaping @Sendable (Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<Channel> {
+        let sslHandler = tls.map { NIOLoopBound($0, eventLoop: eventLoop) }
+        return ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                do {
+                    if let sslHandler { try channel.pipeline.syncOperations.addHandler(sslHandler.value) }
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                return initialize(channel)
+            }
+            .connect(host: host, port: port)
     }
 
     /// The production `UpstreamConnector`.

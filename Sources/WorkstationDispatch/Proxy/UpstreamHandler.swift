@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The upstream side of a client connection: one HTTP/1.1 connection to `127.0.0.1:port`, reused for the
 /// client's next request to the same user, and kept in its event loop's `UpstreamPool` when the client leaves.
@@ -17,6 +18,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The account that must own the socket accepting this connection.
     let osUser: String
     let port: Int
+    /// Set for a kubernetes-placed person: the connection goes to this Service (TLS when it has a name) instead of
+    /// `127.0.0.1:port`, and the certificate check replaces the socket-owner check.
+    let workspace: WorkspaceTarget?
+    /// Why TLS to the workspace failed (certificate refused), reported as the connection's failure.
+    private var tlsFailure: Error?
     private let eventLoop: EventLoop
     private var client: ClientHandler?
     private(set) var channel: Channel?
@@ -34,11 +40,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var idleSince: NIODeadline?
     private weak var pool: UpstreamPool?
 
-    init(client: ClientHandler, user: String, osUser: String, port: Int, eventLoop: EventLoop) {
+    init(
+        client: ClientHandler,
+        user: String,
+        osUser: String,
+        port: Int,
+        workspace: WorkspaceTarget? = nil,
+        eventLoop: EventLoop
+    ) {
         self.client = client
         self.user = user
         self.osUser = osUser
         self.port = port
+        self.workspace = workspace
         self.eventLoop = eventLoop
     }
 
@@ -71,11 +85,48 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func connect(shared: DispatchShared) {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        shared.connectUpstream(eventLoop, port) { channel in
+        let initialize: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(bound.value)
             }
         }
+        let connection: EventLoopFuture<Channel>
+        if let workspace {
+            var tls: NIOSSLClientHandler?
+            if let name = workspace.tlsName {
+                do {
+                    guard let client = shared.workspaceTLS else {
+                        throw WorkspaceTLSError(
+                            description:
+                                "\(name) needs TLS, but dispatch.workspace_tls is not configured; set ca_file, cert_file and key_file"
+                        )
+                    }
+                    tls = try client.handler(serverName: name)
+                } catch {
+                    shared.logger.error(
+                        "upstream refused",
+                        metadata: ["user": .string(user), "host": .string(workspace.host), "reason": "\(error)"]
+                    )
+                    self.connecting = false
+                    closed = true
+                    pending.removeAll()
+                    let c = client
+                    client = nil
+                    eventLoop.assumeIsolated().execute { c?.upstreamFailed(self, connectError: error) }
+                    return
+                }
+            }
+            connection = DispatchShared.connectToWorkspace(
+                eventLoop: eventLoop,
+                host: workspace.host,
+                port: port,
+                tls: tls,
+                initialize: initialize
+            )
+        } else {
+            connection = shared.connectUpstream(eventLoop, port, initialize)
+        }
+        connection
         .assumeIsolated()
         .whenComplete { result in
             let me = bound.value
@@ -111,7 +162,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         var problem: String?
-        if shared.config.verifyUpstreamOwner {
+        // A workspace has no account on this host: its certificate is the check (above), or with tls none,
+        // the NetworkPolicy alone (docs/scale-out.md).
+        if shared.config.verifyUpstreamOwner, workspace == nil {
             if let expected = shared.accounts.uid(of: osUser) {
                 let owner = channel.localAddress?.port.flatMap {
                     SocketOwners.acceptorUID(serverPort: port, clientPort: $0, procNet: shared.config.procNet)
@@ -264,11 +317,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         client = nil
         pool?.remove(self)
         pool = nil
-        c?.upstreamFailed(self, connectError: nil)
+        c?.upstreamFailed(self, connectError: tlsFailure)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let w = workspace, w.tlsName != nil,
+            error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError,
+            tlsFailure == nil
+        {
+            // A refused certificate (another name, another CA) or a failed handshake: 502, never retried.
+            tlsFailure = error
+            client?.logUpstreamRefused(user: user, host: w.host, reason: "TLS with \(w.tlsName ?? ""): \(error)")
+        }
         context.close(promise: nil)
     }
 

@@ -5,8 +5,9 @@ import WorkstationCore
 
 /// What the dispatcher does with one request, decided from its peer and headers alone.
 public enum GateDecision: Sendable, Equatable {
-    /// Forward to `127.0.0.1:port` as `user`; the listener there must belong to `osUser`.
-    case route(user: String, osUser: String, port: Int)
+    /// Forward to `127.0.0.1:port` as `user`; the listener there must belong to `osUser`. With `workspace`, to
+    /// that Service's `port` instead (a kubernetes-placed person), over TLS when it has a `tlsName`.
+    case route(user: String, osUser: String, port: Int, workspace: WorkspaceTarget? = nil)
     /// Answer `status` (403) without contacting any upstream; `reason` is for the log, never the client.
     case refuse(status: Int, reason: String)
 }
@@ -127,7 +128,7 @@ public enum Gate {
             checked = CheckedIdentity(user: user, groups: groupList)
         }
         guard let entry = lookup(user) else { return .refuse(status: 403, reason: "not in dispatch map") }
-        return .route(user: user, osUser: entry.osUser, port: entry.port)
+        return .route(user: user, osUser: entry.osUser, port: entry.port, workspace: entry.workspaceTarget)
     }
 
     /// Decides whether to route a request whose `X-authentik-jwt` was verified (`TokenVerifier`): the username and
@@ -152,7 +153,7 @@ public enum Gate {
         }
         guard token.groups.contains(gateGroup) else { return .refuse(status: 403, reason: "not in gate group") }
         guard let entry = lookup(token.user) else { return .refuse(status: 403, reason: "not in dispatch map") }
-        return .route(user: token.user, osUser: entry.osUser, port: entry.port)
+        return .route(user: token.user, osUser: entry.osUser, port: entry.port, workspace: entry.workspaceTarget)
     }
 
     /// The headers sent to the upstream: every `X-authentik-*` field removed, then one `X-authentik-username`

@@ -165,6 +165,7 @@ public final class RouteTable: Sendable {
                 let map = try DispatchMap.decode(data)
                 if let bad = map.users.first(where: {
                     identityProblem($0.key) != nil || !(1...65535).contains($0.value.port)
+                        || $0.value.workspaceProblem != nil
                 }) {
                     return keep(
                         &s,
@@ -175,12 +176,16 @@ public final class RouteTable: Sendable {
                 s.map = map
                 s.lastBytes = data
                 s.lastProblem = nil
-                let dropped = old.users.filter { map.users[$0.key]?.port != $0.value.port }.map(\.key).sorted()
+                // Tunnels of a person whose target changed (port, or workspace Service and its name) are cut.
+                let dropped = old.users.filter {
+                    guard let now = map.users[$0.key] else { return true }
+                    return now.port != $0.value.port || now.host != $0.value.host || now.tlsName != $0.value.tlsName
+                }.map(\.key).sorted()
                 return .loaded(users: map.users.count, dropped: dropped)
             } catch {
                 return keep(
                     &s,
-                    "\(path) is not a valid version 1 dispatch.json (\(describe(error))); keeping the last good map"
+                    "\(path) is not a valid version 1 or 2 dispatch.json (\(describe(error))); keeping the last good map"
                 )
             }
         }

@@ -300,7 +300,7 @@ public enum LifecycleError: Error, CustomStringConvertible {
                 : "--confirm '\(g!)' does not match the user '\(u)'; type the os_user exactly"
         case .noCutover(let u): "no cutover of '\(u)' is recorded (or it was already rolled back); nothing to roll back"
         case .notInRoster(let u):
-            "'\(u)' is not a provisioned user in the roster; cutover moves an existing roster user onto the new model"
+            "'\(u)' is not a provisioned user in the roster placed on this host; cutover moves an existing roster user's account here onto the new model"
         case .notLiveRoot(let d): "processes are ended only on the live root /, never under the root \(d)"
         case .processesRemain(let uid, let left):
             "processes of uid \(uid) are still running after repeated SIGKILL: \(left.joined(separator: ", ")); check them (ps -o pid,stat,cmd -u \(uid)) and run the cut again"

@@ -19,7 +19,10 @@ public enum Cutover {
     ) throws -> LifecycleOutcome {
         let settings = inputs.settings
         let c = settings.cutover
-        guard let entry = inputs.roster[user], !entry.isAdopted else { throw LifecycleError.notInRoster(user) }
+        // Cutover moves an account on this host onto the new model; a workspace on Kubernetes has none.
+        guard let entry = inputs.roster[user], !entry.isAdopted, entry.placement(settings) == .host else {
+            throw LifecycleError.notInRoster(user)
+        }
         let lock = dryRun ? nil : try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let snap = try Observer(root: root, settings: settings).observeBase()

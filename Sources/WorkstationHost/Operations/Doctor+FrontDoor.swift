@@ -171,7 +171,8 @@ extension Doctor {
         func who(_ uid: Int) -> String { names[uid].map { "\($0) (uid \(uid))" } ?? "uid \(uid)" }
         var reported = Set<Int>()
         if let data = root.read(inputs.settings.derived.dispatch), let map = try? DispatchMap.decode(data) {
-            for name in map.users.keys.sorted() {
+            // A workspace's port is its Service's in the cluster, not one on this host.
+            for name in map.users.keys.sorted() where map.users[name]!.host == nil {
                 let u = map.users[name]!
                 var ports = u.ports.map { (port: $0.value, instance: "\($0.key)\(u.osUser).service") }.sorted {
                     $0.port < $1.port

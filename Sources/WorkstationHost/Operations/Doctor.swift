@@ -193,7 +193,7 @@ public struct Doctor: Sendable {
                 Finding(
                     "headcount",
                     .ok,
-                    "\(ledger.lines.count) non-admin people, max_active_users \(c.maxActiveUsers)"
+                    "\(ledger.headcount) non-admin people\(ledger.workspaces.isEmpty ? "" : " (\(ledger.workspaces.count) on kubernetes)"), max_active_users \(c.maxActiveUsers)"
                 )
             )
         } else {
@@ -201,7 +201,7 @@ public struct Doctor: Sendable {
                 Finding(
                     "headcount",
                     .fail,
-                    "the roster holds \(ledger.lines.count) non-admin people, over max_active_users \(c.maxActiveUsers)",
+                    "the roster holds \(ledger.headcount) non-admin people\(ledger.workspaces.isEmpty ? "" : " (\(ledger.workspaces.count) on kubernetes)"), over max_active_users \(c.maxActiveUsers)",
                     fix:
                         "offboard someone (workstation offboard NAME --stage cut) or raise capacity.max_active_users once the host can carry them"
                 )

@@ -151,6 +151,8 @@ public struct MetricsCollector: Sendable {
                 processes.append(.init(labels, u.processes))
                 tasks.append(.init(labels, u.tasks))
             }
+            // A kubernetes-placed person's budget is their workspace's limits in the cluster, not a slice here.
+            guard e.placement(inputs.settings) == .host else { continue }
             if !e.isAdopted, let b = planner.budget(for: e) {
                 high.append(.init(labels, b.high))
                 hard.append(.init(labels, b.max))

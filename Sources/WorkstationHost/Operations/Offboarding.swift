@@ -59,18 +59,30 @@ public enum Offboarding {
         confirm: String? = nil,
         force: Bool = false,
         idp: (any GateMembershipHook)? = nil,
+        placement: PersonPlacement? = nil,
         progress: (String) -> Void = { _ in }
     ) throws -> LifecycleOutcome {
         let settings = inputs.settings
         func refuse(_ gate: Gate, _ message: String) -> RefusedError {
             RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)]))
         }
-        if inputs.roster[user] != nil {
-            throw refuse(
-                .roster,
-                "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding"
+        // A Kubernetes workspace, or the host side of someone placed on Kubernetes now (docs/scale-out.md).
+        let recorded = try StateStore(root: root, settings: settings).load()
+        let side = try WorkspaceOffboarding.side(of: user, asked: placement, inputs: inputs, state: recorded)
+        if side == .kubernetes {
+            return try WorkspaceOffboarding.run(
+                stage: stage,
+                user: user,
+                inputs: inputs,
+                root: root,
+                dryRun: dryRun,
+                confirm: confirm,
+                idp: idp
             )
         }
+        // Moved to Kubernetes: they keep their gate membership and cluster identity (their workspace uses them).
+        let movedAway = inputs.roster[user] != nil
+        let idp = movedAway ? nil : idp
         let lock = dryRun ? nil : try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let observer = Observer(root: root, settings: settings)
@@ -119,7 +131,7 @@ public enum Offboarding {
                 routed.append(settings.derived.ttydUserMap)
             }
             if let data = root.read(settings.derived.dispatch), let map = try? DispatchMap.decode(data),
-                map.users.values.contains(where: { $0.osUser == user })
+                map.users.values.contains(where: { $0.osUser == user && $0.host == nil })
             {
                 routed.append(settings.derived.dispatch)
             }
@@ -149,7 +161,9 @@ public enum Offboarding {
                     "processes of \(user) are not ended under --root \(root.directory): only on the live root /"
                 )
             }
-            if idp != nil {
+            if movedAway {
+                plan.notes.append("\(user) is placed on kubernetes now: their IdP gate membership stays")
+            } else if idp != nil {
                 plan.changes.append(
                     Change(
                         id: .idp(user),
@@ -221,7 +235,9 @@ public enum Offboarding {
             }
             messages.append(
                 record!.cut!.completed
-                    ? "cut recorded; to undo, put \(user) back in the roster and run workstation apply"
+                    ? (movedAway
+                        ? "cut recorded; to undo, place \(user) on host again in the roster and run workstation apply"
+                        : "cut recorded; to undo, put \(user) back in the roster and run workstation apply")
                     : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)"
             )
             outcome.messages = messages
@@ -230,11 +246,17 @@ public enum Offboarding {
         case .revoke:
             let kept = changedSecretFiles(user: user, account: account, state: state, root: root)
             plan.changes = planner.revokeChanges(user: user, observed: snap, kept: kept)
-            let steps = planner.clusterRevocationSteps(
-                user: user,
-                identity: identity,
-                inK8sUsers: k8sUsersHolds(identity?.k8sUser ?? user, settings: settings, root: root)
-            )
+            let steps =
+                movedAway
+                ? []
+                : planner.clusterRevocationSteps(
+                    user: user,
+                    identity: identity,
+                    inK8sUsers: k8sUsersHolds(identity?.k8sUser ?? user, settings: settings, root: root)
+                )
+            if movedAway {
+                plan.notes.append("\(user) is placed on kubernetes now: their cluster identity and RBAC stay")
+            }
             messages = steps.map { "admin: \($0)" }
             if plan.changes.isEmpty { plan.notes.append("no per-user secret files are recorded for \(user)") }
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }

@@ -26,6 +26,9 @@ public struct StatusRow: Sendable, Hashable, Codable {
     /// residentBytes / budgetBytes, 0...; nil without a budget.
     public var budgetShare: Double?
     public var clone: CloneState?
+    /// Where the person's workspace runs; a kubernetes-placed person's UNIT is `kubernetes` and their host figures
+    /// (resident memory, tasks) are not theirs to show: the cluster's are (docs/scale-out.md).
+    public var placement: PersonPlacement = .host
 }
 
 /// Builds the status table. Reads only (account databases, `/proc`, unit symlinks and cgroups); spawns nothing.
@@ -79,6 +82,15 @@ public struct StatusReader: Sendable {
             )
             row.tasks = use.tasks
             row.tasksMax = planner.tasksMax(for: e)
+            if e.placement(inputs.settings) == .kubernetes {
+                row.placement = .kubernetes
+                row.units = [:]
+                row.unit = "kubernetes"
+                row.port = nil
+                row.budgetBytes = nil
+                row.budgetShare = nil
+                row.tasksMax = nil
+            }
             return row
         }
     }
@@ -121,7 +133,7 @@ public struct StatusReader: Sendable {
     }
 
     /// JSON: `{"users": [{"os_user", "tier", "uid", "account", "unit", "units", "port", "sessions", "processes",
-    /// "resident_bytes", "budget_bytes", "budget_share", "tasks", "tasks_max", "clone"}], "offboarding":
+    /// "resident_bytes", "budget_bytes", "budget_share", "tasks", "tasks_max", "clone", "placement"}], "offboarding":
     /// [OffboardingRow.jsonObject]}`; `options` (this run's `--roster`/`--settings`/`--root`) is appended to each
     /// offboarding `command`.
     public static func json(_ rows: [StatusRow], offboarding: [OffboardingRow] = [], options: String = "") -> String {
@@ -141,7 +153,7 @@ public struct StatusReader: Sendable {
                 "units": r.units, "port": r.port ?? NSNull(), "sessions": r.sessions, "processes": r.processes,
                 "resident_bytes": r.residentBytes, "budget_bytes": r.budgetBytes ?? NSNull(),
                 "budget_share": r.budgetShare ?? NSNull(), "clone": r.clone?.rawValue ?? NSNull(),
-                "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull(),
+                "tasks": r.tasks, "tasks_max": r.tasksMax ?? NSNull(), "placement": r.placement.rawValue,
             ]
         }
         return ["users": users, "offboarding": offboarding.map { $0.jsonObject(options: options) }]
