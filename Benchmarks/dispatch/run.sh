@@ -165,9 +165,10 @@ chmod 0644 "$work"/*.lua "$work/unixconnect.so"
 setpriv --reuid="$upstream_user" --regid="$(id -g "$upstream_user")" --clear-groups \
   nginx -p "$work/up" -e "$work/up/error.log" -c "$work/upstream.conf" & pids+=($!)
 nginx -p "$work/proxy" -e "$work/proxy/error.log" -c "$work/proxy.conf" & pids+=($!)
-"$bin" dispatch --settings "$work/peer.yaml" --log-level warning & dpid=$!; pids+=($dpid)
+# The environment deploy/workstation-dispatch.service sets.
+MALLOC_ARENA_MAX=2 "$bin" dispatch --settings "$work/peer.yaml" --log-level warning & dpid=$!; pids+=($dpid)
 jpid=
-if [ "$jwt" = 1 ]; then "$bin" dispatch --settings "$work/jwt.yaml" --log-level warning & jpid=$!; pids+=($jpid); fi
+if [ "$jwt" = 1 ]; then MALLOC_ARENA_MAX=2 "$bin" dispatch --settings "$work/jwt.yaml" --log-level warning & jpid=$!; pids+=($jpid); fi
 for i in $(seq 1 100); do
   [ -S "$dsp_sock" ] && curl -sf "http://127.0.0.1:$MET/healthz" >/dev/null 2>&1 && curl -s -o /dev/null "http://127.0.0.1:$UP/" \
     && curl -s -o /dev/null "http://127.0.0.1:$NGX/" && { [ -z "$jpid" ] || curl -sf "http://127.0.0.1:$JMET/healthz" >/dev/null 2>&1; } && break

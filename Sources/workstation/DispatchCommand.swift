@@ -108,6 +108,8 @@ struct DispatchCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         Systemd.notify("READY=1")
+        // The start-up's pages go back; those the proxy uses come back on first use.
+        ProcessMemory.releaseStartupPages()
         // SIGTERM (systemd stop) and SIGINT end the process after closing the listeners.
         let stop = SignalStop()
         stop.onSignal {

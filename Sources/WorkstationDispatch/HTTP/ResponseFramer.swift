@@ -1,5 +1,13 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Incremental framing of the HTTP/1.1 responses an upstream sends (RFC 9112): where each head ends, how its body
 /// is delimited (section 6.3) and where it ends, including chunked transfer coding (section 7.1).
 ///
@@ -246,17 +254,17 @@ struct ResponseFramer {
     /// Length of the head including the empty line, or nil when `\r\n\r\n` has not arrived.
     /// - Throws: on a LF without its CR (a bare-LF head would otherwise wait for an end that never comes).
     private mutating func findHeadEnd(_ buf: ByteBuffer) throws -> Int? {
-        let view = buf.readableBytesView
-        let count = view.count
+        let count = buf.readableBytes
         var i = headScanFrom
-        let found: Int? = try view.withUnsafeBytes { p -> Int? in
-            while i < count {
-                if p[i] == 10 {
-                    guard i > 0, p[i - 1] == 13 else {
-                        throw UpstreamFramingError(description: "the upstream's response head has a bare LF")
-                    }
-                    if i >= 3, p[i - 2] == 10, p[i - 3] == 13 { return i + 1 }
+        let found: Int? = try buf.withUnsafeReadableBytes { p -> Int? in
+            guard let base = p.baseAddress else { return nil }
+            // From one LF to the next (memchr(3)): each must follow a CR, and the head ends at CRLF CRLF.
+            while i < count, let lf = memchr(base + i, 10, count - i) {
+                i = base.distance(to: UnsafeRawPointer(lf))
+                guard i > 0, p[i - 1] == 13 else {
+                    throw UpstreamFramingError(description: "the upstream's response head has a bare LF")
                 }
+                if i >= 3, p[i - 2] == 10, p[i - 3] == 13 { return i + 1 }
                 i += 1
             }
             return nil

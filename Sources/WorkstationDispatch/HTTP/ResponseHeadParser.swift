@@ -119,7 +119,7 @@ extension ResponseFramer {
         // status-line = HTTP-version SP status-code SP [reason-phrase]
         let sl = view[statusLine]
         let b = statusLine.lowerBound
-        guard sl.count >= 12, view[b..<(b + 7)].elementsEqual("HTTP/1.".utf8),
+        guard sl.count >= 12, memcmp(view.baseAddress! + b, "HTTP/1.", 7) == 0,
             view[b + 7] == 0x30 || view[b + 7] == 0x31, view[b + 8] == 0x20
         else {
             throw UpstreamFramingError(

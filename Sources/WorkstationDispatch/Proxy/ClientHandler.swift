@@ -116,7 +116,7 @@ final class ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     refuse(head, .forbidden, reason: reason, context: context)
                     return
                 }
-                if let hit = verifier.cached(value) {
+                if let hit = verifier.cached(value, memo: &machine.tokenMemo) {
                     gate(head, token: hit, context: context)
                 } else {
                     machine.verificationStarted(head)

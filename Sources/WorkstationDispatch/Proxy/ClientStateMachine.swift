@@ -180,6 +180,8 @@ struct ClientConnectionStateMachine {
     private(set) var peer = PeerTrust.untrusted("peer not checked")
     /// Identity headers already checked on this connection (`Gate.decide`).
     var checkedIdentity: CheckedIdentity?
+    /// The last token found verified on this connection (`TokenVerifier.cached(_:memo:)`).
+    var tokenMemo: TokenMemo?
     /// Parts of requests that must wait (pipelined behind a response, or behind a token check), in order.
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     /// A read was asked for and held back.

@@ -77,6 +77,8 @@ final class TokenVerifier: Sendable {
     private let settings: JWTSettings
     private let keys = NIOLockedValueBox(Keys())
     private let cache = NIOLockedValueBox([SHA256Digest: TokenIdentity]())
+    /// Counts the times the cache was emptied (new keys): a `TokenMemo` of an earlier generation is not believed.
+    private let generation = NIOLockedValueBox(0)
     private let logger: Logger
     /// Entries kept at most; expired ones are dropped first when it is reached.
     static let cacheLimit = 10_000
@@ -97,6 +99,34 @@ final class TokenVerifier: Sendable {
                 return nil
             }
             return hit
+        }
+    }
+
+    /// `cached(_:)`, first asking `memo`, the last token found on the same connection: the same bytes, from the
+    /// same generation of keys and not expired, are answered without hashing the token again (a front proxy's
+    /// connection carries one session's token again and again). `memo` is updated with each hit.
+    func cached(_ token: String, memo: inout TokenMemo?) -> TokenIdentity? {
+        let current = generation.withLockedValue { $0 }
+        if let m = memo, m.generation == current, m.identity.expires > Date().timeIntervalSince1970,
+            Self.sameBytes(m.token, token)
+        {
+            return m.identity
+        }
+        guard let hit = cached(token) else {
+            memo = nil
+            return nil
+        }
+        memo = TokenMemo(token: token, identity: hit, generation: current)
+        return hit
+    }
+
+    private static func sameBytes(_ a: String, _ b: String) -> Bool {
+        HTTPField.bytes(of: a) { pa in
+            HTTPField.bytes(of: b) { pb in
+                guard pa.count == pb.count else { return false }
+                guard let x = pa.baseAddress, let y = pb.baseAddress else { return pa.count == 0 }
+                return memcmp(x, y, pa.count) == 0
+            }
         }
     }
 
@@ -133,6 +163,7 @@ final class TokenVerifier: Sendable {
         }
         keys.withLockedValue { $0 = Keys(collection: collection, stamp: stamp, error: nil) }
         cache.withLockedValue { $0.removeAll() }
+        generation.withLockedValue { $0 += 1 }
         logger.info("jwks loaded", metadata: ["file": .string(path)])
     }
 
@@ -182,6 +213,14 @@ final class TokenVerifier: Sendable {
         let text = "\(error)"
         return text.count > 200 ? String(text.prefix(200)) : text
     }
+}
+
+/// The last token a connection presented that was found verified, with its identity and the key generation it
+/// was verified under (`TokenVerifier.cached(_:memo:)`).
+struct TokenMemo: Sendable {
+    var token: String
+    var identity: TokenIdentity
+    var generation: Int
 }
 
 /// Why a token was refused; logged, never sent to the client.
