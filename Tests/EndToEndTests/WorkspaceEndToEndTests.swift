@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 /// The scale-out example through the built binary (docs/scale-out.md): apply routes the kubernetes-placed person
 /// and converges; `render workspaces` prints objects that Kubernetes' published schemas accept strictly, at the
 /// pinned version, before and after a departure's cut; bad input is a located error that changes nothing.
 @Suite(.serialized) struct WorkspaceEndToEndTests {
-    static let roster = CLI.examples.appendingPathComponent("scale-out/roster.yaml").path
-    static let settings = CLI.examples.appendingPathComponent("scale-out/workstation.yaml").path
+    static let roster = Repository.examples.appendingPathComponent("scale-out/roster.yaml").path
+    static let settings = Repository.examples.appendingPathComponent("scale-out/workstation.yaml").path
     /// The Kubernetes version the rendered objects are validated against (WorkspaceManifests.validatedVersion).
     static let kubernetesVersion = "1.31.0"
 
@@ -47,7 +48,7 @@ import Testing
         }
         let root = try TempRoot()
         try root.write("/objects.yaml", yaml)
-        let r = try CLI.runTool(validator, ["--strict", "-k", Self.kubernetesVersion, root.file("/objects.yaml")])
+        let r = try TestProcess.run(validator, ["--strict", "-k", Self.kubernetesVersion, root.file("/objects.yaml")])
         let lines = (r.stdout + r.stderr).split(separator: "\n")
         #expect(r.status == 0, "\(what): kubernetes-validate exited \(r.status)\n\(r.stdout)\(r.stderr)")
         #expect(!lines.contains { $0.hasPrefix("ERROR") || $0.hasPrefix("WARN") }, "\(what):\n\(r.stdout)\(r.stderr)")
@@ -202,7 +203,7 @@ import Testing
         #expect(try CLI.run(args(["apply"], root) + ["--init-root"]).status == 0)
         let without = try roster(root, "without-erin") { $0.hasPrefix("  erin:") ? nil : $0 }
         #expect(try CLI.run(args(["apply"], root, roster: without)).status == 0)
-        func offboard(_ extra: String...) throws -> CLIResult {
+        func offboard(_ extra: String...) throws -> ProcessOutput {
             try CLI.run(args(["offboard", "erin"] + extra, root, roster: without))
         }
         let early = try offboard("--stage", "revoke")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkstationTestSupport
 
 @testable import WorkstationCore
 

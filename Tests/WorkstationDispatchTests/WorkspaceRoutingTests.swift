@@ -7,6 +7,7 @@ import NIOPosix
 import NIOSSL
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationDispatch
 

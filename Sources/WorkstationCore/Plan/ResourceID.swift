@@ -8,7 +8,9 @@ public struct ResourceID: Hashable, Comparable, Sendable, Codable, CustomStringC
         case file, link, dir, secret, acl, move
         case account, group, membership, violation, home, login, linger, processes
         case unit, restart, reload
-        case reach, clone, archive, offboard, offboardWorkspace = "offboard-workspace", cutover, rollback, packages
+        case reach, clone, archive, offboard, cutover, rollback, packages
+        case offboardWorkspace = "offboard-workspace"
+        case workspace
         case capacity, jwks
         case idp
         case idpRevoke = "idp-revoke"
@@ -99,6 +101,10 @@ public struct ResourceID: Hashable, Comparable, Sendable, Codable, CustomStringC
     /// A Kubernetes workspace's pending offboarding, or one stage of it (`offboard-workspace:erin:cut`).
     public static func offboardWorkspace(_ user: String, stage: String? = nil) -> ResourceID {
         ResourceID(.offboardWorkspace, stage.map { user + ":" + $0 } ?? user)
+    }
+    /// One object of a person's Kubernetes workspace an offboarding stage changes (`workspace:erin:replicas`).
+    public static func workspace(_ user: String, _ part: String) -> ResourceID {
+        ResourceID(.workspace, user + ":" + part)
     }
     public static func cutover(_ user: String) -> ResourceID { ResourceID(.cutover, user) }
     public static func rollback(_ user: String) -> ResourceID { ResourceID(.rollback, user) }

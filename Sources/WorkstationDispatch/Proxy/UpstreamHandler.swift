@@ -127,28 +127,28 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             connection = shared.connectUpstream(eventLoop, port, initialize)
         }
         connection
-        .assumeIsolated()
-        .whenComplete { result in
-            let me = bound.value
-            switch result {
-            case .success(let channel):
-                me.channel = channel
-                if me.closed {
+            .assumeIsolated()
+            .whenComplete { result in
+                let me = bound.value
+                switch result {
+                case .success(let channel):
+                    me.channel = channel
+                    if me.closed {
+                        me.connecting = false
+                        channel.close(promise: nil)
+                        return
+                    }
+                    // Nothing is sent to, or read from, a listener until its owner is known to be the person.
+                    me.verifyAcceptor(channel: channel, shared: shared, attempt: 0)
+                case .failure(let error):
                     me.connecting = false
-                    channel.close(promise: nil)
-                    return
+                    me.closed = true
+                    me.pending.removeAll()
+                    let c = me.client
+                    me.client = nil
+                    c?.upstreamFailed(me, connectError: error)
                 }
-                // Nothing is sent to, or read from, a listener until its owner is known to be the person.
-                me.verifyAcceptor(channel: channel, shared: shared, attempt: 0)
-            case .failure(let error):
-                me.connecting = false
-                me.closed = true
-                me.pending.removeAll()
-                let c = me.client
-                me.client = nil
-                c?.upstreamFailed(me, connectError: error)
             }
-        }
     }
 
     /// Checks that the socket that accepted this connection belongs to `osUser` (`SocketOwners.acceptorUID`), then

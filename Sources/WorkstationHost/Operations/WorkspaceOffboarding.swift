@@ -88,7 +88,7 @@ public enum WorkspaceOffboarding {
         }
         if let missing = OffboardStage.allCases.first(where: { $0 < stage && !rec.done($0) }) {
             throw refuse(
-                "stage order",
+                .stageOrder,
                 "stage \(stage.rawValue) needs stage \(missing.rawValue) first; run: workstation offboard \(user) --stage \(missing.rawValue) --placement kubernetes"
             )
         }
@@ -111,7 +111,7 @@ public enum WorkspaceOffboarding {
         let identity = state.identities[user]
         var plan = Plan()
         var messages: [String] = []
-        func pending(_ id: String, _ summary: String, safety: SafetyClass = .revoke) {
+        func pending(_ id: ResourceID, _ summary: String, safety: SafetyClass = .revoke) {
             plan.changes.append(
                 Change(id: id, user: user, kind: .pending, safety: safety, summary: summary)
             )
@@ -122,13 +122,13 @@ public enum WorkspaceOffboarding {
                 map.users.values.contains(where: { $0.osUser == user && $0.host != nil })
             {
                 throw refuse(
-                    "derived files",
+                    .derivedFiles,
                     "\(settings.derived.dispatch) still routes '\(user)' to their workspace; run workstation apply to regenerate it from the roster, then cut"
                 )
             }
-            pending("workspace:\(user):replicas", "render the StatefulSet \(ns)/\(name) with replicas 0")
+            pending(.workspace(user, "replicas"), "render the StatefulSet \(ns)/\(name) with replicas 0")
             if left && idp != nil {
-                pending("idp:\(user)", "remove \(user) from the IdP gate group")
+                pending(.idp(user), "remove \(user) from the IdP gate group")
             } else if left {
                 plan.notes.append(
                     "idp membership: not configured (no IdP integration); remove \(user) from the gate group by hand if they are in it"
@@ -138,7 +138,7 @@ public enum WorkspaceOffboarding {
                 "admin: stop it now: kubectl -n \(ns) scale statefulset \(name) --replicas=0 (the next render of workspaces says replicas: 0 too; apply it with your pipeline)"
             )
         case .revoke:
-            pending("workspace:\(user):serviceaccount", "stop rendering the ServiceAccount \(ns)/\(name)")
+            pending(.workspace(user, "serviceaccount"), "stop rendering the ServiceAccount \(ns)/\(name)")
             messages.append("admin: kubectl -n \(ns) delete serviceaccount \(name) --ignore-not-found")
             messages.append(
                 "admin: kubectl -n \(ns) delete secret \(WorkspaceManifests.secretName(user)) \(WorkspaceManifests.tlsSecretName(user)) --ignore-not-found (and stop your pipeline from filling them)"
@@ -162,7 +162,7 @@ public enum WorkspaceOffboarding {
         case .archive:
             if !rec.done(.archive) {
                 pending(
-                    "workspace:\(user):archive",
+                    .workspace(user, "archive"),
                     "render only the claim \(WorkspaceManifests.claimName(user)), labelled archived"
                 )
                 messages.append(
@@ -171,7 +171,7 @@ public enum WorkspaceOffboarding {
             }
             if releasing {
                 pending(
-                    "workspace:\(user):claim",
+                    .workspace(user, "claim"),
                     "release the claim \(ns)/\(WorkspaceManifests.claimName(user)) (no longer rendered; its data is deleted)",
                     safety: .destroy
                 )
@@ -187,7 +187,7 @@ public enum WorkspaceOffboarding {
         if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }
         let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
         var report = ApplyReport()
-        if stage == .cut, left, let idp, let change = plan.changes.first(where: { $0.id == "idp:\(user)" }) {
+        if stage == .cut, left, let idp, let change = plan.changes.first(where: { $0.id == .idp(user) }) {
             do {
                 try idp.removeFromGate(osUser: user, identity: identity)
                 report.applied.append(change)
