@@ -1,0 +1,5 @@
+// The old names of renamed suites: kept so that tests written against them still compile. Delete this file once
+// no reference is left.
+
+@available(*, deprecated, renamed: "FrontDoorSetupPlanTests")
+typealias FrontDoorCoreTests = FrontDoorSetupPlanTests
