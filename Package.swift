@@ -81,7 +81,13 @@ let package = Package(
             ],
             path: "Tests/WorkstationTestSupport"
         ),
-        .testTarget(name: "WorkstationCoreTests", dependencies: ["WorkstationCore", "WorkstationTestSupport"]),
+        // Fixtures/: the planner's data-driven cases, read from the source tree by PlannerFixtures (which also
+        // rewrites their expected plans on request), so not bundled as resources.
+        .testTarget(
+            name: "WorkstationCoreTests",
+            dependencies: ["WorkstationCore", "WorkstationTestSupport"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "WorkstationHostTests",
             dependencies: ["WorkstationCore", "WorkstationHost", "WorkstationTestSupport"]

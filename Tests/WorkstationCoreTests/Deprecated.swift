@@ -3,3 +3,7 @@
 
 @available(*, deprecated, renamed: "FrontDoorSetupPlanTests")
 typealias FrontDoorCoreTests = FrontDoorSetupPlanTests
+
+/// The hand-written planner tests' old suite; its cases are now fixture directories (Fixtures/, PlannerFixtures).
+@available(*, deprecated, renamed: "PlannerTests")
+typealias PlannerFixtureTests = PlannerTests

@@ -116,7 +116,7 @@ import Testing
     }
 
     static func host() -> HostSnapshot {
-        var host = PlannerFixtureTests.freshHost()
+        var host = PlannerTests.freshHost()
         host.groups.append(GroupEntry(name: "ssl-cert", gid: 110, members: ["postgres"]))
         host.groups.append(GroupEntry(name: "team", gid: 1500, members: []))
         host.groups.append(GroupEntry(name: "erin", gid: 1600, members: []))
