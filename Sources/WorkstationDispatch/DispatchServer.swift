@@ -142,14 +142,10 @@ public final class DispatchServer: Sendable {
             proxyBootstrap
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Responses are written as bytes by ClientHandler (no response encoder).
-                    let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-                    let handler = ClientHandler(
+                    try channel.pipeline.syncOperations.addDispatchClientHandlers(
                         shared: shared,
-                        decoder: decoder,
                         pool: shared.pools.pool(for: channel.eventLoop)
                     )
-                    try channel.pipeline.syncOperations.addHandlers([decoder, handler])
                 }
             }
         // Socket activation: each inherited socket is matched to a listener by the address it is bound to.

@@ -280,7 +280,7 @@ public enum Engine {
             )
             throw failure
         }
-        let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == "capacity" } : []
+        let overridden = allowOvercommit ? plan.refusals.filter { $0.gate == .capacity } : []
         plan.refusals.removeAll { overridden.contains($0) }
         if !plan.refusals.isEmpty {
             // The lockout guard protects admins, whom the revocation keeps anyway; any other gate holds back what
@@ -317,7 +317,7 @@ public enum Engine {
         for r in overridden {
             journal?.record(
                 Change(
-                    id: "capacity:overcommit",
+                    id: .capacity("overcommit"),
                     user: nil,
                     kind: .update,
                     safety: .additive,
@@ -353,7 +353,7 @@ public enum Engine {
             plan.notes.append("signing keys written to \(path) (authentik.jwks_url)")
             journal?.record(
                 Change(
-                    id: "jwks:\(path)",
+                    id: .jwks(path),
                     user: nil,
                     kind: .update,
                     safety: .derived,
@@ -418,32 +418,5 @@ public enum InputError: Error, CustomStringConvertible {
         case .missing(let path, let what):
             "cannot read the \(what) file \(path); check the path (--\(what == "roster" ? "roster" : "settings") PATH)"
         }
-    }
-}
-
-/// Runs `other` on a thread of its own while `here` runs on the calling thread; returns both results. When both
-/// throw, `here`'s error is the one thrown (callers put the input checks there: they are what a person must fix).
-func concurrently<A: Sendable, B>(_ other: @escaping @Sendable () throws -> A, _ here: () throws -> B) throws -> (A, B)
-{
-    let box = ThreadResult<A>()
-    let thread = Thread { box.set(Result { try other() }) }
-    thread.start()
-    let mine = Result { try here() }
-    let theirs = box.wait()
-    let b = try mine.get()
-    return (try theirs.get(), b)
-}
-
-/// The result of a `Thread`, handed over once.
-private final class ThreadResult<A: Sendable>: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<A, Error>?
-    func set(_ r: Result<A, Error>) {
-        result = r
-        done.signal()
-    }
-    func wait() -> Result<A, Error> {
-        done.wait()
-        return result!
     }
 }

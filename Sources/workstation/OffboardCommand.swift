@@ -98,9 +98,9 @@ func report(
         for (k, v) in outcome.extra { e[k] = v }
         e["dry_run"] = outcome.dryRun
         e["messages"] = outcome.messages
-        e["applied"] = outcome.report?.applied.map(\.id) ?? []
-        e["failed"] = outcome.report?.failed.map { ["change": $0.change.id, "error": $0.error] } ?? []
-        e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id, "reason": $0.reason] } ?? []
+        e["applied"] = outcome.report?.applied.map(\.id.description) ?? []
+        e["failed"] = outcome.report?.failed.map { ["change": $0.change.id.description, "error": $0.error] } ?? []
+        e["skipped"] = outcome.report?.skipped.map { ["change": $0.change.id.description, "reason": $0.reason] } ?? []
         reporter.emit(e, exitCode: outcome.succeeded ? ExitStatus.ok : ExitStatus.error)
     } else {
         say(PlanRenderer.humanText(outcome.plan, color: useColor, commandOptions: commandOptions, verdict: false))

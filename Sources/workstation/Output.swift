@@ -98,7 +98,7 @@ struct Reporter {
                         "message": "refused by a safety gate; "
                             + (e.revoked.isEmpty ? "nothing was changed" : "nothing else was changed"),
                     ],
-                    "refusals": e.plan.refusals.map { ["gate": $0.gate, "message": $0.message] },
+                    "refusals": e.plan.refusals.map { ["gate": $0.gate.rawValue, "message": $0.message] },
                     "changed": !e.revoked.isEmpty, "revoked": e.revoked,
                 ],
                 e.description

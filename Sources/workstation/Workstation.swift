@@ -131,10 +131,10 @@ func commandOptions(_ inputs: InputOptions, _ root: RootOptions) -> String {
 /// [{`change`, `error`}], `skipped` [{`change`, `reason`}], `not_converged` and `processes_spawned`.
 func outcomeFields(_ outcome: ApplyOutcome) -> [String: Any] {
     var obj = PlanRenderer.jsonObject(outcome.plan)
-    obj["applied"] = outcome.report.applied.map(\.id)
-    obj["failed"] = outcome.report.failed.map { ["change": $0.change.id, "error": $0.error] }
-    obj["skipped"] = outcome.report.skipped.map { ["change": $0.change.id, "reason": $0.reason] }
-    obj["not_converged"] = outcome.verification.actionable.map(\.id)
+    obj["applied"] = outcome.report.applied.map(\.id.description)
+    obj["failed"] = outcome.report.failed.map { ["change": $0.change.id.description, "error": $0.error] }
+    obj["skipped"] = outcome.report.skipped.map { ["change": $0.change.id.description, "reason": $0.reason] }
+    obj["not_converged"] = outcome.verification.actionable.map(\.id.description)
     obj["processes_spawned"] = ProcessRunner.spawnedByThisProcess
     return obj
 }

@@ -181,7 +181,7 @@ import Glibc
         }
         func account(_ name: String, _ uid: Int, groups: [String]) -> Change {
             Change(
-                id: "account:\(name)",
+                id: .account(name),
                 user: name,
                 kind: .create,
                 safety: .additive,
@@ -211,7 +211,7 @@ import Glibc
                 account("alice", 1601, groups: ["crew"]),
                 account("bob", 1602, groups: []),
                 Change(
-                    id: "member:bob:crew",
+                    id: .membership("bob", "crew"),
                     user: "bob",
                     kind: .create,
                     safety: .additive,
@@ -256,7 +256,7 @@ import Glibc
         )
         let revoke = executor.runExplicit([
             Change(
-                id: "unmember:bob:crew",
+                id: .membership("bob", "crew"),
                 user: "bob",
                 kind: .pending,
                 safety: .revoke,

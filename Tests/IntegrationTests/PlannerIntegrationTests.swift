@@ -45,7 +45,7 @@ import WorkstationTestSupport
 
     @Test func membershipComesFirstAndEveryHostChangeOfThatUserDependsOnIt() throws {
         let p = try plan { _ in }
-        #expect(p.changes.prefix(2).map(\.id) == ["idp:alice", "idp:bob-dev"])
+        #expect(p.changes.prefix(2).map(\.id.description) == ["idp:alice", "idp:bob-dev"])
         let alice = p.changes.filter { $0.user == "alice" && $0.action != nil && $0.id != "idp:alice" }
         #expect(alice.count > 5)
         #expect(alice.allSatisfy { $0.dependsOn.contains("idp:alice") })
@@ -79,8 +79,14 @@ import WorkstationTestSupport
 
     @Test func kubeconfigAndSecretsWaitForTheAccount() throws {
         let p = try plan { _ in }
-        #expect(p.changes.first { $0.id == "kubeconfig:alice" }?.dependsOn.contains("account:alice") == true)
-        #expect(p.changes.first { $0.id == "secret:alice:ha" }?.dependsOn.contains("account:alice") == true)
+        #expect(
+            p.changes.first { $0.id == "kubeconfig:alice" }?.dependsOn.map(\.description).contains("account:alice")
+                == true
+        )
+        #expect(
+            p.changes.first { $0.id == "secret:alice:ha" }?.dependsOn.map(\.description).contains("account:alice")
+                == true
+        )
         #expect(!p.changes.contains { $0.id == "secret:bob-dev:ha" }, "bob-dev has no ha flag")
     }
 }

@@ -188,7 +188,7 @@ import Testing
         let p = try plan(memTotal: 6 * Self.gib - 1, swap: 2 * Self.gib)
         let r = try #require(p.refusals.first)
         #expect(p.refusals.count == 1)
-        #expect(r.gate == "capacity")
+        #expect(r.gate == .capacity)
         #expect(r.message.contains("onboarding bob-dev"))
         #expect(r.message.contains("1 bytes over the limit"))
         #expect(r.message.contains("alice 4G + bob-dev 3G (new) = 7G (7516192768 bytes)"))
@@ -264,7 +264,7 @@ import Testing
         let path = "/etc/systemd/system/user-1001.slice.d/50-workstation.conf"
         #expect(planner.watchedPaths(desired).contains(WatchedPath(path, readContent: true)))
         let change = try #require(
-            planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }
+            planner.plan(desired: desired, observed: snap).changes.first { $0.id.description == "file:\(path)" }
         )
         #expect(change.safety == .derived && change.kind == .create)
         guard case .writeFile(_, let content, let mode) = change.action else {
@@ -279,10 +279,13 @@ import Testing
         )
         // Once written, nothing more to do; a hand edit is regenerated.
         snap.paths[path] = PathState(kind: .file, mode: 0o644, content: content)
-        #expect(!planner.plan(desired: desired, observed: snap).changes.contains { $0.id == "file:\(path)" })
+        #expect(
+            !planner.plan(desired: desired, observed: snap).changes.contains { $0.id.description == "file:\(path)" }
+        )
         snap.paths[path] = PathState(kind: .file, mode: 0o644, content: Data("[Slice]\nMemoryMax=infinity\n".utf8))
         #expect(
-            planner.plan(desired: desired, observed: snap).changes.first { $0.id == "file:\(path)" }?.kind == .update
+            planner.plan(desired: desired, observed: snap).changes.first { $0.id.description == "file:\(path)" }?.kind
+                == .update
         )
     }
 }
@@ -318,7 +321,9 @@ import Testing
         let desired = desire(roster: roster, settings: settings, snapshot: snap)
         let plan = planner.plan(desired: desired, observed: snap)
         func written(_ path: String) -> String? {
-            guard case .writeFile(_, let content, _) = plan.changes.first(where: { $0.id == "file:\(path)" })?.action
+            guard
+                case .writeFile(_, let content, _) = plan.changes.first(where: { $0.id.description == "file:\(path)" })?
+                    .action
             else { return nil }
             return String(decoding: content, as: UTF8.self)
         }

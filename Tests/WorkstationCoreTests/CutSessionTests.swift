@@ -22,7 +22,7 @@ import Testing
             lingering: lingering,
             processes: processes
         )
-        #expect(changes.map(\.id) == expected)
+        #expect(changes.map(\.id.description) == expected)
         #expect(changes.allSatisfy { $0.safety == .revoke && $0.kind == .pending })
         if let p = changes.first(where: { $0.id == "processes:alice" }) {
             #expect(p.action == .endProcesses(user: "alice", uid: 1001))

@@ -88,7 +88,7 @@ import Testing
             observed: snap,
             host: host
         )
-        let ids = plan.changes.map(\.id).filter {
+        let ids = plan.changes.map(\.id.description).filter {
             $0.contains("workstation-dispatch") || $0.contains("firewall") || $0.contains("sysusers")
         }
         let expected: [String] =
@@ -116,7 +116,9 @@ import Testing
             #expect(byID["account:workstation-dispatch"]?.action == .createSystemAccounts(config: "workstation.conf"))
             #expect(byID["account:workstation-dispatch"]?.safety == .additive)
             // The unit is enabled only once the account it names and the files exist.
-            #expect(byID["unit:workstation-firewall.service"]?.dependsOn == Array(expected.dropLast()))
+            #expect(
+                byID["unit:workstation-firewall.service"]?.dependsOn.map(\.description) == Array(expected.dropLast())
+            )
             #expect(
                 byID["unit:workstation-firewall.service"]?.action == .enableUnit(name: "workstation-firewall.service")
             )

@@ -169,7 +169,7 @@ import Testing
                 linkTarget: kind == .symlink ? "/srv/shared/infra" : nil
             )
         }
-        #expect(!p.changes.contains { $0.id.hasPrefix("clone:") })
+        #expect(!p.changes.contains { $0.id.description.hasPrefix("clone:") })
         switch kind {
         case .symlink:
             #expect(p.notes.contains("alice: /home/alice/code is a symlink to /srv/shared/infra; kept, not cloned"))
@@ -177,7 +177,7 @@ import Testing
         default: #expect(!p.notes.contains { $0.hasPrefix("alice:") })
         }
         // An account that existed before workstation gets no launcher.
-        #expect(!p.changes.contains { $0.id.hasPrefix("file:/home/alice/") })
+        #expect(!p.changes.contains { $0.id.description.hasPrefix("file:/home/alice/") })
     }
 
     @Test func aLeftoverPartialCloneIsShown() throws {
@@ -194,7 +194,11 @@ import Testing
         let roster =
             "users:\n  alice: { authentik_user: alice, k8s_user: alice, tier: power-user }\n  bob: { authentik_user: bob, k8s_user: bob, tier: power-user }\n"
         let p = try Self.plan(roster: roster, settings: Self.settings(nil))
-        #expect(!p.changes.contains { $0.id.hasPrefix("clone:") || $0.id.hasSuffix("start-agent.sh") })
+        #expect(
+            !p.changes.contains {
+                $0.id.description.hasPrefix("clone:") || $0.id.description.hasSuffix("start-agent.sh")
+            }
+        )
         #expect(p.notes.filter { $0.hasPrefix("infra clones are off") }.count == 1)
     }
 

@@ -71,7 +71,7 @@ import Testing
     @Test(arguments: cases)
     func unitChangesMatchWhatRunsNow(_ c: Case) throws {
         let plan = try plan(c)
-        let unitActions = plan.actionable.compactMap { change -> (String, Action)? in
+        let unitActions = plan.actionable.compactMap { change -> (ResourceID, Action)? in
             switch change.action {
             case .enableUnit, .startUnit, .restartUnit: (change.id, change.action!)
             default: nil
@@ -84,10 +84,13 @@ import Testing
         case .enable: #expect(unitActions.map(\.1) == [.enableUnit(name: Self.instance)])
         }
         // Whatever runs the unit comes after the drop-in it must see.
-        let ids = plan.actionable.map(\.id)
+        let ids = plan.actionable.map(\.id.description)
         if let unitId = unitActions.first?.0, let fileIndex = ids.firstIndex(of: "file:\(Self.dropIn)") {
-            #expect(fileIndex < ids.firstIndex(of: unitId)!)
-            #expect(plan.actionable.first { $0.id == unitId }?.dependsOn.contains("file:\(Self.dropIn)") == true)
+            #expect(fileIndex < ids.firstIndex(of: unitId.description)!)
+            #expect(
+                plan.actionable.first { $0.id == unitId }?.dependsOn.map(\.description).contains("file:\(Self.dropIn)")
+                    == true
+            )
         }
     }
 }

@@ -58,7 +58,7 @@ import Testing
             #expect(launcher == nil, "no launcher without a clone")
         } else {
             #expect(clone?.kind == .create, "\(clone?.summary ?? "nil")")
-            #expect(launcher?.dependsOn.contains("clone:/home/alice/code") == true)
+            #expect(launcher?.dependsOn.map(\.description).contains("clone:/home/alice/code") == true)
         }
         #expect(Planner(settings: settings).watchedPaths(d).map(\.path).contains("/srv/infra/.git"))
     }
@@ -71,7 +71,10 @@ import Testing
         let d = desire(roster: Roster(entries: [LifecycleFixture.alice]), settings: settings, snapshot: snap)
         let plan = Planner(settings: settings).plan(desired: d, observed: snap)
         let launcher = plan.changes.first { $0.id == "file:/home/alice/start-agent.sh" }
-        #expect(launcher?.dependsOn.contains("clone:/home/alice/code") == true, "\(launcher?.dependsOn ?? [])")
+        #expect(
+            launcher?.dependsOn.map(\.description).contains("clone:/home/alice/code") == true,
+            "\(launcher?.dependsOn ?? [])"
+        )
         // ~/code a symlink (the old model): nothing cloned, so no launcher either.
         var linked = LifecycleFixture.host([
             "/home/alice/code": PathState(kind: .symlink, linkTarget: "/home/carol/code")

@@ -127,7 +127,7 @@ import Testing
 
         #expect(planner.reconcileBinary(host) == c.binary)
         let (plan, _) = planner.setupHostPlan(desired: DesiredState(), observed: HostSnapshot(), host: host)
-        let ids = Set(plan.changes.map(\.id))
+        let ids = Set(plan.changes.map(\.id.description))
         // An /etc copy that already holds the right bytes needs no change either way.
         #expect(ids.contains("file:/etc/systemd/system/workstation-reconcile.service") == (c.writes && !c.etcCopies))
         let others = c.vendor != .identical && !c.etcCopies

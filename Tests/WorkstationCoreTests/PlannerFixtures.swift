@@ -140,7 +140,9 @@ struct FixtureCase {
             for c in plan.changes {
                 out += "\(c.id) \(c.kind.rawValue) \(c.safety.rawValue)\n"
                 if let action = c.action { out += "  action: \(Self.json(action))\n" }
-                if !c.dependsOn.isEmpty { out += "  after: \(c.dependsOn.joined(separator: ", "))\n" }
+                if !c.dependsOn.isEmpty {
+                    out += "  after: \(c.dependsOn.map(\.description).joined(separator: ", "))\n"
+                }
             }
         }
         return out

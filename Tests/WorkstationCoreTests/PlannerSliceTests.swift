@@ -41,8 +41,10 @@ import Testing
         #expect(one[0].units.contains { $0.id == "unit:t3-serve@u1.service" })
         // And the whole plan (which slices above 200 people) has them in roster order, budgets and units last.
         let full = planner.plan(desired: d, observed: host)
-        let accounts = full.changes.filter { $0.id.hasPrefix("account:") }.map(\.id)
-        #expect(accounts == one[0].plan.changes.filter { $0.id.hasPrefix("account:") }.map(\.id))
+        let accounts = full.changes.filter { $0.id.description.hasPrefix("account:") }.map(\.id.description)
+        #expect(
+            accounts == one[0].plan.changes.filter { $0.id.description.hasPrefix("account:") }.map(\.id.description)
+        )
         #expect(Array(full.changes.suffix(one[0].units.count)) == one[0].units)
     }
 }

@@ -36,7 +36,7 @@ import Testing
         let d = desire(roster: roster, settings: Settings(), snapshot: snap)
         let changes = Planner(settings: Settings()).reinstatementChanges(d.users[0], snap)
         #expect(
-            changes.map(\.id) == ["login:alice", "membership:alice:audio"],
+            changes.map(\.id.description) == ["login:alice", "membership:alice:audio"],
             "docker is forbidden and never re-added"
         )
         #expect(changes.allSatisfy { $0.safety == .additive })

@@ -76,7 +76,7 @@ import Testing
         o.paths["/home/alice/.kube"] = PathState(kind: .symlink, uid: 1001, linkTarget: "/etc")
         let changes = planner.secretFileChanges(alice, o)
         #expect(
-            changes.map(\.id) == [
+            changes.map(\.id.description) == [
                 "secret:/home/alice/.claude/settings.json", "secret:/home/alice/.claude.json",
                 "secret:/home/alice/.vault-token", "secret:/home/alice/.kube",
             ]
@@ -126,7 +126,7 @@ import Testing
         ]
         let changes = planner.reachabilityChanges(d, o, host)
         #expect(
-            changes.map(\.id) == [
+            changes.map(\.id.description) == [
                 "reach:alice:/home/carol/.claude/skills", "reach:bob:/home/carol/.claude/skills",
                 "acl:/home/carol", "acl:/home/carol/.claude/skills",
             ]
@@ -198,7 +198,7 @@ import Testing
             )
         ]
         let changes = Planner(settings: Settings()).reachabilityChanges(DesiredState(), HostSnapshot(), host)
-        #expect(changes.map(\.id) == ["reach:/srv/workstation/config-base/rules"])
+        #expect(changes.map(\.id.description) == ["reach:/srv/workstation/config-base/rules"])
         #expect(changes.first?.kind == .conflict)
     }
 

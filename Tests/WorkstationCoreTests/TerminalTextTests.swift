@@ -34,7 +34,7 @@ import Testing
         var plan = Plan()
         plan.changes = [
             Change(
-                id: "x",
+                id: .file("/x"),
                 user: "al\u{1B}]0;x\u{07}",
                 kind: .conflict,
                 safety: .additive,

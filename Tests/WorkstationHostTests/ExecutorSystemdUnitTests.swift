@@ -25,7 +25,7 @@ import WorkstationTestSupport
         let content = Data("[Service]\nEnvironment=T3CODE_PORT=3800\n".utf8)
         let plan = Plan(changes: [
             Change(
-                id: "file:\(Self.dropIn)",
+                id: .file(Self.dropIn),
                 user: "bob-dev",
                 kind: .update,
                 safety: .derived,
@@ -33,13 +33,13 @@ import WorkstationTestSupport
                 action: .writeFile(path: Self.dropIn, content: content, mode: 0o644)
             ),
             Change(
-                id: "restart:\(Self.instance)",
+                id: .restart(Self.instance),
                 user: "bob-dev",
                 kind: .update,
                 safety: .derived,
                 summary: "restart",
                 action: .restartUnit(name: Self.instance),
-                dependsOn: ["file:\(Self.dropIn)"]
+                dependsOn: [.file(Self.dropIn)]
             ),
         ])
         let report = executor.apply(plan)
@@ -72,7 +72,7 @@ import WorkstationTestSupport
         let report = executor.apply(
             Plan(changes: [
                 Change(
-                    id: "file:\(Self.dropIn)",
+                    id: .file(Self.dropIn),
                     user: "bob-dev",
                     kind: .update,
                     safety: .derived,
@@ -80,13 +80,13 @@ import WorkstationTestSupport
                     action: .writeFile(path: Self.dropIn, content: Data("[Service]\n".utf8), mode: 0o644)
                 ),
                 Change(
-                    id: "unit:\(Self.instance)",
+                    id: .unit(Self.instance),
                     user: "bob-dev",
                     kind: .update,
                     safety: .additive,
                     summary: "start",
                     action: .startUnit(name: Self.instance),
-                    dependsOn: ["file:\(Self.dropIn)"]
+                    dependsOn: [.file(Self.dropIn)]
                 ),
             ])
         )
@@ -131,7 +131,7 @@ final class FailingUnitRunner: CommandRunner {
             let dropIn = "/etc/systemd/system/\(unit).d/50-workstation.conf"
             changes.append(
                 Change(
-                    id: "file:\(dropIn)",
+                    id: .file(dropIn),
                     user: user,
                     kind: .create,
                     safety: .derived,
@@ -141,13 +141,13 @@ final class FailingUnitRunner: CommandRunner {
             )
             changes.append(
                 Change(
-                    id: "unit:\(unit)",
+                    id: .unit(unit),
                     user: user,
                     kind: .create,
                     safety: .additive,
                     summary: "enable \(unit)",
                     action: .enableUnit(name: unit),
-                    dependsOn: ["file:\(dropIn)"]
+                    dependsOn: [.file(dropIn)]
                 )
             )
         }
@@ -228,7 +228,7 @@ final class FailingUnitRunner: CommandRunner {
             "\(report.failed.map(\.error))"
         )
         #expect(
-            Set(report.applied.map(\.id)).isSuperset(of: [
+            Set(report.applied.map(\.id.description)).isSuperset(of: [
                 "unit:t3-serve@u0.service", "unit:t3-serve@u2.service", "unit:t3-serve@u3.service",
             ])
         )
@@ -243,7 +243,7 @@ final class FailingUnitRunner: CommandRunner {
         var p = plan(2)
         p.changes.append(
             Change(
-                id: "after",
+                id: .restart("t3-serve@u0.service"),
                 user: "u0",
                 kind: .update,
                 safety: .derived,

@@ -202,8 +202,8 @@ struct TrapError: Error, CustomStringConvertible {
         try FileManager.default.removeItem(atPath: r.path("/home/alice/.claude/skills"))
         try r.write("/home/alice/.claude/settings.json", "{\"env\": {}}\n", owner: alice, mode: 0o664)
         let (plan, _, snapshot) = try Engine.plan(r.inputs, root: r.root)
-        #expect(plan.actionable.map(\.id).contains("link:/home/alice/.claude/skills"))
-        #expect(plan.actionable.map(\.id).contains("secret:/home/alice/.claude/settings.json"))
+        #expect(plan.actionable.map(\.id.description).contains("link:/home/alice/.claude/skills"))
+        #expect(plan.actionable.map(\.id.description).contains("secret:/home/alice/.claude/settings.json"))
 
         // Between observe and apply alice swaps ~/.claude for a link to a directory outside her home holding a
         // settings.json she owns (the bait for a chmod) and no skills entry (the bait for a link).

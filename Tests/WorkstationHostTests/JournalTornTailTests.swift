@@ -43,7 +43,7 @@ import WorkstationTestSupport
         let journal = try Journal(root: HostRoot(dir), settings: Settings(), run: "r1")
         for i in 0..<3 {
             journal.record(
-                Change(id: "account:u\(i)", user: "u\(i)", kind: .create, safety: .additive, summary: "create u\(i)"),
+                Change(id: .account("u\(i)"), user: "u\(i)", kind: .create, safety: .additive, summary: "create u\(i)"),
                 result: "ok"
             )
         }

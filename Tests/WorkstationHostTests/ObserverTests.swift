@@ -23,8 +23,8 @@ import Glibc
         ] as [(String, String?)]
     )
     func pathsAreMatchedToTheLongestHomeAbove(_ path: String, _ expected: String?) {
-        let homes: Set<String> = ["/home/alice", "/srv/team", "/srv/team/bob"]
-        #expect(Observer.enclosingHome(of: path, in: homes) == expected)
+        let homes: Set<HostPath> = [HostPath("/home/alice"), HostPath("/srv/team"), HostPath("/srv/team/bob")]
+        #expect(HostPath(path).nearestAncestor(in: homes)?.string == expected)
     }
 }
 
@@ -103,7 +103,7 @@ import Glibc
         ("/srv//f", "/srv", "f"),  // never a relative part starting with '/'
     ])
     func pathsSplitAtTheirGrandparent(_ path: String, _ dir: String, _ relative: String) {
-        let (d, r) = Observer.splitGrandparent(path)
+        let (d, r) = HostPath(path).grandparentSplit
         #expect(d == dir)
         #expect(r == relative)
     }

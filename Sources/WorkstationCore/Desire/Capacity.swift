@@ -225,7 +225,7 @@ public struct CapacityLedger: Sendable, Hashable {
         if !fits, let limit {
             out.append(
                 Refusal(
-                    gate: "capacity",
+                    gate: .capacity,
                     message: """
                         onboarding \(who) would commit \(humanBytes(committed)) of memory budgets, \(committed - limit) bytes over \
                         the limit: \(arithmetic); add swap or memory, lower budgets (capacity.budgets in workstation.yaml, or \
@@ -237,7 +237,7 @@ public struct CapacityLedger: Sendable, Hashable {
         if !withinHeadcount {
             out.append(
                 Refusal(
-                    gate: "capacity",
+                    gate: .capacity,
                     message: """
                         onboarding \(who) would make \(lines.count) non-admin people, over max_active_users \
                         \(settings.maxActiveUsers); raise capacity.max_active_users in workstation.yaml once the host can carry \

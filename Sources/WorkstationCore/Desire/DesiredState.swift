@@ -259,16 +259,29 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
     }
     // The derived files render on another thread while the users are built (for a large roster, dispatch.json is a
     // few hundred kilobytes).
-    final class Rendered: @unchecked Sendable { var ttydUserMap = Data(), dispatch = Data() }
-    let rendered = Rendered()
     let identities = out.identities
     let primary = settings.primaryUnit.template
-    let rendering = DispatchGroup()
-    DispatchQueue.global().async(group: rendering) {
-        rendered.ttydUserMap = DerivedFileRenderer.ttydUserMap(identities)
-        rendered.dispatch = DerivedFileRenderer.dispatch(identities, primary: primary)
-    }
+    let (finalUids, finalPorts) = (uids, ports)
+    let ((ttydUserMap, dispatch), users) = concurrently(
+        { (DerivedFileRenderer.ttydUserMap(identities), DerivedFileRenderer.dispatch(identities, primary: primary)) },
+        { desiredUsers(roster, settings, snapshot, uids: finalUids, ports: finalPorts) }
+    )
+    out.users = users
+    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
+    out.ttydUserMap = ttydUserMap
+    out.dispatch = dispatch
+    return out
+}
 
+/// The provisioned people of `roster`, in roster order (accounts that exist keep their home).
+private func desiredUsers(
+    _ roster: Roster,
+    _ settings: Settings,
+    _ snapshot: HostSnapshot,
+    uids: [String: Int],
+    ports: [String: [String: Int]]
+) -> [DesiredUser] {
+    var users: [DesiredUser] = []
     for e in roster.entries where !e.isAdopted {
         let acct = snapshot.account(e.osUser)
         var groups = [settings.accounts.group]
@@ -277,7 +290,7 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
         let userPorts = settings.units.reduce(into: [String: Int]()) { acc, u in
             if let p = ports[u.template]?[e.osUser] { acc[u.template] = p }
         }
-        out.users.append(
+        users.append(
             DesiredUser(
                 entry: e,
                 uid: uids[e.osUser]!,
@@ -288,70 +301,5 @@ public func desire(roster: Roster, settings: Settings, snapshot: HostSnapshot) -
             )
         )
     }
-    out.departed = state.accounts.keys.filter { !rosterNames.contains($0) }.sorted()
-    rendering.wait()
-    out.ttydUserMap = rendered.ttydUserMap
-    out.dispatch = rendered.dispatch
-    return out
-}
-
-/// True when `path` is `parent/NAME` for one plain NAME (`/home/alice` under `/home`).
-public func isDirectChild(_ path: String, of parent: String) -> Bool {
-    let slash = UInt8(ascii: "/")
-    let p = withoutTrailingSlash(parent)
-    guard let rest = pathRest(path, after: p), rest.utf8.first == slash else { return false }
-    let name = rest.dropFirst()
-    return !name.isEmpty && !name.utf8.contains(slash) && name != "." && name != ".."
-}
-
-/// Joins absolute path parts with single slashes. Slashes are found by byte, as the kernel finds them (and without
-/// the cost of Unicode-aware `hasSuffix`, for the tens of thousands of paths a large roster makes).
-public func joinPath(_ base: String, _ rest: String...) -> String {
-    var p = base
-    for r in rest { appendComponent(r, to: &p) }
-    return p
-}
-
-/// `joinPath` of one part (the common case: no argument array to allocate).
-public func joinPath(_ base: String, _ rest: String) -> String {
-    var p = base
-    p.reserveCapacity(base.utf8.count + rest.utf8.count + 1)
-    appendComponent(rest, to: &p)
-    return p
-}
-
-/// `joinPath` of two parts.
-public func joinPath(_ base: String, _ a: String, _ b: String) -> String {
-    var p = base
-    p.reserveCapacity(base.utf8.count + a.utf8.count + b.utf8.count + 2)
-    appendComponent(a, to: &p)
-    appendComponent(b, to: &p)
-    return p
-}
-
-private func appendComponent(_ r: String, to p: inout String) {
-    let slash = UInt8(ascii: "/")
-    if p.utf8.last != slash { p += "/" }
-    p += r.utf8.first == slash ? r[r.utf8.index(after: r.utf8.startIndex)...] : r[...]
-}
-
-/// `path` without one trailing `/`, removed by byte (`dropLast()` takes a whole Character, and a mark that fuses
-/// with the '/' along with it).
-public func withoutTrailingSlash(_ path: String) -> String {
-    path.utf8.last == UInt8(ascii: "/") ? String(decoding: path.utf8.dropLast(), as: UTF8.self) : path
-}
-
-/// The rest of `path` after the bytes of `prefix`, or nil when `path` does not begin with those bytes. Paths compare
-/// by byte, as the kernel compares names (String's `hasPrefix` compares by Unicode canonical equivalence).
-public func pathRest(_ path: String, after prefix: String) -> Substring? {
-    let n = prefix.utf8.count
-    guard path.utf8.count >= n else { return nil }
-    // Native strings hold their bytes contiguously: one memcmp instead of a walk with two iterators.
-    let same =
-        path.utf8.withContiguousStorageIfAvailable { a in
-            prefix.utf8.withContiguousStorageIfAvailable { b in n == 0 || memcmp(a.baseAddress!, b.baseAddress!, n) == 0
-            }
-        } ?? nil
-    guard same ?? path.utf8.starts(with: prefix.utf8) else { return nil }
-    return path[path.utf8.index(path.utf8.startIndex, offsetBy: n)...]
+    return users
 }

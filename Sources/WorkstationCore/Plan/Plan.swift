@@ -156,7 +156,7 @@ public struct AccountSpec: Sendable, Hashable, Codable {
 /// One planned change to one resource.
 public struct Change: Sendable, Hashable, Codable {
     /// Stable resource id, e.g. `account:alice`, `membership:alice:workstation`, `file:/etc/ttyd-user-map`.
-    public var id: String
+    public var id: ResourceID
     /// The os_user it belongs to, nil for host-wide resources.
     public var user: String?
     public var kind: ChangeKind
@@ -171,10 +171,10 @@ public struct Change: Sendable, Hashable, Codable {
     /// What apply runs; nil for report-only changes.
     public var action: Action?
     /// Ids of changes that must succeed first (e.g. the account before its links).
-    public var dependsOn: [String]
+    public var dependsOn: [ResourceID]
 
     public init(
-        id: String,
+        id: ResourceID,
         user: String?,
         kind: ChangeKind,
         safety: SafetyClass,
@@ -183,7 +183,7 @@ public struct Change: Sendable, Hashable, Codable {
         reason: String? = nil,
         command: String? = nil,
         action: Action? = nil,
-        dependsOn: [String] = []
+        dependsOn: [ResourceID] = []
     ) {
         self.id = id
         self.user = user
@@ -198,11 +198,34 @@ public struct Change: Sendable, Hashable, Codable {
     }
 }
 
+/// The safety gates that can refuse a whole run (exit 3). The raw value is the name `plan`, `apply --json`
+/// (`refusals[].gate`) and `doctor` print.
+public enum Gate: String, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Removing the last admin's access, or the run's own (DESIGN section 3).
+    case lockoutGuard = "lockout guard"
+    /// Admission: onboarding would overcommit the memory budgets (docs/capacity.md).
+    case capacity
+    /// A person still has live processes (cutover, offboarding cut).
+    case idleGate = "idle gate"
+    /// A destructive stage needs `--confirm USER`.
+    case confirmation
+    /// Offboarding a person who is still in the roster.
+    case roster
+    /// An offboarding stage before the stages it follows (cut, revoke, archive).
+    case stageOrder = "stage order"
+    /// Cutting a person whom dispatch.json or the ttyd map still route.
+    case derivedFiles = "derived files"
+    /// Archiving a home while its owner still runs processes (or they cannot be read).
+    case runningProcesses = "running processes"
+
+    public var description: String { rawValue }
+}
+
 /// A safety gate that refuses the whole run (exit 3): the lockout guard, capacity admission, the idle gate.
 public struct Refusal: Sendable, Hashable, Codable, CustomStringConvertible {
-    public var gate: String
+    public var gate: Gate
     public var message: String
-    public init(gate: String, message: String) {
+    public init(gate: Gate, message: String) {
         self.gate = gate
         self.message = message
     }

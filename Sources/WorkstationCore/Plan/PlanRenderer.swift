@@ -94,7 +94,7 @@ public enum PlanRenderer {
         var obj: [String: Any] = [:]
         obj["changes"] = plan.changes.map { c -> [String: Any] in
             var d: [String: Any] = [
-                "id": c.id, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
+                "id": c.id.description, "kind": c.kind.rawValue, "symbol": c.kind.symbol, "safety": c.safety.rawValue,
                 "summary": c.summary, "actionable": c.kind.isActionable && c.safety.runsInApply,
             ]
             d["user"] = c.user ?? NSNull()
@@ -112,7 +112,7 @@ public enum PlanRenderer {
         ]
         obj["notes"] = plan.notes
         obj["errors"] = plan.errors
-        obj["refusals"] = plan.refusals.map { ["gate": $0.gate, "message": $0.message] }
+        obj["refusals"] = plan.refusals.map { ["gate": $0.gate.rawValue, "message": $0.message] }
         return obj
     }
 }

@@ -110,7 +110,7 @@ extension Planner {
         guard let p = settings.auth.playwright, p.tiers.isEmpty || p.tiers.contains(u.entry.tier) else { return [] }
         if o.state.homeFiles?[u.osUser]?.contains(Self.mcpMarker(p.name)) == true { return [] }
         let path = joinPath(u.home, ".claude.json")
-        let id = "mcp:\(u.osUser):\(p.name)"
+        let id = ResourceID.mcp(u.osUser, p.name)
         guard let entry = playwrightEntry(u, p) else {
             return [
                 Change(
@@ -123,7 +123,7 @@ extension Planner {
             ]
         }
         let st = o.path(path)
-        var deps = u.accountExists ? [] : ["account:\(u.osUser)"]
+        var deps: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
         // A secret file that creates ~/.claude.json this run goes first; the entry is then added to it.
         deps += plan.filter { c in
             if case .createSecretFile(_, let target, _, _)? = c.action { return target == path }

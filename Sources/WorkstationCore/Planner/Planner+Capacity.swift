@@ -47,7 +47,7 @@ extension Planner {
         if st.kind == .file && st.content == content { return [] }
         return [
             Change(
-                id: "file:\(path)",
+                id: .file(path),
                 user: u.osUser,
                 kind: st.kind == .absent ? .create : .update,
                 safety: .derived,
@@ -58,7 +58,7 @@ extension Planner {
                     String(decoding: content, as: UTF8.self)
                 ),
                 action: .writeFile(path: path, content: content, mode: 0o644),
-                dependsOn: u.accountExists ? [] : ["account:\(u.osUser)"]
+                dependsOn: u.accountExists ? [] : [.account(u.osUser)]
             )
         ]
     }

@@ -144,7 +144,7 @@ extension Planner {
         }
         // A missing or foreign home is reported by homeChanges; nothing is cloned into it.
         if u.accountExists && o.path(u.home).kind != .directory { return }
-        let accountDep = u.accountExists ? [] : ["account:\(u.osUser)"]
+        let accountDep: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
         let spec = InfraCloneSpec(
             user: u.osUser,
             home: u.home,
@@ -160,7 +160,7 @@ extension Planner {
             if let local = Self.localRepositoryPath(source.url), let problem = localSourceProblem(local, u, o) {
                 plan.changes.append(
                     Change(
-                        id: "clone:\(spec.target)",
+                        id: .clone(spec.target),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .additive,
@@ -188,7 +188,7 @@ extension Planner {
             }
             plan.changes.append(
                 Change(
-                    id: "clone:\(spec.target)",
+                    id: .clone(spec.target),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -216,14 +216,14 @@ extension Planner {
         let content = Data(infra.launcher(user: u.osUser, codePath: spec.target).utf8)
         plan.changes.append(
             Change(
-                id: "file:\(launcher)",
+                id: .file(launcher),
                 user: u.osUser,
                 kind: .create,
                 safety: .additive,
                 summary: "write launcher \(launcher) (starts the agent in \(spec.target))",
                 fields: [FieldChange("mode", nil, "0755")],
                 action: .createHomeFile(user: u.osUser, path: launcher, content: content, mode: 0o755),
-                dependsOn: accountDep + (cloning ? ["clone:\(spec.target)"] : [])
+                dependsOn: accountDep + (cloning ? [.clone(spec.target)] : [])
             )
         )
     }

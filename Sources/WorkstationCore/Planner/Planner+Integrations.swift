@@ -70,7 +70,7 @@ extension Planner {
         let adding = Set(idp.compactMap(\.user))
         for i in plan.changes.indices {
             guard let u = plan.changes[i].user, plan.changes[i].action != nil, adding.contains(u) else { continue }
-            plan.changes[i].dependsOn.append("idp:\(u)")
+            plan.changes[i].dependsOn.append(.idp(u))
         }
         plan.changes.insert(contentsOf: idp, at: 0)
         plan.changes += k8sUsersReport(d, o, &plan)
@@ -138,7 +138,7 @@ extension Planner {
             if memberPKs.contains(user.pk) { continue }
             out.append(
                 Change(
-                    id: "idp:\(os)",
+                    id: .idp(os),
                     user: os,
                     kind: .create,
                     safety: .additive,
@@ -157,7 +157,7 @@ extension Planner {
         for m in obs.members.sorted(by: { $0.username < $1.username }) where !wanted.contains(m.username) {
             out.append(
                 Change(
-                    id: "idp-revoke:\(m.username)",
+                    id: .idpRevoke(m.username),
                     user: nil,
                     kind: .pending,
                     safety: .revoke,
@@ -233,7 +233,7 @@ extension Planner {
             guard let entry = obs.entries[id.k8sUser] else { continue }
             out.append(
                 Change(
-                    id: "k8s-users-left:\(os)",
+                    id: .k8sUsersLeft(os),
                     user: os,
                     kind: .pending,
                     safety: .revoke,
@@ -250,7 +250,7 @@ extension Planner {
             let entry = KubernetesManifests.k8sUserEntry(u.entry)
             out.append(
                 Change(
-                    id: "k8s-users:\(u.osUser)",
+                    id: .k8sUsers(u.osUser),
                     user: u.osUser,
                     kind: .conflict,
                     safety: .additive,
@@ -276,7 +276,7 @@ extension Planner {
         return homeFileChange(
             u,
             o,
-            id: "kubeconfig:\(u.osUser)",
+            id: .kubeconfig(u.osUser),
             path: path,
             relative: k.kubeconfigPath,
             what: "kubeconfig",
@@ -289,7 +289,7 @@ extension Planner {
     func homeFileChange(
         _ u: DesiredUser,
         _ o: HostSnapshot,
-        id: String,
+        id: ResourceID,
         path: String,
         relative: String,
         what: String,
@@ -306,7 +306,7 @@ extension Planner {
                     summary: "write \(what) \(path) (absent)",
                     fields: [FieldChange("mode", nil, "0600"), FieldChange("size", nil, "\(content.count) bytes")],
                     action: .createHomeFile(user: u.osUser, path: path, content: content, mode: 0o600),
-                    dependsOn: u.accountExists ? [] : ["account:\(u.osUser)"]
+                    dependsOn: u.accountExists ? [] : [.account(u.osUser)]
                 )
             ]
         }
@@ -406,15 +406,15 @@ extension Planner {
         out += homeFileChange(
             u,
             o,
-            id: "vault-helper:\(u.osUser)",
+            id: .vaultHelper(u.osUser),
             path: helperPath,
             relative: v.helperFile,
             what: "Vault helper",
             content: vaultHelper(u.entry, v)
         )
-        let claudeDir = "dir:\(joinPath(u.home, ".claude"))"
+        let claudeDir = ResourceID.dir(joinPath(u.home, ".claude"))
         for p in secretFilePlans(DesiredState(users: [u]), o) {
-            let id = "secret:\(u.osUser):\(p.spec.name)"
+            let id = ResourceID.secret(user: u.osUser, name: p.spec.name)
             if let b = p.blocker {
                 out.append(
                     Change(
@@ -438,7 +438,7 @@ extension Planner {
                     errors.append("\(u.osUser): vault: \(p.spec.reference) for \(p.path): \(why); not written")
                     continue
                 }
-                var deps = u.accountExists ? [] : ["account:\(u.osUser)"]
+                var deps: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
                 if p.spec.target.hasPrefix(".claude/") && plan.changes.contains(where: { $0.id == claudeDir }) {
                     deps.append(claudeDir)
                 }
@@ -517,7 +517,7 @@ extension Planner {
         if st.kind == .file && st.content == content && st.mode & 0o7777 == 0o644 { return [] }
         return [
             Change(
-                id: "file:\(path)",
+                id: .file(path),
                 user: nil,
                 kind: st.kind == .absent ? .create : .update,
                 safety: .derived,

@@ -28,7 +28,7 @@ extension Planner {
             guard enabled || o.systemdRunning else { continue }
             out.append(
                 Change(
-                    id: "unit:\(instance)",
+                    id: .unit(instance),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -44,7 +44,7 @@ extension Planner {
         if !locked || sh?.expireDays != 1 {
             out.append(
                 Change(
-                    id: "login:\(user)",
+                    id: .login(user),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -78,7 +78,7 @@ extension Planner {
         if lingering {
             out.append(
                 Change(
-                    id: "linger:\(user)",
+                    id: .linger(user),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -94,7 +94,7 @@ extension Planner {
                 + (processes.count > 20 ? ", ..." : "")
             out.append(
                 Change(
-                    id: "processes:\(user)",
+                    id: .processes(user),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -103,7 +103,7 @@ extension Planner {
                         : "end every process of \(user) (uid \(uid)), their user manager included: \(processes.count) now: \(shown)",
                     fields: [FieldChange("processes", String(processes.count), "0")],
                     action: .endProcesses(user: user, uid: uid),
-                    dependsOn: lingering ? ["linger:\(user)"] : []
+                    dependsOn: lingering ? [.linger(user)] : []
                 )
             )
         }
@@ -118,7 +118,7 @@ extension Planner {
         (o.state.secretFilesWritten[user] ?? []).map { path in
             if let why = kept[path] {
                 return Change(
-                    id: "secret:\(path)",
+                    id: .secret(path),
                     user: user,
                     kind: .conflict,
                     safety: .revoke,
@@ -129,7 +129,7 @@ extension Planner {
                 )
             }
             return Change(
-                id: "secret:\(path)",
+                id: .secret(path),
                 user: user,
                 kind: .pending,
                 safety: .revoke,
@@ -203,7 +203,7 @@ extension Planner {
     ) -> [Change] {
         var out = [
             Change(
-                id: "archive:\(user)",
+                id: .archive(user),
                 user: user,
                 kind: .pending,
                 safety: .destroy,
@@ -212,21 +212,21 @@ extension Planner {
                 action: .archiveHome(user: user, home: home, archive: archive)
             ),
             Change(
-                id: "account:\(user)",
+                id: .account(user),
                 user: user,
                 kind: .pending,
                 safety: .destroy,
                 summary: "delete account \(user) and its home (userdel --remove)",
                 fields: [FieldChange("account", user, nil), FieldChange("home", home, nil)],
                 action: .deleteAccount(user: user),
-                dependsOn: ["archive:\(user)"]
+                dependsOn: [.archive(user)]
             ),
         ]
         for dropIn in personSystemFiles(user: user, uid: uid) {
             guard o.path(dropIn).kind != .absent else { continue }
             out.append(
                 Change(
-                    id: "file:\(dropIn)",
+                    id: .file(dropIn),
                     user: user,
                     kind: .pending,
                     safety: .destroy,
@@ -234,7 +234,7 @@ extension Planner {
                         "remove drop-in \(dropIn) (and \((dropIn as NSString).deletingLastPathComponent) once empty)",
                     fields: [FieldChange("file", dropIn, nil)],
                     action: .removeSystemFile(path: dropIn),
-                    dependsOn: ["account:\(user)"]
+                    dependsOn: [.account(user)]
                 )
             )
         }
@@ -256,7 +256,7 @@ extension Planner {
         if unlock || sh?.expireDays != before.expireDays {
             out.append(
                 Change(
-                    id: "login:\(u.osUser)",
+                    id: .login(u.osUser),
                     user: u.osUser,
                     kind: .update,
                     safety: .additive,
@@ -281,7 +281,7 @@ extension Planner {
         {
             out.append(
                 Change(
-                    id: "membership:\(u.osUser):\(g)",
+                    id: .membership(u.osUser, g),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -297,7 +297,7 @@ extension Planner {
         where enabled && !managed.contains(instance) && !o.enabledUnits.contains(instance) {
             out.append(
                 Change(
-                    id: "unit:\(instance)",
+                    id: .unit(instance),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -336,7 +336,7 @@ extension Planner {
                 )
                 changes.append(
                     Change(
-                        id: "file:\(settings.derived.ttydUserMap)",
+                        id: .file(settings.derived.ttydUserMap),
                         user: nil,
                         kind: .update,
                         safety: .derived,
@@ -359,7 +359,7 @@ extension Planner {
                 let content = DispatchMap(version: map.version, users: left).encoded()
                 changes.append(
                     Change(
-                        id: "file:\(settings.derived.dispatch)",
+                        id: .file(settings.derived.dispatch),
                         user: nil,
                         kind: .update,
                         safety: .derived,

@@ -120,8 +120,7 @@ public struct Planner: Sendable {
         )
         let size = (users.count + slices - 1) / max(slices, 1)
         let planner = self
-        let parts = SliceResults(count: slices)
-        let work = { @Sendable (slice: Int) in
+        return parallelMap(count: slices) { slice in
             var part = PersonSlice()
             for u in users.dropFirst(slice * size).prefix(size) {
                 part.plan.changes += planner.accountChanges(u, observed)
@@ -134,10 +133,8 @@ public struct Planner: Sendable {
                 part.budgets += planner.budgetChanges(u, observed)
                 part.units += planner.unitChanges(u, observed)
             }
-            parts.set(slice, part)
+            return part
         }
-        if slices == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: slices, execute: work) }
-        return parts.all
     }
 
     // MARK: groups and accounts
@@ -147,7 +144,7 @@ public struct Planner: Sendable {
         for u in d.users { for g in u.groups where !needed.contains(g) { needed.append(g) } }
         return needed.filter { o.group($0) == nil }.map { g in
             Change(
-                id: "group:\(g)",
+                id: .group(g),
                 user: nil,
                 kind: .create,
                 safety: .additive,
@@ -171,7 +168,7 @@ public struct Planner: Sendable {
             )
             out.append(
                 Change(
-                    id: "account:\(u.osUser)",
+                    id: .account(u.osUser),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -182,7 +179,7 @@ public struct Planner: Sendable {
                         FieldChange("groups", nil, u.groups.joined(separator: ",")),
                     ],
                     action: .createAccount(spec),
-                    dependsOn: u.groups.filter { o.group($0) == nil }.map { "group:\($0)" }
+                    dependsOn: u.groups.filter { o.group($0) == nil }.map { .group($0) }
                 )
             )
         }
@@ -190,7 +187,7 @@ public struct Planner: Sendable {
         for g in settings.accounts.forbiddenGroups where o.isMember(u.osUser, of: g) {
             out.append(
                 Change(
-                    id: "violation:\(u.osUser):\(g)",
+                    id: .violation(u.osUser, g),
                     user: u.osUser,
                     kind: .pending,
                     safety: .revoke,
@@ -207,14 +204,14 @@ public struct Planner: Sendable {
         guard u.accountExists else { return [] }  // useradd -G sets them at creation
         return u.groups.filter { !o.isMember(u.osUser, of: $0) }.map { g in
             Change(
-                id: "membership:\(u.osUser):\(g)",
+                id: .membership(u.osUser, g),
                 user: u.osUser,
                 kind: .create,
                 safety: .additive,
                 summary: "add \(u.osUser) to group \(g)",
                 fields: [FieldChange("groups", nil, "+\(g)")],
                 action: .addMembership(user: u.osUser, group: g),
-                dependsOn: o.group(g) == nil ? ["group:\(g)"] : []
+                dependsOn: o.group(g) == nil ? [.group(g)] : []
             )
         }
     }
@@ -228,7 +225,7 @@ public struct Planner: Sendable {
         case .absent:
             return [
                 Change(
-                    id: "home:\(u.osUser)",
+                    id: .home(u.osUser),
                     user: u.osUser,
                     kind: .conflict,
                     safety: .additive,
@@ -241,7 +238,7 @@ public struct Planner: Sendable {
             if wrongOwner && st.uid != 0 {
                 return [
                     Change(
-                        id: "home:\(u.osUser)",
+                        id: .home(u.osUser),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .tighten,
@@ -258,7 +255,7 @@ public struct Planner: Sendable {
             if wrongOwner { fields.append(FieldChange("owner", "uid \(st.uid)", u.osUser)) }
             return [
                 Change(
-                    id: "home:\(u.osUser)",
+                    id: .home(u.osUser),
                     user: u.osUser,
                     kind: .update,
                     safety: .tighten,
@@ -270,7 +267,7 @@ public struct Planner: Sendable {
         default:
             return [
                 Change(
-                    id: "home:\(u.osUser)",
+                    id: .home(u.osUser),
                     user: u.osUser,
                     kind: .conflict,
                     safety: .additive,
@@ -287,7 +284,7 @@ public struct Planner: Sendable {
     func inheritanceChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         var out: [Change] = []
         let claude = joinPath(u.home, ".claude")
-        let accountDep = u.accountExists ? [] : ["account:\(u.osUser)"]
+        let accountDep: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
         // An existing account whose home is missing or not a directory: homeChanges reports the conflict; nothing
         // can be created under it (and every run would fail trying).
         if u.accountExists && o.path(u.home).kind != .directory { return [] }
@@ -295,7 +292,7 @@ public struct Planner: Sendable {
         case .absent:
             out.append(
                 Change(
-                    id: "dir:\(claude)",
+                    id: .dir(claude),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -309,7 +306,7 @@ public struct Planner: Sendable {
         default:
             return [
                 Change(
-                    id: "dir:\(claude)",
+                    id: .dir(claude),
                     user: u.osUser,
                     kind: .conflict,
                     safety: .additive,
@@ -327,14 +324,14 @@ public struct Planner: Sendable {
             case .absent:
                 out.append(
                     Change(
-                        id: "link:\(path)",
+                        id: .link(path),
                         user: u.osUser,
                         kind: .create,
                         safety: .additive,
                         summary: "link \(path) -> \(target)",
                         fields: [FieldChange("target", nil, target)],
                         action: .createHomeLink(user: u.osUser, path: path, target: target),
-                        dependsOn: o.path(claude).kind == .absent ? ["dir:\(claude)"] : accountDep
+                        dependsOn: o.path(claude).kind == .absent ? [.dir(claude)] : accountDep
                     )
                 )
             case .symlink where st.linkTarget == target:
@@ -342,7 +339,7 @@ public struct Planner: Sendable {
             case .symlink:
                 out.append(
                     Change(
-                        id: "link:\(path)",
+                        id: .link(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .additive,
@@ -354,7 +351,7 @@ public struct Planner: Sendable {
             default:
                 out.append(
                     Change(
-                        id: "link:\(path)",
+                        id: .link(path),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .additive,
@@ -379,7 +376,7 @@ public struct Planner: Sendable {
             let before = st.content.map { String(decoding: $0, as: UTF8.self) }
             out.append(
                 Change(
-                    id: "file:\(path)",
+                    id: .file(path),
                     user: nil,
                     kind: st.kind == .absent ? .create : .update,
                     safety: .derived,
@@ -396,7 +393,7 @@ public struct Planner: Sendable {
 
     func unitChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         var out: [Change] = []
-        let accountDep = u.accountExists ? [] : ["account:\(u.osUser)"]
+        let accountDep: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
         for unit in settings.units {
             let dropIn = dropInPath(unit, u.osUser)
             let content = dropInContent(unit, u)
@@ -404,7 +401,7 @@ public struct Planner: Sendable {
             if !(st.kind == .file && st.content == content) {
                 out.append(
                     Change(
-                        id: "file:\(dropIn)",
+                        id: .file(dropIn),
                         user: u.osUser,
                         kind: st.kind == .absent ? .create : .update,
                         safety: .derived,
@@ -420,7 +417,7 @@ public struct Planner: Sendable {
                 )
             }
             let instance = unit.instance(u.osUser)
-            let dropInDep = st.kind == .file && st.content == content ? [] : ["file:\(dropIn)"]
+            let dropInDep: [ResourceID] = st.kind == .file && st.content == content ? [] : [.file(dropIn)]
             if o.enabledUnits.contains(instance) {
                 guard o.systemdRunning else { continue }
                 if !o.activeUnits.contains(instance) {
@@ -428,7 +425,7 @@ public struct Planner: Sendable {
                     // user that stopped (crashed past its restart limit, stopped by hand) is started again.
                     out.append(
                         Change(
-                            id: "unit:\(instance)",
+                            id: .unit(instance),
                             user: u.osUser,
                             kind: .update,
                             safety: .additive,
@@ -445,7 +442,7 @@ public struct Planner: Sendable {
                     // running unit waits for its next restart).
                     out.append(
                         Change(
-                            id: "restart:\(instance)",
+                            id: .restart(instance),
                             user: u.osUser,
                             kind: .update,
                             safety: .derived,
@@ -462,7 +459,7 @@ public struct Planner: Sendable {
             if !installed {
                 out.append(
                     Change(
-                        id: "unit:\(instance)",
+                        id: .unit(instance),
                         user: u.osUser,
                         kind: .conflict,
                         safety: .additive,
@@ -475,7 +472,7 @@ public struct Planner: Sendable {
             }
             out.append(
                 Change(
-                    id: "unit:\(instance)",
+                    id: .unit(instance),
                     user: u.osUser,
                     kind: .create,
                     safety: .additive,
@@ -497,7 +494,7 @@ public struct Planner: Sendable {
         d.departed.map { name in
             let next = o.state.offboarding[name]?.nextStage ?? .cut
             return Change(
-                id: "offboard:\(name)",
+                id: .offboard(name),
                 user: name,
                 kind: .pending,
                 safety: .revoke,
@@ -527,7 +524,7 @@ public struct Planner: Sendable {
         let admins = Set(adminGroup?.members ?? []).union(o.passwd.filter { $0.gid == adminGroup?.gid }.map(\.name))
         return previous.subtracting(kept).intersection(admins).sorted().map { name in
             Refusal(
-                gate: "lockout guard",
+                gate: .lockoutGuard,
                 message: """
                     this run would drop '\(name)', who holds admin rights (group \(settings.accounts.adminGroup)), from \
                     \(settings.derived.ttydUserMap) and \(settings.derived.dispatch); declare them either in the roster \
@@ -574,10 +571,3 @@ public func lineDiff(_ before: String?, _ after: String) -> [FieldChange] {
 }
 
 /// One result per slice of work done on several threads (`Planner.perUserSlices`).
-private final class SliceResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Planner.PersonSlice]
-    init(count: Int) { slots = Array(repeating: Planner.PersonSlice(), count: count) }
-    func set(_ slice: Int, _ part: Planner.PersonSlice) { lock.withLock { slots[slice] = part } }
-    var all: [Planner.PersonSlice] { lock.withLock { slots } }
-}

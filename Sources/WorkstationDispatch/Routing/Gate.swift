@@ -17,6 +17,44 @@ struct CheckedIdentity: Sendable, Equatable {
     var groups: String
 }
 
+/// The identity fields of a request (`X-authentik-username`, `-groups`, `-jwt`), found in one pass over its
+/// fields with names compared ASCII case-insensitively (RFC 9110 section 5.1): how many of each, and the first value.
+struct IdentityFields {
+    var userCount = 0
+    var user: String?
+    var groupsCount = 0
+    var groups: String?
+    var tokenCount = 0
+    var token: String?
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            switch HTTPField.bytes(of: name, Self.kind) {
+            case 1:
+                userCount += 1
+                if user == nil { user = value }
+            case 2:
+                groupsCount += 1
+                if groups == nil { groups = value }
+            case 3:
+                tokenCount += 1
+                if token == nil { token = value }
+            default: break
+            }
+        }
+    }
+
+    /// 1, 2, 3 for a field named `X-authentik-username`, `-groups`, `-jwt`; 0 otherwise.
+    private static func kind(_ n: UnsafeRawBufferPointer) -> Int {
+        guard n.count >= 15, HTTPField.hasPrefix(n, lowercase: "x-authentik-") else { return 0 }
+        let rest = n[field: 12..<n.count]
+        if HTTPField.equals(rest, lowercase: "username") { return 1 }
+        if HTTPField.equals(rest, lowercase: "groups") { return 2 }
+        if HTTPField.equals(rest, lowercase: "jwt") { return 3 }
+        return 0
+    }
+}
+
 /// The identity check in front of every request (pure; no I/O).
 ///
 /// Headers follow Authentik's forward-auth outpost: `X-authentik-username` (one value) and `X-authentik-groups`
@@ -62,25 +100,24 @@ public enum Gate {
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
-        let names = headers[usernameHeader]
-        guard names.count == 1, let user = names.first else {
+        let fields = IdentityFields(headers)
+        guard fields.userCount == 1, let user = fields.user else {
             return .refuse(
                 status: 403,
-                reason: names.isEmpty ? "no \(usernameHeader) header" : "\(usernameHeader) repeated"
+                reason: fields.userCount == 0 ? "no \(usernameHeader) header" : "\(usernameHeader) repeated"
             )
         }
-        let groups = headers[groupsHeader]
-        if let c = checked, c.user == user, groups.count == 1, c.groups == groups[0] {
+        if let c = checked, c.user == user, fields.groupsCount == 1, c.groups == fields.groups {
             // Same values as a request already checked on this connection.
         } else {
             checked = nil
             if let problem = identityProblem(user) {
                 return .refuse(status: 403, reason: "\(usernameHeader) \(problem)")
             }
-            guard groups.count == 1, let groupList = groups.first else {
+            guard fields.groupsCount == 1, let groupList = fields.groups else {
                 return .refuse(
                     status: 403,
-                    reason: groups.isEmpty ? "no \(groupsHeader) header" : "\(groupsHeader) repeated"
+                    reason: fields.groupsCount == 0 ? "no \(groupsHeader) header" : "\(groupsHeader) repeated"
                 )
             }
             guard groupList.split(separator: "|", omittingEmptySubsequences: true).contains(where: { $0 == gateGroup })
@@ -103,12 +140,11 @@ public enum Gate {
         gateGroup: String,
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
-        let names = headers[usernameHeader]
-        if !names.isEmpty, names != [token.user] {
+        let fields = IdentityFields(headers)
+        if fields.userCount > 0, fields.userCount > 1 || fields.user != token.user {
             return .refuse(status: 403, reason: "\(usernameHeader) disagrees with the token")
         }
-        let groups = headers[groupsHeader]
-        if !groups.isEmpty, groups != [token.groups.joined(separator: "|")] {
+        if fields.groupsCount > 0, fields.groupsCount > 1 || fields.groups != token.groups.joined(separator: "|") {
             return .refuse(status: 403, reason: "\(groupsHeader) disagrees with the token")
         }
         if let problem = identityProblem(token.user) {
@@ -147,8 +183,9 @@ public enum Gate {
     }
 
     /// The fields sent upstream, in order (one pass, comparing names as ASCII case-insensitively in place): those
-    /// of `headers` that are neither `X-authentik-*` nor hop-by-hop nor named by `Connection`, then the checked
-    /// `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and `Upgrade`.
+    /// of `headers` that are neither `X-authentik-*` nor hop-by-hop (`HTTPField.isHopByHop`) nor named by
+    /// `Connection`, then the checked `X-authentik-username`, then for a WebSocket upgrade `Connection: Upgrade` and
+    /// `Upgrade`.
     private static func forEachUpstreamField(
         _ headers: HTTPHeaders,
         user: String,
@@ -156,38 +193,27 @@ public enum Gate {
         _ body: (String, String) -> Void
     ) {
         // Fields named by `Connection`; usually none. Framing fields are never dropped.
-        var named: [Substring] = []
-        for (name, value) in headers where ascii(name, equals: "connection") {
-            for token in value.split(separator: ",") {
-                let t = trimmedOWS(token)
-                if !t.isEmpty, !ascii(t, equals: "content-length"), !ascii(t, equals: "transfer-encoding") {
-                    named.append(t)
+        var named: [String] = []
+        for (name, value) in headers where HTTPField.bytes(of: name, { HTTPField.equals($0, lowercase: "connection") })
+        {
+            HTTPField.bytes(of: value) { v in
+                HTTPField.forEachToken(v) { token in
+                    if !HTTPField.isFraming(token) { named.append(String(decoding: token, as: UTF8.self)) }
                 }
             }
         }
         for (name, value) in headers {
-            if isHopByHop(name) || ascii(name, hasPrefix: "x-authentik-") { continue }
-            if !named.isEmpty && named.contains(where: { asciiEqual(name.utf8, $0.utf8) }) { continue }
-            body(name, value)
+            let dropped = HTTPField.bytes(of: name) { n in
+                if HTTPField.isHopByHop(n) || HTTPField.hasPrefix(n, lowercase: "x-authentik-") { return true }
+                return !named.isEmpty
+                    && named.contains { t in HTTPField.bytes(of: t) { HTTPField.equalIgnoringCase(n, $0) } }
+            }
+            if !dropped { body(name, value) }
         }
         body(usernameHeader, user)
         if upgrade, let proto = headers.first(name: "upgrade") {
             body("Connection", "Upgrade")
             body("Upgrade", proto)
-        }
-    }
-
-    /// True for the fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 section 7.6.1):
-    /// `Connection`, `Proxy-Connection`, `Keep-Alive`, `TE`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`.
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: ascii(name, equals: "te")
-        case 7: ascii(name, equals: "upgrade")
-        case 10: ascii(name, equals: "connection") || ascii(name, equals: "keep-alive")
-        case 16: ascii(name, equals: "proxy-connection")
-        case 18: ascii(name, equals: "proxy-authenticate")
-        case 19: ascii(name, equals: "proxy-authorization")
-        default: false
         }
     }
 
@@ -197,48 +223,15 @@ public enum Gate {
         var upgrade = false
         var connection = false
         for (name, value) in headers {
-            if !upgrade, ascii(name, equals: "upgrade") {
-                upgrade = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "websocket") }
-            } else if !connection, ascii(name, equals: "connection") {
-                connection = value.split(separator: ",").contains { ascii(trimmedOWS($0), equals: "upgrade") }
+            let kind = HTTPField.bytes(of: name) { n in
+                HTTPField.equals(n, lowercase: "upgrade") ? 1 : HTTPField.equals(n, lowercase: "connection") ? 2 : 0
+            }
+            if !upgrade, kind == 1 {
+                upgrade = HTTPField.bytes(of: value) { HTTPField.listContains($0, lowercase: "websocket") }
+            } else if !connection, kind == 2 {
+                connection = HTTPField.bytes(of: value) { HTTPField.listContains($0, lowercase: "upgrade") }
             }
         }
         return upgrade && connection
-    }
-
-    // MARK: ASCII case-insensitive comparison (header names are ASCII, RFC 9110 section 5.1)
-
-    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { c &- 65 < 26 ? c | 0x20 : c }
-
-    /// `a` equals `b` ignoring ASCII case.
-    static func asciiEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool
-    where A.Element == UInt8, B.Element == UInt8 {
-        a.count == b.count && a.elementsEqual(b) { lower($0) == lower($1) }
-    }
-
-    /// `s` equals `lowercase` (already lowercase) ignoring ASCII case.
-    static func ascii<S: StringProtocol>(_ s: S, equals lowercase: StaticString) -> Bool {
-        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return s.utf8.count == b.count && s.utf8.elementsEqual(b) { lower($0) == $1 }
-    }
-
-    /// `s` starts with `lowercase` (already lowercase) ignoring ASCII case.
-    static func ascii(_ s: String, hasPrefix lowercase: StaticString) -> Bool {
-        let b = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return s.utf8.count >= b.count && s.utf8.prefix(b.count).elementsEqual(b) { lower($0) == $1 }
-    }
-
-    /// `s` without leading and trailing optional whitespace (space, horizontal tab; RFC 9110 section 5.6.3).
-    static func trimmedOWS(_ s: Substring) -> Substring {
-        let u = s.utf8
-        var lo = u.startIndex
-        var hi = u.endIndex
-        while lo < hi, u[lo] == 0x20 || u[lo] == 0x09 { lo = u.index(after: lo) }
-        while lo < hi {
-            let p = u.index(before: hi)
-            guard u[p] == 0x20 || u[p] == 0x09 else { break }
-            hi = p
-        }
-        return Substring(u[lo..<hi])
     }
 }

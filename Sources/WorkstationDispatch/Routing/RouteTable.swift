@@ -108,10 +108,12 @@ public final class RouteTable: Sendable {
     /// rename over the path or a removal drops the count to 0). A file with another link, or any difference, falls
     /// back to `stat(2)` of the path and a reload, so a rewrite is in force from the next request on.
     public func lookup(_ user: String) -> DispatchMap.User? {
-        let (fd, inForce) = state.withLockedValue { ($0.openFile, $0.stamp) }
+        // One lock: the entry, with the stamp of the file it was read from. When that file is still in force (fstat
+        // of the open file), the entry is current. A reload meanwhile replaced the open file, whose stamp then
+        // differs: the slow path below reads the map in force.
+        let (fd, inForce, entry) = state.withLockedValue { ($0.openFile, $0.stamp, $0.map.users[user]) }
         if fd >= 0, let inForce, let open = FileStamp.of(fd: fd), open.links == 1, open.stamp == inForce {
-            // A concurrent reload may have replaced the map meanwhile: that one is newer still.
-            return state.withLockedValue { $0.map.users[user] }
+            return entry
         }
         let stamp = FileStamp.of(path)
         let hit: DispatchMap.User?? = state.withLockedValue { s in
@@ -222,23 +224,30 @@ public final class ActiveUsers: Sendable {
     public init(limit: Int) { self.limit = limit }
 
     /// Takes one slot for `user`; false when `user` holds none and `limit` other users are active.
-    public func acquire(_ user: String) -> Bool {
+    public func acquire(_ user: String) -> Bool { acquireCounting(user) != nil }
+
+    /// `acquire`, returning the number of distinct active users after it (nil: refused), under one lock.
+    func acquireCounting(_ user: String) -> Int? {
         counts.withLockedValue { c in
             if let n = c[user] {
                 c[user] = n + 1
-                return true
+                return c.count
             }
-            guard c.count < limit else { return false }
+            guard c.count < limit else { return nil }
             c[user] = 1
-            return true
+            return c.count
         }
     }
 
     /// Returns a slot taken by `acquire`.
-    public func release(_ user: String) {
+    public func release(_ user: String) { _ = releaseCounting(user) }
+
+    /// `release`, returning the number of distinct active users after it, under one lock.
+    @discardableResult
+    func releaseCounting(_ user: String) -> Int {
         counts.withLockedValue { c in
-            guard let n = c[user] else { return }
-            c[user] = n > 1 ? n - 1 : nil
+            if let n = c[user] { c[user] = n > 1 ? n - 1 : nil }
+            return c.count
         }
     }
 

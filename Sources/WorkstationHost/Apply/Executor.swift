@@ -106,7 +106,7 @@ public final class Executor {
     /// disabled, which the next apply plans again.
     private func execute(_ todo: [Change], progress: (String) -> Void) -> ApplyReport {
         var report = ApplyReport()
-        var notDone = Set<String>()
+        var notDone = Set<ResourceID>()
         let dependedOn = Set(todo.flatMap(\.dependsOn))
         var heldBack: [(index: Int, change: Change, name: String)] = []
         for (i, change) in todo.enumerated() {
@@ -139,7 +139,7 @@ public final class Executor {
         index i: Int,
         of count: Int,
         report: inout ApplyReport,
-        notDone: inout Set<String>,
+        notDone: inout Set<ResourceID>,
         progress: (String) -> Void
     ) {
         progress("[\(i + 1)/\(count)] \(change.summary)")
@@ -160,7 +160,7 @@ public final class Executor {
         }
     }
 
-    private func fail(_ change: Change, _ error: Error, report: inout ApplyReport, notDone: inout Set<String>) {
+    private func fail(_ change: Change, _ error: Error, report: inout ApplyReport, notDone: inout Set<ResourceID>) {
         let message = "\(change.user.map { "\($0): " } ?? "")\(change.summary): \(error)"
         notDone.insert(change.id)
         report.failed.append((change, message))
@@ -173,7 +173,7 @@ public final class Executor {
         _ units: [(index: Int, change: Change, name: String)],
         of count: Int,
         report: inout ApplyReport,
-        notDone: inout Set<String>,
+        notDone: inout Set<ResourceID>,
         progress: (String) -> Void
     ) {
         if systemdRunning && unitFilesDirty {

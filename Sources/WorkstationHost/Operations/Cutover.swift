@@ -84,7 +84,7 @@ public enum Cutover {
         if let busy, !force, !dryRun {
             throw RefusedError(
                 plan: Plan(refusals: [
-                    Refusal(gate: "idle gate", message: busy + "; wait until they are idle, or pass --force")
+                    Refusal(gate: .idleGate, message: busy + "; wait until they are idle, or pass --force")
                 ])
             )
         }
@@ -96,7 +96,7 @@ public enum Cutover {
         case "symlink":
             plan.changes.append(
                 Change(
-                    id: "link:\(path("code"))",
+                    id: .link(path("code")),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -114,7 +114,7 @@ public enum Cutover {
             guard new != text else { continue }
             plan.changes.append(
                 Change(
-                    id: "file:\(path(l.relative))",
+                    id: .file(path(l.relative)),
                     user: user,
                     kind: .update,
                     safety: .revoke,
@@ -137,7 +137,7 @@ public enum Cutover {
         for l in links {
             plan.changes.append(
                 Change(
-                    id: "link:\(path(l.relative))",
+                    id: .link(path(l.relative)),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -150,7 +150,7 @@ public enum Cutover {
         if groups.contains(c.sharedCodeGroup) {
             plan.changes.append(
                 Change(
-                    id: "membership:\(user):\(c.sharedCodeGroup)",
+                    id: .membership(user, c.sharedCodeGroup),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -217,7 +217,7 @@ public enum Cutover {
         state.cutovers[user] = record
         try StateStore(root: root, settings: settings).save(state)
         journal.recordStage(
-            "cutover:\(user)",
+            .cutover(user),
             user: user,
             safety: .revoke,
             summary: "cutover of \(user)",
@@ -256,7 +256,7 @@ public enum Cutover {
         func restoreLink(_ e: CutoverRecord.Entry) throws {
             let now = try homes.inspect(home: account.home, relative: e.relative, owner: owner)
             if now.kind == .symlink && now.linkTarget == e.linkTarget && now.uid == e.uid && now.gid == e.gid { return }
-            var deps: [String] = []
+            var deps: [ResourceID] = []
             if now.kind == .directory && e.relative == "code" {
                 let dir = joinPath(
                     settings.stateDirectory,
@@ -266,7 +266,7 @@ public enum Cutover {
                 )
                 plan.changes.append(
                     Change(
-                        id: "move:\(path(e.relative))",
+                        id: .move(path(e.relative)),
                         user: user,
                         kind: .update,
                         safety: .revoke,
@@ -275,11 +275,11 @@ public enum Cutover {
                     )
                 )
                 record.cloneMovedTo = joinPath(dir, "code")
-                deps = ["move:\(path(e.relative))"]
+                deps = [.move(path(e.relative))]
             }
             plan.changes.append(
                 Change(
-                    id: "link:\(path(e.relative))",
+                    id: .link(path(e.relative)),
                     user: user,
                     kind: now.kind == .absent ? .create : .update,
                     safety: .additive,
@@ -312,7 +312,7 @@ public enum Cutover {
             }
             plan.changes.append(
                 Change(
-                    id: "file:\(path(l.relative))",
+                    id: .file(path(l.relative)),
                     user: user,
                     kind: .update,
                     safety: .revoke,
@@ -337,7 +337,7 @@ public enum Cutover {
         for g in record.groups where !current.contains(g) {
             plan.changes.append(
                 Change(
-                    id: "membership:\(user):\(g)",
+                    id: .membership(user, g),
                     user: user,
                     kind: .create,
                     safety: .additive,
@@ -350,7 +350,7 @@ public enum Cutover {
         for g in current where !record.groups.contains(g) {
             plan.changes.append(
                 Change(
-                    id: "membership:\(user):\(g)",
+                    id: .membership(user, g),
                     user: user,
                     kind: .pending,
                     safety: .revoke,
@@ -384,7 +384,7 @@ public enum Cutover {
         state.cutovers[user] = record
         try StateStore(root: root, settings: settings).save(state)
         journal.recordStage(
-            "rollback:\(user)",
+            .rollback(user),
             user: user,
             safety: .revoke,
             summary: "rollback of the cutover of \(user)",

@@ -62,12 +62,12 @@ public enum Offboarding {
         progress: (String) -> Void = { _ in }
     ) throws -> LifecycleOutcome {
         let settings = inputs.settings
-        func refuse(_ gate: String, _ message: String) -> RefusedError {
+        func refuse(_ gate: Gate, _ message: String) -> RefusedError {
             RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)]))
         }
         if inputs.roster[user] != nil {
             throw refuse(
-                "roster",
+                .roster,
                 "'\(user)' is still in the roster (\(inputs.rosterPath)); remove the entry and run workstation apply before offboarding"
             )
         }
@@ -94,7 +94,7 @@ public enum Offboarding {
         if record == nil { record = OffboardingRecord(uid: managed.uid, home: account.home) }
         if let missing = OffboardStage.allCases.first(where: { $0 < stage && !record!.done($0) }) {
             throw refuse(
-                "stage order",
+                .stageOrder,
                 LifecycleError.stageOrder(user: user, stage: stage, missing: missing).description
             )
         }
@@ -125,7 +125,7 @@ public enum Offboarding {
             }
             if !routed.isEmpty {
                 throw refuse(
-                    "derived files",
+                    .derivedFiles,
                     "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut"
                 )
             }
@@ -152,7 +152,7 @@ public enum Offboarding {
             if idp != nil {
                 plan.changes.append(
                     Change(
-                        id: "idp:\(user)",
+                        id: .idp(user),
                         user: user,
                         kind: .pending,
                         safety: .revoke,
@@ -185,7 +185,7 @@ public enum Offboarding {
                 state: state
             )
             var report = executor.runExplicit(plan.changes, progress: progress)
-            if let idp, let change = plan.changes.first(where: { $0.id == "idp:\(user)" }) {
+            if let idp, let change = plan.changes.first(where: { $0.id == .idp(user) }) {
                 do {
                     try idp.removeFromGate(osUser: user, identity: identity)
                     report.applied.append(change)
@@ -200,14 +200,14 @@ public enum Offboarding {
             state.offboarding[user] = record
             try StateStore(root: root, settings: settings).save(state)
             journal.recordStage(
-                "offboard:\(user):cut",
+                .offboard(user, stage: "cut"),
                 user: user,
                 safety: .revoke,
                 summary: "offboard stage cut of \(user)",
                 ok: record!.cut!.completed
             )
             let ended = executor.endedProcesses[user] ?? []
-            if plan.changes.contains(where: { $0.id == "processes:\(user)" }) {
+            if plan.changes.contains(where: { $0.id == .processes(user) }) {
                 messages.append(
                     ended.isEmpty
                         ? "ended no process of \(user): none was running"
@@ -273,7 +273,7 @@ public enum Offboarding {
             }
             try StateStore(root: root, settings: settings).save(state)
             journal.recordStage(
-                "offboard:\(user):revoke",
+                .offboard(user, stage: "revoke"),
                 user: user,
                 safety: .revoke,
                 summary: "offboard stage revoke of \(user)",
@@ -283,20 +283,20 @@ public enum Offboarding {
 
         case .archive:
             guard confirm == user else {
-                throw refuse("confirmation", LifecycleError.confirm(user: user, given: confirm).description)
+                throw refuse(.confirmation, LifecycleError.confirm(user: user, given: confirm).description)
             }
             let gate = IdleGate(root: root, settings: settings)
             let idle = gate.check(user: user, uid: account.uid, state: state)
             if !idle.unreadable.isEmpty {
                 throw refuse(
-                    "running processes",
+                    .runningProcesses,
                     "cannot tell whether \(user) still runs processes: " + idle.busyLines.joined(separator: "; ")
                         + "; fix the read, then archive (--force does not skip this)"
                 )
             }
             if !idle.processes.isEmpty {
                 throw refuse(
-                    "running processes",
+                    .runningProcesses,
                     "\(user) still runs \(idle.processes.count) process(es): "
                         + idle.processes.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ")
                         + "; end them (the cut stopped the units), then archive"
@@ -304,7 +304,7 @@ public enum Offboarding {
             }
             if !idle.isIdle && !force {
                 throw refuse(
-                    "idle gate",
+                    .idleGate,
                     "\(user) is busy: " + idle.busyLines.joined(separator: "; ") + "; wait, or pass --force"
                 )
             }
@@ -348,7 +348,7 @@ public enum Offboarding {
                 state.addedMemberships[user] = nil
                 for t in state.ports.keys { state.ports[t]?[user] = nil }
                 journal.recordStage(
-                    "offboard:\(user):archive",
+                    .offboard(user, stage: "archive"),
                     user: user,
                     safety: .destroy,
                     summary: "offboard stage archive of \(user): uid \(account.uid) retired",
@@ -424,7 +424,7 @@ extension Offboarding {
 
 extension Journal {
     /// One line marking a lifecycle stage or command as recorded (`ok`) or left incomplete (`failed`).
-    func recordStage(_ id: String, user: String, safety: SafetyClass, summary: String, ok: Bool) {
+    func recordStage(_ id: ResourceID, user: String, safety: SafetyClass, summary: String, ok: Bool) {
         record(
             Change(id: id, user: user, kind: .pending, safety: safety, summary: summary),
             result: ok ? "ok" : "failed",
