@@ -187,3 +187,34 @@ import Glibc
         #expect(TreeSnapshot(h.root.path) == before)
     }
 }
+
+extension CutoverEndToEndTests {
+    /// `cutover --dry-run` prints every step whether the person is idle or busy (and says what the gate would do);
+    /// only a real run is refused.
+    @Test(arguments: [(false, false), (true, false), (true, true)])
+    func cutoverDryRunShowsTheStepsEvenWhenBusy(busy: Bool, force: Bool) throws {
+        let h = try LifecycleHost()
+        let uid = try #require(h.uid("alice"))
+        let home = h.root.file("/home/alice")
+        #expect(symlink("/home/carol/code", home + "/code") == 0)
+        lchown(home + "/code", uid_t(uid), gid_t(uid))
+        if busy { try h.process(pid: 777, uid: uid, name: "tmux") }
+        let before = TreeSnapshot(h.root.path)
+        let dry = try h.run(["cutover", "alice", "--dry-run"] + (force ? ["--force"] : []))
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("remove the ~/code symlink"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("process 777 (tmux)") == busy, "\(dry.stdout)")
+        if busy {
+            #expect(
+                dry.stdout.contains(force ? "idle gate overridden" : "without --force the cutover is refused"),
+                "\(dry.stdout)"
+            )
+        }
+        #expect(TreeSnapshot(h.root.path) == before)
+        if busy && !force {
+            let real = try h.run(["cutover", "alice"])
+            #expect(real.status == 3 && real.stderr.contains("refused by idle gate"), "\(real.stderr)")
+            #expect(TreeSnapshot(h.root.path) == before)
+        }
+    }
+}

@@ -50,6 +50,9 @@ enum Fixture {
         return s + extra
     }
 
+    /// Where `settingsPath` lives: one directory for the whole test process (a static, so it outlives every test).
+    static let settingsDirectory = try! TempRoot("settings")
+
     /// The example settings with the headcount limit lifted: these suites onboard hundreds of people at once.
     static let settingsPath: String = {
         let example =
@@ -58,10 +61,11 @@ enum Fixture {
                 encoding: .utf8
             ))
             ?? ""
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ws-settings-\(getpid()).yaml").path
-        try? example.replacingOccurrences(of: "max_active_users: 5", with: "max_active_users: 10000")
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try? settingsDirectory.write(
+            "/workstation.yaml",
+            example.replacingOccurrences(of: "max_active_users: 5", with: "max_active_users: 10000")
+        )
+        return settingsDirectory.file("/workstation.yaml")
     }()
 
     /// Seeds `root` as a fresh Debian host by applying an empty roster with `--init-root`.

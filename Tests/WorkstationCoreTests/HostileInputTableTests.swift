@@ -5,7 +5,7 @@ import Testing
 
 /// Inputs that once let root write where it must not, each refused with a located error.
 @Suite struct HostileInputTableTests {
-    static let base = PlannerFixtureTests.freshHost
+    static let base = PlannerTests.freshHost
 
     func diagnostics(_ yaml: String, _ host: HostSnapshot) throws -> [String] {
         let r = try Roster.parse(Data(yaml.utf8), file: "roster.yaml")

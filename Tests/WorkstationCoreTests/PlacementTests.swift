@@ -237,7 +237,7 @@ import WorkstationTestSupport
 
     @Test func aKubernetesPlacedPersonIsARouteToTheirServiceAndNothingOnTheHost() throws {
         let s = try Self.settings()
-        let (p, d) = try plan(Self.roster, PlannerFixtureTests.freshHost(), settings: s)
+        let (p, d) = try plan(Self.roster, PlannerTests.freshHost(), settings: s)
         #expect(d.users.map(\.osUser) == ["alice"])
         #expect(d.workspaces.map(\.osUser) == ["erin"])
         #expect(d.workspaces.first?.isNew == true)
@@ -260,16 +260,16 @@ import WorkstationTestSupport
         #expect(!String(decoding: d.ttydUserMap, as: UTF8.self).contains("erin"))
         // tls: none routes without a certificate name.
         let plain = try Self.settings("  tls: {mode: none}\n")
-        let (_, d2) = try plan(Self.roster, PlannerFixtureTests.freshHost(), settings: plain)
+        let (_, d2) = try plan(Self.roster, PlannerTests.freshHost(), settings: plain)
         #expect(try DispatchMap.decode(d2.dispatch).users["erin"]?.tlsName == nil)
     }
 
     /// Without anyone on Kubernetes, dispatch.json stays version 1, byte for byte what it was.
     @Test func dispatchJSONStaysVersion1WithoutWorkspacesAndVersion2MatchesJSONEncoder() throws {
         let s = try Self.settings()
-        let (_, d) = try plan(PlannerFixtureTests.roster, PlannerFixtureTests.freshHost(), settings: s)
+        let (_, d) = try plan(PlannerTests.roster, PlannerTests.freshHost(), settings: s)
         #expect(try DispatchMap.decode(d.dispatch).version == 1)
-        let (_, d2) = try plan(Self.roster, PlannerFixtureTests.freshHost(), settings: s)
+        let (_, d2) = try plan(Self.roster, PlannerTests.freshHost(), settings: s)
         let map = try DispatchMap.decode(d2.dispatch)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -281,8 +281,8 @@ import WorkstationTestSupport
     /// waits for the staged offboarding (`--placement host`); nothing of hers is created.
     @Test func movingToKubernetesPlansTheHostSideOffboarding() throws {
         let s = try Self.settings()
-        let (_, d0) = try plan(Self.roster, PlannerFixtureTests.freshHost(), settings: s)
-        var host = PlannerFixtureTests().converged(PlannerFixtureTests.freshHost(), d0, settings: s)
+        let (_, d0) = try plan(Self.roster, PlannerTests.freshHost(), settings: s)
+        var host = PlannerTests().converged(PlannerTests.freshHost(), d0, settings: s)
         host.state.accounts["alice"] = .init(uid: 1000, created: true)
         let moved = Self.roster.replacingOccurrences(
             of: "alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user }",
@@ -307,7 +307,7 @@ import WorkstationTestSupport
     /// staged offboarding (`--placement kubernetes`).
     @Test func movingToTheHostPlansTheWorkspaceOffboarding() throws {
         let s = try Self.settings()
-        var host = PlannerFixtureTests.freshHost()
+        var host = PlannerTests.freshHost()
         host.state.workspaces["erin"] = WorkspaceRecord(
             uid: 1100,
             namespace: "workstation",
@@ -338,9 +338,9 @@ import WorkstationTestSupport
     ])
     func aDepartedWorkspaceWaitsForItsNextStage(_ rec: WorkspaceRecord, _ next: String?) throws {
         let s = try Self.settings()
-        var host = PlannerFixtureTests.freshHost()
+        var host = PlannerTests.freshHost()
         host.state.workspaces["erin"] = rec
-        let (p, _) = try plan(PlannerFixtureTests.roster, host, settings: s)
+        let (p, _) = try plan(PlannerTests.roster, host, settings: s)
         let change = p.changes.first { $0.id == "offboard-workspace:erin" }
         #expect(change?.command == next.map { "workstation offboard erin --stage \($0) --placement kubernetes" })
         if next != nil { #expect(change?.safety == .revoke && change?.kind == .pending) }
@@ -349,7 +349,7 @@ import WorkstationTestSupport
     /// The admission ceiling counts both placements; host memory counts only host-placed people.
     @Test func theAdmissionCeilingCountsBothPlacements() throws {
         let s = try Self.settings("capacity: {max_active_users: 1, reserve: 0}\n")
-        var host = PlannerFixtureTests.freshHost()
+        var host = PlannerTests.freshHost()
         host.memory = MemoryInfo(total: 1 << 30, available: nil, swapTotal: 0, swapFree: 0)
         // alice (4G budget) already has her account: over the memory limit, but she is not new.
         host.passwd.append(PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash"))
