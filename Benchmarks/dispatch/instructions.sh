@@ -26,70 +26,14 @@ client=www-data upstream_user=nobody
 for tool in valgrind callgrind_control objcopy nginx cc openssl perl setpriv curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y valgrind nginx-light gcc openssl perl curl)" >&2; exit 1; }
 done
-work="$(mktemp -d /tmp/dispatch-instr.XXXXXX)"
-chmod 0755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept: $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
+. "$here/lib.sh"
+bench_workdir dispatch-instr
 UP=18281 JWTP=18283 MET=18284 JMET=18285
 sock="$work/sock/dispatch.sock"
-mkdir -p "$work/up" "$work/sock"
-chmod 0755 "$work/sock"
-chown "$upstream_user" "$work/up"
-cat > "$work/upstream.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests $upstream_keepalive;
-  client_body_temp_path $work/up/body;
-  proxy_temp_path $work/up/proxy;
-  fastcgi_temp_path $work/up/fastcgi;
-  uwsgi_temp_path $work/up/uwsgi;
-  scgi_temp_path $work/up/scgi;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
-}
-NGINX
 printf '{"users":{"alice":{"os_user":"%s","port":%d,"ports":{"t3-serve@":%d}}},"version":1}\n' \
   "$upstream_user" $UP $UP > "$work/dispatch.json"
-cat > "$work/peer.yaml" <<YAML
-dispatch:
-  identity: peer
-  listen: unix:$sock
-  front_proxy_users: [$client]
-  metrics_listen: 127.0.0.1:$MET
-  dispatch_file: $work/dispatch.json
-YAML
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-openssl genrsa -out "$work/jwt.key" 2048 2>/dev/null
-modulus=$(openssl rsa -in "$work/jwt.key" -noout -modulus | cut -d= -f2)
-n=$(perl -e 'print pack("H*", $ARGV[0])' "$modulus" | b64url)
-printf '{"keys":[{"kty":"RSA","kid":"bench","use":"sig","alg":"RS256","n":"%s","e":"AQAB"}]}\n' "$n" > "$work/jwks.json"
-issuer="https://auth.bench.invalid/application/o/t3/"
-header=$(printf '{"alg":"RS256","kid":"bench","typ":"JWT"}' | b64url)
-payload=$(printf '{"iss":"%s","aud":"t3","sub":"bench","exp":%d,"iat":%d,"preferred_username":"alice","email":"alice@bench.invalid","groups":["Staff","T3 Users"]}' \
-  "$issuer" $(($(date +%s) + 86400)) "$(date +%s)" | b64url)
-signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$work/jwt.key" | b64url)
-token="$header.$payload.$signature"
-cat > "$work/jwt.yaml" <<YAML
-dispatch:
-  identity: jwt
-  listen: 127.0.0.1:$JWTP
-  metrics_listen: 127.0.0.1:$JMET
-  dispatch_file: $work/dispatch.json
-  jwt:
-    jwks_file: $work/jwks.json
-    issuer: $issuer
-    audience: t3
-YAML
+write_peer_settings "$sock" $MET
+write_jwt_settings $JWTP $JMET
 # The requests wrk sends in run.sh, byte for byte in the fields that matter.
 printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1:18193\r\nX-authentik-username: alice\r\nX-authentik-groups: Staff|T3 Users\r\n\r\n' \
   > "$work/peer.request"
@@ -101,8 +45,7 @@ objcopy --strip-debug "$bin" "$work/workstation"
 chmod 0755 "$work/fixedclient"
 chmod 0644 "$work"/*.request
 
-setpriv --reuid="$upstream_user" --regid="$(id -g "$upstream_user")" --clear-groups \
-  nginx -p "$work/up" -e "$work/up/error.log" -c "$work/upstream.conf" & pids+=($!)
+start_upstream
 as_client() { setpriv --reuid="$client" --regid="$(id -g "$client")" --clear-groups "$@"; }
 
 echo "binary: $bin; $requests requests after $warmup, $conns connections; $(valgrind --version)"

@@ -34,41 +34,12 @@ upstream_user=nobody
 for tool in wrk nginx cc openssl perl setpriv curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk nginx-light gcc openssl perl curl)" >&2; exit 1; }
 done
-work="$(mktemp -d /tmp/dispatch-bench.XXXXXX)"
-chmod 0755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_workdir dispatch-bench
 
 UP=18181 NGX=18182 JWTP=18183 MET=18184 JMET=18185 NGX_UNIX_PORT=18191 DSP_UNIX_PORT=18193 FOREIGN=18186
 ngx_sock="$work/sock/nginx.sock" dsp_sock="$work/sock/dispatch.sock"
-mkdir -p "$work/up" "$work/proxy" "$work/sock"
-chmod 0755 "$work/sock"
-chown "$upstream_user" "$work/up"
-
-# The stand-in instance: one nginx worker answering 200 with a 24-byte body, run wholly as `nobody` (master
-# included: the listening socket, and so every accepted one, must belong to the os_user in dispatch.json).
-cat > "$work/upstream.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests $upstream_keepalive;
-  client_body_temp_path $work/up/body;
-  proxy_temp_path $work/up/proxy;
-  fastcgi_temp_path $work/up/fastcgi;
-  uwsgi_temp_path $work/up/uwsgi;
-  scgi_temp_path $work/up/scgi;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello from the upstream\n"; } }
-}
-NGINX
+mkdir -p "$work/proxy"
 # nginx as the same header-routed proxy, on a unix socket (as the peer dispatcher) and on TCP (as the jwt one):
 # routing map on X-authentik-username, gate-group regex on X-authentik-groups, the X-authentik-* fields the client
 # sends stripped except the username (the dispatcher removes every X-authentik-* and re-adds the checked username),
@@ -112,39 +83,8 @@ NGINX
 # dispatcher must refuse to send to it (502).
 printf '{"users":{"alice":{"os_user":"%s","port":%d,"ports":{"t3-serve@":%d}},"bob":{"os_user":"%s","port":%d,"ports":{"t3-serve@":%d}}},"version":1}\n' \
   "$upstream_user" $UP $UP "$upstream_user" $FOREIGN $FOREIGN > "$work/dispatch.json"
-cat > "$work/peer.yaml" <<YAML
-dispatch:
-  identity: peer
-  listen: unix:$dsp_sock
-  front_proxy_users: [$client]
-  metrics_listen: 127.0.0.1:$MET
-  dispatch_file: $work/dispatch.json
-YAML
-
-# identity: jwt: an RS256 key, its JWKS (RFC 7517) and one token for alice valid for a day, reused on every request
-# as Authentik's outpost reuses a session's token. openssl and perl only.
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-openssl genrsa -out "$work/jwt.key" 2048 2>/dev/null
-modulus=$(openssl rsa -in "$work/jwt.key" -noout -modulus | cut -d= -f2)
-n=$(perl -e 'print pack("H*", $ARGV[0])' "$modulus" | b64url)
-printf '{"keys":[{"kty":"RSA","kid":"bench","use":"sig","alg":"RS256","n":"%s","e":"AQAB"}]}\n' "$n" > "$work/jwks.json"
-issuer="https://auth.bench.invalid/application/o/t3/"
-header=$(printf '{"alg":"RS256","kid":"bench","typ":"JWT"}' | b64url)
-payload=$(printf '{"iss":"%s","aud":"t3","sub":"bench","exp":%d,"iat":%d,"preferred_username":"alice","email":"alice@bench.invalid","groups":["Staff","T3 Users"]}' \
-  "$issuer" $(($(date +%s) + 86400)) "$(date +%s)" | b64url)
-signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$work/jwt.key" | b64url)
-token="$header.$payload.$signature"
-cat > "$work/jwt.yaml" <<YAML
-dispatch:
-  identity: jwt
-  listen: 127.0.0.1:$JWTP
-  metrics_listen: 127.0.0.1:$JMET
-  dispatch_file: $work/dispatch.json
-  jwt:
-    jwks_file: $work/jwks.json
-    issuer: $issuer
-    audience: t3
-YAML
+write_peer_settings "$dsp_sock" $MET
+write_jwt_settings $JWTP $JMET
 
 # Requests as Authentik's outpost sends them through the front proxy: username and groups (peer), plus the token (jwt).
 for mode in peer jwt; do
@@ -162,8 +102,7 @@ done
 cc -O2 -shared -fPIC -o "$work/unixconnect.so" "$here/unixconnect.c" -ldl
 chmod 0644 "$work"/*.lua "$work/unixconnect.so"
 
-setpriv --reuid="$upstream_user" --regid="$(id -g "$upstream_user")" --clear-groups \
-  nginx -p "$work/up" -e "$work/up/error.log" -c "$work/upstream.conf" & pids+=($!)
+start_upstream
 nginx -p "$work/proxy" -e "$work/proxy/error.log" -c "$work/proxy.conf" & pids+=($!)
 # The environment deploy/workstation-dispatch.service sets.
 MALLOC_ARENA_MAX=2 "$bin" dispatch --settings "$work/peer.yaml" --log-level warning & dpid=$!; pids+=($dpid)
