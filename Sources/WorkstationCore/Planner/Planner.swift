@@ -202,20 +202,40 @@ public struct Planner: Sendable {
         return out
     }
 
+    /// The groups `u` should join, and the tier groups of other tiers `u` still holds (after a tier change). Leaving a
+    /// group is a revoke (DESIGN.md section 3), so the second kind is pending with the `gpasswd(8)` command that does
+    /// it; a tier group the roster entry names in `groups:` is wanted, not stale.
     func membershipChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         guard u.accountExists else { return [] }  // useradd -G sets them at creation
-        return u.groups.filter { !o.isMember(u.osUser, of: $0) }.map { g in
+        let stale = settings.accounts.tierGroups.sorted { $0.key.rawValue < $1.key.rawValue }.filter { _, g in
+            !u.groups.contains(g) && o.isMember(u.osUser, of: g)
+        }
+        let leave = stale.map { tier, g in
             Change(
                 id: .membership(u.osUser, g),
                 user: u.osUser,
-                kind: .create,
-                safety: .additive,
-                summary: "add \(u.osUser) to group \(g)",
-                fields: [FieldChange("groups", nil, "+\(g)")],
-                action: .addMembership(user: u.osUser, group: g),
-                dependsOn: o.group(g) == nil ? [.group(g)] : []
+                kind: .pending,
+                safety: .revoke,
+                summary: "\(u.osUser) is still in group \(g) of tier \(tier.rawValue); their tier is "
+                    + u.entry.tier.rawValue,
+                fields: [FieldChange("groups", g, "-\(g)")],
+                reason: "a tier change leaves the old tier's group to a revoke, never an apply change",
+                command: "gpasswd -d \(u.osUser) \(g)"
             )
         }
+        return leave
+            + u.groups.filter { !o.isMember(u.osUser, of: $0) }.map { g in
+                Change(
+                    id: .membership(u.osUser, g),
+                    user: u.osUser,
+                    kind: .create,
+                    safety: .additive,
+                    summary: "add \(u.osUser) to group \(g)",
+                    fields: [FieldChange("groups", nil, "+\(g)")],
+                    action: .addMembership(user: u.osUser, group: g),
+                    dependsOn: o.group(g) == nil ? [.group(g)] : []
+                )
+            }
     }
 
     /// Home: owned by the user, no group or other bits. A root-owned home is chowned (the directory only);
