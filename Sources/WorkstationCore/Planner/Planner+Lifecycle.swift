@@ -274,21 +274,19 @@ extension Planner {
                 )
             )
         }
+        // Not a forbidden group, nor the group of a tier they no longer hold (a tier change while offboarded).
         let current = Set(o.groupsOf(u.osUser))
+        let otherTiers = Set(settings.accounts.tierGroups.values).subtracting(u.groups)
         for g in before.groups
         where !current.contains(g) && !u.groups.contains(g) && !settings.accounts.forbiddenGroups.contains(g)
-            && o.group(g) != nil
+            && !otherTiers.contains(g) && o.group(g) != nil
         {
             out.append(
-                Change(
-                    id: .membership(u.osUser, g),
-                    user: u.osUser,
-                    kind: .create,
-                    safety: .additive,
+                joining(
+                    u.osUser,
+                    g,
                     summary: "add \(u.osUser) back to group \(g)",
-                    fields: [FieldChange("groups", nil, "+\(g)")],
-                    reason: "recorded before offboarding",
-                    action: .addMembership(user: u.osUser, group: g)
+                    reason: "recorded before offboarding"
                 )
             )
         }

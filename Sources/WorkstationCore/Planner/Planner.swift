@@ -225,17 +225,34 @@ public struct Planner: Sendable {
         }
         return leave
             + u.groups.filter { !o.isMember(u.osUser, of: $0) }.map { g in
-                Change(
-                    id: .membership(u.osUser, g),
-                    user: u.osUser,
-                    kind: .create,
-                    safety: .additive,
+                joining(
+                    u.osUser,
+                    g,
                     summary: "add \(u.osUser) to group \(g)",
-                    fields: [FieldChange("groups", nil, "+\(g)")],
-                    action: .addMembership(user: u.osUser, group: g),
                     dependsOn: o.group(g) == nil ? [.group(g)] : []
                 )
             }
+    }
+
+    /// The additive change that puts `user` into `group` (`usermod -a -G`, the executor's `addMembership`).
+    func joining(
+        _ user: String,
+        _ group: String,
+        summary: String,
+        reason: String? = nil,
+        dependsOn: [ResourceID] = []
+    ) -> Change {
+        Change(
+            id: .membership(user, group),
+            user: user,
+            kind: .create,
+            safety: .additive,
+            summary: summary,
+            fields: [FieldChange("groups", nil, "+\(group)")],
+            reason: reason,
+            action: .addMembership(user: user, group: group),
+            dependsOn: dependsOn
+        )
     }
 
     /// Home: owned by the user, no group or other bits. A root-owned home is chowned (the directory only);
