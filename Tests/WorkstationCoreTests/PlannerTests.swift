@@ -75,6 +75,31 @@ import Testing
         return s
     }
 
+    /// A profile.d snippet is a root file like the set-up's: written, regenerated, left alone when equal, and never
+    /// written through a link or over a directory someone else made there.
+    @Test(arguments: [
+        (PathState.absent, [ChangeKind.create], ["line"]),
+        (PathState(kind: .file, mode: 0o644, content: Data("export A=1\n".utf8)), [], []),
+        (PathState(kind: .file, mode: 0o644, content: Data("export A=0\n".utf8)), [.update], ["line", "line"]),
+        (PathState(kind: .file, mode: 0o666, content: Data("export A=1\n".utf8)), [.update], ["mode"]),
+        (PathState(kind: .symlink, linkTarget: "/home/alice/evil.sh"), [.conflict], []),
+        (PathState(kind: .directory, mode: 0o755), [.conflict], []),
+    ])
+    func profileSnippetIsARootFile(_ there: PathState, _ kinds: [ChangeKind], _ fields: [String]) {
+        var host = Self.freshHost()
+        let path = "/etc/profile.d/workstation-vault.sh"
+        if there.kind != .absent { host.paths[path] = there }
+        let changes = Planner(settings: Settings()).profileSnippetChanges(
+            path,
+            Data("export A=1\n".utf8),
+            host,
+            what: "loads the Vault helper at login"
+        )
+        #expect(changes.map(\.kind) == kinds)
+        #expect(changes.allSatisfy { $0.kind == .conflict ? $0.action == nil : $0.action != nil })
+        #expect(changes.flatMap(\.fields).map(\.field) == fields)
+    }
+
     @Test func humanRendererGroupsPerUserWithSymbolsAndSummary() throws {
         var host = Self.freshHost()
         host.passwd.append(PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash"))

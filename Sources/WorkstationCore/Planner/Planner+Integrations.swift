@@ -510,25 +510,9 @@ extension Planner {
         )
     }
 
-    /// A root-owned `/etc/profile.d` snippet (mode 0644, derived): written when absent, regenerated when its bytes or
-    /// mode differ.
+    /// A root-owned `/etc/profile.d` snippet (mode 0644, derived): `rootFile` against what the snapshot holds there.
     func profileSnippetChanges(_ path: String, _ content: Data, _ o: HostSnapshot, what: String) -> [Change] {
-        let st = o.path(path)
-        if st.kind == .file && st.content == content && st.mode & 0o7777 == 0o644 { return [] }
-        return [
-            Change(
-                id: .file(path),
-                user: nil,
-                kind: st.kind == .absent ? .create : .update,
-                safety: .derived,
-                summary: "\(st.kind == .absent ? "write" : "regenerate") \(path) (\(what))",
-                fields: lineDiff(
-                    st.content.map { String(decoding: $0, as: UTF8.self) },
-                    String(decoding: content, as: UTF8.self)
-                ),
-                action: .writeFile(path: path, content: content, mode: 0o644)
-            )
-        ]
+        rootFile(path, content, observed: o.path(path), what)
     }
 }
 

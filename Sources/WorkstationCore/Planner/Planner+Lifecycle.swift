@@ -337,21 +337,7 @@ extension Planner {
                 let content = DerivedFileRenderer.ttydUserMap(
                     left.map { RoutedIdentity(authentikUser: $0.key, osUser: $0.value, ports: [:], adopted: false) }
                 )
-                changes.append(
-                    Change(
-                        id: .file(settings.derived.ttydUserMap),
-                        user: nil,
-                        kind: .update,
-                        safety: .derived,
-                        summary:
-                            "drop the people who left the roster from \(settings.derived.ttydUserMap) (revocation only)",
-                        fields: lineDiff(
-                            String(decoding: data, as: UTF8.self),
-                            String(decoding: content, as: UTF8.self)
-                        ),
-                        action: .writeFile(path: settings.derived.ttydUserMap, content: content, mode: 0o644)
-                    )
-                )
+                changes.append(droppingLeavers(settings.derived.ttydUserMap, from: data, to: content))
             }
         }
         let dispatch = o.path(settings.derived.dispatch)
@@ -360,24 +346,23 @@ extension Planner {
             if left.count != map.users.count {
                 for (ak, u) in map.users where left[ak] == nil { dropped.insert(u.osUser) }
                 let content = DispatchMap(version: map.version, users: left).encoded()
-                changes.append(
-                    Change(
-                        id: .file(settings.derived.dispatch),
-                        user: nil,
-                        kind: .update,
-                        safety: .derived,
-                        summary:
-                            "drop the people who left the roster from \(settings.derived.dispatch) (revocation only)",
-                        fields: lineDiff(
-                            String(decoding: data, as: UTF8.self),
-                            String(decoding: content, as: UTF8.self)
-                        ),
-                        action: .writeFile(path: settings.derived.dispatch, content: content, mode: 0o644)
-                    )
-                )
+                changes.append(droppingLeavers(settings.derived.dispatch, from: data, to: content))
             }
         }
         return (changes, dropped.sorted())
+    }
+
+    /// The derived-file update that only removes the people who left the roster (`before` -> `after`).
+    private func droppingLeavers(_ path: String, from before: Data, to after: Data) -> Change {
+        Change(
+            id: .file(path),
+            user: nil,
+            kind: .update,
+            safety: .derived,
+            summary: "drop the people who left the roster from \(path) (revocation only)",
+            fields: lineDiff(String(decoding: before, as: UTF8.self), String(decoding: after, as: UTF8.self)),
+            action: .writeFile(path: path, content: after, mode: 0o644)
+        )
     }
 }
 

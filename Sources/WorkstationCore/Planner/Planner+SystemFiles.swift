@@ -12,12 +12,26 @@ extension Planner {
         mode: UInt32 = 0o644,
         vendorCopy: String? = nil
     ) -> [Change] {
-        let st = host.file(path)
-        if st.kind == .absent, let vendorCopy, host.file(vendorCopy).kind == .file,
+        if host.file(path).kind == .absent, let vendorCopy, host.file(vendorCopy).kind == .file,
             host.file(vendorCopy).content == content
         {
             return []
         }
+        return rootFile(path, content, observed: host.file(path), what, mode: mode)
+    }
+
+    /// The change that makes `path` a root-owned file holding `content` with `mode`, given what is there now:
+    /// nothing when it already is; a derived create or update (with the line diff and any mode change) for a file or
+    /// nothing; a conflict for anything else (a link or directory workstation did not make is never replaced).
+    func rootFile(
+        _ path: String,
+        _ content: Data,
+        observed st: PathState,
+        _ what: String,
+        mode: UInt32 = 0o644
+    )
+        -> [Change]
+    {
         if st.kind == .file && st.content == content && st.mode & 0o7777 == mode { return [] }
         if st.kind != .file && st.kind != .absent {
             return [
