@@ -88,6 +88,28 @@ public final class Executor {
         execute(plan.actionable, progress: progress)
     }
 
+    /// The executor of one explicit lifecycle run (offboard, cutover, rollback): a journal with a run id of its own
+    /// (`journal.jsonl` under the state directory) and `state` as the caller recorded it.
+    /// Throws: the journal's error when it cannot be opened.
+    public static func explicitRun(
+        root: HostRoot,
+        settings: Settings,
+        runner: any CommandRunner,
+        systemdRunning: Bool,
+        state: WorkstationState
+    ) throws -> (Executor, Journal) {
+        let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
+        let executor = Executor(
+            root: root,
+            settings: settings,
+            runner: runner,
+            journal: journal,
+            systemdRunning: systemdRunning,
+            state: state
+        )
+        return (executor, journal)
+    }
+
     /// Runs `changes` whatever their safety class: only for the explicit lifecycle commands (offboard, cutover,
     /// rollback), which build these changes themselves and hold the run lock. Same order, dependency and journal rules.
     public func runExplicit(_ changes: [Change], progress: (String) -> Void = { _ in }) -> ApplyReport {

@@ -185,12 +185,10 @@ public enum Cutover {
         let copies = try writeRollbackFiles(record, user: user, root: root, settings: settings)
         state.cutovers[user] = record
         try StateStore(root: root, settings: settings).save(state)
-        let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-        let executor = Executor(
+        let (executor, journal) = try Executor.explicitRun(
             root: root,
             settings: settings,
             runner: runner,
-            journal: journal,
             systemdRunning: snap.systemdRunning,
             state: state
         )
@@ -364,12 +362,10 @@ public enum Cutover {
             )
         }
         if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
-        let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-        let executor = Executor(
+        let (executor, journal) = try Executor.explicitRun(
             root: root,
             settings: settings,
             runner: runner,
-            journal: journal,
             systemdRunning: snap.systemdRunning,
             state: state
         )
