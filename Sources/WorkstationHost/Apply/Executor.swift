@@ -24,8 +24,8 @@ public final class Executor {
     public let runner: any CommandRunner
     public let journal: Journal?
     public let systemdRunning: Bool
-    private let homes: HomeWriter
-    private let accounts: AccountLookup
+    let homes: HomeWriter
+    let accounts: AccountLookup
     var unitFilesDirty = false
 
     /// `systemctl VERB NAME` on a running systemd (systemctl(1)), after one `daemon-reload` when unit files were
@@ -135,7 +135,9 @@ public final class Executor {
             writeFilesTogether(writing, of: todo.count, report: &report, notDone: &notDone, progress: progress)
             writing = []
         }
+        var createdAhead = Set<String>()
         for (i, change) in todo.enumerated() {
+            if createdAhead.contains(change.id) { continue }
             if case .disableUnit = change.action {} else { disableHeld() }
             if case .writeFile = change.action,
                 !change.dependsOn.contains(where: { d in writing.contains { $0.change.id == d } })
@@ -152,6 +154,31 @@ public final class Executor {
             if case .enableUnit(let name) = change.action, !dependedOn.contains(change.id) {
                 heldBack.append((i, change, name))
                 continue
+            }
+            if case .createAccount = change.action {
+                // Every account of the run at once (they depend on groups only, all made before the first account);
+                // each person's later changes depend on their account and run in their place.
+                writeHeld()
+                let earlier = Set(todo[..<i].map(\.id))
+                let batch = todo.enumerated().dropFirst(i).compactMap {
+                    j,
+                    c -> (index: Int, change: Change, spec: AccountSpec)? in
+                    guard case .createAccount(let spec) = c.action,
+                        c.dependsOn.allSatisfy({ earlier.contains($0) && !notDone.contains($0) })
+                    else { return nil }
+                    return (j, c, spec)
+                }
+                if batch.count > 1 {
+                    createdAhead.formUnion(batch.map(\.change.id))
+                    createAccountsTogether(
+                        batch,
+                        of: todo.count,
+                        report: &report,
+                        notDone: &notDone,
+                        progress: progress
+                    )
+                    continue
+                }
             }
             if case .writeFile(let path, let content, let mode) = change.action {
                 writing.append((i, change, path, content, mode))
@@ -189,7 +216,7 @@ public final class Executor {
     }
 
     /// Runs one change: journal, report, state record.
-    private func runOne(
+    func runOne(
         _ change: Change,
         index i: Int,
         of count: Int,
@@ -336,6 +363,8 @@ public final class Executor {
             state.addedMemberships[user] = added
             settled { $0.memberships[user]?.removeAll { $0 == group } }
             recordAccount(user)
+        case .createHome(let user, let path):
+            try makeHome(path, owner: try owner(user))
         case .secureHome(let user, let path, let chownTo, let mode):
             try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
             recordAccount(user)
@@ -423,7 +452,7 @@ public final class Executor {
 
     /// Records (and saves, via `persist`) what a tool is about to do to `user`'s account (nil: host-wide), so a run
     /// killed while it runs still knows.
-    private func intend(_ user: String?, _ edit: (inout WorkstationState.Intents) -> Void) throws {
+    func intend(_ user: String?, _ edit: (inout WorkstationState.Intents) -> Void) throws {
         var i = state.intents ?? .init()
         edit(&i)
         state.intents = i
@@ -433,7 +462,7 @@ public final class Executor {
     }
 
     /// Clears an intent once its tool returned (the caller's state save records the result).
-    private func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
+    func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
         guard var i = state.intents else { return }
         edit(&i)
         i.memberships = i.memberships.filter { !$0.value.isEmpty }
