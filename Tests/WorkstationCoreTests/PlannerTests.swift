@@ -6,6 +6,14 @@ import Testing
 /// The planner and its renderer on hand-made snapshots, where a fixture case (Fixtures/, run by PlannerFixtures)
 /// would not say more: the layout of the human rendering and the line diffs of regenerated files.
 @Suite struct PlannerTests {
+    /// Three people, one of each tier (PlacementTests plans beside it).
+    static let roster = """
+        users:
+          carol: { authentik_user: carol, k8s_user: carol, tier: admin }
+          alice: { authentik_user: alice.smith, k8s_user: alice, tier: power-user }
+          bob: { authentik_user: bob, k8s_user: bob, tier: namespace-owner, namespaces: [team-bob] }
+        """
+
     /// A fresh Debian host: base accounts, a sudo group, the t3 template installed.
     static func freshHost() -> HostSnapshot {
         var s = HostSnapshot()
@@ -23,6 +31,47 @@ import Testing
         let d = desire(roster: r, settings: settings, snapshot: host)
         #expect(d.diagnostics.isEmpty, "\(d.diagnostics)")
         return (Planner(settings: settings).plan(desired: d, observed: host), d)
+    }
+
+    /// A snapshot of the host after a converged apply of `plan`'s desired state.
+    func converged(_ host: HostSnapshot, _ d: DesiredState, settings: Settings = Settings()) -> HostSnapshot {
+        var s = host
+        for u in d.users {
+            if s.account(u.osUser) == nil {
+                s.passwd.append(PasswdEntry(name: u.osUser, uid: u.uid, gid: u.uid, home: u.home, shell: "/bin/bash"))
+            }
+            for g in u.groups {
+                if let i = s.groups.firstIndex(where: { $0.name == g }) {
+                    if !s.groups[i].members.contains(u.osUser) { s.groups[i].members.append(u.osUser) }
+                } else {
+                    s.groups.append(GroupEntry(name: g, gid: 900 + s.groups.count, members: [u.osUser]))
+                }
+            }
+            s.paths[u.home] = PathState(kind: .directory, mode: 0o700, uid: u.uid, gid: u.uid)
+            s.paths[u.home + "/.claude"] = PathState(kind: .directory, mode: 0o700, uid: u.uid, gid: u.uid)
+            for item in settings.inheritedItems {
+                s.paths["\(u.home)/.claude/\(item)"] = PathState(
+                    kind: .symlink,
+                    linkTarget: "\(settings.configBase)/\(item)"
+                )
+            }
+            let planner = Planner(settings: settings)
+            if let content = planner.sliceDropInContent(for: u.entry) {
+                s.paths[planner.sliceDropInPath(uid: u.uid)] = PathState(kind: .file, mode: 0o644, content: content)
+            }
+            for unit in settings.units {
+                s.paths[planner.dropInPath(unit, u.osUser)] = PathState(
+                    kind: .file,
+                    mode: 0o644,
+                    content: planner.dropInContent(unit, u)
+                )
+                s.enabledUnits.insert(unit.instance(u.osUser))
+            }
+        }
+        s.paths[settings.derived.ttydUserMap] = PathState(kind: .file, mode: 0o644, content: d.ttydUserMap)
+        s.paths[settings.derived.dispatch] = PathState(kind: .file, mode: 0o644, content: d.dispatch)
+        s.state.ports = d.ports
+        return s
     }
 
     @Test func humanRendererGroupsPerUserWithSymbolsAndSummary() throws {
