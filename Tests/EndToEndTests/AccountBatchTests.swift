@@ -99,6 +99,63 @@ import WorkstationTestSupport
         #expect((Executor.sysusersConfig([spec]) != nil) == batched)
     }
 
+    /// A host's subordinate id files and login.defs lines, and what useradd allocates there for a new account.
+    struct SubordinateCase: CustomTestStringConvertible, Sendable {
+        var name: String
+        /// Contents of `/etc/subuid` and `/etc/subgid` before; nil: the file is absent.
+        var subuid: String?
+        var subgid: String?
+        var loginDefs: String = ""
+        var testDescription: String { name }
+    }
+
+    static let subordinateCases: [SubordinateCase] = [
+        .init(name: "empty files", subuid: "", subgid: ""),
+        .init(name: "no files", subuid: nil, subgid: nil),
+        .init(name: "only subgid", subuid: nil, subgid: ""),
+        .init(
+            name: "ranges of others, a hole too small",
+            subuid: "dave:100000:65536\nerin:165636:65536\n",
+            subgid: "dave:100000:1000\n"
+        ),
+        .init(
+            name: "counts and span from login.defs",
+            subuid: "",
+            subgid: "",
+            loginDefs: "SUB_UID_MIN 200000\nSUB_UID_COUNT 1000\nSUB_GID_COUNT 0\n"
+        ),
+    ]
+
+    /// sysusers allocates no subordinate ids; the batch gives each account the ranges useradd gives it alone, where
+    /// useradd gives them.
+    @Test(arguments: subordinateCases)
+    func subordinateRangesAreTheOnesUseraddGives(_ c: SubordinateCase) throws {
+        var files: [[String: String]] = []
+        for batched in [true, false] {
+            let root = try TempRoot()
+            try Fixture.seed(root)
+            if let subuid = c.subuid { try root.write("/etc/subuid", subuid) }
+            if let subgid = c.subgid { try root.write("/etc/subgid", subgid) }
+            try root.write("/etc/login.defs", (root.read("/etc/login.defs") ?? "") + c.loginDefs)
+            let executor = try executor(root)
+            let people = [account("alice", 1501), account("bob", 1502), account("carol", 1503)]
+            for changes in batched ? [people] : people.map({ [$0] }) {
+                let report = executor.runExplicit(changes)
+                #expect(report.failed.isEmpty, "\(report.failed.map(\.error))")
+            }
+            if batched {
+                #expect(
+                    (root.read("/etc/shadow") ?? "").contains("\nalice:!*:"),
+                    "the batch went through systemd-sysusers"
+                )
+            }
+            files.append([
+                "subuid": root.read("/etc/subuid") ?? "(absent)", "subgid": root.read("/etc/subgid") ?? "(absent)",
+            ])
+        }
+        #expect(files[0] == files[1], "batched: \(files[0]); one by one with useradd: \(files[1])")
+    }
+
     @Test func aHomeAStoppedRunDidNotMakeIsMadeByTheNextApply() throws {
         let root = try TempRoot()
         let inputs = try TempRoot()

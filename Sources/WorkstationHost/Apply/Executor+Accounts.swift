@@ -10,10 +10,12 @@ extension Executor {
     /// a root prefix) with one `u NAME UID "COMMENT" HOME SHELL` line per person (the account, its private group of
     /// the same id, a locked password `!*` in `shadow(5)`) and one `m NAME GROUP` line per supplementary group
     /// (`sysusers.d(5)`), where `useradd(8)` per person rewrote and synced every account file each time (about 20
-    /// disk flushes a person). Then each home is made as `useradd -m` makes it: 0700, owned by the person, with
-    /// the root's `/etc/skel` copied in (`makeHome`). Every account's intent is recorded (and synced) before the tool
-    /// runs; a kill at any moment leaves intents the next apply settles against `/etc/passwd`, and a created account
-    /// whose home is missing gets it from the next plan (`createHome`).
+    /// disk flushes a person). Then each account gets the subordinate uid and gid ranges useradd would have given it
+    /// (`allocateSubordinateIDs`: one `usermod`, where the host keeps `/etc/subuid`) and its home, made as
+    /// `useradd -m` makes it: 0700, owned by the person, with the root's `/etc/skel` copied in (`makeHome`). Every
+    /// account's intent is recorded (and synced) before the tool runs; a kill at any moment leaves intents the next
+    /// apply settles against `/etc/passwd`, and a created account whose home is missing gets its ranges and its home
+    /// from the next plan (`createHome`).
     ///
     /// Falls back to `useradd` per person (each failure naming its person) when the tool is not installed, when a
     /// field is not one sysusers takes as written, or when the batch fails; a person whose name is taken by a group,
@@ -93,6 +95,7 @@ extension Executor {
                 guard entry.uid == spec.uid else {
                     throw AccountBatchError.uidTaken(spec.name, planned: spec.uid, got: entry.uid)
                 }
+                try allocateSubordinateIDs(spec.name, uid: entry.uid)
                 try makeHome(spec.home, owner: HomeWriter.Owner(uid: entry.uid, gid: entry.gid))
                 report.applied.append(a.change)
                 journal?.record(a.change, result: "ok")
@@ -111,6 +114,39 @@ extension Executor {
                 report.notes.append("cannot record state after creating \(batch.count) accounts: \(error)")
             }
         }
+    }
+
+    /// Gives the account `name` (uid `uid`) the subordinate uid and gid ranges `useradd(8)` gives a new account and
+    /// `systemd-sysusers` does not (rootless containers map them through `newuidmap`): each only where useradd
+    /// allocates it (shadow 4.13: the root's `/etc/subuid` or `/etc/subgid` exists, `SUB_UID_COUNT` or
+    /// `SUB_GID_COUNT` in `login.defs(5)` is not 0, and `uid` is within `UID_MIN`-`UID_MAX`), and only when the account
+    /// holds no range in that file yet. Each range is the lowest free run of `SUB_UID_COUNT` ids from `SUB_UID_MIN`
+    /// to `SUB_UID_MAX` (login.defs; shadow's defaults 65536, 100000 and 600100000), as useradd searches for it.
+    /// Written by one `usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST NAME` (`usermod(8)`), which locks
+    /// and rewrites only those two files. Idempotent: an account with its ranges runs nothing.
+    /// - Throws: `CommandError` from usermod; `AccountBatchError.noSubordinateRange` when no run of ids is free.
+    func allocateSubordinateIDs(_ name: String, uid: Int) throws {
+        let defs = root.read("/etc/login.defs")
+        guard AccountDatabase.uidRange(loginDefs: defs).contains(uid) else { return }
+        var args: [String] = []
+        for (file, kind, flag) in [("/etc/subuid", "UID", "--add-subuids"), ("/etc/subgid", "GID", "--add-subgids")] {
+            guard let data = root.read(file) else { continue }  // no such file: useradd allocates none
+            let count = AccountDatabase.number(loginDefs: defs, Substring("SUB_\(kind)_COUNT")) ?? 65536
+            guard count > 0 else { continue }
+            let ranges = AccountDatabase.subordinateRanges(data)
+            if ranges.contains(where: { $0.owner == name || $0.owner == String(uid) }) { continue }
+            guard
+                let first = AccountDatabase.firstFreeRange(
+                    ranges,
+                    min: AccountDatabase.number(loginDefs: defs, Substring("SUB_\(kind)_MIN")) ?? 100_000,
+                    max: AccountDatabase.number(loginDefs: defs, Substring("SUB_\(kind)_MAX")) ?? 600_100_000,
+                    count: count
+                )
+            else { throw AccountBatchError.noSubordinateRange(name, file: file, count: count) }
+            args += [flag, "\(first)-\(first + count - 1)"]
+        }
+        guard !args.isEmpty else { return }
+        try runner.check(["usermod"] + prefix + args + [name])
     }
 
     /// The sysusers lines for `specs`; nil when a field holds what `sysusers.d(5)` would read otherwise than
@@ -220,8 +256,11 @@ extension Executor {
 /// An account the batch could not create as planned.
 enum AccountBatchError: Error, CustomStringConvertible {
     case uidTaken(String, planned: Int, got: Int)
+    case noSubordinateRange(String, file: String, count: Int)
     var description: String {
         switch self {
+        case .noSubordinateRange(let user, let file, let count):
+            "no free run of \(count) subordinate ids is left in \(file) for \(user) (SUB_UID_MIN to SUB_UID_MAX and SUB_GID_MIN to SUB_GID_MAX in /etc/login.defs); widen the span or remove unused ranges, then run workstation apply again"
         case .uidTaken(let user, let planned, let got):
             "account \(user) was created with uid \(got) instead of \(planned) (the uid was taken while apply ran); remove it with userdel \(user) and run workstation apply again"
         }

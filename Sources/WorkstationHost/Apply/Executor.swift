@@ -309,7 +309,7 @@ public final class Executor {
         }
     }
 
-    private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
+    var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
 
     func owner(_ user: String) throws -> HomeWriter.Owner {
         guard let p = accounts.entry(user) else { throw ApplyError.noAccount(user) }
@@ -364,7 +364,9 @@ public final class Executor {
             settled { $0.memberships[user]?.removeAll { $0 == group } }
             recordAccount(user)
         case .createHome(let user, let path):
-            try makeHome(path, owner: try owner(user))
+            let owner = try owner(user)
+            try allocateSubordinateIDs(user, uid: Int(owner.uid))
+            try makeHome(path, owner: owner)
         case .secureHome(let user, let path, let chownTo, let mode):
             try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
             recordAccount(user)
