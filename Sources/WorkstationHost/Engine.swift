@@ -341,6 +341,7 @@ public enum Engine {
             )
             let stateLog = try StateLog(store: StateStore(root: root, settings: inputs.settings), state: state)
             executor.persist = { try stateLog.record($0, users: $1) }
+            executor.persistAfterChange = { try stateLog.record($0, users: $1, durable: false) }
             log = stateLog
             report = executor.apply(plan, progress: progress)
             state = executor.state

@@ -12,8 +12,9 @@ struct OffboardCommand: ParsableCommand {
         abstract:
             "Offboard a user who left the roster, one stage at a time: cut (reversible), revoke, archive (irreversible).",
         discussion: """
-            Stages run in order; each is journaled and recorded in state. cut: stop and disable the per-user units, \
-            lock the password and expire the account, disable linger, end every process of the account (their user \
+            Stages run in order; each is journaled and recorded in state. cut (of one or many people in one run: \
+            every gate is checked for all of them first, then their units are stopped and disabled together): stop \
+            and disable the per-user units, lock the password and expire the account, disable linger, end every process of the account (their user \
             manager included; on the live root only, never under --root). revoke: delete the per-user secret files workstation wrote and \
             print the cluster steps for an admin. archive: tar the home, verify it, userdel --remove, retire the uid \
             (needs --confirm USER; refused while any process of the user runs). Undo cut/revoke: put the entry back \
@@ -21,8 +22,11 @@ struct OffboardCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The os_user to offboard.")
-    var user: String
+    @Argument(
+        help:
+            "The os_users to offboard: several for stage cut (one run, their units disabled together), one for revoke and archive."
+    )
+    var users: [String]
 
     @Option(help: "The stage to run: cut, revoke or archive.")
     var stage: OffboardStage
@@ -43,11 +47,24 @@ struct OffboardCommand: ParsableCommand {
 
     @OptionGroup var options: LifecycleOptions
 
+    func validate() throws {
+        if users.isEmpty { throw ValidationError("name the os_user to offboard") }
+        if stage != .cut && users.count > 1 {
+            throw ValidationError(
+                "stage \(stage.rawValue) takes one os_user at a time; run it once for each person (stage cut takes many)"
+            )
+        }
+    }
+
     func run() throws {
-        try options.run(command: "offboard", extra: ["stage": stage.rawValue, "user": user]) { loaded, root, dryRun in
+        let who: [String: any Sendable] = users.count == 1 ? ["user": users[0]] : ["users": users]
+        try options.run(command: "offboard", extra: who.merging(["stage": stage.rawValue]) { a, _ in a }) {
+            loaded,
+            root,
+            dryRun in
             try Offboarding.run(
                 stage: stage,
-                user: user,
+                users: users,
                 inputs: loaded,
                 root: root,
                 runner: ProcessRunner(),

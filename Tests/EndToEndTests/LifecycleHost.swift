@@ -91,7 +91,12 @@ final class LifecycleHost {
 
     /// Gives `user` a password hash, so locking is observable (useradd leaves `!`, already locked).
     func setPassword(_ user: String) throws {
-        let shadow = root.read("/etc/shadow")!.replacingOccurrences(of: "\n\(user):!:", with: "\n\(user):$6$salt$hash:")
+        // A locked password as useradd (`!`) or systemd-sysusers (`!*`) leaves it.
+        let shadow = root.read("/etc/shadow")!.replacingOccurrences(
+            of: "\n\(user):!*:",
+            with: "\n\(user):$6$salt$hash:"
+        )
+        .replacingOccurrences(of: "\n\(user):!:", with: "\n\(user):$6$salt$hash:")
         try root.write("/etc/shadow", shadow)
     }
 

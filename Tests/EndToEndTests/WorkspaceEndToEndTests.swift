@@ -275,6 +275,63 @@ import WorkstationTestSupport
         #expect(ws.status == 0, "\(ws.stdout)\n\(ws.stderr)")
     }
 
+    /// One cut of several people takes each on their side: bob-dev left the host, erin left her workspace, alice moved
+    /// to Kubernetes (her host side is cut, her gate membership stays); every gate is checked for all of them first.
+    @Test func oneCutTakesHostSidesAndWorkspacesTogether() throws {
+        let root = try TempRoot()
+        #expect(try CLI.run(args(["apply"], root) + ["--init-root"]).status == 0)
+        let uid = try #require(
+            root.read("/etc/passwd")?.split(separator: "\n").first { $0.hasPrefix("alice:") }?.split(separator: ":")[2]
+        )
+        let moved = try roster(root, "moved") {
+            $0.hasPrefix("  bob-dev:") || $0.hasPrefix("  erin:")
+                ? nil
+                : $0.hasPrefix("  alice:")
+                    ? $0.replacingOccurrences(of: " }", with: ", placement: kubernetes, uid: \(uid) }") : $0
+        }
+        let before = root.snapshot()
+        // carol is in the roster on the host: the whole run is refused before anything changes, naming her.
+        let refused = try CLI.run(
+            args(["offboard", "bob-dev", "carol", "erin", "--stage", "cut"], root, roster: moved)
+        )
+        #expect(refused.status == 3 && refused.stderr.contains("'carol' is still in the roster"), "\(refused.stderr)")
+        #expect(root.snapshot() == before)
+        #expect(try CLI.run(args(["apply"], root, roster: moved)).status == 0)
+        let cut = try CLI.run(
+            args(["offboard", "bob-dev", "erin", "alice", "--stage", "cut", "--json"], root, roster: moved)
+        )
+        #expect(cut.status == 0, "\(cut.stdout)\n\(cut.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(cut.stdout.utf8)) as? [String: Any])
+        #expect(json["users"] as? [String] == ["bob-dev", "erin", "alice"])
+        let messages = json["messages"] as? [String] ?? []
+        #expect(
+            messages.contains { $0.contains("kubectl -n workstation scale statefulset workspace-erin --replicas=0") }
+        )
+        #expect(messages.contains { $0.contains("place alice on host again in the roster") }, "\(messages)")
+        #expect(messages.contains { $0.contains("put bob-dev back in the roster") }, "\(messages)")
+        let notes = (json["notes"] as? [String] ?? [])
+        #expect(notes.contains("alice is placed on kubernetes now: their IdP gate membership stays"), "\(notes)")
+        for user in ["alice", "bob-dev"] {
+            #expect(
+                root.read("/etc/shadow")?.split(separator: "\n").first { $0.hasPrefix("\(user):") }?.contains(":1:")
+                    == true,
+                "\(user) expired"
+            )
+        }
+        let state = try #require(
+            try JSONSerialization.jsonObject(with: Data((root.read("/var/lib/workstation/state.json") ?? "").utf8))
+                as? [String: Any]
+        )
+        #expect(((state["workspaces"] as? [String: Any])?["erin"] as? [String: Any])?["cut"] != nil, "\(state)")
+        let render = try CLI.run(args(["render", "workspaces"], root, roster: moved))
+        #expect(render.stdout.contains("replicas: 0"), "\(render.stdout)")
+        let again = try CLI.run(args(["offboard", "bob-dev", "erin", "alice", "--stage", "cut"], root, roster: moved))
+        #expect(
+            again.status == 0 && again.stdout.contains("stage cut of bob-dev is recorded already"),
+            "\(again.stdout)"
+        )
+    }
+
     /// validate refuses mutual TLS to the workspaces when the dispatcher has no client side for it, at the line of
     /// workspaces.tls; cutover (an account here onto the new model) refuses a kubernetes-placed person.
     @Test func validateAndCutoverKnowThePlacement() throws {

@@ -57,6 +57,10 @@ public enum Action: Sendable, Hashable, Codable {
     case createAccount(AccountSpec)
     /// `usermod -aG GROUP USER` (`usermod(8)`): adds one membership, touches no other.
     case addMembership(user: String, group: String)
+    /// Make the missing home of an account workstation created (0700, the person's, `/etc/skel` copied in), as
+    /// `useradd -m` would have, and give the account the subordinate id ranges useradd would have given it (where the
+    /// host keeps `/etc/subuid`): a run stopped between creating the account and its home.
+    case createHome(user: String, path: String)
     /// chown (only when `chownTo` is set, the directory alone, never recursive) and chmod of a home directory.
     case secureHome(user: String, path: String, chownTo: Int?, mode: UInt32)
     /// Atomically replace a root-owned file (temp file + fsync + rename), creating parent directories 0755.

@@ -261,6 +261,19 @@ public struct Planner: Sendable {
         guard u.accountExists else { return [] }  // useradd creates it; the account change secures it
         let st = o.path(u.home)
         switch st.kind {
+        case .absent where makesHome(u, o):
+            return [
+                Change(
+                    id: .home(u.osUser),
+                    user: u.osUser,
+                    kind: .create,
+                    safety: .additive,
+                    summary:
+                        "create home \(u.home) of \(u.osUser) (workstation created the account; a run stopped before its home)",
+                    fields: [FieldChange("home", nil, u.home)],
+                    action: .createHome(user: u.osUser, path: u.home)
+                )
+            ]
         case .absent:
             return [
                 Change(
@@ -317,16 +330,24 @@ public struct Planner: Sendable {
         }
     }
 
+    /// True when the plan makes `u`'s home: an account workstation created (recorded, or intended by a run that
+    /// stopped) whose home is missing.
+    func makesHome(_ u: DesiredUser, _ o: HostSnapshot) -> Bool {
+        u.accountExists && o.path(u.home).kind == .absent
+            && (o.state.accounts[u.osUser]?.created == true || o.state.intents?.accounts[u.osUser] != nil)
+    }
+
     // MARK: config inheritance
 
     /// `~/.claude/{skills,rules,agents,commands}` -> config base, created only if absent.
     func inheritanceChanges(_ u: DesiredUser, _ o: HostSnapshot) -> [Change] {
         var out: [Change] = []
         let claude = joinPath(u.home, ".claude")
-        let accountDep: [ResourceID] = u.accountExists ? [] : [.account(u.osUser)]
+        let makesHome = makesHome(u, o)
+        let accountDep: [ResourceID] = makesHome ? [.home(u.osUser)] : u.accountExists ? [] : [.account(u.osUser)]
         // An existing account whose home is missing or not a directory: homeChanges reports the conflict; nothing
         // can be created under it (and every run would fail trying).
-        if u.accountExists && o.path(u.home).kind != .directory { return [] }
+        if u.accountExists && o.path(u.home).kind != .directory && !makesHome { return [] }
         switch o.path(claude).kind {
         case .absent:
             out.append(

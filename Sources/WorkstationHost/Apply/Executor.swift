@@ -24,9 +24,9 @@ public final class Executor {
     public let runner: any CommandRunner
     public let journal: Journal?
     public let systemdRunning: Bool
-    private let homes: HomeWriter
-    private let accounts: AccountLookup
-    private var unitFilesDirty = false
+    let homes: HomeWriter
+    let accounts: AccountLookup
+    var unitFilesDirty = false
 
     /// `systemctl VERB NAME` on a running systemd (systemctl(1)), after one `daemon-reload` when unit files were
     /// written since the last; a no-op where systemd does not run (a sandbox root).
@@ -56,6 +56,10 @@ public final class Executor {
     /// with the os_users whose entries the change touched, so a run killed half-way still leaves a record of what
     /// workstation created. Engine records it in `StateLog` here.
     public var persist: ((WorkstationState, Set<String>) throws -> Void)?
+    /// Like `persist`, for the record after a change, which need not be on disk before the next change runs (an
+    /// intent, recorded through `persist`, must be: its tool runs next). Engine records it in `StateLog` without an
+    /// `fsync`; the next intent, save or close syncs it. nil: `persist`.
+    public var persistAfterChange: ((WorkstationState, Set<String>) throws -> Void)?
     /// os_users whose state entries the change being run touched.
     var touchedUsers = Set<String>()
     /// True once the change being run recorded an intent: its end is recorded too, even when it leaves the state
@@ -123,15 +127,46 @@ public final class Executor {
     /// Runs `todo` in order, journaling each change. Enabling a unit that no later change depends on is held back
     /// and done at the end for all such units together: every unit file and drop-in is written first, systemd
     /// reloads once, and `systemctl enable --now --no-reload` (or `--root=DIR enable`) takes the units in batches
-    /// (`enableBatchSize`). A batch that fails is retried one unit at a time, so a failure still names its person
-    /// and unit and the others in the batch still converge. A run killed before the batch leaves the units
-    /// disabled, which the next apply plans again.
+    /// (`enableBatchSize`). Consecutive `writeFile` changes are written together (`writeFilesTogether`: two
+    /// `syncfs` for the group instead of two `fsync`s per file). Consecutive `disableUnit` changes (an offboarding
+    /// cut of many people lists them first) run the same way, as `systemctl disable --now --no-reload` in batches,
+    /// before the change after them. A batch that fails is retried one unit at a time, so a failure still names its
+    /// person and unit and the others in the batch still converge. A run killed before a batch leaves its units as
+    /// they were, which the next run plans again.
     private func execute(_ todo: [Change], progress: (String) -> Void) -> ApplyReport {
         var report = ApplyReport()
         var notDone = Set<ResourceID>()
         let dependedOn = Set(todo.flatMap(\.dependsOn))
         var heldBack: [(index: Int, change: Change, name: String)] = []
+        var disabling: [(index: Int, change: Change, name: String)] = []
+        var writing: [(index: Int, change: Change, path: String, content: Data, mode: UInt32)] = []
+        func disableHeld() {
+            guard !disabling.isEmpty else { return }
+            unitsTogether(
+                disabling,
+                verb: .disable,
+                of: todo.count,
+                report: &report,
+                notDone: &notDone,
+                progress: progress
+            )
+            disabling = []
+        }
+        func writeHeld() {
+            guard !writing.isEmpty else { return }
+            writeFilesTogether(writing, of: todo.count, report: &report, notDone: &notDone, progress: progress)
+            writing = []
+        }
+        var createdAhead = Set<ResourceID>()
         for (i, change) in todo.enumerated() {
+            if createdAhead.contains(change.id) { continue }
+            if case .disableUnit = change.action {} else { disableHeld() }
+            if case .writeFile = change.action,
+                !change.dependsOn.contains(where: { d in writing.contains { $0.change.id == d } })
+            {
+            } else {
+                writeHeld()
+            }
             if let dep = change.dependsOn.first(where: { notDone.contains($0) }) {
                 notDone.insert(change.id)
                 report.skipped.append((change, "skipped because \(dep) did not complete"))
@@ -142,10 +177,57 @@ public final class Executor {
                 heldBack.append((i, change, name))
                 continue
             }
+            if case .createAccount = change.action {
+                // Every account of the run at once (they depend on groups only, all made before the first account);
+                // each person's later changes depend on their account and run in their place.
+                writeHeld()
+                let earlier = Set(todo[..<i].map(\.id))
+                let batch = todo.enumerated().dropFirst(i).compactMap {
+                    j,
+                    c -> (index: Int, change: Change, spec: AccountSpec)? in
+                    guard case .createAccount(let spec) = c.action,
+                        c.dependsOn.allSatisfy({ earlier.contains($0) && !notDone.contains($0) })
+                    else { return nil }
+                    return (j, c, spec)
+                }
+                if batch.count > 1 {
+                    createdAhead.formUnion(batch.map(\.change.id))
+                    createAccountsTogether(
+                        batch,
+                        of: todo.count,
+                        report: &report,
+                        notDone: &notDone,
+                        progress: progress
+                    )
+                    continue
+                }
+            }
+            if case .writeFile(let path, let content, let mode) = change.action {
+                writing.append((i, change, path, content, mode))
+                continue
+            }
+            if case .disableUnit(let name) = change.action,
+                !change.dependsOn.contains(where: { d in
+                    disabling.contains { $0.change.id == d }
+                })
+            {
+                disabling.append((i, change, name))
+                continue
+            }
+            disableHeld()
             runOne(change, index: i, of: todo.count, report: &report, notDone: &notDone, progress: progress)
         }
+        disableHeld()
+        writeHeld()
         if !heldBack.isEmpty {
-            enableTogether(heldBack, of: todo.count, report: &report, notDone: &notDone, progress: progress)
+            unitsTogether(
+                heldBack,
+                verb: .enable,
+                of: todo.count,
+                report: &report,
+                notDone: &notDone,
+                progress: progress
+            )
         }
         if unitFilesDirty && systemdRunning {
             do { try runner.check(["systemctl", "daemon-reload"]) } catch {
@@ -156,7 +238,7 @@ public final class Executor {
     }
 
     /// Runs one change: journal, report, state record.
-    private func runOne(
+    func runOne(
         _ change: Change,
         index i: Int,
         of count: Int,
@@ -175,30 +257,36 @@ public final class Executor {
         } catch {
             fail(change, error, report: &report, notDone: &notDone)
         }
-        if state != before || intentRecorded, let persist {
+        if state != before || intentRecorded, let persist = persistAfterChange ?? persist {
             do { try persist(state, touchedUsers) } catch {
                 report.notes.append("cannot record state after \(change.id): \(error)")
             }
         }
     }
 
-    private func fail(_ change: Change, _ error: Error, report: inout ApplyReport, notDone: inout Set<ResourceID>) {
+    func fail(_ change: Change, _ error: Error, report: inout ApplyReport, notDone: inout Set<ResourceID>) {
         let message = "\(change.user.map { "\($0): " } ?? "")\(change.summary): \(error)"
         notDone.insert(change.id)
         report.failed.append((change, message))
         journal?.record(change, result: error is HomeWriteError ? "refused" : "failed", error: "\(error)")
     }
 
-    /// Enables the held-back units: one `daemon-reload` when unit files were written, then batches of
-    /// `enableBatchSize`; a failed batch is retried unit by unit.
-    private func enableTogether(
+    /// What `unitsTogether` does to its units.
+    enum UnitVerb: String {
+        case enable, disable
+    }
+
+    /// Enables (or disables) units together: for `enable`, one `daemon-reload` first when unit files were written;
+    /// then batches of `enableBatchSize` in one `systemctl` call each; a failed batch is retried unit by unit.
+    private func unitsTogether(
         _ units: [(index: Int, change: Change, name: String)],
+        verb unitVerb: UnitVerb,
         of count: Int,
         report: inout ApplyReport,
         notDone: inout Set<ResourceID>,
         progress: (String) -> Void
     ) {
-        if systemdRunning && unitFilesDirty {
+        if unitVerb == .enable && systemdRunning && unitFilesDirty {
             do {
                 try runner.check(["systemctl", "daemon-reload"])
                 unitFilesDirty = false
@@ -207,17 +295,21 @@ public final class Executor {
                 return
             }
         }
-        // `--no-reload`: the manager was reloaded above, after the last unit file; without it systemctl reloads the
-        // whole manager again after each batch's `.wants/` links (systemctl(1)), seconds each with a thousand units.
+        // `--no-reload`: for enable, the manager was reloaded above, after the last unit file; without it systemctl
+        // reloads the whole manager again after each batch's `.wants/` links (systemctl(1)), seconds each with a
+        // thousand units. Removing links (disable) needs no reload at all.
         let verb =
             systemdRunning
-            ? ["systemctl", "enable", "--now", "--no-reload"] : ["systemctl", "--root=\(root.directory)", "enable"]
+            ? ["systemctl", unitVerb.rawValue, "--now", "--no-reload"]
+            : ["systemctl", "--root=\(root.directory)", unitVerb.rawValue]
         var start = 0
         while start < units.count {
             let batch = Array(units[start..<min(start + Self.enableBatchSize, units.count)])
             start += batch.count
             progress(
-                "[\(batch[0].index + 1)-\(batch[batch.count - 1].index + 1)/\(count)] enable \(batch.count) unit\(batch.count == 1 ? "" : "s")"
+                unitVerb == .disable && batch.count == 1
+                    ? "[\(batch[0].index + 1)/\(count)] \(batch[0].change.summary)"
+                    : "[\(batch[0].index + 1)-\(batch[batch.count - 1].index + 1)/\(count)] \(unitVerb.rawValue) \(batch.count) unit\(batch.count == 1 ? "" : "s")"
             )
             if batch.count > 1, (try? runner.check(verb + batch.map(\.name))) != nil {
                 for u in batch {
@@ -239,7 +331,7 @@ public final class Executor {
         }
     }
 
-    private var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
+    var prefix: [String] { root.isSystem ? [] : ["--prefix", root.directory] }
 
     func owner(_ user: String) throws -> HomeWriter.Owner {
         guard let p = accounts.entry(user) else { throw ApplyError.noAccount(user) }
@@ -293,6 +385,10 @@ public final class Executor {
             state.addedMemberships[user] = added
             settled { $0.memberships[user]?.removeAll { $0 == group } }
             recordAccount(user)
+        case .createHome(let user, let path):
+            let owner = try owner(user)
+            try allocateSubordinateIDs(user, uid: Int(owner.uid))
+            try makeHome(path, owner: owner)
         case .secureHome(let user, let path, let chownTo, let mode):
             try homes.secureHome(home: path, owner: try owner(user), chown: chownTo != nil, mode: mode_t(mode))
             recordAccount(user)
@@ -380,7 +476,7 @@ public final class Executor {
 
     /// Records (and saves, via `persist`) what a tool is about to do to `user`'s account (nil: host-wide), so a run
     /// killed while it runs still knows.
-    private func intend(_ user: String?, _ edit: (inout WorkstationState.Intents) -> Void) throws {
+    func intend(_ user: String?, _ edit: (inout WorkstationState.Intents) -> Void) throws {
         var i = state.intents ?? .init()
         edit(&i)
         state.intents = i
@@ -390,7 +486,7 @@ public final class Executor {
     }
 
     /// Clears an intent once its tool returned (the caller's state save records the result).
-    private func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
+    func settled(_ edit: (inout WorkstationState.Intents) -> Void) {
         guard var i = state.intents else { return }
         edit(&i)
         i.memberships = i.memberships.filter { !$0.value.isEmpty }

@@ -284,6 +284,7 @@ public enum LifecycleError: Error, CustomStringConvertible {
     case stepsFailed([String])
     case notLiveRoot(String)
     case processesRemain(uid: Int, left: [String])
+    case onePersonAtATime(OffboardStage)
 
     public var description: String {
         switch self {
@@ -304,6 +305,8 @@ public enum LifecycleError: Error, CustomStringConvertible {
         case .notLiveRoot(let d): "processes are ended only on the live root /, never under the root \(d)"
         case .processesRemain(let uid, let left):
             "processes of uid \(uid) are still running after repeated SIGKILL: \(left.joined(separator: ", ")); check them (ps -o pid,stat,cmd -u \(uid)) and run the cut again"
+        case .onePersonAtATime(let stage):
+            "stage \(stage.rawValue) takes one os_user at a time; run it once for each person (stage cut takes many)"
         case .stepsFailed(let lines):
             "some steps failed; what ran is in the journal:\n" + lines.map { "  \($0)" }.joined(separator: "\n")
         }

@@ -49,6 +49,43 @@ public enum AccountDatabase {
         range(loginDefs: data, "SYS_GID_MIN", "SYS_GID_MAX", default: 100...999)
     }
 
+    /// The number `key` is set to in `login.defs(5)`; nil when it is absent or not a number.
+    static func number(loginDefs data: Data?, _ key: Substring) -> Int? {
+        var out: Int?
+        for line in String(decoding: data ?? Data(), as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if parts.count >= 2, parts[0] == key, let n = Int(parts[1]) { out = n }
+        }
+        return out
+    }
+
+    /// `subuid(5)` / `subgid(5)`: `OWNER:FIRST:COUNT` lines (the owner a name or a uid).
+    static func subordinateRanges(_ data: Data) -> [(owner: String, first: Int, count: Int)] {
+        lines(data).compactMap { f in
+            guard f.count >= 3, let first = Int(f[1]), let count = Int(f[2]), count > 0 else { return nil }
+            return (f[0], first, count)
+        }
+    }
+
+    /// The first id of the lowest run of `count` ids from `min` to `max` (both included) that no range holds: the
+    /// search `useradd(8)` makes for a new account's subordinate ids (shadow's `find_free_range`); nil when none.
+    static func firstFreeRange(
+        _ ranges: [(owner: String, first: Int, count: Int)],
+        min: Int,
+        max: Int,
+        count: Int
+    ) -> Int? {
+        guard count > 0, max >= min else { return nil }
+        var low = min
+        for r in ranges.sorted(by: { ($0.first, $0.count) < ($1.first, $1.count) }) {
+            let high = Swift.min(r.first, max + 1)
+            if high > low && high - low >= count { return low }
+            low = Swift.max(low, r.first + r.count)
+            if low > max { return nil }
+        }
+        return max - low + 1 >= count ? low : nil
+    }
+
     static func range(
         loginDefs data: Data?,
         _ minKey: Substring,

@@ -62,6 +62,18 @@ public enum Offboarding {
         placement: PersonPlacement? = nil,
         progress: (String) -> Void = { _ in }
     ) throws -> LifecycleOutcome {
+        if stage == .cut {
+            return try cut(
+                users: [user],
+                inputs: inputs,
+                root: root,
+                runner: runner,
+                dryRun: dryRun,
+                idp: idp,
+                placement: placement,
+                progress: progress
+            )
+        }
         let settings = inputs.settings
         func refuse(_ gate: Gate, _ message: String) -> RefusedError {
             RefusedError(plan: Plan(refusals: [Refusal(gate: gate, message: message)]))
@@ -123,125 +135,8 @@ public enum Offboarding {
 
         switch stage {
         case .cut:
-            // The derived files must already exclude them (apply regenerates them from the roster).
-            var routed: [String] = []
-            if let data = root.read(settings.derived.ttydUserMap),
-                DerivedFileRenderer.parseTtydUserMap(data).values.contains(user)
-            {
-                routed.append(settings.derived.ttydUserMap)
-            }
-            if let data = root.read(settings.derived.dispatch), let map = try? DispatchMap.decode(data),
-                map.users.values.contains(where: { $0.osUser == user && $0.host == nil })
-            {
-                routed.append(settings.derived.dispatch)
-            }
-            if !routed.isEmpty {
-                throw refuse(
-                    .derivedFiles,
-                    "\(routed.joined(separator: " and ")) still route '\(user)'; run workstation apply to regenerate them from the roster, then cut"
-                )
-            }
-            let idpBefore = try idp?.membership(osUser: user, identity: identity) ?? "not configured"
-            plan.changes = planner.cutChanges(user: user, observed: snap)
-            // Then no foothold: linger off, every process ended (their user manager included). Processes are this
-            // machine's, so only on the live root.
-            var st = stat()
-            let lingering = lstat(root.path(joinPath(LifecycleAdapter.lingerDirectory, user)), &st) == 0
-            let running =
-                root.isSystem
-                ? ProcReader(root: root).processes(ownedBy: account.uid).map { (pid: $0.pid, name: $0.name) } : nil
-            plan.changes += planner.cutSessionChanges(
-                user: user,
-                uid: account.uid,
-                lingering: lingering,
-                processes: running
-            )
-            if running == nil {
-                plan.notes.append(
-                    "processes of \(user) are not ended under --root \(root.directory): only on the live root /"
-                )
-            }
-            if movedAway {
-                plan.notes.append("\(user) is placed on kubernetes now: their IdP gate membership stays")
-            } else if idp != nil {
-                plan.changes.append(
-                    Change(
-                        id: .idp(user),
-                        user: user,
-                        kind: .pending,
-                        safety: .revoke,
-                        summary: "remove \(user) from the IdP gate group",
-                        fields: [FieldChange("idp membership", idpBefore, "none")]
-                    )
-                )
-            } else {
-                plan.notes.append(
-                    "idp membership: not configured (no IdP integration); remove \(user) from the gate group by hand if they are in it"
-                )
-            }
-            plan.notes.append(
-                "derived files exclude \(user): \(settings.derived.ttydUserMap), \(settings.derived.dispatch)"
-            )
-            if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
-            // Keep the first before-state if an earlier cut stopped half-way.
-            let before =
-                record!.cut?.before ?? planner.beforeState(user: user, observed: snap, idpMembership: idpBefore)
-            record!.cut = .init(time: Date().timeIntervalSince1970.rounded(), before: before, completed: false)
-            state.offboarding[user] = record
-            try StateStore(root: root, settings: settings).save(state)
-            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(
-                root: root,
-                settings: settings,
-                runner: runner,
-                journal: journal,
-                systemdRunning: snap.systemdRunning,
-                state: state
-            )
-            var report = executor.runExplicit(plan.changes, progress: progress)
-            if let idp, let change = plan.changes.first(where: { $0.id == .idp(user) }) {
-                do {
-                    try idp.removeFromGate(osUser: user, identity: identity)
-                    report.applied.append(change)
-                    journal.record(change, result: "ok")
-                } catch {
-                    report.failed.append((change, "\(user): \(change.summary): \(error)"))
-                    journal.record(change, result: "failed", error: "\(error)")
-                }
-            }
-            state = executor.state
-            record!.cut!.completed = report.failed.isEmpty && report.skipped.isEmpty
-            state.offboarding[user] = record
-            try StateStore(root: root, settings: settings).save(state)
-            journal.recordStage(
-                .offboard(user, stage: "cut"),
-                user: user,
-                safety: .revoke,
-                summary: "offboard stage cut of \(user)",
-                ok: record!.cut!.completed
-            )
-            let ended = executor.endedProcesses[user] ?? []
-            if plan.changes.contains(where: { $0.id == .processes(user) }) {
-                messages.append(
-                    ended.isEmpty
-                        ? "ended no process of \(user): none was running"
-                        : "ended \(ended.count) process\(ended.count == 1 ? "" : "es") of \(user): "
-                            + ended.map { "\($0.pid) (\(printable($0.name)))" }.joined(separator: ", ")
-                )
-            }
-            var outcome = LifecycleOutcome(plan: plan, report: report, messages: [], dryRun: false)
-            outcome.extra["ended_processes"] = ended.map {
-                ["pid": $0.pid, "name": $0.name, "uids": $0.uids] as [String: any Sendable]
-            }
-            messages.append(
-                record!.cut!.completed
-                    ? (movedAway
-                        ? "cut recorded; to undo, place \(user) on host again in the roster and run workstation apply"
-                        : "cut recorded; to undo, put \(user) back in the roster and run workstation apply")
-                    : "cut incomplete; fix the failures and run the cut again (the first before-state is kept)"
-            )
-            outcome.messages = messages
-            return outcome
+            // Handled above (`cut(users:)`), before the lock.
+            return LifecycleOutcome(plan: Plan(), report: nil, dryRun: dryRun)
 
         case .revoke:
             let kept = changedSecretFiles(user: user, account: account, state: state, root: root)
@@ -387,6 +282,50 @@ public enum Offboarding {
 }
 
 extension Offboarding {
+    /// Runs (or with `dryRun` only plans) one stage for each of `users`. Stage cut takes them all in one run
+    /// (`cut(users:)`: one lock, their units disabled together); revoke and archive take one os_user at a time.
+    /// - Throws: as `run(stage:user:...)`; `LifecycleError.onePersonAtATime` for revoke or archive of several.
+    public static func run(
+        stage: OffboardStage,
+        users: [String],
+        inputs: Inputs,
+        root: HostRoot,
+        runner: any CommandRunner,
+        dryRun: Bool = false,
+        confirm: String? = nil,
+        force: Bool = false,
+        idp: (any GateMembershipHook)? = nil,
+        placement: PersonPlacement? = nil,
+        progress: (String) -> Void = { _ in }
+    ) throws -> LifecycleOutcome {
+        if stage == .cut {
+            return try cut(
+                users: users,
+                inputs: inputs,
+                root: root,
+                runner: runner,
+                dryRun: dryRun,
+                idp: idp,
+                placement: placement,
+                progress: progress
+            )
+        }
+        guard users.count == 1, let user = users.first else { throw LifecycleError.onePersonAtATime(stage) }
+        return try run(
+            stage: stage,
+            user: user,
+            inputs: inputs,
+            root: root,
+            runner: runner,
+            dryRun: dryRun,
+            confirm: confirm,
+            force: force,
+            idp: idp,
+            placement: placement,
+            progress: progress
+        )
+    }
+
     /// Whether the `k8s_users` file (`kubernetes.k8s_users_file`) has an entry `k8sUser`; nil when it is not
     /// configured or cannot be read and parsed (then both owners' revocation steps are printed).
     static func k8sUsersHolds(_ k8sUser: String, settings: Settings, root: HostRoot) -> Bool? {

@@ -5,7 +5,10 @@ import WorkstationCore
 import Glibc
 #endif
 
-/// One JSON line per change applied: `journal.jsonl` under the state directory.
+/// One JSON line per change applied: `journal.jsonl` under the state directory. Each line is one `write(2)` on an
+/// `O_APPEND` descriptor the moment its change ends, so a `kill -9` never loses or cuts one (the page cache outlives
+/// the process). Lines are `fsync`ed together rather than one by one: when a second has passed since the last sync,
+/// on `sync()`, and when the journal is closed; a power loss can lose at most the lines of the last second.
 public final class Journal: @unchecked Sendable {
     public struct Entry: Codable, Sendable {
         /// Seconds since 1970.
@@ -23,6 +26,12 @@ public final class Journal: @unchecked Sendable {
 
     private let fd: Int32
     public let run: String
+    /// Lines written since the last `fsync`.
+    private var unsynced = false
+    /// When the journal was last synced (`CLOCK_MONOTONIC`, nanoseconds).
+    private var lastSync = Journal.monotonicNanoseconds()
+    /// The longest lines stay unsynced while a run writes, nanoseconds (one second).
+    static let syncInterval: UInt64 = 1_000_000_000
 
     /// Opens (creates 0600) the journal for appending.
     public init(root: HostRoot, settings: Settings, run: String) throws {
@@ -39,9 +48,27 @@ public final class Journal: @unchecked Sendable {
         self.run = run
     }
 
-    deinit { close(fd) }
+    deinit {
+        sync()
+        close(fd)
+    }
 
-    /// Appends one line with a single `write(2)` (O_APPEND keeps lines whole) and fsyncs it.
+    /// `fsync(2)` of the lines written since the last sync (none: nothing to do).
+    public func sync() {
+        guard unsynced else { return }
+        fsync(fd)
+        unsynced = false
+        lastSync = Journal.monotonicNanoseconds()
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Appends one line with a single `write(2)` (O_APPEND keeps lines whole); syncs when a second has passed since
+    /// the last sync.
     public func record(_ change: Change, result: String, error: String? = nil) {
         let e = Entry(
             time: Date().timeIntervalSince1970,
@@ -59,6 +86,7 @@ public final class Journal: @unchecked Sendable {
         guard var line = try? enc.encode(e) else { return }
         line.append(0x0A)
         line.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
+        unsynced = true
+        if Journal.monotonicNanoseconds() &- lastSync >= Journal.syncInterval { sync() }
     }
 }

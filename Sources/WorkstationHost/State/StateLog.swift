@@ -7,7 +7,8 @@ import Glibc
 
 /// Records the state as an apply changes it, at a cost that does not grow with the host: each change appends one
 /// line to `state.log` (`StateDelta`: the entries of the people it touched and the host-wide fields; one `write(2)`
-/// with `O_APPEND`, then `fsync`), and `state.json` is saved whole only when the log has grown to its size (and at
+/// with `O_APPEND`; a durable record, such as an intent that must be on disk before its tool runs, is `fsync`ed
+/// together with the lines before it, the others at the next durable record, save or close), and `state.json` is saved whole only when the log has grown to its size (and at
 /// least 64 KiB), at the start and at the end. `StateStore.load` replays the log, so a run killed at any moment
 /// leaves the record as of its last complete line. Hold the run lock while using it.
 public final class StateLog {
@@ -20,6 +21,8 @@ public final class StateLog {
     private var lineLost = false
     /// Tests: the next append fails with this errno before writing (as a full disk would).
     var failNextAppend: Int32?
+    /// Lines written since the last `fsync`.
+    private var unsynced = false
 
     /// Saves `state` whole (a fresh base, an empty log) and opens the log for appending.
     /// - Throws: `FileWriteError` naming the path.
@@ -32,11 +35,17 @@ public final class StateLog {
         stateBytes = fileSize(store.root.path(store.hostPath))
     }
 
-    deinit { close(fd) }
+    deinit {
+        if unsynced { fsync(fd) }
+        close(fd)
+    }
 
     /// Records `state` after a change that touched `users` (their entries and the host-wide fields).
-    /// - Throws: `FileWriteError` when the line cannot be written whole.
-    public func record(_ state: WorkstationState, users: some Sequence<String>) throws {
+    /// - Parameter durable: `fsync` the log before returning (this line and every earlier one): for a record that
+    ///   must be on disk before what follows it (an intent, before its tool runs). Otherwise the line is written
+    ///   (a `kill -9` cannot lose it) and reaches the disk with the next durable record, `sync()`, save or close.
+    /// - Throws: `FileWriteError` when the line cannot be written whole or synced.
+    public func record(_ state: WorkstationState, users: some Sequence<String>, durable: Bool = true) throws {
         if lineLost || logBytes >= max(stateBytes, 64 << 10) { return try save(state) }
         do {
             if let e = failNextAppend {
@@ -46,8 +55,11 @@ public final class StateLog {
             logBytes += try Self.append(
                 StateDelta(base: base, state: state, users: users),
                 to: fd,
-                path: store.root.path(store.logHostPath)
+                path: store.root.path(store.logHostPath),
+                sync: false
             )
+            unsynced = true
+            if durable { try sync() }
         } catch {
             lineLost = true
             throw error
@@ -90,10 +102,21 @@ public final class StateLog {
         _ = try append(StateDelta(base: base, state: state, users: []), to: fd, path: path)
     }
 
-    /// Appends `delta` as one line with a single `write(2)` on the `O_APPEND` descriptor `fd`, then `fsync`s.
+    /// `fsync(2)` of the lines written since the last sync (none: nothing to do).
+    /// - Throws: `FileWriteError` naming the log.
+    public func sync() throws {
+        guard unsynced else { return }
+        guard fsync(fd) == 0 else {
+            throw FileWriteError(path: store.root.path(store.logHostPath), operation: "fsync", errno: errno)
+        }
+        unsynced = false
+    }
+
+    /// Appends `delta` as one line with a single `write(2)` on the `O_APPEND` descriptor `fd`, then `fsync`s when
+    /// `sync`.
     /// - Returns: the bytes written.
     /// - Throws: `FileWriteError`; a short write is cut off again first (the next line would join it).
-    private static func append(_ delta: StateDelta, to fd: Int32, path: String) throws -> Int {
+    private static func append(_ delta: StateDelta, to fd: Int32, path: String, sync: Bool = true) throws -> Int {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         enc.keyEncodingStrategy = .convertToSnakeCase
@@ -106,13 +129,14 @@ public final class StateLog {
             if n > 0 { ftruncate(fd, before.st_size) }
             throw FileWriteError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
         }
-        guard fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
+        guard !sync || fsync(fd) == 0 else { throw FileWriteError(path: path, operation: "fsync", errno: errno) }
         return n
     }
 
     /// Saves `state` whole and starts the log again.
     public func save(_ state: WorkstationState) throws {
         base = try store.save(state)
+        unsynced = false
         lineLost = false
         logBytes = 0
         stateBytes = fileSize(store.root.path(store.hostPath))
