@@ -257,12 +257,10 @@ extension Offboarding {
             state.offboarding[user] = records[user]
         }
         try StateStore(root: root, settings: settings).save(state)
-        let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-        let executor = Executor(
+        let (executor, journal) = try Executor.explicitRun(
             root: root,
             settings: settings,
             runner: runner,
-            journal: journal,
             systemdRunning: snap.systemdRunning,
             state: state
         )

@@ -92,9 +92,9 @@ public enum Offboarding {
                 idp: idp
             )
         }
-        // Moved to Kubernetes: they keep their gate membership and cluster identity (their workspace uses them).
+        // Moved to Kubernetes: they keep their cluster identity (their workspace uses it); the cut, which handles
+        // the gate membership, is Offboarding+Cut.
         let movedAway = inputs.roster[user] != nil
-        let idp = movedAway ? nil : idp
         let lock = dryRun ? nil : try RunLock(root: root, settings: settings, timeout: settings.lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let observer = Observer(root: root, settings: settings)
@@ -157,12 +157,10 @@ public enum Offboarding {
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, messages: messages, dryRun: true) }
             let paths = state.secretFilesWritten[user] ?? []
             let present = paths.filter { observer.pathState($0).kind != .absent }
-            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(
+            let (executor, journal) = try Executor.explicitRun(
                 root: root,
                 settings: settings,
                 runner: runner,
-                journal: journal,
                 systemdRunning: snap.systemdRunning,
                 state: state
             )
@@ -246,12 +244,10 @@ public enum Offboarding {
                 observed: snap
             )
             if dryRun { return LifecycleOutcome(plan: plan, report: nil, dryRun: true) }
-            let journal = try Journal(root: root, settings: settings, run: UUID().uuidString.lowercased())
-            let executor = Executor(
+            let (executor, journal) = try Executor.explicitRun(
                 root: root,
                 settings: settings,
                 runner: runner,
-                journal: journal,
                 systemdRunning: snap.systemdRunning,
                 state: state
             )
