@@ -145,7 +145,9 @@ public enum Engine {
         let planner = Planner(settings: inputs.settings)
         let mismatches = planner.kubernetesCrossCheck(inputs.roster, snapshot)
         if !mismatches.isEmpty { return (Plan(), desired, snapshot, mismatches) }
-        let plan = planner.plan(desired: desired, observed: snapshot)
+        var plan = planner.plan(desired: desired, observed: snapshot)
+        // A command an operator is told to run must act on the same root as this run.
+        if !root.isSystem { plan.changes = plan.changes.map { $0.suggesting(onRoot: root.directory) } }
         return (plan, desired, snapshot, [])
     }
 

@@ -119,11 +119,17 @@ struct RootOptions: ParsableArguments {
 }
 
 /// The options a suggested `workstation ...` command needs to act on the same inputs and root as this run.
+/// Paths are absolute and normalised (`./`, `..` resolved lexically), so the command works pasted in any directory,
+/// and quoted for a POSIX shell when they hold anything but plain path characters.
 func commandOptions(_ inputs: InputOptions, _ root: RootOptions) -> String {
+    func path(_ p: String) -> String {
+        let url = URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        return shellWord(url.standardizedFileURL.path)
+    }
     var s = ""
-    if let r = inputs.roster { s += " --roster \(r)" }
-    if let p = inputs.settings { s += " --settings \(p)" }
-    if !root.hostRoot.isSystem { s += " --root \(root.hostRoot.directory)" }
+    if let r = inputs.roster { s += " --roster \(path(r))" }
+    if let p = inputs.settings { s += " --settings \(path(p))" }
+    if !root.hostRoot.isSystem { s += " --root \(path(root.hostRoot.directory))" }
     return s
 }
 

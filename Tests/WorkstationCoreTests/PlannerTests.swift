@@ -100,6 +100,27 @@ import Testing
         #expect(changes.flatMap(\.fields).map(\.field) == fields)
     }
 
+    /// A shadow utility's suggested command acts on the sandbox root the run used (`--root DIR`, quoted when needed);
+    /// other commands are left as they are.
+    @Test(arguments: [
+        ("gpasswd -d alice docker", "/tmp/sandbox", "gpasswd --root /tmp/sandbox -d alice docker"),
+        ("usermod -L alice", "/srv/my root", "usermod --root '/srv/my root' -L alice"),
+        ("workstation offboard alice --stage cut", "/tmp/sandbox", "workstation offboard alice --stage cut"),
+        ("kubectl delete rolebindings -l x=alice", "/tmp/sandbox", "kubectl delete rolebindings -l x=alice"),
+        ("gpasswdx -d alice docker", "/tmp/sandbox", "gpasswdx -d alice docker"),
+    ])
+    func suggestedShadowCommandsActOnTheSandboxRoot(_ command: String, _ root: String, _ expected: String) {
+        let c = Change(
+            id: .violation("alice", "docker"),
+            user: "alice",
+            kind: .pending,
+            safety: .revoke,
+            summary: "s",
+            command: command
+        )
+        #expect(c.suggesting(onRoot: root).command == expected)
+    }
+
     @Test func humanRendererGroupsPerUserWithSymbolsAndSummary() throws {
         var host = Self.freshHost()
         host.passwd.append(PasswdEntry(name: "alice", uid: 1000, gid: 1000, home: "/home/alice", shell: "/bin/bash"))

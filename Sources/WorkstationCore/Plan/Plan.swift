@@ -38,6 +38,26 @@ public enum ChangeKind: String, Sendable, Codable {
 }
 
 /// One field of a change, before and after (nil: absent).
+extension Change {
+    /// The shadow utilities whose `--root CHROOT_DIR` option (useradd(8), usermod(8), userdel(8), gpasswd(8),
+    /// groupadd(8), groupmod(8), groupdel(8), chage(1), passwd(1)) makes a suggested command act on the account files
+    /// under a sandbox root instead of this machine's.
+    static let rootAwareTools: Set<Substring> = [
+        "gpasswd", "useradd", "usermod", "userdel", "groupadd", "groupmod", "groupdel", "chage", "passwd",
+    ]
+
+    /// This change with its suggested `command` made to act on `root` (a sandbox root's directory): `--root DIR` after
+    /// the tool's name when it is one of `rootAwareTools`; any other command is left as it is.
+    public func suggesting(onRoot root: String) -> Change {
+        guard let cmd = command, let tool = cmd.split(separator: " ", maxSplits: 1).first,
+            Self.rootAwareTools.contains(tool)
+        else { return self }
+        var c = self
+        c.command = "\(tool) --root \(shellWord(root))" + cmd.dropFirst(tool.count)
+        return c
+    }
+}
+
 public struct FieldChange: Sendable, Hashable, Codable {
     public var field: String
     public var before: String?

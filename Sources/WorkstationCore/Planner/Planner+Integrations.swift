@@ -519,6 +519,12 @@ extension Planner {
 /// Quotes a value for a POSIX shell: `'...'` with embedded quotes escaped.
 func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
+/// `s` as one POSIX shell word: as it is when every character is one the shell takes literally (letters, digits,
+/// `/._-+,=:@`), else `shellQuote(s)`.
+public func shellWord(_ s: String) -> String {
+    !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || "/._-+,=:@".contains($0) } ? s : shellQuote(s)
+}
+
 extension DesiredState {
     init(users: [DesiredUser]) {
         self.init()

@@ -149,7 +149,7 @@ extension Planner {
         var steps: [String] = []
         if inK8sUsers != true {
             steps.append(
-                "delete the bindings workstation render rbac made for \(user): \(KubernetesManifests.revocationCommand(osUser: user))"
+                "delete the RBAC bindings rendered for \(user): \(KubernetesManifests.revocationCommand(osUser: user))"
             )
         }
         if inK8sUsers == false {
