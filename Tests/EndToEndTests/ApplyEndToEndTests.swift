@@ -94,6 +94,19 @@ import WorkstationTestSupport
             ),
             "a suggested command acts on the same root: \(plan.stdout)"
         )
+        // Spelled with `.` and `..`, the inputs and root are printed absolute and normalised, as above.
+        let dir = (without as NSString).deletingLastPathComponent
+        let name = (without as NSString).lastPathComponent
+        let spelled = try CLI.run([
+            "plan", "--roster", "\(dir)/./../\((dir as NSString).lastPathComponent)/\(name)", "--settings",
+            Inputs.settings, "--root", root.path + "/.",
+        ])
+        #expect(
+            spelled.stdout.contains(
+                "run: workstation offboard bob-dev --stage cut --roster \(without) --settings \(Inputs.settings) --root \(root.path)\n"
+            ),
+            "\(spelled.stdout)\(spelled.stderr)"
+        )
         let r = try CLI.run(args("apply", root, roster: without))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(root.read("/etc/ttyd-user-map")?.contains("bob") == false)
