@@ -51,6 +51,24 @@ import WorkstationTestSupport
         #expect(carol.account == .missing && carol.budgetBytes == nil && carol.residentBytes == 0)
     }
 
+    /// With infra clones off (no `infra_repo.url`, no `repo:`), no clone is owed: nothing at `~/code` is "-" (nil),
+    /// not "missing"; what is there is still reported. With clones on, nothing there is "missing".
+    @Test(arguments: [(nil as String?, nil as CloneState?), ("https://git.example.org/infra.git", .missing)])
+    func aMissingCloneIsReportedOnlyWhenOneIsOwed(_ url: String?, _ expected: CloneState?) throws {
+        let s = try populated()
+        let home = try #require(
+            s.root.read("/etc/passwd").flatMap { data in
+                String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("alice:") }
+            }
+        ).split(separator: ":")[5]
+        try? FileManager.default.removeItem(atPath: s.root.path("\(home)/code"))
+        var inputs = try s.inputs()
+        inputs.settings.infraRepo.url = url
+        let rows = try StatusReader(root: s.root, inputs: inputs).rows()
+        #expect(rows.first { $0.osUser == "alice" }?.clone == expected)
+        #expect(rows.first { $0.osUser == "carol" }?.clone == nil)
+    }
+
     @Test func accountStatesComeFromShadow() throws {
         let s = try populated()
         // alice: password hash locked with `!`; bob-dev: expired on day 1.

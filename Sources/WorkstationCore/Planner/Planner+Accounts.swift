@@ -79,7 +79,7 @@ extension Planner {
                 safety: .revoke,
                 summary: "\(u.osUser) is still in group \(g) of tier \(tier.rawValue); their tier is "
                     + u.entry.tier.rawValue,
-                fields: [FieldChange("groups", g, "-\(g)")],
+                fields: [FieldChange("groups", g, nil)],
                 reason: "a tier change leaves the old tier's group to a revoke, never an apply change",
                 command: "gpasswd -d \(u.osUser) \(g)"
             )

@@ -78,7 +78,10 @@ public struct StatusReader: Sendable {
                 residentBytes: use.residentBytes,
                 budgetBytes: budget,
                 budgetShare: budget.map { $0 == 0 ? 0 : Double(use.residentBytes) / Double($0) },
-                clone: acct.map { CloneState.observe(home: $0.home, root: root).0 }
+                clone: acct.map { CloneState.observe(home: $0.home, root: root).0 }.flatMap {
+                    // No clone is owed when infra clones are off for them: nothing there is "-", not "missing".
+                    $0 == .missing && inputs.settings.infraRepo.source(for: e) == nil ? nil : $0
+                }
             )
             row.tasks = use.tasks
             row.tasksMax = planner.tasksMax(for: e)
