@@ -273,6 +273,17 @@ import Testing
         #expect(error.description.contains("roster.yaml:\(c.line):"))
     }
 
+    /// A misspelled required key is one error, the unknown key with the right name, not also "missing 'tier'".
+    @Test(arguments: [("teir", "tier"), ("k8s_usr", "k8s_user")])
+    func aMisspelledRequiredKeyIsReportedOnce(_ typo: String, _ key: String) throws {
+        let fields = ["authentik_user: a", "k8s_user: a", "tier: power-user"].map {
+            $0.hasPrefix(key + ":") ? typo + $0.dropFirst(key.count) : Substring($0)
+        }
+        let yaml = "users:\n  alice: { \(fields.joined(separator: ", ")) }\n"
+        let error = try #require(throws: ValidationFailure.self) { try Roster.parse(Data(yaml.utf8), file: "r.yaml") }
+        #expect(error.diagnostics.map(\.message) == ["unknown key '\(typo)' in entry 'alice'; did you mean '\(key)'?"])
+    }
+
     @Test func reportsEveryProblemAtOnce() throws {
         let yaml = """
             users:

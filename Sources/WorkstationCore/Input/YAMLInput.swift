@@ -386,6 +386,8 @@ public struct KeyedReader {
     public let what: String
     public let location: SourceLocation
     private var values: [String: YAMLValue] = [:]
+    /// Known keys an unknown key was reported as a likely misspelling of: their absence is not reported again.
+    private var misspelled: Set<String> = []
 
     public init?(_ value: YAMLValue, what: String, known: [String], _ diags: DiagnosticCollector) {
         guard let pairs = value.mapping(what, diags) else { return nil }
@@ -395,8 +397,10 @@ public struct KeyedReader {
             if known.contains(p.key) {
                 values[p.key] = p.value
             } else {
+                let guess = closest(to: p.key, in: known)
+                if let guess { misspelled.insert(guess) }
                 let hint =
-                    closest(to: p.key, in: known).map { "; did you mean '\($0)'?" }
+                    guess.map { "; did you mean '\($0)'?" }
                     ?? "; known keys: \(known.joined(separator: ", "))"
                 diags.error(p.keyValue.location, "unknown key '\(p.key)' in \(what)\(hint)")
             }
@@ -414,7 +418,7 @@ public struct KeyedReader {
         if let v = values[key], !v.isNull { return v }
         if let v = values[key] {
             diags.error(v.location, "\(key) in \(what) has no value; write one")
-        } else {
+        } else if !misspelled.contains(key) {
             diags.error(location, "\(what) is missing required key '\(key)'")
         }
         return nil
