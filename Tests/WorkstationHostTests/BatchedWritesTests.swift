@@ -2,32 +2,9 @@ import Foundation
 import Synchronization
 import Testing
 import WorkstationCore
+import WorkstationTestSupport
 
 @testable import WorkstationHost
-
-/// A runner that fails `systemctl disable` for the units named in `failing` (alone or in a batch), answering 0
-/// otherwise.
-final class FailingDisableRunner: CommandRunner {
-    let failing: Set<String>
-    private let log = Mutex<[[String]]>([])
-    init(failing: Set<String>) { self.failing = failing }
-    var commands: [[String]] { log.withLock { $0 } }
-    var spawned: Int { 0 }
-    func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
-        log.withLock { $0.append(argv) }
-        if argv.contains("disable"), argv.contains(where: { failing.contains($0) }) {
-            return CommandResult(status: 1, stdout: "", stderr: "Failed to disable \(argv.last!)")
-        }
-        return CommandResult(status: 0, stdout: "", stderr: "")
-    }
-}
-
-func scratchDirectory(_ tag: String) throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-\(tag)-\(UUID().uuidString.prefix(8))")
-        .path
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 /// Many people cut at once: their units are disabled in batches (one `systemctl disable --now --no-reload` per
 /// `enableBatchSize` units) before anyone's next step; a failure still names its person and unit, and everyone
@@ -71,7 +48,9 @@ func scratchDirectory(_ tag: String) throws -> String {
 
     @Test(arguments: [1, 2, 128, 129, 300])
     func unitsAreDisabledInBatchesBeforeAnyLoginChanges(_ n: Int) throws {
-        let dir = try scratchDirectory("disable")
+        let temp = try TempRoot("disable")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner = RecordingRunner()
         let report = executor(runner, dir).runExplicit(changes(n))
@@ -85,7 +64,9 @@ func scratchDirectory(_ tag: String) throws -> String {
     }
 
     @Test func aSandboxRootDisablesInOneCall() throws {
-        let dir = try scratchDirectory("disable")
+        let temp = try TempRoot("disable")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner = RecordingRunner()
         let report = executor(runner, dir, systemdRunning: false).runExplicit(Array(changes(3).prefix(3)))
@@ -101,9 +82,11 @@ func scratchDirectory(_ tag: String) throws -> String {
     }
 
     @Test func aFailureNamesItsPersonAndUnitAndEveryoneElseConverges() throws {
-        let dir = try scratchDirectory("disable")
+        let temp = try TempRoot("disable")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let runner = FailingDisableRunner(failing: ["t3-serve@u2.service"])
+        let runner = FailingUnitRunner(verb: "disable", failing: ["t3-serve@u2.service"])
         let report = executor(runner, dir).runExplicit(changes(4))
         #expect(report.failed.map(\.change.id) == ["unit:t3-serve@u2.service"])
         #expect(
@@ -134,7 +117,9 @@ func scratchDirectory(_ tag: String) throws -> String {
     }
 
     @Test func everyFileHasItsBytesAndModeAndNoTempIsLeft() throws {
-        let dir = try scratchDirectory("files")
+        let temp = try TempRoot("files")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let files = (0..<50).map { "/etc/systemd/system/t3-serve@u\($0).service.d/50-workstation.conf" }
         let plan = Plan(
@@ -166,7 +151,9 @@ func scratchDirectory(_ tag: String) throws -> String {
     }
 
     @Test func aFileThatCannotBeWrittenFailsAloneNamingItsPath() throws {
-        let dir = try scratchDirectory("files")
+        let temp = try TempRoot("files")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/etc", withIntermediateDirectories: true)
         // A regular file where the second one's directory should be.
@@ -199,7 +186,9 @@ func scratchDirectory(_ tag: String) throws -> String {
 /// together; the state log's lines likewise, whether or not a record is durable.
 @Suite struct DeferredSyncTests {
     @Test func aJournalLineIsInTheFileBeforeAnySync() throws {
-        let dir = try scratchDirectory("journal")
+        let temp = try TempRoot("journal")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let journal = try Journal(root: HostRoot(dir), settings: Settings(), run: "r1")
         for i in 0..<3 {
@@ -215,7 +204,9 @@ func scratchDirectory(_ tag: String) throws -> String {
 
     @Test(arguments: [true, false])
     func aStateLogRecordReadsBackWhetherDurableOrNot(_ durable: Bool) throws {
-        let dir = try scratchDirectory("statelog")
+        let temp = try TempRoot("statelog")
+        defer { withExtendedLifetime(temp) {} }
+        let dir = temp.path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = StateStore(root: HostRoot(dir), settings: Settings())
         var state = WorkstationState()

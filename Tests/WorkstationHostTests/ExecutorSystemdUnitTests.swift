@@ -103,17 +103,22 @@ import WorkstationTestSupport
     }
 }
 
-/// A runner that fails `systemctl enable` for the units named in `failing` (alone or in a batch), answering 0 otherwise.
+/// A runner that fails `systemctl VERB` (`enable` or `disable`) for the units named in `failing` (alone or in a
+/// batch), answering 0 otherwise.
 final class FailingUnitRunner: CommandRunner {
+    let verb: String
     let failing: Set<String>
     private let log = Mutex<[[String]]>([])
-    init(failing: Set<String>) { self.failing = failing }
+    init(verb: String = "enable", failing: Set<String>) {
+        self.verb = verb
+        self.failing = failing
+    }
     var commands: [[String]] { log.withLock { $0 } }
     var spawned: Int { 0 }
     func run(_ argv: [String], environment: [String: String], stdin: Data?) throws -> CommandResult {
         log.withLock { $0.append(argv) }
-        if argv.contains("enable"), argv.contains(where: { failing.contains($0) }) {
-            return CommandResult(status: 1, stdout: "", stderr: "Job for \(argv.last!) failed")
+        if argv.contains(verb), argv.contains(where: { failing.contains($0) }) {
+            return CommandResult(status: 1, stdout: "", stderr: "Failed to \(verb) \(argv.last!)")
         }
         return CommandResult(status: 0, stdout: "", stderr: "")
     }
