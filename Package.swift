@@ -42,11 +42,14 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // The Linux calls the dispatcher's fast path makes that Glibc's module map leaves out (epoll(7), accept4(2)).
+        .target(name: "CWorkstationLinux"),
         // Data plane: per-user reverse proxy and the ttyd login shim.
         .target(
             name: "WorkstationDispatch",
             dependencies: [
                 "WorkstationCore",
+                "CWorkstationLinux",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

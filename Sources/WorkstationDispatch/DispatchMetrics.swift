@@ -9,9 +9,12 @@ import Prometheus
 /// - `workstation_dispatch_open_websockets`: WebSocket tunnels open now.
 /// - `workstation_dispatch_active_users`: distinct users with a live connection now.
 /// - `workstation_dispatch_reloads_total{result}`: dispatch.json reloads, `result` = `ok` or `error`.
+/// - `workstation_dispatch_handoffs_total{reason}`: connections the fast path handed to the full HTTP path, by
+///   reason (`FastClient`: a request outside the fast path's subset, a refusal, a token not yet verified, ...).
 public final class DispatchMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let statusCounters = NIOLockedValueBox([Int: Counter]())
+    private let handoffCounters = NIOLockedValueBox([String: Counter]())
     let upstreamLatency: DurationHistogram
     let openWebSockets: Gauge
     let activeUsers: Gauge
@@ -59,6 +62,21 @@ public final class DispatchMetrics: Sendable {
                 help: "Responses sent, by status."
             )
             c[status] = made
+            return made
+        }
+        counter.increment()
+    }
+
+    /// Counts one connection handed from the fast path to the full path, for `reason` (one of a few fixed texts).
+    func countHandoff(_ reason: String) {
+        let counter = handoffCounters.withLockedValue { c in
+            if let existing = c[reason] { return existing }
+            let made = registry.makeCounter(
+                name: "workstation_dispatch_handoffs_total",
+                labels: [("reason", reason)],
+                help: "Connections handed from the fast path to the full HTTP path, by reason."
+            )
+            c[reason] = made
             return made
         }
         counter.increment()

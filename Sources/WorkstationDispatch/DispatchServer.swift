@@ -48,7 +48,9 @@ public final class DispatchServer: Sendable {
     let pools: UpstreamPools
     /// The token verifier, when `dispatch.jwt` is set.
     let verifier: TokenVerifier?
-    private let proxyChannel: Channel
+    /// The request path (`FastPath`), which owns the listening socket.
+    private let fastPath: FastPath
+    private let closed: EventLoopPromise<Void>
     private let metricsChannel: Channel?
     private let reloadTask: RepeatedTask
 
@@ -59,7 +61,9 @@ public final class DispatchServer: Sendable {
         active: ActiveUsers,
         tunnels: TunnelRegistry,
         pools: UpstreamPools,
-        proxyChannel: Channel,
+        fastPath: FastPath,
+        localAddress: SocketAddress?,
+        closed: EventLoopPromise<Void>,
         metricsChannel: Channel?,
         reloadTask: RepeatedTask,
         verifier: TokenVerifier?
@@ -71,10 +75,11 @@ public final class DispatchServer: Sendable {
         self.metrics = metrics
         self.active = active
         self.tunnels = tunnels
-        self.proxyChannel = proxyChannel
+        self.fastPath = fastPath
+        self.closed = closed
         self.metricsChannel = metricsChannel
         self.reloadTask = reloadTask
-        self.localAddress = proxyChannel.localAddress
+        self.localAddress = localAddress
         self.metricsAddress = metricsChannel?.localAddress
     }
 
@@ -128,26 +133,6 @@ public final class DispatchServer: Sendable {
             accounts: accounts
         )
 
-        var proxyBootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-        if case .tcp = config.listen, inherited.isEmpty {
-            // TCP_NODELAY is a TCP-level option (tcp(7)); as a socket-level option it would be SO_DEBUG.
-            proxyBootstrap =
-                proxyBootstrap
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-        }
-        proxyBootstrap =
-            proxyBootstrap
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addDispatchClientHandlers(
-                        shared: shared,
-                        pool: shared.pools.pool(for: channel.eventLoop)
-                    )
-                }
-            }
         // Socket activation: each inherited socket is matched to a listener by the address it is bound to.
         var proxyFD: Int32?
         var metricsFD: Int32?
@@ -170,16 +155,30 @@ public final class DispatchServer: Sendable {
                 got: "no such socket among those passed"
             )
         }
-        let proxyChannel: Channel
+        let listenFD: Int32
         if let fd = proxyFD {
-            do {
-                proxyChannel = try await proxyBootstrap.withBoundSocket(fd).get()
-            } catch {
-                throw DispatchError.bindFailed(address: "inherited socket \(fd)", underlying: "\(error)")
-            }
+            ListeningSocket.adopt(fd)
+            listenFD = fd
         } else {
-            proxyChannel = try await bind(proxyBootstrap, config.listen)
+            listenFD = try ListeningSocket.bind(config.listen)
         }
+        let isTCP: Bool
+        if case .tcp = config.listen { isTCP = true } else { isTCP = false }
+        let fastPath: FastPath
+        do {
+            fastPath = try FastPath(
+                shared: shared,
+                group: group,
+                listenFD: listenFD,
+                isTCP: isTCP,
+                threads: Array(group.makeIterator()).count
+            )
+        } catch {
+            _ = close(listenFD)
+            throw error
+        }
+        fastPath.start()
+        let localAddress = ListeningSocket.localAddress(listenFD, config.listen)
 
         var metricsBootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
@@ -214,10 +213,11 @@ public final class DispatchServer: Sendable {
             routes.refresh()
             if let verifier { Task { await verifier.refresh() } }
         }
-        // The watchdog is pinged from an event loop, so a loop that stops turning stops the pings.
+        // The watchdog is pinged from an event loop, and only while every fast-path loop turns (each does at least
+        // once a second), so a loop that stops turning stops the pings.
         if let ping = Systemd.watchdogPingInterval() {
             _ = group.next().scheduleRepeatedTask(initialDelay: .nanoseconds(ping), delay: .nanoseconds(ping)) { _ in
-                Systemd.notify("WATCHDOG=1")
+                if fastPath.turned(within: UInt64(ping) + 2_000_000_000) { Systemd.notify("WATCHDOG=1") }
             }
         }
         logger.info(
@@ -235,7 +235,9 @@ public final class DispatchServer: Sendable {
             active: active,
             tunnels: tunnels,
             pools: pools,
-            proxyChannel: proxyChannel,
+            fastPath: fastPath,
+            localAddress: localAddress,
+            closed: group.next().makePromise(of: Void.self),
             metricsChannel: metricsChannel,
             reloadTask: reloadTask,
             verifier: verifier
@@ -258,15 +260,26 @@ public final class DispatchServer: Sendable {
     /// Stops listening, cancels the reload timer and closes open tunnels and idle upstream connections. In-flight
     /// requests on open connections are cut.
     public func shutdown() async {
+        guard fastPath.stop() else { return }
         reloadTask.cancel()
-        try? await proxyChannel.close()
         try? await metricsChannel?.close()
         for user in routes.current.users.keys { tunnels.closeAll(of: user) }
         pools.closeAll()
+        closed.succeed()
     }
 
-    /// Completes when the proxy listener closes.
-    public var closeFuture: EventLoopFuture<Void> { proxyChannel.closeFuture }
+    /// Idle kept-alive upstream connections, in the fast path's pools and the full path's.
+    public func idleUpstreamConnections() async -> Int {
+        await pools.idleCount() + fastPath.idleUpstreamCount
+    }
+
+    deinit {
+        // A server dropped without `shutdown` (a test's) still ends its threads and completes `closeFuture`.
+        if fastPath.stop() { closed.succeed() }
+    }
+
+    /// Completes when the proxy listener closes (`shutdown`).
+    public var closeFuture: EventLoopFuture<Void> { closed.futureResult }
 }
 
 /// `GET /healthz` (200 `ok` while the process serves) and `GET /metrics` (Prometheus text exposition format 0.0.4).

@@ -43,7 +43,7 @@ import WorkstationTestSupport
             }
             #expect(alice.requestCount == 5)
             #expect(alice.connectionCount == 1, "five client connections, one upstream connection")
-            #expect(await server.pools.idleCount() == 1)
+            #expect(await server.idleUpstreamConnections() == 1)
         }
         alice.stop()
     }
@@ -56,7 +56,7 @@ import WorkstationTestSupport
             #expect(b.status == 200)
             #expect(b.body.contains("user=bob"))
             #expect(shared.connectionCount == 2)
-            #expect(await server.pools.idleCount() == 2)
+            #expect(await server.idleUpstreamConnections() == 2)
         }
         shared.stop()
     }

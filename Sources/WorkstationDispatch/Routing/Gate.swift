@@ -28,6 +28,19 @@ struct IdentityFields {
     var tokenCount = 0
     var token: String?
 
+    /// The fields of a head the fast path scanned (`RequestHeadScanner`), from its bytes. The token is counted but
+    /// not copied (`token` stays nil): the fast path looks it up from the bytes (`TokenVerifier.cached(bytes:memo:)`).
+    init(_ head: ScannedHead, in bytes: UnsafeRawBufferPointer) {
+        func value(_ f: ScannedField) -> String? {
+            f.count == 0 ? nil : String(decoding: bytes[field: f.value], as: UTF8.self)
+        }
+        userCount = head.user.count
+        user = value(head.user)
+        groupsCount = head.groups.count
+        groups = value(head.groups)
+        tokenCount = head.token.count
+    }
+
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
             switch HTTPField.bytes(of: name, Self.kind) {
@@ -101,7 +114,17 @@ public enum Gate {
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
         guard peerTrusted else { return .refuse(status: 403, reason: "peer is not a trusted proxy") }
-        let fields = IdentityFields(headers)
+        return decide(fields: IdentityFields(headers), gateGroup: gateGroup, checked: &checked, lookup: lookup)
+    }
+
+    /// `decide` for a trusted peer, on identity fields already found (NIO's decoded headers, or the fast path's
+    /// scanned head).
+    static func decide(
+        fields: IdentityFields,
+        gateGroup: String,
+        checked: inout CheckedIdentity?,
+        lookup: (String) -> DispatchMap.User?
+    ) -> GateDecision {
         guard fields.userCount == 1, let user = fields.user else {
             return .refuse(
                 status: 403,
@@ -141,7 +164,16 @@ public enum Gate {
         gateGroup: String,
         lookup: (String) -> DispatchMap.User?
     ) -> GateDecision {
-        let fields = IdentityFields(headers)
+        decide(fields: IdentityFields(headers), token: token, gateGroup: gateGroup, lookup: lookup)
+    }
+
+    /// `decide` for a verified token, on identity fields already found.
+    static func decide(
+        fields: IdentityFields,
+        token: TokenIdentity,
+        gateGroup: String,
+        lookup: (String) -> DispatchMap.User?
+    ) -> GateDecision {
         if fields.userCount > 0, fields.userCount > 1 || fields.user != token.user {
             return .refuse(status: 403, reason: "\(usernameHeader) disagrees with the token")
         }

@@ -120,6 +120,21 @@ final class TokenVerifier: Sendable {
         return hit
     }
 
+    /// `cached(_:memo:)` for a token still in a received buffer (the fast path): a memo of the same bytes answers
+    /// without a `String` being made of the token.
+    func cached(bytes token: UnsafeRawBufferPointer, memo: inout TokenMemo?) -> TokenIdentity? {
+        if let m = memo, m.generation == generation.withLockedValue({ $0 }),
+            m.identity.expires > Date().timeIntervalSince1970,
+            HTTPField.bytes(
+                of: m.token,
+                { $0.count == token.count && memcmp($0.baseAddress!, token.baseAddress!, token.count) == 0 }
+            )
+        {
+            return m.identity
+        }
+        return cached(String(decoding: token, as: UTF8.self), memo: &memo)
+    }
+
     private static func sameBytes(_ a: String, _ b: String) -> Bool {
         HTTPField.bytes(of: a) { pa in
             HTTPField.bytes(of: b) { pb in
