@@ -1,9 +1,10 @@
 #define _GNU_SOURCE
+#include <sys/socket.h>
 #include "CWorkstationLinux.h"
 
 #ifdef __linux__
-int cws_accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
-    return accept4(sockfd, addr, addrlen, flags);
+int cws_accept4(int sockfd, void *addr, unsigned int *addrlen, int flags) {
+    return accept4(sockfd, (struct sockaddr *)addr, (socklen_t *)addrlen, flags);
 }
 
 int cws_peer_uid(int fd, unsigned int *uid) {

@@ -256,7 +256,11 @@ private func connectBlocking<Address>(_ family: Int32, _ address: inout Address)
 
 /// Writes `bytes` in one go on a new blocking connection to the dispatcher and reads until the peer closes.
 func rawExchange(_ server: DispatchServer, _ bytes: [UInt8]) throws -> String {
-    let fd = try connectDispatcher(server)
+    try exchange(on: try connectDispatcher(server), bytes)
+}
+
+/// Writes `bytes` on the connection `fd`, reads until the peer closes it, and closes it.
+func exchange(on fd: Int32, _ bytes: [UInt8]) throws -> String {
     defer { close(fd) }
     var off = 0
     while off < bytes.count {

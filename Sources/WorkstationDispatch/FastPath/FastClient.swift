@@ -38,6 +38,8 @@ final class FastClient {
 
     enum State {
         case idle
+        /// The head at the front of `input` carries a token not seen before, being verified off the loop.
+        case verifying
         /// Waiting for a new upstream connection (nothing of the request consumed yet).
         case connecting(Exchange)
         case proxying(Exchange)
@@ -46,7 +48,7 @@ final class FastClient {
 
     let fd: Int32
     var generation: UInt32 = 0
-    unowned let loop: FastLoop
+    unowned(unsafe) let loop: FastLoop
     private var shared: DispatchShared { loop.shared }
     /// Bytes read from the client and not yet used.
     private var input = ByteBufferAllocator().buffer(capacity: 4096)
@@ -115,7 +117,7 @@ final class FastClient {
                 }
             case .closing:
                 return
-            case .connecting, .proxying:
+            case .verifying, .connecting, .proxying:
                 // Read on only to notice the client leaving, and to hold pipelined requests (up to a limit).
                 if input.readableBytes >= Self.maxHeld { return }
             }
@@ -163,7 +165,12 @@ final class FastClient {
             else { return nil }
             return Gate.decide(fields: fields, token: identity, gateGroup: shared.config.gateGroup, lookup: lookup)
         }
-        guard let decision else { return handOff("token not verified yet") }
+        guard let decision else {
+            if let verifier = shared.verifier, head.token.count == 1, !head.token.value.isEmpty {
+                return verify(head, verifier: verifier)
+            }
+            return handOff("refused")
+        }
         guard case .route(let user, let osUser, let port, let workspace) = decision else {
             return handOff("refused")
         }
@@ -184,6 +191,25 @@ final class FastClient {
             return commit(ex, on: up)
         }
         connect(ex, osUser: osUser)
+    }
+
+    /// Verifies a token not seen before off the loop (jwt-kit's key collection is an actor); the connection waits,
+    /// then the head is gated again (the token now found in the cache), or handed to the full path, which refuses it
+    /// with its log line.
+    private func verify(_ head: ScannedHead, verifier: TokenVerifier) {
+        state = .verifying
+        let token = input.withUnsafeReadableBytes { String(decoding: $0[field: head.token.value], as: UTF8.self) }
+        let loop = self.loop
+        let client = FastLoop.Bound(value: self)
+        Task {
+            let verified = if case .success = await verifier.verify(token) { true } else { false }
+            loop.post {
+                let me = client.value
+                guard case .verifying = me.state, !me.closed else { return }
+                me.state = .idle
+                if verified { me.pump() } else { me.handOff("refused") }
+            }
+        }
     }
 
     private func connect(_ ex: Exchange, osUser: String) {
@@ -296,7 +322,7 @@ final class FastClient {
         switch state {
         case .connecting(let e): ex = e
         case .proxying(let e): ex = e
-        case .idle, .closing: return
+        case .idle, .verifying, .closing: return
         }
         if ex.responseStarted {
             // What was written goes out; the client sees the response cut short, never completed by us.
@@ -368,7 +394,7 @@ final class FastClient {
         case .connecting(let ex), .proxying(let ex):
             finish(ex.user, status: 0)
             upstream?.close()
-        case .idle, .closing:
+        case .idle, .verifying, .closing:
             upstream?.release()
         }
         upstream = nil

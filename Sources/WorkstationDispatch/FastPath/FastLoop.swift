@@ -51,8 +51,16 @@ final class FastLoop: @unchecked Sendable {
     /// Scratch buffer for upstream reads, reused while nothing else holds it.
     var readBuffer = ByteBufferAllocator().buffer(capacity: 16 * 1024)
     private let stopping = Atomic<Bool>(false)
+    /// Work posted from other threads (`post`), run on the loop's next turn.
+    private let inbox = Mutex<[Posted]>([])
     /// The monotonic time (ns) of the loop's last turn, for the watchdog.
     let lastTurn = Atomic<UInt64>(0)
+
+    /// A value that belongs to the loop's thread, carried through another thread untouched (`post`).
+    struct Bound<Value>: @unchecked Sendable {
+        let value: Value
+    }
+    typealias Posted = Bound<() -> Void>
 
     enum Slot {
         case client(FastClient)
@@ -94,6 +102,13 @@ final class FastLoop: @unchecked Sendable {
         _ = write(wakeFD, &one, 8)
     }
 
+    /// Runs `action` on the loop's thread (from any thread).
+    func post(_ action: @escaping () -> Void) {
+        inbox.withLock { $0.append(Posted(value: action)) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
     /// Serves until `stop()`.
     func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
@@ -115,7 +130,7 @@ final class FastLoop: @unchecked Sendable {
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
                 let generation = UInt32(truncatingIfNeeded: data >> 32)
                 if generation == 0 {
-                    if fd == listenFD { acceptAll() } else { drainWake() }
+                    if fd == listenFD { acceptOne() } else { drainWake() }
                     continue
                 }
                 guard Int(fd) < slots.count, let slot = slots[Int(fd)] else { continue }
@@ -133,6 +148,11 @@ final class FastLoop: @unchecked Sendable {
     private func drainWake() {
         var value: UInt64 = 0
         _ = read(wakeFD, &value, 8)
+        let posted = inbox.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for p in posted { p.value() }
     }
 
     // MARK: connections
@@ -164,17 +184,18 @@ final class FastLoop: @unchecked Sendable {
         if Int(fd) < slots.count { slots[Int(fd)] = nil }
     }
 
-    private func acceptAll() {
-        for _ in 0..<64 {
+    /// Accepts one connection per wake-up, as nginx does without `multi_accept`: the listening socket is
+    /// level-triggered, so another pending connection wakes one of the loops again, and a burst of new connections
+    /// spreads over the loops instead of landing on the one that woke first.
+    private func acceptOne() {
+        while true {
             let fd = cws_accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno != EAGAIN && errno != EWOULDBLOCK {
-                    shared.logger.error("fast path: accept failed", metadata: ["errno": "\(errno)"])
-                }
-                return
+            if fd >= 0 { return intake.accepted(fd, on: self) }
+            if errno == EINTR || errno == ECONNABORTED { continue }
+            if errno != EAGAIN && errno != EWOULDBLOCK {
+                shared.logger.error("fast path: accept failed", metadata: ["errno": "\(errno)"])
             }
-            intake.accepted(fd, on: self)
+            return
         }
     }
 

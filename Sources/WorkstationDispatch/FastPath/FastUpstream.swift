@@ -1,4 +1,3 @@
-import CWorkstationLinux
 import Logging
 import NIOCore
 
@@ -18,7 +17,7 @@ final class FastUpstream {
     /// The account that must own the socket accepting this connection.
     let osUser: String
     let port: Int
-    unowned let loop: FastLoop
+    unowned(unsafe) let loop: FastLoop
     private(set) var fd: Int32 = -1
     var generation: UInt32 = 0
     /// The client this connection serves; nil while it waits in the pool.

@@ -1,4 +1,3 @@
-import CWorkstationLinux
 import NIOCore
 
 #if canImport(Glibc)

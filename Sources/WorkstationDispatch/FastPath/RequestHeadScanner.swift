@@ -94,12 +94,9 @@ enum RequestHeadScanner {
             guard colon > at, colon < end, base.load(fromByteOffset: colon, as: UInt8.self) == 0x3A else {
                 return .handoff("field name")
             }
-            var i = colon + 1
-            while i < end {
-                guard HTTPField.isValueChar(base.load(fromByteOffset: i, as: UInt8.self)) else {
-                    return .handoff("field value")
-                }
-                i &+= 1
+            guard HTTPField.allValueChars(UnsafeRawBufferPointer(start: base + colon + 1, count: end - colon - 1))
+            else {
+                return .handoff("field value")
             }
             let name = bytes[field: at..<colon]
             // The value as the full path's decoder gives it: leading whitespace dropped, trailing kept (so that
@@ -173,10 +170,10 @@ enum RequestHeadScanner {
         case 6: return HTTPField.equals(n, lowercase: "expect") ? .unserved : .other
         case 7: return HTTPField.equals(n, lowercase: "upgrade") ? .unserved : .other
         case 10: return HTTPField.equals(n, lowercase: "connection") ? .connection : .other
-        case 14: return HTTPField.equals(n, lowercase: "content-length") ? .contentLength : .other
-        case 15:
-            if HTTPField.equals(n, lowercase: "x-authentik-jwt") { return .token }
+        case 14:
+            if HTTPField.equals(n, lowercase: "content-length") { return .contentLength }
             return HTTPField.equals(n, lowercase: "http2-settings") ? .unserved : .other
+        case 15: return HTTPField.equals(n, lowercase: "x-authentik-jwt") ? .token : .other
         case 17:
             return HTTPField.equals(n, lowercase: "transfer-encoding") ? .unserved : .other
         case 18: return HTTPField.equals(n, lowercase: "x-authentik-groups") ? .groups : .other

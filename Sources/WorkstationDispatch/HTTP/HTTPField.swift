@@ -114,6 +114,33 @@ enum HTTPField {
     /// A character allowed in a field value, reason phrase or chunk extension: horizontal tab, visible ASCII,
     /// space, or obs-text (RFC 9110 section 5.5); no other control character and no DEL.
     @inline(__always) static func isValueChar(_ c: UInt8) -> Bool { c == 0x09 || (c >= 0x20 && c != 0x7F) }
+
+    /// True when every byte is `isValueChar`. Eight bytes at a time: a word with no byte below 0x20 and
+    /// none equal to 0x7F passes whole (the usual case, a long token included); one that has such a byte is checked
+    /// byte by byte, since tab is allowed.
+    static func allValueChars(_ v: UnsafeRawBufferPointer) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        let count = v.count
+        while i &+ 8 <= count {
+            let w = v.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            // A byte below 0x20 (obs-text, 0x80 and up, has its high bit set and is not flagged) ...
+            let low = (w &- ones &* 0x20) & ~w & highs
+            // ... or a byte equal to 0x7F (a zero byte in w XOR 0x7F7F...).
+            let x = w ^ (ones &* 0x7F)
+            let del = (x &- ones) & ~x & highs
+            if low | del != 0 {
+                for j in i..<(i &+ 8) where !isValueChar(v[j]) { return false }
+            }
+            i &+= 8
+        }
+        while i < count {
+            if !isValueChar(v[i]) { return false }
+            i &+= 1
+        }
+        return true
+    }
 }
 
 extension UnsafeRawBufferPointer {

@@ -77,12 +77,8 @@ extension ResponseFramer {
         while i < endIndex, line[i] == 0x20 || line[i] == 0x09 { i &+= 1 }
         var e = endIndex
         while e > i, line[e - 1] == 0x20 || line[e - 1] == 0x09 { e -= 1 }
-        var j = i
-        while j < e {
-            guard HTTPField.isValueChar(line[j]) else {
-                throw UpstreamFramingError(description: "the upstream sent a header value with a control character")
-            }
-            j += 1
+        guard HTTPField.allValueChars(line[field: i..<e]) else {
+            throw UpstreamFramingError(description: "the upstream sent a header value with a control character")
         }
         return (nameRange, (i - s)..<(e - s))
     }

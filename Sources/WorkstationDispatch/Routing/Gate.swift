@@ -177,7 +177,7 @@ public enum Gate {
         if fields.userCount > 0, fields.userCount > 1 || fields.user != token.user {
             return .refuse(status: 403, reason: "\(usernameHeader) disagrees with the token")
         }
-        if fields.groupsCount > 0, fields.groupsCount > 1 || fields.groups != token.groups.joined(separator: "|") {
+        if fields.groupsCount > 0, fields.groupsCount > 1 || fields.groups != token.groupsField {
             return .refuse(status: 403, reason: "\(groupsHeader) disagrees with the token")
         }
         if let problem = identityProblem(token.user) {

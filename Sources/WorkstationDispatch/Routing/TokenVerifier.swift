@@ -7,9 +7,20 @@ import NIOConcurrencyHelpers
 /// A person as a verified token names them.
 struct TokenIdentity: Sendable, Equatable {
     var user: String
-    var groups: [String]
+    var groups: [String] {
+        didSet { groupsField = groups.joined(separator: "|") }
+    }
     /// The token's `exp` (seconds since 1970); the cached entry is dropped then.
     var expires: Double
+    /// `groups` as an `X-authentik-groups` value says them (joined by `|`), made once per token, not per request.
+    private(set) var groupsField: String
+
+    init(user: String, groups: [String], expires: Double) {
+        self.user = user
+        self.groups = groups
+        self.expires = expires
+        self.groupsField = groups.joined(separator: "|")
+    }
 }
 
 /// The claims of Authentik's `X-authentik-jwt` that the dispatcher reads: `exp`, `nbf`, `iss`, `aud`, and every

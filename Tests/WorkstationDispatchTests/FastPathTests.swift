@@ -1,0 +1,159 @@
+import Foundation
+import NIOCore
+import Testing
+import WorkstationCore
+import WorkstationTestSupport
+
+@testable import WorkstationDispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fast path serves the common request itself and hands every other connection to the full path at a request
+/// boundary with the bytes it read, so that each request is answered exactly as before (docs/dispatch.md, "Request
+/// path").
+@Suite struct FastPathTests {
+    let ids = "X-authentik-username: alice\r\nX-authentik-groups: T3 Users\r\n"
+
+    /// The number of connections handed to the full path for `reason` (0 when none was).
+    func handoffs(_ server: DispatchServer, _ reason: String) -> Int {
+        let prefix = "workstation_dispatch_handoffs_total{reason=\"\(reason)\"} "
+        let line = server.metrics.render().split(separator: "\n").first { $0.hasPrefix(prefix) }
+        return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+    }
+
+    func allHandoffs(_ server: DispatchServer) -> [String] {
+        server.metrics.render().split(separator: "\n").map(String.init).filter {
+            $0.hasPrefix("workstation_dispatch_handoffs_total{")
+        }
+    }
+
+    func withDispatcher(_ body: (DispatchServer, TestHTTPServer) async throws -> Void) async throws {
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
+        let map = try MapDir()
+        try map.write(["alice": alice.port])
+        let server = try await startDispatcher(map: map)
+        var failure: Error?
+        do { try await body(server, alice) } catch { failure = error }
+        await server.shutdown()
+        alice.stop()
+        map.remove()
+        if let failure { throw failure }
+    }
+
+    @Test func plainRequestsOnAKeptAliveConnectionStayOnTheFastPath() async throws {
+        try await withDispatcher { server, alice in
+            let one = "GET /one HTTP/1.1\r\nHost: x\r\n\(ids)\r\n"
+            let two = "POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\(ids)\r\nhello"
+            let three = "GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(ids)\r\n"
+            let text = try rawExchange(server, Array((one + two + three).utf8))
+            let bodies = text.components(separatedBy: "\r\n\r\n").dropFirst().map { $0.prefix(45) }
+            #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 4, "\(text)")
+            #expect(bodies.first?.hasPrefix("name=alice-up user=alice path=/one bytes=0") == true, "\(bodies)")
+            #expect(text.contains("path=/two bytes=5"))
+            #expect(text.contains("path=/three bytes=0"))
+            #expect(alice.connectionCount == 1)
+            #expect(allHandoffs(server).isEmpty, "\(allHandoffs(server))")
+        }
+    }
+
+    /// (what, request, status expected, handoff reason)
+    static let handedOver: [(String, String, Int, String)] = [
+        (
+            "chunked body",
+            "POST /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n{ids}\r\n3\r\nabc\r\n0\r\n\r\n",
+            200, "field the fast path does not serve"
+        ),
+        ("HTTP/1.0", "GET /old HTTP/1.0\r\nHost: x\r\n{ids}\r\n", 200, "request line"),
+        (
+            "unknown user", "GET / HTTP/1.1\r\nConnection: close\r\nX-authentik-username: mallory\r\n\r\n", 403,
+            "refused"
+        ),
+        ("bare LF", "GET / HTTP/1.1\r\nHost: x\nConnection: close\r\n{ids}\r\n", 400, "bare LF"),
+        ("CONNECT", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n{ids}\r\n", 405, "request line"),
+    ]
+
+    @Test(arguments: handedOver.indices) func otherRequestsAreAnsweredByTheFullPath(_ i: Int) async throws {
+        let (what, request, status, reason) = Self.handedOver[i]
+        try await withDispatcher { server, alice in
+            let text = try rawExchange(server, Array(request.replacingOccurrences(of: "{ids}", with: ids).utf8))
+            #expect(text.hasPrefix("HTTP/1.") && text.dropFirst(9).hasPrefix("\(status) "), "\(what): \(text)")
+            #expect(handoffs(server, reason) == 1, "\(what): \(allHandoffs(server))")
+            if status == 200 {
+                #expect(alice.requestCount == 1, "\(what)")
+            } else {
+                #expect(alice.requestCount == 0, "\(what): refused before any upstream")
+            }
+        }
+    }
+
+    @Test func aConnectionHandedOverMidwayKeepsItsOrder() async throws {
+        try await withDispatcher { server, alice in
+            // The first request is served on the fast path; the second (chunked) goes to the full path with the
+            // bytes already read, the third follows it there.
+            let one = "GET /first HTTP/1.1\r\nHost: x\r\n\(ids)\r\n"
+            let two = "POST /second HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\(ids)\r\n2\r\nhi\r\n0\r\n\r\n"
+            let three = "GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(ids)\r\n"
+            let text = try rawExchange(server, Array((one + two + three).utf8))
+            let first = try #require(text.range(of: "path=/first bytes=0"))
+            let second = try #require(text.range(of: "path=/second bytes=2"))
+            let third = try #require(text.range(of: "path=/third bytes=0"))
+            #expect(first.upperBound <= second.lowerBound && second.upperBound <= third.lowerBound)
+            #expect(alice.requestCount == 3)
+            #expect(handoffs(server, "field the fast path does not serve") == 1)
+        }
+    }
+
+    @Test func aPeerThatIsNotTheFrontProxyIsRefusedByTheFullPath() async throws {
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
+        let map = try MapDir()
+        try map.write(["alice": alice.port])
+        // This test runs as root; only www-data is believed.
+        let server = try await startDispatcher(map: map, frontProxyUsers: ["www-data"])
+        let text = try rawExchange(server, Array("GET / HTTP/1.1\r\nConnection: close\r\n\(ids)\r\n".utf8))
+        let handed = handoffs(server, "untrusted peer")
+        await server.shutdown()
+        alice.stop()
+        map.remove()
+        #expect(text.hasPrefix("HTTP/1.1 403 "), "\(text)")
+        #expect(handed == 1)
+        #expect(alice.requestCount == 0)
+    }
+
+    @Test func aNewTokenIsVerifiedOffTheLoopAndItsRequestsStayOnTheFastPath() async throws {
+        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
+        let map = try MapDir()
+        try map.write(["alice": alice.port])
+        let signer = try await TokenIdentityTests.Signer(kid: "k1")
+        try signer.jwks.write(toFile: map.dir + "/jwks.json", atomically: true, encoding: .utf8)
+        let server = try await startDispatcher(map: map) { c in
+            c.identity = .jwt
+            c.listen = .tcp(host: "127.0.0.1", port: 0)
+            var j = JWTSettings()
+            j.jwksFile = map.dir + "/jwks.json"
+            j.issuer = TokenIdentityTests.issuer
+            j.audience = "t3"
+            c.jwt = j
+        }
+        let good = try await signer.token()
+        let forged = try await TokenIdentityTests.Signer(kid: "k1").token()
+        let request = { (token: String, close: Bool) in
+            "GET / HTTP/1.1\r\nHost: x\r\n\(close ? "Connection: close\r\n" : "")X-authentik-jwt: \(token)\r\n\r\n"
+        }
+        let port = server.localAddress!.port!
+        let served = try exchange(
+            on: try connectLoopback(port: port),
+            Array((request(good, false) + request(good, true)).utf8)
+        )
+        let refused = try exchange(on: try connectLoopback(port: port), Array(request(forged, true).utf8))
+        let handedForServed = allHandoffs(server)
+        await server.shutdown()
+        alice.stop()
+        map.remove()
+        #expect(served.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(served)")
+        #expect(refused.hasPrefix("HTTP/1.1 403 "), "\(refused)")
+        #expect(handedForServed == [#"workstation_dispatch_handoffs_total{reason="refused"} 1"#])
+        #expect(alice.requestCount == 2)
+    }
+}
