@@ -156,4 +156,25 @@ import Glibc
         #expect(handedForServed == [#"workstation_dispatch_handoffs_total{reason="refused"} 1"#])
         #expect(alice.requestCount == 2)
     }
+
+    /// The fast path needs no `fstat` per request: it watches the map's directory and the file in force. A change
+    /// made through another name of the file, in another directory, is seen as well.
+    @Test func aChangeThroughAHardLinkElsewhereIsInForceOnTheNextRequest() async throws {
+        try await withDispatcher { server, alice in
+            let map = try #require(server.config.dispatchFile as String?)
+            let elsewhere = try TempRoot("dispatch-link")
+            defer { elsewhere.remove("") }
+            let request = Array("GET / HTTP/1.1\r\nConnection: close\r\n\(ids)\r\n".utf8)
+            #expect(try rawExchange(server, request).hasPrefix("HTTP/1.1 200 "))
+            #expect(link(map, elsewhere.path + "/other-name.json") == 0)
+            let empty = DispatchMap(users: [:])
+            let handle = try #require(FileHandle(forWritingAtPath: elsewhere.path + "/other-name.json"))
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: empty.encoded())
+            try handle.close()
+            let after = try rawExchange(server, request)
+            #expect(after.hasPrefix("HTTP/1.1 403 "), "\(after)")
+            #expect(alice.requestCount == 1)
+        }
+    }
 }

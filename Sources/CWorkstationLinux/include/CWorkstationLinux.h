@@ -1,11 +1,12 @@
 #ifndef C_WORKSTATION_LINUX_H
 #define C_WORKSTATION_LINUX_H
 
-/* epoll(7), eventfd(2), accept4(2) and SO_PEERCRED, which Glibc's Swift module map does not expose. Only headers
+/* epoll(7), eventfd(2), inotify(7), accept4(2) and SO_PEERCRED, which Glibc's Swift module map does not expose. Only headers
    Glibc's module leaves out are included here, so that socket declarations keep coming from Glibc. */
 #ifdef __linux__
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 
 /* accept4(2) (a GNU extension: declared only with _GNU_SOURCE, which Swift's Glibc module is built without);
    addr and addrlen as for accept(2). */

@@ -151,7 +151,7 @@ final class FastClient {
     private func route(_ head: ScannedHead) {
         let decision: GateDecision? = input.withUnsafeReadableBytes { bytes in
             let fields = IdentityFields(head, in: bytes)
-            let lookup = { (user: String) in self.shared.routes.lookup(user) }
+            let lookup = { (user: String) in self.loop.route(user) }
             guard let verifier = shared.verifier else {
                 return Gate.decide(
                     fields: fields,

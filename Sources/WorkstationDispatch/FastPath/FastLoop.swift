@@ -2,6 +2,7 @@ import CWorkstationLinux
 import Logging
 import NIOCore
 import Synchronization
+import WorkstationCore
 
 #if canImport(Glibc)
 import Glibc
@@ -50,6 +51,15 @@ final class FastLoop: @unchecked Sendable {
     private var lastSweep = NIODeadline.now()
     /// Scratch buffer for upstream reads, reused while nothing else holds it.
     var readBuffer = ByteBufferAllocator().buffer(capacity: 16 * 1024)
+    /// An inotify(7) instance watching dispatch.json's directory and the file in force, or -1 when none could be
+    /// set up.
+    private var mapWatch: Int32 = -1
+    /// The watch descriptor of the directory.
+    private var directoryWatch: Int32 = -1
+    /// While the watch stands, every change to dispatch.json reaches this loop as an event (handled before the
+    /// other events of its batch), so a request needs no `fstat` of the file: `RouteTable.lookupInForce`.
+    /// Without a watch (or once the directory itself went), every lookup checks the file (`RouteTable.lookup`).
+    private(set) var mapWatched = false
     private let stopping = Atomic<Bool>(false)
     /// Work posted from other threads (`post`), run on the loop's next turn.
     private let inbox = Mutex<[Posted]>([])
@@ -84,6 +94,70 @@ final class FastLoop: @unchecked Sendable {
         }
         try add(listenFD, Epoll.input | Epoll.exclusive, data: UInt64(UInt32(bitPattern: listenFD)))
         try add(wakeFD, Epoll.input, data: UInt64(UInt32(bitPattern: wakeFD)))
+        watchMap()
+    }
+
+    /// Watches the directory of dispatch.json for anything that can replace or change the file (a rename over it,
+    /// a write, a touch, a removal); any failure leaves the loop checking the file on every lookup.
+    private func watchMap() {
+        let path = shared.routes.path
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let fd = inotify_init1(Int32(IN_NONBLOCK) | Int32(IN_CLOEXEC))
+        guard fd >= 0 else { return }
+        let mask =
+            UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO) | UInt32(IN_MOVED_FROM) | UInt32(IN_CREATE)
+            | UInt32(IN_DELETE) | UInt32(IN_ATTRIB) | UInt32(IN_MODIFY) | UInt32(IN_DELETE_SELF)
+            | UInt32(IN_MOVE_SELF)
+        let wd = inotify_add_watch(fd, dir.isEmpty ? "/" : dir, mask)
+        guard wd >= 0, (try? add(fd, Epoll.input, data: UInt64(UInt32(bitPattern: fd)))) != nil else {
+            _ = Glibc.close(fd)
+            return
+        }
+        mapWatch = fd
+        directoryWatch = wd
+        mapWatched = true
+        watchFile()
+    }
+
+    /// Watches the file in force itself (by its inode), so that a change made through another name of it (a hard
+    /// link elsewhere), or a second name given to it, is seen too: the directory's watch names only this path.
+    private func watchFile() {
+        let mask = UInt32(IN_MODIFY) | UInt32(IN_ATTRIB) | UInt32(IN_CLOSE_WRITE)
+        _ = inotify_add_watch(mapWatch, shared.routes.path, mask)
+    }
+
+    /// Reads the watch's events and re-checks the file. The watch ends (and every lookup checks the file again)
+    /// when the directory itself is removed or moved, or events were lost.
+    private func mapChanged() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(mapWatch, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            var at = 0
+            // struct inotify_event: wd, mask, cookie, len, then len bytes of name.
+            while at + 16 <= n {
+                let (wd, mask, length) = buffer.withUnsafeBytes {
+                    (
+                        $0.loadUnaligned(fromByteOffset: at, as: Int32.self),
+                        $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self),
+                        $0.loadUnaligned(fromByteOffset: at + 12, as: UInt32.self)
+                    )
+                }
+                let gone = UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 || (wd == directoryWatch && mask & gone != 0) {
+                    mapWatched = false
+                }
+                at += 16 + Int(length)
+            }
+        }
+        shared.routes.refresh()
+        if mapWatched { watchFile() }
+    }
+
+    /// The routing map's entry for `user`: from the map in force while the watch stands, else after checking the
+    /// file.
+    func route(_ user: String) -> DispatchMap.User? {
+        mapWatched ? shared.routes.lookupInForce(user) : shared.routes.lookup(user)
     }
 
     private func add(_ fd: Int32, _ events: UInt32, data: UInt64) throws {
@@ -124,13 +198,23 @@ final class FastLoop: @unchecked Sendable {
                 shared.logger.critical("fast path: epoll_wait failed", metadata: ["errno": "\(errno)"])
                 break
             }
+            // A change to dispatch.json is in force before any request of the same batch is routed.
+            if mapWatch >= 0 {
+                for i in 0..<Int(n) where events[i].data.u64 == UInt64(UInt32(bitPattern: mapWatch)) {
+                    mapChanged()
+                }
+            }
             for i in 0..<Int(n) {
                 let ev = events[i]
                 let data = ev.data.u64
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
                 let generation = UInt32(truncatingIfNeeded: data >> 32)
                 if generation == 0 {
-                    if fd == listenFD { acceptOne() } else { drainWake() }
+                    if fd == listenFD {
+                        acceptOne()
+                    } else if fd == wakeFD {
+                        drainWake()
+                    }
                     continue
                 }
                 guard Int(fd) < slots.count, let slot = slots[Int(fd)] else { continue }
@@ -266,6 +350,7 @@ final class FastLoop: @unchecked Sendable {
         idle.removeAll()
         timers.removeAll()
         _ = Glibc.close(wakeFD)
+        if mapWatch >= 0 { _ = Glibc.close(mapWatch) }
         _ = Glibc.close(epfd)
     }
 }

@@ -85,6 +85,9 @@ public final class RouteTable: Sendable {
         var lastProblem: String?
         /// The file in force, kept open: `fstat` on it (no path lookup) tells whether it is still current.
         var openFile: Int32 = -1
+        /// The file in force had one name when it was read (a second name could change it unseen by a watch of
+        /// this directory).
+        var soleLink = false
     }
 
     public let path: String
@@ -125,6 +128,14 @@ public final class RouteTable: Sendable {
         return state.withLockedValue { $0.map.users[user] }
     }
 
+    /// The user's entry in the map in force, without checking the file: for a caller told of every change to the
+    /// file's directory (the fast path's inotify watch), which calls `refresh()` on each.
+    /// A file with more than one name is checked as `lookup` checks it.
+    func lookupInForce(_ user: String) -> DispatchMap.User? {
+        let entry: DispatchMap.User?? = state.withLockedValue { $0.soleLink ? .some($0.map.users[user]) : .none }
+        return entry ?? lookup(user)
+    }
+
     deinit {
         let fd = state.withLockedValue { $0.openFile }
         if fd >= 0 { close(fd) }
@@ -148,6 +159,7 @@ public final class RouteTable: Sendable {
                 s.stamp = nil
                 if s.openFile >= 0 { close(s.openFile) }
                 s.openFile = -1
+                s.soleLink = false
                 return keep(
                     &s,
                     "cannot read \(path): \(String(cString: strerror(errno))); fix the file or run workstation apply"
@@ -157,6 +169,7 @@ public final class RouteTable: Sendable {
             // Kept open for `lookup`'s fast path; it only counts while its stamp is the one in force.
             if s.openFile >= 0 { close(s.openFile) }
             s.openFile = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+            s.soleLink = s.openFile >= 0 && FileStamp.of(fd: s.openFile)?.links == 1
             guard let data = FileManager.default.contents(atPath: path) else {
                 return keep(&s, "cannot read \(path); check its permissions (mode 0644, owned by root)")
             }
