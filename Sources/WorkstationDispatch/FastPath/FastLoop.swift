@@ -276,8 +276,17 @@ final class FastLoop: @unchecked Sendable {
             let fd = cws_accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
             if fd >= 0 { return intake.accepted(fd, on: self) }
             if errno == EINTR || errno == ECONNABORTED { continue }
-            if errno != EAGAIN && errno != EWOULDBLOCK {
-                shared.logger.error("fast path: accept failed", metadata: ["errno": "\(errno)"])
+            if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            // Out of descriptors or memory: the socket stays readable, so waiting for it would spin. This loop
+            // stops watching it for 100 ms (the connections wait in the backlog) and says so once per pause.
+            shared.logger.error(
+                "fast path: accept failed; pausing accepts for 100 ms",
+                metadata: ["error": .string(String(cString: strerror(errno)))]
+            )
+            var ev = epoll_event()
+            _ = epoll_ctl(epfd, EPOLL_CTL_DEL, listenFD, &ev)
+            schedule(in: .milliseconds(100)) { [self] in
+                try? add(listenFD, Epoll.input | Epoll.exclusive, data: UInt64(UInt32(bitPattern: listenFD)))
             }
             return
         }
