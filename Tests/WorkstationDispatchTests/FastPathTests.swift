@@ -29,11 +29,14 @@ import Glibc
         }
     }
 
-    func withDispatcher(_ body: (DispatchServer, TestHTTPServer) async throws -> Void) async throws {
+    func withDispatcher(
+        frontProxyUsers: [String] = ["root"],
+        _ body: (DispatchServer, TestHTTPServer) async throws -> Void
+    ) async throws {
         let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         let map = try MapDir()
         try map.write(["alice": alice.port])
-        let server = try await startDispatcher(map: map)
+        let server = try await startDispatcher(map: map, frontProxyUsers: frontProxyUsers)
         var failure: Error?
         do { try await body(server, alice) } catch { failure = error }
         await server.shutdown()
@@ -106,19 +109,13 @@ import Glibc
     }
 
     @Test func aPeerThatIsNotTheFrontProxyIsRefusedByTheFullPath() async throws {
-        let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
-        let map = try MapDir()
-        try map.write(["alice": alice.port])
         // This test runs as root; only www-data is believed.
-        let server = try await startDispatcher(map: map, frontProxyUsers: ["www-data"])
-        let text = try rawExchange(server, Array("GET / HTTP/1.1\r\nConnection: close\r\n\(ids)\r\n".utf8))
-        let handed = handoffs(server, "untrusted peer")
-        await server.shutdown()
-        alice.stop()
-        map.remove()
-        #expect(text.hasPrefix("HTTP/1.1 403 "), "\(text)")
-        #expect(handed == 1)
-        #expect(alice.requestCount == 0)
+        try await withDispatcher(frontProxyUsers: ["www-data"]) { server, alice in
+            let text = try rawExchange(server, Array("GET / HTTP/1.1\r\nConnection: close\r\n\(ids)\r\n".utf8))
+            #expect(text.hasPrefix("HTTP/1.1 403 "), "\(text)")
+            #expect(handoffs(server, "untrusted peer") == 1)
+            #expect(alice.requestCount == 0)
+        }
     }
 
     @Test func aNewTokenIsVerifiedOffTheLoopAndItsRequestsStayOnTheFastPath() async throws {
@@ -126,16 +123,7 @@ import Glibc
         let map = try MapDir()
         try map.write(["alice": alice.port])
         let signer = try await TokenIdentityTests.Signer(kid: "k1")
-        try signer.jwks.write(toFile: map.dir + "/jwks.json", atomically: true, encoding: .utf8)
-        let server = try await startDispatcher(map: map) { c in
-            c.identity = .jwt
-            c.listen = .tcp(host: "127.0.0.1", port: 0)
-            var j = JWTSettings()
-            j.jwksFile = map.dir + "/jwks.json"
-            j.issuer = TokenIdentityTests.issuer
-            j.audience = "t3"
-            c.jwt = j
-        }
+        let server = try await TokenIdentityTests.startDispatcher(map: map, keys: signer)
         let good = try await signer.token()
         let forged = try await TokenIdentityTests.Signer(kid: "k1").token()
         let request = { (token: String, close: Bool) in

@@ -70,22 +70,28 @@ import Glibc
         }
     }
 
+    /// A dispatcher in `jwt` mode on an ephemeral 127.0.0.1 port, trusting `keys`' JWKS (written beside the map),
+    /// issuer `issuer`, audience `t3`.
+    static func startDispatcher(map: MapDir, keys: Signer) async throws -> DispatchServer {
+        try keys.jwks.write(toFile: map.dir + "/jwks.json", atomically: true, encoding: .utf8)
+        return try await WorkstationDispatchTests.startDispatcher(map: map) { c in
+            c.identity = .jwt
+            c.listen = .tcp(host: "127.0.0.1", port: 0)
+            var j = JWTSettings()
+            j.jwksFile = map.dir + "/jwks.json"
+            j.issuer = issuer
+            j.audience = "t3"
+            c.jwt = j
+        }
+    }
+
     @Test func onlyAValidTokenIsBelievedAndItIsVerifiedOnce() async throws {
         let alice = try TestHTTPServer.echoUpstream(name: "alice-up")
         let map = try MapDir()
         try map.write(["alice": alice.port, "bob": alice.port])
         let signer = try await Signer(kid: "k1")
         let other = try await Signer(kid: "k1")  // the same key id, another key
-        try signer.jwks.write(toFile: map.dir + "/jwks.json", atomically: true, encoding: .utf8)
-        let server = try await startDispatcher(map: map) { c in
-            c.identity = .jwt
-            c.listen = .tcp(host: "127.0.0.1", port: 0)
-            var j = JWTSettings()
-            j.jwksFile = map.dir + "/jwks.json"
-            j.issuer = Self.issuer
-            j.audience = "t3"
-            c.jwt = j
-        }
+        let server = try await Self.startDispatcher(map: map, keys: signer)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         func status(_ headers: [(String, String)]) async throws -> Int {
             var req = HTTPClientRequest(url: "http://127.0.0.1:\(server.localAddress!.port!)/")

@@ -129,23 +129,17 @@ final class FastClient {
     /// One `read` into `input`; false when nothing came (drained, or the connection is gone).
     private func readMore() -> Bool {
         if input.readableBytes == 0 { input.clear() }
-        var asked = 0
-        var n = 0
-        input.writeWithUnsafeMutableBytes(minimumWritableBytes: 4096) { p -> Int in
-            asked = p.count
-            repeat { n = read(fd, p.baseAddress, p.count) } while n < 0 && errno == EINTR
-            return max(n, 0)
-        }
-        if n > 0 {
-            if n < asked && !hungUp { readable = false }
+        switch SocketIO.read(fd, into: &input, atLeast: 4096) {
+        case .data(let short):
+            if short && !hungUp { readable = false }
             return true
-        }
-        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+        case .empty:
             readable = false
             return false
+        case .closed:
+            peerClosed()
+            return false
         }
-        peerClosed()
-        return false
     }
 
     private func route(_ head: ScannedHead) {
@@ -365,18 +359,13 @@ final class FastClient {
     /// us) or the connection is gone.
     @discardableResult
     func flush() -> Bool {
-        while output.readableBytes > 0 {
-            let n = output.withUnsafeReadableBytes { p in write(fd, p.baseAddress, p.count) }
-            if n > 0 {
-                output.moveReaderIndex(forwardBy: n)
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
+        switch SocketIO.write(fd, from: &output) {
+        case .written: break
+        case .blocked: return false
+        case .failed:
             peerClosed()
             return false
         }
-        output.clear()
         if closeWhenFlushed {
             close()
             return false

@@ -203,17 +203,7 @@ final class FastUpstream {
     /// Writes what waits in `output`; false when the connection failed. Some may be left (the socket's buffer is
     /// full): its EPOLLOUT writes the rest.
     func flush() -> Bool {
-        while output.readableBytes > 0 {
-            let n = output.withUnsafeReadableBytes { p in write(fd, p.baseAddress, p.count) }
-            if n > 0 {
-                output.moveReaderIndex(forwardBy: n)
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
-        }
-        output.clear()
-        return true
+        SocketIO.write(fd, from: &output) != .failed
     }
 
     // MARK: responses
@@ -223,23 +213,17 @@ final class FastUpstream {
     func pump() {
         guard let c = client else { return }
         while readable, !closed, client === c, c.output.readableBytes == 0 {
-            var asked = 0
-            var n = 0
             loop.readBuffer.clear()
-            loop.readBuffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { p -> Int in
-                asked = p.count
-                repeat { n = read(fd, p.baseAddress, p.count) } while n < 0 && errno == EINTR
-                return max(n, 0)
-            }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            switch SocketIO.read(fd, into: &loop.readBuffer, atLeast: 16 * 1024) {
+            case .data(let short):
+                if short && !hungUp { readable = false }
+            case .empty:
                 readable = false
-                break
-            }
-            if n <= 0 {
+                continue
+            case .closed:
                 peerClosed(c)
-                break
+                return
             }
-            if n < asked && !hungUp { readable = false }
             framer.feed(loop.readBuffer)
             frame(c)
             if c.closed { return }
