@@ -165,4 +165,39 @@ import Glibc
             #expect(alice.requestCount == 1)
         }
     }
+
+    /// A request that arrives while the last response is still being written (the client reads slowly) waits for
+    /// it: handed to the full path, its answer must not overtake the rest of the first response. The first response
+    /// takes sizes around what the socket holds, so that in some of them its end has been read from the upstream but
+    /// not yet written to the client when the second request comes.
+    @Test func aRequestBehindASlowlyReadResponseWaitsForIt() async throws {
+        let upstream = try TestHTTPServer { r in
+            .text(r.uri.hasPrefix("/big/") ? String(repeating: "a", count: Int(r.uri.dropFirst(5)) ?? 0) : "after")
+        }
+        let map = try MapDir()
+        try map.write(["alice": upstream.port])
+        let server = try await startDispatcher(map: map)
+        defer {
+            upstream.stop()
+            map.remove()
+        }
+        for size in stride(from: 64 << 10, through: 640 << 10, by: 16 << 10) {
+            let fd = try connectDispatcher(server)
+            let first = Array("GET /big/\(size) HTTP/1.1\r\nHost: x\r\n\(ids)\r\n".utf8)
+            #expect(first.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == first.count)
+            usleep(50_000)  // the response fills the socket; the dispatcher holds the rest
+            let second =
+                "POST /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\(ids)\r\n"
+            let text = try exchange(on: fd, Array((second + "2\r\nhi\r\n0\r\n\r\n").utf8))
+            let bodyStart = try #require(text.range(of: "\r\n\r\n")).upperBound
+            let next = try #require(text.range(of: "HTTP/1.1 200 OK", range: bodyStart..<text.endIndex), "\(size)")
+            let body = text[bodyStart..<next.lowerBound]
+            #expect(
+                body.utf8.count == size && body.allSatisfy { $0 == "a" },
+                "the first body whole, then the second: \(size)"
+            )
+            #expect(text.hasSuffix("after"), "\(size)")
+        }
+        await server.shutdown()
+    }
 }

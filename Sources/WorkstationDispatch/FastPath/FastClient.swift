@@ -94,6 +94,9 @@ final class FastClient {
         while !closed {
             switch state {
             case .idle:
+                // The last response is still being written (the client reads slowly): the next request waits, so
+                // that nothing (the full path's answer after a hand-over, above all) can overtake it.
+                if output.readableBytes > 0 { return }
                 if input.readableBytes > 0 {
                     switch input.withUnsafeReadableBytes({ RequestHeadScanner.scan($0) }) {
                     case .head(let head):
