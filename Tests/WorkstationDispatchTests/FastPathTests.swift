@@ -200,4 +200,36 @@ import Glibc
         }
         await server.shutdown()
     }
+
+    /// An upstream (a person's own instance) that answers before the request's body is all sent must not make the
+    /// rest of the body a request of its own on the front proxy's connection, with identity fields of the sender's
+    /// choosing.
+    @Test func aBodyAnsweredEarlyIsNeverReadAsARequest() async throws {
+        let alice = try TestHTTPServer.rawReplies("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+        let bob = try TestHTTPServer.echoUpstream(name: "bob-up")
+        let map = try MapDir()
+        try map.write(["alice": alice.port, "bob": bob.port])
+        let server = try await startDispatcher(map: map)
+        defer {
+            alice.stop()
+            bob.stop()
+            map.remove()
+        }
+        let smuggled =
+            "GET /smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-authentik-username: bob\r\n"
+            + "X-authentik-groups: T3 Users\r\n\r\n"
+        let fd = try connectDispatcher(server)
+        let head = Array(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(smuggled.utf8.count)\r\n\(ids)\r\n".utf8
+        )
+        #expect(head.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == head.count)
+        usleep(200_000)  // alice's instance has answered, the body not yet sent
+        // The dispatcher may have closed the connection already: the write may fail, the reply is read either way.
+        _ = Array(smuggled.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let text = try exchange(on: fd, [])
+        await server.shutdown()
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n") && text.hasSuffix("early"), "\(text)")
+        #expect(text.contains("Connection: close\r\n"))
+        #expect(bob.requestCount == 0, "the body reached bob's instance as a request")
+    }
 }

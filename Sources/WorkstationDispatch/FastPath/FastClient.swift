@@ -260,7 +260,10 @@ final class FastClient {
         }
         ex.responseStarted = true
         ex.status = head.status
-        ex.closeAfter = !ex.head.keepAlive || head.framing == .untilClose
+        // A response that comes before the request's body is all here ends the connection: the rest of the body
+        // must never be read as a request of its own (the full path's decoder knows where it ends; this one stops
+        // reading).
+        ex.closeAfter = !ex.head.keepAlive || head.framing == .untilClose || ex.bodyRemaining > 0
         var rewrite = UpstreamResponseHead.Rewrite()
         rewrite.contentLengthZero =
             ex.head.isHead && !head.has("content-length") && !head.has("transfer-encoding")
