@@ -82,6 +82,9 @@ public final class RouteTable: Sendable {
         var map = DispatchMap(users: [:])
         var stamp: FileStamp?
         var lastBytes: Data?
+        /// The bytes of the last file refused, so that the same file seen again (another thread's refresh, a new
+        /// stamp for the same bytes) is not logged and counted twice.
+        var refusedBytes: Data?
         var lastProblem: String?
         /// The file in force, kept open: `fstat` on it (no path lookup) tells whether it is still current.
         var openFile: Int32 = -1
@@ -124,7 +127,7 @@ public final class RouteTable: Sendable {
             return .some(s.map.users[user])
         }
         if let hit { return hit }
-        refresh(stamp: stamp, force: false)
+        refresh(force: false)
         return state.withLockedValue { $0.map.users[user] }
     }
 
@@ -145,16 +148,22 @@ public final class RouteTable: Sendable {
     public var current: DispatchMap { state.withLockedValue { $0.map } }
 
     /// Reloads the file if its stamp changed (or always, with `force`).
+    ///
+    /// The file is opened, and its stamp taken from the open file (`fstat`) and its bytes read from it, under the
+    /// lock: the stamp in force is always the stamp of the bytes in force, however many threads refresh at once (a
+    /// stamp taken from the path before the lock could belong to the file before a rename, and make the next
+    /// refresh read the same bytes again).
     @discardableResult
     public func refresh(force: Bool = false) -> ReloadOutcome {
-        refresh(stamp: FileStamp.of(path), force: force)
-    }
-
-    @discardableResult
-    private func refresh(stamp: FileStamp?, force: Bool) -> ReloadOutcome {
         let outcome: ReloadOutcome = state.withLockedValue { s in
-            if !force, let stamp, stamp == s.stamp { return .unchanged }
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+            let stamp = fd >= 0 ? FileStamp.of(fd: fd)?.stamp : nil
+            if !force, let stamp, stamp == s.stamp {
+                close(fd)
+                return .unchanged
+            }
             guard let stamp else {
+                if fd >= 0 { close(fd) }
                 if !force, s.stamp == nil, s.lastProblem != nil { return .unchanged }
                 s.stamp = nil
                 if s.openFile >= 0 { close(s.openFile) }
@@ -168,12 +177,12 @@ public final class RouteTable: Sendable {
             s.stamp = stamp
             // Kept open for `lookup`'s fast path; it only counts while its stamp is the one in force.
             if s.openFile >= 0 { close(s.openFile) }
-            s.openFile = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-            s.soleLink = s.openFile >= 0 && FileStamp.of(fd: s.openFile)?.links == 1
-            guard let data = FileManager.default.contents(atPath: path) else {
+            s.openFile = fd
+            s.soleLink = FileStamp.of(fd: fd)?.links == 1
+            guard let data = try? FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() ?? Data() else {
                 return keep(&s, "cannot read \(path); check its permissions (mode 0644, owned by root)")
             }
-            if data == s.lastBytes { return .unchanged }
+            if data == s.lastBytes || data == s.refusedBytes { return .unchanged }
             do {
                 let map = try DispatchMap.decode(data)
                 if let bad = map.users.first(where: {
@@ -182,12 +191,14 @@ public final class RouteTable: Sendable {
                 }) {
                     return keep(
                         &s,
-                        "\(path): entry '\(printable(bad.key))' is invalid; regenerate the file with workstation apply"
+                        "\(path): entry '\(printable(bad.key))' is invalid; regenerate the file with workstation apply",
+                        refused: data
                     )
                 }
                 let old = s.map
                 s.map = map
                 s.lastBytes = data
+                s.refusedBytes = nil
                 s.lastProblem = nil
                 // Tunnels of a person whose target changed (port, or workspace Service and its name) are cut.
                 let dropped = old.users.filter {
@@ -198,7 +209,8 @@ public final class RouteTable: Sendable {
             } catch {
                 return keep(
                     &s,
-                    "\(path) is not a valid version 1 or 2 dispatch.json (\(describe(error))); keeping the last good map"
+                    "\(path) is not a valid version 1 or 2 dispatch.json (\(describe(error))); keeping the last good map",
+                    refused: data
                 )
             }
         }
@@ -216,9 +228,10 @@ public final class RouteTable: Sendable {
         return outcome
     }
 
-    private func keep(_ s: inout State, _ reason: String) -> ReloadOutcome {
+    private func keep(_ s: inout State, _ reason: String, refused: Data? = nil) -> ReloadOutcome {
         s.lastProblem = reason
         s.lastBytes = nil
+        s.refusedBytes = refused
         return .kept(reason: reason)
     }
 
