@@ -130,26 +130,36 @@ final class FastLoop: @unchecked Sendable {
     /// when the directory itself is removed or moved, or events were lost.
     private func mapChanged() {
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var relevant = false
+        let name = Array((shared.routes.path.split(separator: "/").last.map(String.init) ?? "").utf8)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(mapWatch, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             var at = 0
-            // struct inotify_event: wd, mask, cookie, len, then len bytes of name.
+            // struct inotify_event: wd, mask, cookie, len, then len bytes of name (NUL-padded).
             while at + 16 <= n {
                 let (wd, mask, length) = buffer.withUnsafeBytes {
                     (
                         $0.loadUnaligned(fromByteOffset: at, as: Int32.self),
                         $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self),
-                        $0.loadUnaligned(fromByteOffset: at + 12, as: UInt32.self)
+                        Int($0.loadUnaligned(fromByteOffset: at + 12, as: UInt32.self))
                     )
                 }
                 let gone = UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 || (wd == directoryWatch && mask & gone != 0) {
                     mapWatched = false
+                    relevant = true
+                } else if wd != directoryWatch {
+                    relevant = true  // the file in force itself
+                } else if length > 0, at + 16 + length <= n {
+                    // Another file of the directory (a temp file before its rename) changes nothing.
+                    let named = buffer[(at + 16)..<(at + 16 + length)].prefix { $0 != 0 }
+                    if named.elementsEqual(name) { relevant = true }
                 }
-                at += 16 + Int(length)
+                at += 16 + length
             }
         }
+        guard relevant else { return }
         shared.routes.refresh()
         if mapWatched { watchFile() }
     }
