@@ -37,7 +37,7 @@ import Glibc
 
     /// Out of descriptors, the dispatcher pauses accepting (the listening socket stays readable, so waiting for it
     /// again at once would spin) and serves again once descriptors are free.
-    @Test func runningOutOfDescriptorsPausesAcceptsInsteadOfSpinning() throws {
+    @Test func runningOutOfDescriptorsPausesAcceptsInsteadOfSpinning() async throws {
         let dir = try TempRoot("dispatch")
         try dir.write("/dispatch.json", #"{"users":{},"version":1}"#)
         let socket = dir.path + "/d.sock"
@@ -58,7 +58,7 @@ import Glibc
         var probe: Int32 = -1
         for _ in 0..<200 where probe < 0 {
             probe = Self.connect(socket)
-            if probe < 0 { usleep(50_000) }
+            if probe < 0 { try await Task.sleep(for: .milliseconds(50)) }
         }
         try #require(probe >= 0, "the dispatcher did not listen")
         close(probe)
@@ -67,14 +67,14 @@ import Glibc
         // Closed once: a descriptor closed twice could be another test's by then.
         defer { for fd in held where fd >= 0 { close(fd) } }
         #expect(held.allSatisfy { $0 >= 0 })
-        usleep(300_000)
+        try await Task.sleep(for: .milliseconds(300))
         let before = try Self.cpuTicks(server.pid)
-        usleep(1_000_000)
+        try await Task.sleep(for: .seconds(1))
         let spent = try Self.cpuTicks(server.pid) - before
         #expect(spent < 30, "CPU ticks (1/100 s) in one second with accepts failing: \(spent)")
         for fd in held where fd >= 0 { close(fd) }
         held = []
-        usleep(300_000)
+        try await Task.sleep(for: .milliseconds(300))
         let fd = Self.connect(socket)
         try #require(fd >= 0)
         defer { close(fd) }

@@ -185,7 +185,7 @@ import Glibc
             let fd = try connectDispatcher(server)
             let first = Array("GET /big/\(size) HTTP/1.1\r\nHost: x\r\n\(ids)\r\n".utf8)
             #expect(first.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == first.count)
-            usleep(50_000)  // the response fills the socket; the dispatcher holds the rest
+            try await Task.sleep(for: .milliseconds(50))  // the response fills the socket; the dispatcher holds the rest
             let second =
                 "POST /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\(ids)\r\n"
             let text = try exchange(on: fd, Array((second + "2\r\nhi\r\n0\r\n\r\n").utf8))
@@ -223,7 +223,7 @@ import Glibc
             "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(smuggled.utf8.count)\r\n\(ids)\r\n".utf8
         )
         #expect(head.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == head.count)
-        usleep(200_000)  // alice's instance has answered, the body not yet sent
+        try await Task.sleep(for: .milliseconds(200))  // alice's instance has answered, the body not yet sent
         // The dispatcher may have closed the connection already: the write may fail, the reply is read either way.
         _ = Array(smuggled.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let text = try exchange(on: fd, [])
