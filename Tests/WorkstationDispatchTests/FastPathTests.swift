@@ -185,7 +185,8 @@ import Glibc
             let fd = try connectDispatcher(server)
             let first = Array("GET /big/\(size) HTTP/1.1\r\nHost: x\r\n\(ids)\r\n".utf8)
             #expect(first.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == first.count)
-            try await Task.sleep(for: .milliseconds(50))  // the response fills the socket; the dispatcher holds the rest
+            // The response fills the socket; the dispatcher holds the rest.
+            try await Task.sleep(for: .milliseconds(50))
             let second =
                 "POST /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\(ids)\r\n"
             let text = try exchange(on: fd, Array((second + "2\r\nhi\r\n0\r\n\r\n").utf8))
