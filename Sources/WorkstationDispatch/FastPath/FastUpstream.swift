@@ -140,31 +140,23 @@ final class FastUpstream {
     /// owner (someone took the port while the person's instance was down) closes it, and the client gets 502.
     private func verifyAcceptor() {
         guard !closed else { return }
-        let config = loop.shared.config
-        if config.verifyUpstreamOwner {
-            guard let expected = loop.shared.accounts.uid(of: osUser) else {
-                return refused("no account named \(osUser) for the listener on 127.0.0.1:\(port)")
-            }
-            var local = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let named = withUnsafeMutablePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            let clientPort = Int(UInt16(bigEndian: local.sin_port))
-            let owner =
-                named == 0
-                ? SocketOwners.acceptorUID(serverPort: port, clientPort: clientPort, procNet: config.procNet) : nil
-            if owner == nil, ownerAttempts < 20 {
+        let shared = loop.shared
+        if shared.config.verifyUpstreamOwner {
+            let check = SocketOwners.checkAcceptor(
+                osUser: osUser,
+                port: port,
+                clientPort: ListeningSocket.ipAddress(of: fd, peer: false)?.port,
+                attempt: ownerAttempts,
+                accounts: shared.accounts,
+                procNet: shared.config.procNet
+            )
+            switch check {
+            case .accepted: break
+            case .notYetListed:
                 ownerAttempts += 1
                 loop.schedule(in: .milliseconds(1)) { [self] in verifyAcceptor() }
                 return
-            }
-            if owner != expected {
-                return refused(
-                    "the listener on 127.0.0.1:\(port) belongs to "
-                        + (owner.map { "uid \($0)" } ?? "no account found")
-                        + ", not to \(osUser) (uid \(expected))"
-                )
+            case .refused(let reason): return refused(reason)
             }
         }
         connecting = false

@@ -165,25 +165,23 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A workspace has no account on this host: its certificate is the check (above), or with tls none,
         // the NetworkPolicy alone (docs/scale-out.md).
         if shared.config.verifyUpstreamOwner, workspace == nil {
-            if let expected = shared.accounts.uid(of: osUser) {
-                let owner = channel.localAddress?.port.flatMap {
-                    SocketOwners.acceptorUID(serverPort: port, clientPort: $0, procNet: shared.config.procNet)
+            let check = SocketOwners.checkAcceptor(
+                osUser: osUser,
+                port: port,
+                clientPort: channel.localAddress?.port,
+                attempt: attempt,
+                accounts: shared.accounts,
+                procNet: shared.config.procNet
+            )
+            switch check {
+            case .accepted: break
+            case .notYetListed:
+                let bound = NIOLoopBound(self, eventLoop: eventLoop)
+                eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
+                    bound.value.verifyAcceptor(channel: channel, shared: shared, attempt: attempt + 1)
                 }
-                if owner == nil, attempt < 20 {
-                    let bound = NIOLoopBound(self, eventLoop: eventLoop)
-                    eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(1)) {
-                        bound.value.verifyAcceptor(channel: channel, shared: shared, attempt: attempt + 1)
-                    }
-                    return
-                }
-                if owner != expected {
-                    problem =
-                        "the listener on 127.0.0.1:\(port) belongs to "
-                        + (owner.map { "uid \($0)" } ?? "no account found")
-                        + ", not to \(osUser) (uid \(expected))"
-                }
-            } else {
-                problem = "no account named \(osUser) for the listener on 127.0.0.1:\(port)"
+                return
+            case .refused(let reason): problem = reason
             }
         }
         connecting = false

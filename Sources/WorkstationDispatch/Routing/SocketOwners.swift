@@ -41,6 +41,47 @@ enum SocketOwners {
         }
     }
 
+    /// What the check of an upstream connection's acceptor found (`checkAcceptor`).
+    enum AcceptorCheck: Equatable {
+        /// The socket that accepted the connection belongs to the routed person.
+        case accepted
+        /// The kernel lists no such connection yet (still being set up): ask again 1 ms later.
+        case notYetListed
+        /// Another owner, or none; the reason is for the log. The request gets 502 and no byte of it goes out.
+        case refused(String)
+    }
+
+    /// Attempts at finding an acceptor not listed yet, 1 ms apart, before it counts as "no account found".
+    static let acceptorAttempts = 20
+
+    /// Checks that the socket that accepted the dispatcher's connection from `clientPort` to 127.0.0.1:`port`
+    /// belongs to `osUser`, as both request paths do before sending a byte (docs/dispatch.md, "The checks on every
+    /// request").
+    /// - Parameters:
+    ///   - clientPort: the connection's local port; nil when it could not be read.
+    ///   - attempt: the attempts made before this one (0 at first).
+    static func checkAcceptor(
+        osUser: String,
+        port: Int,
+        clientPort: Int?,
+        attempt: Int,
+        accounts: AccountIDs,
+        procNet: String
+    ) -> AcceptorCheck {
+        guard let expected = accounts.uid(of: osUser) else {
+            return .refused("no account named \(osUser) for the listener on 127.0.0.1:\(port)")
+        }
+        let owner = clientPort.flatMap { acceptorUID(serverPort: port, clientPort: $0, procNet: procNet) }
+        if owner == nil, attempt < acceptorAttempts { return .notYetListed }
+        guard owner == expected else {
+            return .refused(
+                "the listener on 127.0.0.1:\(port) belongs to " + (owner.map { "uid \($0)" } ?? "no account found")
+                    + ", not to \(osUser) (uid \(expected))"
+            )
+        }
+        return .accepted
+    }
+
     /// `acceptorUID` from the text tables `procNet/tcp` and `procNet/tcp6` (proc(5)). Costs a read of every socket
     /// on the host: the netlink lookup is the one used when it works.
     static func acceptorUIDFromTables(serverPort: Int, clientPort: Int, procNet: String) -> uid_t? {
