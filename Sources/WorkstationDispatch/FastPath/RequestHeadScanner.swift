@@ -131,7 +131,7 @@ enum RequestHeadScanner {
     }
 
     /// Writes the head sent upstream into `out`: the request line as received, then every field line as received
-    /// except `X-authentik-*` and hop-by-hop fields (`HTTPField.isHopByHop`), then `X-authentik-username: user`,
+    /// except those `Gate.isStripped` names (`X-authentik-*`, hop-by-hop), then `X-authentik-username: user`,
     /// then the empty line. The same fields `Gate.upstreamHeaders` keeps, for the heads this scanner accepts.
     static func writeUpstreamHead(
         _ bytes: UnsafeRawBufferPointer,
@@ -149,7 +149,7 @@ enum RequestHeadScanner {
             let end = base.distance(to: UnsafeRawPointer(memchr(base + at, 0x0A, last - at)!)) - 1
             let colon = base.distance(to: UnsafeRawPointer(memchr(base + at, 0x3A, end - at)!))
             let name = bytes[field: at..<colon]
-            if HTTPField.isHopByHop(name) || HTTPField.hasPrefix(name, lowercase: "x-authentik-") {
+            if Gate.isStripped(name) {
                 if keptFrom < at { out.writeBytes(bytes[field: keptFrom..<at]) }
                 keptFrom = end + 2
             }

@@ -237,7 +237,7 @@ public enum Gate {
         }
         for (name, value) in headers {
             let dropped = HTTPField.bytes(of: name) { n in
-                if HTTPField.isHopByHop(n) || HTTPField.hasPrefix(n, lowercase: "x-authentik-") { return true }
+                if isStripped(n) { return true }
                 return !named.isEmpty
                     && named.contains { t in HTTPField.bytes(of: t) { HTTPField.equalIgnoringCase(n, $0) } }
             }
@@ -248,6 +248,14 @@ public enum Gate {
             body("Connection", "Upgrade")
             body("Upgrade", proto)
         }
+    }
+
+    /// True for a request field that never reaches an upstream as received, whatever `Connection` names: every
+    /// `X-authentik-*` field (the checked username is added instead) and the hop-by-hop fields
+    /// (`HTTPField.isHopByHop`). Both request paths strip these (`forEachUpstreamField`,
+    /// `RequestHeadScanner.writeUpstreamHead`).
+    static func isStripped(_ name: UnsafeRawBufferPointer) -> Bool {
+        HTTPField.isHopByHop(name) || HTTPField.hasPrefix(name, lowercase: "x-authentik-")
     }
 
     /// True when the request asks to switch to WebSocket (RFC 6455 section 4.1: `Upgrade: websocket` and a
